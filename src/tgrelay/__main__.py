@@ -1,0 +1,3 @@
+from tgrelay.cli import main
+
+main()

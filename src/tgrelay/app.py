@@ -1,0 +1,208 @@
+"""Wiring: build the Runtime from Settings, assemble the ASGI app, run worker and pollers.
+
+The webhook route is served by a lean ASGI handler ahead of FastAPI (see DESIGN.md, "The
+intake path is the hot path"); everything else is the FastAPI app with its OpenAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from tgrelay import problems
+from tgrelay.bots import api as bots_api
+from tgrelay.bots import jobs as bots_jobs
+from tgrelay.clock import Clock, utcnow
+from tgrelay.inbox import api as inbox_api
+from tgrelay.inbox import jobs as inbox_jobs
+from tgrelay.inbox.poller import PollerSupervisor
+from tgrelay.inbox.receiver import WebhookReceiver
+from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.queue import store as job_store
+from tgrelay.queue.worker import Registry, Worker
+from tgrelay.runtime import Runtime, open_runtime
+from tgrelay.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_PREFIX = "/telegram/"
+
+
+def job_registry(rt: Runtime) -> Registry:
+    """Every job kind this process can run, each registered by the domain that owns it."""
+    registry = Registry()
+    # Domain handlers of updates, in the order they run: groups → support → conversations
+    # (DESIGN.md); later issues add them here.
+    inbox_jobs.register(registry, rt, handlers=[])
+    bots_jobs.register(registry, rt)
+    return registry
+
+
+@dataclass(kw_only=True)
+class Background:
+    """What runs beside the HTTP app: the intake writer, and optionally worker and pollers."""
+
+    writer: GroupCommitWriter
+    worker: Worker | None
+
+
+@asynccontextmanager
+async def background(
+    rt: Runtime, *, run_worker: bool, run_pollers: bool
+) -> AsyncIterator[Background]:
+    """Start the process's background tasks; on exit stop them, finishing in-flight work."""
+    settings = rt.settings
+    writer = GroupCommitWriter(rt)
+    tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
+    worker: Worker | None = None
+    pollers: PollerSupervisor | None = None
+    if run_worker:
+        worker = Worker(
+            rt.db,
+            job_registry(rt),
+            concurrency=settings.worker_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+            clock=rt.clock,
+            metrics=rt.metrics,
+        )
+        rt.notify_worker = worker.notify
+        tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
+    if run_pollers:
+        pollers = PollerSupervisor(rt, writer)
+        tasks.append(asyncio.create_task(pollers.run(), name="pollers"))
+    try:
+        yield Background(writer=writer, worker=worker)
+    finally:
+        # Pollers first (no new updates), then the worker (finish or release), then the writer.
+        if pollers is not None:
+            await pollers.stop()
+        if worker is not None:
+            await worker.stop()
+        await writer.stop()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class TgrelayApp:
+    """The ASGI entry point: webhook intake first, the FastAPI app for everything else."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_worker: bool = True,
+        run_pollers: bool | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.run_worker = run_worker
+        # Pollers go with the worker unless told otherwise: `serve --no-worker` is a pure
+        # API/intake node, and `tgrelay worker` polls.
+        self.run_pollers = run_worker if run_pollers is None else run_pollers
+        self.receiver: WebhookReceiver | None = None
+        self.api = self._build_api()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        receiver = self.receiver
+        if (
+            receiver is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(WEBHOOK_PREFIX)
+        ):
+            await receiver(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+    def _build_api(self) -> FastAPI:
+        api = FastAPI(
+            title="tgrelay",
+            version="0.1.0",
+            summary="Telegram bots and groups, wired into your product without losing an update.",
+            lifespan=self._lifespan,
+        )
+        problems.install(api)
+        api.include_router(bots_api.router)
+        api.include_router(inbox_api.router)
+
+        @api.get("/healthz", tags=["operations"])
+        async def healthz() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "ok"}
+
+        @api.get("/readyz", tags=["operations"])
+        async def readyz(request: Request) -> JSONResponse:
+            """Readiness: the database answers."""
+            rt: Runtime | None = getattr(request.app.state, "runtime", None)
+            ready = rt is not None and await rt.db.ping()
+            return JSONResponse(
+                {"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503
+            )
+
+        @api.get("/metrics", tags=["operations"], include_in_schema=False)
+        async def metrics(request: Request) -> Response:
+            rt: Runtime = request.app.state.runtime
+            async with rt.db.engine.connect() as conn:
+                counts = await job_store.count_by_state(conn)
+            for state, count in counts.items():
+                rt.metrics.jobs.labels(state.value).set(count)
+            return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return api
+
+    @asynccontextmanager
+    async def _lifespan(self, api: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(self.settings, clock=self.clock) as rt:
+            _warn_about_settings(rt)
+            async with background(
+                rt, run_worker=self.run_worker, run_pollers=self.run_pollers
+            ) as bg:
+                api.state.runtime = rt
+                self.receiver = WebhookReceiver(rt, bg.writer)
+                log.info(
+                    "app.started",
+                    database=rt.db.dialect,
+                    mode="webhook" if rt.settings.uses_webhooks else "polling",
+                    worker=self.run_worker,
+                )
+                try:
+                    yield
+                finally:
+                    self.receiver = None
+        log.info("app.stopped")
+
+
+def _warn_about_settings(rt: Runtime) -> None:
+    if rt.settings.public_url_is_insecure:
+        log.warning(
+            "settings.insecure_public_url",
+            public_url=rt.settings.public_url,
+            note="Telegram only delivers webhooks to https:// URLs; http:// suits the emulator",
+        )
+
+
+async def run_worker_process(settings: Settings) -> None:
+    """`tgrelay worker`: jobs, health checks and pollers without HTTP, until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings) as rt, background(rt, run_worker=True, run_pollers=True):
+        log.info("worker.started", database=rt.db.dialect)
+        await stop.wait()
+    log.info("worker.stopped")

@@ -1,0 +1,147 @@
+"""The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from tgrelay import errors
+from tgrelay.db import migrate as db_migrate
+from tgrelay.observability import configure_logging
+from tgrelay.runtime import Runtime, open_runtime
+from tgrelay.settings import Settings, with_secret_keys
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="tgrelay: Telegram bots and groups, wired into your product.", no_args_is_help=True
+)
+workspace_app = typer.Typer(help="Workspaces and their API keys.", no_args_is_help=True)
+bot_app = typer.Typer(help="Connected bots.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(bot_app, name="bot")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _with_runtime(use: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run one use case with a short-lived Runtime; tgrelay errors become a clean exit 1."""
+
+    async def run() -> T:
+        async with open_runtime(_settings()) as rt:
+            return await use(rt)
+
+    try:
+        return asyncio.run(run())
+    except errors.TgrelayError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="overrides TGRELAY_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides TGRELAY_PORT")] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="run jobs and pollers in this process")
+    ] = True,
+) -> None:
+    """Run the HTTP API and webhook intake (and, by default, the worker and pollers)."""
+    from tgrelay.app import TgrelayApp
+
+    settings = _settings()
+    try:
+        settings = with_secret_keys(settings)
+    except errors.ConfigurationError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    uvicorn.run(
+        TgrelayApp(settings, run_worker=worker),
+        host=host or settings.host,
+        port=port or settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run jobs, health checks and pollers without HTTP (cluster mode)."""
+    from tgrelay.app import run_worker_process
+
+    try:
+        asyncio.run(run_worker_process(_settings()))
+    except errors.TgrelayError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (also done on every start)."""
+    settings = _settings()
+    db_migrate.upgrade_sync(settings.resolved_database_url)
+    console.print("database is up to date")
+
+
+@app.command()
+def emulator(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8081,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+) -> None:
+    """Run the Telegram Bot API emulator, to try tgrelay offline."""
+    from tgrelay.testing.emulator_server import run
+
+    configure_logging()
+    run(host, port)
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create a workspace and print its id and first API key (shown once)."""
+    from tgrelay.workspaces import service
+
+    workspace, api_key = _with_runtime(
+        lambda rt: service.create_workspace(rt.db, name, now=rt.clock())
+    )
+    if as_json:
+        print(json.dumps({"workspace_id": workspace.id, "api_key": api_key}))
+        return
+    console.print(f"workspace_id: {workspace.id}")
+    console.print(f"api_key:      {api_key}")
+    console.print("[yellow]Store the API key now: it is not shown again.[/yellow]")
+
+
+@workspace_app.command("list")
+def workspace_list() -> None:
+    """List workspaces."""
+    from tgrelay.workspaces import service
+
+    found = _with_runtime(lambda rt: service.list_workspaces(rt.db))
+    table = Table("id", "name", "created_at")
+    for ws in found:
+        table.add_row(ws.id, ws.name, ws.created_at.isoformat())
+    console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Storage: engine, tables, migrations. Knows no domain beyond the schema it declares."""

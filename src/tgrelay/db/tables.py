@@ -1,0 +1,151 @@
+"""The schema, declared once for SQLite and PostgreSQL; Alembic migrations must match it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from tgrelay.db.types import BigId, Timestamp
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "ws_" + random
+    Column("name", String(200), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the key's public prefix part, "tgr_" + id
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex of the secret part
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+)
+
+bots = Table(
+    "bots",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # Telegram's bot id
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("username", String(64), nullable=False),
+    Column("first_name", String(128), nullable=False),
+    Column("token_ciphertext", Text, nullable=False),  # Fernet token of the bot token
+    Column("token_fingerprint", String(32), nullable=False),  # "123456:…abcd"
+    Column("mode", String(16), nullable=False),  # webhook | polling
+    Column("status", String(32), nullable=False),
+    Column("conflict_kind", String(16)),  # foreign | empty, when status is webhook_conflict
+    Column("secret_generation", Integer, nullable=False, server_default=text("1")),
+    # The previous generation stays valid until this instant after a rotation.
+    Column("previous_secret_valid_until", Timestamp),
+    Column("last_error_message", Text),  # from getWebhookInfo
+    Column("last_error_at", Timestamp),
+    Column("last_checked_at", Timestamp),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+updates = Table(
+    "updates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("bot_id", BigInteger, nullable=False),
+    Column("update_id", BigInteger, nullable=False),
+    Column("kind", String(40), nullable=False),  # the Update's payload field, e.g. "message"
+    Column("chat_id", BigInteger),  # null for updates without a chat (inline queries, polls)
+    Column("source", String(16), nullable=False),  # webhook | polling
+    Column("payload", Text, nullable=False),  # the raw JSON as received
+    Column("received_at", Timestamp, nullable=False),
+    UniqueConstraint("bot_id", "update_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),  # handler name, e.g. "process_update"
+    Column("payload", Text, nullable=False),  # JSON arguments for the handler
+    # Jobs sharing a key run one at a time, oldest first; null = no ordering constraint.
+    Column("ordering_key", String(128)),
+    Column("subject_id", BigInteger),  # the row this job is about (e.g. updates.id)
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", Timestamp, nullable=False),
+    Column("locked_by", String(64)),
+    Column("lease_expires_at", Timestamp),
+    Column("last_error", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp),
+    Index("ix_jobs_state_run_at", "state", "run_at"),
+    Index("ix_jobs_ordering_key_id", "ordering_key", "id"),
+    Index("ix_jobs_kind_subject_id", "kind", "subject_id"),
+)
+
+telegram_chats = Table(
+    "telegram_chats",
+    metadata,
+    Column("bot_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("chat_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", String(16), nullable=False),
+    Column("title", String(256)),
+    Column("username", String(64)),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+telegram_users = Table(
+    "telegram_users",
+    metadata,
+    Column("bot_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("is_bot", Boolean, nullable=False),
+    Column("first_name", String(256), nullable=False),
+    Column("last_name", String(256)),
+    Column("username", String(64)),
+    Column("language_code", String(16)),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),  # e.g. "poller:123456"
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(40), index=True),
+    Column("bot_id", BigInteger),
+    Column("action", String(64), nullable=False),  # e.g. "bot.status_changed", "intake.rejected"
+    Column("actor", String(64), nullable=False),  # "api_key:tgr_…", "system", "telegram"
+    Column("detail", Text, nullable=False),  # JSON, never a secret
+    Column("remote_addr", String(64)),
+    Column("created_at", Timestamp, nullable=False),
+)

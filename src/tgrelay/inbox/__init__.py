@@ -1,0 +1,1 @@
+"""Updates in: webhook receiver, poller, the group-commit writer, and processing dispatch."""

@@ -1,0 +1,182 @@
+"""Long polling for bots without a public webhook URL.
+
+The offset moves only past updates the group-commit writer has committed, so a crash
+between getUpdates and the commit makes Telegram send the same updates again (absorbed as
+duplicates). One poller per bot across processes, by lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+from dataclasses import dataclass
+
+import orjson
+import structlog
+from sqlalchemy import func, select
+
+from tgrelay import errors
+from tgrelay.bots import service as bots_service
+from tgrelay.bots.models import BotStatus
+from tgrelay.db import leases, tables
+from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.runtime import Runtime
+from tgrelay.telegram import updates as update_facts
+
+log = structlog.get_logger(__name__)
+
+LEASE_SECONDS = 90.0
+SCAN_INTERVAL_SECONDS = 2.0
+BATCH_LIMIT = 100  # getUpdates' maximum
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Exponential backoff with full jitter for poll errors (409s, network failures)."""
+
+    base: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, failures: int, rand: float) -> float:
+        return rand * min(self.cap, self.base * 2.0 ** max(failures - 1, 0))
+
+
+class Poller:
+    """Polls one bot until stopped, its lease is lost, or its token is revoked."""
+
+    def __init__(
+        self, rt: Runtime, writer: GroupCommitWriter, bot: bots_service.PollingBot, *, holder: str
+    ) -> None:
+        self._rt = rt
+        self._writer = writer
+        self.bot = bot
+        self._holder = holder
+        self._lease = f"poller:{bot.bot_id}"
+        self._backoff = Backoff()
+
+    async def run(self) -> None:
+        rt, bot_id = self._rt, self.bot.bot_id
+        client = rt.telegram.for_token(self.bot.token)
+        offset = await self._committed_offset()
+        failures = 0
+        try:
+            while await leases.acquire(
+                rt.db, self._lease, holder=self._holder, now=rt.clock(), ttl=LEASE_SECONDS
+            ):
+                try:
+                    raw_updates = await client.get_updates(
+                        offset=offset,
+                        timeout=rt.settings.poll_timeout_seconds,
+                        limit=BATCH_LIMIT,
+                        allowed_updates=update_facts.ALLOWED_UPDATES,
+                    )
+                    if raw_updates:
+                        await self._commit(raw_updates)
+                        offset = max(u["update_id"] for u in raw_updates) + 1
+                    failures = 0
+                except errors.TelegramUnauthorized:
+                    await bots_service.record_status(
+                        rt, bot_id, BotStatus.TOKEN_REVOKED, reason="getUpdates answered 401"
+                    )
+                    return
+                except (errors.TelegramError, errors.StorageUnavailable) as exc:
+                    failures += 1
+                    delay = self._backoff.delay(failures, random.random())
+                    log.warning("poller.backoff", bot_id=bot_id, error=str(exc), delay=delay)
+                    await asyncio.sleep(delay)
+        finally:
+            with contextlib.suppress(Exception):
+                await leases.release(rt.db, self._lease, holder=self._holder)
+
+    async def _committed_offset(self) -> int | None:
+        """One past the newest stored update: Telegram forgets everything below it."""
+        async with self._rt.db.engine.connect() as conn:
+            newest = await conn.scalar(
+                select(func.max(tables.updates.c.update_id)).where(
+                    tables.updates.c.bot_id == self.bot.bot_id
+                )
+            )
+        return None if newest is None else int(newest) + 1
+
+    async def _commit(self, raw_updates: list[dict[str, object]]) -> None:
+        now = self._rt.clock()
+        incoming = []
+        for raw in raw_updates:
+            kind = update_facts.classify(raw)
+            update_id = raw["update_id"]
+            assert isinstance(update_id, int)
+            incoming.append(
+                IncomingUpdate(
+                    bot_id=self.bot.bot_id,
+                    update_id=update_id,
+                    kind=kind.value,
+                    chat_id=update_facts.chat_id_of(raw, kind),
+                    source=UpdateSource.POLLING,
+                    payload=orjson.dumps(raw).decode(),
+                    received_at=now,
+                )
+            )
+        created = await self._writer.store_many(incoming)
+        metrics = self._rt.metrics
+        for was_new in created:
+            metrics.updates_received.labels("polling", "stored" if was_new else "duplicate").inc()
+        dates = [d for raw in raw_updates if isinstance(d := _event_date(raw), int)]
+        if dates:
+            lag = max(0.0, now.timestamp() - max(dates))
+            metrics.poller_lag.labels(str(self.bot.bot_id)).set(lag)
+
+
+def _event_date(raw: dict[str, object]) -> object:
+    for value in raw.values():
+        if isinstance(value, dict) and "date" in value:
+            return value["date"]
+    return None
+
+
+class PollerSupervisor:
+    """Keeps a poller running for every polling-mode bot whose lease this process can take."""
+
+    def __init__(self, rt: Runtime, writer: GroupCommitWriter) -> None:
+        self._rt = rt
+        self._writer = writer
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self._running: dict[int, tuple[str, asyncio.Task[None]]] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._reconcile()
+            except Exception as exc:  # a scan failure must not end polling for good
+                log.warning("poller.scan_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SCAN_INTERVAL_SECONDS)
+
+    async def _reconcile(self) -> None:
+        wanted = {bot.bot_id: bot for bot in await bots_service.polling_bots(self._rt)}
+        for bot_id, (token, task) in list(self._running.items()):
+            bot = wanted.get(bot_id)
+            if task.done() or bot is None or bot.token != token:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                del self._running[bot_id]
+        for bot_id, bot in wanted.items():
+            if bot_id not in self._running:
+                poller = Poller(self._rt, self._writer, bot, holder=self._holder)
+                task = asyncio.create_task(poller.run(), name=f"poller-{bot_id}")
+                self._running[bot_id] = (bot.token, task)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._running.clear()

@@ -1,0 +1,174 @@
+"""`POST /telegram/{bot_id}`: the webhook intake, a lean ASGI handler on the hot path.
+
+Order of checks: route → secret (constant time) → size → JSON with an integer update_id →
+group commit → 200. No full Update parsing here: the worker does that.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import Message, Receive, Scope, Send
+
+from tgrelay import audit, errors
+from tgrelay.inbox.credentials import CredentialCache
+from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.runtime import Runtime
+from tgrelay.telegram import updates as update_facts
+
+log = structlog.get_logger(__name__)
+
+SECRET_HEADER = b"x-telegram-bot-api-secret-token"
+# Compared against when a bot is unknown, so that answer takes as long as a wrong secret.
+_DUMMY_SECRET = "x" * 43
+_MAX_INT64 = 2**63 - 1
+
+
+class Rejection(Exception):
+    """A request the intake refuses; its status and reason go to the client and the audit."""
+
+    def __init__(self, status: int, reason: str, *, audited: bool = True) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.audited = audited
+
+
+class WebhookReceiver:
+    def __init__(self, rt: Runtime, writer: GroupCommitWriter) -> None:
+        self._rt = rt
+        self._writer = writer
+        self._credentials = CredentialCache(rt)
+        self._max_bytes = rt.settings.max_update_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        bot_id: int | None = None
+        try:
+            bot_id = _bot_id_of(scope["path"])
+            if scope["method"] != "POST":
+                raise Rejection(405, "only POST is accepted", audited=False)
+            await self._authenticate(bot_id, scope)
+            body = await _read_body(receive, scope, self._max_bytes)
+            update = _parse(body, bot_id, self._rt)
+            created = await self._writer.store(update)
+        except Rejection as rejection:
+            self._reject(scope, bot_id, rejection)
+            await _respond(send, rejection.status, rejection.reason)
+            return
+        except errors.StorageUnavailable:
+            # Telegram retries non-2xx answers, so nothing is lost by refusing now.
+            self._rt.metrics.updates_received.labels("webhook", "error").inc()
+            await _respond(send, 503, "storage unavailable, retry later")
+            return
+        outcome = "stored" if created else "duplicate"
+        self._rt.metrics.updates_received.labels("webhook", outcome).inc()
+        self._rt.metrics.intake_latency.observe(time.perf_counter() - started)
+        await _respond(send, 200, "")
+
+    async def _authenticate(self, bot_id: int, scope: Scope) -> None:
+        """Pass when the secret header matches one of the bot's; Rejection(401) otherwise."""
+        presented = b""
+        for name, value in scope["headers"]:
+            if name == SECRET_HEADER:
+                presented = value
+                break
+        credentials = await self._credentials.get(bot_id)
+        accepted = credentials.secrets if credentials is not None else (_DUMMY_SECRET,)
+        matched = False
+        for secret in accepted:
+            # compare_digest on bytes runs in time independent of where they differ.
+            matched |= hmac.compare_digest(presented, secret.encode())
+        if credentials is None:
+            raise Rejection(401, "unknown or disconnected bot")
+        if not matched:
+            raise Rejection(401, "wrong or missing secret token")
+
+    def _reject(self, scope: Scope, bot_id: int | None, rejection: Rejection) -> None:
+        self._rt.metrics.updates_received.labels("webhook", f"rejected_{rejection.status}").inc()
+        log.info("intake.rejected", bot_id=bot_id, status=rejection.status, reason=rejection.reason)
+        if not rejection.audited:
+            return
+        client = scope.get("client")
+        self._writer.record_audit(
+            audit.Entry(
+                action="intake.rejected",
+                actor=audit.TELEGRAM,
+                at=self._rt.clock(),
+                bot_id=bot_id,
+                detail={"status": rejection.status, "reason": rejection.reason},
+                remote_addr=client[0] if client else None,
+            )
+        )
+
+
+def _bot_id_of(path: str) -> int:
+    tail = path[len("/telegram/") :]
+    if not tail.isascii() or not tail.isdigit() or len(tail) > 19 or int(tail) > _MAX_INT64:
+        raise Rejection(404, "no such webhook route", audited=False)
+    return int(tail)
+
+
+async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise Rejection(400, "invalid content-length")
+            if int(value) > limit:
+                raise Rejection(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Rejection(400, "client disconnected before sending the body", audited=False)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Rejection(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse(body: bytes, bot_id: int, rt: Runtime) -> IncomingUpdate:
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Rejection(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Rejection(400, "body is not a JSON object")
+    update_id = data.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        raise Rejection(400, "update_id must be an integer")
+    if not 0 <= update_id <= _MAX_INT64:
+        raise Rejection(400, "update_id out of range")
+    kind = update_facts.classify(data)
+    chat_id = update_facts.chat_id_of(data, kind)
+    if chat_id is not None and not -_MAX_INT64 <= chat_id <= _MAX_INT64:
+        raise Rejection(400, "chat id out of range")
+    return IncomingUpdate(
+        bot_id=bot_id,
+        update_id=update_id,
+        kind=kind.value,
+        chat_id=chat_id,
+        source=UpdateSource.WEBHOOK,
+        # Re-encoding would cost time and could alter what Telegram sent: keep the bytes.
+        payload=body.decode("utf-8"),
+        received_at=rt.clock(),
+    )
+
+
+async def _respond(send: Send, status: int, reason: str) -> None:
+    body = orjson.dumps({"error": reason}) if reason else b""
+    headers = [(b"content-length", str(len(body)).encode())]
+    if body:
+        headers.append((b"content-type", b"application/json"))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

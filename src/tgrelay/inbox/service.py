@@ -1,0 +1,115 @@
+"""Use cases over stored updates: list them with their processing status, re-run dead ones."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay import errors
+from tgrelay.db import tables
+from tgrelay.db.engine import Database
+from tgrelay.inbox.models import StoredUpdate, UpdateSource, UpdateStatus
+from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.queue import store as job_store
+from tgrelay.queue.models import JobState
+
+
+def status_of(job_state: str | None, last_error: str | None) -> UpdateStatus:
+    """An update's status, derived from its process_update job (never stored twice)."""
+    match job_state:
+        case JobState.DONE | None:
+            # No job left means it finished and was pruned.
+            return UpdateStatus.PROCESSED
+        case JobState.DEAD:
+            return UpdateStatus.DEAD
+        case JobState.PENDING if last_error is not None:
+            return UpdateStatus.FAILED
+        case _:  # pending for its first run, or running
+            return UpdateStatus.PENDING
+
+
+_STATUS_FILTERS = {
+    UpdateStatus.PROCESSED: tables.jobs.c.state == JobState.DONE,
+    UpdateStatus.DEAD: tables.jobs.c.state == JobState.DEAD,
+    UpdateStatus.FAILED: and_(
+        tables.jobs.c.state == JobState.PENDING, tables.jobs.c.last_error.is_not(None)
+    ),
+    UpdateStatus.PENDING: or_(
+        tables.jobs.c.state == JobState.RUNNING,
+        and_(tables.jobs.c.state == JobState.PENDING, tables.jobs.c.last_error.is_(None)),
+    ),
+}
+
+
+def _query() -> Select[tuple[object, ...]]:
+    u, j = tables.updates, tables.jobs
+    return select(
+        u.c.bot_id,
+        u.c.update_id,
+        u.c.kind,
+        u.c.chat_id,
+        u.c.source,
+        u.c.received_at,
+        j.c.id.label("job_id"),
+        j.c.state,
+        j.c.last_error,
+    ).select_from(u.outerjoin(j, and_(j.c.kind == PROCESS_UPDATE, j.c.subject_id == u.c.id)))
+
+
+def _stored(row: object) -> StoredUpdate:
+    r = row._mapping  # type: ignore[attr-defined]
+    return StoredUpdate(
+        bot_id=r["bot_id"],
+        update_id=r["update_id"],
+        kind=r["kind"],
+        chat_id=r["chat_id"],
+        source=UpdateSource(r["source"]),
+        received_at=r["received_at"],
+        status=status_of(r["state"], r["last_error"]),
+        last_error=r["last_error"],
+    )
+
+
+async def list_updates(
+    db: Database, bot_id: int, *, after: int | None, limit: int, status: UpdateStatus | None
+) -> list[StoredUpdate]:
+    query = _query().where(tables.updates.c.bot_id == bot_id)
+    if after is not None:
+        query = query.where(tables.updates.c.update_id > after)
+    if status is not None:
+        query = query.where(_STATUS_FILTERS[status])
+    query = query.order_by(tables.updates.c.update_id).limit(limit)
+    async with db.engine.connect() as conn:
+        return [_stored(row) for row in await conn.execute(query)]
+
+
+async def _get(
+    conn: AsyncConnection, bot_id: int, update_id: int
+) -> tuple[StoredUpdate, int | None] | None:
+    row = (
+        await conn.execute(
+            _query().where(
+                tables.updates.c.bot_id == bot_id, tables.updates.c.update_id == update_id
+            )
+        )
+    ).first()
+    return None if row is None else (_stored(row), row.job_id)
+
+
+async def retry_dead(
+    db: Database, bot_id: int, update_id: int, *, now: datetime
+) -> StoredUpdate | None:
+    """Put a dead update's job back in the queue; Conflict unless the update is dead."""
+    async with db.transaction() as conn:
+        found = await _get(conn, bot_id, update_id)
+        if found is None:
+            return None
+        stored, job_id = found
+        if stored.status is not UpdateStatus.DEAD or job_id is None:
+            raise errors.Conflict(f"update {update_id} is {stored.status}, only dead ones re-run")
+        await job_store.rerun(conn, job_id, now=now)
+        again = await _get(conn, bot_id, update_id)
+    assert again is not None
+    return again[0]

@@ -1,0 +1,110 @@
+"""Structured logs (JSON via structlog, bot tokens redacted everywhere) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tgrelay import crypto
+
+# Loggers of libraries that could print a URL with a bot token in it (/bot<token>/method).
+THIRD_PARTY_LOGGERS = ("aiogram", "aiohttp", "httpx", "httpcore", "uvicorn", "asyncio")
+
+
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace bot tokens in every string field by their fingerprints."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = crypto.redact_tokens(value)
+        elif not isinstance(value, int | float | bool | None):
+            event[key] = crypto.redact_tokens(str(value))
+    return event
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging (aiogram, aiohttp, httpx, uvicorn) to JSON lines.
+
+    Redaction runs last, on the rendered fields, so a token cannot slip through any logger.
+    """
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in THIRD_PARTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # uvicorn's access log repeats every webhook request; our metrics count them instead.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+@dataclass
+class Metrics:
+    """Every Prometheus metric tgrelay exports, on a registry of its own (one per app)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.updates_received = Counter(
+            "tgrelay_updates_received",
+            "Updates that reached the intake, by source (webhook/polling) and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.intake_latency = Histogram(
+            "tgrelay_intake_latency_seconds",
+            "From request start to durable commit of a webhook update.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.jobs = Gauge("tgrelay_jobs", "Jobs in the queue by state.", ["state"], registry=r)
+        self.job_runs = Histogram(
+            "tgrelay_job_run_seconds",
+            "Job handler run time, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.telegram_calls = Counter(
+            "tgrelay_telegram_api_calls",
+            "Bot API calls by method and outcome.",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.poller_lag = Gauge(
+            "tgrelay_poller_lag_seconds",
+            "Age of the newest update a poller received, when it was received.",
+            ["bot_id"],
+            registry=r,
+        )

@@ -1,0 +1,60 @@
+"""The resources one process shares, built from Settings and handed to every layer.
+
+FastAPI routes reach it through the `runtime` dependency; nothing keeps it in a global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from tgrelay.clock import Clock, utcnow
+from tgrelay.crypto import TokenCipher
+from tgrelay.db import migrate
+from tgrelay.db.engine import Database
+from tgrelay.observability import Metrics
+from tgrelay.settings import Settings, with_secret_keys
+from tgrelay.telegram.client import TelegramClients
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    cipher: TokenCipher
+    telegram: TelegramClients
+    metrics: Metrics
+    clock: Clock = utcnow
+    # Called after jobs are enqueued so an in-process worker wakes at once (no-op otherwise).
+    notify_worker: Callable[[], None] = field(default=lambda: None)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
+    """Migrate the database, open every shared resource, and close them all on exit."""
+    settings = with_secret_keys(settings)
+    await migrate.upgrade(settings.resolved_database_url)
+    metrics = Metrics()
+    rt = Runtime(
+        settings=settings,
+        db=Database(settings.resolved_database_url),
+        cipher=TokenCipher(settings.secret_keys),
+        telegram=TelegramClients(settings.telegram_api_url, metrics),
+        metrics=metrics,
+        clock=clock,
+    )
+    try:
+        yield rt
+    finally:
+        await rt.telegram.aclose()
+        await rt.db.dispose()
+
+
+def runtime(request: Request) -> Runtime:
+    """FastAPI dependency: the Runtime the app's lifespan built."""
+    found = request.app.state.runtime
+    assert isinstance(found, Runtime)
+    return found

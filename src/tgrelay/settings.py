@@ -1,0 +1,127 @@
+"""tgrelay's settings: one object, built once from `TGRELAY_*` variables and passed down."""
+
+from __future__ import annotations
+
+import os
+import stat
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tgrelay import errors
+
+TELEGRAM_API_URL = "https://api.telegram.org"
+SECRET_KEYS_FILE = "secret_keys"  # noqa: S105 (a file name, not a secret)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TGRELAY_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path(".tgrelay")
+    # Unset: a SQLite file in data_dir. PostgreSQL: postgresql://user@host/db.
+    database_url: str | None = None
+    # Unset: bots use long polling. Set: webhooks at {public_url}/telegram/{bot_id}.
+    public_url: str | None = None
+    telegram_api_url: str = TELEGRAM_API_URL
+    # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+    secret_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Intake and workers; defaults suit one machine.
+    max_update_bytes: int = Field(default=1_048_576, ge=1024)
+    worker_concurrency: int = Field(default=8, ge=1)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    job_max_attempts: int = Field(default=8, ge=1)
+    poll_timeout_seconds: int = Field(default=25, ge=0, le=50)
+    health_interval_seconds: float = Field(default=300.0, gt=0)
+    # How long a rotated-out webhook secret is still accepted.
+    secret_grace_seconds: float = Field(default=600.0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("TGRELAY_PUBLIC_URL must start with https:// (or http:// for trials)")
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy async URL: the given one with its async driver, or the SQLite file."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'tgrelay.db'}"
+        return async_database_url(url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def uses_webhooks(self) -> bool:
+        return self.public_url is not None
+
+    @property
+    def public_url_is_insecure(self) -> bool:
+        """Telegram itself only pushes to HTTPS; http:// is for trials with the emulator."""
+        return self.public_url is not None and self.public_url.startswith("http://")
+
+    def webhook_url(self, bot_id: int) -> str:
+        if self.public_url is None:
+            raise errors.ConfigurationError("webhooks need TGRELAY_PUBLIC_URL")
+        return f"{self.public_url}/telegram/{bot_id}"
+
+
+def async_database_url(url: str) -> str:
+    """Map plain `postgresql://` and `sqlite://` URLs onto their async drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def with_secret_keys(settings: Settings) -> Settings:
+    """Settings whose secret keys are known, generating a key file on first single-node start.
+
+    Fail closed: with PostgreSQL (cluster mode) every process must share configured keys,
+    so a missing TGRELAY_SECRET_KEYS stops start-up instead of inventing one.
+    """
+    if settings.secret_keys:
+        return settings
+    key_file = settings.data_dir / SECRET_KEYS_FILE
+    if not key_file.exists():
+        if not settings.is_sqlite:
+            raise errors.ConfigurationError(
+                "TGRELAY_SECRET_KEYS is required with PostgreSQL: every process must share it"
+            )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(Fernet.generate_key().decode() + "\n")
+    keys = tuple(
+        SecretStr(line.strip()) for line in key_file.read_text().splitlines() if line.strip()
+    )
+    if not keys:
+        raise errors.ConfigurationError(f"{key_file} holds no key")
+    return settings.model_copy(update={"secret_keys": keys})

@@ -1,0 +1,1 @@
+"""Bot API access through aiogram's client, and small pure helpers over updates."""

@@ -1,0 +1,74 @@
+"""Pure facts about raw update bodies: what kind, which chat, who sent it.
+
+The intake reads only these few fields from the raw JSON (no full parse on the hot path);
+the worker parses the whole Update with aiogram's types.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+# The update types tgrelay asks Telegram for. my_chat_member is not sent by default by
+# Telegram, so it must be listed explicitly; chat_member needs it too.
+ALLOWED_UPDATES: tuple[str, ...] = (
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "message_reaction",
+)
+
+
+class UpdateKind(StrEnum):
+    MESSAGE = "message"
+    EDITED_MESSAGE = "edited_message"
+    CHANNEL_POST = "channel_post"
+    EDITED_CHANNEL_POST = "edited_channel_post"
+    BUSINESS_MESSAGE = "business_message"
+    CALLBACK_QUERY = "callback_query"
+    INLINE_QUERY = "inline_query"
+    CHOSEN_INLINE_RESULT = "chosen_inline_result"
+    SHIPPING_QUERY = "shipping_query"
+    PRE_CHECKOUT_QUERY = "pre_checkout_query"
+    POLL = "poll"
+    POLL_ANSWER = "poll_answer"
+    MY_CHAT_MEMBER = "my_chat_member"  # the bot's own membership changed
+    CHAT_MEMBER = "chat_member"  # someone else's membership changed
+    CHAT_JOIN_REQUEST = "chat_join_request"
+    MESSAGE_REACTION = "message_reaction"
+    UNKNOWN = "unknown"  # a field newer than this code; stored and processed as-is
+
+
+_KINDS = {kind.value: kind for kind in UpdateKind}
+
+
+def classify(update: dict[str, Any]) -> UpdateKind:
+    """The kind of an update: the one payload field beside update_id."""
+    for key in update:
+        kind = _KINDS.get(key)
+        if kind is not None:
+            return kind
+    return UpdateKind.UNKNOWN
+
+
+def chat_id_of(update: dict[str, Any], kind: UpdateKind) -> int | None:
+    """The chat an update belongs to, for per-chat ordering; None when it has none."""
+    body = update.get(kind.value)
+    if not isinstance(body, dict):
+        return None
+    if kind is UpdateKind.CALLBACK_QUERY:
+        message = body.get("message")
+        body = message if isinstance(message, dict) else None
+        if body is None:
+            return None
+    chat = body.get("chat")
+    if isinstance(chat, dict):
+        chat_id = chat.get("id")
+        if isinstance(chat_id, int) and not isinstance(chat_id, bool):
+            return chat_id
+    return None
