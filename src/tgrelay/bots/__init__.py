@@ -1,0 +1,1 @@
+"""Connected bots: connect by token, rotate, disconnect, and watch their health."""

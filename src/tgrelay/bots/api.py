@@ -1,0 +1,104 @@
+"""HTTP routes for a workspace's bots; tokens come in, only fingerprints go out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from tgrelay.bots import service
+from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
+from tgrelay.runtime import Runtime, runtime
+from tgrelay.workspaces import api as workspaces_api
+
+router = APIRouter(prefix="/v1/bots", tags=["bots"])
+
+CurrentRuntime = Annotated[Runtime, Depends(runtime)]
+CurrentPrincipal = workspaces_api.CurrentPrincipal
+
+
+class TokenRequest(BaseModel):
+    """A bot token as BotFather shows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "123456789:AAE…": up to 20 digits, a colon and 35 characters today; room to grow.
+    token: SecretStr = Field(min_length=10, max_length=128)
+
+
+class BotView(BaseModel):
+    """A connected bot as the API shows it: never the token or a webhook secret."""
+
+    id: int
+    username: str
+    first_name: str
+    token_fingerprint: str
+    mode: BotMode
+    status: BotStatus
+    conflict_kind: ConflictKind | None
+    webhook_url: str | None
+    last_error_message: str | None
+    last_error_at: datetime | None
+    last_checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, bot: ConnectedBot) -> BotView:
+        return cls(
+            id=bot.id,
+            username=bot.username,
+            first_name=bot.first_name,
+            token_fingerprint=bot.token_fingerprint,
+            mode=bot.mode,
+            status=bot.status,
+            conflict_kind=bot.conflict_kind,
+            webhook_url=bot.webhook_url,
+            last_error_message=bot.last_error_message,
+            last_error_at=bot.last_error_at,
+            last_checked_at=bot.last_checked_at,
+            created_at=bot.created_at,
+            updated_at=bot.updated_at,
+        )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Connect a bot by its token")
+async def connect_bot(
+    body: TokenRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+) -> BotView:
+    """Connect a bot (or reconnect one this workspace connected before)."""
+    bot = await service.connect(rt, principal, body.token.get_secret_value())
+    return BotView.of(bot)
+
+
+@router.get("", summary="List the workspace's bots")
+async def list_bots(principal: CurrentPrincipal, rt: CurrentRuntime) -> list[BotView]:
+    return [BotView.of(bot) for bot in await service.list_bots(rt, principal.workspace_id)]
+
+
+@router.get("/{bot_id}", summary="One bot")
+async def get_bot(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) -> BotView:
+    return BotView.of(await service.get_bot(rt, principal.workspace_id, bot_id))
+
+
+@router.put("/{bot_id}/token", summary="Replace the bot's token")
+async def rotate_token(
+    bot_id: int, body: TokenRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+) -> BotView:
+    """Store a new token of the same bot (e.g. after revoking the old one in BotFather)."""
+    bot = await service.rotate_token(rt, principal, bot_id, body.token.get_secret_value())
+    return BotView.of(bot)
+
+
+@router.delete("/{bot_id}", summary="Disconnect the bot")
+async def disconnect_bot(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) -> BotView:
+    """Stop receiving the bot's updates; the bot stays listed as disconnected."""
+    return BotView.of(await service.disconnect(rt, principal, bot_id))
+
+
+@router.post("/{bot_id}/health-check", summary="Check the bot's token and webhook now")
+async def check_health(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) -> BotView:
+    await service.get_bot(rt, principal.workspace_id, bot_id)  # 404 for another workspace's id
+    return BotView.of(await service.check_health(rt, bot_id, actor=principal.actor))

@@ -1,0 +1,77 @@
+"""Pure decisions about bots: webhook drift, health verdicts, which secrets are still valid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tgrelay.bots.models import BotStatus, ConflictKind, ConnectedBot
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observation:
+    """What one health check saw at Telegram."""
+
+    token_accepted: bool  # False when getMe answered 401
+    registered_url: str  # getWebhookInfo's url, "" when none is set or it was not asked
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """The status a bot should have after an observation, and why (for the audit row)."""
+
+    status: BotStatus
+    conflict_kind: ConflictKind | None
+    reason: str
+
+
+def webhook_drift(registered_url: str, expected_url: str | None) -> ConflictKind | None:
+    """How the registered webhook differs from ours; None when it is as expected.
+
+    `expected_url` None means polling mode, where any webhook is foreign: Telegram refuses
+    getUpdates while one is set.
+    """
+    if registered_url == (expected_url or ""):
+        return None
+    if not registered_url:
+        return ConflictKind.EMPTY
+    return ConflictKind.FOREIGN
+
+
+def judge_health(observation: Observation, *, expected_url: str | None) -> Verdict:
+    """The status that follows from an observation; a refused token outweighs the webhook."""
+    if not observation.token_accepted:
+        return Verdict(
+            status=BotStatus.TOKEN_REVOKED,
+            conflict_kind=None,
+            reason="Telegram refused the token (401): it was revoked or replaced",
+        )
+    drift = webhook_drift(observation.registered_url, expected_url)
+    if drift is ConflictKind.EMPTY:
+        return Verdict(
+            status=BotStatus.WEBHOOK_CONFLICT,
+            conflict_kind=drift,
+            reason="no webhook is registered, so Telegram delivers nothing to us",
+        )
+    if drift is ConflictKind.FOREIGN:
+        reason = (
+            "another service's webhook is registered instead of ours"
+            if expected_url is not None
+            else "a webhook is registered, so Telegram refuses getUpdates"
+        )
+        return Verdict(status=BotStatus.WEBHOOK_CONFLICT, conflict_kind=drift, reason=reason)
+    return Verdict(
+        status=BotStatus.HEALTHY,
+        conflict_kind=None,
+        reason="the token works and updates reach us",
+    )
+
+
+def valid_secret_generations(bot: ConnectedBot, now: datetime) -> list[int]:
+    """Generations whose webhook secrets are accepted: the current one, and the previous one
+    while its grace period after a rotation lasts (so the switch loses no update)."""
+    generations = [bot.secret_generation]
+    grace_end = bot.previous_secret_valid_until
+    if bot.secret_generation > 1 and grace_end is not None and grace_end > now:
+        generations.append(bot.secret_generation - 1)
+    return generations

@@ -1,0 +1,444 @@
+"""Use cases for bots: connect, rotate the token, disconnect, check health.
+
+The only module that combines the database, the Bot API and the audit trail for bots
+(`bots.store` holds the SQL). The intake and the poller read what they need through
+`intake_credentials`, `polling_bots`, `token_of` and report what they see through
+`record_status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from aiogram.types import WebhookInfo
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
+
+from tgrelay import audit, crypto, errors
+from tgrelay.bots import rules, store
+from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
+from tgrelay.runtime import Runtime
+from tgrelay.telegram import client as telegram
+from tgrelay.telegram import updates as telegram_updates
+from tgrelay.workspaces import models as workspaces
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntakeCredentials:
+    """What the webhook receiver needs to accept a push for one bot."""
+
+    bot_id: int
+    workspace_id: str
+    secrets: tuple[str, ...]  # every accepted X-Telegram-Bot-Api-Secret-Token value
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollingBot:
+    """A bot the poller should run getUpdates for."""
+
+    bot_id: int
+    token: str
+
+
+# --- the workspace's use cases (HTTP API) -------------------------------------------------
+
+
+async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> ConnectedBot:
+    """Connect a bot by its token, or reconnect one this workspace connected before.
+
+    Telegram is told first (setWebhook in webhook mode, deleteWebhook in polling mode so
+    getUpdates works); the row is written only once Telegram agreed.
+    """
+    client = rt.telegram.for_token(token)
+    identity = await _identify(client)
+    async with rt.db.engine.connect() as conn:
+        existing = await store.load(conn, identity.id)
+    _check_connectable(existing, principal.workspace_id)
+    mode = BotMode.WEBHOOK if rt.settings.uses_webhooks else BotMode.POLLING
+    generation, grace_end = _generation_on_connect(existing)
+    await _register(rt, client, identity.id, mode, generation)
+
+    now = rt.clock()
+    values: dict[str, Any] = {
+        "workspace_id": principal.workspace_id,
+        "username": identity.username,
+        "first_name": identity.first_name,
+        "token_ciphertext": rt.cipher.encrypt(token),
+        "token_fingerprint": crypto.token_fingerprint(token),
+        "mode": mode,
+        "status": BotStatus.HEALTHY,
+        "conflict_kind": None,
+        "secret_generation": generation,
+        "previous_secret_valid_until": grace_end,
+        "updated_at": now,
+    }
+    old_token: str | None = None
+    try:
+        async with rt.db.transaction() as conn:
+            row = await store.load(conn, identity.id, for_update=True)
+            _check_connectable(row, principal.workspace_id)
+            if row is None:
+                await store.add(conn, {"id": identity.id, "created_at": now, **values})
+                old: store.StatusPair = (None, None)
+            else:
+                await store.change(conn, identity.id, values)
+                old = store.status_of(row)
+                old_token = rt.cipher.decrypt(row.token_ciphertext)
+            await audit.record(
+                conn,
+                action="bot.connected",
+                actor=principal.actor,
+                now=now,
+                workspace_id=principal.workspace_id,
+                bot_id=identity.id,
+                detail={
+                    "username": identity.username,
+                    "mode": mode,
+                    "token_fingerprint": values["token_fingerprint"],
+                    "secret_generation": generation,
+                },
+            )
+            if old != (BotStatus.HEALTHY, None):
+                await store.audit_status(
+                    conn,
+                    bot_id=identity.id,
+                    workspace_id=principal.workspace_id,
+                    old=old,
+                    new=(BotStatus.HEALTHY, None),
+                    reason="connected",
+                    actor=principal.actor,
+                    now=now,
+                )
+            bot = store.to_bot(rt.settings, await store.reload(conn, identity.id))
+    except IntegrityError as exc:
+        # Another request inserted the same bot between our check and our insert.
+        raise errors.Conflict("the bot is being connected by another request") from exc
+    if old_token is not None and old_token != token:
+        rt.telegram.forget(old_token)
+    log.info("bot.connected", bot_id=bot.id, workspace_id=bot.workspace_id, mode=mode)
+    return bot
+
+
+async def list_bots(rt: Runtime, workspace_id: str) -> list[ConnectedBot]:
+    """Every bot of a workspace, disconnected ones included, oldest first."""
+    async with rt.db.engine.connect() as conn:
+        rows = await store.of_workspace(conn, workspace_id)
+    return [store.to_bot(rt.settings, row) for row in rows]
+
+
+async def get_bot(rt: Runtime, workspace_id: str, bot_id: int) -> ConnectedBot:
+    """One bot of a workspace; another workspace's bot is as absent as a missing one."""
+    async with rt.db.engine.connect() as conn:
+        return store.to_bot(rt.settings, await store.in_workspace(conn, workspace_id, bot_id))
+
+
+async def rotate_token(
+    rt: Runtime, principal: workspaces.Principal, bot_id: int, new_token: str
+) -> ConnectedBot:
+    """Replace a bot's token (e.g. after /revoke in BotFather) without losing an update.
+
+    In webhook mode the webhook is registered again under the next secret generation; the
+    previous secret stays valid for `secret_grace_seconds`, because pushes already in
+    flight at Telegram still carry it.
+    """
+    async with rt.db.engine.connect() as conn:
+        row = await store.in_workspace(conn, principal.workspace_id, bot_id)
+    if row.status == BotStatus.DISCONNECTED:
+        raise errors.Conflict("the bot is disconnected; connect it again with its token")
+    client = rt.telegram.for_token(new_token)
+    identity = await _identify(client)
+    if identity.id != bot_id:
+        raise errors.InvalidInput("the new token belongs to another bot")
+    bot = store.to_bot(rt.settings, row)
+    now = rt.clock()
+    generation, grace_end = bot.secret_generation, bot.previous_secret_valid_until
+    if bot.mode is BotMode.WEBHOOK:
+        generation += 1
+        grace_end = now + timedelta(seconds=rt.settings.secret_grace_seconds)
+        await _register(rt, client, bot_id, bot.mode, generation)
+    old_token = rt.cipher.decrypt(row.token_ciphertext)
+    fingerprint = crypto.token_fingerprint(new_token)
+
+    async with rt.db.transaction() as conn:
+        changed = await store.change(
+            conn,
+            bot_id,
+            {
+                "token_ciphertext": rt.cipher.encrypt(new_token),
+                "token_fingerprint": fingerprint,
+                "username": identity.username,
+                "first_name": identity.first_name,
+                "secret_generation": generation,
+                "previous_secret_valid_until": grace_end,
+                "updated_at": now,
+            },
+            if_generation=bot.secret_generation,
+        )
+        if not changed:
+            raise errors.Conflict("the bot changed while its token was rotated; try again")
+        await audit.record(
+            conn,
+            action="bot.token_rotated",
+            actor=principal.actor,
+            now=now,
+            workspace_id=principal.workspace_id,
+            bot_id=bot_id,
+            detail={
+                "old_token_fingerprint": bot.token_fingerprint,
+                "new_token_fingerprint": fingerprint,
+                "secret_generation": generation,
+                "previous_secret_valid_until": grace_end,
+            },
+        )
+        bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
+        # The new token works (getMe said so) and, in webhook mode, our webhook is set again.
+        if bot.status is BotStatus.TOKEN_REVOKED or bot.mode is BotMode.WEBHOOK:
+            await store.change_status(
+                conn,
+                bot,
+                (BotStatus.HEALTHY, None),
+                reason="token rotated",
+                actor=principal.actor,
+                now=now,
+            )
+            bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
+    if old_token != new_token:
+        rt.telegram.forget(old_token)
+    log.info("bot.token_rotated", bot_id=bot_id, secret_generation=generation)
+    return bot
+
+
+async def disconnect(rt: Runtime, principal: workspaces.Principal, bot_id: int) -> ConnectedBot:
+    """Stop receiving a bot's updates; disconnecting a disconnected bot changes nothing.
+
+    Our webhook is deleted at Telegram, but not another service's: a foreign webhook is
+    left alone. A revoked token cannot delete anything, and must not block letting go.
+    """
+    async with rt.db.engine.connect() as conn:
+        row = await store.in_workspace(conn, principal.workspace_id, bot_id)
+    bot = store.to_bot(rt.settings, row)
+    if bot.status is BotStatus.DISCONNECTED:
+        return bot
+    token = rt.cipher.decrypt(row.token_ciphertext)
+    if bot.mode is BotMode.WEBHOOK:
+        client = rt.telegram.for_token(token)
+        try:
+            info = await client.get_webhook_info()
+            if info.url == bot.webhook_url:
+                await client.delete_webhook()
+            elif info.url:
+                log.info("bot.foreign_webhook_kept", bot_id=bot_id)
+        except errors.TelegramUnauthorized:
+            log.info("bot.disconnect_token_refused", bot_id=bot_id)
+
+    now = rt.clock()
+    async with rt.db.transaction() as conn:
+        current = await store.load(conn, bot_id, for_update=True)
+        if current is None or current.workspace_id != principal.workspace_id:
+            raise errors.NotFound(f"no bot {bot_id} in this workspace")
+        current_bot = store.to_bot(rt.settings, current)
+        if current_bot.status is not BotStatus.DISCONNECTED:
+            await audit.record(
+                conn,
+                action="bot.disconnected",
+                actor=principal.actor,
+                now=now,
+                workspace_id=principal.workspace_id,
+                bot_id=bot_id,
+                detail={"mode": current_bot.mode},
+            )
+            await store.change_status(
+                conn,
+                current_bot,
+                (BotStatus.DISCONNECTED, None),
+                reason="disconnected by the workspace",
+                actor=principal.actor,
+                now=now,
+            )
+        bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
+    rt.telegram.forget(token)
+    log.info("bot.disconnected", bot_id=bot_id, workspace_id=principal.workspace_id)
+    return bot
+
+
+async def check_health(rt: Runtime, bot_id: int, *, actor: str = audit.SYSTEM) -> ConnectedBot:
+    """Ask Telegram whether the token still works and our webhook is still ours.
+
+    Disconnected bots are not checked. When Telegram cannot be reached nothing is decided
+    (an outage is not the bot's fault) and `last_checked_at` stays, so the next round of
+    the scheduler tries again.
+    """
+    async with rt.db.engine.connect() as conn:
+        row = await store.load(conn, bot_id)
+    if row is None:
+        raise errors.NotFound(f"no bot {bot_id}")
+    bot = store.to_bot(rt.settings, row)
+    if bot.status is BotStatus.DISCONNECTED:
+        return bot
+    client = rt.telegram.for_token(rt.cipher.decrypt(row.token_ciphertext))
+    info: WebhookInfo | None
+    try:
+        await client.get_me()
+        info = await client.get_webhook_info()
+    except errors.TelegramUnauthorized:
+        info = None
+    except errors.TelegramError as exc:
+        log.warning(
+            "bot.health_check_failed", bot_id=bot_id, error=type(exc).__name__, detail=exc.message
+        )
+        return bot
+    observation = rules.Observation(
+        token_accepted=info is not None, registered_url=info.url if info is not None else ""
+    )
+    verdict = rules.judge_health(observation, expected_url=_expected_url(rt, bot))
+
+    now = rt.clock()
+    async with rt.db.transaction() as conn:
+        current = await store.load(conn, bot_id, for_update=True)
+        # A rotation or disconnect that landed meanwhile makes this observation stale.
+        if (
+            current is None
+            or current.token_ciphertext != row.token_ciphertext
+            or current.status == BotStatus.DISCONNECTED
+        ):
+            return bot if current is None else store.to_bot(rt.settings, current)
+        values: dict[str, Any] = {"last_checked_at": now}
+        if info is not None:
+            values["last_error_message"] = info.last_error_message
+            values["last_error_at"] = store.aware(info.last_error_date)
+        await store.change(conn, bot_id, values)
+        await store.change_status(
+            conn,
+            store.to_bot(rt.settings, current),
+            (verdict.status, verdict.conflict_kind),
+            reason=verdict.reason,
+            actor=actor,
+            now=now,
+        )
+        checked = store.to_bot(rt.settings, await store.reload(conn, bot_id))
+    log.info(
+        "bot.health_checked", bot_id=bot_id, status=checked.status, conflict=checked.conflict_kind
+    )
+    return checked
+
+
+# --- what the intake and the poller ask ---------------------------------------------------
+
+
+async def intake_credentials(rt: Runtime, bot_id: int) -> IntakeCredentials | None:
+    """The secrets a webhook push for this bot may carry; None when we take no pushes for it."""
+    async with rt.db.engine.connect() as conn:
+        row = await store.load(conn, bot_id)
+    if row is None or row.status == BotStatus.DISCONNECTED:
+        return None
+    bot = store.to_bot(rt.settings, row)
+    secrets = tuple(
+        secret
+        for generation in rules.valid_secret_generations(bot, rt.clock())
+        for secret in rt.cipher.webhook_secrets(bot_id, generation)
+    )
+    return IntakeCredentials(bot_id=bot_id, workspace_id=bot.workspace_id, secrets=secrets)
+
+
+async def polling_bots(rt: Runtime) -> list[PollingBot]:
+    """Bots in polling mode whose token is worth a getUpdates call."""
+    async with rt.db.engine.connect() as conn:
+        rows = await store.polled(conn)
+    return [PollingBot(bot_id=bot_id, token=rt.cipher.decrypt(secret)) for bot_id, secret in rows]
+
+
+async def record_status(
+    rt: Runtime,
+    bot_id: int,
+    status: BotStatus,
+    *,
+    reason: str,
+    conflict_kind: ConflictKind | None = None,
+    actor: str = audit.SYSTEM,
+) -> bool:
+    """Store a status someone observed (e.g. the poller got 401 or 409); True if it changed.
+
+    A disconnected bot stays disconnected: only `connect` brings it back, so a late
+    observation cannot revive it.
+    """
+    async with rt.db.transaction() as conn:
+        row = await store.load(conn, bot_id, for_update=True)
+        if row is None:
+            raise errors.NotFound(f"no bot {bot_id}")
+        bot = store.to_bot(rt.settings, row)
+        if bot.status is BotStatus.DISCONNECTED:
+            return False
+        return await store.change_status(
+            conn, bot, (status, conflict_kind), reason=reason, actor=actor, now=rt.clock()
+        )
+
+
+async def token_of(rt: Runtime, bot_id: int) -> str:
+    """The plaintext token of a bot, for a Bot API call; keep it out of logs and errors."""
+    async with rt.db.engine.connect() as conn:
+        row = await store.load(conn, bot_id)
+    if row is None:
+        raise errors.NotFound(f"no bot {bot_id}")
+    return rt.cipher.decrypt(row.token_ciphertext)
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+async def _identify(client: telegram.TelegramClient) -> telegram.BotIdentity:
+    try:
+        return await client.get_me()
+    except errors.TelegramUnauthorized as exc:
+        raise errors.TelegramUnauthorized(
+            "Telegram refused this token: it is invalid or was revoked in @BotFather",
+            method=exc.method,
+        ) from None
+
+
+async def _register(
+    rt: Runtime, client: telegram.TelegramClient, bot_id: int, mode: BotMode, generation: int
+) -> None:
+    """Point Telegram at us: our webhook with this generation's secret, or no webhook at all."""
+    if mode is BotMode.WEBHOOK:
+        await client.set_webhook(
+            url=rt.settings.webhook_url(bot_id),
+            secret_token=rt.cipher.webhook_secrets(bot_id, generation)[0],
+            allowed_updates=telegram_updates.ALLOWED_UPDATES,
+        )
+    else:
+        # Pending updates stay: the poller fetches them.
+        await client.delete_webhook(drop_pending_updates=False)
+
+
+def _check_connectable(row: Row[Any] | None, workspace_id: str) -> None:
+    if (
+        row is not None
+        and row.workspace_id != workspace_id
+        and row.status != BotStatus.DISCONNECTED
+    ):
+        raise errors.Conflict("this bot is connected to another workspace")
+
+
+def _generation_on_connect(row: Row[Any] | None) -> tuple[int, datetime | None]:
+    """(secret generation, grace end of the previous one) for a connect.
+
+    A disconnected bot comes back under a new generation so no secret from before is
+    accepted; an active one keeps its secrets (connecting again repairs its webhook).
+    """
+    if row is None:
+        return 1, None
+    if row.status == BotStatus.DISCONNECTED:
+        return int(row.secret_generation) + 1, None
+    return int(row.secret_generation), row.previous_secret_valid_until
+
+
+def _expected_url(rt: Runtime, bot: ConnectedBot) -> str | None:
+    """Our webhook URL in webhook mode (ConfigurationError without a public URL), else None."""
+    if bot.mode is BotMode.WEBHOOK:
+        return rt.settings.webhook_url(bot.id)
+    return None
