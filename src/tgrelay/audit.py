@@ -53,22 +53,24 @@ async def record(
     await record_many(conn, [entry])
 
 
+COLUMNS = ("workspace_id", "bot_id", "action", "actor", "detail", "remote_addr", "created_at")
+
+
 async def record_many(conn: AsyncConnection, entries: Sequence[Entry]) -> None:
-    """Append audit rows in one statement; any bot token that strays into a detail is redacted."""
-    if not entries:
-        return
-    await conn.execute(
-        insert(tables.audit_log),
-        [
-            {
-                "workspace_id": e.workspace_id,
-                "bot_id": e.bot_id,
-                "action": e.action,
-                "actor": e.actor,
-                "detail": crypto.redact_tokens(orjson.dumps(dict(e.detail), default=str).decode()),
-                "remote_addr": e.remote_addr,
-                "created_at": e.at,
-            }
-            for e in entries
-        ],
-    )
+    """Append audit rows in one statement."""
+    if entries:
+        await conn.execute(insert(tables.audit_log), [values(e) for e in entries])
+
+
+def values(entry: Entry) -> dict[str, Any]:
+    """The audit_log row of an entry; any bot token that strays into a detail is redacted."""
+    detail = orjson.dumps(dict(entry.detail), default=str).decode()
+    return {
+        "workspace_id": entry.workspace_id,
+        "bot_id": entry.bot_id,
+        "action": entry.action,
+        "actor": entry.actor,
+        "detail": crypto.redact_tokens(detail),
+        "remote_addr": entry.remote_addr,
+        "created_at": entry.at,
+    }

@@ -17,8 +17,9 @@ from tgrelay import errors
 
 API_KEY_PREFIX = "tgr"
 _API_KEY_RE = re.compile(r"^tgr_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
-# Bot API tokens look like "123456789:AAE…" (digits, colon, 35 url-safe characters).
-BOT_TOKEN_RE = re.compile(r"\b(\d{3,20}):[A-Za-z0-9_-]{20,}")
+# Bot API tokens look like "123456789:AAE…" (digits, colon, 35 url-safe characters). No \b
+# before the digits: in request URLs the token follows "/bot" directly.
+BOT_TOKEN_RE = re.compile(r"(?<!\d)(\d{3,20}):[A-Za-z0-9_-]{30,}")
 
 
 class TokenCipher:

@@ -53,7 +53,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _redact,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
     )
     handler = logging.StreamHandler(stream or sys.stderr)

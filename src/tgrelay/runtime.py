@@ -36,11 +36,13 @@ class Runtime:
 async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
     """Migrate the database, open every shared resource, and close them all on exit."""
     settings = with_secret_keys(settings)
+    db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    # ^ creates the SQLite file's directory
     await migrate.upgrade(settings.resolved_database_url)
     metrics = Metrics()
     rt = Runtime(
         settings=settings,
-        db=Database(settings.resolved_database_url),
+        db=db,
         cipher=TokenCipher(settings.secret_keys),
         telegram=TelegramClients(settings.telegram_api_url, metrics),
         metrics=metrics,

@@ -6,7 +6,7 @@ import os
 import stat
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # How long a rotated-out webhook secret is still accepted.
     secret_grace_seconds: float = Field(default=600.0, ge=0)
     log_level: str = "INFO"
+    # FULL survives power loss; NORMAL (WAL) survives process crashes only, and is faster.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     @field_validator("secret_keys", mode="before")
     @classmethod

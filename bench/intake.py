@@ -1,0 +1,214 @@
+"""Benchmark the webhook intake: durable updates/s and ack latency (p50/p99) under wrk.
+
+Starts the emulator and `tgrelay serve --no-worker` (webhook mode) as subprocesses, connects a
+bot, drives `POST /telegram/{bot_id}` with wrk (Debian package `wrk`) at N connections, then
+checks that every 2xx'd update is in the database. Not part of the test suite.
+
+    uv run python bench/intake.py                      # SQLite and PostgreSQL, 40 connections
+    uv run python bench/intake.py --db sqlite --connections 40 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tgrelay.db import tables
+from tgrelay.settings import async_database_url
+
+HERE = Path(__file__).parent
+POSTGRES_SERVER = os.environ.get(
+    "TGRELAY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
+)
+RESULT = re.compile(r"RESULT (.*)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up within {timeout}s")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def stored_updates(database_url: str, bot_id: int) -> int:
+    engine = create_async_engine(async_database_url(database_url))
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(tables.updates)
+            .where(tables.updates.c.bot_id == bot_id)
+        )
+    await engine.dispose()
+    return int(count or 0)
+
+
+async def recreate_postgres_database(name: str) -> str:
+    admin = create_async_engine(
+        async_database_url(f"{POSTGRES_SERVER}/postgres"), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return f"{POSTGRES_SERVER}/{name}"
+
+
+def run_one(
+    db: str, connections: int, duration: int, threads: int, workdir: Path
+) -> dict[str, float]:
+    tgrelay = [sys.executable, "-m", "tgrelay"]
+    emulator_port, app_port = free_port(), free_port()
+    data_dir = workdir / db
+    shutil.rmtree(data_dir, ignore_errors=True)
+    database_url = (
+        asyncio.run(recreate_postgres_database("tgrelay_bench"))
+        if db == "postgres"
+        else f"sqlite:///{data_dir / 'tgrelay.db'}"
+    )
+    env = {
+        **os.environ,
+        "TGRELAY_DATA_DIR": str(data_dir),
+        "TGRELAY_DATABASE_URL": database_url,
+        "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
+        "TGRELAY_TELEGRAM_API_URL": f"http://127.0.0.1:{emulator_port}",
+        "TGRELAY_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
+        "TGRELAY_PORT": str(app_port),
+        "TGRELAY_LOG_LEVEL": "WARNING",
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with process(
+        [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / f"{db}-emulator.log"
+    ):
+        wait_http(f"http://127.0.0.1:{emulator_port}/_emulator/bots/1")
+        created = subprocess.run(
+            [*tgrelay, "workspace", "create", "bench", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        api_key = json.loads(created.stdout)["api_key"]
+        bot = httpx.post(
+            f"http://127.0.0.1:{emulator_port}/_emulator/bots", json={"username": "bench_bot"}
+        ).json()
+        with process([*tgrelay, "serve", "--no-worker"], env, workdir / f"{db}-serve.log"):
+            wait_http(f"http://127.0.0.1:{app_port}/healthz")
+            connected = httpx.post(
+                f"http://127.0.0.1:{app_port}/v1/bots",
+                json={"token": bot["token"]},
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=30,
+            )
+            connected.raise_for_status()
+            webhook = httpx.get(
+                f"http://127.0.0.1:{emulator_port}/_emulator/bots/{bot['id']}"
+            ).json()
+            secret = webhook["webhook"]["secret_token"]
+            # The emulator must not push to us during the run: only wrk talks to the intake.
+            url = f"http://127.0.0.1:{app_port}"
+            path = f"/telegram/{bot['id']}"
+            wrk = subprocess.run(
+                [
+                    "wrk",
+                    f"-t{threads}",
+                    f"-c{connections}",
+                    f"-d{duration}s",
+                    "--latency",
+                    "-s",
+                    str(HERE / "intake.lua"),
+                    url,
+                    "--",
+                    path,
+                    secret,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        match = RESULT.search(wrk.stdout)
+        if match is None:
+            raise SystemExit(f"wrk printed no result:\n{wrk.stdout}\n{wrk.stderr}")
+        fields = dict(part.split("=") for part in match.group(1).split())
+        stored = asyncio.run(stored_updates(database_url, bot["id"]))
+    requests = int(fields["requests"])
+    failed = int(fields["errors"])
+    seconds = int(fields["duration_us"]) / 1e6
+    return {
+        "requests": requests,
+        "failed": failed,
+        "stored": stored,
+        "updates_per_s": stored / seconds,
+        "p50_ms": int(fields["p50_us"]) / 1000,
+        "p99_ms": int(fields["p99_us"]) / 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--connections", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install wrk")
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
+        for db in dbs:
+            result = run_one(db, args.connections, args.duration, args.threads, Path(tmp))
+            print(
+                f"{db:8} {args.connections} connections: {result['updates_per_s']:,.0f} durable updates/s, "
+                f"ack p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
+                f"({result['stored']:,} stored of {result['requests']:,} requests, "
+                f"{result['failed']} errors/non-2xx)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""A running tgrelay (real HTTP on loopback) wired to a running emulator, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
+from tgrelay.app import TgrelayApp
+from tgrelay.runtime import Runtime
+from tgrelay.settings import Settings
+from tgrelay.testing.emulator_server import RunningEmulator
+from tgrelay.testing.serving import serving
+from tgrelay.workspaces import service as workspaces
+
+
+@dataclass(kw_only=True)
+class Tgrelay:
+    """A tgrelay process-in-a-task and an API client authenticated for one workspace."""
+
+    app: TgrelayApp
+    base_url: str
+    api: httpx.AsyncClient
+    workspace_id: str
+    api_key: str
+
+    @property
+    def runtime(self) -> Runtime:
+        rt = self.app.api.state.runtime
+        assert isinstance(rt, Runtime)
+        return rt
+
+    async def connect_bot(self, token: str) -> dict[str, Any]:
+        response = await self.api.post("/v1/bots", json={"token": token})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def updates(self, bot_id: int, **params: Any) -> list[dict[str, Any]]:
+        response = await self.api.get(f"/v1/bots/{bot_id}/updates", params=params)
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["updates"]
+        return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settings_for(
+    emulator: RunningEmulator, data_dir: Path, *, webhook: bool, port: int, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "telegram_api_url": emulator.base_url,
+        "public_url": f"http://127.0.0.1:{port}" if webhook else None,
+        "secret_keys": (SecretStr(Fernet.generate_key().decode()),),
+        "poll_timeout_seconds": 1,
+        "health_interval_seconds": 3600,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+@asynccontextmanager
+async def running_tgrelay(settings: Settings, port: int) -> AsyncIterator[Tgrelay]:
+    app = TgrelayApp(settings)
+    async with serving(app, port=port):
+        rt = app.api.state.runtime
+        workspace, key = await workspaces.create_workspace(rt.db, "e2e team", now=rt.clock())
+        base_url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ) as api:
+            yield Tgrelay(
+                app=app, base_url=base_url, api=api, workspace_id=workspace.id, api_key=key
+            )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, interval: float = 0.05
+) -> None:
+    """Wait until `check` holds; fail with a clear message when it never does."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(interval)
