@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
@@ -13,10 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from tgrelay import errors
+from tgrelay.bots import service as bots
+from tgrelay.bots.models import ConnectedBot
 from tgrelay.db import migrate as db_migrate
 from tgrelay.observability import configure_logging
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings, with_secret_keys
+from tgrelay.workspaces import service as workspaces
 
 T = TypeVar("T")
 
@@ -118,10 +121,8 @@ def workspace_create(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Create a workspace and print its id and first API key (shown once)."""
-    from tgrelay.workspaces import service
-
     workspace, api_key = _with_runtime(
-        lambda rt: service.create_workspace(rt.db, name, now=rt.clock())
+        lambda rt: workspaces.create_workspace(rt.db, name, now=rt.clock())
     )
     if as_json:
         print(json.dumps({"workspace_id": workspace.id, "api_key": api_key}))
@@ -134,13 +135,89 @@ def workspace_create(
 @workspace_app.command("list")
 def workspace_list() -> None:
     """List workspaces."""
-    from tgrelay.workspaces import service
-
-    found = _with_runtime(lambda rt: service.list_workspaces(rt.db))
+    found = _with_runtime(lambda rt: workspaces.list_workspaces(rt.db))
     table = Table("id", "name", "created_at")
     for ws in found:
         table.add_row(ws.id, ws.name, ws.created_at.isoformat())
     console.print(table)
+
+
+WorkspaceOption = Annotated[str, typer.Option("--workspace", "-w", help="workspace id (ws_…)")]
+TokenArgument = Annotated[
+    str | None,
+    typer.Argument(help="bot token; omit to be prompted (keeps it out of shell history)"),
+]
+
+
+def _token_or_prompt(token: str | None) -> str:
+    return token if token else str(typer.prompt("Bot token", hide_input=True))
+
+
+def _print_bots(found: Sequence[ConnectedBot]) -> None:
+    table = Table("id", "username", "mode", "status", "token", "last error")
+    for bot in found:
+        status = bot.status.value + (f" ({bot.conflict_kind.value})" if bot.conflict_kind else "")
+        table.add_row(
+            str(bot.id),
+            f"@{bot.username}",
+            bot.mode.value,
+            status,
+            bot.token_fingerprint,
+            bot.last_error_message or "",
+        )
+    console.print(table)
+
+
+@bot_app.command("connect")
+def bot_connect(workspace: WorkspaceOption, token: TokenArgument = None) -> None:
+    """Connect a bot by its token (verified with getMe)."""
+    secret = _token_or_prompt(token)
+
+    async def use(rt: Runtime) -> ConnectedBot:
+        principal = await workspaces.operator(rt.db, workspace)
+        return await bots.connect(rt, principal, secret)
+
+    _print_bots([_with_runtime(use)])
+
+
+@bot_app.command("list")
+def bot_list(workspace: WorkspaceOption) -> None:
+    """List a workspace's bots."""
+    _print_bots(_with_runtime(lambda rt: bots.list_bots(rt, workspace)))
+
+
+@bot_app.command("rotate")
+def bot_rotate(workspace: WorkspaceOption, bot_id: int, token: TokenArgument = None) -> None:
+    """Replace a bot's token with a new one of the same bot."""
+    secret = _token_or_prompt(token)
+
+    async def use(rt: Runtime) -> ConnectedBot:
+        principal = await workspaces.operator(rt.db, workspace)
+        return await bots.rotate_token(rt, principal, bot_id, secret)
+
+    _print_bots([_with_runtime(use)])
+
+
+@bot_app.command("disconnect")
+def bot_disconnect(workspace: WorkspaceOption, bot_id: int) -> None:
+    """Disconnect a bot (deletes its webhook)."""
+
+    async def use(rt: Runtime) -> ConnectedBot:
+        principal = await workspaces.operator(rt.db, workspace)
+        return await bots.disconnect(rt, principal, bot_id)
+
+    _print_bots([_with_runtime(use)])
+
+
+@bot_app.command("check")
+def bot_check(workspace: WorkspaceOption, bot_id: int) -> None:
+    """Run a bot's health check now."""
+
+    async def use(rt: Runtime) -> ConnectedBot:
+        await bots.get_bot(rt, workspace, bot_id)
+        return await bots.check_health(rt, bot_id, actor="cli")
+
+    _print_bots([_with_runtime(use)])
 
 
 def main() -> None:

@@ -65,8 +65,10 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # uvicorn's access log repeats every webhook request; our metrics count them instead.
+    # uvicorn's access log repeats every webhook request (our metrics count them instead);
+    # alembic narrates every start's no-op migration check.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @dataclass
