@@ -1,0 +1,119 @@
+"""The group-commit writer's contract, on SQLite and PostgreSQL: stored once, job included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from tests.databases import PostgresServer
+from tgrelay import audit
+from tgrelay.db import tables
+from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.runtime import Runtime, open_runtime
+from tgrelay.settings import Settings
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _update(update_id: int, chat_id: int | None = 10, bot_id: int = 1) -> IncomingUpdate:
+    return IncomingUpdate(
+        bot_id=bot_id,
+        update_id=update_id,
+        kind="message",
+        chat_id=chat_id,
+        source=UpdateSource.WEBHOOK,
+        payload=f'{{"update_id": {update_id}}}',
+        received_at=NOW,
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+) -> AsyncIterator[Runtime]:
+    keys = (SecretStr(Fernet.generate_key().decode()),)
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path, secret_keys=keys)
+        async with open_runtime(settings, clock=lambda: NOW) as rt:
+            yield rt
+        return
+    async with postgres.fresh_database() as url:
+        settings = Settings(data_dir=tmp_path, database_url=url, secret_keys=keys)
+        async with open_runtime(settings, clock=lambda: NOW) as rt:
+            yield rt
+
+
+@pytest.fixture
+async def writer(runtime: Runtime) -> AsyncIterator[GroupCommitWriter]:
+    writer = GroupCommitWriter(runtime)
+    task = asyncio.create_task(writer.run())
+    yield writer
+    await writer.stop()
+    await task
+
+
+async def _stored(rt: Runtime) -> list[tuple[int, int, str | None, str]]:
+    """(update_id, job subject row id matches, ordering key, job state) per stored update."""
+    u, j = tables.updates, tables.jobs
+    async with rt.db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(u.c.update_id, u.c.bot_id, j.c.ordering_key, j.c.state)
+            .select_from(u.join(j, j.c.subject_id == u.c.id))
+            .where(j.c.kind == "process_update")
+            .order_by(u.c.bot_id, u.c.update_id)
+        )
+        return [(r.update_id, r.bot_id, r.ordering_key, r.state) for r in rows]
+
+
+async def test_concurrent_updates_are_stored_with_one_job_each(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """Updates stored concurrently each get exactly one pending process_update job, keyed by chat."""
+    results = await asyncio.gather(
+        *(writer.store(_update(i, chat_id=i % 3)) for i in range(1, 51)),
+        writer.store(_update(7, chat_id=None, bot_id=2)),
+    )
+    assert results == [True] * 51
+    assert await _stored(runtime) == [
+        *[(i, 1, f"chat:1:{i % 3}", "pending") for i in range(1, 51)],
+        (7, 2, None, "pending"),
+    ]
+
+
+async def test_duplicates_are_absorbed_within_and_across_batches(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """A re-sent update_id, in the same batch or a later one, is reported as not new and adds nothing."""
+    same_batch = await asyncio.gather(writer.store(_update(1)), writer.store(_update(1)))
+    later = await writer.store(_update(1))
+    many = await writer.store_many([_update(1), _update(2), _update(2)])
+    assert (same_batch, later, many) == ([True, False], False, [False, True, False])
+    assert await _stored(runtime) == [
+        (1, 1, "chat:1:10", "pending"),
+        (2, 1, "chat:1:10", "pending"),
+    ]
+
+
+async def test_audit_rows_ride_along_with_the_next_commit(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """Audit entries queued by the intake are committed with the next batch."""
+    writer.record_audit(
+        audit.Entry(
+            action="intake.rejected", actor=audit.TELEGRAM, at=NOW, bot_id=1, detail={"status": 401}
+        )
+    )
+    await writer.store(_update(1))
+    async with runtime.db.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.detail))
+        ).all()
+    assert [tuple(r) for r in rows] == [("intake.rejected", '{"status":401}')]
