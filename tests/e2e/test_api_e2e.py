@@ -1,0 +1,132 @@
+"""The API around stored updates: workspace isolation, dead updates re-run, operations routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.workspaces import service as workspaces
+
+from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+
+ANN = {"id": 5001, "is_bot": False, "first_name": "Ann"}
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    async with running_emulator() as running:
+        yield running
+
+
+@pytest.fixture
+async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgrelay]:
+    port = free_port()
+    async with running_tgrelay(
+        settings_for(emulator, tmp_path, webhook=True, port=port), port
+    ) as relay:
+        yield relay
+
+
+async def test_other_workspace_gets_404_for_updates(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A key of another workspace gets 404 for a bot's updates and its retry route; no key gets 401."""
+    bot = emulator.emulator.create_bot("relay_bot")
+    await relay.connect_bot(bot.token)
+    rt = relay.runtime
+    _, other_key = await workspaces.create_workspace(rt.db, "other team", now=rt.clock())
+    async with httpx.AsyncClient(base_url=relay.base_url) as client:
+        foreign = {"Authorization": f"Bearer {other_key}"}
+        listed = await client.get(f"/v1/bots/{bot.id}/updates", headers=foreign)
+        retried = await client.post(f"/v1/bots/{bot.id}/updates/1/retry", headers=foreign)
+        anonymous = await client.get(f"/v1/bots/{bot.id}/updates")
+        forged = await client.get(
+            f"/v1/bots/{bot.id}/updates", headers={"Authorization": "Bearer tgr_nope"}
+        )
+    assert [listed.status_code, retried.status_code, anonymous.status_code, forged.status_code] == [
+        404,
+        404,
+        401,
+        401,
+    ]
+    assert listed.headers["content-type"] == "application/problem+json"
+
+
+async def test_unprocessable_update_goes_dead_and_can_be_rerun(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """An update Telegram's types cannot parse is stored, becomes dead, is listed as dead, and re-runs on request."""
+    bot = emulator.emulator.create_bot("relay_bot")
+    await relay.connect_bot(bot.token)
+    broken = emulator.emulator.inject_update(bot.id, {"message": {"text": "no chat, no date"}})
+    good = emulator.emulator.send_message(bot.id, ANN, None, "fine")
+
+    async def settled() -> bool:
+        return [u["status"] for u in await relay.updates(bot.id)] == ["dead", "processed"]
+
+    await eventually(settled)
+    dead = await relay.updates(bot.id, status="dead")
+    assert [(u["update_id"], u["kind"]) for u in dead] == [(broken["update_id"], "message")]
+    assert dead[0]["last_error"] == (
+        "tgrelay.queue.retry.PermanentFailure: not a valid Telegram Update: 3 errors"
+    )
+
+    again = await relay.api.post(f"/v1/bots/{bot.id}/updates/{broken['update_id']}/retry")
+    assert (again.status_code, again.json()["status"]) == (200, "pending")
+    await eventually(settled)
+    not_dead = await relay.api.post(f"/v1/bots/{bot.id}/updates/{good['update_id']}/retry")
+    assert not_dead.status_code == 409
+
+
+async def test_updates_are_paged_in_update_id_order(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """`after` and `limit` walk the stored updates in ascending update_id order."""
+    bot = emulator.emulator.create_bot("relay_bot")
+    await relay.connect_bot(bot.token)
+    sent = [
+        emulator.emulator.send_message(bot.id, ANN, None, f"m{i}")["update_id"] for i in range(5)
+    ]
+
+    async def all_stored() -> bool:
+        return len(await relay.updates(bot.id)) == 5
+
+    await eventually(all_stored)
+    first = (await relay.api.get(f"/v1/bots/{bot.id}/updates", params={"limit": 2})).json()
+    second = (
+        await relay.api.get(
+            f"/v1/bots/{bot.id}/updates", params={"limit": 2, "after": first["next_after"]}
+        )
+    ).json()
+    too_many = await relay.api.get(f"/v1/bots/{bot.id}/updates", params={"limit": 1001})
+    assert [u["update_id"] for u in first["updates"] + second["updates"]] == sent[:4]
+    assert too_many.status_code == 422
+
+
+async def test_operations_routes(relay: Tgrelay, emulator: RunningEmulator) -> None:
+    """healthz and readyz answer, and /metrics exports intake, job and Telegram API metrics."""
+    bot = emulator.emulator.create_bot("relay_bot")
+    await relay.connect_bot(bot.token)
+    emulator.emulator.send_message(bot.id, ANN, None, "count me")
+
+    async def processed() -> bool:
+        return [u["status"] for u in await relay.updates(bot.id)] == ["processed"]
+
+    await eventually(processed)
+    async with httpx.AsyncClient(base_url=relay.base_url) as client:
+        health = await client.get("/healthz")
+        ready = await client.get("/readyz")
+        metrics = (await client.get("/metrics")).text
+    assert (health.json(), ready.json()) == ({"status": "ok"}, {"status": "ready"})
+    for line in [
+        'tgrelay_updates_received_total{outcome="stored",source="webhook"} 1.0',
+        'tgrelay_jobs{state="done"} 1.0',
+        'tgrelay_telegram_api_calls_total{method="getMe",outcome="ok"} 1.0',
+        "tgrelay_intake_latency_seconds_count 1.0",
+        'tgrelay_job_run_seconds_count{kind="process_update",outcome="done"} 1.0',
+    ]:
+        assert line in metrics
