@@ -16,15 +16,19 @@ from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
 
 
-def status_of(job_state: str | None, last_error: str | None) -> UpdateStatus:
-    """An update's status, derived from its process_update job (never stored twice)."""
+def status_of(job_state: str | None, attempts: int) -> UpdateStatus:
+    """An update's status, derived from its process_update job (never stored twice).
+
+    A pending job that has already run failed and waits for its retry; a dead job that is
+    re-run starts again from zero attempts, so it is plain pending.
+    """
     match job_state:
         case JobState.DONE | None:
             # No job left means it finished and was pruned.
             return UpdateStatus.PROCESSED
         case JobState.DEAD:
             return UpdateStatus.DEAD
-        case JobState.PENDING if last_error is not None:
+        case JobState.PENDING if attempts > 0:
             return UpdateStatus.FAILED
         case _:  # pending for its first run, or running
             return UpdateStatus.PENDING
@@ -33,12 +37,10 @@ def status_of(job_state: str | None, last_error: str | None) -> UpdateStatus:
 _STATUS_FILTERS = {
     UpdateStatus.PROCESSED: tables.jobs.c.state == JobState.DONE,
     UpdateStatus.DEAD: tables.jobs.c.state == JobState.DEAD,
-    UpdateStatus.FAILED: and_(
-        tables.jobs.c.state == JobState.PENDING, tables.jobs.c.last_error.is_not(None)
-    ),
+    UpdateStatus.FAILED: and_(tables.jobs.c.state == JobState.PENDING, tables.jobs.c.attempts > 0),
     UpdateStatus.PENDING: or_(
         tables.jobs.c.state == JobState.RUNNING,
-        and_(tables.jobs.c.state == JobState.PENDING, tables.jobs.c.last_error.is_(None)),
+        and_(tables.jobs.c.state == JobState.PENDING, tables.jobs.c.attempts == 0),
     ),
 }
 
@@ -54,6 +56,7 @@ def _query() -> Select[tuple[object, ...]]:
         u.c.received_at,
         j.c.id.label("job_id"),
         j.c.state,
+        j.c.attempts,
         j.c.last_error,
     ).select_from(u.outerjoin(j, and_(j.c.kind == PROCESS_UPDATE, j.c.subject_id == u.c.id)))
 
@@ -67,7 +70,7 @@ def _stored(row: object) -> StoredUpdate:
         chat_id=r["chat_id"],
         source=UpdateSource(r["source"]),
         received_at=r["received_at"],
-        status=status_of(r["state"], r["last_error"]),
+        status=status_of(r["state"], r["attempts"] or 0),
         last_error=r["last_error"],
     )
 
