@@ -1,0 +1,201 @@
+"""The Bot API surface: `/bot<token>/<method>`, answered in Telegram's shapes and words."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tgrelay.testing.emulator import errors, longpoll, text, updates
+from tgrelay.testing.emulator.params import Params
+from tgrelay.testing.emulator.state import BotRecord
+
+if TYPE_CHECKING:
+    from tgrelay.testing.emulator.service import Emulator
+
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
+MAX_SECRET_TOKEN_LENGTH = 256
+MAX_POLL_TIMEOUT = 50  # seconds; Telegram clamps longer getUpdates timeouts to this
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    """One Bot API call: who makes it and with what."""
+
+    emulator: Emulator
+    bot: BotRecord
+    token: str
+    params: Params
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful result, with the `description` Telegram adds to some of them."""
+
+    result: Any
+    description: str | None = None
+
+
+Method = Callable[[Call], Awaitable[Answer]]
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def error_response(error: errors.BotApiError) -> Response:
+    return json_response(error.body(), status_code=error.code)
+
+
+def routes(emulator: Emulator) -> list[Route]:
+    async def endpoint(request: Request) -> Response:
+        token = request.path_params["token"]
+        name = request.path_params["method"].lower()
+        try:
+            bot = emulator.state.authenticate(token)
+            method = METHODS.get(name)
+            if method is None:
+                raise errors.not_found()
+            params = await Params.read(request)
+            answer = await method(Call(emulator=emulator, bot=bot, token=token, params=params))
+        except errors.BotApiError as error:
+            return error_response(error)
+        body: dict[str, Any] = {"ok": True, "result": answer.result}
+        if answer.description is not None:
+            body["description"] = answer.description
+        return json_response(body)
+
+    return [Route("/bot{token}/{method}", endpoint, methods=["GET", "POST"])]
+
+
+async def get_me(call: Call) -> Answer:
+    return Answer(call.bot.me_json())
+
+
+async def set_webhook(call: Call) -> Answer:
+    params = call.params
+    drop = params.flag("drop_pending_updates")
+    url = params.text("url") or ""
+    if not url:
+        _apply_allowed_updates(call)
+        had = call.emulator.delete_webhook(call.bot.id, drop_pending_updates=drop)
+        return Answer(True, "Webhook was deleted" if had else "Webhook is already deleted")
+    parts = urlsplit(url)
+    # Telegram demands HTTPS on ports 443/80/88/8443; the emulator also takes plain HTTP
+    # and any port, so that receivers on loopback work.
+    if parts.scheme not in {"http", "https"}:
+        raise errors.bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+    if not parts.hostname:
+        raise errors.bad_request("invalid webhook URL specified")
+    secret = params.text("secret_token")
+    if secret is not None:
+        if len(secret) > MAX_SECRET_TOKEN_LENGTH:
+            raise errors.bad_request("secret token must be at most 256 bytes long")
+        if not _SECRET_TOKEN.fullmatch(secret):
+            raise errors.bad_request("secret token contains unallowed characters")
+    max_connections = params.integer("max_connections", 40, low=1, high=100)
+    _apply_allowed_updates(call)
+    changed = call.emulator.set_webhook(
+        call.bot.id,
+        url,
+        secret_token=secret,
+        max_connections=max_connections,
+        drop_pending_updates=drop,
+    )
+    return Answer(True, "Webhook was set" if changed else "Webhook is already set")
+
+
+async def delete_webhook(call: Call) -> Answer:
+    drop = call.params.flag("drop_pending_updates")
+    had = call.emulator.delete_webhook(call.bot.id, drop_pending_updates=drop)
+    return Answer(True, "Webhook was deleted" if had else "Webhook is already deleted")
+
+
+async def get_webhook_info(call: Call) -> Answer:
+    return Answer(call.emulator.webhook_info(call.bot.id))
+
+
+async def get_updates(call: Call) -> Answer:
+    emulator, params = call.emulator, call.params
+    if emulator.webhook_of(call.bot.id) is not None:
+        raise errors.conflict(errors.WEBHOOK_ACTIVE)
+    emulator.polls.preempt(call.bot.id)
+    offset = params.integer("offset", 0, low=-(2**31), high=2**31 - 1)
+    limit = params.integer("limit", 100, low=1, high=100)
+    timeout = params.integer("timeout", 0, low=0, high=MAX_POLL_TIMEOUT)
+    _apply_allowed_updates(call)
+    batch = emulator.state.take(call.bot.id, offset=offset, limit=limit)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not batch and (remaining := deadline - loop.time()) > 0:
+        outcome = await emulator.polls.wait(call.bot.id, remaining)
+        if outcome is longpoll.Outcome.TERMINATED:
+            raise errors.conflict(errors.OTHER_POLLER)
+        # The world may have changed while waiting: a revoked token, a webhook.
+        emulator.state.authenticate(call.token)
+        if emulator.webhook_of(call.bot.id) is not None:
+            raise errors.conflict(errors.WEBHOOK_ACTIVE)
+        batch = emulator.state.take(call.bot.id, offset=offset, limit=limit)
+        if outcome is longpoll.Outcome.CLOSED:
+            break
+    return Answer(batch)
+
+
+async def send_message(call: Call) -> Answer:
+    params, state = call.params, call.emulator.state
+    chat_id = params.chat_id()
+    state.resolve_chat(call.bot.id, chat_id)
+    entities = params.json("entities", "entities")
+    if entities is not None and not isinstance(entities, list):
+        raise errors.bad_request("can't parse entities JSON object")
+    message_text, entities = text.outgoing(
+        params.text("text") or "", params.text("parse_mode"), entities
+    )
+    reply_markup = params.json("reply_markup", "reply keyboard markup")
+    if reply_markup is not None and not isinstance(reply_markup, dict):
+        raise errors.bad_request("can't parse reply keyboard markup JSON object")
+    reply = params.json("reply_parameters", "reply parameters") or {}
+    if not isinstance(reply, dict):
+        raise errors.bad_request("can't parse reply parameters JSON object")
+    message = state.bot_message(
+        call.bot.id,
+        chat_id,
+        message_text,
+        entities=entities,
+        reply_markup=reply_markup,
+        message_thread_id=params.optional_integer("message_thread_id"),
+        reply_to_message_id=reply.get("message_id")
+        or params.optional_integer("reply_to_message_id"),
+        allow_sending_without_reply=bool(reply.get("allow_sending_without_reply"))
+        or params.flag("allow_sending_without_reply"),
+    )
+    return Answer(message)
+
+
+def _apply_allowed_updates(call: Call) -> None:
+    """setWebhook and getUpdates both change the bot's allowed_updates when they name it."""
+    allowed = call.params.json("allowed_updates", "allowed updates")
+    if allowed is None:
+        return
+    if not isinstance(allowed, list) or not all(isinstance(kind, str) for kind in allowed):
+        raise errors.bad_request("can't parse allowed updates JSON object")
+    call.emulator.state.set_allowed_updates(call.bot.id, updates.normalize_allowed(allowed))
+
+
+# Telegram matches method names case-insensitively.
+METHODS: dict[str, Method] = {
+    "getme": get_me,
+    "setwebhook": set_webhook,
+    "deletewebhook": delete_webhook,
+    "getwebhookinfo": get_webhook_info,
+    "getupdates": get_updates,
+    "sendmessage": send_message,
+}

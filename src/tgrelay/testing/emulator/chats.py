@@ -1,0 +1,101 @@
+"""Chats the emulated Telegram knows, and the messages written in them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tgrelay.testing.clock import Clock
+
+
+@dataclass(kw_only=True)
+class _Conversation:
+    next_message_id: int = 1
+    # Messages by id, without their own reply_to_message (Telegram nests replies one level).
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class ChatBook:
+    """Chat objects by id, message numbering per conversation, and what bots sent."""
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._chats: dict[int, dict[str, Any]] = {}
+        # A private chat is one conversation per (user, bot); a group one for all its bots.
+        self._conversations: dict[tuple[int, int | None], _Conversation] = {}
+        self._sent: list[tuple[int, dict[str, Any]]] = []  # (bot id, message) in send order
+
+    def note(self, chat: Mapping[str, Any]) -> dict[str, Any]:
+        """Remember a chat as an update shows it: the latest word on a chat wins."""
+        stored = dict(chat)
+        self._chats[stored["id"]] = stored
+        return stored
+
+    def get(self, chat_id: int) -> dict[str, Any] | None:
+        return self._chats.get(chat_id)
+
+    def public(self, username: str, among: Iterable[int]) -> dict[str, Any] | None:
+        """The group or channel with this @username among some chat ids (private chats never)."""
+        name = username.removeprefix("@").lower()
+        for chat_id in among:
+            chat = self._chats[chat_id]
+            if chat["type"] != "private" and str(chat.get("username", "")).lower() == name:
+                return chat
+        return None
+
+    def message(
+        self, bot_id: int, chat: Mapping[str, Any], message_id: int
+    ) -> dict[str, Any] | None:
+        """A message of the conversation the bot sees in this chat."""
+        return self._conversation(bot_id, chat).messages.get(message_id)
+
+    def post(
+        self,
+        bot_id: int,
+        chat: dict[str, Any],
+        *,
+        sender: dict[str, Any],
+        text: str,
+        entities: list[dict[str, Any]],
+        message_thread_id: int | None = None,
+        reply_to_message: dict[str, Any] | None = None,
+        reply_markup: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A new message in the chat, numbered after the conversation's last, dated now."""
+        conversation = self._conversation(bot_id, chat)
+        message_id = conversation.next_message_id
+        conversation.next_message_id += 1
+        # Keys in Telegram's order.
+        message: dict[str, Any] = {"message_id": message_id}
+        if message_thread_id is not None:
+            message["message_thread_id"] = message_thread_id
+        message.update({"from": sender, "chat": chat, "date": self._clock.timestamp()})
+        if message_thread_id is not None:
+            message["is_topic_message"] = True
+        if reply_to_message is not None:
+            message["reply_to_message"] = reply_to_message
+        message["text"] = text
+        if entities:
+            message["entities"] = entities
+        if reply_markup is not None:
+            message["reply_markup"] = reply_markup
+        conversation.messages[message_id] = {
+            k: v for k, v in message.items() if k != "reply_to_message"
+        }
+        return message
+
+    def record_sent(self, bot_id: int, message: dict[str, Any]) -> None:
+        self._sent.append((bot_id, message))
+
+    def sent(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages bots sent to a chat through the Bot API, in send order."""
+        return [
+            message
+            for sender, message in self._sent
+            if message["chat"]["id"] == chat_id and bot_id in (None, sender)
+        ]
+
+    def _conversation(self, bot_id: int, chat: Mapping[str, Any]) -> _Conversation:
+        key = (chat["id"], bot_id if chat["type"] == "private" else None)
+        return self._conversations.setdefault(key, _Conversation())

@@ -1,0 +1,228 @@
+"""The control surface: `/_emulator/...` JSON routes that play BotFather, users and time.
+
+Every route is listed in the package docstring (`tgrelay.testing.emulator`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tgrelay.testing.emulator import errors
+from tgrelay.testing.emulator.state import BotRecord, WebhookConfig
+
+if TYPE_CHECKING:
+    from tgrelay.testing.emulator.service import Emulator
+
+PREFIX = "/_emulator"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CreateBot(_Body):
+    # Telegram bot usernames: 5–32 of A-Za-z0-9_ (the "bot" suffix is not enforced here).
+    username: str = Field(pattern=r"^[A-Za-z0-9_]{1,32}$")
+    first_name: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class SetWebhook(_Body):
+    url: str = Field(min_length=1)
+    secret_token: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,256}$")
+    max_connections: int = Field(default=40, ge=1, le=100)
+    allowed_updates: list[str] | None = None
+    drop_pending_updates: bool = False
+
+
+class NewUpdate(_Body):
+    """Either a user's text message (`from`, optional `chat`, `text`) or a raw `update`."""
+
+    bot_id: int
+    from_user: dict[str, Any] | None = Field(default=None, alias="from")
+    chat: dict[str, Any] | None = None
+    text: str | None = None
+    update: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NewUpdate:
+        if self.update is not None:
+            if self.from_user is not None or self.chat is not None or self.text is not None:
+                raise ValueError("give either update, or from/chat/text")
+        elif self.from_user is None or self.text is None:
+            raise ValueError("a message needs from and text")
+        return self
+
+
+class Advance(_Body):
+    seconds: float = Field(ge=0)
+
+
+def _json(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def _problem(status_code: int, message: str) -> Response:
+    return _json({"error": message}, status_code)
+
+
+def bot_json(record: BotRecord, webhook: WebhookConfig | None) -> dict[str, Any]:
+    """A bot as the control surface shows it."""
+    return {
+        "id": record.id,
+        "token": record.token,
+        "username": record.username,
+        "first_name": record.first_name,
+        "revoked": record.revoked,
+        "webhook": None
+        if webhook is None
+        else {
+            "url": webhook.url,
+            "secret_token": webhook.secret_token,
+            "max_connections": webhook.max_connections,
+            "allowed_updates": None
+            if webhook.allowed_updates is None
+            else list(webhook.allowed_updates),
+        },
+    }
+
+
+async def _parse(request: Request, model: type[BodyT]) -> BodyT:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise errors.InvalidPayload("body too large")
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise errors.InvalidPayload(f"{where}: {first['msg']}" if where else first["msg"]) from exc
+
+
+def _int_param(request: Request, name: str) -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError:
+        raise errors.InvalidPayload(f"{name} must be an integer") from None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn the emulator's errors into JSON problems: 404 unknown bot, 400 bad input."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except errors.UnknownBot as exc:
+            return _problem(404, str(exc))
+        except errors.InvalidPayload as exc:
+            return _problem(400, str(exc))
+        except errors.BotApiError as exc:
+            return _problem(exc.code, exc.description)
+
+    return guarded
+
+
+def routes(emulator: Emulator) -> list[Route]:
+    def show(bot_id: int) -> dict[str, Any]:
+        return bot_json(emulator.bot(bot_id), emulator.webhook_of(bot_id))
+
+    async def list_bots(request: Request) -> Response:
+        return _json([show(record.id) for record in emulator.state.bots()])
+
+    async def create_bot(request: Request) -> Response:
+        body = await _parse(request, CreateBot)
+        existed = any(r.username.lower() == body.username.lower() for r in emulator.state.bots())
+        record = emulator.create_bot(body.username, first_name=body.first_name)
+        return _json(show(record.id), 200 if existed else 201)
+
+    async def get_bot(request: Request) -> Response:
+        return _json(show(_int_param(request, "bot_id")))
+
+    async def revoke(request: Request) -> Response:
+        bot_id = _int_param(request, "bot_id")
+        emulator.revoke(bot_id)
+        return _json(show(bot_id))
+
+    async def rotate(request: Request) -> Response:
+        return _json({"token": emulator.rotate_token(_int_param(request, "bot_id"))})
+
+    async def set_webhook(request: Request) -> Response:
+        bot_id = _int_param(request, "bot_id")
+        body = await _parse(request, SetWebhook)
+        emulator.set_webhook(
+            bot_id,
+            body.url,
+            secret_token=body.secret_token,
+            max_connections=body.max_connections,
+            allowed_updates=body.allowed_updates,
+            drop_pending_updates=body.drop_pending_updates,
+        )
+        return _json(show(bot_id))
+
+    async def delete_webhook(request: Request) -> Response:
+        bot_id = _int_param(request, "bot_id")
+        emulator.delete_webhook(bot_id)
+        return _json(show(bot_id))
+
+    async def pending_updates(request: Request) -> Response:
+        return _json(emulator.pending_updates(_int_param(request, "bot_id")))
+
+    async def new_update(request: Request) -> Response:
+        body = await _parse(request, NewUpdate)
+        if body.update is not None:
+            return _json(emulator.inject_update(body.bot_id, body.update))
+        assert body.from_user is not None
+        assert body.text is not None
+        return _json(emulator.send_message(body.bot_id, body.from_user, body.chat, body.text))
+
+    async def chat_messages(request: Request) -> Response:
+        chat_id = _int_param(request, "chat_id")
+        raw_bot = request.query_params.get("bot_id")
+        try:
+            bot_id = int(raw_bot) if raw_bot else None
+        except ValueError:
+            raise errors.InvalidPayload("bot_id must be an integer") from None
+        return _json(emulator.sent_messages(chat_id, bot_id=bot_id))
+
+    def now() -> dict[str, Any]:
+        return {"now": emulator.clock.now().isoformat(), "timestamp": emulator.clock.timestamp()}
+
+    async def clock(request: Request) -> Response:
+        return _json(now())
+
+    async def advance(request: Request) -> Response:
+        body = await _parse(request, Advance)
+        emulator.clock.advance(body.seconds)
+        return _json(now())
+
+    table: list[tuple[str, str, Handler]] = [
+        ("/bots", "GET", list_bots),
+        ("/bots", "POST", create_bot),
+        ("/bots/{bot_id}", "GET", get_bot),
+        ("/bots/{bot_id}/revoke", "POST", revoke),
+        ("/bots/{bot_id}/rotate", "POST", rotate),
+        ("/bots/{bot_id}/webhook", "POST", set_webhook),
+        ("/bots/{bot_id}/webhook", "DELETE", delete_webhook),
+        ("/bots/{bot_id}/updates", "GET", pending_updates),
+        ("/updates", "POST", new_update),
+        ("/chats/{chat_id}/messages", "GET", chat_messages),
+        ("/clock", "GET", clock),
+        ("/clock/advance", "POST", advance),
+    ]
+    return [
+        Route(PREFIX + path, _guarded(handler), methods=[verb], name=f"{verb} {path}")
+        for path, verb, handler in table
+    ]

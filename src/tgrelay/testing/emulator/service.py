@@ -1,0 +1,268 @@
+"""The emulator as one object: its state, the deliveries it runs, and its ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import random
+import ssl
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from tgrelay.testing.clock import Clock
+from tgrelay.testing.emulator import app as emulator_app
+from tgrelay.testing.emulator import longpoll, objects, pusher, updates
+from tgrelay.testing.emulator.state import BotRecord, EmulatorState, WebhookConfig
+
+_CONNECT_TIMEOUT = 10.0  # seconds
+
+
+class Emulator:
+    """A Telegram Bot API server in a box, and the hands of its users.
+
+    It is an ASGI app (serve it with uvicorn, or call it through `httpx.ASGITransport`)
+    and a Python API for tests. Webhook pushes and long polls run as tasks of the event
+    loop it is used in; `aclose()` ends them.
+
+    `webhook_timeout` is how long a push waits for the webhook's answer; `retry` spaces the
+    attempts; `webhook_transport` can route pushes in-process (`httpx.ASGITransport`);
+    `seed` makes bot ids and update_id bases repeatable.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        retry: pusher.RetryPolicy | None = None,
+        webhook_timeout: float = 10.0,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.clock = clock if clock is not None else Clock()
+        # Seeded: ids and update_id bases repeat between runs; tokens stay truly random.
+        self.state = EmulatorState(clock=self.clock, rng=random.Random(seed))
+        self.polls = longpoll.LongPolls()
+        self._retry = retry or pusher.RetryPolicy()
+        self._webhook_timeout = webhook_timeout
+        self._webhook_transport = webhook_transport
+        self._client: httpx.AsyncClient | None = None
+        self._pushers: dict[int, pusher.WebhookPusher] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._app = emulator_app.build(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    def start(self) -> None:
+        """Undo `aclose`: long polls wait again and pending webhook pushes resume."""
+        if not self._closed:
+            return
+        self._closed = False
+        self.polls.reopen()
+        for record in self.state.bots():
+            self._dispatch(record.id)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop webhook pushes, answer waiting long polls, close the HTTP client.
+
+        The state stays readable; a closed emulator pushes nothing and never waits.
+        """
+        self._closed = True
+        self.polls.close()
+        for bot_id in list(self._pushers):
+            self._stop_pusher(bot_id)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+            self._stopping.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # Bots
+
+    def create_bot(self, username: str, *, first_name: str | None = None) -> BotRecord:
+        """A bot (or the existing one with this username) with a working token."""
+        return self.state.create_bot(username, first_name=first_name)
+
+    def bot(self, bot_id: int) -> BotRecord:
+        return self.state.bot(bot_id)
+
+    def revoke(self, bot_id: int) -> BotRecord:
+        """The bot's token answers 401 from now on."""
+        record = self.state.revoke(bot_id)
+        self.polls.notify(bot_id)
+        return record
+
+    def rotate_token(self, bot_id: int) -> str:
+        """A new token for the same bot; the old one answers 401."""
+        record = self.state.rotate_token(bot_id)
+        self.polls.notify(bot_id)
+        return record.token
+
+    # Webhooks
+
+    def webhook_of(self, bot_id: int) -> WebhookConfig | None:
+        return self.state.webhook_of(bot_id)
+
+    def webhook_info(self, bot_id: int) -> dict[str, Any]:
+        """What getWebhookInfo would answer."""
+        return self.state.webhook_info(bot_id)
+
+    def set_webhook(
+        self,
+        bot_id: int,
+        url: str,
+        *,
+        secret_token: str | None = None,
+        max_connections: int = 40,
+        allowed_updates: Sequence[str] | None = None,
+        drop_pending_updates: bool = False,
+    ) -> bool:
+        """Point the bot's updates at a URL (what setWebhook does); True if anything changed.
+
+        `allowed_updates` None keeps the bot's setting; an empty list restores the default.
+        """
+        if allowed_updates is not None:
+            self.state.set_allowed_updates(bot_id, updates.normalize_allowed(allowed_updates))
+        changed = self.state.set_webhook(
+            bot_id,
+            url=url,
+            secret_token=secret_token,
+            max_connections=max_connections,
+            drop_pending_updates=drop_pending_updates,
+        )
+        self._dispatch(bot_id)
+        return changed
+
+    def set_webhook_as_foreign(
+        self, bot_id: int, url: str, *, secret_token: str | None = None
+    ) -> WebhookConfig:
+        """Another service called setWebhook with this bot's token and took its updates."""
+        self.set_webhook(bot_id, url, secret_token=secret_token)
+        config = self.state.webhook_of(bot_id)
+        assert config is not None
+        return config
+
+    def delete_webhook(self, bot_id: int, *, drop_pending_updates: bool = False) -> bool:
+        """Back to getUpdates (what deleteWebhook does); True if a webhook was set."""
+        had = self.state.delete_webhook(bot_id, drop_pending_updates=drop_pending_updates)
+        self._dispatch(bot_id)
+        return had
+
+    # Users acting
+
+    def send_message(
+        self,
+        bot_id: int,
+        from_user: Mapping[str, Any],
+        chat: Mapping[str, Any] | None,
+        text: str,
+    ) -> dict[str, Any]:
+        """A user writes `text` to the bot; `chat` None means their private chat.
+
+        Returns the Update as queued.
+        """
+        user = objects.parse_user(from_user)
+        parsed_chat = (
+            objects.parse_chat(chat) if chat is not None else objects.private_chat_of(user)
+        )
+        update = self.state.user_message(bot_id, user, parsed_chat, text)
+        self._dispatch(bot_id)
+        return copy.deepcopy(update)
+
+    def inject_update(self, bot_id: int, update: Mapping[str, Any]) -> dict[str, Any]:
+        """Deliver any Update body (update_id assigned when absent); returns it as queued.
+
+        Null fields are dropped, as Telegram never sends them (handy with aiogram dumps).
+        """
+        queued = self.state.enqueue(bot_id, objects.compact(update))
+        self._dispatch(bot_id)
+        return copy.deepcopy(queued)
+
+    # Observing
+
+    def sent_messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages bots sent to the chat, in order (optionally only one bot's)."""
+        return copy.deepcopy(self.state.sent_messages(chat_id, bot_id=bot_id))
+
+    def pending_updates(self, bot_id: int) -> list[dict[str, Any]]:
+        """Updates neither confirmed by getUpdates nor acknowledged by the webhook."""
+        return [copy.deepcopy(p.body) for p in self.state.pending(bot_id)]
+
+    async def wait_until_delivered(self, bot_id: int, *, timeout: float = 5.0) -> None:
+        """Return once the bot has no pending update; TimeoutError after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            # Pending updates shrink in several places (pushes, getUpdates, drops): look often.
+            while self.state.pending(bot_id):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    # Delivery
+
+    def _dispatch(self, bot_id: int) -> None:
+        """After a change: push by webhook if one is set, else wake the long poll."""
+        config = self.state.webhook_of(bot_id)
+        current = self._pushers.get(bot_id)
+        if current is not None and (config is None or not current.targets(config)):
+            self._stop_pusher(bot_id)
+        self.polls.notify(bot_id)
+        if config is None or self._closed:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside an event loop: the next change inside one starts the pushes
+        if bot_id not in self._pushers:
+            self._pushers[bot_id] = pusher.WebhookPusher(
+                bot_id=bot_id,
+                config=config,
+                state=self.state,
+                client=self._http_client(),
+                policy=self._retry,
+            )
+        self._pushers[bot_id].kick()
+
+    def _stop_pusher(self, bot_id: int) -> None:
+        stopped = self._pushers.pop(bot_id)
+        self._stopping = {task for task in self._stopping if not task.done()}
+        self._stopping.update(stopped.stop())
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=self._webhook_transport,
+                # Connecting gets its own, longer allowance: a loaded test machine can be
+                # slow to accept, and a short webhook_timeout is meant for the answer.
+                timeout=httpx.Timeout(
+                    self._webhook_timeout, connect=max(self._webhook_timeout, _CONNECT_TIMEOUT)
+                ),
+                # max_connections per bot is enforced by each pusher, not by the pool.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+                follow_redirects=False,
+                verify=_tls_context(),
+            )
+        return self._client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every emulator in the process: building one costs ~0.2 s, and
+    test suites create hundreds of emulators. It is never modified after creation."""
+    return ssl.create_default_context()

@@ -1,0 +1,376 @@
+"""What the emulated Telegram knows: bots, chats, messages and each bot's update queue.
+
+Plain data and synchronous rules; nothing here waits or talks to the network. Errors a
+client can see are raised as `errors.BotApiError` in Telegram's words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import itertools
+import random
+import re
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from tgrelay.testing.clock import Clock
+from tgrelay.testing.emulator import chats, errors, objects, text, updates
+
+TOKEN_SHAPE = re.compile(r"(\d+):[A-Za-z0-9_-]+")
+_TOKEN_ALPHABET = string.ascii_letters + string.digits + "_-"
+_TOKEN_SECRET_LENGTH = 35
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotRecord:
+    """A bot as BotFather knows it."""
+
+    id: int
+    username: str
+    first_name: str
+    token: str
+    # A revoked bot answers 401 to every token until `rotate_token` issues a new one.
+    revoked: bool = False
+    can_join_groups: bool = True
+    can_read_all_group_messages: bool = False
+
+    def user_json(self) -> dict[str, Any]:
+        """The bot as a User object, e.g. a message's `from`."""
+        return {
+            "id": self.id,
+            "is_bot": True,
+            "first_name": self.first_name,
+            "username": self.username,
+        }
+
+    def me_json(self) -> dict[str, Any]:
+        """getMe's result."""
+        return {
+            **self.user_json(),
+            "can_join_groups": self.can_join_groups,
+            "can_read_all_group_messages": self.can_read_all_group_messages,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookConfig:
+    """A bot's webhook as the last setWebhook left it."""
+
+    url: str
+    secret_token: str | None = None
+    max_connections: int = 40
+    # The bot's allowed_updates setting (shared with getUpdates); None is Telegram's default.
+    allowed_updates: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingUpdate:
+    """An update waiting for getUpdates to confirm it or the webhook to answer 2xx."""
+
+    # Emulator-internal position in the queue; update_id may repeat when a test injects twins.
+    seq: int
+    body: dict[str, Any]
+
+    @property
+    def update_id(self) -> int:
+        update_id: int = self.body["update_id"]
+        return update_id
+
+
+@dataclass(kw_only=True)
+class _Bot:
+    record: BotRecord
+    webhook: WebhookConfig | None = None
+    allowed_updates: tuple[str, ...] | None = None
+    next_update_id: int
+    pending: dict[int, PendingUpdate] = field(default_factory=dict)
+    last_error_date: int | None = None
+    last_error_message: str | None = None
+    # Chats this bot has seen an update from; it may write only there.
+    known_chats: set[int] = field(default_factory=set)
+
+
+class EmulatorState:
+    """All of the emulated Telegram's data and the rules that change it."""
+
+    def __init__(self, *, clock: Clock, rng: random.Random) -> None:
+        self._clock = clock
+        self._rng = rng
+        self._bots: dict[int, _Bot] = {}
+        self._tokens: dict[str, int] = {}
+        self.chats = chats.ChatBook(clock=clock)
+        self._seq = itertools.count(1)
+
+    # Bots
+
+    def create_bot(self, username: str, *, first_name: str | None = None) -> BotRecord:
+        """A new bot with a fresh 10-digit id, or the existing one with that username."""
+        for bot in self._bots.values():
+            if bot.record.username.lower() == username.lower():
+                return bot.record
+        bot_id = self._rng.randrange(1_000_000_000, 10_000_000_000)
+        while bot_id in self._bots:
+            bot_id = self._rng.randrange(1_000_000_000, 10_000_000_000)
+        record = BotRecord(
+            id=bot_id,
+            username=username,
+            first_name=first_name or username.removesuffix("_bot").removesuffix("bot") or username,
+            token=_new_token(bot_id),
+        )
+        self._bots[bot_id] = _Bot(
+            record=record, next_update_id=self._rng.randrange(100_000_000, 900_000_000)
+        )
+        self._tokens[record.token] = bot_id
+        return record
+
+    def bot(self, bot_id: int) -> BotRecord:
+        return self._bot(bot_id).record
+
+    def bots(self) -> list[BotRecord]:
+        return [bot.record for bot in self._bots.values()]
+
+    def authenticate(self, token: str) -> BotRecord:
+        """The bot a token belongs to; 404 for a malformed token, 401 for a dead one."""
+        if not TOKEN_SHAPE.fullmatch(token):
+            raise errors.not_found()
+        bot_id = self._tokens.get(token)
+        if bot_id is None or self._bots[bot_id].record.revoked:
+            raise errors.unauthorized()
+        return self._bots[bot_id].record
+
+    def revoke(self, bot_id: int) -> BotRecord:
+        """Every call with the bot's token now answers 401."""
+        bot = self._bot(bot_id)
+        bot.record = replace(bot.record, revoked=True)
+        return bot.record
+
+    def rotate_token(self, bot_id: int) -> BotRecord:
+        """A new token for the same bot; the old one answers 401 from now on."""
+        bot = self._bot(bot_id)
+        del self._tokens[bot.record.token]
+        bot.record = replace(bot.record, token=_new_token(bot_id), revoked=False)
+        self._tokens[bot.record.token] = bot_id
+        return bot.record
+
+    # Webhook
+
+    def webhook_of(self, bot_id: int) -> WebhookConfig | None:
+        bot = self._bot(bot_id)
+        if bot.webhook is None:
+            return None
+        return replace(bot.webhook, allowed_updates=bot.allowed_updates)
+
+    def set_webhook(
+        self,
+        bot_id: int,
+        *,
+        url: str,
+        secret_token: str | None,
+        max_connections: int,
+        drop_pending_updates: bool,
+    ) -> bool:
+        """Point the bot at a webhook; True when this changed anything."""
+        bot = self._bot(bot_id)
+        hook = WebhookConfig(url=url, secret_token=secret_token, max_connections=max_connections)
+        changed = hook != bot.webhook
+        if changed:
+            bot.webhook = hook
+            bot.last_error_date = bot.last_error_message = None
+        if drop_pending_updates:
+            bot.pending.clear()
+        return changed
+
+    def delete_webhook(self, bot_id: int, *, drop_pending_updates: bool) -> bool:
+        """Back to getUpdates; undelivered updates stay unless dropped. True if one was set."""
+        bot = self._bot(bot_id)
+        had = bot.webhook is not None
+        bot.webhook = None
+        bot.last_error_date = bot.last_error_message = None
+        if drop_pending_updates:
+            bot.pending.clear()
+        return had
+
+    def webhook_info(self, bot_id: int) -> dict[str, Any]:
+        """getWebhookInfo's result, keys in Telegram's order."""
+        bot = self._bot(bot_id)
+        info: dict[str, Any] = {
+            "url": bot.webhook.url if bot.webhook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(bot.pending),
+        }
+        if bot.webhook is None:
+            return info
+        host = urlsplit(bot.webhook.url).hostname or ""
+        with contextlib.suppress(ValueError):
+            # Telegram reports the address it connects to; the emulator knows only literal ones.
+            info["ip_address"] = str(ipaddress.ip_address(host))
+        if bot.last_error_date is not None:
+            info["last_error_date"] = bot.last_error_date
+            info["last_error_message"] = bot.last_error_message
+        info["max_connections"] = bot.webhook.max_connections
+        if bot.allowed_updates is not None:
+            info["allowed_updates"] = list(bot.allowed_updates)
+        return info
+
+    def record_webhook_error(self, bot_id: int, message: str) -> None:
+        bot = self._bot(bot_id)
+        bot.last_error_date = self._clock.timestamp()
+        bot.last_error_message = message
+
+    def set_allowed_updates(self, bot_id: int, allowed: tuple[str, ...] | None) -> None:
+        self._bot(bot_id).allowed_updates = allowed
+
+    # Updates
+
+    def enqueue(self, bot_id: int, update: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue an update for the bot, numbering it unless it has an update_id.
+
+        An update of a kind the bot's allowed_updates excludes is never created, as on
+        Telegram: it comes back without an update_id and nothing is queued.
+        """
+        bot = self._bot(bot_id)
+        body = dict(update)
+        chat = updates.chat_of(body)
+        if chat is not None and isinstance(chat.get("id"), int):
+            self.chats.note(chat)
+            bot.known_chats.add(chat["id"])
+        if not updates.is_allowed(updates.kind_of(body), bot.allowed_updates):
+            body.pop("update_id", None)
+            return body
+        given = body.pop("update_id", None)
+        if isinstance(given, int) and not isinstance(given, bool):
+            body = {"update_id": given, **body}
+            bot.next_update_id = max(bot.next_update_id, given + 1)
+        else:
+            body = {"update_id": bot.next_update_id, **body}
+            bot.next_update_id += 1
+        seq = next(self._seq)
+        bot.pending[seq] = PendingUpdate(seq=seq, body=body)
+        return body
+
+    def take(self, bot_id: int, *, offset: int, limit: int) -> list[dict[str, Any]]:
+        """getUpdates: confirm what `offset` says is done, then the next `limit` updates.
+
+        A positive offset forgets every update below it; a negative one keeps only the last
+        `-offset` updates and forgets the rest.
+        """
+        bot = self._bot(bot_id)
+        if offset > 0:
+            for seq in [s for s, p in bot.pending.items() if p.update_id < offset]:
+                del bot.pending[seq]
+        elif offset < 0:
+            for seq in list(bot.pending)[:offset]:
+                del bot.pending[seq]
+        return [p.body for p in itertools.islice(bot.pending.values(), limit)]
+
+    def pending(self, bot_id: int) -> list[PendingUpdate]:
+        """Updates not yet confirmed by getUpdates nor acknowledged by the webhook, oldest first."""
+        return list(self._bot(bot_id).pending.values())
+
+    def pending_after(self, bot_id: int, seq: int) -> list[PendingUpdate]:
+        """Pending updates queued after `seq`, oldest first (cheap: walks from the newest)."""
+        newer: list[PendingUpdate] = []
+        for pending in reversed(self._bot(bot_id).pending.values()):
+            if pending.seq <= seq:
+                break
+            newer.append(pending)
+        newer.reverse()
+        return newer
+
+    def is_pending(self, bot_id: int, seq: int) -> bool:
+        return seq in self._bot(bot_id).pending
+
+    def acknowledge(self, bot_id: int, seq: int) -> None:
+        """The webhook answered 2xx: the update is delivered."""
+        self._bot(bot_id).pending.pop(seq, None)
+
+    # Chats and messages
+
+    def chat(self, chat_id: int) -> dict[str, Any] | None:
+        return self.chats.get(chat_id)
+
+    def user_message(
+        self, bot_id: int, user: objects.User, chat: objects.Chat, message_text: str
+    ) -> dict[str, Any]:
+        """A user writes in a chat the bot is in; returns the Update as queued."""
+        self._bot(bot_id)
+        objects.check_sender(user, chat)
+        message = self.chats.post(
+            bot_id,
+            self.chats.note(chat.to_json()),
+            sender=user.to_json(),
+            text=message_text,
+            entities=text.command_entities(message_text),
+        )
+        return self.enqueue(bot_id, {"message": message})
+
+    def bot_message(
+        self,
+        bot_id: int,
+        chat_id: int | str,
+        message_text: str,
+        *,
+        entities: list[dict[str, Any]],
+        reply_markup: dict[str, Any] | None = None,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+        allow_sending_without_reply: bool = False,
+    ) -> dict[str, Any]:
+        """sendMessage: the bot writes in a chat it knows; returns the Message."""
+        bot = self._bot(bot_id)
+        chat = self.resolve_chat(bot_id, chat_id)
+        replied = None
+        if reply_to_message_id:
+            replied = self.chats.message(bot_id, chat, reply_to_message_id)
+            if replied is None and not allow_sending_without_reply:
+                raise errors.bad_request("message to be replied not found")
+        message = self.chats.post(
+            bot_id,
+            chat,
+            sender=bot.record.user_json(),
+            text=message_text,
+            entities=entities,
+            # Outside forums Telegram ignores message_thread_id.
+            message_thread_id=message_thread_id if chat.get("is_forum") else None,
+            reply_to_message=replied,
+            # Telegram echoes inline keyboards with the message, never other keyboards.
+            reply_markup=reply_markup
+            if reply_markup and "inline_keyboard" in reply_markup
+            else None,
+        )
+        self.chats.record_sent(bot_id, message)
+        return message
+
+    def sent_messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages bots sent to a chat through the Bot API, in send order."""
+        return self.chats.sent(chat_id, bot_id=bot_id)
+
+    def resolve_chat(self, bot_id: int, chat_id: int | str) -> dict[str, Any]:
+        """The chat a bot means by `chat_id` (an id or `@username`); 400 if it knows none."""
+        bot = self._bot(bot_id)
+        if isinstance(chat_id, str):
+            chat = self.chats.public(chat_id, bot.known_chats)
+        else:
+            chat = self.chats.get(chat_id) if chat_id in bot.known_chats else None
+        if chat is None:
+            raise errors.bad_request("chat not found")
+        return chat
+
+    def _bot(self, bot_id: int) -> _Bot:
+        try:
+            return self._bots[bot_id]
+        except KeyError:
+            raise errors.UnknownBot(bot_id) from None
+
+
+def _new_token(bot_id: int) -> str:
+    secret = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(_TOKEN_SECRET_LENGTH))
+    return f"{bot_id}:{secret}"
