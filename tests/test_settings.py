@@ -16,7 +16,7 @@ def test_defaults_are_single_node_sqlite_with_polling(
 ) -> None:
     """With nothing set, tgrelay uses SQLite in ./.tgrelay, long polling and 127.0.0.1:8000."""
     monkeypatch.chdir(tmp_path)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert (
         settings.resolved_database_url,
         settings.uses_webhooks,
@@ -39,7 +39,7 @@ def test_environment_variables_use_the_tgrelay_prefix(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TGRELAY_SECRET_KEYS", "a, b")
     monkeypatch.setenv("TGRELAY_REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("TGRELAY_PORT", "9000")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert (
         settings.resolved_database_url,
         settings.webhook_url(42),
@@ -59,19 +59,19 @@ def test_environment_variables_use_the_tgrelay_prefix(monkeypatch: pytest.Monkey
 
 def test_http_public_url_is_accepted_but_flagged() -> None:
     """An http:// public URL works for trials with the emulator and is marked insecure."""
-    settings = Settings(public_url="http://127.0.0.1:8000", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(public_url="http://127.0.0.1:8000", _env_file=None)
     assert (settings.uses_webhooks, settings.public_url_is_insecure) == (True, True)
 
 
 def test_public_url_must_be_http_or_https() -> None:
     """Any other scheme is refused at start-up."""
     with pytest.raises(ValueError, match="must start with https://"):
-        Settings(public_url="ftp://example.com", _env_file=None)  # type: ignore[call-arg]
+        Settings(public_url="ftp://example.com", _env_file=None)
 
 
 def test_first_single_node_start_generates_a_private_key_file(tmp_path: Path) -> None:
     """Without keys, SQLite mode generates one into DATA_DIR (mode 0600) and reuses it."""
-    settings = Settings(data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)
     first = with_secret_keys(settings)
     second = with_secret_keys(settings)
     key_file = tmp_path / "data" / "secret_keys"
@@ -87,7 +87,7 @@ def test_cluster_mode_without_keys_fails_closed(tmp_path: Path) -> None:
     settings = Settings(
         data_dir=tmp_path,
         database_url="postgresql://postgres@127.0.0.1/test",
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     with pytest.raises(errors.ConfigurationError, match="TGRELAY_SECRET_KEYS is required"):
         with_secret_keys(settings)

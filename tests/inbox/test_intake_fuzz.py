@@ -49,7 +49,10 @@ bodies = st.binary(max_size=300) | json_values.map(_json_bytes) | update_like.ma
 header_names = st.sampled_from(
     ["content-type", "content-length", "x-telegram-bot-api-secret-token", "x-anything"]
 )
-header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+# Printable ASCII; httpx itself refuses values with surrounding whitespace.
+header_values = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40
+).map(str.strip)
 
 
 @pytest.fixture(scope="module")

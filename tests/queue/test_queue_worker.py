@@ -1,0 +1,577 @@
+"""Contract tests for `tgrelay.queue.worker.Worker`, run on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay.clock import utcnow
+from tgrelay.db import tables
+from tgrelay.db.engine import Database
+from tgrelay.observability import Metrics
+from tgrelay.queue import retry, store, worker
+from tgrelay.queue.models import Job, JobState, NewJob
+from tgrelay.queue.worker import Registry, Worker
+from tgrelay.testing.clock import Clock
+
+START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+WAIT_LIMIT = 15.0  # seconds before a wait gives up; a bound against hangs, not a speed claim
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock that stands at START until a test moves it."""
+    return Clock(start=START)
+
+
+def make_worker(database: Database, registry: Registry, clock: Any, **options: Any) -> Worker:
+    defaults: dict[str, Any] = {
+        "poll_interval": 0.01,
+        "rescue_interval": 1.0,
+        "policy": retry.RetryPolicy(base_delay=1, jitter=0),
+    }
+    return Worker(database, registry, clock=clock, **(defaults | options))
+
+
+@asynccontextmanager
+async def running(*workers: Worker) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            await worker.stop(timeout=5)
+        await asyncio.gather(*tasks)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(WAIT_LIMIT):
+        while not await condition():
+            await asyncio.sleep(0.01)
+
+
+async def enqueue(database: Database, *jobs: NewJob, now: Any, max_attempts: int = 3) -> list[int]:
+    async with database.transaction() as conn:
+        return await store.enqueue(conn, jobs, now=now(), default_max_attempts=max_attempts)
+
+
+async def get(database: Database, job_id: int) -> Job:
+    async with database.transaction() as conn:
+        job = await store.get(conn, job_id)
+    assert job is not None
+    return job
+
+
+def in_state(database: Database, job_id: int, state: JobState) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await get(database, job_id)).state is state
+
+    return check
+
+
+async def workspace_names(database: Database) -> list[str]:
+    async with database.transaction() as conn:
+        rows = await conn.execute(select(tables.workspaces.c.name).order_by(tables.workspaces.c.id))
+        return [row.name for row in rows]
+
+
+async def add_workspace(conn: AsyncConnection, name: str) -> None:
+    await conn.execute(tables.workspaces.insert().values(id=name, name=name, created_at=START))
+
+
+async def test_worker_runs_a_transactional_handler_and_completes_its_job(
+    database: Database, clock: Clock
+) -> None:
+    """The handler's writes and the job's completion commit together."""
+
+    async def create_workspace(conn: AsyncConnection, job: Job) -> None:
+        await add_workspace(conn, job.payload["name"])
+
+    registry = Registry()
+    registry.register("create_workspace", create_workspace)
+    [job_id] = await enqueue(
+        database, NewJob(kind="create_workspace", payload={"name": "ws_a"}), now=clock
+    )
+    async with running(make_worker(database, registry, clock, worker_id="w1")):
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    job = await get(database, job_id)
+    assert (job.attempts, job.locked_by, job.finished_at) == (1, "w1", START)
+    assert await workspace_names(database) == ["ws_a"]
+
+
+async def test_concurrent_workers_keep_per_key_order_and_never_overlap_a_key(
+    database: Database,
+) -> None:
+    """Four workers run 200 jobs over 10 keys: each key's jobs one at a time, in order."""
+    runs: list[tuple[str, int]] = []
+    active: dict[str, int] = {}
+    overlaps: list[tuple[str, int, int]] = []
+    failed_once: set[int] = set()
+
+    async def record(job: Job) -> None:
+        key, seq = job.ordering_key or "", int(job.payload["seq"])
+        if key in active:
+            overlaps.append((key, active[key], seq))
+        active[key] = seq
+        try:
+            await asyncio.sleep(0.001)
+            if seq % 7 == 3 and job.id not in failed_once:  # a retry must hold its key back
+                failed_once.add(job.id)
+                raise RuntimeError("flaky")
+            runs.append((key, seq))
+        finally:
+            del active[key]
+
+    registry = Registry()
+    registry.register("record", record, transactional=False)
+    jobs = [
+        NewJob(kind="record", payload={"seq": n // 10}, ordering_key=f"chat:{n % 10}")
+        for n in range(200)
+    ]
+    await enqueue(database, *jobs, now=utcnow)
+    policy = retry.RetryPolicy(base_delay=0.01, jitter=0)
+    workers = [make_worker(database, registry, utcnow, policy=policy) for _ in range(4)]
+
+    async def all_done() -> bool:
+        async with database.transaction() as conn:
+            return (await store.count_by_state(conn))[JobState.DONE] == len(jobs)
+
+    async with running(*workers):
+        await wait_until(all_done)
+    assert overlaps == []
+    assert sorted(runs) == [(f"chat:{k}", seq) for k in range(10) for seq in range(20)]
+    for k in range(10):
+        assert [seq for key, seq in runs if key == f"chat:{k}"] == list(range(20))
+
+
+async def test_failing_transactional_handler_keeps_none_of_its_writes(
+    database: Database, clock: Clock
+) -> None:
+    """A handler that writes then raises leaves nothing behind; its retry's writes are kept once."""
+    calls: list[int] = []
+
+    async def flaky(conn: AsyncConnection, job: Job) -> None:
+        calls.append(job.attempts)
+        await add_workspace(conn, f"ws_{job.attempts}")
+        if job.attempts == 1:
+            raise RuntimeError("boom after writing")
+
+    registry = Registry()
+    registry.register("flaky", flaky)
+    [job_id] = await enqueue(database, NewJob(kind="flaky", payload={}), now=clock)
+    worker = make_worker(database, registry, clock)
+
+    async def failed_once() -> bool:
+        job = await get(database, job_id)
+        return job.state is JobState.PENDING and job.attempts == 1
+
+    async with running(worker):
+        await wait_until(failed_once)
+        assert await workspace_names(database) == []
+        job = await get(database, job_id)
+        assert (job.last_error, job.run_at) == (
+            "RuntimeError: boom after writing",
+            START + timedelta(seconds=1),
+        )
+        clock.advance(1)
+        worker.notify()
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    assert calls == [1, 2]
+    assert await workspace_names(database) == ["ws_2"]
+
+
+async def test_exhausted_job_is_dead_and_runs_again_after_rerun(
+    database: Database, clock: Clock
+) -> None:
+    """After its last failed attempt the job is listed as dead; rerun makes it run to done."""
+    healthy = False
+
+    async def sometimes(job: Job) -> None:
+        if not healthy:
+            raise ValueError(f"attempt {job.attempts} failed")
+
+    registry = Registry()
+    registry.register("sometimes", sometimes, transactional=False)
+    [job_id] = await enqueue(
+        database, NewJob(kind="sometimes", payload={}), now=clock, max_attempts=2
+    )
+    worker = make_worker(database, registry, clock)
+    async with running(worker):
+
+        async def failed_once() -> bool:
+            return (await get(database, job_id)).last_error == "ValueError: attempt 1 failed"
+
+        await wait_until(failed_once)
+        clock.advance(1)
+        worker.notify()
+        await wait_until(in_state(database, job_id, JobState.DEAD))
+        async with database.transaction() as conn:
+            dead = await store.list_jobs(conn, state=JobState.DEAD)
+        assert [(job.id, job.attempts, job.last_error) for job in dead] == [
+            (job_id, 2, "ValueError: attempt 2 failed")
+        ]
+        healthy = True
+        async with database.transaction() as conn:
+            assert await store.rerun(conn, job_id, now=clock())
+        worker.notify()
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    assert (await get(database, job_id)).attempts == 1
+
+
+async def test_reschedule_runs_the_job_later_without_using_an_attempt(
+    database: Database, clock: Clock
+) -> None:
+    """A handler raising Reschedule gets its job back at the asked time, attempt not counted."""
+    calls = 0
+
+    async def rate_limited(conn: AsyncConnection, job: Job) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise retry.Reschedule(5, "429: retry after 5")
+
+    registry = Registry()
+    registry.register("send", rate_limited)
+    [job_id] = await enqueue(database, NewJob(kind="send", payload={}), now=clock, max_attempts=1)
+    worker = make_worker(database, registry, clock)
+    async with running(worker):
+
+        async def rescheduled() -> bool:
+            return (await get(database, job_id)).last_error is not None
+
+        await wait_until(rescheduled)
+        job = await get(database, job_id)
+        assert (job.state, job.attempts, job.run_at, job.last_error) == (
+            JobState.PENDING,
+            0,
+            START + timedelta(seconds=5),
+            "429: retry after 5",
+        )
+        clock.advance(5)
+        worker.notify()
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    assert ((await get(database, job_id)).attempts, calls) == (1, 2)
+
+
+async def test_permanent_failure_kills_the_job_at_once(database: Database, clock: Clock) -> None:
+    """PermanentFailure makes the job dead on its first attempt, whatever attempts remain."""
+
+    async def refuse(job: Job) -> None:
+        raise retry.PermanentFailure("payload names no chat")
+
+    registry = Registry()
+    registry.register("refuse", refuse, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="refuse", payload={}), now=clock)
+    async with running(make_worker(database, registry, clock)):
+        await wait_until(in_state(database, job_id, JobState.DEAD))
+    job = await get(database, job_id)
+    assert (job.attempts, job.last_error) == (
+        1,
+        "tgrelay.queue.retry.PermanentFailure: payload names no chat",
+    )
+
+
+async def test_job_of_an_unknown_kind_dies_with_a_clear_error(
+    database: Database, clock: Clock
+) -> None:
+    """A job nobody registered a handler for is dead after one attempt and says why."""
+    [job_id] = await enqueue(database, NewJob(kind="nobody", payload={}), now=clock)
+    async with running(make_worker(database, Registry(), clock)):
+        await wait_until(in_state(database, job_id, JobState.DEAD))
+    job = await get(database, job_id)
+    assert (job.attempts, job.last_error) == (
+        1,
+        "tgrelay.queue.retry.PermanentFailure: no handler registered for job kind 'nobody'",
+    )
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+async def test_stop_releases_a_job_whose_handler_never_returns(
+    database: Database, clock: Clock, transactional: bool
+) -> None:
+    """After stop() a stuck job is pending again, attempt given back, its writes undone."""
+    started = asyncio.Event()
+
+    async def stuck_in_transaction(conn: AsyncConnection, job: Job) -> None:
+        await add_workspace(conn, "ws_stuck")
+        started.set()
+        await asyncio.Event().wait()
+
+    async def stuck(job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    registry = Registry()
+    if transactional:
+        registry.register("stuck", stuck_in_transaction)
+    else:
+        registry.register("stuck", stuck, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="stuck", payload={}), now=clock)
+    pending = await get(database, job_id)
+    worker = make_worker(database, registry, clock)
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(WAIT_LIMIT):
+        await started.wait()
+    await worker.stop(timeout=0.05)
+    await task
+    assert await get(database, job_id) == pending
+    assert await workspace_names(database) == []
+
+
+async def test_stop_lets_running_jobs_finish_within_the_timeout(
+    database: Database, clock: Clock
+) -> None:
+    """A job that ends during the grace period is completed, not released."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await finish.wait()
+
+    registry = Registry()
+    registry.register("slow", slow, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="slow", payload={}), now=clock)
+    worker = make_worker(database, registry, clock)
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(WAIT_LIMIT):
+        await started.wait()
+    stopping = asyncio.create_task(worker.stop(timeout=WAIT_LIMIT))
+    await asyncio.sleep(0.05)
+    finish.set()
+    await stopping
+    await task
+    assert (await get(database, job_id)).state is JobState.DONE
+
+
+async def test_worker_rescues_a_job_whose_worker_vanished(database: Database, clock: Clock) -> None:
+    """A job left running by a dead worker runs again once its lease has expired."""
+    ran: list[int] = []
+
+    async def note(job: Job) -> None:
+        ran.append(job.attempts)
+
+    registry = Registry()
+    registry.register("note", note, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="note", payload={}), now=clock)
+    await store.claim(database, worker_id="ghost", limit=1, now=clock(), lease_seconds=30)
+    clock.advance(31)
+    async with running(make_worker(database, registry, clock, worker_id="w1")):
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    assert ran == [2]
+    assert (await get(database, job_id)).locked_by == "w1"
+
+
+async def test_a_long_running_job_keeps_its_lease(database: Database, clock: Clock) -> None:
+    """The worker renews the leases of jobs it still runs, so nobody rescues them."""
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def long(job: Job) -> None:
+        started.set()
+        await finish.wait()
+
+    registry = Registry()
+    registry.register("long", long, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="long", payload={}), now=clock)
+    worker = make_worker(database, registry, clock, lease_seconds=30, rescue_interval=0.02)
+    async with running(worker):
+        async with asyncio.timeout(WAIT_LIMIT):
+            await started.wait()
+        clock.advance(25)
+
+        async def renewed() -> bool:
+            lease = (await get(database, job_id)).lease_expires_at
+            return lease == START + timedelta(seconds=55)
+
+        await wait_until(renewed)
+        clock.advance(25)
+        assert await store.rescue_expired(database, now=clock()) == 0
+        finish.set()
+        await wait_until(in_state(database, job_id, JobState.DONE))
+
+
+async def test_lost_lease_leaves_the_new_holders_job_alone(
+    database: Database, clock: Clock
+) -> None:
+    """A worker whose job was taken over meanwhile does not complete it."""
+    metrics = Metrics()
+
+    async def overtaken(job: Job) -> None:
+        async with database.transaction() as conn:
+            await conn.execute(
+                update(tables.jobs).where(tables.jobs.c.id == job.id).values(locked_by="thief")
+            )
+
+    registry = Registry()
+    registry.register("overtaken", overtaken, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="overtaken", payload={}), now=clock)
+    async with running(make_worker(database, registry, clock, metrics=metrics)):
+
+        async def reported() -> bool:
+            labels = {"kind": "overtaken", "outcome": "lease_lost"}
+            return bool(metrics.registry.get_sample_value("tgrelay_job_run_seconds_count", labels))
+
+        await wait_until(reported)
+    job = await get(database, job_id)
+    assert (job.state, job.locked_by) == (JobState.RUNNING, "thief")
+
+
+@pytest.mark.postgres
+async def test_lost_lease_rolls_back_a_transactional_handler(
+    postgres_database: Database, clock: Clock
+) -> None:
+    """If the job was taken over while its handler ran, the handler's writes are not kept.
+
+    PostgreSQL only: on SQLite the handler's transaction holds the write lock, so nobody can
+    take the job over while it runs.
+    """
+    database = postgres_database
+    metrics = Metrics()
+
+    async def overtaken(conn: AsyncConnection, job: Job) -> None:
+        await add_workspace(conn, "ws_lost")
+        async with database.transaction() as other:
+            await other.execute(
+                update(tables.jobs).where(tables.jobs.c.id == job.id).values(locked_by="thief")
+            )
+
+    registry = Registry()
+    registry.register("overtaken", overtaken)
+    [job_id] = await enqueue(database, NewJob(kind="overtaken", payload={}), now=clock)
+    async with running(make_worker(database, registry, clock, metrics=metrics)):
+
+        async def reported() -> bool:
+            labels = {"kind": "overtaken", "outcome": "lease_lost"}
+            return bool(metrics.registry.get_sample_value("tgrelay_job_run_seconds_count", labels))
+
+        await wait_until(reported)
+    assert await workspace_names(database) == []
+    assert (await get(database, job_id)).locked_by == "thief"
+
+
+async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> None:
+    """With an hour-long poll interval, notify() alone gets a new job run."""
+    registry = Registry()
+    done = asyncio.Event()
+
+    async def mark(job: Job) -> None:
+        done.set()
+
+    registry.register("mark", mark, transactional=False)
+    worker = make_worker(database, registry, clock, poll_interval=3600, rescue_interval=30)
+    async with running(worker):
+        await asyncio.sleep(0.05)  # let the worker go idle first
+        await enqueue(database, NewJob(kind="mark", payload={}), now=clock)
+        worker.notify()
+        async with asyncio.timeout(WAIT_LIMIT):
+            await done.wait()
+
+
+async def test_worker_reports_runs_and_queue_sizes(database: Database, clock: Clock) -> None:
+    """The job_runs histogram counts each outcome; the jobs gauge follows the table."""
+    metrics = Metrics()
+
+    async def ok(job: Job) -> None:
+        if job.payload["fail"]:
+            raise RuntimeError("no")
+
+    registry = Registry()
+    registry.register("ok", ok, transactional=False)
+    await enqueue(
+        database,
+        NewJob(kind="ok", payload={"fail": False}),
+        NewJob(kind="ok", payload={"fail": True}),
+        NewJob(kind="ok", payload={"fail": False}, run_at=START + timedelta(hours=1)),
+        now=clock,
+        max_attempts=1,
+    )
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    async def gauge_settled() -> bool:
+        return [sample("tgrelay_jobs", state=state) for state in JobState] == [1, 0, 1, 1]
+
+    worker = make_worker(database, registry, clock, metrics=metrics, rescue_interval=0.05)
+    async with running(worker):
+        await wait_until(gauge_settled)
+    assert [
+        sample("tgrelay_job_run_seconds_count", kind="ok", outcome=outcome)
+        for outcome in ("done", "dead", "retry")
+    ] == [1, 1, None]
+
+
+async def test_worker_outlives_database_errors(
+    tmp_path: Path, clock: Clock, logs: list[MutableMapping[str, Any]]
+) -> None:
+    """A worker started before its database is usable logs, backs off, then runs the job."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'late.db'}")
+    ran = asyncio.Event()
+
+    async def note(job: Job) -> None:
+        ran.set()
+
+    registry = Registry()
+    registry.register("note", note, transactional=False)
+    worker = make_worker(database, registry, clock)
+    try:
+        async with running(worker):
+
+            async def logged_error() -> bool:
+                return any(entry["event"] == "worker.db_error" for entry in logs)
+
+            await wait_until(logged_error)
+            async with database.transaction() as conn:
+                await conn.run_sync(tables.metadata.create_all)
+            await enqueue(database, NewJob(kind="note", payload={}), now=clock)
+            worker.notify()
+            async with asyncio.timeout(WAIT_LIMIT):
+                await ran.wait()
+        async with database.transaction() as conn:
+            done = await conn.scalar(
+                select(func.count()).where(tables.jobs.c.state == JobState.DONE.value)
+            )
+        assert done == 1
+    finally:
+        await database.dispose()
+
+
+def test_registry_refuses_a_second_handler_for_a_kind() -> None:
+    """Registering a kind twice is a wiring mistake and fails loudly."""
+
+    async def handler(job: Job) -> None:
+        return None
+
+    registry = Registry()
+    registry.register("k", handler, transactional=False)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("k", handler, transactional=False)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ValueError("bad payload"), "ValueError: bad payload"),
+        (
+            retry.PermanentFailure("chat is gone"),
+            "tgrelay.queue.retry.PermanentFailure: chat is gone",
+        ),
+        (
+            RuntimeError("POST /bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage"),
+            "RuntimeError: POST /bot123456:…Dsaw/sendMessage",
+        ),
+    ],
+)
+def test_describe_keeps_errors_readable_and_free_of_bot_tokens(
+    exc: Exception, expected: str
+) -> None:
+    """last_error names the exception's type and message, with bot tokens fingerprinted."""
+    assert worker.describe(exc) == expected
