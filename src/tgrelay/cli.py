@@ -79,6 +79,9 @@ def serve(
         http="httptools",
         log_config=None,
         access_log=False,
+        # Off unless configured: trusting X-Forwarded-For costs time on every request.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=15,
     )
 

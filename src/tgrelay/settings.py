@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Reverse proxies whose X-Forwarded-For is trusted (comma-separated, "*" for any).
+    forwarded_allow_ips: str | None = None
 
     # Intake and workers; defaults suit one machine.
     max_update_bytes: int = Field(default=1_048_576, ge=1024)

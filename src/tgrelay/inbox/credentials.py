@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from tgrelay.bots import service as bots_service
 from tgrelay.runtime import Runtime
@@ -16,25 +17,39 @@ from tgrelay.runtime import Runtime
 TTL_SECONDS = 2.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Accepted:
+    """What the intake needs of a bot: its workspace and the secrets it accepts, as bytes."""
+
+    workspace_id: str
+    secrets: tuple[bytes, ...]
+
+
 class CredentialCache:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._entries: dict[int, tuple[float, bots_service.IntakeCredentials | None]] = {}
-        self._loading: dict[int, asyncio.Future[bots_service.IntakeCredentials | None]] = {}
+        self._entries: dict[int, tuple[float, Accepted | None]] = {}
+        self._loading: dict[int, asyncio.Future[Accepted | None]] = {}
 
-    async def get(self, bot_id: int) -> bots_service.IntakeCredentials | None:
+    async def get(self, bot_id: int) -> Accepted | None:
         entry = self._entries.get(bot_id)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
         loading = self._loading.get(bot_id)
         if loading is not None:
             return await asyncio.shield(loading)
-        future: asyncio.Future[bots_service.IntakeCredentials | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[Accepted | None] = asyncio.get_running_loop().create_future()
         self._loading[bot_id] = future
         try:
-            credentials = await bots_service.intake_credentials(self._rt, bot_id)
+            found = await bots_service.intake_credentials(self._rt, bot_id)
+            credentials = (
+                None
+                if found is None
+                else Accepted(
+                    workspace_id=found.workspace_id,
+                    secrets=tuple(secret.encode() for secret in found.secrets),
+                )
+            )
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else must

@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__)
 
 SECRET_HEADER = b"x-telegram-bot-api-secret-token"
 # Compared against when a bot is unknown, so that answer takes as long as a wrong secret.
-_DUMMY_SECRET = "x" * 43
+_DUMMY_SECRET = b"x" * 43
 _MAX_INT64 = 2**63 - 1
 
 
@@ -45,6 +45,11 @@ class WebhookReceiver:
         self._writer = writer
         self._credentials = CredentialCache(rt)
         self._max_bytes = rt.settings.max_update_bytes
+        # Metric children bound once: labels() costs a lock and a lookup per call.
+        received = rt.metrics.updates_received
+        self._stored = received.labels("webhook", "stored")
+        self._duplicate = received.labels("webhook", "duplicate")
+        self._failed = received.labels("webhook", "error")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -63,11 +68,10 @@ class WebhookReceiver:
             return
         except errors.StorageUnavailable:
             # Telegram retries non-2xx answers, so nothing is lost by refusing now.
-            self._rt.metrics.updates_received.labels("webhook", "error").inc()
+            self._failed.inc()
             await _respond(send, 503, "storage unavailable, retry later")
             return
-        outcome = "stored" if created else "duplicate"
-        self._rt.metrics.updates_received.labels("webhook", outcome).inc()
+        (self._stored if created else self._duplicate).inc()
         self._rt.metrics.intake_latency.observe(time.perf_counter() - started)
         await _respond(send, 200, "")
 
@@ -83,7 +87,7 @@ class WebhookReceiver:
         matched = False
         for secret in accepted:
             # compare_digest on bytes runs in time independent of where they differ.
-            matched |= hmac.compare_digest(presented, secret.encode())
+            matched |= hmac.compare_digest(presented, secret)
         if credentials is None:
             raise Rejection(401, "unknown or disconnected bot")
         if not matched:

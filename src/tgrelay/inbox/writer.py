@@ -48,7 +48,12 @@ class GroupCommitWriter:
 
     async def store(self, update: IncomingUpdate) -> bool:
         """Commit an update and its job; True if new, False if already stored (duplicate)."""
-        return (await self.store_many([update]))[0]
+        if self._stopping:
+            raise errors.StorageUnavailable("the intake is shutting down")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((update, future))
+        self._wakeup.set()
+        return await future
 
     async def store_many(self, updates: Sequence[IncomingUpdate]) -> list[bool]:
         if self._stopping:
