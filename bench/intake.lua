@@ -13,12 +13,13 @@ function init(args)
   counter = 0
   path = args[1]
   secret = args[2]
+  base = tonumber(args[3] or "0")
   headers = {["Content-Type"] = "application/json", ["X-Telegram-Bot-Api-Secret-Token"] = secret}
 end
 
 function request()
   counter = counter + 1
-  local update_id = tid * 100000000 + counter
+  local update_id = base + tid * 100000000 + counter
   local chat = 1000 + (counter % 64)
   local body = string.format(
     '{"update_id":%d,"message":{"message_id":%d,"date":1763700000,' ..

@@ -98,7 +98,7 @@ async def recreate_postgres_database(name: str) -> str:
 
 
 def run_one(
-    db: str, connections: int, duration: int, threads: int, workdir: Path
+    db: str, connections: int, duration: int, threads: int, warmup: int, workdir: Path
 ) -> dict[str, float]:
     tgrelay = [sys.executable, "-m", "tgrelay"]
     emulator_port, app_port = free_port(), free_port()
@@ -151,29 +151,38 @@ def run_one(
             # The emulator must not push to us during the run: only wrk talks to the intake.
             url = f"http://127.0.0.1:{app_port}"
             path = f"/telegram/{bot['id']}"
-            wrk = subprocess.run(
-                [
-                    "wrk",
-                    f"-t{threads}",
-                    f"-c{connections}",
-                    f"-d{duration}s",
-                    "--latency",
-                    "-s",
-                    str(HERE / "intake.lua"),
-                    url,
-                    "--",
-                    path,
-                    secret,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
+
+            def drive(seconds: int, first_update_id: int) -> subprocess.CompletedProcess[str]:
+                return subprocess.run(
+                    [
+                        "wrk",
+                        f"-t{threads}",
+                        f"-c{connections}",
+                        f"-d{seconds}s",
+                        "--latency",
+                        "-s",
+                        str(HERE / "intake.lua"),
+                        url,
+                        "--",
+                        path,
+                        secret,
+                        str(first_update_id),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+
+            # A fresh database grows its files on the first commits; a running service's has.
+            if warmup:
+                drive(warmup, first_update_id=0)
+            before = asyncio.run(stored_updates(database_url, bot["id"]))
+            wrk = drive(duration, first_update_id=10**12)
         match = RESULT.search(wrk.stdout)
         if match is None:
             raise SystemExit(f"wrk printed no result:\n{wrk.stdout}\n{wrk.stderr}")
         fields = dict(part.split("=") for part in match.group(1).split())
-        stored = asyncio.run(stored_updates(database_url, bot["id"]))
+        stored = asyncio.run(stored_updates(database_url, bot["id"])) - before
     requests = int(fields["requests"])
     failed = int(fields["errors"])
     seconds = int(fields["duration_us"]) / 1e6
@@ -195,13 +204,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load before measuring")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
         for db in dbs:
-            result = run_one(db, args.connections, args.duration, args.threads, Path(tmp))
+            result = run_one(
+                db, args.connections, args.duration, args.threads, args.warmup, Path(tmp)
+            )
             print(
                 f"{db:8} {args.connections} connections: {result['updates_per_s']:,.0f} durable updates/s, "
                 f"ack p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
