@@ -119,7 +119,7 @@ def with_secret_keys(settings: Settings) -> Settings:
             raise errors.ConfigurationError(
                 "TGRELAY_SECRET_KEYS is required with PostgreSQL: every process must share it"
             )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "w") as handle:
             handle.write(Fernet.generate_key().decode() + "\n")

@@ -24,7 +24,8 @@ class Database:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # The database holds encrypted tokens and the audit trail: owner only.
+            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(url, **_engine_options(self.dialect))
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
