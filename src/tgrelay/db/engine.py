@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 log = structlog.get_logger(__name__)
 
+# Execution option that marks a connection's transaction as a writer (SQLite: IMMEDIATE).
+_WRITE = "tgrelay_write"
+
 
 class Database:
     """An async SQLAlchemy engine plus the per-dialect settings tgrelay relies on."""
@@ -27,6 +31,7 @@ class Database:
             # The database holds encrypted tokens and the audit trail: owner only.
             Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(url, **_engine_options(self.dialect))
+        self._sqlite_writers = asyncio.Lock()
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
 
@@ -40,9 +45,20 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection inside one transaction, committed on success, rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """A write transaction, committed on success, rolled back on error.
+
+        Reads go through `engine.connect()` instead. On SQLite, this process's writers queue
+        on a lock rather than on SQLite's busy handler, whose growing sleeps made waits long
+        and unfair; never open a transaction inside another one.
+        """
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._sqlite_writers, self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -66,10 +82,11 @@ def _engine_options(dialect: str) -> dict[str, Any]:
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
-    """WAL for concurrent readers; BEGIN IMMEDIATE so writers queue on busy_timeout.
+    """WAL so readers never wait; BEGIN IMMEDIATE for write transactions.
 
     A deferred transaction that reads and then writes can fail with SQLITE_BUSY at once when
-    another connection wrote in between (busy_timeout does not apply to that upgrade).
+    another connection wrote in between (busy_timeout does not apply to that upgrade), so
+    writers take the write lock up front. Reads begin deferred and take no lock.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -84,4 +101,6 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        )
