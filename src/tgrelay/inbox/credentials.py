@@ -15,6 +15,8 @@ from tgrelay.bots import service as bots_service
 from tgrelay.runtime import Runtime
 
 TTL_SECONDS = 2.0
+# Requests for made-up bot ids are cached too (as None); past this size, expired entries go.
+MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,5 +59,10 @@ class CredentialCache:
         finally:
             del self._loading[bot_id]
         future.set_result(credentials)
-        self._entries[bot_id] = (time.monotonic() + TTL_SECONDS, credentials)
+        now = time.monotonic()
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+        self._entries[bot_id] = (now + TTL_SECONDS, credentials)
         return credentials
