@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, TypeVar
 
 import typer
@@ -40,18 +41,25 @@ def _settings() -> Settings:
     return settings
 
 
+@contextmanager
+def _errors_as_exit() -> Iterator[None]:
+    """tgrelay's own errors end the command with their message and exit status 1."""
+    try:
+        yield
+    except errors.TgrelayError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
 def _with_runtime(use: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run one use case with a short-lived Runtime; tgrelay errors become a clean exit 1."""
+    """Run one use case with a short-lived Runtime."""
 
     async def run() -> T:
         async with open_runtime(_settings()) as rt:
             return await use(rt)
 
-    try:
+    with _errors_as_exit():
         return asyncio.run(run())
-    except errors.TgrelayError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -65,12 +73,8 @@ def serve(
     """Run the HTTP API and webhook intake (and, by default, the worker and pollers)."""
     from tgrelay.app import TgrelayApp
 
-    settings = _settings()
-    try:
-        settings = with_secret_keys(settings)
-    except errors.ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+    with _errors_as_exit():
+        settings = with_secret_keys(_settings())
     uvicorn.run(
         TgrelayApp(settings, run_worker=worker),
         host=host or settings.host,
@@ -91,11 +95,8 @@ def worker_command() -> None:
     """Run jobs, health checks and pollers without HTTP (cluster mode)."""
     from tgrelay.app import run_worker_process
 
-    try:
+    with _errors_as_exit():
         asyncio.run(run_worker_process(_settings()))
-    except errors.TgrelayError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
