@@ -47,21 +47,8 @@ class BotView(BaseModel):
 
     @classmethod
     def of(cls, bot: ConnectedBot) -> BotView:
-        return cls(
-            id=bot.id,
-            username=bot.username,
-            first_name=bot.first_name,
-            token_fingerprint=bot.token_fingerprint,
-            mode=bot.mode,
-            status=bot.status,
-            conflict_kind=bot.conflict_kind,
-            webhook_url=bot.webhook_url,
-            last_error_message=bot.last_error_message,
-            last_error_at=bot.last_error_at,
-            last_checked_at=bot.last_checked_at,
-            created_at=bot.created_at,
-            updated_at=bot.updated_at,
-        )
+        # Reads only the fields declared here, so workspace_id and the secret generation stay out.
+        return cls.model_validate(bot, from_attributes=True)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Connect a bot by its token")
