@@ -13,7 +13,7 @@ from typing import Any
 
 from aiogram.types import Chat, Update, User
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import dialects, tables
@@ -85,32 +85,37 @@ async def process(
 async def _record_participants(
     conn: AsyncConnection, processed: ProcessedUpdate, *, now: datetime
 ) -> None:
-    dialect = conn.dialect.name
+    """Upsert the chat and the sender as last seen by this bot."""
     if processed.chat is not None:
         chat = processed.chat
-        values: dict[str, object] = {
-            "type": chat.type,
-            "title": chat.title,
-            "username": chat.username,
-            "updated_at": now,
-        }
-        await conn.execute(
-            dialects.upsert(dialect, tables.telegram_chats)
-            .values(bot_id=processed.bot_id, chat_id=chat.id, **values)
-            .on_conflict_do_update(index_elements=["bot_id", "chat_id"], set_=values)
+        await _upsert(
+            conn,
+            tables.telegram_chats,
+            {"bot_id": processed.bot_id, "chat_id": chat.id},
+            {"type": chat.type, "title": chat.title, "username": chat.username, "updated_at": now},
         )
     if processed.sender is not None:
         user = processed.sender
-        values = {
-            "is_bot": user.is_bot,
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "username": user.username,
-            "language_code": user.language_code,
-            "updated_at": now,
-        }
-        await conn.execute(
-            dialects.upsert(dialect, tables.telegram_users)
-            .values(bot_id=processed.bot_id, user_id=user.id, **values)
-            .on_conflict_do_update(index_elements=["bot_id", "user_id"], set_=values)
+        await _upsert(
+            conn,
+            tables.telegram_users,
+            {"bot_id": processed.bot_id, "user_id": user.id},
+            {
+                "is_bot": user.is_bot,
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "username": user.username,
+                "language_code": user.language_code,
+                "updated_at": now,
+            },
         )
+
+
+async def _upsert(
+    conn: AsyncConnection, table: Table, key: dict[str, object], values: dict[str, object]
+) -> None:
+    await conn.execute(
+        dialects.upsert(conn.dialect.name, table)
+        .values(**key, **values)
+        .on_conflict_do_update(index_elements=list(key), set_=values)
+    )
