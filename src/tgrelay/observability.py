@@ -104,6 +104,11 @@ class Metrics:
             ["method", "outcome"],
             registry=r,
         )
+        self.possible_duplicate_sends = Counter(
+            "tgrelay_possible_duplicate_sends",
+            "Messages sent again after a crash hid whether the first send reached Telegram.",
+            registry=r,
+        )
         self.poller_lag = Gauge(
             "tgrelay_poller_lag_seconds",
             "Age of the newest update a poller received, when it was received.",

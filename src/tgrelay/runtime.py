@@ -17,6 +17,7 @@ from tgrelay.db import migrate
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.settings import Settings, with_secret_keys
+from tgrelay.telegram import ratelimit
 from tgrelay.telegram.client import TelegramClients
 
 
@@ -27,6 +28,8 @@ class Runtime:
     cipher: TokenCipher
     telegram: TelegramClients
     metrics: Metrics
+    # Outgoing Bot API sends ask it for a slot (Redis-shared when TGRELAY_REDIS_URL is set).
+    rate_limiter: ratelimit.RateLimiter
     clock: Clock = utcnow
     # Called after jobs are enqueued so an in-process worker wakes at once (no-op otherwise).
     notify_worker: Callable[[], None] = field(default=lambda: None)
@@ -46,13 +49,27 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
         cipher=TokenCipher(settings.secret_keys),
         telegram=TelegramClients(settings.telegram_api_url, metrics),
         metrics=metrics,
+        rate_limiter=ratelimit.rate_limiter(settings.redis_url, send_limits(settings)),
         clock=clock,
     )
     try:
         yield rt
     finally:
+        await rt.rate_limiter.close()
         await rt.telegram.aclose()
         await rt.db.dispose()
+
+
+def send_limits(settings: Settings) -> ratelimit.Limits:
+    def rate(pair: tuple[int, float]) -> ratelimit.Rate:
+        return ratelimit.Rate(count=pair[0], per_seconds=pair[1])
+
+    return ratelimit.Limits(
+        per_bot=rate(settings.send_limit_per_bot),
+        per_chat=rate(settings.send_limit_per_chat),
+        per_group=rate(settings.send_limit_per_group),
+        safety=settings.send_limit_safety,
+    )
 
 
 def runtime(request: Request) -> Runtime:

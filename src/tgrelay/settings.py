@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     # How long a rotated-out webhook secret is still accepted.
     secret_grace_seconds: float = Field(default=600.0, ge=0)
     log_level: str = "INFO"
+    # Group linking: how long a connect session's deep-link token (and phase 2) stays valid.
+    connect_session_ttl_seconds: float = Field(default=1800.0, gt=0)
+    # Telegram's send limits as (count, per seconds); env as JSON, e.g. "[20, 60]".
+    send_limit_per_bot: tuple[int, float] = (30, 1.0)
+    send_limit_per_chat: tuple[int, float] = (1, 1.0)
+    send_limit_per_group: tuple[int, float] = (20, 60.0)
+    # Stretch applied to those limits so clock skew never makes us exceed them.
+    send_limit_safety: float = Field(default=0.03, ge=0, le=0.05)
     # FULL survives power loss; NORMAL (WAL) survives process crashes only, and is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 

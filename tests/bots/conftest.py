@@ -14,8 +14,9 @@ from tgrelay.crypto import TokenCipher
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
-from tgrelay.runtime import Runtime
+from tgrelay.runtime import Runtime, send_limits
 from tgrelay.settings import Settings
+from tgrelay.telegram import ratelimit
 from tgrelay.telegram.client import TelegramClients
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import Emulator, RetryPolicy
@@ -80,6 +81,7 @@ async def make_bench(
             cipher=cipher,
             telegram=TelegramClients(settings.telegram_api_url, metrics),
             metrics=metrics,
+            rate_limiter=ratelimit.InProcessRateLimiter(send_limits(settings)),
             clock=clock,
         )
         bench = Bench(rt=rt, clock=clock, telegram=telegram, control=control)

@@ -149,3 +149,82 @@ audit_log = Table(
     Column("remote_addr", String(64)),
     Column("created_at", Timestamp, nullable=False),
 )
+
+# --- groups: connect sessions, group connections, notifications ---------------------------
+
+connect_sessions = Table(
+    "connect_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "cs_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("bot_id", BigInteger, nullable=False),
+    # The deep-link token; null once used, replaced by a newer session, expired or cancelled.
+    Column("token", String(64), unique=True),
+    Column("state", String(24), nullable=False),
+    Column("topic", String(128)),  # forum topic to create for alerts, when the group is a forum
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    # Phase 1: the Telegram user who sent /start <token> in a private chat.
+    Column("user_id", BigInteger),
+    Column("user_first_name", String(256)),
+    Column("user_username", String(64)),
+    Column("verified_at", Timestamp),
+    # Phase 2 accepts only additions of the bot that happened at or after this instant.
+    Column("group_started_at", Timestamp),
+    Column("connection_id", String(40)),
+    Index("ix_connect_sessions_workspace_id_bot_id", "workspace_id", "bot_id"),
+    Index("ix_connect_sessions_bot_id_user_id", "bot_id", "user_id"),
+)
+
+group_connections = Table(
+    "group_connections",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "conn_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("bot_id", BigInteger, nullable=False),
+    Column("chat_id", BigInteger, nullable=False),  # rewritten when the group migrates
+    Column("chat_type", String(16), nullable=False),  # group | supergroup
+    Column("title", String(256)),
+    Column("is_forum", Boolean, nullable=False, server_default=text("false")),
+    Column("topic", String(128)),  # the forum topic's name, when alerts go to one
+    Column("message_thread_id", BigInteger),  # that topic's thread, once created
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text),
+    Column("connected_by_user_id", BigInteger),
+    Column("session_id", String(40)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp),  # DELETE keeps the row for its notifications' history
+    Index("ix_group_connections_bot_id_chat_id", "bot_id", "chat_id"),
+)
+
+# A basic group's id after it became a supergroup: what it was, what it is now.
+chat_aliases = Table(
+    "chat_aliases",
+    metadata,
+    Column("bot_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("old_chat_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "ntf_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("connection_id", String(40), nullable=False, index=True),
+    Column("idempotency_key", String(128)),
+    Column("text", Text, nullable=False),
+    Column("parse_mode", String(16)),
+    Column("parts", Text, nullable=False),  # JSON list: the text split to Telegram's limit
+    Column("status", String(16), nullable=False),  # queued | sent | failed
+    Column("message_ids", Text, nullable=False),  # JSON list, one id per part sent so far
+    # Parts handed to Telegram; more than message_ids means a send may have happened unseen.
+    Column("parts_attempted", Integer, nullable=False, server_default=text("0")),
+    Column("error", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("sent_at", Timestamp),
+    UniqueConstraint("workspace_id", "idempotency_key"),
+)

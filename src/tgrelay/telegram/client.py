@@ -15,7 +15,13 @@ from aiogram import Bot
 from aiogram import exceptions as aiogram_errors
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message, Update, WebhookInfo
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+    WebhookInfo,
+)
 from aiogram.utils.token import TokenValidationError
 
 from tgrelay import crypto, errors
@@ -107,7 +113,18 @@ class TelegramClient:
         text: str,
         parse_mode: str | None = None,
         message_thread_id: int | None = None,
+        url_buttons: Sequence[tuple[str, str]] = (),
     ) -> Message:
+        """Send a text; `url_buttons` become an inline keyboard, one (label, url) per row."""
+        keyboard = (
+            InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [InlineKeyboardButton(text=label, url=url)] for label, url in url_buttons
+                ]
+            )
+            if url_buttons
+            else None
+        )
         return await self._call(
             "sendMessage",
             self._bot.send_message(
@@ -115,9 +132,20 @@ class TelegramClient:
                 text=text,
                 parse_mode=parse_mode,
                 message_thread_id=message_thread_id,
+                reply_markup=keyboard,
                 request_timeout=CALL_TIMEOUT_SECONDS,
             ),
         )
+
+    async def create_forum_topic(self, *, chat_id: int, name: str) -> int:
+        """Create a topic in a forum supergroup; its message_thread_id."""
+        topic = await self._call(
+            "createForumTopic",
+            self._bot.create_forum_topic(
+                chat_id=chat_id, name=name, request_timeout=CALL_TIMEOUT_SECONDS
+            ),
+        )
+        return topic.message_thread_id
 
     async def _call(self, method: str, call: Awaitable[T]) -> T:
         try:

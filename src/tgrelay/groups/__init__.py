@@ -1,0 +1,1 @@
+"""Telegram groups linked to a workspace: connect sessions, connections, notifications."""

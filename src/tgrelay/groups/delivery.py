@@ -1,0 +1,349 @@
+"""Sending to Telegram from jobs: alerts to connections and the bot's own replies.
+
+Jobs never sleep: a send that the rate limiter (or Telegram's 429) defers is rescheduled,
+so other chats keep flowing. Each notification records a part as attempted before sending
+it (DESIGN promise 2): a crash between the send and the record is counted, not hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay import audit, errors
+from tgrelay.bots import service as bots_service
+from tgrelay.groups import store
+from tgrelay.groups.models import Connection, ConnectionStatus, NotificationStatus
+from tgrelay.queue import models as queue_models
+from tgrelay.queue import retry, worker
+from tgrelay.queue import store as job_store
+from tgrelay.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+SEND_NOTIFICATION = "send_notification"
+SEND_MESSAGE = "send_message"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutgoingMessage:
+    """A message the bot sends on its own behalf (connect-flow replies, confirmations)."""
+
+    bot_id: int
+    chat_id: int
+    text: str
+    message_thread_id: int | None = None
+    url_buttons: Sequence[tuple[str, str]] = ()  # (label, url), one per keyboard row
+    # Set for a group's confirmation: the connection to give a forum topic first, if asked.
+    connection_id: str | None = None
+
+
+async def enqueue_notification(
+    rt: Runtime, conn: AsyncConnection, notification_id: str, connection_id: str
+) -> None:
+    """Queue an alert's send in the caller's transaction; one connection's alerts go in order."""
+    await _enqueue(
+        rt,
+        conn,
+        queue_models.NewJob(
+            kind=SEND_NOTIFICATION,
+            payload={"notification_id": notification_id},
+            ordering_key=f"notify:{connection_id}",
+        ),
+    )
+
+
+async def enqueue_message(rt: Runtime, conn: AsyncConnection, message: OutgoingMessage) -> None:
+    """Queue a bot message in the caller's transaction (sent after it commits)."""
+    payload: dict[str, Any] = {
+        "bot_id": message.bot_id,
+        "chat_id": message.chat_id,
+        "text": message.text,
+        "message_thread_id": message.message_thread_id,
+        "url_buttons": [list(button) for button in message.url_buttons],
+        "connection_id": message.connection_id,
+    }
+    await _enqueue(
+        rt,
+        conn,
+        queue_models.NewJob(
+            kind=SEND_MESSAGE,
+            payload=payload,
+            ordering_key=f"send:{message.bot_id}:{message.chat_id}",
+        ),
+    )
+
+
+async def _enqueue(rt: Runtime, conn: AsyncConnection, job: queue_models.NewJob) -> None:
+    await job_store.enqueue(
+        conn, [job], now=rt.clock(), default_max_attempts=rt.settings.job_max_attempts
+    )
+
+
+def register(registry: worker.Registry, rt: Runtime) -> None:
+    """Register the send jobs; neither holds a transaction while it waits on Telegram."""
+
+    async def send_notification(job: queue_models.Job) -> None:
+        notification_id = job.payload.get("notification_id")
+        if not isinstance(notification_id, str):
+            raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
+        try:
+            await _send_notification(rt, notification_id)
+        except errors.TelegramUnavailable as exc:
+            if job.attempts >= job.max_attempts:
+                await _fail(rt, notification_id, f"Telegram unreachable: {exc.message}")
+            raise
+
+    async def send_message(job: queue_models.Job) -> None:
+        await _send_message(rt, _message_of(job.payload))
+
+    registry.register(SEND_NOTIFICATION, send_notification, transactional=False)
+    registry.register(SEND_MESSAGE, send_message, transactional=False)
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+async def _send_notification(rt: Runtime, notification_id: str) -> None:
+    async with rt.db.engine.connect() as conn:
+        notification = await store.notification(conn, notification_id)
+        if notification is None or notification.status is not NotificationStatus.QUEUED:
+            return
+        target = await store.connection(conn, notification.connection_id)
+        attempted = await store.parts_attempted(conn, notification_id)
+    if target is None:
+        await _fail(rt, notification_id, "the connection was deleted")
+        return
+    if target.status is not ConnectionStatus.ACTIVE:
+        await _fail(
+            rt, notification_id, f"connection is {target.status.value}: {target.status_reason}"
+        )
+        return
+    message_ids = list(notification.message_ids)
+    if attempted > len(message_ids):
+        # The last run handed a part to Telegram and stopped before recording the answer.
+        rt.metrics.possible_duplicate_sends.inc()
+    client = rt.telegram.for_token(await bots_service.token_of(rt, target.bot_id))
+    while len(message_ids) < len(notification.parts):
+        await _take_slot(rt, target)
+        index = len(message_ids)
+        async with rt.db.transaction() as conn:
+            await store.change_notification(conn, notification_id, parts_attempted=index + 1)
+        try:
+            sent = await client.send_message(
+                chat_id=target.chat_id,
+                text=notification.parts[index],
+                parse_mode=notification.parse_mode,
+                message_thread_id=target.message_thread_id,
+            )
+        except errors.TelegramBadRequest as exc:
+            if exc.migrate_to_chat_id is None:
+                await _fail(rt, notification_id, exc.message)
+                return
+            target = await _follow_migration(rt, target, exc.migrate_to_chat_id)
+            continue
+        except errors.TelegramForbidden as exc:
+            await mark_bot_removed(rt, target, reason=exc.message)
+            await _fail(rt, notification_id, f"bot_removed: {exc.message}")
+            return
+        except errors.TelegramUnauthorized as exc:
+            await _fail(rt, notification_id, f"the bot's token was refused: {exc.message}")
+            return
+        except errors.TelegramRetryAfter as exc:
+            raise await _flood_controlled(rt, target, exc) from None
+        message_ids.append(sent.message_id)
+        now = rt.clock()
+        done = len(message_ids) == len(notification.parts)
+        async with rt.db.transaction() as conn:
+            await store.change_notification(
+                conn,
+                notification_id,
+                message_ids=message_ids,
+                updated_at=now,
+                **({"status": NotificationStatus.SENT.value, "sent_at": now} if done else {}),
+            )
+    log.info("notification.sent", notification_id=notification_id, messages=len(message_ids))
+
+
+async def _fail(rt: Runtime, notification_id: str, reason: str) -> None:
+    async with rt.db.transaction() as conn:
+        await store.change_notification(
+            conn,
+            notification_id,
+            status=NotificationStatus.FAILED.value,
+            error=reason,
+            updated_at=rt.clock(),
+        )
+    log.warning("notification.failed", notification_id=notification_id, reason=reason)
+
+
+# --- the bot's own messages ----------------------------------------------------------------
+
+
+def _message_of(payload: dict[str, Any]) -> OutgoingMessage:
+    try:
+        return OutgoingMessage(
+            bot_id=int(payload["bot_id"]),
+            chat_id=int(payload["chat_id"]),
+            text=str(payload["text"]),
+            message_thread_id=payload.get("message_thread_id"),
+            url_buttons=[(str(label), str(url)) for label, url in payload.get("url_buttons", [])],
+            connection_id=payload.get("connection_id"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise retry.PermanentFailure(f"malformed {SEND_MESSAGE} payload: {exc}") from None
+
+
+async def _send_message(rt: Runtime, message: OutgoingMessage) -> None:
+    async with rt.db.engine.connect() as conn:
+        chat_id = await store.current_chat_id(conn, message.bot_id, message.chat_id)
+        target = (
+            None
+            if message.connection_id is None
+            else await store.connection(conn, message.connection_id)
+        )
+    client = rt.telegram.for_token(await bots_service.token_of(rt, message.bot_id))
+    thread_id = message.message_thread_id
+    if target is not None:
+        thread_id = await _ensure_topic(rt, client, target)
+    limited = target or _Destination(bot_id=message.bot_id, chat_id=chat_id)
+    await _take_slot(rt, limited)
+    try:
+        await client.send_message(
+            chat_id=chat_id,
+            text=message.text,
+            message_thread_id=thread_id,
+            url_buttons=message.url_buttons,
+        )
+    except errors.TelegramRetryAfter as exc:
+        raise await _flood_controlled(rt, limited, exc) from None
+    except errors.TelegramBadRequest as exc:
+        if exc.migrate_to_chat_id is None:
+            raise retry.PermanentFailure(exc.message) from None
+        async with rt.db.transaction() as conn:
+            await store.move_chat(
+                conn,
+                bot_id=message.bot_id,
+                old_chat_id=chat_id,
+                new_chat_id=exc.migrate_to_chat_id,
+                now=rt.clock(),
+            )
+        raise retry.Reschedule(0, "the group became a supergroup") from None
+    except (errors.TelegramForbidden, errors.TelegramUnauthorized) as exc:
+        raise retry.PermanentFailure(exc.message) from None
+
+
+async def _ensure_topic(rt: Runtime, client: Any, target: Connection) -> int | None:
+    """The forum topic a connection asked for, created on first use."""
+    if target.message_thread_id is not None or not target.topic or not target.is_forum:
+        return target.message_thread_id
+    try:
+        thread_id = int(await client.create_forum_topic(chat_id=target.chat_id, name=target.topic))
+    except errors.TelegramBadRequest as exc:
+        # No rights or no forum after all: alerts go to the general chat instead.
+        log.warning("group.topic_not_created", connection_id=target.id, reason=exc.message)
+        return None
+    async with rt.db.transaction() as conn:
+        await store.change_connection(
+            conn, target.id, message_thread_id=thread_id, updated_at=rt.clock()
+        )
+    return thread_id
+
+
+# --- shared by both ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Destination:
+    bot_id: int
+    chat_id: int
+
+
+async def _take_slot(rt: Runtime, target: Connection | _Destination) -> None:
+    wait = await rt.rate_limiter.acquire(target.bot_id, target.chat_id)
+    if wait > 0:
+        raise retry.Reschedule(wait, "Telegram send limits")
+
+
+async def _flood_controlled(
+    rt: Runtime, target: Connection | _Destination, exc: errors.TelegramRetryAfter
+) -> retry.Reschedule:
+    """Honour a 429 for that chat only; the job comes back when Telegram allows it."""
+    await rt.rate_limiter.hold_chat(target.bot_id, target.chat_id, exc.retry_after)
+    log.warning(
+        "telegram.flood_controlled",
+        bot_id=target.bot_id,
+        chat_id=target.chat_id,
+        retry_after=exc.retry_after,
+    )
+    return retry.Reschedule(exc.retry_after, "Telegram flood control (429)")
+
+
+async def _follow_migration(rt: Runtime, target: Connection, new_chat_id: int) -> Connection:
+    """A send hit a group that became a supergroup: move the connection and go on there."""
+    async with rt.db.transaction() as conn:
+        await migrate_chat(
+            conn, rt, bot_id=target.bot_id, old_chat_id=target.chat_id, new_chat_id=new_chat_id
+        )
+    return replace(target, chat_id=new_chat_id, chat_type="supergroup")
+
+
+async def migrate_chat(
+    conn: AsyncConnection, rt: Runtime, *, bot_id: int, old_chat_id: int, new_chat_id: int
+) -> None:
+    """Rewrite a migrated group's connections to its new id, keep the alias, audit each."""
+    now = rt.clock()
+    moved = await store.move_chat(
+        conn, bot_id=bot_id, old_chat_id=old_chat_id, new_chat_id=new_chat_id, now=now
+    )
+    for connection in moved:
+        await audit.record(
+            conn,
+            action="group.migrated",
+            actor=audit.TELEGRAM,
+            now=now,
+            workspace_id=connection.workspace_id,
+            bot_id=bot_id,
+            detail={
+                "connection_id": connection.id,
+                "old_chat_id": old_chat_id,
+                "chat_id": new_chat_id,
+            },
+        )
+        log.info("group.migrated", connection_id=connection.id, chat_id=new_chat_id)
+
+
+async def mark_bot_removed(rt: Runtime, target: Connection, *, reason: str) -> None:
+    async with rt.db.transaction() as conn:
+        await set_bot_removed(conn, rt, [target], reason=reason)
+
+
+async def set_bot_removed(
+    conn: AsyncConnection, rt: Runtime, targets: Sequence[Connection], *, reason: str
+) -> None:
+    """Mark connections bot_removed (kicked, left or refused with 403), auditing each change."""
+    now = rt.clock()
+    for target in targets:
+        if target.status is ConnectionStatus.BOT_REMOVED:
+            continue
+        await store.change_connection(
+            conn,
+            target.id,
+            status=ConnectionStatus.BOT_REMOVED.value,
+            status_reason=reason,
+            updated_at=now,
+        )
+        await audit.record(
+            conn,
+            action="group.status_changed",
+            actor=audit.TELEGRAM,
+            now=now,
+            workspace_id=target.workspace_id,
+            bot_id=target.bot_id,
+            detail={"connection_id": target.id, "status": "bot_removed", "reason": reason},
+        )
+        log.info("group.bot_removed", connection_id=target.id, reason=reason)
