@@ -171,6 +171,7 @@ async def send_message(call: Call) -> Answer:
         message_text,
         entities=entities,
         reply_markup=reply_markup,
+        link_preview_options=_link_preview_options(params),
         message_thread_id=params.optional_integer("message_thread_id"),
         reply_to_message_id=reply.get("message_id")
         or params.optional_integer("reply_to_message_id"),
@@ -178,6 +179,31 @@ async def send_message(call: Call) -> Answer:
         or params.flag("allow_sending_without_reply"),
     )
     return Answer(message)
+
+
+async def create_forum_topic(call: Call) -> Answer:
+    params = call.params
+    topic = call.emulator.create_forum_topic(
+        call.bot.id,
+        params.chat_id(),
+        params.text("name") or "",
+        icon_color=params.optional_integer("icon_color"),
+    )
+    return Answer(topic.to_json())
+
+
+def _link_preview_options(params: Params) -> dict[str, Any] | None:
+    """The message's link_preview_options: as sent, or the old disable_web_page_preview flag.
+
+    Telegram echoes them in the Message only when they change the default.
+    """
+    options = params.json("link_preview_options", "link preview options")
+    if options is None:
+        return {"is_disabled": True} if params.flag("disable_web_page_preview") else None
+    if not isinstance(options, dict):
+        raise errors.bad_request("can't parse link preview options JSON object")
+    changed = {key: value for key, value in options.items() if value not in (None, False)}
+    return changed or None
 
 
 def _apply_allowed_updates(call: Call) -> None:
@@ -198,4 +224,5 @@ METHODS: dict[str, Method] = {
     "getwebhookinfo": get_webhook_info,
     "getupdates": get_updates,
     "sendmessage": send_message,
+    "createforumtopic": create_forum_topic,
 }

@@ -22,18 +22,47 @@ class ChatBook:
     def __init__(self, *, clock: Clock) -> None:
         self._clock = clock
         self._chats: dict[int, dict[str, Any]] = {}
+        # Chats made through the control surface: their shape is not rewritten by updates.
+        self._managed: set[int] = set()
+        # Basic groups upgraded to supergroups: old id -> new id.
+        self._migrated_to: dict[int, int] = {}
+        self._users: dict[int, dict[str, Any]] = {}
         # A private chat is one conversation per (user, bot); a group one for all its bots.
         self._conversations: dict[tuple[int, int | None], _Conversation] = {}
         self._sent: list[tuple[int, dict[str, Any]]] = []  # (bot id, message) in send order
 
     def note(self, chat: Mapping[str, Any]) -> dict[str, Any]:
-        """Remember a chat as an update shows it: the latest word on a chat wins."""
+        """Remember a chat as an update shows it: the latest word wins, unless it is managed."""
+        if chat["id"] in self._managed:
+            return self._chats[chat["id"]]
         stored = dict(chat)
         self._chats[stored["id"]] = stored
         return stored
 
+    def create(self, chat: Mapping[str, Any]) -> dict[str, Any]:
+        """A chat the control surface made; updates do not reshape it."""
+        stored = dict(chat)
+        self._chats[stored["id"]] = stored
+        self._managed.add(stored["id"])
+        return stored
+
     def get(self, chat_id: int) -> dict[str, Any] | None:
         return self._chats.get(chat_id)
+
+    def migrate(self, old_id: int, new_chat: Mapping[str, Any]) -> dict[str, Any]:
+        """The basic group `old_id` lives on as the supergroup `new_chat`."""
+        self._migrated_to[old_id] = new_chat["id"]
+        return self.create(new_chat)
+
+    def migrated_to(self, chat_id: int) -> int | None:
+        return self._migrated_to.get(chat_id)
+
+    def note_user(self, user: Mapping[str, Any]) -> None:
+        self._users[user["id"]] = dict(user)
+
+    def user(self, user_id: int) -> dict[str, Any] | None:
+        """The user as their latest message showed them."""
+        return self._users.get(user_id)
 
     def public(self, username: str, among: Iterable[int]) -> dict[str, Any] | None:
         """The group or channel with this @username among some chat ids (private chats never)."""
@@ -50,6 +79,10 @@ class ChatBook:
         """A message of the conversation the bot sees in this chat."""
         return self._conversation(bot_id, chat).messages.get(message_id)
 
+    def next_message_id(self, bot_id: int, chat: Mapping[str, Any]) -> int:
+        """The id the conversation's next message will get."""
+        return self._conversation(bot_id, chat).next_message_id
+
     def post(
         self,
         bot_id: int,
@@ -60,9 +93,51 @@ class ChatBook:
         entities: list[dict[str, Any]],
         message_thread_id: int | None = None,
         reply_to_message: dict[str, Any] | None = None,
+        link_preview_options: dict[str, Any] | None = None,
         reply_markup: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A new message in the chat, numbered after the conversation's last, dated now."""
+        message = self._new(bot_id, chat, sender, message_thread_id=message_thread_id)
+        if reply_to_message is not None:
+            message["reply_to_message"] = reply_to_message
+        message["text"] = text
+        if entities:
+            message["entities"] = entities
+        if link_preview_options is not None:
+            message["link_preview_options"] = link_preview_options
+        if reply_markup is not None:
+            message["reply_markup"] = reply_markup
+        return self._keep(bot_id, chat, message)
+
+    def service(
+        self,
+        bot_id: int,
+        chat: dict[str, Any],
+        *,
+        sender: dict[str, Any],
+        content: Mapping[str, Any],
+        sender_chat: dict[str, Any] | None = None,
+        message_thread_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A service message (members joined or left, the group migrated, a topic opened).
+
+        `sender_chat` is the group itself when an anonymous admin acted.
+        """
+        message = self._new(
+            bot_id, chat, sender, sender_chat=sender_chat, message_thread_id=message_thread_id
+        )
+        message.update(content)
+        return self._keep(bot_id, chat, message)
+
+    def _new(
+        self,
+        bot_id: int,
+        chat: dict[str, Any],
+        sender: dict[str, Any],
+        *,
+        sender_chat: dict[str, Any] | None = None,
+        message_thread_id: int | None,
+    ) -> dict[str, Any]:
         conversation = self._conversation(bot_id, chat)
         message_id = conversation.next_message_id
         conversation.next_message_id += 1
@@ -70,17 +145,18 @@ class ChatBook:
         message: dict[str, Any] = {"message_id": message_id}
         if message_thread_id is not None:
             message["message_thread_id"] = message_thread_id
-        message.update({"from": sender, "chat": chat, "date": self._clock.timestamp()})
+        message["from"] = sender
+        if sender_chat is not None:
+            message["sender_chat"] = sender_chat
+        message.update({"chat": chat, "date": self._clock.timestamp()})
         if message_thread_id is not None:
             message["is_topic_message"] = True
-        if reply_to_message is not None:
-            message["reply_to_message"] = reply_to_message
-        message["text"] = text
-        if entities:
-            message["entities"] = entities
-        if reply_markup is not None:
-            message["reply_markup"] = reply_markup
-        conversation.messages[message_id] = {
+        return message
+
+    def _keep(
+        self, bot_id: int, chat: Mapping[str, Any], message: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._conversation(bot_id, chat).messages[message["message_id"]] = {
             k: v for k, v in message.items() if k != "reply_to_message"
         }
         return message

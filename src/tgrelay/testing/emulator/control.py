@@ -6,7 +6,7 @@ Every route is listed in the package docstring (`tgrelay.testing.emulator`).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tgrelay.testing.emulator import errors
+from tgrelay.testing.emulator import errors, flood
 from tgrelay.testing.emulator.state import BotRecord, WebhookConfig
 
 if TYPE_CHECKING:
@@ -52,13 +52,15 @@ class NewUpdate(_Body):
     from_user: dict[str, Any] | None = Field(default=None, alias="from")
     chat: dict[str, Any] | None = None
     text: str | None = None
+    message_thread_id: int | None = None
     update: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> NewUpdate:
         if self.update is not None:
-            if self.from_user is not None or self.chat is not None or self.text is not None:
-                raise ValueError("give either update, or from/chat/text")
+            message_fields = (self.from_user, self.chat, self.text, self.message_thread_id)
+            if any(value is not None for value in message_fields):
+                raise ValueError("give either update, or from/chat/text/message_thread_id")
         elif self.from_user is None or self.text is None:
             raise ValueError("a message needs from and text")
         return self
@@ -66,6 +68,47 @@ class NewUpdate(_Body):
 
 class Advance(_Body):
     seconds: float = Field(ge=0)
+
+
+class CreateChat(_Body):
+    type: Literal["group", "supergroup"]
+    title: str = Field(min_length=1, max_length=128)
+    is_forum: bool = False
+    username: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{5,32}$")
+
+
+class AddMember(_Body):
+    bot_id: int
+    by: dict[str, Any]
+    status: Literal["member", "administrator"] = "member"
+
+
+class ActedBy(_Body):
+    """Who did it; absent: the bot left on its own, or an anonymous admin acted."""
+
+    by: dict[str, Any] | None = None
+
+
+class BotRef(_Body):
+    bot_id: int
+
+
+# [count, window seconds]
+LimitPair = tuple[Annotated[int, Field(ge=1)], Annotated[float, Field(gt=0)]]
+
+
+class FloodSettings(_Body):
+    enabled: bool
+    per_chat: LimitPair = (1, 1.0)
+    per_group: LimitPair = (20, 60.0)
+    per_bot: LimitPair = (30, 1.0)
+
+    def limits(self) -> flood.Limits:
+        return flood.Limits(
+            per_chat=flood.Limit(count=self.per_chat[0], window=self.per_chat[1]),
+            per_group=flood.Limit(count=self.per_group[0], window=self.per_group[1]),
+            per_bot=flood.Limit(count=self.per_bot[0], window=self.per_bot[1]),
+        )
 
 
 def _json(body: Any, status_code: int = 200) -> Response:
@@ -125,7 +168,7 @@ def _guarded(handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
-        except errors.UnknownBot as exc:
+        except (errors.UnknownBot, errors.UnknownChat) as exc:
             return _problem(404, str(exc))
         except errors.InvalidPayload as exc:
             return _problem(400, str(exc))
@@ -186,7 +229,57 @@ def routes(emulator: Emulator) -> list[Route]:
             return _json(emulator.inject_update(body.bot_id, body.update))
         assert body.from_user is not None
         assert body.text is not None
-        return _json(emulator.send_message(body.bot_id, body.from_user, body.chat, body.text))
+        return _json(
+            emulator.send_message(
+                body.bot_id,
+                body.from_user,
+                body.chat,
+                body.text,
+                message_thread_id=body.message_thread_id,
+            )
+        )
+
+    async def create_chat(request: Request) -> Response:
+        body = await _parse(request, CreateChat)
+        chat = emulator.create_chat(
+            body.type, body.title, is_forum=body.is_forum, username=body.username
+        )
+        return _json(chat, 201)
+
+    async def get_chat(request: Request) -> Response:
+        return _json(emulator.chat(_int_param(request, "chat_id")))
+
+    async def add_member(request: Request) -> Response:
+        body = await _parse(request, AddMember)
+        chat_id = _int_param(request, "chat_id")
+        return _json(emulator.add_bot(chat_id, body.bot_id, body.by, status=body.status))
+
+    async def remove_member(request: Request) -> Response:
+        body = await _parse(request, ActedBy)
+        chat_id, bot_id = _int_param(request, "chat_id"), _int_param(request, "bot_id")
+        return _json(emulator.remove_bot(chat_id, bot_id, by=body.by))
+
+    async def migrate(request: Request) -> Response:
+        body = await _parse(request, ActedBy)
+        chat_id = _int_param(request, "chat_id")
+        new_id = emulator.migrate_chat(chat_id, by=body.by)
+        return _json({"chat_id": chat_id, "migrated_to_chat_id": new_id})
+
+    async def block(request: Request) -> Response:
+        body = await _parse(request, BotRef)
+        return _json(emulator.block_bot(_int_param(request, "user_id"), body.bot_id))
+
+    async def unblock(request: Request) -> Response:
+        body = await _parse(request, BotRef)
+        return _json(emulator.unblock_bot(_int_param(request, "user_id"), body.bot_id))
+
+    async def get_flood(request: Request) -> Response:
+        return _json(emulator.flood_report())
+
+    async def put_flood(request: Request) -> Response:
+        body = await _parse(request, FloodSettings)
+        emulator.set_flood_control(enabled=body.enabled, limits=body.limits())
+        return _json(emulator.flood_report())
 
     async def chat_messages(request: Request) -> Response:
         chat_id = _int_param(request, "chat_id")
@@ -218,7 +311,16 @@ def routes(emulator: Emulator) -> list[Route]:
         ("/bots/{bot_id}/webhook", "DELETE", delete_webhook),
         ("/bots/{bot_id}/updates", "GET", pending_updates),
         ("/updates", "POST", new_update),
+        ("/chats", "POST", create_chat),
+        ("/chats/{chat_id}", "GET", get_chat),
+        ("/chats/{chat_id}/members", "POST", add_member),
+        ("/chats/{chat_id}/members/{bot_id}", "DELETE", remove_member),
+        ("/chats/{chat_id}/migrate", "POST", migrate),
         ("/chats/{chat_id}/messages", "GET", chat_messages),
+        ("/users/{user_id}/block", "POST", block),
+        ("/users/{user_id}/unblock", "POST", unblock),
+        ("/flood", "GET", get_flood),
+        ("/flood", "PUT", put_flood),
         ("/clock", "GET", clock),
         ("/clock/advance", "POST", advance),
     ]

@@ -3,6 +3,7 @@
 EmulatorError
 ├── BotApiError        an `{"ok": false, ...}` answer of the Bot API (code, description)
 ├── UnknownBot         no bot with that id (control surface: 404)
+├── UnknownChat        no chat with that id (control surface: 404)
 └── InvalidPayload     control input that cannot be used (control surface: 400)
 """
 
@@ -72,6 +73,14 @@ class UnknownBot(EmulatorError):
     def __init__(self, bot_id: int) -> None:
         super().__init__(f"bot {bot_id} not found")
         self.bot_id = bot_id
+
+
+class UnknownChat(EmulatorError):
+    """No chat with that id."""
+
+    def __init__(self, chat_id: int) -> None:
+        super().__init__(f"chat {chat_id} not found")
+        self.chat_id = chat_id
 
 
 class InvalidPayload(EmulatorError):

@@ -7,7 +7,7 @@ import copy
 import functools
 import random
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,7 +16,17 @@ from starlette.types import Receive, Scope, Send
 
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import app as emulator_app
-from tgrelay.testing.emulator import longpoll, objects, pusher, updates
+from tgrelay.testing.emulator import (
+    errors,
+    flood,
+    forum,
+    groups,
+    longpoll,
+    membership,
+    objects,
+    pusher,
+    updates,
+)
 from tgrelay.testing.emulator.state import BotRecord, EmulatorState, WebhookConfig
 
 _CONNECT_TIMEOUT = 10.0  # seconds
@@ -31,7 +41,8 @@ class Emulator:
 
     `webhook_timeout` is how long a push waits for the webhook's answer; `retry` spaces the
     attempts; `webhook_transport` can route pushes in-process (`httpx.ASGITransport`);
-    `seed` makes bot ids and update_id bases repeatable.
+    `seed` makes bot ids, chat ids and update_id bases repeatable; `monotonic` is the time
+    source of flood control (real monotonic time by default).
     """
 
     def __init__(
@@ -42,10 +53,11 @@ class Emulator:
         webhook_timeout: float = 10.0,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.clock = clock if clock is not None else Clock()
         # Seeded: ids and update_id bases repeat between runs; tokens stay truly random.
-        self.state = EmulatorState(clock=self.clock, rng=random.Random(seed))
+        self.state = EmulatorState(clock=self.clock, rng=random.Random(seed), monotonic=monotonic)
         self.polls = longpoll.LongPolls()
         self._retry = retry or pusher.RetryPolicy()
         self._webhook_timeout = webhook_timeout
@@ -175,18 +187,30 @@ class Emulator:
         from_user: Mapping[str, Any],
         chat: Mapping[str, Any] | None,
         text: str,
+        *,
+        message_thread_id: int | None = None,
     ) -> dict[str, Any]:
-        """A user writes `text` to the bot; `chat` None means their private chat.
+        """A user writes `text` to the bot; `chat` None means their private chat, and a chat
+        given as just `{"id": …}` is one the emulator knows. `message_thread_id` writes in a
+        forum topic.
 
-        Returns the Update as queued.
+        Returns the Update as queued (a user who had blocked the bot unblocks it first,
+        which queues a `my_chat_member` before it).
         """
         user = objects.parse_user(from_user)
+        if chat is not None and set(chat) == {"id"}:
+            known = self.state.chat(chat["id"])
+            if known is None:
+                raise errors.UnknownChat(chat["id"])
+            chat = known
         parsed_chat = (
             objects.parse_chat(chat) if chat is not None else objects.private_chat_of(user)
         )
-        update = self.state.user_message(bot_id, user, parsed_chat, text)
+        queued = self.state.user_message(
+            bot_id, user, parsed_chat, text, message_thread_id=message_thread_id
+        )
         self._dispatch(bot_id)
-        return copy.deepcopy(update)
+        return copy.deepcopy(queued[-1])
 
     def inject_update(self, bot_id: int, update: Mapping[str, Any]) -> dict[str, Any]:
         """Deliver any Update body (update_id assigned when absent); returns it as queued.
@@ -196,6 +220,103 @@ class Emulator:
         queued = self.state.enqueue(bot_id, objects.compact(update))
         self._dispatch(bot_id)
         return copy.deepcopy(queued)
+
+    # Groups, membership and topics
+
+    def create_chat(
+        self,
+        chat_type: str,
+        title: str,
+        *,
+        is_forum: bool = False,
+        username: str | None = None,
+    ) -> dict[str, Any]:
+        """A new group or supergroup (`is_forum` for topics) with no bots in it: the Chat."""
+        chat = groups.create_chat(
+            self.state, chat_type=chat_type, title=title, is_forum=is_forum, username=username
+        )
+        return copy.deepcopy(chat)
+
+    def chat(self, chat_id: int) -> dict[str, Any]:
+        """The chat with each bot's status (`members`), its `topics` if a forum, and
+        `migrated_to_chat_id` once upgraded."""
+        return copy.deepcopy(groups.view(self.state, chat_id))
+
+    def add_bot(
+        self,
+        chat_id: int,
+        bot_id: int,
+        by: Mapping[str, Any],
+        *,
+        status: str = "member",
+    ) -> list[dict[str, Any]]:
+        """A user adds the bot to a group as member or administrator (or promotes it).
+
+        Returns the bot's updates: `my_chat_member`, then the `new_chat_members` message.
+        """
+        try:
+            wanted = membership.Status(status)
+        except ValueError:
+            raise errors.InvalidPayload("status must be member or administrator") from None
+        deliveries = groups.add_bot(
+            self.state, chat_id, bot_id, by=objects.parse_user(by), status=wanted
+        )
+        return self._deliver(deliveries, bot_id)
+
+    def remove_bot(
+        self, chat_id: int, bot_id: int, *, by: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """A user kicks the bot (`by`), or it leaves; returns the bot's updates."""
+        user = objects.parse_user(by) if by is not None else None
+        return self._deliver(groups.remove_bot(self.state, chat_id, bot_id, by=user), bot_id)
+
+    def migrate_chat(self, chat_id: int, *, by: Mapping[str, Any] | None = None) -> int:
+        """Upgrade a basic group to a supergroup; returns the supergroup's id."""
+        user = objects.parse_user(by) if by is not None else None
+        new_chat, deliveries = groups.migrate(self.state, chat_id, by=user)
+        self._deliver(deliveries)
+        new_id: int = new_chat["id"]
+        return new_id
+
+    def block_bot(self, user_id: int, bot_id: int) -> dict[str, Any]:
+        """The user blocks the bot; returns the `my_chat_member` update the bot gets."""
+        return self._deliver([groups.set_blocked(self.state, user_id, bot_id, blocked=True)])[0]
+
+    def unblock_bot(self, user_id: int, bot_id: int) -> dict[str, Any]:
+        """The user unblocks the bot; returns the `my_chat_member` update the bot gets."""
+        return self._deliver([groups.set_blocked(self.state, user_id, bot_id, blocked=False)])[0]
+
+    def create_forum_topic(
+        self, bot_id: int, chat_id: int | str, name: str, *, icon_color: int | None = None
+    ) -> forum.Topic:
+        """What createForumTopic does: the bot opens a topic in a forum it administers."""
+        topic, deliveries = groups.create_topic(
+            self.state, bot_id, chat_id, name=name, icon_color=icon_color
+        )
+        self._deliver(deliveries)
+        return topic
+
+    # Flood control
+
+    def set_flood_control(
+        self, *, enabled: bool = True, limits: flood.Limits | None = None
+    ) -> None:
+        """Switch Telegram's sending limits on or off (`limits` None: Telegram's own)."""
+        self.state.flood.configure(enabled=enabled, limits=limits or flood.Limits())
+
+    def flood_report(self) -> dict[str, Any]:
+        """The flood settings and how many sends went out and were refused, by chat."""
+        return self.state.flood.report()
+
+    def _deliver(
+        self, deliveries: Iterable[groups.Delivery], bot_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Push what changed for each bot concerned; returns the updates (of `bot_id` only,
+        if given)."""
+        deliveries = list(deliveries)
+        for concerned in dict.fromkeys(bot for bot, _ in deliveries):
+            self._dispatch(concerned)
+        return [copy.deepcopy(u) for bot, u in deliveries if bot_id in (None, bot)]
 
     # Observing
 

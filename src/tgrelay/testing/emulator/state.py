@@ -13,13 +13,22 @@ import random
 import re
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from tgrelay.testing.clock import Clock
-from tgrelay.testing.emulator import chats, errors, objects, text, updates
+from tgrelay.testing.emulator import (
+    chats,
+    errors,
+    flood,
+    forum,
+    membership,
+    objects,
+    text,
+    updates,
+)
 
 TOKEN_SHAPE = re.compile(r"(\d+):[A-Za-z0-9_-]+")
 _TOKEN_ALPHABET = string.ascii_letters + string.digits + "_-"
@@ -101,12 +110,23 @@ class _Bot:
 class EmulatorState:
     """All of the emulated Telegram's data and the rules that change it."""
 
-    def __init__(self, *, clock: Clock, rng: random.Random) -> None:
-        self._clock = clock
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self.clock = clock
         self._rng = rng
         self._bots: dict[int, _Bot] = {}
         self._tokens: dict[str, int] = {}
         self.chats = chats.ChatBook(clock=clock)
+        self.roster = membership.Roster()
+        self.forums = forum.Forums()
+        self.flood = (
+            flood.FloodControl() if monotonic is None else flood.FloodControl(monotonic=monotonic)
+        )
         self._seq = itertools.count(1)
 
     # Bots
@@ -222,7 +242,7 @@ class EmulatorState:
 
     def record_webhook_error(self, bot_id: int, message: str) -> None:
         bot = self._bot(bot_id)
-        bot.last_error_date = self._clock.timestamp()
+        bot.last_error_date = self.clock.timestamp()
         bot.last_error_message = message
 
     def set_allowed_updates(self, bot_id: int, allowed: tuple[str, ...] | None) -> None:
@@ -242,6 +262,7 @@ class EmulatorState:
         if chat is not None and isinstance(chat.get("id"), int):
             self.chats.note(chat)
             bot.known_chats.add(chat["id"])
+            self._track_membership(bot_id, body, chat["id"])
         if not updates.is_allowed(updates.kind_of(body), bot.allowed_updates):
             body.pop("update_id", None)
             return body
@@ -298,19 +319,68 @@ class EmulatorState:
         return self.chats.get(chat_id)
 
     def user_message(
-        self, bot_id: int, user: objects.User, chat: objects.Chat, message_text: str
-    ) -> dict[str, Any]:
-        """A user writes in a chat the bot is in; returns the Update as queued."""
+        self,
+        bot_id: int,
+        user: objects.User,
+        chat: objects.Chat,
+        message_text: str,
+        *,
+        message_thread_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """A user writes in a chat the bot is in; returns the Updates as queued.
+
+        Writing to a bot one blocked unblocks it first (Telegram's "Restart" button), so
+        the bot then gets `my_chat_member` before the message.
+        """
         self._bot(bot_id)
         objects.check_sender(user, chat)
+        if self.chats.migrated_to(chat.id) is not None:
+            raise errors.InvalidPayload(f"chat {chat.id} was upgraded to a supergroup")
+        stored = self.chats.note(chat.to_json())
+        sender = user.to_json()
+        self.chats.note_user(sender)
+        queued = []
+        status = self.roster.status(chat.id, bot_id)
+        if chat.type == "private" and status is membership.Status.KICKED:
+            queued.append(
+                self.change_status(bot_id, stored, actor=sender, new=membership.Status.MEMBER)
+            )
+        elif status is not None and not status.is_in:
+            raise errors.InvalidPayload(f"bot {bot_id} is not a member of chat {chat.id}")
+        reply_to = None
+        if message_thread_id is not None:
+            reply_to = self._topic_root(bot_id, stored, message_thread_id, register=True)
         message = self.chats.post(
             bot_id,
-            self.chats.note(chat.to_json()),
-            sender=user.to_json(),
+            stored,
+            sender=sender,
             text=message_text,
             entities=text.command_entities(message_text),
+            message_thread_id=message_thread_id,
+            reply_to_message=reply_to,
         )
-        return self.enqueue(bot_id, {"message": message})
+        queued.append(self.enqueue(bot_id, {"message": message}))
+        return queued
+
+    def change_status(
+        self,
+        bot_id: int,
+        chat: dict[str, Any],
+        *,
+        actor: Mapping[str, Any],
+        new: membership.Status,
+    ) -> dict[str, Any]:
+        """Set the bot's status in a chat and queue the `my_chat_member` saying so."""
+        old = self.roster.set(chat["id"], bot_id, new)
+        body = membership.chat_member_updated(
+            chat=chat,
+            actor=actor,
+            date=self.clock.timestamp(),
+            user=self.bot(bot_id).user_json(),
+            old=old,
+            new=new,
+        )
+        return self.enqueue(bot_id, {"my_chat_member": body})
 
     def bot_message(
         self,
@@ -320,32 +390,39 @@ class EmulatorState:
         *,
         entities: list[dict[str, Any]],
         reply_markup: dict[str, Any] | None = None,
+        link_preview_options: dict[str, Any] | None = None,
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
         allow_sending_without_reply: bool = False,
     ) -> dict[str, Any]:
-        """sendMessage: the bot writes in a chat it knows; returns the Message."""
+        """sendMessage: the bot writes in a chat it may write in; returns the Message."""
         bot = self._bot(bot_id)
         chat = self.resolve_chat(bot_id, chat_id)
+        # Outside forums Telegram ignores message_thread_id.
+        thread_id = message_thread_id if chat.get("is_forum") else None
         replied = None
+        if thread_id is not None:
+            replied = self._topic_root(bot_id, chat, thread_id, register=False)
         if reply_to_message_id:
             replied = self.chats.message(bot_id, chat, reply_to_message_id)
             if replied is None and not allow_sending_without_reply:
                 raise errors.bad_request("message to be replied not found")
+        self.flood.check(bot_id, chat["id"])
         message = self.chats.post(
             bot_id,
             chat,
             sender=bot.record.user_json(),
             text=message_text,
             entities=entities,
-            # Outside forums Telegram ignores message_thread_id.
-            message_thread_id=message_thread_id if chat.get("is_forum") else None,
+            message_thread_id=thread_id,
             reply_to_message=replied,
+            link_preview_options=link_preview_options,
             # Telegram echoes inline keyboards with the message, never other keyboards.
             reply_markup=reply_markup
             if reply_markup and "inline_keyboard" in reply_markup
             else None,
         )
+        self.flood.record(bot_id, chat["id"])
         self.chats.record_sent(bot_id, message)
         return message
 
@@ -354,15 +431,78 @@ class EmulatorState:
         return self.chats.sent(chat_id, bot_id=bot_id)
 
     def resolve_chat(self, bot_id: int, chat_id: int | str) -> dict[str, Any]:
-        """The chat a bot means by `chat_id` (an id or `@username`); 400 if it knows none."""
+        """The chat a bot means by `chat_id` (an id or `@username`) if it may write there.
+
+        400 for a chat it does not know or one upgraded to a supergroup, 403 for one it is
+        not in (or a user who blocked it).
+        """
         bot = self._bot(bot_id)
         if isinstance(chat_id, str):
             chat = self.chats.public(chat_id, bot.known_chats)
         else:
-            chat = self.chats.get(chat_id) if chat_id in bot.known_chats else None
+            chat = self.chats.get(chat_id)
+            # Groups exist for every bot; a private chat only once its user wrote to the bot.
+            if chat is not None and chat["type"] == "private" and chat_id not in bot.known_chats:
+                chat = None
         if chat is None:
             raise errors.bad_request("chat not found")
+        new_id = self.chats.migrated_to(chat["id"])
+        if new_id is not None:
+            raise errors.bad_request(
+                "group chat was upgraded to a supergroup chat", {"migrate_to_chat_id": new_id}
+            )
+        refusal = membership.send_refusal(chat["type"], self.roster.status(chat["id"], bot_id))
+        if refusal is not None:
+            raise refusal
         return chat
+
+    def _topic_root(
+        self, bot_id: int, chat: dict[str, Any], message_thread_id: int, *, register: bool
+    ) -> dict[str, Any] | None:
+        """The message that opened a topic: Telegram shows it as what topic messages reply to.
+
+        A user may write in a topic the emulator has not seen opened (`register`); it is
+        remembered with a made-up name and has no opening message.
+        """
+        if not chat.get("is_forum"):
+            raise errors.InvalidPayload("message_thread_id is for forum supergroups only")
+        if register and self.forums.get(chat["id"], message_thread_id) is None:
+            self.forums.add(
+                chat["id"],
+                forum.Topic(
+                    message_thread_id=message_thread_id,
+                    name=f"Topic {message_thread_id}",
+                    icon_color=forum.default_icon_color(message_thread_id),
+                ),
+            )
+        if self.forums.get(chat["id"], message_thread_id) is None:
+            raise errors.bad_request("message thread not found")
+        return self.chats.message(bot_id, chat, message_thread_id)
+
+    def _track_membership(self, bot_id: int, update: Mapping[str, Any], chat_id: int) -> None:
+        """An update shows the bot in a chat: a `my_chat_member` about it sets its status,
+        anything else makes it a member if it had no status there."""
+        new = (update.get("my_chat_member") or {}).get("new_chat_member") or {}
+        about_bot = isinstance(new, Mapping) and (new.get("user") or {}).get("id") == bot_id
+        if about_bot and new.get("status") in set(membership.Status):
+            self.roster.set(chat_id, bot_id, membership.Status(new["status"]))
+        else:
+            self.roster.admit(chat_id, bot_id)
+
+    def knows_chat(self, bot_id: int, chat_id: int) -> bool:
+        """Whether the bot has had an update from this chat."""
+        return chat_id in self._bot(bot_id).known_chats
+
+    def new_chat_id(self, chat_type: str) -> int:
+        """An unused id shaped as Telegram shapes them: -4xxxxxxxxx for a basic group,
+        -100xxxxxxxxxx for a supergroup or channel."""
+        while True:
+            if chat_type == "group":
+                chat_id = -self._rng.randrange(4_000_000_000, 5_000_000_000)
+            else:
+                chat_id = -(10**12 + self._rng.randrange(1_000_000_000, 10_000_000_000))
+            if self.chats.get(chat_id) is None:
+                return chat_id
 
     def _bot(self, bot_id: int) -> _Bot:
         try:

@@ -10,6 +10,7 @@ from typing import Any
 from tgrelay.testing.emulator import errors
 
 MAX_TEXT_LENGTH = 4096  # characters after entity parsing (Bot API sendMessage)
+PARSE_MODES = frozenset({"html", "markdown", "markdownv2"})  # matched case-insensitively
 
 _COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![A-Za-z0-9_@/])")
 
@@ -54,6 +55,8 @@ def outgoing(
 
     Only HTML is parsed; Markdown and MarkdownV2 text is kept as sent.
     """
+    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
+        raise errors.bad_request("unsupported parse_mode")
     if entities is None and parse_mode is not None and parse_mode.lower() == "html":
         text, entities = _parse_html(text)
     text, entities = _trim(text, entities or [])
