@@ -119,9 +119,7 @@ async def _send_notification(rt: Runtime, notification_id: str) -> None:
         await _fail(rt, notification_id, "the connection was deleted")
         return
     if target.status is not ConnectionStatus.ACTIVE:
-        await _fail(
-            rt, notification_id, f"connection is {target.status.value}: {target.status_reason}"
-        )
+        await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
         return
     message_ids = list(notification.message_ids)
     if attempted > len(message_ids):

@@ -1,0 +1,411 @@
+"""End to end, both delivery modes: linking a Telegram group by deep link, then alerting it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from tgrelay.db import tables
+from tgrelay.groups import handlers
+from tgrelay.testing.emulator import flood
+from tgrelay.testing.emulator.state import BotRecord
+from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.workspaces import service as workspaces
+
+from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+
+ANN = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
+BOB = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    async with running_emulator() as running:
+        yield running
+
+
+@pytest.fixture(params=["webhook", "polling"])
+async def relay(
+    request: pytest.FixtureRequest, emulator: RunningEmulator, tmp_path: Path
+) -> AsyncIterator[Tgrelay]:
+    port = free_port()
+    settings = settings_for(
+        emulator, tmp_path, webhook=request.param == "webhook", port=port, **_overrides(request)
+    )
+    async with running_tgrelay(settings, port) as relay:
+        yield relay
+
+
+def _overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    marker = request.node.get_closest_marker("relay_settings")
+    return dict(marker.kwargs) if marker else {}
+
+
+async def _bot(relay: Tgrelay, emulator: RunningEmulator) -> BotRecord:
+    bot = emulator.emulator.create_bot("alerts_bot")
+    await relay.connect_bot(bot.token)
+    return bot
+
+
+async def _session(relay: Tgrelay, bot_id: int, **extra: Any) -> dict[str, Any]:
+    response = await relay.api.post("/v1/connect-sessions", json={"bot_id": bot_id, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _session_state(relay: Tgrelay, session_id: str) -> dict[str, Any]:
+    response = await relay.api.get(f"/v1/connect-sessions/{session_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _until_state(relay: Tgrelay, session_id: str, state: str) -> dict[str, Any]:
+    async def reached() -> bool:
+        return (await _session_state(relay, session_id))["state"] == state
+
+    await eventually(reached)
+    return await _session_state(relay, session_id)
+
+
+async def _texts(emulator: RunningEmulator, chat_id: int) -> list[str]:
+    return [m["text"] for m in emulator.emulator.sent_messages(chat_id)]
+
+
+async def _until_texts(emulator: RunningEmulator, chat_id: int, count: int) -> list[str]:
+    async def arrived() -> bool:
+        return len(await _texts(emulator, chat_id)) >= count
+
+    await eventually(arrived)
+    return await _texts(emulator, chat_id)
+
+
+async def _connected_group(
+    relay: Tgrelay, emulator: RunningEmulator, bot: BotRecord, *, chat_type: str = "supergroup"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run both phases with Ann; the group chat and the connection."""
+    session = await _session(relay, bot.id)
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    await _until_state(relay, session["id"], "waiting_group")
+    chat = emulator.emulator.create_chat(chat_type, "Ops alerts")
+    emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)
+    done = await _until_state(relay, session["id"], "connected")
+    return chat, done["connection"]
+
+
+async def _audit_actions(relay: Tgrelay) -> list[str]:
+    async with relay.runtime.db.engine.connect() as conn:
+        rows = await conn.execute(select(tables.audit_log.c.action).order_by(tables.audit_log.c.id))
+        return [row.action for row in rows]
+
+
+async def _notify(relay: Tgrelay, connection_id: str, text: str, **extra: Any) -> httpx.Response:
+    return await relay.api.post(
+        "/v1/notifications", json={"connection_id": connection_id, "text": text, **extra}
+    )
+
+
+async def _until_notification(relay: Tgrelay, notification_id: str) -> dict[str, Any]:
+    async def settled() -> bool:
+        found = await relay.api.get(f"/v1/notifications/{notification_id}")
+        return bool(found.json()["status"] != "queued")
+
+    await eventually(settled)
+    body: dict[str, Any] = (await relay.api.get(f"/v1/notifications/{notification_id}")).json()
+    return body
+
+
+async def test_same_user_links_a_group_in_two_phases(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """/start with the token verifies Ann, the bot answers with an add-to-group button, and
+    Ann adding the bot to a group connects it and posts a confirmation there."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    assert session["state"] == "waiting_private"
+    assert session["start_link"] == f"https://t.me/alerts_bot?start={session['token']}"
+    assert session["startgroup_link"] == f"https://t.me/alerts_bot?startgroup={session['token']}"
+    qr = await relay.api.get(session["qr_svg_url"])
+    assert qr.headers["content-type"] == "image/svg+xml"
+    assert qr.text.startswith("<svg")
+
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    verified = await _until_state(relay, session["id"], "waiting_group")
+    assert verified["user"] == {"id": ANN["id"], "first_name": "Ann", "username": "ann"}
+    assert verified["token"] is None
+    [reply] = await _until_texts(emulator, ANN["id"], 1)
+    assert reply == handlers.VERIFIED_REPLY.format(name="Ann")
+    [sent] = emulator.emulator.sent_messages(ANN["id"])
+    assert sent["reply_markup"]["inline_keyboard"][0][0]["url"] == (
+        "https://t.me/alerts_bot?startgroup=connect"
+    )
+
+    chat = emulator.emulator.create_chat("supergroup", "Ops alerts")
+    emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)
+    done = await _until_state(relay, session["id"], "connected")
+    connection = done["connection"]
+    assert (connection["chat_id"], connection["title"], connection["status"]) == (
+        chat["id"],
+        "Ops alerts",
+        "active",
+    )
+    assert connection["connected_by_user_id"] == ANN["id"]
+    assert await _until_texts(emulator, chat["id"], 1) == [handlers.CONNECTED_REPLY]
+    listed = (await relay.api.get("/v1/connections")).json()
+    assert [c["id"] for c in listed] == [connection["id"]]
+    assert "group.connected" in await _audit_actions(relay)
+
+
+async def test_addition_by_another_user_is_ignored_and_audited(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Bob adding the bot while Ann's session waits connects nothing and leaves an audit row."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    await _until_state(relay, session["id"], "waiting_group")
+    chat = emulator.emulator.create_chat("supergroup", "Bob's group")
+    emulator.emulator.add_bot(chat["id"], bot.id, by=BOB)
+
+    async def audited() -> bool:
+        return "group.addition_ignored" in await _audit_actions(relay)
+
+    await eventually(audited)
+    assert (await _session_state(relay, session["id"]))["state"] == "waiting_group"
+    assert (await relay.api.get("/v1/connections")).json() == []
+
+
+async def test_reused_and_replaced_tokens_are_refused_with_a_reply(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A spent token and the token of a replaced session get a reply and change nothing."""
+    bot = await _bot(relay, emulator)
+    first = await _session(relay, bot.id)
+    second = await _session(relay, bot.id)
+    assert (await _session_state(relay, first["id"]))["state"] == "cancelled"
+
+    emulator.emulator.send_message(bot.id, BOB, None, f"/start {first['token']}")
+    assert await _until_texts(emulator, BOB["id"], 1) == [handlers.UNKNOWN_LINK_REPLY]
+
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {second['token']}")
+    await _until_state(relay, second["id"], "waiting_group")
+    emulator.emulator.send_message(bot.id, BOB, None, f"/start {second['token']}")
+    replies = await _until_texts(emulator, BOB["id"], 2)
+    assert replies == [handlers.UNKNOWN_LINK_REPLY, handlers.UNKNOWN_LINK_REPLY]
+    after = await _session_state(relay, second["id"])
+    assert after["user"]["id"] == ANN["id"]
+
+
+@pytest.mark.relay_settings(connect_session_ttl_seconds=0.5)
+async def test_expired_token_is_refused_with_a_reply(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A token used after its expiry gets the expiry reply and the session reads expired."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    await asyncio.sleep(0.6)
+    assert (await _session_state(relay, session["id"]))["state"] == "expired"
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    assert await _until_texts(emulator, ANN["id"], 1) == [handlers.EXPIRED_LINK_REPLY]
+    assert (await _session_state(relay, session["id"]))["user"] is None
+
+
+async def test_addition_before_phase_two_began_is_ignored(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A my_chat_member dated before the session's phase 2 started connects nothing."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    verified = await _until_state(relay, session["id"], "waiting_group")
+    started = datetime.fromisoformat(verified["group_started_at"])
+    chat = emulator.emulator.create_chat("supergroup", "Old group")
+    emulator.emulator.inject_update(
+        bot.id,
+        {
+            "my_chat_member": {
+                "chat": chat,
+                "from": ANN,
+                "date": int((started - timedelta(minutes=5)).timestamp()),
+                "old_chat_member": {"status": "left", "user": _bot_user(bot)},
+                "new_chat_member": {"status": "member", "user": _bot_user(bot)},
+            }
+        },
+    )
+
+    async def audited() -> bool:
+        return "group.addition_ignored" in await _audit_actions(relay)
+
+    await eventually(audited)
+    assert (await _session_state(relay, session["id"]))["state"] == "waiting_group"
+
+
+def _bot_user(bot: BotRecord) -> dict[str, Any]:
+    return {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
+
+
+async def test_other_workspace_sees_nothing(relay: Tgrelay, emulator: RunningEmulator) -> None:
+    """Another workspace's key gets 404 for sessions, connections and notifications."""
+    bot = await _bot(relay, emulator)
+    chat, connection = await _connected_group(relay, emulator, bot)
+    session_id = connection["session_id"]
+    sent = await _notify(relay, connection["id"], "hello")
+    rt = relay.runtime
+    _, other_key = await workspaces.create_workspace(rt.db, "other team", now=rt.clock())
+    async with httpx.AsyncClient(
+        base_url=relay.base_url, headers={"Authorization": f"Bearer {other_key}"}
+    ) as other:
+        statuses = [
+            (await other.get(f"/v1/connect-sessions/{session_id}")).status_code,
+            (await other.post(f"/v1/connect-sessions/{session_id}/reset-group")).status_code,
+            (await other.get(f"/v1/connections/{connection['id']}")).status_code,
+            (await other.delete(f"/v1/connections/{connection['id']}")).status_code,
+            (await other.get(f"/v1/notifications/{sent.json()['id']}")).status_code,
+            (await _post_as(other, connection["id"])).status_code,
+            (await other.post("/v1/connect-sessions", json={"bot_id": bot.id})).status_code,
+        ]
+        assert (await other.get("/v1/connections")).json() == []
+    assert statuses == [404] * 7
+
+
+async def _post_as(client: httpx.AsyncClient, connection_id: str) -> httpx.Response:
+    return await client.post(
+        "/v1/notifications", json={"connection_id": connection_id, "text": "x"}
+    )
+
+
+async def test_alerts_survive_migration_to_a_supergroup(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Alerts before and after the group becomes a supergroup both arrive, the second in the
+    supergroup, and the connection shows the new chat id."""
+    bot = await _bot(relay, emulator)
+    chat, connection = await _connected_group(relay, emulator, bot, chat_type="group")
+    first = await _notify(relay, connection["id"], "before migration")
+    assert (await _until_notification(relay, first.json()["id"]))["status"] == "sent"
+
+    new_id = emulator.emulator.migrate_chat(chat["id"], by=ANN)
+    second = await _notify(relay, connection["id"], "after migration")
+    settled = await _until_notification(relay, second.json()["id"])
+
+    assert settled["status"] == "sent"
+    assert "before migration" in await _texts(emulator, chat["id"])
+    assert await _texts(emulator, new_id) == ["after migration"]
+    moved = (await relay.api.get(f"/v1/connections/{connection['id']}")).json()
+    assert (moved["chat_id"], moved["chat_type"], moved["status"]) == (
+        new_id,
+        "supergroup",
+        "active",
+    )
+    assert "group.migrated" in await _audit_actions(relay)
+
+
+async def test_kicked_bot_makes_alerts_fail_fast(relay: Tgrelay, emulator: RunningEmulator) -> None:
+    """After a kick the connection is bot_removed; an alert racing the kick fails with that
+    reason (from the kick's update or from Telegram's 403), and later alerts are refused."""
+    bot = await _bot(relay, emulator)
+    chat, connection = await _connected_group(relay, emulator, bot)
+    emulator.emulator.remove_bot(chat["id"], bot.id, by=ANN)
+    racing = await _notify(relay, connection["id"], "are you still there?")
+    if racing.status_code == 202:
+        settled = await _until_notification(relay, racing.json()["id"])
+        assert (settled["status"], settled["error"].split(":")[0]) == ("failed", "bot_removed")
+    else:
+        assert racing.status_code == 409
+
+    async def removed() -> bool:
+        found = (await relay.api.get(f"/v1/connections/{connection['id']}")).json()
+        return bool(found["status"] == "bot_removed")
+
+    await eventually(removed)
+    refused = await _notify(relay, connection["id"], "anyone there?")
+    assert refused.status_code == 409
+    assert "bot_removed" in refused.json()["detail"]
+    assert await _texts(emulator, chat["id"]) == [handlers.CONNECTED_REPLY]
+
+
+async def test_idempotency_key_sends_once_and_long_texts_are_split(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """The same idempotency key returns the first alert; a text over 4096 characters is split
+    on line boundaries into several messages."""
+    bot = await _bot(relay, emulator)
+    chat, connection = await _connected_group(relay, emulator, bot)
+    long_text = "\n".join(f"line {i:05d} " + "x" * 90 for i in range(60))  # about 6,000 chars
+    first = await _notify(relay, connection["id"], long_text, idempotency_key="deploy-42")
+    again = await _notify(relay, connection["id"], "different", idempotency_key="deploy-42")
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    settled = await _until_notification(relay, first.json()["id"])
+    assert settled["status"] == "sent"
+    assert settled["parts"] == 2
+    assert len(settled["message_ids"]) == 2
+    texts = (await _texts(emulator, chat["id"]))[1:]  # after the connection's confirmation
+    assert "\n".join(texts) == long_text
+    assert all(len(text) <= 4096 for text in texts)
+
+
+FLOOD = {"per_chat": (1, 0.1), "per_group": (20, 2.0), "per_bot": (100, 1.0)}
+
+
+@pytest.mark.relay_settings(
+    send_limit_per_chat=FLOOD["per_chat"],
+    send_limit_per_group=FLOOD["per_group"],
+    send_limit_per_bot=FLOOD["per_bot"],
+    worker_concurrency=16,
+)
+async def test_flood_of_alerts_arrives_in_order_without_429(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """300 alerts to 10 groups, with the emulator enforcing the same limits, all arrive, in
+    order per group, and the emulator refused none (or every refusal was honoured)."""
+    bot = await _bot(relay, emulator)
+    connections = []
+    for index in range(10):
+        session = await _session(relay, bot.id)
+        emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+        await _until_state(relay, session["id"], "waiting_group")
+        chat = emulator.emulator.create_chat("supergroup", f"Group {index}")
+        emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)
+        done = await _until_state(relay, session["id"], "connected")
+        connections.append(done["connection"])
+    await asyncio.gather(*(_until_texts(emulator, c["chat_id"], 1) for c in connections))
+    emulator.emulator.set_flood_control(
+        limits=flood.Limits(
+            per_chat=flood.Limit(count=1, window=0.1),
+            per_group=flood.Limit(count=20, window=2.0),
+            per_bot=flood.Limit(count=100, window=1.0),
+        )
+    )
+    ids = []
+    for n in range(30):
+        for connection in connections:
+            response = await _notify(relay, connection["id"], f"alert {n:02d}")
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+    settled = await asyncio.wait_for(
+        asyncio.gather(*(_until_notification_slow(relay, i) for i in ids)), timeout=120
+    )
+    assert {s["status"] for s in settled} == {"sent"}
+    for connection in connections:
+        texts = (await _texts(emulator, connection["chat_id"]))[1:]
+        assert texts == [f"alert {n:02d}" for n in range(30)]
+    report = emulator.emulator.flood_report()
+    assert sum(report["sent_by_chat"].values()) >= 300
+    assert report["rejected"] == 0
+
+
+async def _until_notification_slow(relay: Tgrelay, notification_id: str) -> dict[str, Any]:
+    while True:
+        found: dict[str, Any] = (await relay.api.get(f"/v1/notifications/{notification_id}")).json()
+        if found["status"] != "queued":
+            return found
+        await asyncio.sleep(0.5)
