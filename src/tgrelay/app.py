@@ -24,6 +24,9 @@ from tgrelay import problems
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
+from tgrelay.groups import api as groups_api
+from tgrelay.groups import delivery as groups_delivery
+from tgrelay.groups import handlers as groups_handlers
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
 from tgrelay.inbox.poller import PollerSupervisor
@@ -44,8 +47,9 @@ def job_registry(rt: Runtime) -> Registry:
     registry = Registry()
     # Domain handlers of updates, in the order they run: groups → support → conversations
     # (DESIGN.md); later issues add them here.
-    inbox_jobs.register(registry, rt, handlers=[])
+    inbox_jobs.register(registry, rt, handlers=[groups_handlers.update_handler(rt)])
     bots_jobs.register(registry, rt)
+    groups_delivery.register(registry, rt)
     return registry
 
 
@@ -139,6 +143,7 @@ class TgrelayApp:
         problems.install(api)
         api.include_router(bots_api.router)
         api.include_router(inbox_api.router)
+        api.include_router(groups_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:
