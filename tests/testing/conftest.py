@@ -26,6 +26,10 @@ ALICE: dict[str, Any] = {
 }
 BOB: dict[str, Any] = {"id": 5559876, "is_bot": False, "first_name": "Bob", "username": "bob_ops"}
 OPS_GROUP: dict[str, Any] = {"id": -4012345678, "title": "Ops Alerts", "type": "group"}
+# Ids the fixtures use: the bot, the Ops Alerts supergroup, the Support Desk forum.
+FIXTURE_BOT_ID = 7000000001
+OPS_SUPERGROUP_ID = -1002345678901
+SUPPORT_DESK_ID = -1003456789012
 # Fast retries so failure tests take milliseconds.
 FAST_RETRY = RetryPolicy(first_delay=0.01, max_delay=0.05)
 
@@ -34,6 +38,17 @@ def load_fixture(name: str) -> dict[str, Any]:
     """A Telegram payload from tests/fixtures/telegram/ by file stem."""
     data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
     return data
+
+
+def swap(value: Any, replacements: dict[int, int]) -> Any:
+    """A fixture with some integers (ids, dates) replaced wherever they appear."""
+    if isinstance(value, dict):
+        return {key: swap(item, replacements) for key, item in value.items()}
+    if isinstance(value, list):
+        return [swap(item, replacements) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return replacements.get(value, value)
+    return value
 
 
 @pytest.fixture

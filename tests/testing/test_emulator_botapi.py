@@ -128,6 +128,36 @@ async def test_send_message_replies_and_skips_reply_keyboards(
     )
 
 
+async def test_send_message_echoes_link_preview_options(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord
+) -> None:
+    """link_preview_options (or the old disable_web_page_preview) come back in the Message."""
+    emulator.send_message(bot.id, ALICE, None, "Hello")
+    url = "https://status.example/incident/42"
+    answers = [
+        await call(client, bot.token, "sendMessage", chat_id=ALICE["id"], text=url, **params)
+        for params in (
+            {"link_preview_options": {"is_disabled": True}},
+            {
+                "link_preview_options": {
+                    "url": url,
+                    "prefer_small_media": True,
+                    "is_disabled": False,
+                }
+            },
+            {"disable_web_page_preview": True},
+            {"link_preview_options": {"is_disabled": False}},
+        )
+    ]
+    assert [body["result"].get("link_preview_options") for _, body in answers] == [
+        {"is_disabled": True},
+        {"url": url, "prefer_small_media": True},
+        {"is_disabled": True},
+        None,
+    ]
+    assert emulator.sent_messages(ALICE["id"]) == [body["result"] for _, body in answers]
+
+
 @pytest.mark.parametrize(
     ("params", "fixture"),
     [

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tgrelay.testing.emulator import errors, pusher, text, updates
+from tgrelay.testing.emulator import errors, membership, pusher, text, updates
 
 from .conftest import load_fixture
 
@@ -108,8 +108,9 @@ def test_html_becomes_text_and_entities() -> None:
             "Bad Request: can't parse entities: Can't find end tag corresponding to start tag "
             '"b"',
         ),
+        ("hi", "Markdown2", "Bad Request: unsupported parse_mode"),
     ],
-    ids=["empty", "blank", "too-long", "unsupported-tag", "unclosed-tag"],
+    ids=["empty", "blank", "too-long", "unsupported-tag", "unclosed-tag", "parse-mode"],
 )
 def test_text_refusals(source: str, parse_mode: str | None, description: str) -> None:
     """Texts Telegram refuses are refused with its 400 descriptions."""
@@ -119,10 +120,15 @@ def test_text_refusals(source: str, parse_mode: str | None, description: str) ->
 
 
 def test_longest_text_and_markdown_pass_unchanged() -> None:
-    """4096 characters fit, and Markdown text is kept as sent."""
+    """4096 characters fit, counted after HTML parsing, and Markdown text is kept as sent."""
     longest = "й" * 4096
-    assert (text.outgoing(longest, None, None), text.outgoing("*hi*", "MarkdownV2", None)) == (
+    assert (
+        text.outgoing(longest, None, None),
+        text.outgoing(f"<b>{longest}</b>", "html", None),
+        text.outgoing("*hi*", "MarkdownV2", None),
+    ) == (
         (longest, []),
+        (longest, [{"offset": 0, "length": 4096, "type": "bold"}]),
         ("*hi*", []),
     )
 
@@ -160,3 +166,65 @@ def test_push_failures_read_like_telegrams(
 ) -> None:
     """Failed pushes are described with getWebhookInfo's wording."""
     assert pusher.failure_message(response, exc) == message
+
+
+Status = membership.Status
+
+
+@pytest.mark.parametrize(
+    ("chat_type", "status", "refusal"),
+    [
+        ("private", None, None),
+        ("private", Status.MEMBER, None),
+        ("private", Status.KICKED, (403, "Forbidden: bot was blocked by the user")),
+        ("group", Status.MEMBER, None),
+        ("group", Status.ADMINISTRATOR, None),
+        ("supergroup", Status.RESTRICTED, None),
+        ("group", None, (403, "Forbidden: bot is not a member of the group chat")),
+        ("group", Status.LEFT, (403, "Forbidden: bot is not a member of the group chat")),
+        ("group", Status.KICKED, (403, "Forbidden: bot was kicked from the group chat")),
+        ("supergroup", Status.LEFT, (403, "Forbidden: bot is not a member of the supergroup chat")),
+        ("supergroup", Status.KICKED, (403, "Forbidden: bot was kicked from the supergroup chat")),
+        ("channel", None, (403, "Forbidden: bot is not a member of the channel chat")),
+    ],
+)
+def test_send_refusal(
+    chat_type: str, status: membership.Status | None, refusal: tuple[int, str] | None
+) -> None:
+    """Bots in a chat may send; others get Telegram's 403 for the chat type and how they left."""
+    error = membership.send_refusal(chat_type, status)
+    assert (None if error is None else (error.code, error.description)) == refusal
+
+
+@pytest.mark.parametrize(
+    ("fixture", "chat_type"),
+    [
+        ("update_my_chat_member_added_to_group", "group"),
+        ("update_my_chat_member_kicked_from_group", "supergroup"),
+        ("update_my_chat_member_promoted_in_forum", "supergroup"),
+        ("update_my_chat_member_user_blocked_bot", "private"),
+    ],
+)
+def test_chat_member_updated_matches_telegram(fixture: str, chat_type: str) -> None:
+    """The my_chat_member body built from a status change is exactly Telegram's."""
+    update = load_fixture(fixture)["my_chat_member"]
+    built = membership.chat_member_updated(
+        chat=update["chat"],
+        actor=update["from"],
+        date=update["date"],
+        user=update["new_chat_member"]["user"],
+        old=Status(update["old_chat_member"]["status"]),
+        new=Status(update["new_chat_member"]["status"]),
+    )
+    assert (update["chat"]["type"], built) == (chat_type, update)
+
+
+def test_admins_of_basic_groups_have_no_topic_right() -> None:
+    """can_manage_topics shows only for supergroup administrators."""
+    user = {"id": 1, "is_bot": True, "first_name": "B"}
+    group = membership.member_json(user, Status.ADMINISTRATOR, "group")
+    supergroup = membership.member_json(user, Status.ADMINISTRATOR, "supergroup")
+    assert (set(supergroup) - set(group), group["status"]) == (
+        {"can_manage_topics"},
+        "administrator",
+    )

@@ -71,6 +71,7 @@ class Advance(_Body):
 
 
 class CreateChat(_Body):
+    id: int | None = None
     type: Literal["group", "supergroup"]
     title: str = Field(min_length=1, max_length=128)
     is_forum: bool = False
@@ -242,7 +243,7 @@ def routes(emulator: Emulator) -> list[Route]:
     async def create_chat(request: Request) -> Response:
         body = await _parse(request, CreateChat)
         chat = emulator.create_chat(
-            body.type, body.title, is_forum=body.is_forum, username=body.username
+            body.type, body.title, is_forum=body.is_forum, username=body.username, chat_id=body.id
         )
         return _json(chat, 201)
 

@@ -16,6 +16,8 @@ from tgrelay.testing.emulator import errors, forum, membership, objects
 from tgrelay.testing.emulator.state import EmulatorState
 
 Delivery = tuple[int, dict[str, Any]]  # (bot id, the Update as queued)
+# Supergroup and channel ids are -100 followed by the channel's own id: at most -10**12.
+SUPERGROUP_ID_LIMIT = -(10**12)
 
 # Who service messages come from when an anonymous admin acts (with `sender_chat` = the group).
 ANONYMOUS_ADMIN: dict[str, Any] = {
@@ -33,14 +35,23 @@ def create_chat(
     title: str,
     is_forum: bool = False,
     username: str | None = None,
+    chat_id: int | None = None,
 ) -> dict[str, Any]:
-    """A new group or supergroup (a forum if asked) with a fresh id and no bots in it."""
+    """A new group or supergroup (a forum if asked) with no bots in it; a fresh id unless
+    `chat_id` names one of the right shape."""
     if chat_type not in {"group", "supergroup"}:
         raise errors.InvalidPayload("type must be group or supergroup")
     if is_forum and chat_type != "supergroup":
         raise errors.InvalidPayload("only a supergroup can be a forum")
+    if chat_id is not None:
+        if chat_id >= 0 or (chat_id <= SUPERGROUP_ID_LIMIT) != (chat_type == "supergroup"):
+            raise errors.InvalidPayload(
+                "a group id is negative; a supergroup id is -100 followed by 10 digits"
+            )
+        if state.chats.get(chat_id) is not None:
+            raise errors.InvalidPayload(f"chat {chat_id} exists")
     chat = objects.Chat(
-        id=state.new_chat_id(chat_type),
+        id=chat_id if chat_id is not None else state.new_chat_id(chat_type),
         title=title,
         username=username,
         type=chat_type,

@@ -230,10 +230,19 @@ class Emulator:
         *,
         is_forum: bool = False,
         username: str | None = None,
+        chat_id: int | None = None,
     ) -> dict[str, Any]:
-        """A new group or supergroup (`is_forum` for topics) with no bots in it: the Chat."""
+        """A new group or supergroup (`is_forum` for topics) with no bots in it: the Chat.
+
+        `chat_id` picks its id (e.g. a fixture's); by default a fresh one of Telegram's shape.
+        """
         chat = groups.create_chat(
-            self.state, chat_type=chat_type, title=title, is_forum=is_forum, username=username
+            self.state,
+            chat_type=chat_type,
+            title=title,
+            is_forum=is_forum,
+            username=username,
+            chat_id=chat_id,
         )
         return copy.deepcopy(chat)
 

@@ -1,0 +1,187 @@
+"""Forum topics: createForumTopic, sending into a topic, and users writing in one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tgrelay.testing.emulator import BotRecord, Emulator
+
+from .conftest import ALICE, BOB, FIXTURE_BOT_ID, OPS_GROUP, SUPPORT_DESK_ID, load_fixture, swap
+
+NOW = 1763700500  # the emulator fixture's standing clock
+TOPIC = "#42 Billing: card declined"
+
+
+async def call(
+    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
+) -> tuple[int, dict[str, Any]]:
+    response = await client.post(f"/bot{bot.token}/{method}", json=params)
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
+
+
+@pytest.fixture
+def forum(emulator: Emulator, bot: BotRecord) -> dict[str, Any]:
+    """The Support Desk forum with the bot as an administrator (join message id 1)."""
+    chat = emulator.create_chat(
+        "supergroup", "Support Desk", is_forum=True, chat_id=SUPPORT_DESK_ID
+    )
+    emulator.add_bot(chat["id"], bot.id, ALICE, status="administrator")
+    return chat
+
+
+async def test_create_topic_then_talk_in_it(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord, forum: dict[str, Any]
+) -> None:
+    """A topic's id is its opening message's; messages there reply to it and are listed with it."""
+    other = emulator.create_bot("other_bot")
+    emulator.add_bot(forum["id"], other.id, ALICE)  # join message id 2
+    created = await call(
+        client, bot, "createForumTopic", chat_id=forum["id"], name=TOPIC, icon_color=7322096
+    )
+    opening = {
+        "message_id": 3,
+        "message_thread_id": 3,
+        "from": bot.user_json(),
+        "chat": forum,
+        "date": NOW,
+        "is_topic_message": True,
+        "forum_topic_created": {"name": TOPIC, "icon_color": 7322096},
+    }
+    keyboard = {"inline_keyboard": [[{"text": "Close", "callback_data": "ticket:42:close"}]]}
+    sent = await call(
+        client,
+        bot,
+        "sendMessage",
+        chat_id=forum["id"],
+        text="Ticket opened",
+        message_thread_id=3,
+        reply_markup=keyboard,
+    )
+    written = emulator.send_message(
+        bot.id, BOB, {"id": forum["id"]}, "Looking into it now", message_thread_id=3
+    )
+    expected_user = swap(
+        load_fixture("update_forum_topic_message"),
+        {FIXTURE_BOT_ID: bot.id, 100000008: written["update_id"], 55: 3, 57: 5},
+    )
+    expected_user["message"]["date"] = NOW
+    expected_user["message"]["reply_to_message"]["date"] = NOW
+    assert created == (
+        200,
+        {"ok": True, "result": {"message_thread_id": 3, "name": TOPIC, "icon_color": 7322096}},
+    )
+    assert sent == (
+        200,
+        {
+            "ok": True,
+            "result": {
+                "message_id": 4,
+                "message_thread_id": 3,
+                "from": bot.user_json(),
+                "chat": forum,
+                "date": NOW,
+                "is_topic_message": True,
+                "reply_to_message": opening,
+                "text": "Ticket opened",
+                "reply_markup": keyboard,
+            },
+        },
+    )
+    assert written == expected_user
+    assert emulator.pending_updates(other.id)[-1]["message"] == opening
+    listed = await client.get(f"/_emulator/chats/{forum['id']}/messages")
+    assert (listed.json(), emulator.chat(forum["id"])["topics"]) == (
+        [sent[1]["result"]],
+        [created[1]["result"]],
+    )
+
+
+@pytest.mark.parametrize(
+    ("setup", "params", "description"),
+    [
+        ("plain", {"name": TOPIC}, "Bad Request: the chat is not a forum"),
+        ("member", {"name": TOPIC}, "Bad Request: not enough rights to create a topic"),
+        ("admin", {"name": ""}, "Bad Request: TOPIC_TITLE_EMPTY"),
+    ],
+)
+async def test_create_topic_refusals(
+    client: httpx.AsyncClient,
+    emulator: Emulator,
+    bot: BotRecord,
+    setup: str,
+    params: dict[str, Any],
+    description: str,
+) -> None:
+    """Topics open only in forums, only by admins, and only with a name."""
+    chat = emulator.create_chat("supergroup", "Desk", is_forum=setup != "plain")
+    emulator.add_bot(
+        chat["id"], bot.id, ALICE, status="member" if setup == "member" else "administrator"
+    )
+    answer = await call(client, bot, "createForumTopic", chat_id=chat["id"], **params)
+    assert answer == (400, {"ok": False, "error_code": 400, "description": description})
+
+
+async def test_unknown_thread_is_refused_and_threads_outside_forums_ignored(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord, forum: dict[str, Any]
+) -> None:
+    """In a forum an unknown thread is 400; in a plain group message_thread_id is dropped."""
+    emulator.send_message(bot.id, BOB, OPS_GROUP, "hi")
+    unknown = await call(
+        client, bot, "sendMessage", chat_id=forum["id"], text="x", message_thread_id=99
+    )
+    plain = await call(
+        client, bot, "sendMessage", chat_id=OPS_GROUP["id"], text="x", message_thread_id=99
+    )
+    assert (unknown, "message_thread_id" in plain[1]["result"]) == (
+        (
+            400,
+            {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: message thread not found",
+            },
+        ),
+        False,
+    )
+
+
+async def test_users_may_write_in_topics_the_emulator_never_saw_opened(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord, forum: dict[str, Any]
+) -> None:
+    """A user's topic message makes the topic known, so the bot can answer in it."""
+    response = await client.post(
+        "/_emulator/updates",
+        json={
+            "bot_id": bot.id,
+            "from": BOB,
+            "chat": {"id": forum["id"]},
+            "text": "anyone?",
+            "message_thread_id": 77,
+        },
+    )
+    answer = await call(
+        client, bot, "sendMessage", chat_id=forum["id"], text="here", message_thread_id=77
+    )
+    message = response.json()["message"]
+    assert (
+        message["message_thread_id"],
+        message["is_topic_message"],
+        "reply_to_message" in message,
+    ) == (
+        77,
+        True,
+        False,
+    )
+    assert (
+        answer[0],
+        answer[1]["result"]["message_thread_id"],
+        emulator.chat(forum["id"])["topics"],
+    ) == (
+        200,
+        77,
+        [{"message_thread_id": 77, "name": "Topic 77", "icon_color": 16478047}],
+    )
