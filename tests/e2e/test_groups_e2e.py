@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +255,7 @@ def _bot_user(bot: BotRecord) -> dict[str, Any]:
 async def test_other_workspace_sees_nothing(relay: Tgrelay, emulator: RunningEmulator) -> None:
     """Another workspace's key gets 404 for sessions, connections and notifications."""
     bot = await _bot(relay, emulator)
-    chat, connection = await _connected_group(relay, emulator, bot)
+    _, connection = await _connected_group(relay, emulator, bot)
     session_id = connection["session_id"]
     sent = await _notify(relay, connection["id"], "hello")
     rt = relay.runtime
@@ -409,3 +409,31 @@ async def _until_notification_slow(relay: Tgrelay, notification_id: str) -> dict
         if found["status"] != "queued":
             return found
         await asyncio.sleep(0.5)
+
+
+async def test_reset_group_restarts_phase_two_only_after_phase_one(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """reset-group is refused before /start, and afterwards opens a new phase-2 window that
+    keeps the verified user; the QR code is served as PNG too."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id, topic="Alerts")
+    png = await relay.api.get(session["qr_png_url"])
+    assert (png.status_code, png.content[:8]) == (200, b"\x89PNG\r\n\x1a\n")
+    early = await relay.api.post(f"/v1/connect-sessions/{session['id']}/reset-group")
+    assert early.status_code == 409
+
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    verified = await _until_state(relay, session["id"], "waiting_group")
+    await asyncio.sleep(0.01)
+    reset = await relay.api.post(f"/v1/connect-sessions/{session['id']}/reset-group")
+    assert reset.status_code == 200
+    body = reset.json()
+    assert (body["state"], body["user"], body["topic"]) == (
+        "waiting_group",
+        verified["user"],
+        "Alerts",
+    )
+    assert body["group_started_at"] > verified["group_started_at"]
+    gone = await relay.api.get(session["qr_svg_url"])
+    assert gone.status_code == 409
