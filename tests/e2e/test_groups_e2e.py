@@ -21,8 +21,8 @@ from tgrelay.workspaces import service as workspaces
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
-ANN = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
-BOB = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
+ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
+BOB: dict[str, Any] = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ async def _session_state(relay: Tgrelay, session_id: str) -> dict[str, Any]:
 
 async def _until_state(relay: Tgrelay, session_id: str, state: str) -> dict[str, Any]:
     async def reached() -> bool:
-        return (await _session_state(relay, session_id))["state"] == state
+        return bool((await _session_state(relay, session_id))["state"] == state)
 
     await eventually(reached)
     return await _session_state(relay, session_id)
