@@ -36,6 +36,7 @@ from tgrelay.queue import store as job_store
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
+from tgrelay.ui import pages as ui_pages
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +144,7 @@ class TgrelayApp:
         problems.install(api)
         api.include_router(bots_api.router)
         api.include_router(inbox_api.router)
+        ui_pages.install(api)  # web UI: pages, static files, sign-in redirect
         api.include_router(groups_api.router)
 
         @api.get("/healthz", tags=["operations"])

@@ -1,0 +1,253 @@
+"""The web UI's routes: sign in, link a Telegram group by QR code, list connections, test them.
+
+Pages are rendered on the server with Jinja2; the only script polls a connect session's
+status so the page follows the user's progress in Telegram without a reload.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from tgrelay import errors
+from tgrelay.bots import service as bots
+from tgrelay.bots.models import BotStatus
+from tgrelay.groups import service as groups
+from tgrelay.groups.models import SessionState
+from tgrelay.runtime import Runtime, runtime
+from tgrelay.ui import session
+from tgrelay.ui.session import SignedIn
+from tgrelay.workspaces import service as workspaces
+
+HERE = Path(__file__).parent
+STATIC_PATH = "/ui/static"
+TEST_ALERT_TEXT = "Test alert from tgrelay"
+# A forum topic name is 1–128 characters (Bot API, createForumTopic).
+TOPIC_MAX_LENGTH = 128
+
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+Rt = Annotated[Runtime, Depends(runtime)]
+
+
+def install(api: FastAPI) -> None:
+    """Add the pages, their static files and the sign-in redirect to the app."""
+    api.include_router(router)
+    api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
+    api.add_exception_handler(session.LoginRequired, session.on_login_required)
+
+
+def status_line(view: groups.SessionView) -> tuple[SessionState, str]:
+    """What the connect page says about a session, in the words the user sees."""
+    found = view.session
+    match found.state:
+        case SessionState.WAITING_PRIVATE:
+            return found.state, "Waiting for /start in a private chat"
+        case SessionState.WAITING_GROUP:
+            who = found.user
+            name = (who.first_name or who.username or str(who.id)) if who else "someone"
+            return found.state, f"Verified as {name} — waiting for group"
+        case SessionState.CONNECTED:
+            chat = view.connection
+            title = (chat.title or str(chat.chat_id)) if chat else "a group"
+            return found.state, f"Connected to {title}"
+        case SessionState.EXPIRED:
+            return found.state, "Expired"
+        case SessionState.CANCELLED:
+            return found.state, "Cancelled"
+
+
+# --- signing in ----------------------------------------------------------------------------
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/ui/", status_code=303)
+
+
+@router.get("/ui/")
+async def home(_principal: SignedIn) -> RedirectResponse:
+    return RedirectResponse("/ui/connections", status_code=303)
+
+
+@router.get("/ui/login")
+async def login_form(request: Request) -> Response:
+    return _page(request, "login.html")
+
+
+@router.post("/ui/login")
+async def login(request: Request, rt: Rt, api_key: Annotated[str, Form()] = "") -> Response:
+    presented = api_key.strip()
+    try:
+        await workspaces.authenticate(rt.db, presented)
+    except errors.AuthenticationFailed as exc:
+        return _page(request, "login.html", status_code=401, error=f"Not signed in: {exc.message}.")
+    response = RedirectResponse("/ui/connections", status_code=303)
+    session.sign_in(response, request, presented)
+    return response
+
+
+@router.post("/ui/logout")
+async def logout() -> RedirectResponse:
+    response = RedirectResponse(session.LOGIN_PATH, status_code=303)
+    session.sign_out(response)
+    return response
+
+
+# --- connecting a group --------------------------------------------------------------------
+
+
+@router.get("/ui/connect")
+async def connect_form(request: Request, rt: Rt, principal: SignedIn) -> Response:
+    return await _connect_form(request, rt, principal.workspace_id)
+
+
+@router.post("/ui/connect")
+async def start_connect(
+    request: Request,
+    rt: Rt,
+    principal: SignedIn,
+    bot_id: Annotated[int, Form()],
+    topic: Annotated[str, Form(max_length=TOPIC_MAX_LENGTH)] = "",
+) -> Response:
+    try:
+        view = await groups.create_session(
+            rt, principal, bot_id=bot_id, topic=topic.strip() or None
+        )
+    except (errors.NotFound, errors.Conflict, errors.InvalidInput) as exc:
+        return await _connect_form(
+            request, rt, principal.workspace_id, status_code=409, error=exc.message
+        )
+    return RedirectResponse(f"/ui/connect/{view.session.id}", status_code=303)
+
+
+@router.get("/ui/connect/{session_id}")
+async def connect_page(request: Request, rt: Rt, principal: SignedIn, session_id: str) -> Response:
+    try:
+        view = await groups.get_session(rt, principal.workspace_id, session_id)
+    except errors.NotFound as exc:
+        return _page(request, "not_found.html", status_code=404, error=exc.message)
+    state, text = status_line(view)
+    qr = None
+    if view.links is not None:
+        code = segno.make(view.links.start_link, error="m")
+        # segno builds the SVG from our own link; nothing user-supplied reaches the markup.
+        qr = Markup(code.svg_inline(scale=4, title="QR code: open the bot in Telegram"))  # noqa: S704
+    return _page(
+        request,
+        "connect_session.html",
+        view=view,
+        state=state.value,
+        status_text=text,
+        qr=qr,
+    )
+
+
+@router.get("/ui/connect/{session_id}/status")
+async def connect_status(rt: Rt, principal: SignedIn, session_id: str) -> JSONResponse:
+    """What the connect page polls once a second."""
+    try:
+        view = await groups.get_session(rt, principal.workspace_id, session_id)
+    except errors.NotFound as exc:
+        return JSONResponse({"error": exc.message}, status_code=404)
+    state, text = status_line(view)
+    return JSONResponse({"state": state.value, "text": text})
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+@router.get("/ui/connections")
+async def connections_page(
+    request: Request, rt: Rt, principal: SignedIn, sent: str | None = None
+) -> Response:
+    notice = None
+    if sent is not None:
+        # The redirect names the notification; its status is read back, never echoed.
+        try:
+            found = await groups.get_notification(rt, principal.workspace_id, sent)
+        except errors.NotFound:
+            pass
+        else:
+            notice = f"Test alert {found.id}: {found.status.value}"
+    return await _connections(request, rt, principal.workspace_id, notice=notice)
+
+
+@router.post("/ui/connections/{connection_id}/test")
+async def send_test_alert(
+    request: Request, rt: Rt, principal: SignedIn, connection_id: str
+) -> Response:
+    try:
+        notification, _ = await groups.notify(
+            rt,
+            principal,
+            connection_id=connection_id,
+            text=TEST_ALERT_TEXT,
+            parse_mode=None,
+            idempotency_key=None,
+        )
+    except (errors.NotFound, errors.Conflict) as exc:
+        status = 404 if isinstance(exc, errors.NotFound) else 409
+        return await _connections(
+            request,
+            rt,
+            principal.workspace_id,
+            status_code=status,
+            error=f"No test alert sent: {exc.message}",
+        )
+    return RedirectResponse(f"/ui/connections?sent={notification.id}", status_code=303)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+async def _connect_form(
+    request: Request,
+    rt: Runtime,
+    workspace_id: str,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+) -> Response:
+    usable = [
+        bot
+        for bot in await bots.list_bots(rt, workspace_id)
+        if bot.status is not BotStatus.DISCONNECTED
+    ]
+    return _page(request, "connect.html", status_code=status_code, bots=usable, error=error)
+
+
+async def _connections(
+    request: Request,
+    rt: Runtime,
+    workspace_id: str,
+    *,
+    status_code: int = 200,
+    notice: str | None = None,
+    error: str | None = None,
+) -> Response:
+    return _page(
+        request,
+        "connections.html",
+        status_code=status_code,
+        connections=await groups.list_connections(rt, workspace_id),
+        notice=notice,
+        error=error,
+    )
+
+
+def _page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
+    signed_in = session.COOKIE in request.cookies and name != "login.html"
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"signed_in": signed_in, "static": STATIC_PATH, **context},
+        status_code=status_code,
+    )

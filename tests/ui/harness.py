@@ -1,0 +1,87 @@
+"""Acting as Telegram users through the emulator's control API, and reading rendered pages."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+ANN = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
+
+
+class Telegram:
+    """Users doing things in Telegram, through the emulator's control API."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def new_bot(self, username: str) -> dict[str, Any]:
+        return await self._call("POST", "/_emulator/bots", {"username": username})
+
+    async def send_private(self, bot_id: int, user: dict[str, Any], text: str) -> None:
+        await self._call(
+            "POST", "/_emulator/updates", {"bot_id": bot_id, "from": user, "text": text}
+        )
+
+    async def new_group(self, title: str) -> int:
+        chat = await self._call("POST", "/_emulator/chats", {"type": "supergroup", "title": title})
+        chat_id: int = chat["id"]
+        return chat_id
+
+    async def add_bot(self, chat_id: int, bot_id: int, by: dict[str, Any]) -> None:
+        await self._call(
+            "POST", f"/_emulator/chats/{chat_id}/members", {"bot_id": bot_id, "by": by}
+        )
+
+    async def remove_bot(self, chat_id: int, bot_id: int, by: dict[str, Any]) -> None:
+        await self._call("DELETE", f"/_emulator/chats/{chat_id}/members/{bot_id}", {"by": by})
+
+    async def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.request(method, path, json=body)
+        assert response.is_success, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+
+def start_token(start_link: str) -> str:
+    """The payload of a `https://t.me/<bot>?start=<token>` deep link."""
+    [token] = parse_qs(urlsplit(start_link).query)["start"]
+    return token
+
+
+class _Tables(HTMLParser):
+    """Collects the text of every table body row, cell by cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_body = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tbody":
+            self._in_body = True
+        elif self._in_body and tag == "tr":
+            self.rows.append([])
+        elif self._in_body and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tbody":
+            self._in_body = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(html: str) -> list[list[str]]:
+    """The cell texts of the page's table body rows."""
+    parser = _Tables()
+    parser.feed(html)
+    return parser.rows

@@ -1,0 +1,148 @@
+"""The web UI over plain HTTP: signing in, redirects, the connections page and test alerts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from tests.e2e.harness import Tgrelay, eventually
+from tgrelay.groups import service as groups
+from tgrelay.groups.models import ConnectionStatus, SessionState
+
+from .harness import ANN, Telegram, start_token, table_rows
+
+
+@asynccontextmanager
+async def browser(relay: Tgrelay, api_key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A cookie-keeping client, signed in when given a key."""
+    async with httpx.AsyncClient(base_url=relay.base_url, timeout=10) as client:
+        if api_key is not None:
+            signed = await client.post("/ui/login", data={"api_key": api_key})
+            assert (signed.status_code, signed.headers["location"]) == (303, "/ui/connections")
+        yield client
+
+
+async def link_group(
+    relay: Tgrelay, telegram: Telegram, client: httpx.AsyncClient, bot_id: int, title: str
+) -> int:
+    """Ann links a new supergroup to the bot through the connect page; returns its chat id."""
+    started = await client.post("/ui/connect", data={"bot_id": str(bot_id), "topic": ""})
+    assert started.status_code == 303, started.text
+    session_id = started.headers["location"].rsplit("/", 1)[1]
+    rt = relay.runtime
+    view = await groups.get_session(rt, relay.workspace_id, session_id)
+    assert view.links is not None
+    await telegram.send_private(bot_id, ANN, f"/start {start_token(view.links.start_link)}")
+
+    async def reached(state: SessionState) -> bool:
+        found = await groups.get_session(rt, relay.workspace_id, session_id)
+        return found.session.state is state
+
+    await eventually(lambda: reached(SessionState.WAITING_GROUP))
+    chat_id = await telegram.new_group(title)
+    await telegram.add_bot(chat_id, bot_id, ANN)
+    await eventually(lambda: reached(SessionState.CONNECTED))
+    return chat_id
+
+
+async def test_pages_redirect_to_sign_in_without_a_valid_cookie(relay: Tgrelay) -> None:
+    """Every page, and the status route the connect page polls, sends a browser without a working key to /ui/login, dropping a stale cookie."""
+    async with browser(relay) as client:
+        answers = [
+            await client.get(path)
+            for path in ("/", "/ui/", "/ui/connections", "/ui/connect", "/ui/connect/cs_x/status")
+        ]
+        client.cookies.set("tgrelay_key", relay.api_key + "x", path="/ui")
+        stale = await client.get("/ui/connections")
+    assert [(a.status_code, a.headers["location"]) for a in answers] == [
+        (303, "/ui/"),
+        (303, "/ui/login"),
+        (303, "/ui/login"),
+        (303, "/ui/login"),
+        (303, "/ui/login"),
+    ]
+    assert (stale.status_code, stale.headers["location"]) == (303, "/ui/login")
+    assert stale.headers["set-cookie"].startswith('tgrelay_key=""; ')
+
+
+async def test_sign_in_rejects_bad_keys_and_sets_a_strict_cookie(relay: Tgrelay) -> None:
+    """A malformed or unknown key gets the sign-in form again with the reason; a valid one sets an HttpOnly, SameSite=Strict cookie scoped to /ui, and signing out clears it."""
+    async with browser(relay) as client:
+        malformed = await client.post("/ui/login", data={"api_key": "hello"})
+        forged = relay.api_key[:-1] + ("A" if relay.api_key[-1] != "A" else "B")
+        unknown = await client.post("/ui/login", data={"api_key": forged})
+        good = await client.post("/ui/login", data={"api_key": relay.api_key})
+        page = await client.get("/ui/connections")
+        out = await client.post("/ui/logout")
+        after = await client.get("/ui/connections")
+    assert [malformed.status_code, unknown.status_code] == [401, 401]
+    assert "Not signed in: malformed API key." in malformed.text
+    assert "Not signed in: unknown or revoked API key." in unknown.text
+    assert good.status_code == 303
+    assert good.headers["set-cookie"] == (
+        f"tgrelay_key={relay.api_key}; HttpOnly; Path=/ui; SameSite=strict"
+    )
+    assert (page.status_code, "<h1>Connections</h1>" in page.text) == (200, True)
+    assert (out.status_code, out.headers["location"]) == (303, "/ui/login")
+    assert (after.status_code, after.headers["location"]) == (303, "/ui/login")
+
+
+async def test_connections_page_lists_groups_and_sends_test_alerts(
+    relay: Tgrelay, telegram: Telegram
+) -> None:
+    """The connections page lists a linked group, its button queues a test alert that arrives in the group, and the result names the notification."""
+    bot = await telegram.new_bot("alerts_bot")
+    await relay.connect_bot(bot["token"])
+    async with browser(relay, relay.api_key) as client:
+        empty = await client.get("/ui/connections")
+        chat_id = await link_group(relay, telegram, client, bot["id"], "Ops room")
+        listed = await client.get("/ui/connections")
+        [connection] = await groups.list_connections(relay.runtime, relay.workspace_id)
+        sent = await client.post(f"/ui/connections/{connection.id}/test", follow_redirects=True)
+        missing = await client.post("/ui/connections/conn_nope/test")
+    assert "No groups are connected yet." in empty.text
+    assert table_rows(listed.text) == [
+        ["Ops room", str(chat_id), "supergroup", "—", "active", "Send test alert"]
+    ]
+    [notification_id] = sent.url.params.get_list("sent")
+    found = await groups.get_notification(relay.runtime, relay.workspace_id, notification_id)
+    assert f"Test alert {notification_id}: {found.status.value}" in sent.text
+
+    async def delivered() -> bool:
+        messages = await telegram.client.get(f"/_emulator/chats/{chat_id}/messages")
+        # The group first got the bot's greeting on connecting; the test alert comes last.
+        return [m["text"] for m in messages.json()][-1:] == ["Test alert from tgrelay"]
+
+    await eventually(delivered)
+    assert missing.status_code == 404
+    assert "No test alert sent: no connection conn_nope" in missing.text
+
+
+async def test_test_alert_to_a_group_without_the_bot_says_why(
+    relay: Tgrelay, telegram: Telegram
+) -> None:
+    """When the bot was removed from a linked group, the page lists it as bot_removed and its test alert answers 409 with the reason instead of failing."""
+    bot = await telegram.new_bot("alerts_bot")
+    await relay.connect_bot(bot["token"])
+    async with browser(relay, relay.api_key) as client:
+        chat_id = await link_group(relay, telegram, client, bot["id"], "Ops room")
+        await telegram.remove_bot(chat_id, bot["id"], ANN)
+        rt = relay.runtime
+
+        async def removed() -> bool:
+            [found] = await groups.list_connections(rt, relay.workspace_id)
+            return found.status is ConnectionStatus.BOT_REMOVED
+
+        await eventually(removed)
+        [connection] = await groups.list_connections(rt, relay.workspace_id)
+        refused = await client.post(f"/ui/connections/{connection.id}/test")
+    assert refused.status_code == 409
+    assert table_rows(refused.text) == [
+        ["Ops room", str(chat_id), "supergroup", "—", "bot_removed", "Send test alert"]
+    ]
+    assert (
+        f"No test alert sent: connection {connection.id} is bot_removed: "
+        f"{connection.status_reason}" in refused.text
+    )
