@@ -11,13 +11,21 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
-from aiogram.types import MessageEntity
+from aiogram.types import (
+    ChatMemberAdministrator,
+    ChatMemberBanned,
+    ChatMemberMember,
+    MessageEntity,
+)
 
 from tgrelay.testing.emulator_server import RunningEmulator
 
-from .conftest import ALICE
+from .conftest import ALICE, BOB
 
 
 def dump(entities: list[MessageEntity] | None) -> list[dict[str, Any]]:
@@ -102,3 +110,80 @@ async def test_aiogram_raises_telegrams_errors(running: RunningEmulator) -> None
         emulator.revoke(record.id)
         with pytest.raises(TelegramUnauthorizedError, match="Unauthorized"):
             await bot.get_me()
+
+
+async def test_aiogram_parses_group_life(running: RunningEmulator) -> None:
+    """Joining a forum, opening a topic, talking in it, migrating and kicks all parse in aiogram."""
+    emulator = running.emulator
+    record = emulator.create_bot("relay_alerts_bot", first_name="Relay")
+    forum = emulator.create_chat("supergroup", "Support Desk", is_forum=True)
+    group = emulator.create_chat("group", "Ops Alerts")
+    emulator.add_bot(forum["id"], record.id, ALICE, status="administrator")
+    emulator.add_bot(group["id"], record.id, ALICE)
+    async with aiogram_bot(running, record.token) as bot:
+        topic = await bot.create_forum_topic(forum["id"], "#42 Billing", icon_color=7322096)
+        sent = await bot.send_message(
+            forum["id"], "Ticket opened", message_thread_id=topic.message_thread_id
+        )
+        emulator.send_message(
+            record.id, BOB, {"id": forum["id"]}, "on it", message_thread_id=topic.message_thread_id
+        )
+        new_id = emulator.migrate_chat(group["id"], by=ALICE)
+        emulator.remove_bot(new_id, record.id, by=BOB)
+        polled = await bot.get_updates(offset=0, timeout=0)
+    changes = [update.my_chat_member for update in polled if update.my_chat_member]
+    messages = [update.message for update in polled if update.message]
+    joined, _, topic_message, moved_out, moved_in, left = messages
+    opening = topic_message.reply_to_message
+    assert opening is not None
+    assert [type(change.new_chat_member) for change in changes] == [
+        ChatMemberAdministrator,
+        ChatMemberMember,
+        ChatMemberBanned,
+    ]
+    assert (
+        [member.id for member in joined.new_chat_members or []],
+        (topic.message_thread_id, topic.name, topic.icon_color),
+        (sent.message_thread_id, sent.is_topic_message),
+        (
+            topic_message.message_thread_id,
+            opening.model_dump(exclude_none=True)["forum_topic_created"],
+        ),
+        (moved_out.migrate_to_chat_id, moved_in.migrate_from_chat_id),
+        left.left_chat_member.id if left.left_chat_member else None,
+    ) == (
+        [record.id],
+        (2, "#42 Billing", 7322096),
+        (2, True),
+        (2, {"name": "#42 Billing", "icon_color": 7322096}),
+        (new_id, group["id"]),
+        record.id,
+    )
+
+
+async def test_aiogram_raises_group_and_flood_errors(running: RunningEmulator) -> None:
+    """Upgraded groups, kicks, blocks and flood limits raise aiogram's errors with their details."""
+    emulator = running.emulator
+    record = emulator.create_bot("relay_alerts_bot")
+    group = emulator.create_chat("group", "Ops Alerts")
+    supergroup = emulator.create_chat("supergroup", "Ops")
+    emulator.add_bot(group["id"], record.id, ALICE)
+    emulator.add_bot(supergroup["id"], record.id, ALICE)
+    emulator.send_message(record.id, ALICE, None, "/start")
+    new_id = emulator.migrate_chat(group["id"])
+    emulator.remove_bot(supergroup["id"], record.id, by=ALICE)
+    emulator.block_bot(ALICE["id"], record.id)
+    async with aiogram_bot(running, record.token) as bot:
+        with pytest.raises(TelegramMigrateToChat) as migrated:
+            await bot.send_message(group["id"], "hi")
+        with pytest.raises(TelegramForbiddenError, match="kicked from the supergroup chat"):
+            await bot.send_message(supergroup["id"], "hi")
+        with pytest.raises(TelegramForbiddenError, match="blocked by the user"):
+            await bot.send_message(ALICE["id"], "hi")
+        with pytest.raises(TelegramBadRequest, match="the chat is not a forum"):
+            await bot.create_forum_topic(new_id, "x")
+        emulator.set_flood_control()
+        await bot.send_message(new_id, "first")
+        with pytest.raises(TelegramRetryAfter) as flooded:
+            await bot.send_message(new_id, "second")
+    assert (migrated.value.migrate_to_chat_id, flooded.value.retry_after) == (new_id, 1)
