@@ -437,3 +437,48 @@ async def test_reset_group_restarts_phase_two_only_after_phase_one(
     assert body["group_started_at"] > verified["group_started_at"]
     gone = await relay.api.get(session["qr_svg_url"])
     assert gone.status_code == 409
+
+
+async def test_one_tap_startgroup_link_connects_in_one_step(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Adding the bot through the startgroup link (Telegram then sends `/start@bot <token>` in
+    the group from the adder) verifies and connects at once."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    chat = emulator.emulator.create_chat("supergroup", "One tap")
+    emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)
+    emulator.emulator.send_message(
+        bot.id, ANN, {"id": chat["id"]}, f"/start@{bot.username} {session['token']}"
+    )
+    done = await _until_state(relay, session["id"], "connected")
+    assert (done["user"]["id"], done["connection"]["chat_id"]) == (ANN["id"], chat["id"])
+    assert await _until_texts(emulator, chat["id"], 1) == [handlers.CONNECTED_REPLY]
+
+
+async def test_forum_topic_is_created_and_alerts_go_there(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A session with a topic, linked to a forum where the bot is admin, gets its own topic:
+    the confirmation and later alerts are posted in that thread."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id, topic="Alerts")
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+    await _until_state(relay, session["id"], "waiting_group")
+    forum = emulator.emulator.create_chat("supergroup", "Company forum", is_forum=True)
+    emulator.emulator.add_bot(forum["id"], bot.id, by=ANN, status="administrator")
+    done = await _until_state(relay, session["id"], "connected")
+    connection_id = done["connection"]["id"]
+    await _until_texts(emulator, forum["id"], 1)
+    connection = (await relay.api.get(f"/v1/connections/{connection_id}")).json()
+    thread_id = connection["message_thread_id"]
+    assert (connection["is_forum"], connection["topic"]) == (True, "Alerts")
+    assert isinstance(thread_id, int)
+
+    sent = await _notify(relay, connection_id, "disk almost full")
+    assert (await _until_notification(relay, sent.json()["id"]))["status"] == "sent"
+    posted = [
+        (m["text"], m.get("message_thread_id"))
+        for m in emulator.emulator.sent_messages(forum["id"])
+    ]
+    assert posted == [(handlers.CONNECTED_REPLY, thread_id), ("disk almost full", thread_id)]

@@ -52,7 +52,7 @@ async def enqueue_notification(
         queue_models.NewJob(
             kind=SEND_NOTIFICATION,
             payload={"notification_id": notification_id},
-            ordering_key=f"notify:{connection_id}",
+            ordering_key=_connection_key(connection_id),
         ),
     )
 
@@ -73,9 +73,19 @@ async def enqueue_message(rt: Runtime, conn: AsyncConnection, message: OutgoingM
         queue_models.NewJob(
             kind=SEND_MESSAGE,
             payload=payload,
-            ordering_key=f"send:{message.bot_id}:{message.chat_id}",
+            # A connection's confirmation shares its alerts' key, so it runs first and creates
+            # the forum topic they are posted in.
+            ordering_key=(
+                _connection_key(message.connection_id)
+                if message.connection_id
+                else f"send:{message.bot_id}:{message.chat_id}"
+            ),
         ),
     )
+
+
+def _connection_key(connection_id: str) -> str:
+    return f"notify:{connection_id}"
 
 
 async def _enqueue(rt: Runtime, conn: AsyncConnection, job: queue_models.NewJob) -> None:
