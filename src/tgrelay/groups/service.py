@@ -13,6 +13,7 @@ from datetime import timedelta
 import orjson
 import structlog
 from aiogram.utils.deep_linking import create_deep_link
+from sqlalchemy.exc import IntegrityError
 
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
@@ -211,6 +212,35 @@ async def notify(
 ) -> tuple[Notification, bool]:
     """Queue an alert to a connection; (notification, created). A repeated idempotency key
     returns the first notification and queues nothing."""
+    try:
+        return await _queue_notification(
+            rt,
+            principal,
+            connection_id=connection_id,
+            text=text,
+            parse_mode=parse_mode,
+            idempotency_key=idempotency_key,
+        )
+    except IntegrityError:
+        # Two requests with one key raced past the lookup (PostgreSQL); the loser reads the winner.
+        if idempotency_key is None:
+            raise
+        async with rt.db.engine.connect() as conn:
+            earlier = await store.notification_by_key(conn, principal.workspace_id, idempotency_key)
+        if earlier is None:
+            raise
+        return earlier, False
+
+
+async def _queue_notification(
+    rt: Runtime,
+    principal: Principal,
+    *,
+    connection_id: str,
+    text: str,
+    parse_mode: str | None,
+    idempotency_key: str | None,
+) -> tuple[Notification, bool]:
     now = rt.clock()
     notification_id = f"ntf_{secrets.token_hex(8)}"
     async with rt.db.transaction() as conn:
