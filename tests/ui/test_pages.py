@@ -146,3 +146,13 @@ async def test_test_alert_to_a_group_without_the_bot_says_why(
         f"No test alert sent: connection {connection.id} is bot_removed: "
         f"{connection.status_reason}" in refused.text
     )
+
+
+async def test_sign_in_over_https_marks_the_cookie_secure(relay: Tgrelay) -> None:
+    """A page served over https sets the key cookie with Secure, so browsers never send it over plain http."""
+    transport = httpx.ASGITransport(app=relay.app)  # the running app: its lifespan has run
+    async with httpx.AsyncClient(transport=transport, base_url="https://tgrelay.test") as client:
+        signed = await client.post("/ui/login", data={"api_key": relay.api_key})
+    assert signed.headers["set-cookie"] == (
+        f"tgrelay_key={relay.api_key}; HttpOnly; Path=/ui; SameSite=strict; Secure"
+    )

@@ -25,6 +25,9 @@
         window.location.assign(response.url);
         return;
       }
+      if (response.status === 404) {  // the session is gone: nothing more to follow
+        return;
+      }
       if (response.ok) {
         const body = await response.json();
         show(body.state, body.text);
