@@ -376,6 +376,22 @@ async def test_reschedule_gives_the_attempt_back(database: Database, clock: Cloc
     )
 
 
+async def test_reschedule_can_carry_a_new_payload(database: Database, clock: Clock) -> None:
+    """A rescheduled job may hand its next run a new payload (e.g. a reserved send slot)."""
+    [job_id] = await enqueue(database, job("chat"), now=clock)
+    [claimed] = await claim(database, clock)
+    async with database.transaction() as conn:
+        assert await store.reschedule(
+            conn,
+            claimed,
+            worker_id="w1",
+            run_at=clock(),
+            reason="slot reserved",
+            payload={**claimed.payload, "slot_at": 1.5},
+        )
+    assert (await get(database, job_id)).payload == {**claimed.payload, "slot_at": 1.5}
+
+
 async def test_stale_worker_cannot_fail_or_reschedule_a_job_it_lost(
     database: Database, clock: Clock
 ) -> None:

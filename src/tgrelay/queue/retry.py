@@ -6,8 +6,10 @@ Handlers steer this with two exceptions: `Reschedule` (try later, not a failure,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,9 +57,14 @@ def next_run_at(
 class Reschedule(Exception):
     """Run this job again later without counting the attempt as a failure (e.g. rate limits)."""
 
-    def __init__(self, delay: float, reason: str) -> None:
+    def __init__(
+        self, delay: float, reason: str, *, payload: Mapping[str, Any] | None = None
+    ) -> None:
         self.delay = max(delay, 0.0)  # seconds from now
         self.reason = reason
+        # Replaces the job's payload when given: what this run learnt for the next one
+        # (e.g. the send slot it reserved).
+        self.payload = payload
         super().__init__(f"rescheduled in {self.delay:g}s: {reason}")
 
 

@@ -9,7 +9,7 @@ show which worker ran them last; pending ones have none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -249,19 +249,29 @@ async def mark_dead(
 
 
 async def reschedule(
-    conn: AsyncConnection, job: Job, *, worker_id: str, run_at: datetime, reason: str
+    conn: AsyncConnection,
+    job: Job,
+    *,
+    worker_id: str,
+    run_at: datetime,
+    reason: str,
+    payload: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Put a job back to pending at `run_at` and give its attempt back: waiting is no failure."""
-    result = await conn.execute(
-        _update_held(job.id, worker_id).values(
-            state=JobState.PENDING.value,
-            run_at=run_at,
-            attempts=jobs.c.attempts - 1,
-            last_error=_truncate(reason),
-            locked_by=None,
-            lease_expires_at=None,
-        )
-    )
+    """Put a job back to pending at `run_at` and give its attempt back: waiting is no failure.
+
+    `payload`, when given, replaces the job's payload for its next run.
+    """
+    changes: dict[str, Any] = {
+        "state": JobState.PENDING.value,
+        "run_at": run_at,
+        "attempts": jobs.c.attempts - 1,
+        "last_error": _truncate(reason),
+        "locked_by": None,
+        "lease_expires_at": None,
+    }
+    if payload is not None:
+        changes["payload"] = orjson.dumps(dict(payload)).decode()
+    result = await conn.execute(_update_held(job.id, worker_id).values(changes))
     return result.rowcount == 1
 
 

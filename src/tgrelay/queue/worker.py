@@ -301,6 +301,7 @@ class Worker:
                         worker_id=self.worker_id,
                         run_at=now + timedelta(seconds=exc.delay),
                         reason=exc.reason,
+                        payload=exc.payload,
                     )
                     state: JobState | None = JobState.PENDING if held else None
                 elif isinstance(exc, retry.PermanentFailure):
@@ -326,6 +327,9 @@ class Worker:
             return "lease_lost"
         if isinstance(exc, retry.Reschedule):
             self._log.info("job.rescheduled", delay=exc.delay, reason=exc.reason, **fields)
+            # Claim again when it is due rather than up to a poll interval later: rate-limited
+            # sends are rescheduled to the instant their slot opens.
+            asyncio.get_running_loop().call_later(exc.delay, self.notify)
             return "rescheduled"
         if state is JobState.DEAD:
             unexpected = not isinstance(exc, retry.PermanentFailure)
