@@ -1,8 +1,8 @@
-"""Unit tests for `tgrelay.telegram.ratelimit`: the pure GCRA core and the in-process limiter."""
+"""Unit tests for `tgrelay.telegram.ratelimit`: the pure scheduling core and the in-process limiter."""
 
 from __future__ import annotations
 
-import heapq
+import itertools
 from collections.abc import Mapping
 
 import pytest
@@ -10,12 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tgrelay.telegram import ratelimit
-from tgrelay.telegram.ratelimit import Decision, Limits, Rate
+from tgrelay.telegram.ratelimit import Limits, Rate, Slot
 
 BOT = 1000
 PRIVATE = 42
 OTHER_PRIVATE = 43
 GROUP = -100500
+# Telegram's spacing stretched by the default safety of 4 %.
+BOT_INTERVAL = 1 / 30 * 1.04
+CHAT_INTERVAL = 1.04
+GROUP_INTERVAL = 3 * 1.04
 
 
 class FakeClock:
@@ -35,51 +39,84 @@ class FakeClock:
     ("states", "intervals", "now", "expected"),
     [
         (
-            {},
+            {},  # free keys: send now, every key one interval on
             {"a": 1.0, "b": 0.5},
             10.0,
-            Decision(allowed=True, wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
+            Slot(wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
         ),
         (
-            {"a": None, "b": 4.0},  # unknown key and a TAT in the past both admit
+            {"a": None, "b": 4.0},  # an unknown key and a TAT in the past constrain nothing
             {"a": 1.0, "b": 0.5},
             10.0,
-            Decision(allowed=True, wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
+            Slot(wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
         ),
         (
-            {"a": 10.0},  # a TAT of exactly now admits
+            {"a": 10.0},  # a TAT of exactly now is a slot now
             {"a": 1.0},
             10.0,
-            Decision(allowed=True, wait_seconds=0.0, new_states={"a": 11.0}),
+            Slot(wait_seconds=0.0, new_states={"a": 11.0}),
         ),
         (
-            {"a": 10.25, "b": None},  # one key refuses: nothing is reserved on the other
-            {"a": 1.0, "b": 0.5},
+            {"bot": 10.25, "chat": 12.5},  # a busy chat: wait for its TAT, every key moves past it
+            {"bot": 0.25, "chat": 1.0},
             10.0,
-            Decision(allowed=False, wait_seconds=0.25, new_states={}),
+            Slot(wait_seconds=2.5, new_states={"bot": 12.75, "chat": 13.5}),
         ),
         (
-            {"a": 10.25, "b": 12.5, "c": 3.0},  # the wait is the slowest key's
-            {"a": 1.0, "b": 0.5, "c": 2.0},
+            {"bot": 14.0, "chat": 12.5, "group": 3.0},  # the latest TAT sets the slot for all
+            {"bot": 0.25, "chat": 1.0, "group": 3.0},
             10.0,
-            Decision(allowed=False, wait_seconds=2.5, new_states={}),
+            Slot(wait_seconds=4.0, new_states={"bot": 14.25, "chat": 15.0, "group": 17.0}),
         ),
         (
             {"a": 99.0, "b": 1.0},  # states of keys that do not apply are ignored
             {"b": 0.5},
             10.0,
-            Decision(allowed=True, wait_seconds=0.0, new_states={"b": 10.5}),
+            Slot(wait_seconds=0.0, new_states={"b": 10.5}),
         ),
     ],
 )
-def test_decide(
+def test_schedule(
     states: Mapping[str, float | None],
     intervals: Mapping[str, float],
     now: float,
-    expected: Decision,
+    expected: Slot,
 ) -> None:
-    """Every key admits and all move on, or none moves and the wait is the longest one."""
-    assert ratelimit.decide(states, intervals, now) == expected
+    """The slot is the latest of now and every TAT, and each key moves to the slot plus its interval."""
+    assert ratelimit.schedule(states, intervals, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("chat_id", "expected"),
+    [
+        (
+            PRIVATE,
+            Slot(
+                wait_seconds=2.0,
+                new_states={"{1000}:bot": 12.0 + BOT_INTERVAL, "{1000}:chat:42": 12.0 + 1.04},
+            ),
+        ),
+        (
+            GROUP,
+            Slot(
+                wait_seconds=5.0,
+                new_states={
+                    "{1000}:bot": 15.0 + BOT_INTERVAL,
+                    "{1000}:chat:-100500": 15.0 + CHAT_INTERVAL,
+                    "{1000}:group:-100500": 15.0 + GROUP_INTERVAL,
+                },
+            ),
+        ),
+    ],
+)
+def test_schedule_uses_group_keys_only_for_negative_chat_ids(chat_id: int, expected: Slot) -> None:
+    """A busy group key delays a send to its group and leaves a private chat's slot alone."""
+    states = {"{1000}:bot": 12.0, "{1000}:group:-100500": 15.0, "{1000}:group:42": 99.0}
+    intervals = ratelimit.keys_for(BOT, chat_id, Limits())
+    slot = ratelimit.schedule(states, intervals, 10.0)
+    assert slot.wait_seconds == expected.wait_seconds
+    assert slot.new_states == pytest.approx(expected.new_states)
+    assert list(slot.new_states) == list(expected.new_states)
 
 
 @pytest.mark.parametrize(
@@ -99,13 +136,13 @@ def test_held(tat: float | None, now: float, seconds: float, expected: float) ->
 @pytest.mark.parametrize(
     ("chat_id", "expected"),
     [
-        (PRIVATE, {"{1000}:bot": 1 / 30 * 1.03, "{1000}:chat:42": 1.03}),
+        (PRIVATE, {"{1000}:bot": 1 / 30 * 1.04, "{1000}:chat:42": 1.04}),
         (
             GROUP,
             {
-                "{1000}:bot": 1 / 30 * 1.03,
-                "{1000}:chat:-100500": 1.03,
-                "{1000}:group:-100500": 3 * 1.03,
+                "{1000}:bot": 1 / 30 * 1.04,
+                "{1000}:chat:-100500": 1.04,
+                "{1000}:group:-100500": 3 * 1.04,
             },
         ),
     ],
@@ -133,31 +170,23 @@ def test_limits_reject_impossible_values(build: object) -> None:
         build()
 
 
-def sends_per_key(
-    limits: Limits, requests: list[tuple[float, int, bool]]
-) -> dict[str, list[float]]:
-    """Replay requests (time, chat, retry-when-told) through `decide`; the send times per key."""
+def sends_per_key(limits: Limits, requests: list[tuple[float, int]]) -> dict[str, list[float]]:
+    """Replay reservations (time, chat) through `schedule`, each sent at its slot; send times per key."""
     states: dict[str, float] = {}
     sent: dict[str, list[float]] = {}
-    queue = list(requests)
-    heapq.heapify(queue)
-    while queue:
-        now, chat_id, retry = heapq.heappop(queue)
+    for now, chat_id in requests:
         intervals = ratelimit.keys_for(BOT, chat_id, limits)
-        decision = ratelimit.decide({key: states.get(key) for key in intervals}, intervals, now)
-        if decision.allowed:
-            states.update(decision.new_states)
-            for key in intervals:
-                sent.setdefault(key, []).append(now)
-        elif retry:  # a caller that comes back exactly when told: the tightest packing
-            heapq.heappush(queue, (now + decision.wait_seconds, chat_id, retry))
+        slot = ratelimit.schedule({key: states.get(key) for key in intervals}, intervals, now)
+        states.update(slot.new_states)
+        for key in intervals:
+            sent.setdefault(key, []).append(now + slot.wait_seconds)
     return sent
 
 
 def most_in_any_window(times: list[float], width: float) -> int:
-    """The largest number of times in one closed window [t, t + width]."""
-    # A busiest window can always be slid right until it starts at one of the times.
-    return max(sum(1 for other in times if start <= other <= start + width) for start in times)
+    """The largest number of times in one window (t - width, t]."""
+    # A busiest window can always be slid left until it ends at one of the times.
+    return max(sum(1 for other in times if end - width < other <= end) for end in times)
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,111 +204,75 @@ def most_in_any_window(times: list[float], width: float) -> int:
     span=st.floats(min_value=0.01, max_value=3),
     requests=st.lists(
         st.tuples(
-            st.floats(min_value=0, max_value=1),  # scaled by span × the longest window
+            st.floats(min_value=0, max_value=0.05),  # gap since the previous request, scaled
             st.sampled_from([PRIVATE, OTHER_PRIVATE, GROUP, GROUP - 1]),
-            st.booleans(),
         ),
         max_size=120,
     ),
 )
 def test_no_window_holds_more_sends_than_the_rate(
-    rates: list[Rate], safety: float, span: float, requests: list[tuple[float, int, bool]]
+    rates: list[Rate], safety: float, span: float, requests: list[tuple[float, int]]
 ) -> None:
-    """Whatever the arrivals, no window of `per_seconds` on any key holds more than `count` sends."""
+    """Whatever the arrivals, sends at their slots put at most `count` in any `per_seconds` window of a key."""
     limits = Limits(per_bot=rates[0], per_chat=rates[1], per_group=rates[2], safety=safety)
     stretch = span * max(rate.per_seconds for rate in rates)
-    arrivals = [(at * stretch, chat_id, retry) for at, chat_id, retry in requests]
-    for key, times in sends_per_key(limits, arrivals).items():
+    times = itertools.accumulate(gap * stretch for gap, _ in requests)
+    arrivals = [(at, chat_id) for at, (_, chat_id) in zip(times, requests, strict=True)]
+    for key, sent in sends_per_key(limits, arrivals).items():
         rate = rates[0] if key.endswith(":bot") else rates[1] if ":chat:" in key else rates[2]
-        assert most_in_any_window(times, rate.per_seconds) <= rate.count, key
+        assert most_in_any_window(sent, rate.per_seconds) <= rate.count, key
 
 
-async def saturate(
-    limiter: ratelimit.InProcessRateLimiter, clock: FakeClock, chats: list[int], seconds: float
+async def reserve_all(
+    limiter: ratelimit.InProcessRateLimiter, bot_id: int, chats: list[int]
 ) -> list[float]:
-    """Send as fast as the limiter allows, cycling through `chats`; the send times."""
-    sent: list[float] = []
-    start = clock.now
-    index = 0
-    while clock.now < start + seconds:
-        wait = await limiter.acquire(BOT, chats[index % len(chats)])
-        if wait == 0:
-            sent.append(clock.now - start)
-            index += 1
-        else:
-            clock.advance(wait)
-    return sent
+    """Reserve one send per entry of `chats`, in order; the waits."""
+    return [await limiter.reserve(bot_id, chat_id) for chat_id in chats]
 
 
-async def test_bot_sends_at_most_30_per_second_and_at_least_95_percent_of_that() -> None:
-    """Across many private chats a bot gets between 95 % of 30/s and 30 in every second."""
+async def test_contending_sends_on_one_bot_are_spread_at_the_bot_interval() -> None:
+    """90 sends over 30 chats asked at one instant get slots one stretched 1/30 s apart, 30 per second."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    sent = await saturate(limiter, clock, list(range(1, 1001)), seconds=60)
-    assert most_in_any_window(sent, 1.0) == 30
-    assert len([t for t in sent if t < 60]) >= 0.95 * 30 * 60
+    chats = [1 + index % 30 for index in range(90)]
+    waits = await reserve_all(limiter, BOT, chats)
+    assert waits == pytest.approx([k * BOT_INTERVAL for k in range(90)])
+    assert most_in_any_window(waits, 1.0) == 29  # 1 s holds 28.8 stretched intervals: never 30
 
 
 async def test_chat_gets_one_send_per_stretched_second() -> None:
-    """A second send to one chat waits the 1.03 s interval, then goes."""
+    """Sends to one chat are queued 1.04 s apart, counted from when each was asked."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    assert await limiter.acquire(BOT, PRIVATE) == 0.0
+    first = await reserve_all(limiter, BOT, [PRIVATE] * 3)
     clock.advance(0.5)
-    assert await limiter.acquire(BOT, PRIVATE) == pytest.approx(0.53)
-    assert await limiter.acquire(BOT, OTHER_PRIVATE) == 0.0
-    clock.advance(0.53)
-    assert await limiter.acquire(BOT, PRIVATE) == 0.0
-    sent = await saturate(limiter, clock, [PRIVATE], seconds=30)
-    assert most_in_any_window(sent, 1.0) == 1
-    assert len(sent) >= 0.95 * 30
+    later = await limiter.reserve(BOT, PRIVATE)
+    assert [*first, later] == pytest.approx([0.0, 1.04, 2.08, 3.12 - 0.5])
 
 
 async def test_group_gets_twenty_sends_per_minute() -> None:
-    """One group, hammered, gets 20 sends in every minute and never 21."""
+    """Sends to one group are queued 3.12 s apart: 20 in the first minute and never 21 in any."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    sent = await saturate(limiter, clock, [GROUP], seconds=600)
-    assert most_in_any_window(sent, 60.0) == 20
-    assert len([t for t in sent if t < 60]) == 20
-    assert len(sent) >= 0.95 * 20 * 10
+    waits = await reserve_all(limiter, BOT, [GROUP] * 60)
+    assert waits == pytest.approx([k * GROUP_INTERVAL for k in range(60)])
+    assert most_in_any_window(waits, 60.0) == 20
+    assert len([wait for wait in waits if wait < 60]) == 20
 
 
-async def test_hold_chat_blocks_that_chat_only() -> None:
-    """After a 429 in one chat, that chat waits retry_after; other chats and bots do not."""
+async def test_hold_chat_delays_that_chats_later_reservations_only() -> None:
+    """After a 429 in one chat its next slot is at retry_after; other chats and bots go now."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
     await limiter.hold_chat(BOT, GROUP, 30)
     clock.advance(10)
     await limiter.hold_chat(BOT, GROUP, 5)  # a shorter, later retry_after shortens nothing
     assert [
-        await limiter.acquire(BOT, GROUP),
-        await limiter.acquire(BOT, PRIVATE),
-        await limiter.acquire(BOT + 1, GROUP),
-    ] == [pytest.approx(20.0), 0.0, 0.0]
-    clock.advance(20)
-    assert await limiter.acquire(BOT, GROUP) == 0.0
-
-
-async def test_refusal_reserves_nothing() -> None:
-    """A refused send leaves every key as it was, whichever key refused."""
-    clock = FakeClock()
-    limits = Limits(
-        per_bot=Rate(count=1, per_seconds=100),
-        per_chat=Rate(count=1, per_seconds=200),
-        per_group=Rate(count=1, per_seconds=400),
-        safety=0,
-    )
-    limiter = ratelimit.InProcessRateLimiter(limits, clock=clock)
-    # The chat refuses: had the bot key been taken, the next chat would wait 100 s.
-    await limiter.hold_chat(BOT, PRIVATE, 50)
-    assert await limiter.acquire(BOT, PRIVATE) == 50.0
-    assert await limiter.acquire(BOT, OTHER_PRIVATE) == 0.0
-    # The bot refuses: had the group's keys been taken, the group would wait 400 s.
-    assert await limiter.acquire(BOT, GROUP) == 100.0
-    assert await limiter.acquire(BOT, GROUP) == 100.0
-    clock.advance(100)
-    assert [await limiter.acquire(BOT, GROUP), await limiter.acquire(BOT, GROUP)] == [0.0, 400.0]
+        await limiter.reserve(BOT, PRIVATE),
+        await limiter.reserve(BOT + 1, GROUP),
+        await limiter.reserve(BOT, GROUP),
+        await limiter.reserve(BOT, GROUP),
+    ] == pytest.approx([0.0, 0.0, 20.0, 20.0 + GROUP_INTERVAL])
 
 
 async def test_idle_keys_are_forgotten_past_the_bound() -> None:
@@ -288,15 +281,15 @@ async def test_idle_keys_are_forgotten_past_the_bound() -> None:
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock, max_idle_keys=10)
     for chat_id in range(1, 5):  # 1 bot key + 4 chat keys
         clock.advance(1.1)
-        await limiter.acquire(BOT, chat_id)
+        await limiter.reserve(BOT, chat_id)
     await limiter.hold_chat(BOT, 99, 3600)
     assert len(limiter) == 6
     for chat_id in range(5, 10):
         clock.advance(1.1)
-        await limiter.acquire(BOT, chat_id)
+        await limiter.reserve(BOT, chat_id)
     # The 11th key triggered a sweep: only the bot key, the last chat and the held chat are busy.
     assert len(limiter) == 3
-    assert await limiter.acquire(BOT, 99) == pytest.approx(3600 - 5 * 1.1)
+    assert await limiter.reserve(BOT, 99) == pytest.approx(3600 - 5 * 1.1)
 
 
 async def test_factory_without_redis_url_keeps_limits_in_process() -> None:

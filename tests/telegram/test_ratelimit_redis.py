@@ -83,118 +83,104 @@ def process(
 
 
 async def test_two_processes_share_every_limit(client: redis.asyncio.Redis, prefix: str) -> None:
-    """A send by one process counts against the bot, chat and group limits the other sees."""
+    """A reservation by one process moves the bot, chat and group keys the other sees."""
     first, second = process(client, prefix), process(client, prefix)
-    assert await first.acquire(BOT, GROUP) == 0.0
     assert [
-        await second.acquire(BOT, GROUP),
-        await second.acquire(BOT, PRIVATE),
-        await second.acquire(BOT + 1, GROUP),
-    ] == [about(GROUP_WAIT), about(BOT_WAIT), 0.0]
-    assert await first.acquire(BOT + 1, PRIVATE) == about(BOT_WAIT)
+        await first.reserve(BOT, GROUP),
+        await second.reserve(BOT, GROUP),  # behind the group key; every key moves past it
+        await second.reserve(BOT, PRIVATE),  # behind the bot key that slot moved
+        await first.reserve(BOT + 1, GROUP),
+    ] == [0.0, about(GROUP_WAIT), about(GROUP_WAIT + BOT_WAIT), 0.0]
+
+
+async def test_two_processes_get_distinct_slots_at_the_bot_interval(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """Processes contending for one bot each get their own slot, one bot interval after the last."""
+    first, second = process(client, prefix), process(client, prefix)
+    waits = [
+        await limiter.reserve(BOT, chat_id)
+        for chat_id, limiter in zip(range(1, 9), [first, second] * 4, strict=True)
+    ]
+    assert waits == [0.0, *(about(k * BOT_WAIT) for k in range(1, 8))]
 
 
 async def test_default_limits_space_one_chat_by_the_stretched_second(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """With Telegram's limits a second send to one chat, from another process, waits up to 1.03 s."""
+    """With Telegram's limits a second send to one chat, from another process, waits about 1.04 s."""
     first, second = process(client, prefix, Limits()), process(client, prefix, Limits())
-    assert await first.acquire(BOT, PRIVATE) == 0.0
-    wait = await second.acquire(BOT, PRIVATE)
-    assert 0 < wait <= 1.03
+    assert await first.reserve(BOT, PRIVATE) == 0.0
+    wait = await second.reserve(BOT, PRIVATE)
+    assert 0.9 < wait <= 1.04
 
 
-async def test_refused_chat_leaves_the_bot_key_alone(
+async def test_hold_chat_delays_that_chat_only_and_never_shortens(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """A send refused by its held chat reserves no bot slot: another chat still goes at once."""
-    first, second = process(client, prefix), process(client, prefix)
-    await first.hold_chat(BOT, PRIVATE, 60)
-    assert [await second.acquire(BOT, PRIVATE), await second.acquire(BOT, PRIVATE)] == [
-        about(60),
-        about(60),
-    ]
-    assert await second.acquire(BOT, OTHER_PRIVATE) == 0.0
-
-
-async def test_refused_bot_leaves_the_chat_and_group_keys_alone(
-    client: redis.asyncio.Redis, prefix: str
-) -> None:
-    """A send refused by the bot limit reserves nothing in the group: asking again still waits only for the bot."""
-    first, second = process(client, prefix), process(client, prefix)
-    assert await first.acquire(BOT, PRIVATE) == 0.0
-    # Had the first refusal taken the group's slots, the second would wait GROUP_WAIT.
-    assert [await second.acquire(BOT, GROUP), await second.acquire(BOT, GROUP)] == [
-        about(BOT_WAIT),
-        about(BOT_WAIT),
-    ]
-
-
-async def test_hold_chat_blocks_that_chat_only_and_never_shortens(
-    client: redis.asyncio.Redis, prefix: str
-) -> None:
-    """A 429 hold in one process blocks that chat for all processes, and no other chat or bot."""
-    first, second = process(client, prefix), process(client, prefix)
+    """A 429 hold in one process puts that chat's next slots behind it for all processes, and no other chat's or bot's."""
+    quick_bot = Limits(
+        per_bot=Rate(count=1, per_seconds=1),
+        per_chat=HOURLY.per_chat,
+        per_group=HOURLY.per_group,
+        safety=0,
+    )
+    first, second = process(client, prefix, quick_bot), process(client, prefix, quick_bot)
     await first.hold_chat(BOT, GROUP, 600)
     await second.hold_chat(BOT, GROUP, 10)
     assert [
-        await second.acquire(BOT, GROUP),
-        await second.acquire(BOT + 1, GROUP),
-        await first.acquire(BOT, PRIVATE),
-    ] == [about(600), 0.0, 0.0]
+        await first.reserve(BOT, PRIVATE),
+        await second.reserve(BOT + 1, GROUP),
+        await second.reserve(BOT, GROUP),
+        await first.reserve(BOT, GROUP),
+    ] == [0.0, 0.0, about(600), about(600 + GROUP_WAIT)]
 
 
-async def test_keys_expire_when_they_would_admit_anyway(
-    client: redis.asyncio.Redis, prefix: str
-) -> None:
-    """Every key the limiter writes carries a TTL no longer than its interval, so idle keys vanish."""
+async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:
+    """Every key the limiter writes expires when its TAT passes, so idle keys vanish."""
     limiter = process(client, prefix)
-    assert await limiter.acquire(BOT, GROUP) == 0.0
+    assert await limiter.reserve(BOT, GROUP) == 0.0
+    assert await limiter.reserve(BOT, GROUP) == about(GROUP_WAIT)
     await limiter.hold_chat(BOT, PRIVATE, 30)
     ttls = {
         key.decode().removeprefix(prefix): await client.pttl(key)
         async for key in client.scan_iter(match=f"{prefix}*")
     }
-    assert ttls.keys() == {
-        "{1000}:bot",
-        f"{{1000}}:chat:{GROUP}",
-        f"{{1000}}:group:{GROUP}",
-        f"{{1000}}:chat:{PRIVATE}",
-    }
-    limits_ms = {
-        "{1000}:bot": BOT_WAIT * 1000,
-        f"{{1000}}:chat:{GROUP}": CHAT_WAIT * 1000,
-        f"{{1000}}:group:{GROUP}": GROUP_WAIT * 1000,
+    tats_ms = {
+        "{1000}:bot": (GROUP_WAIT + BOT_WAIT) * 1000,
+        f"{{1000}}:chat:{GROUP}": (GROUP_WAIT + CHAT_WAIT) * 1000,
+        f"{{1000}}:group:{GROUP}": 2 * GROUP_WAIT * 1000,
         f"{{1000}}:chat:{PRIVATE}": 30_000,
     }
-    assert all(0 < ttls[key] <= limits_ms[key] for key in ttls), ttls
+    assert ttls == {key: pytest.approx(ms, abs=5000) for key, ms in tats_ms.items()}
+    assert all(ttls[key] <= tats_ms[key] for key in ttls), ttls
 
 
 async def test_unreachable_redis_is_a_storage_error() -> None:
-    """Without a Redis server acquire and hold_chat raise StorageUnavailable, never a redis-py error."""
+    """Without a Redis server reserve and hold_chat raise StorageUnavailable, never a redis-py error."""
     dead = redis.asyncio.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
     )
     limiter = ratelimit.RedisRateLimiter(dead, Limits(), close_client=True)
-    with pytest.raises(errors.StorageUnavailable) as acquiring:
-        await limiter.acquire(BOT, PRIVATE)
+    with pytest.raises(errors.StorageUnavailable) as reserving:
+        await limiter.reserve(BOT, PRIVATE)
     with pytest.raises(errors.StorageUnavailable):
         await limiter.hold_chat(BOT, PRIVATE, 5)
     await limiter.close()
-    assert isinstance(acquiring.value.__cause__, redis.exceptions.ConnectionError)
+    assert isinstance(reserving.value.__cause__, redis.exceptions.ConnectionError)
 
 
 async def test_factory_with_redis_url_shares_limits_through_redis(
     client: redis.asyncio.Redis,
 ) -> None:
-    """A Redis URL gives limiters that see each other's sends under the default prefix."""
+    """A Redis URL gives limiters that see each other's reservations under the default prefix."""
     bot_id = 10**12 + secrets.randbelow(10**9)  # no real bot has such an id
     first = ratelimit.rate_limiter(REDIS_URL, Limits())
     second = ratelimit.rate_limiter(REDIS_URL, Limits())
     try:
         assert isinstance(first, ratelimit.RedisRateLimiter)
-        assert await first.acquire(bot_id, PRIVATE) == 0.0
-        assert 0 < await second.acquire(bot_id, PRIVATE) <= 1.03
+        assert await first.reserve(bot_id, PRIVATE) == 0.0
+        assert 0.9 < await second.reserve(bot_id, PRIVATE) <= 1.04
     finally:
         await first.close()
         await second.close()

@@ -1,11 +1,15 @@
-"""Outgoing Bot API rate limits: "send now" (slot reserved) or "wait N seconds" (nothing reserved).
+"""Outgoing Bot API rate limits as reservations: every send is given its own future slot.
 
 Telegram documents about 30 messages/s per bot, 1 message/s per chat and 20 messages/minute
 per group (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this).
-Each limit is a GCRA key (state: the theoretical arrival time, TAT) with a burst of one, so
-consecutive sends on a key are at least one stretched interval apart and any sliding window of
-`per_seconds` holds at most `count` sends. Workers never sleep here: a caller told to wait
-reschedules its job. A 429's `retry_after` holds that one chat's key, no other.
+Each limit is a GCRA key (state: the theoretical arrival time, TAT) with a burst of one, used
+to schedule rather than to refuse: a send gets the earliest instant every key allows and each
+key moves one stretched interval past it, so sends on a key are at least that far apart and
+any sliding window of `per_seconds` holds at most `count` sends. Contending jobs thus queue at
+distinct instants instead of all retrying at the same one. Workers never sleep here: a caller
+reschedules its job to its slot. A 429's `retry_after` holds that chat's key, so later
+reservations there queue behind it; a reservation that lands late (behind a held chat or a full
+group) moves the bot key with it, so the bot's other chats then queue behind it too.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio
@@ -21,8 +25,8 @@ import redis.exceptions
 
 from tgrelay import errors
 
-# Past this many keys the in-process limiter forgets keys whose TAT has passed (they admit
-# anyway, so forgetting them changes no answer).
+# Past this many keys the in-process limiter forgets keys whose TAT has passed (they constrain
+# no slot any more, so forgetting them changes no answer).
 MAX_IDLE_KEYS = 100_000
 REDIS_TIMEOUT_SECONDS = 2.0
 
@@ -47,8 +51,10 @@ class Limits:
     per_chat: Rate = Rate(count=1, per_seconds=1)
     per_group: Rate = Rate(count=20, per_seconds=60)  # in addition to per_chat, for chat_id < 0
     # Intervals are stretched by this fraction so clock skew between us and Telegram cannot
-    # make a send look early; capped so the achieved rate stays within 5 % of each limit.
-    safety: float = 0.03
+    # make a send look early, and because a send that runs a little late compresses the gap to
+    # the next reserved one: 4 % of the 1 s chat interval is 40 ms of slack. Capped so the
+    # achieved rate stays within 5 % of each limit.
+    safety: float = 0.04
 
     def __post_init__(self) -> None:
         if not 0 <= self.safety <= 0.05:
@@ -60,12 +66,11 @@ class Limits:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Decision:
-    """The answer for one send over all the keys that apply to it."""
+class Slot:
+    """The instant reserved for one send over all the keys that apply to it."""
 
-    allowed: bool
-    wait_seconds: float  # 0.0 when allowed; otherwise until the slowest key admits
-    new_states: Mapping[str, float] = field(default_factory=dict)  # TATs to store; {} if refused
+    wait_seconds: float  # from now until the slot; 0.0 means send now
+    new_states: Mapping[str, float]  # each key's TAT to store: the slot plus its interval
 
 
 def keys_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, float]:
@@ -88,22 +93,18 @@ def chat_key(bot_id: int, chat_id: int) -> str:
     return f"{{{bot_id}}}:chat:{chat_id}"
 
 
-def decide(
+def schedule(
     states: Mapping[str, float | None], intervals: Mapping[str, float], now: float
-) -> Decision:
-    """GCRA with a burst of one over several keys, all or nothing.
+) -> Slot:
+    """Scheduling GCRA with a burst of one over several keys: always a slot, never a refusal.
 
-    `states` holds each key's TAT (None when unknown); a key admits when its TAT is not in the
-    future. Either every key admits and each TAT moves to now + interval, or nothing changes
-    and the wait is the longest any key needs.
+    `states` holds each key's TAT (None when unknown). The slot is the latest of now and every
+    key's TAT; each key's TAT then moves to the slot plus its interval.
     """
-    wait = max([0.0, *(tat - now for key in intervals if (tat := states.get(key)) is not None)])
-    if wait > 0:
-        return Decision(allowed=False, wait_seconds=wait)
-    return Decision(
-        allowed=True,
-        wait_seconds=0.0,
-        new_states={key: now + interval for key, interval in intervals.items()},
+    slot = max([now, *(tat for key in intervals if (tat := states.get(key)) is not None)])
+    return Slot(
+        wait_seconds=slot - now,
+        new_states={key: slot + interval for key, interval in intervals.items()},
     )
 
 
@@ -114,10 +115,14 @@ def held(tat: float | None, now: float, seconds: float) -> float:
 
 
 class RateLimiter(Protocol):
-    """Where a sender asks for a slot before each Bot API send."""
+    """Where a sender reserves its slot before each Bot API send."""
 
-    async def acquire(self, bot_id: int, chat_id: int) -> float:
-        """0.0: a slot is reserved, send now. Otherwise seconds to wait; nothing is reserved."""
+    async def reserve(self, bot_id: int, chat_id: int) -> float:
+        """Reserve the earliest slot every applicable key allows; seconds until it (0.0: now).
+
+        Always succeeds. The caller sends no earlier than that instant (it reschedules its job
+        there) and then sends without asking again.
+        """
         ...
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
@@ -145,14 +150,14 @@ class InProcessRateLimiter:
         self._max_idle_keys = max_idle_keys
         self._sweep_above = max_idle_keys
 
-    async def acquire(self, bot_id: int, chat_id: int) -> float:
-        # No await between read and write: the event loop makes this check-and-set atomic.
+    async def reserve(self, bot_id: int, chat_id: int) -> float:
+        # No await between read and write: the event loop makes this read-and-set atomic.
         now = self._clock()
         intervals = keys_for(bot_id, chat_id, self._limits)
-        decision = decide({key: self._tats.get(key) for key in intervals}, intervals, now)
-        self._tats.update(decision.new_states)
+        slot = schedule({key: self._tats.get(key) for key in intervals}, intervals, now)
+        self._tats.update(slot.new_states)
         self._forget_idle(now)
-        return decision.wait_seconds
+        return slot.wait_seconds
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -178,21 +183,21 @@ class InProcessRateLimiter:
 
 # KEYS: the keys of one send; ARGV: each key's interval in whole microseconds. Times are integer
 # microseconds of the Redis server's clock (exact in a Lua double), so every process shares one
-# clock. Mirrors `decide`; each stored key expires at its TAT, when it would admit anyway.
-_ACQUIRE = """
+# clock. Mirrors `schedule` and returns the wait in microseconds; each stored key expires at
+# its new TAT, after which it constrains no slot anyway.
+_RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait = 0
+local slot = now
 for i, key in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', key))
-  if tat and tat - now > wait then wait = tat - now end
+  if tat and tat > slot then slot = tat end
 end
-if wait > 0 then return wait end
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i])
-  redis.call('SET', key, string.format('%.0f', now + interval), 'PX', math.ceil(interval / 1000))
+  local tat = slot + tonumber(ARGV[i])
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 end
-return 0
+return slot - now
 """
 
 # KEYS[1]: a chat key; ARGV[1]: microseconds to hold it. Mirrors `held`.
@@ -229,15 +234,15 @@ class RedisRateLimiter:
         self._limits = limits
         self._prefix = prefix
         self._close_client = close_client
-        self._acquire = client.register_script(_ACQUIRE)
+        self._reserve = client.register_script(_RESERVE)
         self._hold = client.register_script(_HOLD)
 
-    async def acquire(self, bot_id: int, chat_id: int) -> float:
+    async def reserve(self, bot_id: int, chat_id: int) -> float:
         intervals = keys_for(bot_id, chat_id, self._limits)
         keys = [self._prefix + key for key in intervals]
         args = [_microseconds(interval) for interval in intervals.values()]
         try:
-            wait = await self._acquire(keys=keys, args=args)
+            wait = await self._reserve(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise _unavailable(exc) from exc
         return int(wait) / 1_000_000
@@ -257,7 +262,7 @@ class RedisRateLimiter:
 def _unavailable(exc: redis.exceptions.RedisError) -> errors.StorageUnavailable:
     # A timeout may come after the script ran: a slot is then wasted, never overspent.
     return errors.StorageUnavailable(
-        f"Redis failed for the rate limiter ({type(exc).__name__}); no slot was reserved"
+        f"Redis failed for the rate limiter ({type(exc).__name__}); the send got no slot"
     )
 
 
