@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Mapping
 
@@ -39,40 +40,52 @@ class FakeClock:
     ("states", "intervals", "now", "expected"),
     [
         (
-            {},  # free keys: send now, every key one interval on
-            {"a": 1.0, "b": 0.5},
-            10.0,
-            Slot(wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
-        ),
-        (
-            {"a": None, "b": 4.0},  # an unknown key and a TAT in the past constrain nothing
-            {"a": 1.0, "b": 0.5},
-            10.0,
-            Slot(wait_seconds=0.0, new_states={"a": 11.0, "b": 10.5}),
-        ),
-        (
-            {"a": 10.0},  # a TAT of exactly now is a slot now
-            {"a": 1.0},
-            10.0,
-            Slot(wait_seconds=0.0, new_states={"a": 11.0}),
-        ),
-        (
-            {"bot": 10.25, "chat": 12.5},  # a busy chat: wait for its TAT, every key moves past it
+            {},  # free keys: reserved now, every key one interval on
             {"bot": 0.25, "chat": 1.0},
             10.0,
-            Slot(wait_seconds=2.5, new_states={"bot": 12.75, "chat": 13.5}),
+            Slot(wait_seconds=0.0, reserved=True, new_states={"bot": 10.25, "chat": 11.0}),
         ),
         (
-            {"bot": 14.0, "chat": 12.5, "group": 3.0},  # the latest TAT sets the slot for all
+            {"bot": None, "chat": 4.0},  # an unknown key and a TAT in the past constrain nothing
+            {"bot": 0.25, "chat": 1.0},
+            10.0,
+            Slot(wait_seconds=0.0, reserved=True, new_states={"bot": 10.25, "chat": 11.0}),
+        ),
+        (
+            {"bot": 10.0, "chat": 10.0},  # TATs of exactly now are free now
+            {"bot": 0.25, "chat": 1.0},
+            10.0,
+            Slot(wait_seconds=0.0, reserved=True, new_states={"bot": 10.25, "chat": 11.0}),
+        ),
+        (
+            {"bot": 12.5, "chat": 9.0},  # a busy bot key: reserved ahead at its TAT
+            {"bot": 0.25, "chat": 1.0},
+            10.0,
+            Slot(wait_seconds=2.5, reserved=True, new_states={"bot": 12.75, "chat": 13.5}),
+        ),
+        (
+            {"bot": 10.25, "chat": 12.5},  # a busy chat: nothing reserved, ask again when it frees
+            {"bot": 0.25, "chat": 1.0},
+            10.0,
+            Slot(wait_seconds=2.5, reserved=False),
+        ),
+        (
+            {"bot": 10.25, "chat": 11.0, "group": 13.0},  # the latest destination TAT is the wait
             {"bot": 0.25, "chat": 1.0, "group": 3.0},
             10.0,
-            Slot(wait_seconds=4.0, new_states={"bot": 14.25, "chat": 15.0, "group": 17.0}),
+            Slot(wait_seconds=3.0, reserved=False),
         ),
         (
-            {"a": 99.0, "b": 1.0},  # states of keys that do not apply are ignored
-            {"b": 0.5},
+            {"bot": 20.0, "chat": 12.0},  # a refusal waits for the destination, not the bot key
+            {"bot": 0.25, "chat": 1.0},
             10.0,
-            Slot(wait_seconds=0.0, new_states={"b": 10.5}),
+            Slot(wait_seconds=2.0, reserved=False),
+        ),
+        (
+            {"a": 99.0, "bot": 1.0},  # states of keys that do not apply are ignored
+            {"bot": 0.5},
+            10.0,
+            Slot(wait_seconds=0.0, reserved=True, new_states={"bot": 10.5}),
         ),
     ],
 )
@@ -82,7 +95,7 @@ def test_schedule(
     now: float,
     expected: Slot,
 ) -> None:
-    """The slot is the latest of now and every TAT, and each key moves to the slot plus its interval."""
+    """The first key is reserved ahead, the others must be free now or nothing is reserved."""
     assert ratelimit.schedule(states, intervals, now) == expected
 
 
@@ -93,30 +106,40 @@ def test_schedule(
             PRIVATE,
             Slot(
                 wait_seconds=2.0,
+                reserved=True,
                 new_states={"{1000}:bot": 12.0 + BOT_INTERVAL, "{1000}:chat:42": 12.0 + 1.04},
             ),
         ),
-        (
-            GROUP,
-            Slot(
-                wait_seconds=5.0,
-                new_states={
-                    "{1000}:bot": 15.0 + BOT_INTERVAL,
-                    "{1000}:chat:-100500": 15.0 + CHAT_INTERVAL,
-                    "{1000}:group:-100500": 15.0 + GROUP_INTERVAL,
-                },
-            ),
-        ),
+        (GROUP, Slot(wait_seconds=5.0, reserved=False)),
     ],
 )
 def test_schedule_uses_group_keys_only_for_negative_chat_ids(chat_id: int, expected: Slot) -> None:
-    """A busy group key delays a send to its group and leaves a private chat's slot alone."""
+    """A busy group key refuses a send to its group and leaves a private chat's slot alone."""
     states = {"{1000}:bot": 12.0, "{1000}:group:-100500": 15.0, "{1000}:group:42": 99.0}
     intervals = ratelimit.keys_for(BOT, chat_id, Limits())
     slot = ratelimit.schedule(states, intervals, 10.0)
-    assert slot.wait_seconds == expected.wait_seconds
+    assert (slot.wait_seconds, slot.reserved) == (expected.wait_seconds, expected.reserved)
     assert slot.new_states == pytest.approx(expected.new_states)
     assert list(slot.new_states) == list(expected.new_states)
+
+
+@pytest.mark.parametrize(
+    ("states", "now", "expected"),
+    [
+        ({}, 10.0, {"bot": 10.25, "chat": 11.0}),  # unknown keys: one interval from now
+        (
+            {"bot": 9.0, "chat": 10.5},
+            10.0,
+            {"bot": 10.25, "chat": 11.0},
+        ),  # spaced from the late send
+        ({"bot": 12.0, "chat": 10.5}, 10.0, {"bot": 12.0, "chat": 11.0}),  # later TATs stay
+    ],
+)
+def test_confirmed(
+    states: Mapping[str, float | None], now: float, expected: dict[str, float]
+) -> None:
+    """A send that starts late moves each key to now plus its interval, never earlier than it was."""
+    assert ratelimit.confirmed(states, {"bot": 0.25, "chat": 1.0}, now) == expected
 
 
 @pytest.mark.parametrize(
@@ -170,13 +193,22 @@ def test_limits_reject_impossible_values(build: object) -> None:
         build()
 
 
-def sends_per_key(limits: Limits, requests: list[tuple[float, int]]) -> dict[str, list[float]]:
-    """Replay reservations (time, chat) through `schedule`, each sent at its slot; send times per key."""
+def sends_per_key(limits: Limits, arrivals: list[tuple[float, int]]) -> dict[str, list[float]]:
+    """Replay asks (time, chat) through `schedule`, a reserved one sent at its slot and a refused
+    one asked again when told; the send times per key."""
     states: dict[str, float] = {}
     sent: dict[str, list[float]] = {}
-    for now, chat_id in requests:
+    asks = [(at, order, chat_id) for order, (at, chat_id) in enumerate(arrivals)]
+    heapq.heapify(asks)
+    while asks:
+        now, order, chat_id = heapq.heappop(asks)
         intervals = ratelimit.keys_for(BOT, chat_id, limits)
         slot = ratelimit.schedule({key: states.get(key) for key in intervals}, intervals, now)
+        if not slot.reserved:
+            assert slot.new_states == {}
+            assert slot.wait_seconds > 0
+            heapq.heappush(asks, (now + slot.wait_seconds, order, chat_id))
+            continue
         states.update(slot.new_states)
         for key in intervals:
             sent.setdefault(key, []).append(now + slot.wait_seconds)
@@ -213,66 +245,132 @@ def most_in_any_window(times: list[float], width: float) -> int:
 def test_no_window_holds_more_sends_than_the_rate(
     rates: list[Rate], safety: float, span: float, requests: list[tuple[float, int]]
 ) -> None:
-    """Whatever the arrivals, sends at their slots put at most `count` in any `per_seconds` window of a key."""
+    """Whatever the arrivals, every send goes once and no `per_seconds` window of a key holds more than `count`."""
     limits = Limits(per_bot=rates[0], per_chat=rates[1], per_group=rates[2], safety=safety)
     stretch = span * max(rate.per_seconds for rate in rates)
     times = itertools.accumulate(gap * stretch for gap, _ in requests)
     arrivals = [(at, chat_id) for at, (_, chat_id) in zip(times, requests, strict=True)]
-    for key, sent in sends_per_key(limits, arrivals).items():
+    sent = sends_per_key(limits, arrivals)
+    assert len(sent.get(f"{{{BOT}}}:bot", [])) == len(arrivals)
+    for key, times_sent in sent.items():
         rate = rates[0] if key.endswith(":bot") else rates[1] if ":chat:" in key else rates[2]
-        assert most_in_any_window(sent, rate.per_seconds) <= rate.count, key
+        assert most_in_any_window(times_sent, rate.per_seconds) <= rate.count, key
 
 
 async def reserve_all(
     limiter: ratelimit.InProcessRateLimiter, bot_id: int, chats: list[int]
-) -> list[float]:
-    """Reserve one send per entry of `chats`, in order; the waits."""
+) -> list[Slot]:
+    """Ask for one send per entry of `chats`, in order, at the clock's instant; the answers."""
     return [await limiter.reserve(bot_id, chat_id) for chat_id in chats]
 
 
-async def test_contending_sends_on_one_bot_are_spread_at_the_bot_interval() -> None:
-    """90 sends over 30 chats asked at one instant get slots one stretched 1/30 s apart, 30 per second."""
-    clock = FakeClock()
-    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+async def send_when_told(
+    limiter: ratelimit.InProcessRateLimiter, clock: FakeClock, chats: list[int]
+) -> list[float]:
+    """Ask for one send per entry of `chats` now, each asking again when told; when each is sent,
+    from now, in the order of `chats`."""
+    start = clock.now
+    asks = [(start, order, chat_id) for order, chat_id in enumerate(chats)]
+    sent: dict[int, float] = {}
+    while asks:
+        at, order, chat_id = heapq.heappop(asks)
+        clock.now = at
+        slot = await limiter.reserve(BOT, chat_id)
+        if slot.reserved:
+            sent[order] = at + slot.wait_seconds - start
+        else:
+            heapq.heappush(asks, (at + slot.wait_seconds, order, chat_id))
+    return [sent[order] for order in range(len(chats))]
+
+
+async def test_one_instant_reserves_each_chat_once_at_the_bot_interval() -> None:
+    """90 asks over 30 chats at one instant: each chat's first is reserved one bot interval after the last, its others are told to come back when its chat interval ends."""
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=FakeClock())
     chats = [1 + index % 30 for index in range(90)]
-    waits = await reserve_all(limiter, BOT, chats)
-    assert waits == pytest.approx([k * BOT_INTERVAL for k in range(90)])
-    assert most_in_any_window(waits, 1.0) == 29  # 1 s holds 28.8 stretched intervals: never 30
+    slots = await reserve_all(limiter, BOT, chats)
+    assert [slot.reserved for slot in slots] == [True] * 30 + [False] * 60
+    # A chat reserved k bot intervals ahead frees 1.04 s = 30 bot intervals after that.
+    comeback = [(k + 30) * BOT_INTERVAL for k in range(30)]
+    assert [slot.wait_seconds for slot in slots] == pytest.approx(
+        [k * BOT_INTERVAL for k in range(30)] + comeback + comeback
+    )
 
 
-async def test_chat_gets_one_send_per_stretched_second() -> None:
-    """Sends to one chat are queued 1.04 s apart, counted from when each was asked."""
+async def test_contending_sends_on_one_bot_are_spread_at_the_bot_interval() -> None:
+    """90 sends over 30 chats asked at one instant, each asking again when told, go one stretched 1/30 s apart, never 30 in a second."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    first = await reserve_all(limiter, BOT, [PRIVATE] * 3)
+    sent = await send_when_told(limiter, clock, [1 + index % 30 for index in range(90)])
+    assert sent == pytest.approx([k * BOT_INTERVAL for k in range(90)])
+    assert most_in_any_window(sent, 1.0) == 29  # 1 s holds 28.8 stretched intervals: never 30
+
+
+async def test_chat_is_refused_until_its_stretched_second_passes() -> None:
+    """A chat that got a slot is refused, with the time left, until 1.04 s after it; then it is reserved at once."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    slots = await reserve_all(limiter, BOT, [PRIVATE, PRIVATE])
     clock.advance(0.5)
-    later = await limiter.reserve(BOT, PRIVATE)
-    assert [*first, later] == pytest.approx([0.0, 1.04, 2.08, 3.12 - 0.5])
+    slots.append(await limiter.reserve(BOT, PRIVATE))
+    clock.advance(0.54)
+    slots.append(await limiter.reserve(BOT, PRIVATE))
+    assert [slot.reserved for slot in slots] == [True, False, False, True]
+    assert [slot.wait_seconds for slot in slots] == pytest.approx([0.0, 1.04, 0.54, 0.0])
 
 
 async def test_group_gets_twenty_sends_per_minute() -> None:
-    """Sends to one group are queued 3.12 s apart: 20 in the first minute and never 21 in any."""
+    """60 sends to one group asked at once, each asking again when told, go 3.12 s apart: 20 in the first minute and never 21 in any."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    waits = await reserve_all(limiter, BOT, [GROUP] * 60)
-    assert waits == pytest.approx([k * GROUP_INTERVAL for k in range(60)])
-    assert most_in_any_window(waits, 60.0) == 20
-    assert len([wait for wait in waits if wait < 60]) == 20
+    sent = await send_when_told(limiter, clock, [GROUP] * 60)
+    assert sent == pytest.approx([k * GROUP_INTERVAL for k in range(60)])
+    assert most_in_any_window(sent, 60.0) == 20
+    assert len([at for at in sent if at < 60]) == 20
 
 
-async def test_hold_chat_delays_that_chats_later_reservations_only() -> None:
-    """After a 429 in one chat its next slot is at retry_after; other chats and bots go now."""
+async def test_busy_group_never_moves_the_bot_key() -> None:
+    """Asks refused by a busy group reserve nothing, so the bot's next chat gets the very next bot slot."""
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=FakeClock())
+    slots = await reserve_all(limiter, BOT, [GROUP, GROUP, GROUP, PRIVATE, OTHER_PRIVATE])
+    assert [slot.reserved for slot in slots] == [True, False, False, True, True]
+    assert [slot.wait_seconds for slot in slots] == pytest.approx(
+        [0.0, GROUP_INTERVAL, GROUP_INTERVAL, BOT_INTERVAL, 2 * BOT_INTERVAL]
+    )
+
+
+async def test_hold_chat_refuses_that_chat_only() -> None:
+    """After a 429 in one chat it is refused until retry_after ends, while the bot's other chats still get slots at once."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
     await limiter.hold_chat(BOT, GROUP, 30)
     clock.advance(10)
     await limiter.hold_chat(BOT, GROUP, 5)  # a shorter, later retry_after shortens nothing
-    assert [
-        await limiter.reserve(BOT, PRIVATE),
-        await limiter.reserve(BOT + 1, GROUP),
-        await limiter.reserve(BOT, GROUP),
-        await limiter.reserve(BOT, GROUP),
-    ] == pytest.approx([0.0, 0.0, 20.0, 20.0 + GROUP_INTERVAL])
+    held = await limiter.reserve(BOT, GROUP)
+    assert (held.reserved, held.new_states) == (False, {})
+    assert held.wait_seconds == pytest.approx(20.0)
+    # The key property: the held chat delays none of the bot's other chats, nor other bots.
+    others = await reserve_all(limiter, BOT, [PRIVATE, OTHER_PRIVATE, -7])
+    others.append(await limiter.reserve(BOT + 1, GROUP))
+    assert [slot.reserved for slot in others] == [True, True, True, True]
+    assert [slot.wait_seconds for slot in others] == pytest.approx(
+        [0.0, BOT_INTERVAL, 2 * BOT_INTERVAL, 0.0]
+    )
+    clock.advance(20)
+    released = await limiter.reserve(BOT, GROUP)
+    assert (released.reserved, released.wait_seconds) == (True, 0.0)
+
+
+async def test_confirm_spaces_the_next_send_from_a_late_one() -> None:
+    """A reserved send that starts late keeps its chat busy for 1.04 s from then, not from its slot."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    await limiter.reserve(BOT, PRIVATE)
+    clock.advance(0.5)
+    await limiter.confirm(BOT, PRIVATE)
+    clock.advance(1.04 - 0.5 + 0.01)  # past the slot's chat interval, within the late send's
+    slot = await limiter.reserve(BOT, PRIVATE)
+    assert (slot.reserved, slot.new_states) == (False, {})
+    assert slot.wait_seconds == pytest.approx(0.49)
 
 
 async def test_idle_keys_are_forgotten_past_the_bound() -> None:
@@ -289,7 +387,10 @@ async def test_idle_keys_are_forgotten_past_the_bound() -> None:
         await limiter.reserve(BOT, chat_id)
     # The 11th key triggered a sweep: only the bot key, the last chat and the held chat are busy.
     assert len(limiter) == 3
-    assert await limiter.reserve(BOT, 99) == pytest.approx(3600 - 5 * 1.1)
+    slot = await limiter.reserve(BOT, 99)
+    assert (slot.reserved, slot.new_states) == (False, {})
+    assert slot.wait_seconds == pytest.approx(3600 - 5 * 1.1)
+    assert len(limiter) == 3
 
 
 async def test_factory_without_redis_url_keeps_limits_in_process() -> None:

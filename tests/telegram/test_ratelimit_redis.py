@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 
 from tgrelay import errors
 from tgrelay.telegram import ratelimit
-from tgrelay.telegram.ratelimit import Limits, Rate
+from tgrelay.telegram.ratelimit import Limits, Rate, Slot
 
 REDIS_URL_VARIABLE = "TGRELAY_TEST_REDIS_URL"
 CONFIGURED_REDIS_URL = os.environ.get(REDIS_URL_VARIABLE)
@@ -40,6 +40,12 @@ HOURLY = Limits(
 def about(seconds: float) -> object:
     """A wait of `seconds`, less the little real time the test itself took."""
     return pytest.approx(seconds, abs=5)
+
+
+def answer(slot: Slot) -> tuple[bool, float]:
+    """What a caller acts on: whether it has a slot, and how long to wait."""
+    assert slot.new_states == {}  # the script stores the states itself
+    return slot.reserved, slot.wait_seconds
 
 
 @pytest.fixture
@@ -83,73 +89,90 @@ def process(
 
 
 async def test_two_processes_share_every_limit(client: redis.asyncio.Redis, prefix: str) -> None:
-    """A reservation by one process moves the bot, chat and group keys the other sees."""
+    """A reservation by one process makes the other refuse that chat and group and space the bot's other chats."""
     first, second = process(client, prefix), process(client, prefix)
     assert [
-        await first.reserve(BOT, GROUP),
-        await second.reserve(BOT, GROUP),  # behind the group key; every key moves past it
-        await second.reserve(BOT, PRIVATE),  # behind the bot key that slot moved
-        await first.reserve(BOT + 1, GROUP),
-    ] == [0.0, about(GROUP_WAIT), about(GROUP_WAIT + BOT_WAIT), 0.0]
+        answer(await first.reserve(BOT, GROUP)),
+        answer(await second.reserve(BOT, GROUP)),  # refused until the group key frees
+        answer(await second.reserve(BOT, PRIVATE)),  # behind the bot key only: refusals move none
+        answer(await first.reserve(BOT + 1, GROUP)),
+    ] == [(True, 0.0), (False, about(GROUP_WAIT)), (True, about(BOT_WAIT)), (True, 0.0)]
 
 
 async def test_two_processes_get_distinct_slots_at_the_bot_interval(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """Processes contending for one bot each get their own slot, one bot interval after the last."""
+    """Processes contending for one bot's chats each get their own slot, one bot interval after the last."""
     first, second = process(client, prefix), process(client, prefix)
-    waits = [
-        await limiter.reserve(BOT, chat_id)
+    answers = [
+        answer(await limiter.reserve(BOT, chat_id))
         for chat_id, limiter in zip(range(1, 9), [first, second] * 4, strict=True)
     ]
-    assert waits == [0.0, *(about(k * BOT_WAIT) for k in range(1, 8))]
+    assert answers == [(True, 0.0), *((True, about(k * BOT_WAIT)) for k in range(1, 8))]
 
 
-async def test_default_limits_space_one_chat_by_the_stretched_second(
+async def test_busy_chat_is_refused_in_the_other_process(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """With Telegram's limits a second send to one chat, from another process, waits about 1.04 s."""
+    """With Telegram's limits a chat that one process reserved is refused in the other for about 1.04 s."""
     first, second = process(client, prefix, Limits()), process(client, prefix, Limits())
-    assert await first.reserve(BOT, PRIVATE) == 0.0
-    wait = await second.reserve(BOT, PRIVATE)
+    assert answer(await first.reserve(BOT, PRIVATE)) == (True, 0.0)
+    reserved, wait = answer(await second.reserve(BOT, PRIVATE))
+    assert not reserved
     assert 0.9 < wait <= 1.04
 
 
-async def test_hold_chat_delays_that_chat_only_and_never_shortens(
+async def test_hold_chat_refuses_that_chat_only_and_never_shortens(
     client: redis.asyncio.Redis, prefix: str
 ) -> None:
-    """A 429 hold in one process puts that chat's next slots behind it for all processes, and no other chat's or bot's."""
-    quick_bot = Limits(
-        per_bot=Rate(count=1, per_seconds=1),
-        per_chat=HOURLY.per_chat,
-        per_group=HOURLY.per_group,
-        safety=0,
-    )
-    first, second = process(client, prefix, quick_bot), process(client, prefix, quick_bot)
+    """A 429 hold in one process refuses that chat in every process, while the bot's other chats and other bots get slots."""
+    first, second = process(client, prefix), process(client, prefix)
     await first.hold_chat(BOT, GROUP, 600)
     await second.hold_chat(BOT, GROUP, 10)
     assert [
-        await first.reserve(BOT, PRIVATE),
-        await second.reserve(BOT + 1, GROUP),
-        await second.reserve(BOT, GROUP),
-        await first.reserve(BOT, GROUP),
-    ] == [0.0, 0.0, about(600), about(600 + GROUP_WAIT)]
+        answer(await second.reserve(BOT, GROUP)),
+        answer(await first.reserve(BOT, PRIVATE)),
+        answer(await second.reserve(BOT, OTHER_PRIVATE)),
+        answer(await second.reserve(BOT + 1, GROUP)),
+        answer(await first.reserve(BOT, GROUP)),
+    ] == [
+        (False, about(600)),
+        (True, 0.0),
+        (True, about(BOT_WAIT)),
+        (True, 0.0),
+        (False, about(600)),
+    ]
+
+
+async def test_confirm_is_shared_and_never_shortens(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """A confirm in one process spaces the chat from now for the other, and leaves later TATs alone."""
+    first, second = process(client, prefix), process(client, prefix)
+    assert answer(await first.reserve(BOT, PRIVATE)) == (True, 0.0)
+    await first.confirm(BOT, PRIVATE)  # now + interval is no later than the reserved TATs
+    await second.confirm(BOT, OTHER_PRIVATE)  # a chat never reserved is spaced from now
+    assert [
+        answer(await second.reserve(BOT, PRIVATE)),
+        answer(await first.reserve(BOT, OTHER_PRIVATE)),
+        answer(await first.reserve(BOT, 44)),
+    ] == [(False, about(CHAT_WAIT)), (False, about(CHAT_WAIT)), (True, about(BOT_WAIT))]
 
 
 async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:
-    """Every key the limiter writes expires when its TAT passes, so idle keys vanish."""
+    """Every key the limiter writes expires when its TAT passes, and a refusal writes none."""
     limiter = process(client, prefix)
-    assert await limiter.reserve(BOT, GROUP) == 0.0
-    assert await limiter.reserve(BOT, GROUP) == about(GROUP_WAIT)
+    assert answer(await limiter.reserve(BOT, GROUP)) == (True, 0.0)
+    assert answer(await limiter.reserve(BOT, GROUP)) == (False, about(GROUP_WAIT))
     await limiter.hold_chat(BOT, PRIVATE, 30)
     ttls = {
         key.decode().removeprefix(prefix): await client.pttl(key)
         async for key in client.scan_iter(match=f"{prefix}*")
     }
     tats_ms = {
-        "{1000}:bot": (GROUP_WAIT + BOT_WAIT) * 1000,
-        f"{{1000}}:chat:{GROUP}": (GROUP_WAIT + CHAT_WAIT) * 1000,
-        f"{{1000}}:group:{GROUP}": 2 * GROUP_WAIT * 1000,
+        "{1000}:bot": BOT_WAIT * 1000,
+        f"{{1000}}:chat:{GROUP}": CHAT_WAIT * 1000,
+        f"{{1000}}:group:{GROUP}": GROUP_WAIT * 1000,
         f"{{1000}}:chat:{PRIVATE}": 30_000,
     }
     assert ttls == {key: pytest.approx(ms, abs=5000) for key, ms in tats_ms.items()}
@@ -179,8 +202,10 @@ async def test_factory_with_redis_url_shares_limits_through_redis(
     second = ratelimit.rate_limiter(REDIS_URL, Limits())
     try:
         assert isinstance(first, ratelimit.RedisRateLimiter)
-        assert await first.reserve(bot_id, PRIVATE) == 0.0
-        assert 0.9 < await second.reserve(bot_id, PRIVATE) <= 1.04
+        assert answer(await first.reserve(bot_id, PRIVATE)) == (True, 0.0)
+        reserved, wait = answer(await second.reserve(bot_id, PRIVATE))
+        assert not reserved
+        assert 0.9 < wait <= 1.04
     finally:
         await first.close()
         await second.close()

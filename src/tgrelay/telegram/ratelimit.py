@@ -7,9 +7,9 @@ to schedule rather than to refuse: a send gets the earliest instant every key al
 key moves one stretched interval past it, so sends on a key are at least that far apart and
 any sliding window of `per_seconds` holds at most `count` sends. Contending jobs thus queue at
 distinct instants instead of all retrying at the same one. Workers never sleep here: a caller
-reschedules its job to its slot. A 429's `retry_after` holds that chat's key, so later
-reservations there queue behind it; a reservation that lands late (behind a held chat or a full
-group) moves the bot key with it, so the bot's other chats then queue behind it too.
+reschedules its job to its slot. Only the bot's key is reserved ahead: while a chat or group
+key is busy (a backlog, or a 429's `retry_after` held there) nothing is reserved and the caller
+comes back when it frees, so one destination's wait never delays the bot's other chats.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio
@@ -67,10 +67,12 @@ class Limits:
 
 @dataclass(frozen=True, kw_only=True)
 class Slot:
-    """The instant reserved for one send over all the keys that apply to it."""
+    """The answer for one send: a reserved instant, or how long its destination is busy."""
 
-    wait_seconds: float  # from now until the slot; 0.0 means send now
-    new_states: Mapping[str, float]  # each key's TAT to store: the slot plus its interval
+    wait_seconds: float  # from now until the slot (or until the destination frees)
+    # True: send at the slot without asking again. False: nothing reserved, ask after the wait.
+    reserved: bool
+    new_states: Mapping[str, float] = field(default_factory=dict)  # TATs to store, if reserved
 
 
 def keys_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, float]:
@@ -96,16 +98,35 @@ def chat_key(bot_id: int, chat_id: int) -> str:
 def schedule(
     states: Mapping[str, float | None], intervals: Mapping[str, float], now: float
 ) -> Slot:
-    """Scheduling GCRA with a burst of one over several keys: always a slot, never a refusal.
+    """Scheduling GCRA with a burst of one: the first key (the bot's, shared by all its chats)
+    is reserved ahead; the others (the destination's) must be free now.
 
-    `states` holds each key's TAT (None when unknown). The slot is the latest of now and every
-    key's TAT; each key's TAT then moves to the slot plus its interval.
+    `states` holds each key's TAT (None when unknown). A destination key still busy: no
+    reservation, wait until it frees. Otherwise the slot is the later of now and the shared
+    key's TAT, and every key's TAT moves to the slot plus its interval.
     """
-    slot = max([now, *(tat for key in intervals if (tat := states.get(key)) is not None)])
+    shared, *destination = intervals
+    busy_until = max([now, *(tat for key in destination if (tat := states.get(key)) is not None)])
+    if busy_until > now:
+        return Slot(wait_seconds=busy_until - now, reserved=False)
+    shared_tat = states.get(shared)
+    slot = now if shared_tat is None else max(now, shared_tat)
     return Slot(
         wait_seconds=slot - now,
+        reserved=True,
         new_states={key: slot + interval for key, interval in intervals.items()},
     )
+
+
+def confirmed(
+    states: Mapping[str, float | None], intervals: Mapping[str, float], now: float
+) -> dict[str, float]:
+    """TATs after a send on a reserved slot actually starts at `now` (a late run): the next
+    send on each key is spaced from this one, not from the slot it was meant to use."""
+    return {
+        key: now + interval if (tat := states.get(key)) is None else max(tat, now + interval)
+        for key, interval in intervals.items()
+    }
 
 
 def held(tat: float | None, now: float, seconds: float) -> float:
@@ -117,12 +138,16 @@ def held(tat: float | None, now: float, seconds: float) -> float:
 class RateLimiter(Protocol):
     """Where a sender reserves its slot before each Bot API send."""
 
-    async def reserve(self, bot_id: int, chat_id: int) -> float:
-        """Reserve the earliest slot every applicable key allows; seconds until it (0.0: now).
+    async def reserve(self, bot_id: int, chat_id: int) -> Slot:
+        """Reserve the earliest slot for a send, or say how long its chat or group is busy.
 
-        Always succeeds. The caller sends no earlier than that instant (it reschedules its job
-        there) and then sends without asking again.
+        `reserved`: send no earlier than `wait_seconds` from now (the caller reschedules its job
+        there) and without asking again. Otherwise nothing is reserved: ask again after the wait.
         """
+        ...
+
+    async def confirm(self, bot_id: int, chat_id: int) -> None:
+        """A send on a slot reserved earlier starts now: space the next ones from now."""
         ...
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
@@ -150,14 +175,19 @@ class InProcessRateLimiter:
         self._max_idle_keys = max_idle_keys
         self._sweep_above = max_idle_keys
 
-    async def reserve(self, bot_id: int, chat_id: int) -> float:
+    async def reserve(self, bot_id: int, chat_id: int) -> Slot:
         # No await between read and write: the event loop makes this read-and-set atomic.
         now = self._clock()
         intervals = keys_for(bot_id, chat_id, self._limits)
         slot = schedule({key: self._tats.get(key) for key in intervals}, intervals, now)
         self._tats.update(slot.new_states)
         self._forget_idle(now)
-        return slot.wait_seconds
+        return slot
+
+    async def confirm(self, bot_id: int, chat_id: int) -> None:
+        now = self._clock()
+        intervals = keys_for(bot_id, chat_id, self._limits)
+        self._tats.update(confirmed({k: self._tats.get(k) for k in intervals}, intervals, now))
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -188,16 +218,33 @@ class InProcessRateLimiter:
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local slot = now
-for i, key in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', key))
-  if tat and tat > slot then slot = tat end
+local busy = now
+for i = 2, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat and tat > busy then busy = tat end
 end
+if busy > now then return {busy - now, 0} end
+local slot = now
+local shared = tonumber(redis.call('GET', KEYS[1]))
+if shared and shared > slot then slot = shared end
 for i, key in ipairs(KEYS) do
   local tat = slot + tonumber(ARGV[i])
   redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 end
-return slot - now
+return {slot - now, 1}
+"""
+
+# KEYS and ARGV as for _RESERVE. Mirrors `confirmed`.
+_CONFIRM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i, key in ipairs(KEYS) do
+  local tat = now + tonumber(ARGV[i])
+  local current = tonumber(redis.call('GET', key))
+  if current and current > tat then tat = current end
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+end
+return 0
 """
 
 # KEYS[1]: a chat key; ARGV[1]: microseconds to hold it. Mirrors `held`.
@@ -236,16 +283,26 @@ class RedisRateLimiter:
         self._close_client = close_client
         self._reserve = client.register_script(_RESERVE)
         self._hold = client.register_script(_HOLD)
+        self._confirm = client.register_script(_CONFIRM)
 
-    async def reserve(self, bot_id: int, chat_id: int) -> float:
+    async def reserve(self, bot_id: int, chat_id: int) -> Slot:
         intervals = keys_for(bot_id, chat_id, self._limits)
         keys = [self._prefix + key for key in intervals]
         args = [_microseconds(interval) for interval in intervals.values()]
         try:
-            wait = await self._reserve(keys=keys, args=args)
+            wait, reserved = await self._reserve(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise _unavailable(exc) from exc
-        return int(wait) / 1_000_000
+        return Slot(wait_seconds=int(wait) / 1_000_000, reserved=bool(int(reserved)))
+
+    async def confirm(self, bot_id: int, chat_id: int) -> None:
+        intervals = keys_for(bot_id, chat_id, self._limits)
+        keys = [self._prefix + key for key in intervals]
+        args = [_microseconds(interval) for interval in intervals.values()]
+        try:
+            await self._confirm(keys=keys, args=args)
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = self._prefix + chat_key(bot_id, chat_id)
