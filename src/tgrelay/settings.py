@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     send_limit_per_chat: tuple[int, float] = (1, 1.0)
     send_limit_per_group: tuple[int, float] = (20, 60.0)
     # Stretch applied to those limits so clock skew never makes us exceed them.
-    send_limit_safety: float = Field(default=0.03, ge=0, le=0.05)
+    send_limit_safety: float = Field(default=0.04, ge=0, le=0.05)
     # FULL survives power loss; NORMAL (WAL) survives process crashes only, and is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 

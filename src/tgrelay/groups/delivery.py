@@ -7,7 +7,7 @@ it (DESIGN promise 2): a crash between the send and the record is counted, not h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,11 @@ log = structlog.get_logger(__name__)
 
 SEND_NOTIFICATION = "send_notification"
 SEND_MESSAGE = "send_message"
+# Payload key of a send slot reserved on an earlier run (unix seconds on the worker's clock).
+SLOT_AT = "slot_at"
+# A slot this far in the past (a busy or restarted worker, a retry after an error) is given up
+# and reserved anew: sending on it could crowd the slots reserved after it.
+STALE_SLOT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,14 +107,14 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
         if not isinstance(notification_id, str):
             raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
         try:
-            await _send_notification(rt, notification_id)
+            await _send_notification(rt, notification_id, _Turn(rt, job.payload))
         except errors.TelegramUnavailable as exc:
             if job.attempts >= job.max_attempts:
                 await _fail(rt, notification_id, f"Telegram unreachable: {exc.message}")
             raise
 
     async def send_message(job: queue_models.Job) -> None:
-        await _send_message(rt, _message_of(job.payload))
+        await _send_message(rt, _message_of(job.payload), _Turn(rt, job.payload))
 
     registry.register(SEND_NOTIFICATION, send_notification, transactional=False)
     registry.register(SEND_MESSAGE, send_message, transactional=False)
@@ -118,7 +123,7 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
 # --- notifications -------------------------------------------------------------------------
 
 
-async def _send_notification(rt: Runtime, notification_id: str) -> None:
+async def _send_notification(rt: Runtime, notification_id: str, turn: _Turn) -> None:
     async with rt.db.engine.connect() as conn:
         notification = await store.notification(conn, notification_id)
         if notification is None or notification.status is not NotificationStatus.QUEUED:
@@ -137,10 +142,11 @@ async def _send_notification(rt: Runtime, notification_id: str) -> None:
         rt.metrics.possible_duplicate_sends.inc()
     client = rt.telegram.for_token(await bots_service.token_of(rt, target.bot_id))
     while len(message_ids) < len(notification.parts):
-        await _take_slot(rt, target)
+        await turn.wait_for_slot(target)
         index = len(message_ids)
         async with rt.db.transaction() as conn:
             await store.change_notification(conn, notification_id, parts_attempted=index + 1)
+        await turn.sending(target)
         try:
             sent = await client.send_message(
                 chat_id=target.chat_id,
@@ -162,7 +168,7 @@ async def _send_notification(rt: Runtime, notification_id: str) -> None:
             await _fail(rt, notification_id, f"the bot's token was refused: {exc.message}")
             return
         except errors.TelegramRetryAfter as exc:
-            raise await _flood_controlled(rt, target, exc) from None
+            raise await _flood_controlled(rt, target, exc, turn) from None
         message_ids.append(sent.message_id)
         now = rt.clock()
         done = len(message_ids) == len(notification.parts)
@@ -206,7 +212,7 @@ def _message_of(payload: dict[str, Any]) -> OutgoingMessage:
         raise retry.PermanentFailure(f"malformed {SEND_MESSAGE} payload: {exc}") from None
 
 
-async def _send_message(rt: Runtime, message: OutgoingMessage) -> None:
+async def _send_message(rt: Runtime, message: OutgoingMessage, turn: _Turn) -> None:
     async with rt.db.engine.connect() as conn:
         chat_id = await store.current_chat_id(conn, message.bot_id, message.chat_id)
         target = (
@@ -219,7 +225,8 @@ async def _send_message(rt: Runtime, message: OutgoingMessage) -> None:
     if target is not None:
         thread_id = await _ensure_topic(rt, client, target)
     limited = target or _Destination(bot_id=message.bot_id, chat_id=chat_id)
-    await _take_slot(rt, limited)
+    await turn.wait_for_slot(limited)
+    await turn.sending(limited)
     try:
         await client.send_message(
             chat_id=chat_id,
@@ -228,7 +235,7 @@ async def _send_message(rt: Runtime, message: OutgoingMessage) -> None:
             url_buttons=message.url_buttons,
         )
     except errors.TelegramRetryAfter as exc:
-        raise await _flood_controlled(rt, limited, exc) from None
+        raise await _flood_controlled(rt, limited, exc, turn) from None
     except errors.TelegramBadRequest as exc:
         if exc.migrate_to_chat_id is None:
             raise retry.PermanentFailure(exc.message) from None
@@ -240,7 +247,9 @@ async def _send_message(rt: Runtime, message: OutgoingMessage) -> None:
                 new_chat_id=exc.migrate_to_chat_id,
                 now=rt.clock(),
             )
-        raise retry.Reschedule(0, "the group became a supergroup") from None
+        raise retry.Reschedule(
+            0, "the group became a supergroup", payload=turn.forget_slot()
+        ) from None
     except (errors.TelegramForbidden, errors.TelegramUnauthorized) as exc:
         raise retry.PermanentFailure(exc.message) from None
 
@@ -271,14 +280,48 @@ class _Destination:
     chat_id: int
 
 
-async def _take_slot(rt: Runtime, target: Connection | _Destination) -> None:
-    wait = await rt.rate_limiter.acquire(target.bot_id, target.chat_id)
-    if wait > 0:
-        raise retry.Reschedule(wait, "Telegram send limits")
+class _Turn:
+    """A send job's place in the rate limiter's queue, carried between its runs.
+
+    The limiter reserves the job a slot (so jobs waiting on one bot never stampede); the job is
+    rescheduled to that instant with the slot in its payload, and then sends without asking
+    again. The worker never runs a job before its run_at, so a carried slot is due. When the
+    chat or group itself is busy nothing is reserved, and the job simply asks again later.
+    """
+
+    def __init__(self, rt: Runtime, payload: Mapping[str, Any]) -> None:
+        self._rt = rt
+        self._payload = dict(payload)
+
+    async def wait_for_slot(self, target: Connection | _Destination) -> None:
+        """Return when this send may go now; otherwise raise Reschedule to its reserved slot."""
+        now = self._rt.clock().timestamp()
+        slot_at = self._payload.pop(SLOT_AT, None)
+        if isinstance(slot_at, int | float) and now - slot_at <= STALE_SLOT_SECONDS:
+            return
+        slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
+        if slot.wait_seconds <= 0:
+            return
+        carried = {**self._payload, SLOT_AT: now + slot.wait_seconds} if slot.reserved else None
+        raise retry.Reschedule(
+            slot.wait_seconds,
+            "Telegram send limits" if slot.reserved else "the chat or group is busy",
+            payload=carried or dict(self._payload),
+        )
+
+    async def sending(self, target: Connection | _Destination) -> None:
+        """Call right before the Bot API request: whatever ran between the slot and now
+        (a late claim, a queued database write), the next sends are spaced from this one."""
+        await self._rt.rate_limiter.confirm(target.bot_id, target.chat_id)
+
+    def forget_slot(self) -> dict[str, Any]:
+        """The payload for a run that must reserve again (after a 429 or a migration)."""
+        self._payload.pop(SLOT_AT, None)
+        return dict(self._payload)
 
 
 async def _flood_controlled(
-    rt: Runtime, target: Connection | _Destination, exc: errors.TelegramRetryAfter
+    rt: Runtime, target: Connection | _Destination, exc: errors.TelegramRetryAfter, turn: _Turn
 ) -> retry.Reschedule:
     """Honour a 429 for that chat only; the job comes back when Telegram allows it."""
     await rt.rate_limiter.hold_chat(target.bot_id, target.chat_id, exc.retry_after)
@@ -288,7 +331,9 @@ async def _flood_controlled(
         chat_id=target.chat_id,
         retry_after=exc.retry_after,
     )
-    return retry.Reschedule(exc.retry_after, "Telegram flood control (429)")
+    return retry.Reschedule(
+        exc.retry_after, "Telegram flood control (429)", payload=turn.forget_slot()
+    )
 
 
 async def _follow_migration(rt: Runtime, target: Connection, new_chat_id: int) -> Connection:

@@ -188,6 +188,7 @@ class InProcessRateLimiter:
         now = self._clock()
         intervals = keys_for(bot_id, chat_id, self._limits)
         self._tats.update(confirmed({k: self._tats.get(k) for k in intervals}, intervals, now))
+        self._forget_idle(now)
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -213,8 +214,8 @@ class InProcessRateLimiter:
 
 # KEYS: the keys of one send; ARGV: each key's interval in whole microseconds. Times are integer
 # microseconds of the Redis server's clock (exact in a Lua double), so every process shares one
-# clock. Mirrors `schedule` and returns the wait in microseconds; each stored key expires at
-# its new TAT, after which it constrains no slot anyway.
+# clock. Mirrors `schedule` and returns {wait in microseconds, 1 if reserved else 0}; each
+# stored key expires at its new TAT, after which it constrains no slot anyway.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
