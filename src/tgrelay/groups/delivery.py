@@ -7,7 +7,7 @@ it (DESIGN promise 2): a crash between the send and the record is counted, not h
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +29,8 @@ SEND_NOTIFICATION = "send_notification"
 SEND_MESSAGE = "send_message"
 # Payload key of a send slot reserved on an earlier run (unix seconds on the worker's clock).
 SLOT_AT = "slot_at"
+# Payload key: [part, job attempt] of an attempt recorded by a run that was then rescheduled.
+MARKED = "attempt_marked"
 # A slot this far in the past (a busy or restarted worker, a retry after an error) is given up
 # and reserved anew: sending on it could crowd the slots reserved after it.
 STALE_SLOT_SECONDS = 1.0
@@ -107,14 +109,14 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
         if not isinstance(notification_id, str):
             raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
         try:
-            await _send_notification(rt, notification_id, _Turn(rt, job.payload))
+            await _send_notification(rt, notification_id, _Turn(rt, job))
         except errors.TelegramUnavailable as exc:
             if job.attempts >= job.max_attempts:
                 await _fail(rt, notification_id, f"Telegram unreachable: {exc.message}")
             raise
 
     async def send_message(job: queue_models.Job) -> None:
-        await _send_message(rt, _message_of(job.payload), _Turn(rt, job.payload))
+        await _send_message(rt, _message_of(job.payload), _Turn(rt, job))
 
     registry.register(SEND_NOTIFICATION, send_notification, transactional=False)
     registry.register(SEND_MESSAGE, send_message, transactional=False)
@@ -137,15 +139,19 @@ async def _send_notification(rt: Runtime, notification_id: str, turn: _Turn) -> 
         await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
         return
     message_ids = list(notification.message_ids)
-    if attempted > len(message_ids):
-        # The last run handed a part to Telegram and stopped before recording the answer.
+    if attempted > len(message_ids) and not turn.marked(len(message_ids)):
+        # An earlier run handed a part to Telegram and stopped before recording the answer.
         rt.metrics.possible_duplicate_sends.inc()
     client = rt.telegram.for_token(await bots_service.token_of(rt, target.bot_id))
     while len(message_ids) < len(notification.parts):
-        await turn.wait_for_slot(target)
         index = len(message_ids)
-        async with rt.db.transaction() as conn:
-            await store.change_notification(conn, notification_id, parts_attempted=index + 1)
+        # The attempt is recorded before the slot is taken, so nothing slow runs between the
+        # slot and the request (a late send crowds the sends reserved after it).
+        if not turn.marked(index):
+            async with rt.db.transaction() as conn:
+                await store.change_notification(conn, notification_id, parts_attempted=index + 1)
+            turn.mark(index)
+        await turn.wait_for_slot(target)
         await turn.sending(target)
         try:
             sent = await client.send_message(
@@ -289,9 +295,19 @@ class _Turn:
     chat or group itself is busy nothing is reserved, and the job simply asks again later.
     """
 
-    def __init__(self, rt: Runtime, payload: Mapping[str, Any]) -> None:
+    def __init__(self, rt: Runtime, job: queue_models.Job) -> None:
         self._rt = rt
-        self._payload = dict(payload)
+        self._payload = dict(job.payload)
+        self._attempt = job.attempts
+
+    def marked(self, part: int) -> bool:
+        """Whether this job recorded its attempt at `part` and has not sent it since: true only
+        when the run that recorded it was rescheduled (which gives the attempt back), not when
+        it crashed or failed after the request."""
+        return self._payload.get(MARKED) == [part, self._attempt]
+
+    def mark(self, part: int) -> None:
+        self._payload[MARKED] = [part, self._attempt]
 
     async def wait_for_slot(self, target: Connection | _Destination) -> None:
         """Return when this send may go now; otherwise raise Reschedule to its reserved slot."""
