@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Annotated, Literal
 
-import segno
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tgrelay import errors
-from tgrelay.groups import service
+from tgrelay.groups import qr, service
 from tgrelay.groups.models import (
     Connection,
     ConnectionStatus,
@@ -198,12 +196,9 @@ async def session_qr(
 
 
 def qr_response(link: str, extension: Literal["svg", "png"]) -> Response:
-    code = segno.make(link, error="m")
     if extension == "svg":
-        return Response(code.svg_inline(scale=6), media_type="image/svg+xml")
-    png = io.BytesIO()
-    code.save(png, kind="png", scale=6)
-    return Response(png.getvalue(), media_type="image/png")
+        return Response(qr.svg(link), media_type="image/svg+xml")
+    return Response(qr.png(link), media_type="image/png")
 
 
 # --- connections ---------------------------------------------------------------------------

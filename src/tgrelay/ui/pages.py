@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import segno
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from tgrelay import errors
 from tgrelay.bots import service as bots
 from tgrelay.bots.models import BotStatus
+from tgrelay.groups import qr as groups_qr
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import SessionState
 from tgrelay.runtime import Runtime, runtime
@@ -137,9 +137,8 @@ async def connect_page(request: Request, rt: Rt, principal: SignedIn, session_id
     state, text = status_line(view)
     qr = None
     if view.links is not None:
-        code = segno.make(view.links.start_link, error="m")
         # segno builds the SVG from our own link; nothing user-supplied reaches the markup.
-        qr = Markup(code.svg_inline(scale=4, title="QR code: open the bot in Telegram"))  # noqa: S704
+        qr = Markup(groups_qr.svg(view.links.start_link, scale=4))  # noqa: S704
     return _page(
         request,
         "connect_session.html",
