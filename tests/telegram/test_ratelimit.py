@@ -360,17 +360,44 @@ async def test_hold_chat_refuses_that_chat_only() -> None:
     assert (released.reserved, released.wait_seconds) == (True, 0.0)
 
 
-async def test_confirm_spaces_the_next_send_from_a_late_one() -> None:
+async def test_a_late_start_spaces_the_next_send_from_itself() -> None:
     """A reserved send that starts late keeps its chat busy for 1.04 s from then, not from its slot."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
     await limiter.reserve(BOT, PRIVATE)
     clock.advance(0.5)
-    await limiter.confirm(BOT, PRIVATE)
+    assert await limiter.start(BOT, PRIVATE) == 0.0
     clock.advance(1.04 - 0.5 + 0.01)  # past the slot's chat interval, within the late send's
     slot = await limiter.reserve(BOT, PRIVATE)
     assert (slot.reserved, slot.new_states) == (False, {})
     assert slot.wait_seconds == pytest.approx(0.49)
+
+
+async def test_starts_that_bunch_up_wait_for_the_window() -> None:
+    """Runs late together cannot crowd a window: the 31st start within 1.04 s waits it out."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    waits = [await limiter.start(BOT, chat_id) for chat_id in range(1, 32)]
+    assert waits[:30] == [0.0] * 30
+    assert waits[30] == pytest.approx(1.04)
+    clock.advance(1.04)
+    assert await limiter.start(BOT, 31) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("starts", "now", "expected"),
+    [
+        ({}, 5.0, 0.0),
+        ({"k": [0.0]}, 0.9, 0.0),  # one of two allowed
+        ({"k": [0.0, 0.5]}, 0.9, 0.1),  # full until the start at 0.0 leaves the window
+        ({"k": [0.0, 0.5]}, 1.0, 0.0),  # a start exactly one window ago no longer counts
+        ({"k": [0.0, 0.5], "j": [0.8]}, 0.9, 0.9),  # the slowest key decides
+    ],
+)
+def test_admit(starts: Mapping[str, list[float]], now: float, expected: float) -> None:
+    """A start fits when every key had fewer than `count` starts in the window before it."""
+    windows = {"k": (2, 1.0), "j": (1, 1.0)}
+    assert ratelimit.admit(starts, windows, now) == pytest.approx(expected)
 
 
 async def test_idle_keys_are_forgotten_past_the_bound() -> None:

@@ -144,19 +144,19 @@ async def test_hold_chat_refuses_that_chat_only_and_never_shortens(
     ]
 
 
-async def test_confirm_is_shared_and_never_shortens(
-    client: redis.asyncio.Redis, prefix: str
-) -> None:
-    """A confirm in one process spaces the chat from now for the other, and leaves later TATs alone."""
+async def test_starts_are_shared_by_processes(client: redis.asyncio.Redis, prefix: str) -> None:
+    """A start recorded by one process fills the window for the other, per key, and a refused
+    start records nothing."""
     first, second = process(client, prefix), process(client, prefix)
-    assert answer(await first.reserve(BOT, PRIVATE)) == (True, 0.0)
-    await first.confirm(BOT, PRIVATE)  # now + interval is no later than the reserved TATs
-    await second.confirm(BOT, OTHER_PRIVATE)  # a chat never reserved is spaced from now
-    assert [
-        answer(await second.reserve(BOT, PRIVATE)),
-        answer(await first.reserve(BOT, OTHER_PRIVATE)),
-        answer(await first.reserve(BOT, 44)),
-    ] == [(False, about(CHAT_WAIT)), (False, about(CHAT_WAIT)), (True, about(BOT_WAIT))]
+    assert await first.start(BOT, PRIVATE) == 0.0
+    waits = [
+        await second.start(BOT, PRIVATE),  # the chat and the bot key are full
+        await second.start(BOT, OTHER_PRIVATE),  # the bot key is full
+        await first.start(BOT + 1, OTHER_PRIVATE),  # another bot: free
+    ]
+    assert waits == [about(CHAT_WAIT), about(BOT_WAIT), 0.0]
+    # The late start moved the TATs too: a reservation there now waits like the start did.
+    assert answer(await second.reserve(BOT, PRIVATE)) == (False, about(CHAT_WAIT))
 
 
 async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:

@@ -326,9 +326,11 @@ class _Turn:
         )
 
     async def sending(self, target: Connection | _Destination) -> None:
-        """Call right before the Bot API request: whatever ran between the slot and now
-        (a late claim, a queued database write), the next sends are spaced from this one."""
-        await self._rt.rate_limiter.confirm(target.bot_id, target.chat_id)
+        """Call right before the Bot API request: the start is checked against the sends that
+        really started (runs late together must not crowd a window), then recorded."""
+        wait = await self._rt.rate_limiter.start(target.bot_id, target.chat_id)
+        if wait > 0:
+            raise retry.Reschedule(wait, "recent sends fill the window", payload=self.forget_slot())
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""

@@ -14,9 +14,11 @@ comes back when it frees, so one destination's wait never delays the bot's other
 
 from __future__ import annotations
 
+import collections
 import math
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -129,6 +131,33 @@ def confirmed(
     }
 
 
+def windows_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, tuple[int, float]]:
+    """The sliding windows a send's start must fit, per key of `keys_for`: at most `count`
+    starts in any window of `per_seconds` stretched by the safety margin."""
+    rates = [limits.per_bot, limits.per_chat, limits.per_group]
+    return {
+        key: (rate.count, rate.per_seconds * (1 + limits.safety))
+        for key, rate in zip(keys_for(bot_id, chat_id, limits), rates, strict=False)
+    }
+
+
+def admit(
+    starts: Mapping[str, Sequence[float]], windows: Mapping[str, tuple[int, float]], now: float
+) -> float:
+    """Seconds until a send may start under every key's window (0.0: it may start now).
+
+    `starts` holds each key's recent send starts. Reservations space sends on paper; this
+    checks the starts that really happened, so runs that were late together (a busy worker)
+    cannot crowd a window that Telegram counts by arrival.
+    """
+    wait = 0.0
+    for key, (count, window) in windows.items():
+        recent = sorted(t for t in starts.get(key, ()) if t > now - window)
+        if len(recent) >= count:
+            wait = max(wait, recent[len(recent) - count] + window - now)
+    return wait
+
+
 def held(tat: float | None, now: float, seconds: float) -> float:
     """A key's TAT after Telegram asked us to wait `seconds` there: never earlier than before."""
     until = now + max(seconds, 0.0)
@@ -146,8 +175,9 @@ class RateLimiter(Protocol):
         """
         ...
 
-    async def confirm(self, bot_id: int, chat_id: int) -> None:
-        """A send on a slot reserved earlier starts now: space the next ones from now."""
+    async def start(self, bot_id: int, chat_id: int) -> float:
+        """Right before the request: 0.0 means the send starts now (recorded, and the next
+        slots are spaced from now). Otherwise, seconds until the recent starts allow it."""
         ...
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
@@ -172,6 +202,7 @@ class InProcessRateLimiter:
         self._limits = limits
         self._clock = clock
         self._tats: dict[str, float] = {}
+        self._starts: dict[str, collections.deque[float]] = {}  # recent send starts per key
         self._max_idle_keys = max_idle_keys
         self._sweep_above = max_idle_keys
 
@@ -184,11 +215,21 @@ class InProcessRateLimiter:
         self._forget_idle(now)
         return slot
 
-    async def confirm(self, bot_id: int, chat_id: int) -> None:
+    async def start(self, bot_id: int, chat_id: int) -> float:
         now = self._clock()
+        windows = windows_for(bot_id, chat_id, self._limits)
+        wait = admit({key: self._starts.get(key, ()) for key in windows}, windows, now)
+        if wait > 0:
+            return wait
+        for key, (_, window) in windows.items():
+            log = self._starts.setdefault(key, collections.deque())
+            log.append(now)
+            while log[0] <= now - window:
+                log.popleft()
         intervals = keys_for(bot_id, chat_id, self._limits)
         self._tats.update(confirmed({k: self._tats.get(k) for k in intervals}, intervals, now))
         self._forget_idle(now)
+        return 0.0
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -207,6 +248,8 @@ class InProcessRateLimiter:
         if len(self._tats) <= self._sweep_above:
             return
         self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        horizon = now - max(window for _, window in windows_for(0, -1, self._limits).values())
+        self._starts = {key: log for key, log in self._starts.items() if log[-1] > horizon}
         # Keys still busy stay; sweep again only when the dict has doubled, so the cost of a
         # sweep is spread over the inserts that led to it.
         self._sweep_above = max(self._max_idle_keys, 2 * len(self._tats))
@@ -235,15 +278,32 @@ end
 return {slot - now, 1}
 """
 
-# KEYS and ARGV as for _RESERVE. Mirrors `confirmed`.
-_CONFIRM = """
+# KEYS: the TAT keys of one send, then their start logs (sorted sets); ARGV: intervals, counts
+# and windows (microseconds), then a token naming this start. Mirrors `admit`, then `confirmed`.
+_START = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for i, key in ipairs(KEYS) do
+local n = (#KEYS) / 2
+local wait = 0
+for i = 1, n do
+  local log, count, window = KEYS[n + i], tonumber(ARGV[n + i]), tonumber(ARGV[2 * n + i])
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+  local size = redis.call('ZCARD', log)
+  if size >= count then
+    local blocking = redis.call('ZRANGE', log, size - count, size - count, 'WITHSCORES')
+    local until_free = tonumber(blocking[2]) + window - now
+    if until_free > wait then wait = until_free end
+  end
+end
+if wait > 0 then return wait end
+for i = 1, n do
+  local window = tonumber(ARGV[2 * n + i])
+  redis.call('ZADD', KEYS[n + i], now, ARGV[3 * n + 1] .. ':' .. i)
+  redis.call('PEXPIRE', KEYS[n + i], math.ceil(window / 1000))
   local tat = now + tonumber(ARGV[i])
-  local current = tonumber(redis.call('GET', key))
+  local current = tonumber(redis.call('GET', KEYS[i]))
   if current and current > tat then tat = current end
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 end
 return 0
 """
@@ -284,7 +344,7 @@ class RedisRateLimiter:
         self._close_client = close_client
         self._reserve = client.register_script(_RESERVE)
         self._hold = client.register_script(_HOLD)
-        self._confirm = client.register_script(_CONFIRM)
+        self._start = client.register_script(_START)
 
     async def reserve(self, bot_id: int, chat_id: int) -> Slot:
         intervals = keys_for(bot_id, chat_id, self._limits)
@@ -296,14 +356,20 @@ class RedisRateLimiter:
             raise _unavailable(exc) from exc
         return Slot(wait_seconds=int(wait) / 1_000_000, reserved=bool(int(reserved)))
 
-    async def confirm(self, bot_id: int, chat_id: int) -> None:
+    async def start(self, bot_id: int, chat_id: int) -> float:
         intervals = keys_for(bot_id, chat_id, self._limits)
+        windows = windows_for(bot_id, chat_id, self._limits)
         keys = [self._prefix + key for key in intervals]
-        args = [_microseconds(interval) for interval in intervals.values()]
+        keys += [self._prefix + key + ":starts" for key in intervals]
+        args: list[int | str] = [_microseconds(interval) for interval in intervals.values()]
+        args += [count for count, _ in windows.values()]
+        args += [_microseconds(window) for _, window in windows.values()]
+        args.append(secrets.token_hex(8))
         try:
-            await self._confirm(keys=keys, args=args)
+            wait = await self._start(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise _unavailable(exc) from exc
+        return int(wait) / 1_000_000
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = self._prefix + chat_key(bot_id, chat_id)
