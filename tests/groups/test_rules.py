@@ -34,16 +34,18 @@ def test_parse_start(text: str | None, expected: rules.StartCommand | None) -> N
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        ("a" * 64, True),
-        ("a" * 65, False),
-        ("tok-_9", True),
-        ("tok!", False),
+        ("a" * 32, True),
+        ("tok-_9" + "x" * 26, True),
+        ("a" * 31, False),
+        ("a" * 33, False),
+        ("referral-campaign-7", False),  # the team's own deep links are not ours
+        ("!" * 32, False),
         ("", False),
         (None, False),
     ],
 )
 def test_is_token(payload: str | None, expected: bool) -> None:
-    """Tokens are 1–64 characters of A-Za-z0-9_-, Telegram's deep-link payload alphabet."""
+    """Connect tokens are exactly 32 characters of A-Za-z0-9_-, Telegram's payload alphabet."""
     assert rules.is_token(payload) is expected
 
 

@@ -12,7 +12,10 @@ from tgrelay.groups.models import OPEN_STATES, SessionState
 # Telegram's limit on a message's text, after entities are parsed (Bot API, sendMessage).
 MESSAGE_LIMIT = 4096
 # Deep-link payloads may hold up to 64 characters of A-Za-z0-9_- (Bot API, "Deep linking").
-TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Ours are exactly TOKEN_LENGTH of them, so a bot's other /start payloads (the team's own deep
+# links) are left alone rather than answered as invalid connect links.
+TOKEN_LENGTH = 32
+TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
 _START = re.compile(r"^/start(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<payload>\S+))?\s*$")
 
 # Member statuses in which the bot is in the chat (ChatMember.status).
@@ -38,6 +41,7 @@ def parse_start(text: str | None) -> StartCommand | None:
 
 
 def is_token(payload: str | None) -> bool:
+    """Whether a /start payload has the shape of a connect-session token."""
     return payload is not None and TOKEN_PATTERN.fullmatch(payload) is not None
 
 

@@ -32,8 +32,9 @@ from tgrelay.workspaces.models import Principal
 
 log = structlog.get_logger(__name__)
 
-# 32 URL-safe characters: 192 random bits, well inside the 64-character deep-link payload.
-TOKEN_BYTES = 24
+# rules.TOKEN_LENGTH (32) URL-safe characters: 192 random bits, inside the 64-character
+# deep-link payload.
+TOKEN_BYTES = rules.TOKEN_LENGTH * 3 // 4
 
 
 @dataclass(frozen=True, kw_only=True)
