@@ -79,7 +79,7 @@ async def _message(rt: Runtime, conn: AsyncConnection, bot_id: int, message: Mes
     if chat.type == "private":
         await _private_start(rt, conn, bot_id, chat, sender, start.payload)
     elif chat.type in GROUP_TYPES:
-        await _group_start(rt, conn, bot_id, chat, sender, start.payload, at=message.date)
+        await _group_start(rt, conn, bot_id, chat, sender, start.payload)
 
 
 async def _membership_changed(
@@ -178,8 +178,6 @@ async def _group_start(
     chat: Chat,
     user: User,
     token: str,
-    *,
-    at: datetime,
 ) -> None:
     """One tap: a startgroup link with the token added the bot, and Telegram sent
     `/start@bot <token>` in the group from the user who added it: both phases at once."""
