@@ -25,28 +25,20 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tgrelay.settings import async_database_url
+from servers import free_port, process, recreate_postgres_database, wait_http
 
-POSTGRES_SERVER = os.environ.get(
-    "TGRELAY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
-)
 POSTGRES_DATABASE = "tgrelay_bench_alerts"
 USER = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 # How long a process's start, linking a group, or the last alert's arrival may take before
@@ -106,51 +98,6 @@ def limit(value: str) -> Limit:
 def allowed_rate(groups: int, limits: Limits) -> float:
     """Alerts/s the limits allow over `groups` supergroups, all sent by one bot."""
     return min(limits.per_bot.rate, groups * min(limits.per_chat.rate, limits.per_group.rate))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, timeout: float = STEP_TIMEOUT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up within {timeout:g}s")
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-async def recreate_postgres_database(name: str, *, drop_only: bool = False) -> str:
-    admin = create_async_engine(
-        async_database_url(f"{POSTGRES_SERVER}/postgres"), isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if not drop_only:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return f"{POSTGRES_SERVER}/{name}"
 
 
 async def until(
@@ -340,7 +287,7 @@ def run_in(
     with process(
         [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / "emulator.log"
     ):
-        wait_http(f"{emulator_url}/_emulator/flood")
+        wait_http(f"{emulator_url}/_emulator/flood", timeout=STEP_TIMEOUT_SECONDS)
         created = subprocess.run(
             [*tgrelay, "workspace", "create", "bench", "--json"],
             env=env,
@@ -350,7 +297,7 @@ def run_in(
         )
         api_key = json.loads(created.stdout)["api_key"]
         with process([*tgrelay, "serve"], env, workdir / "serve.log"):
-            wait_http(f"{api_url}/healthz")
+            wait_http(f"{api_url}/healthz", timeout=STEP_TIMEOUT_SECONDS)
             return asyncio.run(
                 drive_over_http(
                     api_url, api_key, emulator_url, alerts=alerts, groups=groups, limits=limits

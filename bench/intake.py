@@ -16,62 +16,22 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from servers import free_port, process, recreate_postgres_database, wait_http
 from tgrelay.db import tables
 from tgrelay.settings import async_database_url
 
 HERE = Path(__file__).parent
-POSTGRES_SERVER = os.environ.get(
-    "TGRELAY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
-)
 RESULT = re.compile(r"RESULT (.*)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up within {timeout}s")
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 async def stored_updates(database_url: str, bot_id: int) -> int:
@@ -84,17 +44,6 @@ async def stored_updates(database_url: str, bot_id: int) -> int:
         )
     await engine.dispose()
     return int(count or 0)
-
-
-async def recreate_postgres_database(name: str) -> str:
-    admin = create_async_engine(
-        async_database_url(f"{POSTGRES_SERVER}/postgres"), isolation_level="AUTOCOMMIT"
-    )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return f"{POSTGRES_SERVER}/{name}"
 
 
 def run_one(
