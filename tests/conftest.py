@@ -1,10 +1,11 @@
-"""Shared fixtures: the PostgreSQL server (real, skipped with a reason when absent)."""
+"""Shared fixtures: the PostgreSQL server (real, skipped with a reason when absent) and the
+Telegram emulator on a loopback port (tests/testing overrides it with the in-process one)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -16,6 +17,7 @@ from tests.databases import (
     PostgresServer,
     administer,
 )
+from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,10 @@ def postgres() -> Iterator[PostgresServer]:
         yield PostgresServer(server=server, reachable=False, skip_reason=reason)
         return
     yield PostgresServer(server=server, reachable=True, skip_reason="")
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[RunningEmulator]:
+    """The Telegram emulator served on a loopback port, for tgrelay to call."""
+    async with running_emulator() as running:
+        yield running

@@ -8,18 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import service as workspaces
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 ANN = {"id": 5001, "is_bot": False, "first_name": "Ann"}
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as running:
-        yield running
 
 
 @pytest.fixture

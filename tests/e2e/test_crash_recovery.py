@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,19 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tgrelay.db import tables
-from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.testing.emulator_server import RunningEmulator
 
 from .harness import eventually, free_port
 
 UPDATES = 1500
 CONCURRENCY = 20
 KILLS = 3
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as running:
-        yield running
 
 
 class Server:

@@ -16,19 +16,13 @@ from tgrelay.db import tables
 from tgrelay.groups import handlers
 from tgrelay.testing.emulator import flood
 from tgrelay.testing.emulator.state import BotRecord
-from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import service as workspaces
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 BOB: dict[str, Any] = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as running:
-        yield running
 
 
 @pytest.fixture(params=["webhook", "polling"])

@@ -12,18 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from tgrelay.db import tables
-from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.testing.emulator_server import RunningEmulator
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 ANN = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 TEAM_CHAT = {"id": -100777, "type": "supergroup", "title": "Team"}
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as running:
-        yield running
 
 
 @pytest.fixture(params=["webhook", "polling"])

@@ -10,15 +10,9 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Tgrelay, free_port, running_tgrelay, settings_for
-from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+from tgrelay.testing.emulator_server import RunningEmulator
 
 from .harness import Telegram
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[RunningEmulator]:
-    async with running_emulator() as running:
-        yield running
 
 
 @pytest.fixture
