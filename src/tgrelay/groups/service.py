@@ -7,7 +7,7 @@ and the send jobs (`groups.delivery`) call the `store` inside theirs.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import orjson
@@ -161,7 +161,7 @@ async def reset_group(rt: Runtime, principal: Principal, session_id: str) -> Ses
 def _with_state(session: ConnectSession, state: SessionState) -> ConnectSession:
     if state is session.state:
         return session
-    return ConnectSession(**{**session.__dict__, "state": state, "token": None})
+    return replace(session, state=state, token=None)
 
 
 # --- connections ---------------------------------------------------------------------------
