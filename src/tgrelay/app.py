@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,6 +24,11 @@ from tgrelay import problems
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
+from tgrelay.events import api as events_api
+from tgrelay.events import delivery as events_delivery
+from tgrelay.events import handlers as events_handlers
+from tgrelay.events import service as events_service
+from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import delivery as groups_delivery
 from tgrelay.groups import handlers as groups_handlers
@@ -33,6 +38,7 @@ from tgrelay.inbox.poller import PollerSupervisor
 from tgrelay.inbox.receiver import WebhookReceiver
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.queue import store as job_store
+from tgrelay.queue.models import Lane
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
@@ -43,14 +49,30 @@ log = structlog.get_logger(__name__)
 WEBHOOK_PREFIX = "/telegram/"
 
 
+# Webhook deliveries run in their own lane (a second Worker), so slow customer endpoints
+# never hold the slots that updates and Telegram sends need.
+WEBHOOK_LANE = frozenset({events_service.DELIVER_EVENT})
+
+
 def job_registry(rt: Runtime) -> Registry:
-    """Every job kind this process can run, each registered by the domain that owns it."""
+    """Every job kind of the main lane, each registered by the domain that owns it."""
     registry = Registry()
     # Domain handlers of updates, in the order they run: groups → support → conversations
-    # (DESIGN.md); later issues add them here.
-    inbox_jobs.register(registry, rt, handlers=[groups_handlers.update_handler(rt)])
+    # (DESIGN.md), then the events they announce; later issues add theirs here.
+    inbox_jobs.register(
+        registry,
+        rt,
+        handlers=[groups_handlers.update_handler(rt), events_handlers.update_handler(rt)],
+    )
     bots_jobs.register(registry, rt)
     groups_delivery.register(registry, rt)
+    return registry
+
+
+def webhook_registry(rt: Runtime, client: events_transport.WebhookClient) -> Registry:
+    """The job kinds of the webhook lane."""
+    registry = Registry()
+    events_delivery.register(registry, rt, client)
     return registry
 
 
@@ -60,6 +82,7 @@ class Background:
 
     writer: GroupCommitWriter
     worker: Worker | None
+    webhook_worker: Worker | None
 
 
 @asynccontextmanager
@@ -71,8 +94,21 @@ async def background(
     writer = GroupCommitWriter(rt)
     tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
     worker: Worker | None = None
+    webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
+    client = events_transport.WebhookClient(
+        events_service.target_policy(rt), timeout_seconds=settings.webhooks_timeout_seconds
+    )
     if run_worker:
+        webhook_worker = Worker(
+            rt.db,
+            webhook_registry(rt, client),
+            concurrency=settings.webhooks_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+            clock=rt.clock,
+            metrics=rt.metrics,
+            lane=Lane(only=WEBHOOK_LANE),
+        )
         worker = Worker(
             rt.db,
             job_registry(rt),
@@ -80,27 +116,42 @@ async def background(
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,
             metrics=rt.metrics,
+            lane=Lane(excluding=WEBHOOK_LANE),
+            # A finished job may have emitted events: look for their deliveries at once.
+            after_job=webhook_worker.notify,
         )
-        rt.notify_worker = worker.notify
+        rt.notify_worker = _notify_all(worker, webhook_worker)
         tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
         tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
     if run_pollers:
         pollers = PollerSupervisor(rt, writer)
         tasks.append(asyncio.create_task(pollers.run(), name="pollers"))
     try:
-        yield Background(writer=writer, worker=worker)
+        yield Background(writer=writer, worker=worker, webhook_worker=webhook_worker)
     finally:
-        # Pollers first (no new updates), then the worker (finish or release), then the writer.
+        # Pollers first (no new updates), then the workers (finish or release), then the writer.
         if pollers is not None:
             await pollers.stop()
         if worker is not None:
             await worker.stop()
+        if webhook_worker is not None:
+            await webhook_worker.stop()
+        await client.aclose()
         await writer.stop()
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _notify_all(*workers: Worker) -> Callable[[], None]:
+    def notify() -> None:
+        for worker in workers:
+            worker.notify()
+
+    return notify
 
 
 class TgrelayApp:
@@ -146,6 +197,7 @@ class TgrelayApp:
         api.include_router(inbox_api.router)
         ui_pages.install(api)  # web UI: pages, static files, sign-in redirect
         api.include_router(groups_api.router)
+        api.include_router(events_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

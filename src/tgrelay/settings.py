@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from functools import cached_property
@@ -57,14 +58,64 @@ class Settings(BaseSettings):
     send_limit_per_group: tuple[int, float] = (20, 60.0)
     # Stretch applied to those limits so clock skew never makes us exceed them.
     send_limit_safety: float = Field(default=0.04, ge=0, le=0.05)
+    # Per-bot circuit breaker on Bot API calls: after this many consecutive network errors,
+    # timeouts or 5xx the bot's calls fail fast; one probe goes after the cool-off (seconds),
+    # which doubles per failed probe up to 600 s.
+    telegram_breaker_failures: int = Field(default=5, ge=1)
+    telegram_breaker_open_seconds: float = Field(default=30.0, gt=0, le=600)
     # FULL survives power loss; NORMAL (WAL) survives process crashes only, and is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    # Outgoing event webhooks (events domain).
+    # Seconds to wait before each attempt: the first at once, the last a day after the ninth.
+    webhooks_retry_schedule: tuple[float, ...] = (
+        0,
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        50400,
+        72000,
+        86400,
+    )
+    webhooks_retry_jitter: float = Field(default=0.1, ge=0, lt=1)
+    webhooks_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Both secrets sign for this long after a rotation.
+    webhooks_secret_overlap_seconds: float = Field(default=86400.0, ge=0)
+    # An endpoint failing without a single success for this long is disabled.
+    webhooks_disable_after_seconds: float = Field(default=5 * 86400.0, gt=0)
+    webhooks_breaker_failures: int = Field(default=5, ge=1)
+    webhooks_breaker_open_seconds: float = Field(default=30.0, gt=0)
+    # Deliveries in flight per process: all endpoints together, and per endpoint.
+    webhooks_concurrency: int = Field(default=64, ge=1)
+    webhooks_concurrency_per_endpoint: int = Field(default=16, ge=1)
+    # On-premise targets: every private address, or only these networks (comma-separated).
+    webhooks_allow_private: bool = False
+    webhooks_allowed_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
 
     @field_validator("secret_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhooks_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhooks_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("the retry schedule needs at least one delay, none negative")
         return value
 
     @field_validator("public_url")

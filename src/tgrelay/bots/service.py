@@ -16,10 +16,14 @@ import structlog
 from aiogram.types import WebhookInfo
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, crypto, errors
 from tgrelay.bots import rules, store
 from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
+from tgrelay.events import catalog
+from tgrelay.events import service as events
+from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
 from tgrelay.telegram import client as telegram
 from tgrelay.telegram import updates as telegram_updates
@@ -115,6 +119,7 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
                     now=now,
                 )
             bot = store.to_bot(rt.settings, await store.reload(conn, identity.id))
+            await _emit_bot(conn, rt, EventType.BOT_CONNECTED, bot, bot.status, now=now)
     except IntegrityError as exc:
         # Another request inserted the same bot between our check and our insert.
         raise errors.Conflict("the bot is being connected by another request") from exc
@@ -198,8 +203,9 @@ async def rotate_token(
         bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
         # The new token works (getMe said so) and, in webhook mode, our webhook is set again.
         if bot.status is BotStatus.TOKEN_REVOKED or bot.mode is BotMode.WEBHOOK:
-            await store.change_status(
+            await _change_status(
                 conn,
+                rt,
                 bot,
                 (BotStatus.HEALTHY, None),
                 reason="token rotated",
@@ -252,8 +258,9 @@ async def disconnect(rt: Runtime, principal: workspaces.Principal, bot_id: int) 
                 bot_id=bot_id,
                 detail={"mode": current_bot.mode},
             )
-            await store.change_status(
+            await _change_status(
                 conn,
+                rt,
                 current_bot,
                 (BotStatus.DISCONNECTED, None),
                 reason="disconnected by the workspace",
@@ -312,8 +319,9 @@ async def check_health(rt: Runtime, bot_id: int, *, actor: str = audit.SYSTEM) -
             values["last_error_message"] = info.last_error_message
             values["last_error_at"] = store.aware(info.last_error_date)
         await store.change(conn, bot_id, values)
-        await store.change_status(
+        await _change_status(
             conn,
+            rt,
             store.to_bot(rt.settings, current),
             (verdict.status, verdict.conflict_kind),
             reason=verdict.reason,
@@ -373,9 +381,71 @@ async def record_status(
         bot = store.to_bot(rt.settings, row)
         if bot.status is BotStatus.DISCONNECTED:
             return False
-        return await store.change_status(
-            conn, bot, (status, conflict_kind), reason=reason, actor=actor, now=rt.clock()
+        return await _change_status(
+            conn, rt, bot, (status, conflict_kind), reason=reason, actor=actor, now=rt.clock()
         )
+
+
+async def _change_status(
+    conn: AsyncConnection,
+    rt: Runtime,
+    bot: ConnectedBot,
+    new: tuple[BotStatus, ConflictKind | None],
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """Store a status change with its audit row and its event; True if the status changed."""
+    if not await store.change_status(conn, bot, new, reason=reason, actor=actor, now=now):
+        return False
+    status, conflict_kind = new
+    if status is BotStatus.DISCONNECTED:
+        await _emit_bot(conn, rt, EventType.BOT_DISCONNECTED, bot, status, now=now)
+        return True
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=bot.workspace_id,
+        event_type=EventType.BOT_STATUS_CHANGED,
+        data=catalog.BotStatusData(
+            bot_id=bot.id,
+            username=bot.username,
+            status=status.value,
+            previous_status=bot.status.value,
+            conflict_kind=None if conflict_kind is None else conflict_kind.value,
+            reason=reason,
+        ),
+        now=now,
+    )
+    return True
+
+
+async def _emit_bot(
+    conn: AsyncConnection,
+    rt: Runtime,
+    event_type: EventType,
+    bot: ConnectedBot,
+    status: BotStatus,
+    *,
+    now: datetime,
+) -> None:
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=bot.workspace_id,
+        event_type=event_type,
+        data=catalog.BotData(
+            bot_id=bot.id, username=bot.username, mode=bot.mode.value, status=status.value
+        ),
+        now=now,
+    )
+
+
+async def workspace_of(conn: AsyncConnection, bot_id: int) -> str | None:
+    """The workspace a bot belongs to, in the caller's transaction (None: unknown bot)."""
+    row = await store.load(conn, bot_id)
+    return None if row is None else str(row.workspace_id)
 
 
 async def token_of(rt: Runtime, bot_id: int) -> str:

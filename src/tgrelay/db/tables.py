@@ -228,3 +228,78 @@ notifications = Table(
     Column("sent_at", Timestamp),
     UniqueConstraint("workspace_id", "idempotency_key"),
 )
+
+# --- events: the event log, customers' endpoints, deliveries and their attempts -----------
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "evt_" + random; the webhook-id header
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("type", String(64), nullable=False),  # e.g. "message.received" (events.catalog)
+    Column("body", Text, nullable=False),  # the JSON sent, byte for byte, on every attempt
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_events_workspace_id_created_at", "workspace_id", "created_at"),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "ep_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("description", String(500)),
+    Column("event_types", Text),  # JSON list of subscribed types; null = every type
+    Column("status", String(16), nullable=False),  # enabled | disabled
+    Column("disabled_reason", Text),
+    Column("secret_ciphertext", Text, nullable=False),  # Fernet token of the whsec_ secret
+    # After a rotation the previous secret keeps signing until this instant.
+    Column("previous_secret_ciphertext", Text),
+    Column("previous_secret_expires_at", Timestamp),
+    # Circuit breaker (tgrelay.breaker), shared by every worker process.
+    Column("breaker_state", String(16), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("breaker_opened_at", Timestamp),
+    Column("breaker_retry_at", Timestamp),
+    Column("breaker_open_count", Integer, nullable=False, server_default=text("0")),
+    # First failure of the current unbroken run of failures; null after a success.
+    Column("failing_since", Timestamp),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp),  # DELETE keeps the row for its deliveries' history
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),  # shown as "dlv_<id>"
+    Column("workspace_id", String(40), nullable=False),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead_letter
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Attempts in the current run of the schedule; a retry or replay starts a new run.
+    Column("schedule_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Timestamp),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("delivered_at", Timestamp),
+    UniqueConstraint("event_id", "endpoint_id"),
+    Index("ix_deliveries_endpoint_id_status_id", "endpoint_id", "status", "id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False, index=True),
+    Column("started_at", Timestamp, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer),  # null when no HTTP answer came (timeout, refused, …)
+    Column("response_body", Text),  # the first 2 KiB of the answer
+    Column("error", Text),  # why it failed; null on success
+    Column("succeeded", Boolean, nullable=False),
+)

@@ -16,8 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
+from tgrelay.events import catalog
+from tgrelay.events import service as events
+from tgrelay.events.catalog import EventType
 from tgrelay.groups import store
-from tgrelay.groups.models import Connection, ConnectionStatus, NotificationStatus
+from tgrelay.groups.models import Connection, ConnectionStatus, Notification, NotificationStatus
 from tgrelay.queue import models as queue_models
 from tgrelay.queue import retry, worker
 from tgrelay.queue import store as job_store
@@ -186,6 +189,8 @@ async def _send_notification(rt: Runtime, notification_id: str, turn: _Turn) -> 
                 updated_at=now,
                 **({"status": NotificationStatus.SENT.value, "sent_at": now} if done else {}),
             )
+            if done:
+                await _announce(conn, rt, notification, NotificationStatus.SENT, message_ids)
     log.info("notification.sent", notification_id=notification_id, messages=len(message_ids))
 
 
@@ -198,7 +203,68 @@ async def _fail(rt: Runtime, notification_id: str, reason: str) -> None:
             error=reason,
             updated_at=rt.clock(),
         )
+        failed = await store.notification(conn, notification_id)
+        if failed is not None:
+            await _announce(
+                conn, rt, failed, NotificationStatus.FAILED, list(failed.message_ids), reason
+            )
     log.warning("notification.failed", notification_id=notification_id, reason=reason)
+
+
+async def _announce(
+    conn: AsyncConnection,
+    rt: Runtime,
+    notification: Notification,
+    status: NotificationStatus,
+    message_ids: list[int],
+    error: str | None = None,
+) -> None:
+    """The notification.sent / notification.failed event, in the transaction recording it."""
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=notification.workspace_id,
+        event_type=(
+            EventType.NOTIFICATION_SENT
+            if status is NotificationStatus.SENT
+            else EventType.NOTIFICATION_FAILED
+        ),
+        data=catalog.NotificationData(
+            notification_id=notification.id,
+            connection_id=notification.connection_id,
+            idempotency_key=notification.idempotency_key,
+            status=status.value,
+            message_ids=message_ids,
+            error=error,
+        ),
+    )
+
+
+async def _announce_status(
+    conn: AsyncConnection,
+    rt: Runtime,
+    connection: Connection,
+    *,
+    status: str,
+    chat_id: int,
+    previous_chat_id: int | None = None,
+    reason: str,
+) -> None:
+    """The group.status_changed event (bot_removed or migrated)."""
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=connection.workspace_id,
+        event_type=EventType.GROUP_STATUS_CHANGED,
+        data=catalog.GroupStatusData(
+            connection_id=connection.id,
+            bot_id=connection.bot_id,
+            chat_id=chat_id,
+            status=status,
+            previous_chat_id=previous_chat_id,
+            reason=reason,
+        ),
+    )
 
 
 # --- the bot's own messages ----------------------------------------------------------------
@@ -385,6 +451,15 @@ async def migrate_chat(
                 "chat_id": new_chat_id,
             },
         )
+        await _announce_status(
+            conn,
+            rt,
+            connection,
+            status="migrated",
+            chat_id=new_chat_id,
+            previous_chat_id=old_chat_id,
+            reason="the group became a supergroup",
+        )
         log.info("group.migrated", connection_id=connection.id, chat_id=new_chat_id)
 
 
@@ -416,5 +491,8 @@ async def set_bot_removed(
             workspace_id=target.workspace_id,
             bot_id=target.bot_id,
             detail={"connection_id": target.id, "status": "bot_removed", "reason": reason},
+        )
+        await _announce_status(
+            conn, rt, target, status="bot_removed", chat_id=target.chat_id, reason=reason
         )
         log.info("group.bot_removed", connection_id=target.id, reason=reason)

@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit
 from tgrelay.bots import service as bots_service
+from tgrelay.events import catalog
+from tgrelay.events import service as events
+from tgrelay.events.catalog import EventType
 from tgrelay.groups import delivery, rules, store
 from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
 from tgrelay.inbox.processing import ProcessedUpdate, UpdateHandler
@@ -289,6 +292,24 @@ async def _connect(
             "chat_id": chat.id,
             "telegram_user_id": actor.id,
         },
+    )
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=session.workspace_id,
+        event_type=EventType.GROUP_CONNECTED,
+        data=catalog.GroupData(
+            connection_id=connection_id,
+            bot_id=session.bot_id,
+            chat_id=chat.id,
+            chat_type=chat.type,
+            title=chat.title,
+            is_forum=bool(chat.is_forum),
+            topic=session.topic,
+            connected_by_user_id=actor.id,
+            session_id=session.id,
+        ),
+        now=now,
     )
     await delivery.enqueue_message(
         rt,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiogram.types import Chat, Update, User
 from pydantic import ValidationError
 from sqlalchemy import Table, select
@@ -29,6 +30,7 @@ class ProcessedUpdate:
     update_id: int
     kind: UpdateKind
     update: Update
+    raw: dict[str, Any]  # the same update exactly as Telegram sent it
     chat: Chat | None
     sender: User | None
 
@@ -42,6 +44,7 @@ def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
         update = Update.model_validate_json(payload)
     except ValidationError as exc:
         raise PermanentFailure(f"not a valid Telegram Update: {exc.error_count()} errors") from None
+    raw = orjson.loads(payload)
     kind = classify(dict.fromkeys(update.model_fields_set, True))
     event: Any = getattr(update, kind.value, None) if kind is not UpdateKind.UNKNOWN else None
     chat = getattr(event, "chat", None)
@@ -53,6 +56,7 @@ def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
         update_id=update.update_id,
         kind=kind,
         update=update,
+        raw=raw,
         chat=chat if isinstance(chat, Chat) else None,
         sender=sender if isinstance(sender, User) else None,
     )

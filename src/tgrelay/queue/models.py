@@ -47,6 +47,18 @@ class NewJob:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Lane:
+    """Which job kinds a worker claims; a separate lane keeps slow network work (webhook
+    deliveries) from taking the slots that updates and sends need, and the other way round."""
+
+    only: frozenset[str] | None = None  # None: every kind not excluded
+    excluding: frozenset[str] = frozenset()
+
+
+ALL_KINDS = Lane()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """A stored job, as a worker or an operator sees it."""
 

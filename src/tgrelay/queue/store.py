@@ -21,7 +21,7 @@ from sqlalchemy.sql import FromClause, Insert, Update
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.queue import retry
-from tgrelay.queue.models import Job, JobState, NewJob
+from tgrelay.queue.models import ALL_KINDS, Job, JobState, Lane, NewJob
 
 jobs = tables.jobs
 MAX_ERROR_LENGTH = 2000
@@ -75,7 +75,13 @@ async def enqueue(
 
 
 async def claim(
-    db: Database, *, worker_id: str, limit: int, now: datetime, lease_seconds: float
+    db: Database,
+    *,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    lease_seconds: float,
+    lane: Lane = ALL_KINDS,
 ) -> list[Job]:
     """Move up to `limit` claimable jobs to running under `worker_id`'s lease.
 
@@ -94,7 +100,7 @@ async def claim(
     }
     async with db.transaction() as conn:
         if db.is_postgres:
-            ids = await _lock_candidates_postgres(conn, limit=limit, now=now)
+            ids = await _lock_candidates_postgres(conn, limit=limit, now=now, lane=lane)
             if not ids:
                 return []
             # A new statement, hence a new snapshot, taken after the key locks were granted:
@@ -106,14 +112,14 @@ async def claim(
             )
         else:
             # BEGIN IMMEDIATE already serialises writers: one statement is enough.
-            candidates = _candidates(now, limit, rare=_unlikely)
+            candidates = _candidates(now, limit, lane, rare=_unlikely)
             statement = update(jobs).where(jobs.c.id.in_(candidates))
         result = await conn.execute(statement.values(start_running).returning(*jobs.c))
         return sorted((_to_job(row) for row in result), key=lambda job: job.id)
 
 
 async def _lock_candidates_postgres(
-    conn: AsyncConnection, *, limit: int, now: datetime
+    conn: AsyncConnection, *, limit: int, now: datetime, lane: Lane
 ) -> list[int]:
     """Lock due candidates (skipping rows other claimers hold) and, per key, a transaction lock.
 
@@ -122,7 +128,7 @@ async def _lock_candidates_postgres(
     each show a different job of one key as its head.
     """
     picked = (
-        _candidates(now, limit, rare=_as_is)
+        _candidates(now, limit, lane, rare=_as_is)
         .add_columns(_CANDIDATE.c.ordering_key)
         .with_for_update(skip_locked=True, of=_CANDIDATE)
         .cte("picked")
@@ -136,18 +142,24 @@ async def _lock_candidates_postgres(
 
 
 def _candidates(
-    now: datetime, limit: int, *, rare: Callable[[Condition], Condition]
+    now: datetime, limit: int, lane: Lane, *, rare: Callable[[Condition], Condition]
 ) -> Select[tuple[int]]:
     """Claimable jobs, oldest due first: a walk along ix_jobs_state_run_at that stops early.
 
     Ordering by id instead would let PostgreSQL walk the primary key from the oldest (done)
     jobs, or make SQLite sort every due job.
     """
+    in_lane: list[Condition] = []
+    if lane.only is not None:
+        in_lane.append(_CANDIDATE.c.kind.in_(sorted(lane.only)))
+    if lane.excluding:
+        in_lane.append(_CANDIDATE.c.kind.not_in(sorted(lane.excluding)))
     return (
         select(_CANDIDATE.c.id)
         .where(
             rare(_CANDIDATE.c.state == JobState.PENDING.value),
             _CANDIDATE.c.run_at <= now,
+            *in_lane,
             _is_free_head(_CANDIDATE, rare=rare),
         )
         .order_by(_CANDIDATE.c.run_at, _CANDIDATE.c.id)

@@ -28,12 +28,15 @@ from tgrelay.clock import Clock, utcnow
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
-from tgrelay.queue.models import Job, JobState
+from tgrelay.queue.models import ALL_KINDS, Job, JobState, Lane
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Job], Awaitable[None]]
-NonTransactionalHandler = Callable[[Job], Awaitable[None]]
+# What a non-transactional handler may leave for the transaction that completes its job
+# (e.g. recording the outcome of an HTTP call), so both commit together or not at all.
+Finish = Callable[[AsyncConnection], Awaitable[None]]
+NonTransactionalHandler = Callable[[Job], Awaitable[Finish | None]]
 
 # Errors a database outage raises; the loop outlives them. Anything else is a bug in a handler
 # (recorded on its job) or in the loop itself (which should crash loudly).
@@ -119,6 +122,8 @@ class Worker:
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         metrics: Metrics | None = None,
         rescue_interval: float = 5.0,
+        lane: Lane = ALL_KINDS,
+        after_job: Callable[[], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -134,6 +139,8 @@ class Worker:
         self.policy = policy
         self.metrics = metrics
         self.rescue_interval = rescue_interval
+        self.lane = lane
+        self.after_job = after_job  # called whenever a job run ends, whatever its outcome
         # Rescue, lease renewal and the gauge share one timer, short enough that a running
         # job's lease is renewed at least twice before it could lapse.
         self.maintenance_interval = min(rescue_interval, lease_seconds / 3)
@@ -207,6 +214,7 @@ class Worker:
             limit=free,
             now=self.clock(),
             lease_seconds=self.lease_seconds,
+            lane=self.lane,
         )
         for job in jobs:
             task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
@@ -217,6 +225,8 @@ class Worker:
     def _on_job_done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a free slot, and maybe the next job of the same key
+        if self.after_job is not None:
+            self.after_job()
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("job.crashed", error=repr(exc), exc_info=exc)
 
@@ -273,8 +283,10 @@ class Worker:
                     await registration.handler(conn, job)
                     await self._complete(conn, job)
             else:
-                await registration.handler(job)
+                finish = await registration.handler(job)
                 async with self.db.transaction() as conn:
+                    if finish is not None:
+                        await finish(conn)
                     await self._complete(conn, job)
         except _LeaseLost:
             self._log.warning("job.lease_lost", **fields)

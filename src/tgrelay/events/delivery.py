@@ -1,0 +1,295 @@
+"""The deliver_event job: one signed POST of an event to an endpoint, and what follows from it.
+
+Each attempt is one job, run in the worker's webhook lane. The POST happens outside any
+transaction; its outcome (the attempt row, the delivery's new state, the next attempt's
+job, the endpoint's breaker) commits with the job's completion. A worker that dies
+mid-POST leaves the job to be rescued and the same delivery (same webhook-id) sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay import breaker
+from tgrelay.events import schedule, service, signing, store, transport
+from tgrelay.events.models import Attempt, DeliveryStatus, Endpoint, EndpointStatus
+from tgrelay.queue.models import Job
+from tgrelay.queue.retry import Reschedule
+from tgrelay.queue.worker import Finish, Registry
+from tgrelay.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+# How long an attempt waits for one of its endpoint's in-flight slots before giving its
+# worker slot back (rescheduling): long enough for a healthy endpoint to answer, short
+# enough that a slow one cannot gather the lane's slots.
+SLOT_WAIT_SECONDS = 1.0
+
+
+class EndpointSlots:
+    """At most `limit` POSTs in flight per endpoint in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, endpoint_id: str) -> AsyncIterator[bool]:
+        """Yields True holding a slot, or False when none freed up in SLOT_WAIT_SECONDS."""
+        semaphore = self._semaphores.setdefault(endpoint_id, asyncio.Semaphore(self.limit))
+        try:
+            async with asyncio.timeout(SLOT_WAIT_SECONDS):
+                await semaphore.acquire()
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            semaphore.release()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What one POST came to, before it is judged."""
+
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    response_body: str | None
+    retry_after: float | None
+    error: str | None
+
+
+def policy_of(rt: Runtime) -> breaker.BreakerPolicy:
+    return breaker.BreakerPolicy(
+        failure_threshold=rt.settings.webhooks_breaker_failures,
+        open_seconds=rt.settings.webhooks_breaker_open_seconds,
+    )
+
+
+def schedule_of(rt: Runtime) -> schedule.Schedule:
+    return schedule.Schedule(
+        delays=rt.settings.webhooks_retry_schedule,
+        jitter=rt.settings.webhooks_retry_jitter,
+        disable_after=timedelta(seconds=rt.settings.webhooks_disable_after_seconds),
+    )
+
+
+def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -> None:
+    """Register deliver_event, sending through `client` (opened and closed by the app)."""
+    slots = EndpointSlots(rt.settings.webhooks_concurrency_per_endpoint)
+    rules = schedule_of(rt)
+    policy = policy_of(rt)
+    rand = random.Random()
+
+    async def deliver_event(job: Job) -> Finish | None:
+        if job.subject_id is None:
+            return None
+        async with rt.db.engine.connect() as conn:
+            found = await store.target(conn, job.subject_id)
+        if found is None or found.delivery.status is not DeliveryStatus.PENDING:
+            return None  # delivered or given up meanwhile (a replay queued a second job)
+        endpoint = found.endpoint
+        if found.endpoint_deleted or endpoint.status is EndpointStatus.DISABLED:
+            reason = "endpoint deleted" if found.endpoint_deleted else "endpoint disabled"
+            return _dead_letter(found.delivery.id, f"{reason}: {endpoint.disabled_reason or ''}")
+        now = rt.clock()
+        admission, admitted = breaker.admit(policy, endpoint.breaker, now=now)
+        if not admission.allowed:
+            raise Reschedule(admission.wait_seconds, f"circuit open for {endpoint.id}")
+        if admission.probe and not await _claim_probe(rt, endpoint, admitted):
+            raise Reschedule(policy.open_seconds / 10, f"another worker probes {endpoint.id}")
+        async with slots.slot(endpoint.id) as acquired:
+            if not acquired:
+                raise Reschedule(0.1 + rand.random() * 0.4, f"{endpoint.id} has no free slot")
+            result = await _post(rt, client, found)
+        log.debug(
+            "delivery.attempted",
+            delivery_id=found.delivery.id,
+            endpoint_id=endpoint.id,
+            status_code=result.status_code,
+            error=result.error,
+        )
+        return _judge(rt, found, result, rules=rules, policy=policy, rand=rand.random())
+
+    registry.register(service.DELIVER_EVENT, deliver_event, transactional=False)
+
+
+async def _claim_probe(rt: Runtime, endpoint: Endpoint, admitted: breaker.Breaker) -> bool:
+    """Take the half-open probe for every process; False when another worker took it first."""
+    async with rt.db.transaction() as conn:
+        current = await store.get_endpoint(
+            conn, endpoint.workspace_id, endpoint.id, for_update=True
+        )
+        if current is None or current.breaker != endpoint.breaker:
+            return False
+        await store.update_endpoint(conn, endpoint.id, store.breaker_values(admitted))
+    return True
+
+
+async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Target) -> Result:
+    started = rt.clock()
+    async with rt.db.engine.connect() as conn:
+        keys = await service.signing_secrets(conn, rt, found.endpoint.id, now=started)
+    headers = signing.headers(
+        keys, msg_id=found.delivery.event_id, timestamp=started, body=found.body
+    )
+    try:
+        response = await client.post(found.endpoint.url, found.body.encode(), headers)
+    except transport.DeliveryFailed as failure:
+        return Result(
+            started_at=started,
+            duration_ms=round(failure.duration_seconds * 1000),
+            status_code=None,
+            response_body=None,
+            retry_after=None,
+            error=failure.reason,
+        )
+    error = None
+    if not 200 <= response.status < 300:
+        error = f"HTTP {response.status}"
+        if response.location:
+            error += f" (redirect to {response.location} not followed)"
+    return Result(
+        started_at=started,
+        duration_ms=round(response.duration_seconds * 1000),
+        status_code=response.status,
+        response_body=response.body_prefix,
+        retry_after=response.retry_after,
+        error=error,
+    )
+
+
+def _dead_letter(delivery_id: int, reason: str) -> Finish:
+    async def finish(conn: AsyncConnection) -> None:
+        await store.update_delivery(
+            conn,
+            delivery_id,
+            {
+                "status": DeliveryStatus.DEAD_LETTER.value,
+                "next_attempt_at": None,
+                "last_error": reason,
+            },
+        )
+
+    return finish
+
+
+def _judge(
+    rt: Runtime,
+    found: store.Target,
+    result: Result,
+    *,
+    rules: schedule.Schedule,
+    policy: breaker.BreakerPolicy,
+    rand: float,
+) -> Finish:
+    """The transaction step that records an attempt and decides what comes next."""
+    outcome = schedule.classify(result.status_code)
+    delivery = found.delivery
+
+    async def finish(conn: AsyncConnection) -> None:
+        now = rt.clock()
+        await store.record_attempt(
+            conn,
+            Attempt(
+                delivery_id=delivery.id,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                response_body=result.response_body,
+                error=result.error,
+                succeeded=outcome is schedule.Outcome.DELIVERED,
+            ),
+        )
+        values: dict[str, object] = {
+            "attempts": delivery.attempts + 1,
+            "schedule_attempts": delivery.schedule_attempts + 1,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+            "updated_at": now,
+        }
+        # Read again under the transaction: other attempts to this endpoint ran meanwhile.
+        endpoint = await store.get_endpoint(
+            conn, found.endpoint.workspace_id, found.endpoint.id, for_update=True
+        )
+        if outcome is schedule.Outcome.DELIVERED:
+            values |= {
+                "status": DeliveryStatus.DELIVERED.value,
+                "next_attempt_at": None,
+                "delivered_at": now,
+            }
+            await store.update_delivery(conn, delivery.id, values)
+            if endpoint is not None:
+                await _succeeded(conn, endpoint, now=now)
+            return
+        if outcome is schedule.Outcome.GONE:
+            values |= {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
+            await store.update_delivery(conn, delivery.id, values)
+            if endpoint is not None and endpoint.status is EndpointStatus.ENABLED:
+                await service.disable_endpoint(
+                    conn, rt, endpoint, reason="the endpoint answered 410 Gone", now=now
+                )
+            return
+        retry_at = schedule.next_attempt_at(
+            rules,
+            attempts_done=delivery.schedule_attempts + 1,
+            now=now,
+            retry_after=result.retry_after,
+            rand=rand,
+        )
+        if retry_at is None:
+            values |= {
+                "status": DeliveryStatus.DEAD_LETTER.value,
+                "next_attempt_at": None,
+                "last_error": f"retry schedule exhausted; last: {result.error}",
+            }
+        else:
+            values["next_attempt_at"] = retry_at
+        await store.update_delivery(conn, delivery.id, values)
+        if retry_at is not None:
+            await service.enqueue_attempts(conn, rt, [delivery.id], run_at=retry_at)
+        if endpoint is not None:
+            await _failed(conn, rt, endpoint, rules=rules, policy=policy, now=now)
+
+    return finish
+
+
+async def _succeeded(conn: AsyncConnection, endpoint: Endpoint, *, now: datetime) -> None:
+    closed = breaker.record_success(endpoint.breaker)
+    if closed != endpoint.breaker or endpoint.failing_since is not None:
+        await store.update_endpoint(
+            conn, endpoint.id, store.breaker_values(closed) | {"failing_since": None}
+        )
+
+
+async def _failed(
+    conn: AsyncConnection,
+    rt: Runtime,
+    endpoint: Endpoint,
+    *,
+    rules: schedule.Schedule,
+    policy: breaker.BreakerPolicy,
+    now: datetime,
+) -> None:
+    tripped = breaker.record_failure(policy, endpoint.breaker, now=now)
+    failing_since = endpoint.failing_since or now
+    await store.update_endpoint(
+        conn, endpoint.id, store.breaker_values(tripped) | {"failing_since": failing_since}
+    )
+    if endpoint.status is EndpointStatus.ENABLED and schedule.failing_too_long(
+        rules, failing_since=failing_since, now=now
+    ):
+        days = rules.disable_after.total_seconds() / 86400
+        await service.disable_endpoint(
+            conn, rt, endpoint, reason=f"failing without a success for {days:g} days", now=now
+        )

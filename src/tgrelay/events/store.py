@@ -1,0 +1,406 @@
+"""The events domain's SQL: events, endpoints, deliveries and attempts.
+
+Every function joins the caller's transaction; reads that serve a workspace filter by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay import breaker
+from tgrelay.db import tables
+from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
+
+events = tables.events
+endpoints = tables.endpoints
+deliveries = tables.deliveries
+attempts = tables.delivery_attempts
+
+MAX_ERROR_LENGTH = 2000
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+async def insert_event(
+    conn: AsyncConnection,
+    *,
+    event_id: str,
+    workspace_id: str,
+    event_type: str,
+    body: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(events).values(
+            id=event_id, workspace_id=workspace_id, type=event_type, body=body, created_at=now
+        )
+    )
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscriber:
+    id: str
+    event_types: tuple[str, ...] | None
+
+
+async def subscribers(conn: AsyncConnection, workspace_id: str) -> list[Subscriber]:
+    """The workspace's enabled endpoints with what each subscribed to."""
+    rows = await conn.execute(
+        select(endpoints.c.id, endpoints.c.event_types).where(
+            endpoints.c.workspace_id == workspace_id,
+            endpoints.c.status == EndpointStatus.ENABLED.value,
+            endpoints.c.deleted_at.is_(None),
+        )
+    )
+    return [Subscriber(id=row.id, event_types=_types_of(row.event_types)) for row in rows]
+
+
+async def insert_endpoint(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
+    await conn.execute(insert(endpoints).values(**values))
+
+
+async def get_endpoint(
+    conn: AsyncConnection, workspace_id: str, endpoint_id: str, *, for_update: bool = False
+) -> Endpoint | None:
+    statement = select(endpoints).where(
+        endpoints.c.id == endpoint_id,
+        endpoints.c.workspace_id == workspace_id,
+        endpoints.c.deleted_at.is_(None),
+    )
+    if for_update and conn.dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    row = (await conn.execute(statement)).one_or_none()
+    return None if row is None else endpoint_of(row)
+
+
+async def list_endpoints(conn: AsyncConnection, workspace_id: str) -> list[Endpoint]:
+    rows = await conn.execute(
+        select(endpoints)
+        .where(endpoints.c.workspace_id == workspace_id, endpoints.c.deleted_at.is_(None))
+        .order_by(endpoints.c.created_at, endpoints.c.id)
+    )
+    return [endpoint_of(row) for row in rows]
+
+
+async def update_endpoint(
+    conn: AsyncConnection, endpoint_id: str, values: Mapping[str, Any]
+) -> None:
+    await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretCiphertexts:
+    current: str
+    previous: str | None
+    previous_expires_at: datetime | None
+
+
+async def secret_ciphertexts(conn: AsyncConnection, endpoint_id: str) -> SecretCiphertexts:
+    row = (
+        await conn.execute(
+            select(
+                endpoints.c.secret_ciphertext,
+                endpoints.c.previous_secret_ciphertext,
+                endpoints.c.previous_secret_expires_at,
+            ).where(endpoints.c.id == endpoint_id)
+        )
+    ).one()
+    return SecretCiphertexts(
+        current=row.secret_ciphertext,
+        previous=row.previous_secret_ciphertext,
+        previous_expires_at=row.previous_secret_expires_at,
+    )
+
+
+def breaker_values(state: breaker.Breaker) -> dict[str, Any]:
+    """The endpoints columns that hold a breaker."""
+    return {
+        "breaker_state": state.state.value,
+        "consecutive_failures": state.consecutive_failures,
+        "breaker_opened_at": state.opened_at,
+        "breaker_retry_at": state.retry_at,
+        "breaker_open_count": state.open_count,
+    }
+
+
+def endpoint_of(row: Row[Any]) -> Endpoint:
+    return _endpoint_from(dict(row._mapping))
+
+
+def _endpoint_from(columns: Mapping[str, Any]) -> Endpoint:
+    return Endpoint(
+        id=columns["id"],
+        workspace_id=columns["workspace_id"],
+        url=columns["url"],
+        description=columns["description"],
+        event_types=_types_of(columns["event_types"]),
+        status=EndpointStatus(columns["status"]),
+        disabled_reason=columns["disabled_reason"],
+        breaker=breaker.Breaker(
+            state=breaker.BreakerState(columns["breaker_state"]),
+            consecutive_failures=columns["consecutive_failures"],
+            opened_at=columns["breaker_opened_at"],
+            retry_at=columns["breaker_retry_at"],
+            open_count=columns["breaker_open_count"],
+        ),
+        failing_since=columns["failing_since"],
+        previous_secret_expires_at=columns["previous_secret_expires_at"],
+        created_at=columns["created_at"],
+        updated_at=columns["updated_at"],
+    )
+
+
+def _types_of(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(orjson.loads(stored))
+
+
+def types_value(event_types: Sequence[str] | None) -> str | None:
+    return None if event_types is None else orjson.dumps(sorted(set(event_types))).decode()
+
+
+# --- deliveries ------------------------------------------------------------------------
+
+
+async def insert_deliveries(
+    conn: AsyncConnection,
+    *,
+    workspace_id: str,
+    event_id: str,
+    event_type: str,
+    endpoint_ids: Sequence[str],
+    now: datetime,
+) -> list[int]:
+    """One pending delivery per endpoint; ids in the order of `endpoint_ids`."""
+    if not endpoint_ids:
+        return []
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "endpoint_id": endpoint_id,
+            "event_id": event_id,
+            "event_type": event_type,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "schedule_attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for endpoint_id in endpoint_ids
+    ]
+    statement = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+    return [int(row.id) for row in await conn.execute(statement, rows)]
+
+
+async def get_delivery(
+    conn: AsyncConnection, workspace_id: str, delivery_id: int
+) -> Delivery | None:
+    row = (
+        await conn.execute(
+            select(deliveries).where(
+                deliveries.c.id == delivery_id, deliveries.c.workspace_id == workspace_id
+            )
+        )
+    ).one_or_none()
+    return None if row is None else delivery_of(row)
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    *,
+    endpoint_id: str,
+    status: DeliveryStatus | None,
+    before_id: int | None,
+    limit: int,
+) -> list[Delivery]:
+    """Newest first, `limit` at a time; `before_id` continues where a page ended."""
+    statement = select(deliveries).where(deliveries.c.endpoint_id == endpoint_id)
+    if status is not None:
+        statement = statement.where(deliveries.c.status == status.value)
+    if before_id is not None:
+        statement = statement.where(deliveries.c.id < before_id)
+    rows = await conn.execute(statement.order_by(deliveries.c.id.desc()).limit(limit))
+    return [delivery_of(row) for row in rows]
+
+
+async def replayable(
+    conn: AsyncConnection,
+    *,
+    endpoint_id: str,
+    since: datetime,
+    until: datetime | None,
+    statuses: Sequence[DeliveryStatus],
+    after_id: int,
+    limit: int,
+) -> list[int]:
+    """Ids of the endpoint's deliveries created in [since, until), oldest first."""
+    statement = select(deliveries.c.id).where(
+        deliveries.c.endpoint_id == endpoint_id,
+        deliveries.c.created_at >= since,
+        deliveries.c.status.in_([status.value for status in statuses]),
+        deliveries.c.id > after_id,
+    )
+    if until is not None:
+        statement = statement.where(deliveries.c.created_at < until)
+    rows = await conn.execute(statement.order_by(deliveries.c.id).limit(limit))
+    return [int(row.id) for row in rows]
+
+
+async def count_replayable(
+    conn: AsyncConnection,
+    *,
+    endpoint_id: str,
+    since: datetime,
+    until: datetime | None,
+    statuses: Sequence[DeliveryStatus],
+) -> int:
+    statement = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.created_at >= since,
+            deliveries.c.status.in_([status.value for status in statuses]),
+        )
+    )
+    if until is not None:
+        statement = statement.where(deliveries.c.created_at < until)
+    return int(await conn.scalar(statement) or 0)
+
+
+async def restart(conn: AsyncConnection, delivery_ids: Sequence[int], *, now: datetime) -> None:
+    """Put deliveries back to pending at the start of a new run of the schedule."""
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(delivery_ids))
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            schedule_attempts=0,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def dead_letter_pending(
+    conn: AsyncConnection, endpoint_id: str, *, reason: str, now: datetime
+) -> int:
+    """Give up on every pending delivery of an endpoint (it was disabled or deleted)."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.DEAD_LETTER.value,
+            next_attempt_at=None,
+            last_error=reason,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """What one attempt needs: the delivery, its event's body, its endpoint."""
+
+    delivery: Delivery
+    body: str
+    endpoint: Endpoint
+    endpoint_deleted: bool
+
+
+async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
+    row = (
+        await conn.execute(
+            select(deliveries, events.c.body, endpoints)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+            .where(deliveries.c.id == delivery_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    mapping = row._mapping
+    delivery_columns = {column.name: mapping[column] for column in deliveries.c}
+    endpoint_columns = {column.name: mapping[column] for column in endpoints.c}
+    return Target(
+        delivery=_delivery_from(delivery_columns),
+        body=mapping[events.c.body],
+        endpoint=_endpoint_from(endpoint_columns),
+        endpoint_deleted=endpoint_columns["deleted_at"] is not None,
+    )
+
+
+async def record_attempt(conn: AsyncConnection, attempt: Attempt) -> None:
+    await conn.execute(
+        insert(attempts).values(
+            delivery_id=attempt.delivery_id,
+            started_at=attempt.started_at,
+            duration_ms=attempt.duration_ms,
+            status_code=attempt.status_code,
+            response_body=attempt.response_body,
+            error=None if attempt.error is None else attempt.error[:MAX_ERROR_LENGTH],
+            succeeded=attempt.succeeded,
+        )
+    )
+
+
+async def attempts_of(conn: AsyncConnection, delivery_id: int) -> list[Attempt]:
+    rows = await conn.execute(
+        select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(attempts.c.id)
+    )
+    return [
+        Attempt(
+            delivery_id=row.delivery_id,
+            started_at=row.started_at,
+            duration_ms=row.duration_ms,
+            status_code=row.status_code,
+            response_body=row.response_body,
+            error=row.error,
+            succeeded=row.succeeded,
+        )
+        for row in rows
+    ]
+
+
+async def update_delivery(
+    conn: AsyncConnection, delivery_id: int, values: Mapping[str, Any]
+) -> None:
+    await conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+
+def delivery_of(row: Row[Any]) -> Delivery:
+    return _delivery_from(dict(row._mapping))
+
+
+def _delivery_from(columns: Mapping[str, Any]) -> Delivery:
+    return Delivery(
+        id=int(columns["id"]),
+        workspace_id=columns["workspace_id"],
+        endpoint_id=columns["endpoint_id"],
+        event_id=columns["event_id"],
+        event_type=columns["event_type"],
+        status=DeliveryStatus(columns["status"]),
+        attempts=columns["attempts"],
+        schedule_attempts=columns["schedule_attempts"],
+        next_attempt_at=columns["next_attempt_at"],
+        last_status_code=columns["last_status_code"],
+        last_error=columns["last_error"],
+        created_at=columns["created_at"],
+        updated_at=columns["updated_at"],
+        delivered_at=columns["delivered_at"],
+    )
