@@ -1,4 +1,4 @@
-"""The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator."""
+"""The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator, webhooks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -17,6 +19,7 @@ from tgrelay import errors
 from tgrelay.bots import service as bots
 from tgrelay.bots.models import ConnectedBot
 from tgrelay.db import migrate as db_migrate
+from tgrelay.events import signing
 from tgrelay.observability import configure_logging
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings, with_secret_keys
@@ -222,6 +225,59 @@ def bot_check(workspace: WorkspaceOption, bot_id: int) -> None:
         return await bots.check_health(rt, bot_id, actor="cli")
 
     _print_bots([_with_runtime(use)])
+
+
+# ── webhooks: outgoing event webhooks, as a receiver sees them ──────────────────────────
+
+webhooks_app = typer.Typer(
+    help="Outgoing event webhooks: verify what a receiver got.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+def _value_or_file(value: str) -> bytes:
+    """`@path` is the file's bytes exactly as stored; any other value is itself."""
+    if not value.startswith("@"):
+        return value.encode()
+    try:
+        return Path(value[1:]).read_bytes()
+    except OSError as exc:
+        raise errors.InvalidInput(f"cannot read {value[1:]}: {exc.strerror}") from None
+
+
+@webhooks_app.command("verify")
+def webhooks_verify(
+    secret: Annotated[
+        str,
+        typer.Option(envvar="TGRELAY_WEBHOOK_SECRET", help="the endpoint's secret (whsec_…)"),
+    ],
+    headers: Annotated[
+        str,
+        typer.Option(
+            help="received headers: a JSON object, or @file of JSON or 'Name: value' lines"
+        ),
+    ],
+    body: Annotated[str, typer.Option(help="received body, or @file (read byte for byte)")],
+    tolerance: Annotated[
+        int, typer.Option(min=0, help="seconds the timestamp may be away from now")
+    ] = int(signing.TOLERANCE.total_seconds()),
+) -> None:
+    """Check that a webhook was signed with this secret, as a receiver would."""
+    with _errors_as_exit():
+        received = signing.parse_headers(_value_or_file(headers).decode(errors="replace"))
+        signing.verify(
+            secret,
+            headers=received,
+            body=_value_or_file(body),
+            tolerance=timedelta(seconds=tolerance),
+        )
+    console.print(
+        f"verified: webhook-id={received[signing.ID_HEADER]} "
+        f"timestamp={received[signing.TIMESTAMP_HEADER]}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

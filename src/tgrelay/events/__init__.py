@@ -1,0 +1,1 @@
+"""Outgoing events: catalog, endpoints, signing, delivery, dead letters, replay."""
