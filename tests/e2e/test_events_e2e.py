@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tgrelay.testing.emulator_server import RunningEmulator
-from tgrelay.testing.receiver import Delivery, RunningReceiver, receiving
+from tgrelay.testing.receiver import Delivery, receiving
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
@@ -203,3 +202,75 @@ async def test_both_secrets_sign_during_a_rotation(
     assert rotated["previous_secret_expires_at"] is not None
     assert len(delivery.headers["webhook-signature"].split(" ")) == 2
     assert _verified(endpoint["secret"], delivery) == _verified(rotated["secret"], delivery)
+
+
+@pytest.mark.relay_settings(webhooks_timeout_seconds=3, webhooks_concurrency_per_endpoint=4)
+async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """While one endpoint hangs past the timeout, another gets every event before a single
+    hanging request has even timed out, and the hanging one never holds more than its share."""
+    release = asyncio.Event()
+
+    async def hang(delivery: Delivery) -> int:
+        await release.wait()
+        return 200
+
+    async with receiving(hang) as slow, receiving() as healthy:
+        stuck = await _endpoint(relay, slow.url, event_types=["message.received"])
+        await _endpoint(relay, healthy.url, event_types=["message.received"])
+        bot = emulator.emulator.create_bot("events_bot")
+        await relay.connect_bot(bot.token)
+        for number in range(20):
+            emulator.emulator.send_message(bot.id, ANN, TEAM_CHAT, f"event {number}")
+        await healthy.receiver.wait_for(20, timeout=15)
+        attempts_while_hanging = [
+            d["attempts"] for d in await _deliveries(relay, stuck["id"], limit=100)
+        ]
+        peak = slow.receiver.peak_in_flight
+        release.set()
+
+    assert attempts_while_hanging == [0] * 20  # no hanging request had timed out yet
+    assert peak == 4  # TGRELAY_WEBHOOKS_CONCURRENCY_PER_ENDPOINT
+    assert len({d.headers["webhook-id"] for d in healthy.receiver.deliveries}) == 20
+
+
+async def test_endpoint_urls_are_checked_and_workspaces_are_isolated(
+    relay: Tgrelay,
+) -> None:
+    """Unusable URLs are refused with their reason, and another workspace's ids are 404."""
+    refused = await relay.api.post("/v1/endpoints", json={"url": "ftp://example.com/hook"})
+    unknown_type = await relay.api.post(
+        "/v1/endpoints", json={"url": "http://127.0.0.1:9/hook", "event_types": ["nope.nothing"]}
+    )
+    mine = await _endpoint(relay, "http://127.0.0.1:9/hook")
+    rt = relay.runtime
+    from tgrelay.workspaces import service as workspaces
+
+    _, other_key = await workspaces.create_workspace(rt.db, "other team", now=rt.clock())
+    async with httpx.AsyncClient(
+        base_url=relay.base_url, headers={"Authorization": f"Bearer {other_key}"}
+    ) as other:
+        answers = [
+            (await other.get(f"/v1/endpoints/{mine['id']}")).status_code,
+            (
+                await other.patch(f"/v1/endpoints/{mine['id']}", json={"description": "x"})
+            ).status_code,
+            (await other.delete(f"/v1/endpoints/{mine['id']}")).status_code,
+            (await other.post(f"/v1/endpoints/{mine['id']}/rotate-secret")).status_code,
+            (await other.get(f"/v1/endpoints/{mine['id']}/deliveries")).status_code,
+            (
+                await other.post(
+                    f"/v1/endpoints/{mine['id']}/replay", json={"since": "2026-01-01T00:00:00Z"}
+                )
+            ).status_code,
+        ]
+        listed = (await other.get("/v1/endpoints")).json()
+
+    assert refused.status_code == 422
+    assert "scheme" in refused.json()["detail"]
+    assert unknown_type.status_code == 422
+    assert "nope.nothing" in unknown_type.json()["detail"]
+    assert mine["secret"].startswith("whsec_")
+    assert answers == [404] * 6
+    assert listed == []
