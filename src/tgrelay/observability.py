@@ -109,6 +109,12 @@ class Metrics:
             "Messages sent again after a crash hid whether the first send reached Telegram.",
             registry=r,
         )
+        self.telegram_breaker_open = Gauge(
+            "tgrelay_telegram_breaker_open",
+            "1 while a bot's circuit breaker holds its Bot API calls back (open or probing).",
+            ["bot_id"],
+            registry=r,
+        )
         self.poller_lag = Gauge(
             "tgrelay_poller_lag_seconds",
             "Age of the newest update a poller received, when it was received.",

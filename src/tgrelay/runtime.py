@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from tgrelay import breaker
 from tgrelay.clock import Clock, utcnow
 from tgrelay.crypto import TokenCipher
 from tgrelay.db import migrate
@@ -47,7 +48,15 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
         settings=settings,
         db=db,
         cipher=TokenCipher(settings.secret_keys),
-        telegram=TelegramClients(settings.telegram_api_url, metrics),
+        telegram=TelegramClients(
+            settings.telegram_api_url,
+            metrics,
+            breaker_policy=breaker.BreakerPolicy(
+                failure_threshold=settings.telegram_breaker_failures,
+                open_seconds=settings.telegram_breaker_open_seconds,
+            ),
+            clock=clock,
+        ),
         metrics=metrics,
         rate_limiter=ratelimit.rate_limiter(settings.redis_url, send_limits(settings)),
         clock=clock,

@@ -2,15 +2,21 @@
 
 One aiohttp session serves every bot; a `TelegramClients` pool is opened and closed by the
 app's lifespan. Tokens live only inside aiogram's `Bot`; errors we raise carry no token.
+
+Each bot has a circuit breaker (`tgrelay.breaker`, in this process's memory): after
+consecutive `TelegramUnavailable` failures its calls fail fast with `TelegramCircuitOpen`
+until one probe call gets an answer. Any answer, 4xx and 429 included, proves Telegram up.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import math
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from aiogram import Bot
 from aiogram import exceptions as aiogram_errors
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -23,9 +29,13 @@ from aiogram.types import (
     WebhookInfo,
 )
 from aiogram.utils.token import TokenValidationError
+from pydantic import ValidationError
 
-from tgrelay import crypto, errors
+from tgrelay import breaker, crypto, errors
+from tgrelay.clock import Clock, utcnow
 from tgrelay.observability import Metrics
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -42,12 +52,21 @@ class BotIdentity:
     first_name: str
 
 
+class TelegramCircuitOpen(errors.TelegramUnavailable):
+    """Recent calls of this bot could not reach Telegram, so this one was not sent."""
+
+    def __init__(self, message: str | None = None, *, method: str = "", retry_after: float) -> None:
+        super().__init__(message, method=method)
+        self.retry_after = retry_after  # seconds until a call may go again (as the probe)
+
+
 class TelegramClient:
     """The Bot API as one bot sees it."""
 
-    def __init__(self, bot: Bot, metrics: Metrics) -> None:
+    def __init__(self, bot: Bot, metrics: Metrics, breakers: _Breakers) -> None:
         self._bot = bot
         self._metrics = metrics
+        self._breakers = breakers
 
     @property
     def bot_id(self) -> int:
@@ -92,7 +111,11 @@ class TelegramClient:
     async def get_updates(
         self, *, offset: int | None, timeout: int, limit: int, allowed_updates: Sequence[str]
     ) -> list[dict[str, Any]]:
-        """Raw update bodies, as the webhook would have received them."""
+        """Raw update bodies, as the webhook would have received them.
+
+        Not held back by an open breaker, only counted by it: the poller backs off on its own,
+        and a long poll taken as the probe would hold every other call back for `timeout`.
+        """
         updates: list[Update] = await self._call(
             "getUpdates",
             self._bot.get_updates(
@@ -102,6 +125,7 @@ class TelegramClient:
                 allowed_updates=list(allowed_updates),
                 request_timeout=timeout + CALL_TIMEOUT_SECONDS,
             ),
+            held_back=False,
         )
         # exclude_unset reproduces the received JSON, extra fields aiogram doesn't know included.
         return [u.model_dump(mode="json", exclude_unset=True, by_alias=True) for u in updates]
@@ -147,20 +171,40 @@ class TelegramClient:
         )
         return topic.message_thread_id
 
-    async def _call(self, method: str, call: Awaitable[T]) -> T:
+    async def _call(
+        self, method: str, call: Coroutine[Any, Any, T], *, held_back: bool = True
+    ) -> T:
+        """Await `call` unless the bot's breaker holds it back; feed the breaker the outcome."""
+        bot_id = self.bot_id
+        admission = self._breakers.admit(bot_id) if held_back else breaker.Admission(allowed=True)
+        if not admission.allowed:
+            call.close()  # never sent (and never awaited, which Python would warn about)
+            refusal = self._breakers.refusal(bot_id, method, admission.wait_seconds)
+            self._metrics.telegram_calls.labels(method, type(refusal).__name__).inc()
+            raise refusal
         try:
             result = await call
         except aiogram_errors.TelegramAPIError as exc:
             error = translate(exc, method)
-            self._metrics.telegram_calls.labels(method, type(error).__name__).inc()
-            raise error from None
+        except aiogram_errors.ClientDecodeError as exc:
+            error = undecodable(exc, method)
         except (TimeoutError, OSError) as exc:
-            self._metrics.telegram_calls.labels(method, "TelegramUnavailable").inc()
-            raise errors.TelegramUnavailable(
-                f"{method}: {type(exc).__name__}", method=method
-            ) from None
-        self._metrics.telegram_calls.labels(method, "ok").inc()
-        return result
+            error = errors.TelegramUnavailable(f"{method}: {type(exc).__name__}", method=method)
+        except BaseException:
+            # Cancelled (or a bug): no answer either way, so a probe hands over to the next call.
+            if admission.probe:
+                self._breakers.release_probe(bot_id)
+            raise
+        else:
+            self._breakers.answered(bot_id)
+            self._metrics.telegram_calls.labels(method, "ok").inc()
+            return result
+        if isinstance(error, errors.TelegramUnavailable):
+            self._breakers.failed(bot_id)
+        else:
+            self._breakers.answered(bot_id)
+        self._metrics.telegram_calls.labels(method, type(error).__name__).inc()
+        raise error
 
 
 def translate(exc: aiogram_errors.TelegramAPIError, method: str) -> errors.TelegramError:
@@ -188,13 +232,33 @@ def translate(exc: aiogram_errors.TelegramAPIError, method: str) -> errors.Teleg
             return errors.TelegramError(message, method=method)
 
 
+def undecodable(exc: aiogram_errors.ClientDecodeError, method: str) -> errors.TelegramError:
+    """Our error for a response aiogram could not read.
+
+    A body that is not JSON is no Bot API answer: a proxy's error page, like the HTML of
+    the 502 Telegram's front servers give while the Bot API is down. JSON of an unexpected
+    shape is an answer that aiogram's types do not fit.
+    """
+    if isinstance(exc.original, ValidationError):
+        return errors.TelegramError(f"{method}: an answer aiogram cannot parse", method=method)
+    return errors.TelegramUnavailable(f"{method}: the answer was not JSON", method=method)
+
+
 class TelegramClients:
     """Clients for many bots over one HTTP session; opened and closed by the app's lifespan."""
 
-    def __init__(self, api_url: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        metrics: Metrics,
+        *,
+        breaker_policy: breaker.BreakerPolicy = breaker.DEFAULT_POLICY,
+        clock: Clock = utcnow,
+    ) -> None:
         self._session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
         self._metrics = metrics
         self._bots: dict[str, Bot] = {}
+        self._breakers = _Breakers(breaker_policy, clock, metrics)
 
     def for_token(self, token: str) -> TelegramClient:
         """A client for a token; raises InvalidInput for a string that cannot be a token."""
@@ -207,9 +271,10 @@ class TelegramClients:
                     "that is not a bot token (expected 123456:ABC…)"
                 ) from None
             self._bots[token] = bot
-        return TelegramClient(bot, self._metrics)
+        return TelegramClient(bot, self._metrics, self._breakers)
 
     def forget(self, token: str) -> None:
+        # The bot's breaker stays: it is about reaching Telegram, which a new token does not change.
         self._bots.pop(token, None)
 
     async def aclose(self) -> None:
@@ -217,3 +282,74 @@ class TelegramClients:
         await self._session.close()
         # aiohttp closes its connector's transports on the next loop iteration.
         await asyncio.sleep(0)
+
+
+_CLOSED = breaker.Breaker()
+
+
+class _Breakers:
+    """Every bot's breaker in this process, keyed by bot id; a closed one is not kept.
+
+    In memory only: another process keeps its own, and a restart starts closed, at worst
+    `failure_threshold` failed calls per process and outage before calls fail fast.
+    """
+
+    def __init__(self, policy: breaker.BreakerPolicy, clock: Clock, metrics: Metrics) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._metrics = metrics
+        self._states: dict[int, breaker.Breaker] = {}
+
+    def admit(self, bot_id: int) -> breaker.Admission:
+        admission, state = breaker.admit(self._policy, self._state(bot_id), now=self._clock())
+        self._set(bot_id, state)
+        return admission
+
+    def answered(self, bot_id: int) -> None:
+        if bot_id in self._states:
+            self._set(bot_id, breaker.record_success(self._states[bot_id]))
+
+    def failed(self, bot_id: int) -> None:
+        self._set(
+            bot_id, breaker.record_failure(self._policy, self._state(bot_id), now=self._clock())
+        )
+
+    def release_probe(self, bot_id: int) -> None:
+        self._set(bot_id, breaker.release_probe(self._state(bot_id), now=self._clock()))
+
+    def refusal(self, bot_id: int, method: str, wait_seconds: float) -> TelegramCircuitOpen:
+        """The error for a call the breaker held back, saying why and for how long."""
+        state = self._state(bot_id)
+        wait = math.ceil(wait_seconds)
+        if state.state is breaker.BreakerState.HALF_OPEN:
+            why = f"circuit half-open for bot {bot_id}: a probe is in flight; ask again in {wait}s"
+        else:
+            why = (
+                f"circuit open for bot {bot_id} after {state.consecutive_failures} "
+                f"consecutive failures; next probe in {wait}s"
+            )
+        return TelegramCircuitOpen(f"{method}: {why}", method=method, retry_after=wait_seconds)
+
+    def _state(self, bot_id: int) -> breaker.Breaker:
+        return self._states.get(bot_id, _CLOSED)
+
+    def _set(self, bot_id: int, new: breaker.Breaker) -> None:
+        old = self._state(bot_id)
+        if new == _CLOSED:
+            self._states.pop(bot_id, None)
+        else:
+            self._states[bot_id] = new
+        closed = breaker.BreakerState.CLOSED
+        if new.state is breaker.BreakerState.OPEN and new.open_count != old.open_count:
+            log.warning(
+                "telegram.breaker_opened",
+                bot_id=bot_id,
+                failures=new.consecutive_failures,
+                open_seconds=breaker.cool_off_seconds(self._policy, new.open_count),
+            )
+        elif new.state is closed and old.state is not closed:
+            log.info("telegram.breaker_closed", bot_id=bot_id)
+        if (new.state is closed) != (old.state is closed):
+            self._metrics.telegram_breaker_open.labels(str(bot_id)).set(
+                0 if new.state is closed else 1
+            )
