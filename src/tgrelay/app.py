@@ -97,7 +97,9 @@ async def background(
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
     client = events_transport.WebhookClient(
-        events_service.target_policy(rt), timeout_seconds=settings.webhooks_timeout_seconds
+        events_service.target_policy(rt),
+        timeout_seconds=settings.webhooks_timeout_seconds,
+        max_connections=settings.webhooks_concurrency,
     )
     if run_worker:
         webhook_worker = Worker(

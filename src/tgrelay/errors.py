@@ -14,6 +14,11 @@ TgrelayError
     ├── TelegramBadRequest     400: carries migrate_to_chat_id when a group moved
     ├── TelegramForbidden      403: bot kicked or blocked
     └── TelegramUnavailable    network error, timeout or 5xx: worth retrying
+        └── TelegramCircuitOpen  not sent: the bot's recent calls failed; carries retry_after
+
+Errors of one edge live beside it and join the tree from there: events.guard.TargetRefused
+and events.signing.VerificationFailed / InvalidSecret are InvalidInput (422);
+events.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on.
 """
 
 from __future__ import annotations
@@ -94,3 +99,11 @@ class TelegramForbidden(TelegramError):
 
 class TelegramUnavailable(TelegramError):
     """Telegram could not be reached or failed (network error, timeout, 5xx)."""
+
+
+class TelegramCircuitOpen(TelegramUnavailable):
+    """Recent calls of this bot could not reach Telegram, so this one was not sent."""
+
+    def __init__(self, message: str | None = None, *, method: str = "", retry_after: float) -> None:
+        super().__init__(message, method=method)
+        self.retry_after = retry_after  # seconds until a call may go again (as the probe)

@@ -16,8 +16,9 @@ from starlette.responses import Response
 
 from tgrelay import errors
 from tgrelay.breaker import BreakerPolicy
+from tgrelay.errors import TelegramCircuitOpen
 from tgrelay.observability import Metrics
-from tgrelay.telegram.client import TelegramCircuitOpen, TelegramClient, TelegramClients
+from tgrelay.telegram.client import TelegramClient, TelegramClients
 from tgrelay.testing import receiver
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import BotRecord, Limit, Limits

@@ -110,6 +110,8 @@ def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -
             raise Reschedule(policy.open_seconds / 10, f"another worker probes {endpoint.id}")
         async with slots.slot(endpoint.id) as acquired:
             if not acquired:
+                if admission.probe:  # let the next attempt probe instead of waiting it out
+                    await _release_probe(rt, endpoint.id, admitted)
                 raise Reschedule(0.1 + rand.random() * 0.4, f"{endpoint.id} has no free slot")
             result = await _post(rt, client, found)
         log.debug(
@@ -134,6 +136,12 @@ async def _claim_probe(rt: Runtime, endpoint: Endpoint, admitted: breaker.Breake
             return False
         await store.update_endpoint(conn, endpoint.id, store.breaker_values(admitted))
     return True
+
+
+async def _release_probe(rt: Runtime, endpoint_id: str, probing: breaker.Breaker) -> None:
+    async with rt.db.transaction() as conn:
+        released = breaker.release_probe(probing, now=rt.clock())
+        await store.update_endpoint(conn, endpoint_id, store.breaker_values(released))
 
 
 async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Target) -> Result:

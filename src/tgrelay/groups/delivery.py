@@ -111,18 +111,35 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
         notification_id = job.payload.get("notification_id")
         if not isinstance(notification_id, str):
             raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
+        turn = _Turn(rt, job)
         try:
-            await _send_notification(rt, notification_id, _Turn(rt, job))
+            await _send_notification(rt, notification_id, turn)
+        except errors.TelegramCircuitOpen as exc:
+            raise _wait_for_probe(exc, turn) from None
         except errors.TelegramUnavailable as exc:
             if job.attempts >= job.max_attempts:
                 await _fail(rt, notification_id, f"Telegram unreachable: {exc.message}")
             raise
 
     async def send_message(job: queue_models.Job) -> None:
-        await _send_message(rt, _message_of(job.payload), _Turn(rt, job))
+        turn = _Turn(rt, job)
+        try:
+            await _send_message(rt, _message_of(job.payload), turn)
+        except errors.TelegramCircuitOpen as exc:
+            raise _wait_for_probe(exc, turn) from None
 
     registry.register(SEND_NOTIFICATION, send_notification, transactional=False)
     registry.register(SEND_MESSAGE, send_message, transactional=False)
+
+
+def _wait_for_probe(exc: errors.TelegramCircuitOpen, turn: _Turn) -> retry.Reschedule:
+    """The bot's breaker refused the call before it left: try again when a probe may go,
+    without spending an attempt (the request never reached Telegram)."""
+    return retry.Reschedule(
+        exc.retry_after,
+        f"Telegram unreachable (circuit open): {exc.message}",
+        payload=turn.forget_slot(),
+    )
 
 
 # --- notifications -------------------------------------------------------------------------

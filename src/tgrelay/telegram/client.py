@@ -52,14 +52,6 @@ class BotIdentity:
     first_name: str
 
 
-class TelegramCircuitOpen(errors.TelegramUnavailable):
-    """Recent calls of this bot could not reach Telegram, so this one was not sent."""
-
-    def __init__(self, message: str | None = None, *, method: str = "", retry_after: float) -> None:
-        super().__init__(message, method=method)
-        self.retry_after = retry_after  # seconds until a call may go again (as the probe)
-
-
 class TelegramClient:
     """The Bot API as one bot sees it."""
 
@@ -317,7 +309,7 @@ class _Breakers:
     def release_probe(self, bot_id: int) -> None:
         self._set(bot_id, breaker.release_probe(self._state(bot_id), now=self._clock()))
 
-    def refusal(self, bot_id: int, method: str, wait_seconds: float) -> TelegramCircuitOpen:
+    def refusal(self, bot_id: int, method: str, wait_seconds: float) -> errors.TelegramCircuitOpen:
         """The error for a call the breaker held back, saying why and for how long."""
         state = self._state(bot_id)
         wait = math.ceil(wait_seconds)
@@ -328,7 +320,9 @@ class _Breakers:
                 f"circuit open for bot {bot_id} after {state.consecutive_failures} "
                 f"consecutive failures; next probe in {wait}s"
             )
-        return TelegramCircuitOpen(f"{method}: {why}", method=method, retry_after=wait_seconds)
+        return errors.TelegramCircuitOpen(
+            f"{method}: {why}", method=method, retry_after=wait_seconds
+        )
 
     def _state(self, bot_id: int) -> breaker.Breaker:
         return self._states.get(bot_id, _CLOSED)
