@@ -1,11 +1,13 @@
 """The web UI's routes: sign in, link a Telegram group by QR code, list connections, test them.
 
 Pages are rendered on the server with Jinja2; the only script polls a connect session's
-status so the page follows the user's progress in Telegram without a reload.
+status so the page follows the user's progress in Telegram without a reload. The endpoint
+pages live in `tgrelay.ui.endpoints` and render through `render` here.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,14 +34,25 @@ TEST_ALERT_TEXT = "Test alert from tgrelay"
 # A forum topic name is 1–128 characters (Bot API, createForumTopic).
 TOPIC_MAX_LENGTH = 128
 
+
+def when(moment: datetime | None) -> str:
+    """A stored instant as the pages show it: UTC, to the second (Jinja filter `when`)."""
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["when"] = when
 router = APIRouter(include_in_schema=False)
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
 def install(api: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to the app."""
+    # Imported here: the endpoint pages render through this module.
+    from tgrelay.ui import endpoints
+
     api.include_router(router)
+    api.include_router(endpoints.router)
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
     api.add_exception_handler(session.LoginRequired, session.on_login_required)
 
@@ -79,7 +92,7 @@ async def home(_principal: SignedIn) -> RedirectResponse:
 
 @router.get("/ui/login")
 async def login_form(request: Request) -> Response:
-    return _page(request, "login.html")
+    return render(request, "login.html")
 
 
 @router.post("/ui/login")
@@ -88,7 +101,9 @@ async def login(request: Request, rt: Rt, api_key: Annotated[str, Form()] = "") 
     try:
         await workspaces.authenticate(rt.db, presented)
     except errors.AuthenticationFailed as exc:
-        return _page(request, "login.html", status_code=401, error=f"Not signed in: {exc.message}.")
+        return render(
+            request, "login.html", status_code=401, error=f"Not signed in: {exc.message}."
+        )
     response = RedirectResponse("/ui/connections", status_code=303)
     session.sign_in(response, request, presented)
     return response
@@ -133,13 +148,13 @@ async def connect_page(request: Request, rt: Rt, principal: SignedIn, session_id
     try:
         view = await groups.get_session(rt, principal.workspace_id, session_id)
     except errors.NotFound as exc:
-        return _page(request, "not_found.html", status_code=404, error=exc.message)
+        return render(request, "not_found.html", status_code=404, error=exc.message)
     state, text = status_line(view)
     qr = None
     if view.links is not None:
         # segno builds the SVG from our own link; nothing user-supplied reaches the markup.
         qr = Markup(groups_qr.svg(view.links.start_link, scale=4))  # noqa: S704
-    return _page(
+    return render(
         request,
         "connect_session.html",
         view=view,
@@ -220,7 +235,7 @@ async def _connect_form(
         for bot in await bots.list_bots(rt, workspace_id)
         if bot.status is not BotStatus.DISCONNECTED
     ]
-    return _page(request, "connect.html", status_code=status_code, bots=usable, error=error)
+    return render(request, "connect.html", status_code=status_code, bots=usable, error=error)
 
 
 async def _connections(
@@ -232,7 +247,7 @@ async def _connections(
     notice: str | None = None,
     error: str | None = None,
 ) -> Response:
-    return _page(
+    return render(
         request,
         "connections.html",
         status_code=status_code,
@@ -242,7 +257,8 @@ async def _connections(
     )
 
 
-def _page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
+def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
+    """A page from the templates, with what the shared layout needs."""
     signed_in = session.COOKIE in request.cookies and name != "login.html"
     return templates.TemplateResponse(
         request,
