@@ -107,7 +107,9 @@ def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -
         if not admission.allowed:
             raise Reschedule(admission.wait_seconds, f"circuit open for {endpoint.id}")
         if admission.probe and not await _claim_probe(rt, endpoint, admitted):
-            raise Reschedule(policy.open_seconds / 10, f"another worker probes {endpoint.id}")
+            # Ask again soon: the probe's answer decides for everyone within seconds.
+            wait = min(breaker.PROBE_WAIT_SECONDS, policy.open_seconds)
+            raise Reschedule(wait, f"another attempt probes {endpoint.id}")
         async with slots.slot(endpoint.id) as acquired:
             if not acquired:
                 if admission.probe:  # let the next attempt probe instead of waiting it out
