@@ -354,9 +354,15 @@ class Envelope(BaseModel):
 def envelope_schema(event_type: EventType) -> dict[str, Any]:
     """The JSON schema of one type's whole body, its `data` per the catalog's model."""
     schema = Envelope.model_json_schema()
+    data = SPECS[event_type].data.model_json_schema(by_alias=True)
+    # The data's `$ref`s say "#/$defs/…", from the document's root: its $defs move there
+    # (replacing EventType's, which the `const` below no longer uses).
+    schema.pop("$defs", None)
+    if "$defs" in data:
+        schema["$defs"] = data.pop("$defs")
     schema["title"] = event_type.value
     schema["properties"]["type"] = {"const": event_type.value}
-    schema["properties"]["data"] = SPECS[event_type].data.model_json_schema(by_alias=True)
+    schema["properties"]["data"] = data
     return schema
 
 

@@ -1,0 +1,184 @@
+"""The event catalog: complete, its examples valid, its filters exact, its docs current."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tgrelay.cli import app
+from tgrelay.events import catalog
+from tgrelay.events.catalog import EventType
+
+DOCS = Path(__file__).parents[2] / "docs" / "events.md"
+SPEC_IDS = [spec.type.value for spec in catalog.CATALOG]
+
+
+def test_every_event_type_has_one_spec() -> None:
+    """The catalog documents each EventType exactly once, in the enum's order."""
+    assert [spec.type for spec in catalog.CATALOG] == list(EventType)
+
+
+def test_only_ticket_types_are_reserved() -> None:
+    """The support desk's ticket.* types are the reserved ones, and only they."""
+    reserved = [spec.type.value for spec in catalog.CATALOG if spec.reserved]
+    assert reserved == ["ticket.created", "ticket.updated", "ticket.message_added"]
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_example_data_validates_against_its_model(spec: catalog.EventSpec) -> None:
+    """Each example's data is accepted by its model and keeps every value it gave."""
+    data = spec.data.model_validate(spec.example)
+    dumped = data.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert dumped == spec.example
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_example_body_validates_as_an_envelope(spec: catalog.EventSpec) -> None:
+    """Each example body is an Envelope of its own type, as an endpoint would parse it."""
+    body = catalog.example_body(spec)
+    envelope = catalog.Envelope.model_validate(body)
+    assert (envelope.type, envelope.data) == (spec.type, spec.example)
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_example_body_meets_its_schema(spec: catalog.EventSpec) -> None:
+    """The body has every required envelope and data field, and the schema pins its type."""
+    schema = catalog.envelope_schema(spec.type)
+    body = catalog.example_body(spec)
+    data_schema = schema["properties"]["data"]
+    assert (
+        schema["title"],
+        schema["properties"]["type"],
+        missing(schema, body),
+        missing(data_schema, body["data"]),
+        sorted(set(body["data"]) - set(data_schema["properties"])),
+        data_schema["additionalProperties"],
+    ) == (spec.type.value, {"const": spec.type.value}, [], [], [], False)
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_schema_references_resolve_within_the_document(spec: catalog.EventSpec) -> None:
+    """Every `$ref` of a type's schema points at a definition in the same document."""
+    schema = catalog.envelope_schema(spec.type)
+    unresolved = [ref for ref in references(schema) if not resolves(schema, ref)]
+    assert unresolved == []
+
+
+def missing(schema: dict[str, Any], value: dict[str, Any]) -> list[str]:
+    return sorted(set(schema.get("required", ())) - set(value))
+
+
+def references(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        return found + [ref for child in node.values() for ref in references(child)]
+    if isinstance(node, list):
+        return [ref for child in node for ref in references(child)]
+    return []
+
+
+def resolves(schema: dict[str, Any], ref: str) -> bool:
+    """A local JSON pointer ("#/$defs/ChatRef") names a member of the document."""
+    if not ref.startswith("#/"):
+        return False
+    node: Any = schema
+    for part in ref.removeprefix("#/").split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize(
+    ("subscribed", "event_type", "expected"),
+    [
+        (None, "message.received", True),  # no filter: every type
+        (None, "ticket.created", True),
+        (("message.received",), "message.received", True),
+        (("message.received",), "message.edited", False),
+        (("group.*",), "group.connected", True),
+        (("group.*",), "group.status_changed", True),
+        (("group.*",), "bot.connected", False),
+        (("bot.connected", "group.*"), "bot.connected", True),
+        (("bot.connected", "group.*"), "bot.disconnected", False),
+        (("ticket.*",), "ticket.message_added", True),
+        (("message.*",), "callback.received", False),
+        (("group",), "group.connected", False),  # a bare family name is not a pattern
+    ],
+)
+def test_matches(subscribed: tuple[str, ...] | None, event_type: str, expected: bool) -> None:
+    """An endpoint gets a type it names, one of a family it names, or all with no filter."""
+    assert catalog.matches(subscribed, event_type) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("message.received", True),
+        ("endpoint.disabled", True),
+        ("ticket.message_added", True),  # reserved types are subscribable
+        ("group.*", True),
+        ("ticket.*", True),
+        ("message.deleted", False),
+        ("chat.*", False),
+        ("group", False),
+        ("*", False),
+        (".*", False),
+        ("", False),
+        ("Message.Received", False),
+    ],
+)
+def test_is_known_filter(pattern: str, expected: bool) -> None:
+    """A subscription entry is a catalog type or the family of at least one."""
+    assert catalog.is_known_filter(pattern) is expected
+
+
+def test_markdown_catalog_is_the_committed_docs() -> None:
+    """docs/events.md is exactly what `tgrelay events catalog --markdown` prints."""
+    result = CliRunner().invoke(app, ["events", "catalog", "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert DOCS.read_text() == result.stdout, (
+        "docs/events.md is out of date; regenerate it with "
+        "`python3 -m uv run tgrelay events catalog --markdown > docs/events.md`"
+    )
+
+
+def test_markdown_tables_take_descriptions_from_the_field_comments() -> None:
+    """A field's row gives its JSON type, whether it is required and its source comment."""
+    result = CliRunner().invoke(app, ["events", "catalog", "--markdown"])
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
+    assert {
+        "| `text` | string or null | no | the text, or a media message's caption |",
+        "| `from` | [UserRef](#userref) or null | no |  |",
+        "| `message_ids` | array of integer | yes | one per part sent |",
+        "| `type` | string | yes | private \\| group \\| supergroup \\| channel |",
+    } <= set(rows)
+
+
+def test_json_catalog_lists_each_type_with_its_schema_and_example() -> None:
+    """`--json` gives every type with its description, reserved flag, schema and example."""
+    result = CliRunner().invoke(app, ["events", "catalog", "--json"])
+    listed = json.loads(result.stdout)
+    assert (result.exit_code, listed) == (
+        0,
+        [
+            {
+                "type": spec.type.value,
+                "description": spec.description,
+                "reserved": spec.reserved,
+                "schema": catalog.envelope_schema(spec.type),
+                "example": catalog.example_body(spec),
+            }
+            for spec in catalog.CATALOG
+        ],
+    )
+
+
+def test_markdown_and_json_together_are_refused() -> None:
+    """Asking for both formats is a usage error, not a guess."""
+    result = CliRunner().invoke(app, ["events", "catalog", "--markdown", "--json"])
+    assert (result.exit_code, result.stdout) == (2, "")
