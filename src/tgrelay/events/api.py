@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from tgrelay.events import catalog, service
+from tgrelay.events import reference, service
 from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
 from tgrelay.runtime import Runtime, runtime
 from tgrelay.workspaces import api as workspaces_api
@@ -31,16 +31,7 @@ class EventTypeView(BaseModel):
 
 @router.get("/v1/event-types", summary="The event catalog: every type, its schema and an example")
 async def event_types(principal: CurrentPrincipal) -> list[EventTypeView]:
-    return [
-        EventTypeView(
-            type=spec.type.value,
-            description=spec.description,
-            reserved=spec.reserved,
-            schema=catalog.envelope_schema(spec.type),
-            example=catalog.example_body(spec),
-        )
-        for spec in catalog.CATALOG
-    ]
+    return [EventTypeView.model_validate(entry) for entry in reference.catalog_json()]
 
 
 class EndpointRequest(BaseModel):
