@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from tests.e2e.harness import Tgrelay
 
 ANN = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 
@@ -85,3 +89,13 @@ def table_rows(html: str) -> list[list[str]]:
     parser = _Tables()
     parser.feed(html)
     return parser.rows
+
+
+@asynccontextmanager
+async def browser(relay: Tgrelay, api_key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """A cookie-keeping client, signed in when given a key."""
+    async with httpx.AsyncClient(base_url=relay.base_url, timeout=10) as client:
+        if api_key is not None:
+            signed = await client.post("/ui/login", data={"api_key": api_key})
+            assert (signed.status_code, signed.headers["location"]) == (303, "/ui/connections")
+        yield client

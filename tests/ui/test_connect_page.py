@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.e2e.harness import Tgrelay
 
+from .conftest import needs_chromium
 from .harness import ANN, Telegram, start_token
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (Playwright drives Debian's)",
-    ),
-]
-
-# Steps here wait on the worker and the emulator's webhook pushes, not only on the page.
-STEP_TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = await browser.new_context()
-            context.set_default_timeout(STEP_TIMEOUT_MS)
-            yield await context.new_page()
-        finally:
-            await browser.close()
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 async def test_connect_page_follows_the_user_without_reloading(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
@@ -19,21 +19,13 @@ from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.receiver import Delivery, receiving
 from tgrelay.workspaces import service as workspaces
 
-from .harness import Telegram, table_rows
-from .test_pages import browser
+from .conftest import needs_chromium
+from .harness import Telegram, browser, table_rows
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Steps here wait on the worker delivering to the receiver, not only on the page.
-STEP_TIMEOUT_MS = 15_000
 # Two attempts, the second 0.1 s after the first: a refused event is a dead letter at once.
 RETRY_SCHEDULE = [0, 0.1]
 SHOWN_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 ALERT = re.compile(r'<p class="flash (?:error|notice)" role="(?:alert|status)">(.*?)</p>')
-
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (Playwright drives Debian's)",
-)
 
 
 @pytest.fixture
@@ -50,18 +42,6 @@ async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgre
     )
     async with running_tgrelay(settings, port) as relay:
         yield relay
-
-
-@pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = await browser.new_context()
-            context.set_default_timeout(STEP_TIMEOUT_MS)
-            yield await context.new_page()
-        finally:
-            await browser.close()
 
 
 def flash(html: str) -> list[str]:

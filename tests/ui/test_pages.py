@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 
 from tests.e2e.harness import Tgrelay, eventually
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import ConnectionStatus, SessionState
 
-from .harness import ANN, Telegram, start_token, table_rows
-
-
-@asynccontextmanager
-async def browser(relay: Tgrelay, api_key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie-keeping client, signed in when given a key."""
-    async with httpx.AsyncClient(base_url=relay.base_url, timeout=10) as client:
-        if api_key is not None:
-            signed = await client.post("/ui/login", data={"api_key": api_key})
-            assert (signed.status_code, signed.headers["location"]) == (303, "/ui/connections")
-        yield client
+from .harness import ANN, Telegram, browser, start_token, table_rows
 
 
 async def link_group(
