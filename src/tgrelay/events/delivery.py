@@ -228,10 +228,6 @@ def _judge(
             "last_error": result.error,
             "updated_at": now,
         }
-        # Read again under the transaction: other attempts to this endpoint ran meanwhile.
-        endpoint = await store.get_endpoint(
-            conn, found.endpoint.workspace_id, found.endpoint.id, for_update=True
-        )
         if outcome is schedule.Outcome.DELIVERED:
             values |= {
                 "status": DeliveryStatus.DELIVERED.value,
@@ -239,9 +235,14 @@ def _judge(
                 "delivered_at": now,
             }
             await store.update_delivery(conn, delivery.id, values)
-            if endpoint is not None:
-                await _succeeded(conn, endpoint, now=now)
+            # No read and no row lock on the hot path: only a breaker with something to
+            # forget is written.
+            await store.close_breaker(conn, found.endpoint.id)
             return
+        # Read again under the transaction: other attempts to this endpoint ran meanwhile.
+        endpoint = await store.get_endpoint(
+            conn, found.endpoint.workspace_id, found.endpoint.id, for_update=True
+        )
         if outcome is schedule.Outcome.GONE:
             values |= {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
             await store.update_delivery(conn, delivery.id, values)
@@ -272,14 +273,6 @@ def _judge(
             await _failed(conn, rt, endpoint, rules=rules, policy=policy, now=now)
 
     return finish
-
-
-async def _succeeded(conn: AsyncConnection, endpoint: Endpoint, *, now: datetime) -> None:
-    closed = breaker.record_success(endpoint.breaker)
-    if closed != endpoint.breaker or endpoint.failing_since is not None:
-        await store.update_endpoint(
-            conn, endpoint.id, store.breaker_values(closed) | {"failing_since": None}
-        )
 
 
 async def _failed(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
@@ -97,6 +97,24 @@ async def update_endpoint(
     conn: AsyncConnection, endpoint_id: str, values: Mapping[str, Any]
 ) -> None:
     await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
+
+
+async def close_breaker(conn: AsyncConnection, endpoint_id: str) -> None:
+    """After a success: a closed breaker and no failure streak, written only if not already."""
+    closed = breaker.Breaker()
+    await conn.execute(
+        update(endpoints)
+        .where(
+            endpoints.c.id == endpoint_id,
+            or_(
+                endpoints.c.breaker_state != closed.state.value,
+                endpoints.c.consecutive_failures != 0,
+                endpoints.c.breaker_open_count != 0,
+                endpoints.c.failing_since.is_not(None),
+            ),
+        )
+        .values(**breaker_values(closed), failing_since=None)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
