@@ -96,12 +96,13 @@ async def background(
     worker: Worker | None = None
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
-    client = events_transport.WebhookClient(
-        events_service.target_policy(rt),
-        timeout_seconds=settings.webhooks_timeout_seconds,
-        max_connections=settings.webhooks_concurrency,
-    )
+    client: events_transport.WebhookClient | None = None  # only workers send webhooks
     if run_worker:
+        client = events_transport.WebhookClient(
+            events_service.target_policy(rt),
+            timeout_seconds=settings.webhooks_timeout_seconds,
+            max_connections=settings.webhooks_concurrency,
+        )
         webhook_worker = Worker(
             rt.db,
             webhook_registry(rt, client),
@@ -139,7 +140,8 @@ async def background(
             await worker.stop()
         if webhook_worker is not None:
             await webhook_worker.stop()
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
         await writer.stop()
         for task in tasks:
             task.cancel()

@@ -100,8 +100,12 @@ def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -
             return None  # delivered or given up meanwhile (a replay queued a second job)
         endpoint = found.endpoint
         if found.endpoint_deleted or endpoint.status is EndpointStatus.DISABLED:
-            reason = "endpoint deleted" if found.endpoint_deleted else "endpoint disabled"
-            return _dead_letter(found.delivery.id, f"{reason}: {endpoint.disabled_reason or ''}")
+            reason = (
+                "endpoint deleted"
+                if found.endpoint_deleted
+                else f"endpoint disabled: {endpoint.disabled_reason}"
+            )
+            return _dead_letter(found.delivery.id, reason)
         now = rt.clock()
         admission, admitted = breaker.admit(policy, endpoint.breaker, now=now)
         if not admission.allowed:
@@ -148,8 +152,7 @@ async def _release_probe(rt: Runtime, endpoint_id: str, probing: breaker.Breaker
 
 async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Target) -> Result:
     started = rt.clock()
-    async with rt.db.engine.connect() as conn:
-        keys = await service.signing_secrets(conn, rt, found.endpoint.id, now=started)
+    keys = service.signing_secrets(rt, found.secrets, now=started)
     headers = signing.headers(
         keys, msg_id=found.delivery.event_id, timestamp=started, body=found.body
     )
@@ -165,7 +168,7 @@ async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Targe
             error=failure.reason,
         )
     error = None
-    if not 200 <= response.status < 300:
+    if schedule.classify(response.status) is not schedule.Outcome.DELIVERED:
         error = f"HTTP {response.status}"
         if response.location:
             error += f" (redirect to {response.location} not followed)"

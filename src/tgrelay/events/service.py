@@ -271,11 +271,8 @@ async def rotate_secret(rt: Runtime, principal: Principal, endpoint_id: str) -> 
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 
-async def signing_secrets(
-    conn: AsyncConnection, rt: Runtime, endpoint_id: str, *, now: datetime
-) -> list[str]:
+def signing_secrets(rt: Runtime, stored: store.SecretCiphertexts, *, now: datetime) -> list[str]:
     """The secrets that sign now: the current one, and the previous during its overlap."""
-    stored = await store.secret_ciphertexts(conn, endpoint_id)
     found = [rt.cipher.decrypt(stored.current)]
     if (
         stored.previous is not None

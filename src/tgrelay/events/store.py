@@ -134,10 +134,14 @@ async def secret_ciphertexts(conn: AsyncConnection, endpoint_id: str) -> SecretC
             ).where(endpoints.c.id == endpoint_id)
         )
     ).one()
+    return _secrets_from(dict(row._mapping))
+
+
+def _secrets_from(columns: Mapping[str, Any]) -> SecretCiphertexts:
     return SecretCiphertexts(
-        current=row.secret_ciphertext,
-        previous=row.previous_secret_ciphertext,
-        previous_expires_at=row.previous_secret_expires_at,
+        current=columns["secret_ciphertext"],
+        previous=columns["previous_secret_ciphertext"],
+        previous_expires_at=columns["previous_secret_expires_at"],
     )
 
 
@@ -333,12 +337,13 @@ async def dead_letter_pending(
 
 @dataclass(frozen=True, kw_only=True)
 class Target:
-    """What one attempt needs: the delivery, its event's body, its endpoint."""
+    """What one attempt needs: the delivery, its event's body, its endpoint and secrets."""
 
     delivery: Delivery
     body: str
     endpoint: Endpoint
     endpoint_deleted: bool
+    secrets: SecretCiphertexts  # read with the rest: no second round trip per attempt
 
 
 async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
@@ -360,6 +365,7 @@ async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
         body=mapping[events.c.body],
         endpoint=_endpoint_from(endpoint_columns),
         endpoint_deleted=endpoint_columns["deleted_at"] is not None,
+        secrets=_secrets_from(endpoint_columns),
     )
 
 
