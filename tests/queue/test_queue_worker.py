@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -455,6 +455,118 @@ async def test_lost_lease_rolls_back_a_transactional_handler(
         await wait_until(reported)
     assert await workspace_names(database) == []
     assert (await get(database, job_id)).locked_by == "thief"
+
+
+async def test_grouped_jobs_finishing_together_commit_in_one_transaction(
+    database: Database, clock: Clock
+) -> None:
+    """Outcomes of jobs that finish while a commit runs share the next one; None records
+    nothing but still completes its job."""
+    release = asyncio.Event()
+    commits: list[list[str]] = []
+
+    async def run(job: Job) -> str | None:
+        await release.wait()
+        return None if job.payload["name"] == "skip" else str(job.payload["name"])
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        commits.append(list(names))
+        for name in names:
+            await add_workspace(conn, name)
+
+    registry = Registry()
+    registry.register_grouped("grouped", run, commit)
+    names = [f"ws_{n:02}" for n in range(12)] + ["skip"]
+    job_ids = await enqueue(
+        database, *(NewJob(kind="grouped", payload={"name": name}) for name in names), now=clock
+    )
+    async with running(make_worker(database, registry, clock, concurrency=len(names))):
+
+        async def all_running() -> bool:
+            async with database.transaction() as conn:
+                running_jobs = await store.list_jobs(conn, state=JobState.RUNNING)
+            return len(running_jobs) == len(names)
+
+        await wait_until(all_running)
+        release.set()
+        for job_id in job_ids:
+            await wait_until(in_state(database, job_id, JobState.DONE))
+    assert sorted(name for names_ in commits for name in names_) == names[:-1]
+    assert len(commits) < len(names) - 1, commits  # at least two outcomes shared a commit
+    assert await workspace_names(database) == names[:-1]
+
+
+async def test_an_outcome_that_cannot_be_committed_fails_only_its_own_job(
+    database: Database, clock: Clock
+) -> None:
+    """The group is retried one by one: the bad job runs again, the others are done."""
+    release = asyncio.Event()
+
+    async def run(job: Job) -> str:
+        await release.wait()
+        return str(job.payload["name"])
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        if "bad" in names:
+            raise ValueError("cannot record bad")
+        for name in names:
+            await add_workspace(conn, name)
+
+    registry = Registry()
+    registry.register_grouped("grouped", run, commit)
+    names = ["ws_a", "bad", "ws_b"]
+    good_a, bad, good_b = await enqueue(
+        database, *(NewJob(kind="grouped", payload={"name": name}) for name in names), now=clock
+    )
+    async with running(make_worker(database, registry, clock)):
+
+        async def all_running() -> bool:
+            async with database.transaction() as conn:
+                return len(await store.list_jobs(conn, state=JobState.RUNNING)) == len(names)
+
+        await wait_until(all_running)
+        release.set()
+        await wait_until(in_state(database, good_a, JobState.DONE))
+        await wait_until(in_state(database, good_b, JobState.DONE))
+        await wait_until(in_state(database, bad, JobState.PENDING))
+    failed = await get(database, bad)
+    assert failed.last_error == "ValueError: cannot record bad"
+    assert await workspace_names(database) == ["ws_a", "ws_b"]
+
+
+async def test_a_grouped_job_overtaken_meanwhile_records_nothing(
+    database: Database, clock: Clock
+) -> None:
+    """The commit completes only jobs this worker still holds, and records only their outcomes."""
+    metrics = Metrics()
+    committed: list[str] = []
+
+    async def run(job: Job) -> str:
+        if job.payload["name"] == "overtaken":
+            async with database.transaction() as conn:
+                await conn.execute(
+                    update(tables.jobs).where(tables.jobs.c.id == job.id).values(locked_by="thief")
+                )
+        return str(job.payload["name"])
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        committed.extend(names)
+
+    registry = Registry()
+    registry.register_grouped("grouped", run, commit)
+    [job_id] = await enqueue(
+        database, NewJob(kind="grouped", payload={"name": "overtaken"}), now=clock
+    )
+    async with running(make_worker(database, registry, clock, metrics=metrics)):
+
+        async def reported() -> bool:
+            labels = {"kind": "grouped", "outcome": "lease_lost"}
+            return bool(metrics.registry.get_sample_value("tgrelay_job_run_seconds_count", labels))
+
+        await wait_until(reported)
+    assert committed == []
+    job = await get(database, job_id)
+    assert (job.state, job.locked_by) == (JobState.RUNNING, "thief")
 
 
 async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> None:

@@ -1,9 +1,11 @@
 """The deliver_event job: one signed POST of an event to an endpoint, and what follows from it.
 
-Each attempt is one job, run in the worker's webhook lane. The POST happens outside any
-transaction; its outcome (the attempt row, the delivery's new state, the next attempt's
-job, the endpoint's breaker) commits with the job's completion. A worker that dies
-mid-POST leaves the job to be rescued and the same delivery (same webhook-id) sent again.
+Each attempt is one job, run in the worker's webhook lane as a grouped kind. The POST
+happens outside any transaction; its outcome (the attempt row, the delivery's new state,
+the next attempt's job, the endpoint's breaker) commits with the job's completion, in one
+transaction with the outcomes of the other attempts that finished meanwhile. A worker that
+dies mid-POST leaves the job to be rescued and the same delivery (same webhook-id) sent
+again.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
@@ -23,7 +26,7 @@ from tgrelay.events import schedule, service, signing, store, transport
 from tgrelay.events.models import Attempt, DeliveryStatus, Endpoint, EndpointStatus
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import Reschedule
-from tgrelay.queue.worker import Finish, Registry
+from tgrelay.queue.worker import Registry
 from tgrelay.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -32,6 +35,8 @@ log = structlog.get_logger(__name__)
 # worker slot back (rescheduling): long enough for a healthy endpoint to answer, short
 # enough that a slow one cannot gather the lane's slots.
 SLOT_WAIT_SECONDS = 1.0
+# Targets read per query: a claim's worth of attempts, well under SQLite's parameter limit.
+MAX_TARGETS_PER_READ = 500
 
 
 class EndpointSlots:
@@ -84,18 +89,61 @@ def schedule_of(rt: Runtime) -> schedule.Schedule:
     )
 
 
+class Outcome:
+    """What one attempt job came to, for its completing transaction to record."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempted(Outcome):
+    """One POST made, to be recorded and judged."""
+
+    target: store.Target
+    result: Result
+    outcome: schedule.Outcome
+    rand: float  # the retry's jitter, drawn when the attempt ran
+
+    @property
+    def attempt(self) -> Attempt:
+        return Attempt(
+            delivery_id=self.target.delivery.id,
+            started_at=self.result.started_at,
+            duration_ms=self.result.duration_ms,
+            status_code=self.result.status_code,
+            response_body=self.result.response_body,
+            error=self.result.error,
+            succeeded=self.outcome is schedule.Outcome.DELIVERED,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GivenUp(Outcome):
+    """No POST: the endpoint was deleted or disabled since the attempt was queued."""
+
+    delivery_id: int
+    reason: str
+
+
 def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -> None:
     """Register deliver_event, sending through `client` (opened and closed by the app)."""
     slots = EndpointSlots(rt.settings.webhooks_concurrency_per_endpoint)
     rules = schedule_of(rt)
     policy = policy_of(rt)
     rand = random.Random()
+    loader: DataLoader[int, store.Target | None] | None = None
 
-    async def deliver_event(job: Job) -> Finish | None:
+    async def load_targets(delivery_ids: list[int]) -> list[store.Target | None]:
+        async with rt.db.engine.connect() as conn:
+            found = await store.targets(conn, delivery_ids)
+        return [found.get(delivery_id) for delivery_id in delivery_ids]
+
+    async def deliver_event(job: Job) -> Outcome | None:
+        nonlocal loader
         if job.subject_id is None:
             return None
-        async with rt.db.engine.connect() as conn:
-            found = await store.target(conn, job.subject_id)
+        if loader is None:  # made in the running loop, which it binds to
+            # The attempts a claim starts together read their targets in one query.
+            loader = DataLoader(load_targets, cache=False, max_batch_size=MAX_TARGETS_PER_READ)
+        found = await loader.load(job.subject_id)
         if found is None or found.delivery.status is not DeliveryStatus.PENDING:
             return None  # delivered or given up meanwhile (a replay queued a second job)
         endpoint = found.endpoint
@@ -105,7 +153,7 @@ def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -
                 if found.endpoint_deleted
                 else f"endpoint disabled: {endpoint.disabled_reason}"
             )
-            return _dead_letter(found.delivery.id, reason)
+            return GivenUp(delivery_id=found.delivery.id, reason=reason)
         now = rt.clock()
         admission, admitted = breaker.admit(policy, endpoint.breaker, now=now)
         if not admission.allowed:
@@ -127,9 +175,13 @@ def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -
             status_code=result.status_code,
             error=result.error,
         )
-        return _judge(rt, found, result, rules=rules, policy=policy, rand=rand.random())
+        outcome = schedule.classify(result.status_code)
+        return Attempted(target=found, result=result, outcome=outcome, rand=rand.random())
 
-    registry.register(service.DELIVER_EVENT, deliver_event, transactional=False)
+    async def record(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+        await record_outcomes(conn, rt, outcomes, rules=rules, policy=policy)
+
+    registry.register_grouped(service.DELIVER_EVENT, deliver_event, record)
 
 
 async def _claim_probe(rt: Runtime, endpoint: Endpoint, admitted: breaker.Breaker) -> bool:
@@ -182,100 +234,108 @@ async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Targe
     )
 
 
-def _dead_letter(delivery_id: int, reason: str) -> Finish:
-    async def finish(conn: AsyncConnection) -> None:
-        await store.update_delivery(
-            conn,
-            delivery_id,
-            {
-                "status": DeliveryStatus.DEAD_LETTER.value,
-                "next_attempt_at": None,
-                "last_error": reason,
-            },
-        )
-
-    return finish
-
-
-def _judge(
+async def record_outcomes(
+    conn: AsyncConnection,
     rt: Runtime,
-    found: store.Target,
-    result: Result,
+    outcomes: Sequence[Outcome],
     *,
     rules: schedule.Schedule,
     policy: breaker.BreakerPolicy,
-    rand: float,
-) -> Finish:
-    """The transaction step that records an attempt and decides what comes next."""
-    outcome = schedule.classify(result.status_code)
-    delivery = found.delivery
+) -> None:
+    """Record attempts and decide what follows, for many jobs in their completing transaction.
 
-    async def finish(conn: AsyncConnection) -> None:
-        now = rt.clock()
-        await store.record_attempt(
-            conn,
-            Attempt(
-                delivery_id=delivery.id,
-                started_at=result.started_at,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                response_body=result.response_body,
-                error=result.error,
-                succeeded=outcome is schedule.Outcome.DELIVERED,
-            ),
-        )
-        values: dict[str, object] = {
-            "attempts": delivery.attempts + 1,
-            "schedule_attempts": delivery.schedule_attempts + 1,
-            "last_status_code": result.status_code,
-            "last_error": result.error,
-            "updated_at": now,
-        }
-        if outcome is schedule.Outcome.DELIVERED:
-            values |= {
-                "status": DeliveryStatus.DELIVERED.value,
-                "next_attempt_at": None,
-                "delivered_at": now,
-            }
-            await store.update_delivery(conn, delivery.id, values)
-            # No read and no row lock on the hot path: only a breaker with something to
-            # forget is written.
-            await store.close_breaker(conn, found.endpoint.id)
-            return
-        # Read again under the transaction: other attempts to this endpoint ran meanwhile.
-        endpoint = await store.get_endpoint(
-            conn, found.endpoint.workspace_id, found.endpoint.id, for_update=True
-        )
-        if outcome is schedule.Outcome.GONE:
-            values |= {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
-            await store.update_delivery(conn, delivery.id, values)
-            if endpoint is not None and endpoint.status is EndpointStatus.ENABLED:
-                await service.disable_endpoint(
-                    conn, rt, endpoint, reason="the endpoint answered 410 Gone", now=now
-                )
-            return
-        retry_at = schedule.next_attempt_at(
-            rules,
-            attempts_done=delivery.schedule_attempts + 1,
-            now=now,
-            retry_after=result.retry_after,
-            rand=rand,
-        )
-        if retry_at is None:
-            values |= {
-                "status": DeliveryStatus.DEAD_LETTER.value,
-                "next_attempt_at": None,
-                "last_error": f"retry schedule exhausted; last: {result.error}",
-            }
-        else:
-            values["next_attempt_at"] = retry_at
+    An endpoint whose every attempt here succeeded takes the bulk path: its deliveries are
+    marked in one statement and its breaker closed in another. An endpoint with a failure
+    among them has its outcomes applied one by one, in the order they finished, so its
+    breaker counts exactly as if each had committed alone.
+    """
+    now = rt.clock()
+    attempted = [outcome for outcome in outcomes if isinstance(outcome, Attempted)]
+    await store.record_attempts(conn, [outcome.attempt for outcome in attempted])
+    for outcome in outcomes:
+        if isinstance(outcome, GivenUp):
+            await store.update_delivery(
+                conn,
+                outcome.delivery_id,
+                {
+                    "status": DeliveryStatus.DEAD_LETTER.value,
+                    "next_attempt_at": None,
+                    "last_error": outcome.reason,
+                    "updated_at": now,
+                },
+            )
+    by_endpoint: dict[str, list[Attempted]] = {}
+    for outcome in attempted:
+        by_endpoint.setdefault(outcome.target.endpoint.id, []).append(outcome)
+    delivered: dict[int, int | None] = {}
+    healthy: list[str] = []
+    for endpoint_id, group in by_endpoint.items():
+        if all(outcome.outcome is schedule.Outcome.DELIVERED for outcome in group):
+            delivered |= {o.target.delivery.id: o.result.status_code for o in group}
+            healthy.append(endpoint_id)
+            continue
+        for outcome in group:
+            await _judge(conn, rt, outcome, rules=rules, policy=policy, now=now)
+    await store.mark_delivered(conn, delivered, now=now)
+    await store.close_breakers(conn, healthy)
+
+
+async def _judge(
+    conn: AsyncConnection,
+    rt: Runtime,
+    attempted: Attempted,
+    *,
+    rules: schedule.Schedule,
+    policy: breaker.BreakerPolicy,
+    now: datetime,
+) -> None:
+    """Apply one attempt's outcome (its row is recorded already): the exact, slow path."""
+    delivery = attempted.target.delivery
+    result = attempted.result
+    endpoint_id = attempted.target.endpoint.id
+    if attempted.outcome is schedule.Outcome.DELIVERED:
+        await store.mark_delivered(conn, {delivery.id: result.status_code}, now=now)
+        await store.close_breakers(conn, [endpoint_id])
+        return
+    values: dict[str, object] = {
+        "attempts": delivery.attempts + 1,
+        "schedule_attempts": delivery.schedule_attempts + 1,
+        "last_status_code": result.status_code,
+        "last_error": result.error,
+        "updated_at": now,
+    }
+    # Read again under the transaction: other attempts to this endpoint ran meanwhile.
+    endpoint = await store.get_endpoint(
+        conn, attempted.target.endpoint.workspace_id, endpoint_id, for_update=True
+    )
+    if attempted.outcome is schedule.Outcome.GONE:
+        values |= {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
         await store.update_delivery(conn, delivery.id, values)
-        if retry_at is not None:
-            await service.enqueue_attempts(conn, rt, [delivery.id], run_at=retry_at)
-        if endpoint is not None:
-            await _failed(conn, rt, endpoint, rules=rules, policy=policy, now=now)
-
-    return finish
+        if endpoint is not None and endpoint.status is EndpointStatus.ENABLED:
+            await service.disable_endpoint(
+                conn, rt, endpoint, reason="the endpoint answered 410 Gone", now=now
+            )
+        return
+    retry_at = schedule.next_attempt_at(
+        rules,
+        attempts_done=delivery.schedule_attempts + 1,
+        now=now,
+        retry_after=result.retry_after,
+        rand=attempted.rand,
+    )
+    if retry_at is None:
+        values |= {
+            "status": DeliveryStatus.DEAD_LETTER.value,
+            "next_attempt_at": None,
+            "last_error": f"retry schedule exhausted; last: {result.error}",
+        }
+    else:
+        values["next_attempt_at"] = retry_at
+    await store.update_delivery(conn, delivery.id, values)
+    if retry_at is not None:
+        await service.enqueue_attempts(conn, rt, [delivery.id], run_at=retry_at)
+    if endpoint is not None:
+        await _failed(conn, rt, endpoint, rules=rules, policy=policy, now=now)
 
 
 async def _failed(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
@@ -99,13 +99,19 @@ async def update_endpoint(
     await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
 
 
-async def close_breaker(conn: AsyncConnection, endpoint_id: str) -> None:
-    """After a success: a closed breaker and no failure streak, written only if not already."""
+async def close_breakers(conn: AsyncConnection, endpoint_ids: Sequence[str]) -> None:
+    """After successes: closed breakers and no failure streaks, written only where not already.
+
+    No read and no row lock: on the hot path of every delivered attempt, a healthy endpoint's
+    row is not written at all.
+    """
+    if not endpoint_ids:
+        return
     closed = breaker.Breaker()
     await conn.execute(
         update(endpoints)
         .where(
-            endpoints.c.id == endpoint_id,
+            endpoints.c.id.in_(sorted(set(endpoint_ids))),
             or_(
                 endpoints.c.breaker_state != closed.state.value,
                 endpoints.c.consecutive_failures != 0,
@@ -346,40 +352,80 @@ class Target:
     secrets: SecretCiphertexts  # read with the rest: no second round trip per attempt
 
 
-async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
-    row = (
-        await conn.execute(
-            select(deliveries, events.c.body, endpoints)
-            .join(events, events.c.id == deliveries.c.event_id)
-            .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
-            .where(deliveries.c.id == delivery_id)
+async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, Target]:
+    """The targets of many attempts in one query, by delivery id (missing ids are absent)."""
+    if not delivery_ids:
+        return {}
+    rows = await conn.execute(
+        select(deliveries, events.c.body, endpoints)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+        .where(deliveries.c.id.in_(list(delivery_ids)))
+    )
+    found = {}
+    for row in rows:
+        mapping = row._mapping
+        delivery_columns = {column.name: mapping[column] for column in deliveries.c}
+        endpoint_columns = {column.name: mapping[column] for column in endpoints.c}
+        delivery = _delivery_from(delivery_columns)
+        found[delivery.id] = Target(
+            delivery=delivery,
+            body=mapping[events.c.body],
+            endpoint=_endpoint_from(endpoint_columns),
+            endpoint_deleted=endpoint_columns["deleted_at"] is not None,
+            secrets=_secrets_from(endpoint_columns),
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    mapping = row._mapping
-    delivery_columns = {column.name: mapping[column] for column in deliveries.c}
-    endpoint_columns = {column.name: mapping[column] for column in endpoints.c}
-    return Target(
-        delivery=_delivery_from(delivery_columns),
-        body=mapping[events.c.body],
-        endpoint=_endpoint_from(endpoint_columns),
-        endpoint_deleted=endpoint_columns["deleted_at"] is not None,
-        secrets=_secrets_from(endpoint_columns),
+    return found
+
+
+async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
+    return (await targets(conn, [delivery_id])).get(delivery_id)
+
+
+async def record_attempts(conn: AsyncConnection, recorded: Sequence[Attempt]) -> None:
+    """Insert attempt rows, many in one executemany."""
+    if not recorded:
+        return
+    await conn.execute(
+        insert(attempts),
+        [
+            {
+                "delivery_id": attempt.delivery_id,
+                "started_at": attempt.started_at,
+                "duration_ms": attempt.duration_ms,
+                "status_code": attempt.status_code,
+                "response_body": attempt.response_body,
+                "error": None if attempt.error is None else attempt.error[:MAX_ERROR_LENGTH],
+                "succeeded": attempt.succeeded,
+            }
+            for attempt in recorded
+        ],
     )
 
 
-async def record_attempt(conn: AsyncConnection, attempt: Attempt) -> None:
-    await conn.execute(
-        insert(attempts).values(
-            delivery_id=attempt.delivery_id,
-            started_at=attempt.started_at,
-            duration_ms=attempt.duration_ms,
-            status_code=attempt.status_code,
-            response_body=attempt.response_body,
-            error=None if attempt.error is None else attempt.error[:MAX_ERROR_LENGTH],
-            succeeded=attempt.succeeded,
+async def mark_delivered(
+    conn: AsyncConnection, answers: Mapping[int, int | None], *, now: datetime
+) -> None:
+    """Deliveries answered 2xx (delivery id -> status code), many in one executemany."""
+    if not answers:
+        return
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("delivery_id"))
+        .values(
+            status=DeliveryStatus.DELIVERED.value,
+            attempts=deliveries.c.attempts + 1,
+            schedule_attempts=deliveries.c.schedule_attempts + 1,
+            last_status_code=bindparam("status_code"),
+            last_error=None,
+            next_attempt_at=None,
+            delivered_at=now,
+            updated_at=now,
         )
+    )
+    await conn.execute(
+        statement,
+        [{"delivery_id": id_, "status_code": code} for id_, code in answers.items()],
     )
 
 

@@ -226,12 +226,21 @@ NO_HINTS = PlanHints(rare=_as_is, unindexed=_as_is)
 
 async def complete(conn: AsyncConnection, job_id: int, *, worker_id: str, now: datetime) -> bool:
     """Mark a job done; False when `worker_id` no longer holds it (its lease was rescued)."""
+    return job_id in await complete_many(conn, [job_id], worker_id=worker_id, now=now)
+
+
+async def complete_many(
+    conn: AsyncConnection, job_ids: Sequence[int], *, worker_id: str, now: datetime
+) -> set[int]:
+    """Mark jobs done in one statement; the ids `worker_id` still held (the rest were rescued)."""
+    if not job_ids:
+        return set()
     result = await conn.execute(
-        _update_held(job_id, worker_id).values(
-            state=JobState.DONE.value, finished_at=now, lease_expires_at=None
-        )
+        _update_held_many(job_ids, worker_id)
+        .values(state=JobState.DONE.value, finished_at=now, lease_expires_at=None)
+        .returning(jobs.c.id)
     )
-    return result.rowcount == 1
+    return {int(row.id) for row in result}
 
 
 async def fail(
@@ -317,13 +326,7 @@ async def release(db: Database, job_ids: Sequence[int], *, worker_id: str) -> in
         return 0
     async with db.transaction() as conn:
         result = await conn.execute(
-            update(jobs)
-            .where(
-                jobs.c.id.in_(list(job_ids)),
-                jobs.c.state == JobState.RUNNING.value,
-                jobs.c.locked_by == worker_id,
-            )
-            .values(
+            _update_held_many(job_ids, worker_id).values(
                 state=JobState.PENDING.value,
                 attempts=jobs.c.attempts - 1,
                 locked_by=None,
@@ -341,13 +344,9 @@ async def extend_leases(
         return 0
     async with db.transaction() as conn:
         result = await conn.execute(
-            update(jobs)
-            .where(
-                jobs.c.id.in_(list(job_ids)),
-                jobs.c.state == JobState.RUNNING.value,
-                jobs.c.locked_by == worker_id,
+            _update_held_many(job_ids, worker_id).values(
+                lease_expires_at=now + timedelta(seconds=lease_seconds)
             )
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         return result.rowcount
 
@@ -431,6 +430,14 @@ async def count_by_state(conn: AsyncConnection) -> dict[JobState, int]:
 def _update_held(job_id: int, worker_id: str) -> Update:
     return update(jobs).where(
         jobs.c.id == job_id,
+        jobs.c.state == JobState.RUNNING.value,
+        jobs.c.locked_by == worker_id,
+    )
+
+
+def _update_held_many(job_ids: Sequence[int], worker_id: str) -> Update:
+    return update(jobs).where(
+        jobs.c.id.in_(list(job_ids)),
         jobs.c.state == JobState.RUNNING.value,
         jobs.c.locked_by == worker_id,
     )

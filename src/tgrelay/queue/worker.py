@@ -3,7 +3,10 @@
 A transactional handler runs inside the transaction that marks its job done, so its database
 effects commit exactly once. A non-transactional handler (network I/O, which must not hold
 SQLite's write lock) runs first, then its job is completed in a short transaction; if the
-worker dies in between the job runs again, so such handlers must tolerate repeats.
+worker dies in between the job runs again, so such handlers must tolerate repeats. A
+grouped handler is a non-transactional one whose outcomes are committed many at a time:
+every job of its kind that finished while the previous commit ran goes into the next one,
+so a busy lane pays for one transaction per batch instead of one per job.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import random
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,11 +40,19 @@ Handler = Callable[[AsyncConnection, Job], Awaitable[None]]
 # (e.g. recording the outcome of an HTTP call), so both commit together or not at all.
 Finish = Callable[[AsyncConnection], Awaitable[None]]
 NonTransactionalHandler = Callable[[Job], Awaitable[Finish | None]]
+# A grouped kind: `run` does a job's work outside any transaction and says what to record
+# (None: nothing); `commit` records many jobs' outcomes in the transaction completing them.
+GroupedRun = Callable[[Job], Awaitable[Any]]
+GroupedCommit = Callable[[AsyncConnection, Sequence[Any]], Awaitable[None]]
+# Outcomes per grouped commit: one transaction stays short, and far below SQLite's limit of
+# 32,766 bound parameters.
+MAX_GROUP = 500
 
 # Errors a database outage raises; the loop outlives them. Anything else is a bug in a handler
 # (recorded on its job) or in the loop itself (which should crash loudly).
 TRANSIENT_ERRORS = (SQLAlchemyError, OSError)
 MAX_BACKOFF_SECONDS = 30.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,11 +69,22 @@ class NonTransactional:
     handler: NonTransactionalHandler
 
 
+@dataclass(frozen=True, kw_only=True)
+class Grouped:
+    """A handler that runs outside any transaction; outcomes commit many jobs at a time."""
+
+    run: GroupedRun
+    commit: GroupedCommit
+
+
+Registration = Transactional | NonTransactional | Grouped
+
+
 class Registry:
     """Which handler runs each job kind; a kind nobody registered makes its jobs dead."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Transactional | NonTransactional] = {}
+        self._handlers: dict[str, Registration] = {}
 
     @overload
     def register(
@@ -81,15 +103,28 @@ class Registry:
         *,
         transactional: bool = True,
     ) -> None:
-        if kind in self._handlers:
-            raise ValueError(f"a handler for job kind {kind!r} is already registered")
-        self._handlers[kind] = (
+        self._add(
+            kind,
             Transactional(handler=cast(Handler, handler))
             if transactional
-            else NonTransactional(handler=cast(NonTransactionalHandler, handler))
+            else NonTransactional(handler=cast(NonTransactionalHandler, handler)),
         )
 
-    def lookup(self, kind: str) -> Transactional | NonTransactional | None:
+    def register_grouped(
+        self,
+        kind: str,
+        run: Callable[[Job], Awaitable[T | None]],
+        commit: Callable[[AsyncConnection, Sequence[T]], Awaitable[None]],
+    ) -> None:
+        """Register a kind whose outcomes (those `run` returns, None aside) commit in groups."""
+        self._add(kind, Grouped(run=run, commit=commit))
+
+    def _add(self, kind: str, registration: Registration) -> None:
+        if kind in self._handlers:
+            raise ValueError(f"a handler for job kind {kind!r} is already registered")
+        self._handlers[kind] = registration
+
+    def lookup(self, kind: str) -> Registration | None:
         return self._handlers.get(kind)
 
     @property
@@ -146,6 +181,7 @@ class Worker:
         self.maintenance_interval = min(rescue_interval, lease_seconds / 3)
         self._random = random.Random()
         self._running: dict[asyncio.Task[None], Job] = {}
+        self._committers: dict[str, _GroupCommitter] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_timeout = 10.0
@@ -282,12 +318,16 @@ class Worker:
                 async with self.db.transaction() as conn:
                     await registration.handler(conn, job)
                     await self._complete(conn, job)
-            else:
+            elif isinstance(registration, NonTransactional):
                 finish = await registration.handler(job)
                 async with self.db.transaction() as conn:
                     if finish is not None:
                         await finish(conn)
                     await self._complete(conn, job)
+            else:
+                outcome = await registration.run(job)
+                if not await self._committer(job.kind, registration).complete(job, outcome):
+                    raise _LeaseLost
         except _LeaseLost:
             self._log.warning("job.lease_lost", **fields)
             return "lease_lost"
@@ -295,6 +335,12 @@ class Worker:
             return await self._record(job, exc, fields)
         self._log.debug("job.done", **fields)
         return "done"
+
+    def _committer(self, kind: str, registration: Grouped) -> _GroupCommitter:
+        committer = self._committers.get(kind)
+        if committer is None:
+            committer = self._committers[kind] = _GroupCommitter(self, registration.commit)
+        return committer
 
     async def _complete(self, conn: AsyncConnection, job: Job) -> None:
         if not await store.complete(conn, job.id, worker_id=self.worker_id, now=self.clock()):
@@ -358,6 +404,11 @@ class Worker:
         for task in abandoned:
             task.cancel()
         await asyncio.gather(*abandoned, return_exceptions=True)
+        # A commit under way may still complete some of them; release only what it leaves.
+        await asyncio.gather(
+            *(committer.idle() for committer in self._committers.values()),
+            return_exceptions=True,
+        )
         job_ids = sorted(job.id for job in abandoned.values())
         try:
             released = await store.release(self.db, job_ids, worker_id=self.worker_id)
@@ -365,6 +416,72 @@ class Worker:
             self._log.error("jobs.release_failed", job_ids=job_ids, error=str(exc))
         else:
             self._log.info("jobs.released", job_ids=job_ids, count=released)
+
+
+class _GroupCommitter:
+    """Completes a grouped kind's jobs, with their outcomes, in shared transactions.
+
+    The first job to finish starts a commit at once; jobs finishing while it runs wait for
+    the next, which takes them all (up to MAX_GROUP). Under load each commit holds as many
+    jobs as finished during the last one; alone, a job waits for no one.
+    """
+
+    def __init__(self, worker: Worker, commit: GroupedCommit) -> None:
+        self._worker = worker
+        self._commit_outcomes = commit
+        self._pending: list[tuple[Job, Any, asyncio.Future[bool]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def complete(self, job: Job, outcome: Any) -> bool:
+        """Commit the job done with its outcome; False when the worker no longer held it."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, outcome, done))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="group-commit")
+        return await done
+
+    async def idle(self) -> None:
+        """Wait for the commit under way, if any."""
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                await self._commit(group)
+        finally:
+            self._flushing = None
+
+    async def _commit(self, group: list[tuple[Job, Any, asyncio.Future[bool]]]) -> None:
+        worker = self._worker
+        try:
+            async with worker.db.transaction() as conn:
+                held = await store.complete_many(
+                    conn,
+                    [job.id for job, _, _ in group],
+                    worker_id=worker.worker_id,
+                    now=worker.clock(),
+                )
+                outcomes = [
+                    outcome for job, outcome, _ in group if job.id in held and outcome is not None
+                ]
+                if outcomes:
+                    await self._commit_outcomes(conn, outcomes)
+        except Exception as exc:
+            if len(group) > 1:
+                # One outcome that cannot be recorded must not hold back the others: each
+                # alone, so only its own job fails (and runs again).
+                for item in group:
+                    await self._commit([item])
+                return
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for job, _, done in group:
+            if not done.done():
+                done.set_result(job.id in held)
 
 
 def describe(exc: Exception) -> str:
