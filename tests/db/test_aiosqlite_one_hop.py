@@ -1,0 +1,79 @@
+"""The one-hop aiosqlite adapter behaves as SQLAlchemy's own, statement for statement."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tgrelay.db import aiosqlite_one_hop
+from tgrelay.db.engine import Database
+
+metadata = MetaData()
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, unique=True, nullable=False),
+)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'one_hop.db'}")
+    async with db.transaction() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+def test_sqlite_engines_use_the_one_hop_adapter(database: Database) -> None:
+    assert isinstance(database.engine.dialect.loaded_dbapi, aiosqlite_one_hop.OneHopDBAPI)
+
+
+async def test_rows_counts_and_ids_come_back_as_from_sqlite(database: Database) -> None:
+    async with database.transaction() as conn:
+        inserted = await conn.execute(insert(items).values(name="a"))
+        assert inserted.inserted_primary_key == (1,)
+        returned = await conn.execute(
+            insert(items).returning(items.c.id, items.c.name, sort_by_parameter_order=True),
+            [{"name": "b"}, {"name": "c"}],
+        )
+        assert [tuple(row) for row in returned] == [(2, "b"), (3, "c")]
+        await conn.execute(insert(items), [{"name": "d"}, {"name": "e"}])  # executemany
+        changed = await conn.execute(
+            update(items).where(items.c.id > 2).values(name=items.c.name + "!")
+        )
+        assert changed.rowcount == 3
+    async with database.engine.connect() as conn:
+        names = list(await conn.scalars(select(items.c.name).order_by(items.c.id)))
+        assert names == ["a", "b", "c!", "d!", "e!"]
+        assert (await conn.execute(select(items).where(items.c.id == 99))).first() is None
+
+
+async def _insert_twice(database: Database, *, many: bool) -> None:
+    async with database.transaction() as conn:
+        if many:
+            await conn.execute(insert(items), [{"name": "x"}, {"name": "x"}])
+        else:
+            await conn.execute(insert(items).values(name="same"))
+            await conn.execute(insert(items).values(name="same"))
+
+
+async def _select_missing(database: Database) -> None:
+    async with database.engine.connect() as conn:
+        await conn.execute(text("SELECT * FROM missing"))
+
+
+async def test_errors_are_sqlalchemys_and_roll_the_transaction_back(database: Database) -> None:
+    with pytest.raises(IntegrityError):
+        await _insert_twice(database, many=False)
+    with pytest.raises(IntegrityError):
+        await _insert_twice(database, many=True)
+    with pytest.raises(OperationalError, match="no such table"):
+        await _select_missing(database)
+    async with database.engine.connect() as conn:
+        assert await conn.scalar(select(items.c.id)) is None  # nothing of either was kept
