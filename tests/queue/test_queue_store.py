@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from tgrelay.db.engine import Database
 from tgrelay.queue import retry, store
-from tgrelay.queue.models import Job, JobState, NewJob
+from tgrelay.queue.models import Job, JobState, Lane, NewJob
 from tgrelay.testing.clock import Clock
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -536,3 +536,21 @@ async def test_job_committed_late_with_a_smaller_id_waits_for_its_keys_running_j
     assert await claim(database, clock, "w2") == []
     assert await complete(database, running, clock) is True
     assert ids(await claim(database, clock, "w2")) == [late_id]
+
+
+async def test_any_due_sees_only_due_pending_jobs_of_the_lane(
+    database: Database, clock: Clock
+) -> None:
+    webhooks = Lane(only=frozenset({"deliver_event"}))
+    others = Lane(excluding=frozenset({"deliver_event"}))
+    later = NewJob(kind="deliver_event", payload={}, run_at=START + timedelta(minutes=1))
+    await enqueue(database, later, job(kind="update"), now=clock)
+    assert await store.any_due(database, now=clock(), lane=webhooks) is False
+    assert await store.any_due(database, now=clock(), lane=others) is True
+    [running] = await store.claim(
+        database, worker_id="w1", limit=1, now=clock(), lease_seconds=LEASE, lane=others
+    )
+    assert running.kind == "update"
+    assert await store.any_due(database, now=clock(), lane=others) is False  # running: not due
+    clock.advance(60)
+    assert await store.any_due(database, now=clock(), lane=webhooks) is True

@@ -151,23 +151,34 @@ def candidates(now: datetime, limit: int, lane: Lane, *, hints: PlanHints) -> Se
     Ordering by id instead would let PostgreSQL walk the primary key from the oldest (done)
     jobs, or make SQLite sort every due job.
     """
-    kind = hints.unindexed(_CANDIDATE.c.kind)
-    in_lane: list[Condition] = []
-    if lane.only is not None:
-        in_lane.append(kind.in_(sorted(lane.only)))
-    if lane.excluding:
-        in_lane.append(kind.not_in(sorted(lane.excluding)))
     return (
         select(_CANDIDATE.c.id)
-        .where(
-            hints.rare(_CANDIDATE.c.state == JobState.PENDING.value),
-            _CANDIDATE.c.run_at <= now,
-            *in_lane,
-            _is_free_head(_CANDIDATE, hints=hints),
-        )
+        .where(*_due_in_lane(now, lane, hints), _is_free_head(_CANDIDATE, hints=hints))
         .order_by(_CANDIDATE.c.run_at, _CANDIDATE.c.id)
         .limit(limit)
     )
+
+
+async def any_due(db: Database, *, now: datetime, lane: Lane = ALL_KINDS) -> bool:
+    """Whether a pending job of the lane is due: a read, taking no lock, before a claim.
+
+    It ignores ordering keys, so it may say yes when every due job waits behind its key's
+    running head; the claim that follows then finds nothing, as it would have anyway.
+    """
+    hints = SQLITE_HINTS if db.is_sqlite else NO_HINTS
+    query = select(_CANDIDATE.c.id).where(*_due_in_lane(now, lane, hints)).limit(1)
+    async with db.engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
+def _due_in_lane(now: datetime, lane: Lane, hints: PlanHints) -> list[Condition]:
+    kind = hints.unindexed(_CANDIDATE.c.kind)
+    terms = [hints.rare(_CANDIDATE.c.state == JobState.PENDING.value), _CANDIDATE.c.run_at <= now]
+    if lane.only is not None:
+        terms.append(kind.in_(sorted(lane.only)))
+    if lane.excluding:
+        terms.append(kind.not_in(sorted(lane.excluding)))
+    return terms
 
 
 def _is_free_head(target: FromClause, *, hints: PlanHints) -> Condition:

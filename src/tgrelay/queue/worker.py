@@ -152,7 +152,7 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 8,
         lease_seconds: float = 60,
-        poll_interval: float = 0.2,
+        poll_interval: float = 0.05,
         clock: Clock = utcnow,
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         metrics: Metrics | None = None,
@@ -169,7 +169,9 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
-        self.poll_interval = poll_interval  # the longest idle sleep between claims
+        # The longest idle sleep between claims: what a job enqueued by another process may
+        # wait. An idle worker only reads (store.any_due) at this pace; it claims when told.
+        self.poll_interval = poll_interval
         self.clock = clock
         self.policy = policy
         self.metrics = metrics
@@ -221,6 +223,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         next_maintenance = loop.time()
         failures = 0
+        probe = False  # after an idle sleep nobody woke: look (a read) before claiming (a write)
         while not self._stopping:
             self._wake.clear()
             if loop.time() >= next_maintenance:
@@ -228,7 +231,7 @@ class Worker:
                 next_maintenance = loop.time() + self.maintenance_interval
             free = self.concurrency - len(self._running)
             try:
-                claimed = await self._claim(free)
+                claimed = await self._claim(free, probe=probe)
             except TRANSIENT_ERRORS as exc:
                 failures += 1
                 backoff = min(self.poll_interval * 2**failures, MAX_BACKOFF_SECONDS)
@@ -236,13 +239,16 @@ class Worker:
                 await self._sleep(backoff)
                 continue
             failures = 0
+            probe = False
             if free == 0 or claimed < free:
                 until_maintenance = max(next_maintenance - loop.time(), 0)
-                await self._sleep(min(self.poll_interval, until_maintenance))
+                probe = not await self._sleep(min(self.poll_interval, until_maintenance))
             # A full batch suggests more are due: claim again at once.
 
-    async def _claim(self, free: int) -> int:
+    async def _claim(self, free: int, *, probe: bool) -> int:
         if free <= 0:
+            return 0
+        if probe and not await store.any_due(self.db, now=self.clock(), lane=self.lane):
             return 0
         jobs = await store.claim(
             self.db,
@@ -266,12 +272,14 @@ class Worker:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("job.crashed", error=repr(exc), exc_info=exc)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken or `seconds` pass; True when woken."""
         try:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
         except TimeoutError:
-            pass
+            return False
+        return True
 
     async def _maintain(self) -> None:
         """Rescue jobs of vanished workers, renew our own leases, refresh the jobs gauge."""
