@@ -9,15 +9,28 @@ show which worker ran them last; pending ones have none.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import orjson
-from sqlalchemy import Boolean, ColumnElement, Row, Select, case, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause, Insert, Update
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -96,35 +109,42 @@ async def claim(
     """
     if limit <= 0:
         return []
-    start_running = {
-        "state": JobState.RUNNING.value,
-        "attempts": jobs.c.attempts + 1,
-        "locked_by": worker_id,
-        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    params = {
+        "claim_now": now,
+        "claim_worker": worker_id,
+        "claim_lease_expires_at": now + timedelta(seconds=lease_seconds),
     }
     async with db.transaction() as conn:
         if db.is_postgres:
-            ids = await _lock_candidates_postgres(conn, limit=limit, now=now, lane=lane)
+            ids = [int(row.id) for row in await conn.execute(_postgres_pick(lane, limit), params)]
             if not ids:
                 return []
-            # A new statement, hence a new snapshot, taken after the key locks were granted:
-            # it sees every claim of these keys that committed before, so the check is exact.
-            statement = update(jobs).where(
-                jobs.c.id.in_(ids),
-                jobs.c.state == JobState.PENDING.value,
-                _is_free_head(jobs, hints=NO_HINTS),
-            )
+            result = await conn.execute(_postgres_claim(), params | {"claim_ids": ids})
         else:
-            # BEGIN IMMEDIATE already serialises writers: one statement is enough.
-            claimable = candidates(now, limit, lane, hints=SQLITE_HINTS)
-            statement = update(jobs).where(jobs.c.id.in_(claimable))
-        result = await conn.execute(statement.values(start_running).returning(*jobs.c))
+            result = await conn.execute(_sqlite_claim(lane, limit), params)
         return sorted((_to_job(row) for row in result), key=lambda job: job.id)
 
 
-async def _lock_candidates_postgres(
-    conn: AsyncConnection, *, limit: int, now: datetime, lane: Lane
-) -> list[int]:
+# Claim statements are built once per lane and batch size, then reused with new parameters:
+# building and hashing them cost more than SQLite took to run them.
+_NOW = bindparam("claim_now", type_=jobs.c.run_at.type)
+_START_RUNNING = {
+    "state": JobState.RUNNING.value,
+    "attempts": jobs.c.attempts + 1,
+    "locked_by": bindparam("claim_worker"),
+    "lease_expires_at": bindparam("claim_lease_expires_at", type_=jobs.c.lease_expires_at.type),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_claim(lane: Lane, limit: int) -> ReturningUpdate[Any]:
+    # BEGIN IMMEDIATE already serialises writers: one statement is enough.
+    claimable = candidates(_NOW, limit, lane, hints=SQLITE_HINTS)
+    return update(jobs).where(jobs.c.id.in_(claimable)).values(_START_RUNNING).returning(*jobs.c)
+
+
+@functools.lru_cache(maxsize=256)
+def _postgres_pick(lane: Lane, limit: int) -> Select[tuple[int]]:
     """Lock due candidates (skipping rows other claimers hold) and, per key, a transaction lock.
 
     A row another claimer locked is skipped, yet still heads its key, because it is pending
@@ -132,7 +152,7 @@ async def _lock_candidates_postgres(
     each show a different job of one key as its head.
     """
     picked = (
-        candidates(now, limit, lane, hints=NO_HINTS)
+        candidates(_NOW, limit, lane, hints=NO_HINTS)
         .add_columns(_CANDIDATE.c.ordering_key)
         .with_for_update(skip_locked=True, of=_CANDIDATE)
         .cte("picked")
@@ -141,11 +161,28 @@ async def _lock_candidates_postgres(
     key_lock = func.pg_try_advisory_xact_lock(
         func.hashtextextended(picked.c.ordering_key, 0), type_=Boolean
     )
-    statement = select(picked.c.id).where(or_(picked.c.ordering_key.is_(None), key_lock))
-    return [int(row.id) for row in await conn.execute(statement)]
+    return select(picked.c.id).where(or_(picked.c.ordering_key.is_(None), key_lock))
 
 
-def candidates(now: datetime, limit: int, lane: Lane, *, hints: PlanHints) -> Select[tuple[int]]:
+@functools.cache
+def _postgres_claim() -> ReturningUpdate[Any]:
+    # A new statement, hence a new snapshot, taken after the key locks were granted: it sees
+    # every claim of these keys that committed before, so the check is exact.
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id.in_(bindparam("claim_ids", expanding=True)),
+            jobs.c.state == JobState.PENDING.value,
+            _is_free_head(jobs, hints=NO_HINTS),
+        )
+        .values(_START_RUNNING)
+        .returning(*jobs.c)
+    )
+
+
+def candidates(
+    now: datetime | ColumnElement[Any], limit: int, lane: Lane, *, hints: PlanHints
+) -> Select[tuple[int]]:
     """Claimable jobs, oldest due first: a walk along ix_jobs_state_run_at that stops early.
 
     Ordering by id instead would let PostgreSQL walk the primary key from the oldest (done)
@@ -171,7 +208,9 @@ async def any_due(db: Database, *, now: datetime, lane: Lane = ALL_KINDS) -> boo
         return (await conn.execute(query)).first() is not None
 
 
-def _due_in_lane(now: datetime, lane: Lane, hints: PlanHints) -> list[Condition]:
+def _due_in_lane(
+    now: datetime | ColumnElement[Any], lane: Lane, hints: PlanHints
+) -> list[Condition]:
     kind = hints.unindexed(_CANDIDATE.c.kind)
     terms = [hints.rare(_CANDIDATE.c.state == JobState.PENDING.value), _CANDIDATE.c.run_at <= now]
     if lane.only is not None:
