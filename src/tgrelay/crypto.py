@@ -20,6 +20,7 @@ _API_KEY_RE = re.compile(r"^tgr_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 # Bot API tokens look like "123456789:AAE…" (digits, colon, 35 url-safe characters). No \b
 # before the digits: in request URLs the token follows "/bot" directly.
 BOT_TOKEN_RE = re.compile(r"(?<!\d)(\d{3,20}):[A-Za-z0-9_-]{30,}")
+MAX_REMEMBERED_PLAINTEXTS = 4096
 
 
 class TokenCipher:
@@ -36,17 +37,27 @@ class TokenCipher:
             ) from exc
         self._multi = MultiFernet(self._fernets)
         self._raw_keys = [base64.urlsafe_b64decode(key.get_secret_value().encode()) for key in keys]
+        # Fernet tokens carry a random IV, so one ciphertext has one plaintext: remembering
+        # it spares each webhook attempt and Bot API call an AES decryption and an HMAC.
+        self._decrypted: dict[str, str] = {}
 
     def encrypt(self, plaintext: str) -> str:
         return self._multi.encrypt(plaintext.encode()).decode()
 
     def decrypt(self, ciphertext: str) -> str:
+        plaintext = self._decrypted.get(ciphertext)
+        if plaintext is not None:
+            return plaintext
         try:
-            return self._multi.decrypt(ciphertext.encode()).decode()
+            plaintext = self._multi.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
             raise errors.ConfigurationError(
                 "a stored secret cannot be decrypted with the configured keys"
             ) from exc
+        if len(self._decrypted) >= MAX_REMEMBERED_PLAINTEXTS:
+            self._decrypted.clear()  # rotated secrets and removed bots leave stale entries
+        self._decrypted[ciphertext] = plaintext
+        return plaintext
 
     def webhook_secrets(self, bot_id: int, generation: int) -> list[str]:
         """The secret of one generation under each key; the first is the one to register.
