@@ -105,22 +105,8 @@ async def close_breakers(conn: AsyncConnection, endpoint_ids: Sequence[str]) -> 
     No read and no row lock: on the hot path of every delivered attempt, a healthy endpoint's
     row is not written at all.
     """
-    if not endpoint_ids:
-        return
-    closed = breaker.Breaker()
-    await conn.execute(
-        update(endpoints)
-        .where(
-            endpoints.c.id.in_(sorted(set(endpoint_ids))),
-            or_(
-                endpoints.c.breaker_state != closed.state.value,
-                endpoints.c.consecutive_failures != 0,
-                endpoints.c.breaker_open_count != 0,
-                endpoints.c.failing_since.is_not(None),
-            ),
-        )
-        .values(**breaker_values(closed), failing_since=None)
-    )
+    if endpoint_ids:
+        await conn.execute(_CLOSE_BREAKERS, {"endpoint_ids": sorted(set(endpoint_ids))})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +146,24 @@ def breaker_values(state: breaker.Breaker) -> dict[str, Any]:
         "breaker_retry_at": state.retry_at,
         "breaker_open_count": state.open_count,
     }
+
+
+# Statements of the delivery hot path are built once: hashing a fresh statement for
+# SQLAlchemy's compiled cache cost about as much as SQLite took to run it.
+_CLOSED = breaker.Breaker()
+_CLOSE_BREAKERS = (
+    update(endpoints)
+    .where(
+        endpoints.c.id.in_(bindparam("endpoint_ids", expanding=True)),
+        or_(
+            endpoints.c.breaker_state != _CLOSED.state.value,
+            endpoints.c.consecutive_failures != 0,
+            endpoints.c.breaker_open_count != 0,
+            endpoints.c.failing_since.is_not(None),
+        ),
+    )
+    .values(**breaker_values(_CLOSED), failing_since=None)
+)
 
 
 def endpoint_of(row: Row[Any]) -> Endpoint:
@@ -356,12 +360,7 @@ async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[in
     """The targets of many attempts in one query, by delivery id (missing ids are absent)."""
     if not delivery_ids:
         return {}
-    rows = await conn.execute(
-        select(deliveries, events.c.body, endpoints)
-        .join(events, events.c.id == deliveries.c.event_id)
-        .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
-        .where(deliveries.c.id.in_(list(delivery_ids)))
-    )
+    rows = await conn.execute(_TARGETS, {"delivery_ids": list(delivery_ids)})
     found = {}
     for row in rows:
         mapping = row._mapping
@@ -376,6 +375,14 @@ async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[in
             secrets=_secrets_from(endpoint_columns),
         )
     return found
+
+
+_TARGETS = (
+    select(deliveries, events.c.body, endpoints)
+    .join(events, events.c.id == deliveries.c.event_id)
+    .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+    .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)))
+)
 
 
 async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:
@@ -409,24 +416,30 @@ async def mark_delivered(
     """Deliveries answered 2xx (delivery id -> status code), many in one executemany."""
     if not answers:
         return
-    statement = (
-        update(deliveries)
-        .where(deliveries.c.id == bindparam("delivery_id"))
-        .values(
-            status=DeliveryStatus.DELIVERED.value,
-            attempts=deliveries.c.attempts + 1,
-            schedule_attempts=deliveries.c.schedule_attempts + 1,
-            last_status_code=bindparam("status_code"),
-            last_error=None,
-            next_attempt_at=None,
-            delivered_at=now,
-            updated_at=now,
-        )
-    )
     await conn.execute(
-        statement,
-        [{"delivery_id": id_, "status_code": code} for id_, code in answers.items()],
+        _MARK_DELIVERED,
+        [
+            {"delivery_id": id_, "status_code": code, "answered_at": now}
+            for id_, code in answers.items()
+        ],
     )
+
+
+_ANSWERED_AT = bindparam("answered_at", type_=deliveries.c.delivered_at.type)
+_MARK_DELIVERED = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery_id"))
+    .values(
+        status=DeliveryStatus.DELIVERED.value,
+        attempts=deliveries.c.attempts + 1,
+        schedule_attempts=deliveries.c.schedule_attempts + 1,
+        last_status_code=bindparam("status_code"),
+        last_error=None,
+        next_attempt_at=None,
+        delivered_at=_ANSWERED_AT,
+        updated_at=_ANSWERED_AT,
+    )
+)
 
 
 async def attempts_of(conn: AsyncConnection, delivery_id: int) -> list[Attempt]:
