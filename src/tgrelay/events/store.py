@@ -39,10 +39,20 @@ async def insert_event(
     now: datetime,
 ) -> None:
     await conn.execute(
-        insert(events).values(
-            id=event_id, workspace_id=workspace_id, type=event_type, body=body, created_at=now
-        )
+        _INSERT_EVENT,
+        {
+            "id": event_id,
+            "workspace_id": workspace_id,
+            "type": event_type,
+            "body": body,
+            "created_at": now,
+        },
     )
+
+
+# Statements every emit runs are built once: hashing a fresh statement for SQLAlchemy's
+# compiled cache cost about as much as SQLite took to run it.
+_INSERT_EVENT = insert(events)
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -56,14 +66,15 @@ class Subscriber:
 
 async def subscribers(conn: AsyncConnection, workspace_id: str) -> list[Subscriber]:
     """The workspace's enabled endpoints with what each subscribed to."""
-    rows = await conn.execute(
-        select(endpoints.c.id, endpoints.c.event_types).where(
-            endpoints.c.workspace_id == workspace_id,
-            endpoints.c.status == EndpointStatus.ENABLED.value,
-            endpoints.c.deleted_at.is_(None),
-        )
-    )
+    rows = await conn.execute(_SUBSCRIBERS, {"subscriber_workspace": workspace_id})
     return [Subscriber(id=row.id, event_types=_types_of(row.event_types)) for row in rows]
+
+
+_SUBSCRIBERS = select(endpoints.c.id, endpoints.c.event_types).where(
+    endpoints.c.workspace_id == bindparam("subscriber_workspace"),
+    endpoints.c.status == EndpointStatus.ENABLED.value,
+    endpoints.c.deleted_at.is_(None),
+)
 
 
 async def insert_endpoint(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
@@ -231,8 +242,10 @@ async def insert_deliveries(
         }
         for endpoint_id in endpoint_ids
     ]
-    statement = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
-    return [int(row.id) for row in await conn.execute(statement, rows)]
+    return [int(row.id) for row in await conn.execute(_INSERT_DELIVERIES, rows)]
+
+
+_INSERT_DELIVERIES = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
 
 
 async def get_delivery(

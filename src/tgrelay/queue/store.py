@@ -86,9 +86,11 @@ async def enqueue(
     rows = [job_values(job, now=now, default_max_attempts=default_max_attempts) for job in new_jobs]
     # insertmanyvalues batches the rows into one INSERT … RETURNING and, with
     # sort_by_parameter_order, matches the returned ids to the rows whatever order they come in.
-    statement: Insert = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
-    result = await conn.execute(statement, rows)
+    result = await conn.execute(_INSERT_JOBS, rows)
     return [int(row.id) for row in result]
+
+
+_INSERT_JOBS: Insert = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
 
 
 async def claim(
