@@ -3,8 +3,9 @@
 Three processes on loopback: a fast receiver (this script with --serve-receiver: raw asyncio
 and httptools, answering 200 at once and noting when each webhook-id arrived), `tgrelay
 worker` (both lanes; the process under test), and this script, which writes events into the
-same database with `events.service.emit` in its own transactions, as the app's code does.
-The worker finds the events' jobs by polling: an in-process notify does not cross processes.
+same database with `events.service.emit_many` (a transaction per batch or tick, as the app's
+code writes events with the change they describe). The worker finds the events' jobs by
+polling: an in-process notify does not cross processes.
 httptools and uvloop come with uvicorn[standard]; --profile needs py-spy (`pip install
 py-spy`). Not part of the test suite.
 
@@ -173,19 +174,20 @@ class Producer:
         self.created: dict[str, float] = {}  # event id (the webhook-id) -> its timestamp
 
     async def emit(self, count: int) -> None:
-        """`count` events in one transaction."""
+        """`count` events in one transaction, as `events.emit_many` writes a batch."""
+        now = self.rt.clock()
+        first = len(self.created)
+        batch = [
+            events.NewEvent(
+                event_type=catalog.EventType.MESSAGE_RECEIVED, data=message(first + n, now)
+            )
+            for n in range(count)
+        ]
         async with self.rt.db.transaction() as conn:
-            for _ in range(count):
-                now = self.rt.clock()
-                event_id = await events.emit(
-                    conn,
-                    self.rt,
-                    workspace_id=self.workspace_id,
-                    event_type=catalog.EventType.MESSAGE_RECEIVED,
-                    data=message(len(self.created), now),
-                    now=now,
-                )
-                self.created[event_id] = now.timestamp()
+            event_ids = await events.emit_many(
+                conn, self.rt, workspace_id=self.workspace_id, events=batch, now=now
+            )
+        self.created |= dict.fromkeys(event_ids, now.timestamp())
 
     async def preload(self, count: int, batch: int) -> None:
         for first in range(0, count, batch):

@@ -42,6 +42,12 @@ REPLAY_BATCH = 500
 # --- emitting --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewEvent:
+    event_type: EventType
+    data: BaseModel
+
+
 async def emit(
     conn: AsyncConnection,
     rt: Runtime,
@@ -52,40 +58,54 @@ async def emit(
     now: datetime | None = None,
 ) -> str:
     """Record an event and a delivery (with its job) per subscribed endpoint; the event id."""
-    now = now or rt.clock()
-    event_id = f"evt_{secrets.token_hex(12)}"
-    body = orjson.dumps(
-        {
-            "id": event_id,
-            "type": event_type.value,
-            "timestamp": now.isoformat().replace("+00:00", "Z"),
-            "workspace_id": workspace_id,
-            "data": data.model_dump(mode="json", by_alias=True),
-        }
-    ).decode()
-    await store.insert_event(
+    [event_id] = await emit_many(
         conn,
-        event_id=event_id,
+        rt,
         workspace_id=workspace_id,
-        event_type=event_type.value,
-        body=body,
+        events=[NewEvent(event_type=event_type, data=data)],
         now=now,
     )
-    subscribed = [
-        endpoint.id
-        for endpoint in await store.subscribers(conn, workspace_id)
-        if catalog.matches(endpoint.event_types, event_type.value)
-    ]
+    return event_id
+
+
+async def emit_many(
+    conn: AsyncConnection,
+    rt: Runtime,
+    *,
+    workspace_id: str,
+    events: Sequence[NewEvent],
+    now: datetime | None = None,
+) -> list[str]:
+    """`emit` for several events of one workspace at once: four statements however many."""
+    now = now or rt.clock()
+    timestamp = now.isoformat().replace("+00:00", "Z")
+    subscribers = await store.subscribers(conn, workspace_id)
+    rows: list[store.NewEventRow] = []
+    wanted: list[store.NewDelivery] = []
+    for event in events:
+        event_id = f"evt_{secrets.token_hex(12)}"
+        event_type = event.event_type.value
+        body = {
+            "id": event_id,
+            "type": event_type,
+            "timestamp": timestamp,
+            "workspace_id": workspace_id,
+            "data": event.data.model_dump(mode="json", by_alias=True),
+        }
+        rows.append(
+            store.NewEventRow(id=event_id, type=event_type, body=orjson.dumps(body).decode())
+        )
+        wanted += [
+            store.NewDelivery(event_id=event_id, event_type=event_type, endpoint_id=endpoint.id)
+            for endpoint in subscribers
+            if catalog.matches(endpoint.event_types, event_type)
+        ]
+    await store.insert_events(conn, workspace_id=workspace_id, rows=rows, now=now)
     delivery_ids = await store.insert_deliveries(
-        conn,
-        workspace_id=workspace_id,
-        event_id=event_id,
-        event_type=event_type.value,
-        endpoint_ids=subscribed,
-        now=now,
+        conn, workspace_id=workspace_id, wanted=wanted, now=now
     )
     await enqueue_attempts(conn, rt, delivery_ids, run_at=now)
-    return event_id
+    return [row.id for row in rows]
 
 
 async def enqueue_attempts(

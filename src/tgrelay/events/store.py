@@ -29,25 +29,30 @@ MAX_ERROR_LENGTH = 2000
 # --- events ----------------------------------------------------------------------------
 
 
-async def insert_event(
-    conn: AsyncConnection,
-    *,
-    event_id: str,
-    workspace_id: str,
-    event_type: str,
-    body: str,
-    now: datetime,
+@dataclass(frozen=True, kw_only=True)
+class NewEventRow:
+    id: str
+    type: str
+    body: str  # the JSON every attempt sends, byte for byte
+
+
+async def insert_events(
+    conn: AsyncConnection, *, workspace_id: str, rows: Sequence[NewEventRow], now: datetime
 ) -> None:
-    await conn.execute(
-        _INSERT_EVENT,
-        {
-            "id": event_id,
-            "workspace_id": workspace_id,
-            "type": event_type,
-            "body": body,
-            "created_at": now,
-        },
-    )
+    if rows:
+        await conn.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "id": row.id,
+                    "workspace_id": workspace_id,
+                    "type": row.type,
+                    "body": row.body,
+                    "created_at": now,
+                }
+                for row in rows
+            ],
+        )
 
 
 # Statements every emit runs are built once: hashing a fresh statement for SQLAlchemy's
@@ -215,24 +220,25 @@ def types_value(event_types: Sequence[str] | None) -> str | None:
 # --- deliveries ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewDelivery:
+    event_id: str
+    event_type: str
+    endpoint_id: str
+
+
 async def insert_deliveries(
-    conn: AsyncConnection,
-    *,
-    workspace_id: str,
-    event_id: str,
-    event_type: str,
-    endpoint_ids: Sequence[str],
-    now: datetime,
+    conn: AsyncConnection, *, workspace_id: str, wanted: Sequence[NewDelivery], now: datetime
 ) -> list[int]:
-    """One pending delivery per endpoint; ids in the order of `endpoint_ids`."""
-    if not endpoint_ids:
+    """One pending delivery per item of `wanted`; ids in its order."""
+    if not wanted:
         return []
     rows = [
         {
             "workspace_id": workspace_id,
-            "endpoint_id": endpoint_id,
-            "event_id": event_id,
-            "event_type": event_type,
+            "endpoint_id": delivery.endpoint_id,
+            "event_id": delivery.event_id,
+            "event_type": delivery.event_type,
             "status": DeliveryStatus.PENDING.value,
             "attempts": 0,
             "schedule_attempts": 0,
@@ -240,7 +246,7 @@ async def insert_deliveries(
             "created_at": now,
             "updated_at": now,
         }
-        for endpoint_id in endpoint_ids
+        for delivery in wanted
     ]
     return [int(row.id) for row in await conn.execute(_INSERT_DELIVERIES, rows)]
 
