@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,3 +80,47 @@ async def test_errors_are_sqlalchemys_and_roll_the_transaction_back(database: Da
         await _select_missing(database)
     async with database.engine.connect() as conn:
         assert await conn.scalar(select(items.c.id)) is None  # nothing of either was kept
+
+
+def _hold_write_lock(path: Path, seconds: float, held: threading.Event) -> None:
+    """Another process's writer, as far as SQLite can tell: its own connection and lock."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def test_a_writer_waits_for_another_connections_lock(
+    database: Database, tmp_path: Path
+) -> None:
+    """With SQLite's busy_timeout off, the adapter itself waits, then writes."""
+    held = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "one_hop.db", 0.3, held))
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        async with database.transaction() as conn:
+            await conn.execute(insert(items).values(name="after the other writer"))
+    finally:
+        holder.join()
+    async with database.engine.connect() as conn:
+        assert list(await conn.scalars(select(items.c.name))) == ["after the other writer"]
+
+
+async def test_a_writer_gives_up_after_the_busy_timeout(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiosqlite_one_hop, "BUSY_TIMEOUT_SECONDS", 0.05)
+    held = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "one_hop.db", 1.0, held))
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        with pytest.raises(OperationalError, match="database is locked"):
+            await _insert_twice(database, many=True)
+    finally:
+        holder.join()

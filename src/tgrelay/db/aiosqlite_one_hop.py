@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiosqlite
@@ -25,6 +27,28 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util.concurrency import await_
+
+# How long a statement waits for another connection's lock, and how often it looks again.
+# SQLite's own busy handler looks after 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms…:
+# a process whose transactions follow each other within a millisecond (a busy producer of
+# events) kept the lock for seconds while the other process slept. Looking every half
+# millisecond, on aiosqlite's thread, finds the gaps between its transactions.
+BUSY_TIMEOUT_SECONDS = 30.0
+BUSY_POLL_SECONDS = 0.0005
+_SQLITE_BUSY = 5  # the plain code; BUSY_SNAPSHOT and the like cannot be waited out
+
+
+def _patiently(execute: Callable[..., Any], *args: Any) -> None:
+    """Run `execute`, trying again while another connection holds the lock it needs."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            execute(*args)
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != _SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(BUSY_POLL_SECONDS)
 
 
 class _Outcome:
@@ -66,7 +90,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         def run() -> list[Any]:
             cursor = raw.cursor()
             try:
-                cursor.execute(operation, () if parameters is None else parameters)
+                _patiently(cursor.execute, operation, () if parameters is None else parameters)
                 rows = cursor.fetchall() if cursor.description else []
                 outcome.take(cursor)
                 return rows
@@ -84,7 +108,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         def run() -> None:
             cursor = raw.cursor()
             try:
-                cursor.executemany(operation, seq_of_parameters)
+                _patiently(cursor.executemany, operation, seq_of_parameters)
                 outcome.take(cursor)
             finally:
                 cursor.close()
