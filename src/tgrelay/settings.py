@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     webhooks_breaker_failures: int = Field(default=5, ge=1)
     webhooks_breaker_open_seconds: float = Field(default=30.0, gt=0)
     # Deliveries in flight per process: all endpoints together, and per endpoint.
-    webhooks_concurrency: int = Field(default=64, ge=1)
+    webhooks_concurrency: int = Field(default=128, ge=1)
     webhooks_concurrency_per_endpoint: int = Field(default=16, ge=1)
     # On-premise targets: every private address, or only these networks (comma-separated).
     webhooks_allow_private: bool = False
