@@ -50,22 +50,25 @@ async def _targets(rt: Runtime, count: int) -> list[store.Target]:
         event_types=None,
         description=None,
     )
+    removed = [
+        service.NewEvent(
+            event_type=EventType.GROUP_STATUS_CHANGED,
+            data=catalog.GroupStatusData(
+                connection_id=f"conn_{number}", bot_id=1, chat_id=-1, status="bot_removed"
+            ),
+        )
+        for number in range(count)
+    ]
     async with rt.db.transaction() as conn:
-        for number in range(count):
-            await service.emit(
-                conn,
-                rt,
-                workspace_id=workspace.id,
-                event_type=EventType.GROUP_STATUS_CHANGED,
-                data=catalog.GroupStatusData(
-                    connection_id=f"conn_{number}", bot_id=1, chat_id=-1, status="bot_removed"
-                ),
-            )
+        event_ids = await service.emit_many(conn, rt, workspace_id=workspace.id, events=removed)
     async with rt.db.engine.connect() as conn:
         ids = list(await conn.scalars(select(tables.deliveries.c.id).order_by("id")))
         found = await store.targets(conn, ids)
-    assert all(target.endpoint.id == created.endpoint.id for target in found.values())
-    return [found[delivery_id] for delivery_id in ids]
+    targets = [found[delivery_id] for delivery_id in ids]
+    # One delivery per event, in the order emit_many was given them.
+    assert [target.delivery.event_id for target in targets] == event_ids
+    assert all(target.endpoint.id == created.endpoint.id for target in targets)
+    return targets
 
 
 def _attempted(target: store.Target, status_code: int) -> delivery.Attempted:
