@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tgrelay.db import aiosqlite_one_hop
+from tgrelay.db import aiosqlite_one_hop, sqlite_locks
 from tgrelay.db.engine import Database
 
 metadata = MetaData()
@@ -114,7 +114,7 @@ async def test_a_writer_waits_for_another_connections_lock(
 async def test_a_writer_gives_up_after_the_busy_timeout(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(aiosqlite_one_hop, "BUSY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(sqlite_locks, "BUSY_TIMEOUT_SECONDS", 0.05)
     held = threading.Event()
     holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "one_hop.db", 1.0, held))
     holder.start()

@@ -5,7 +5,8 @@ adapter makes four crossings per statement (open a cursor, execute, fetch, close
 this project's 2-core machines a crossing costs about 100 µs of wake-ups, so a `SELECT 1`
 took 515 µs against 94 µs for aiosqlite alone. This adapter does the four steps in one
 function on aiosqlite's thread. Everything else (pooling, transactions, errors, types) is
-SQLAlchemy's and aiosqlite's own; `Database` passes it as the engine's DBAPI module.
+SQLAlchemy's and aiosqlite's own; `Database` passes it as the engine's DBAPI module. It
+waits for other connections' locks itself (`sqlite_locks`), with SQLite's busy_timeout off.
 
 It relies on two internals, both pinned by uv.lock and exercised by every SQLite test:
 aiosqlite's `Connection._execute(fn)` (run `fn` on the connection's thread) and the cursor
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import aiosqlite
@@ -28,27 +27,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.util.concurrency import await_
 
-# How long a statement waits for another connection's lock, and how often it looks again.
-# SQLite's own busy handler looks after 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms…:
-# a process whose transactions follow each other within a millisecond (a busy producer of
-# events) kept the lock for seconds while the other process slept. Looking every half
-# millisecond, on aiosqlite's thread, finds the gaps between its transactions.
-BUSY_TIMEOUT_SECONDS = 30.0
-BUSY_POLL_SECONDS = 0.0005
-_SQLITE_BUSY = 5  # the plain code; BUSY_SNAPSHOT and the like cannot be waited out
-
-
-def _patiently(execute: Callable[..., Any], *args: Any) -> None:
-    """Run `execute`, trying again while another connection holds the lock it needs."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            execute(*args)
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != _SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-        time.sleep(BUSY_POLL_SECONDS)
+from tgrelay.db import sqlite_locks
 
 
 class _Outcome:
@@ -90,7 +69,9 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         def run() -> list[Any]:
             cursor = raw.cursor()
             try:
-                _patiently(cursor.execute, operation, () if parameters is None else parameters)
+                sqlite_locks.patiently(
+                    cursor.execute, operation, () if parameters is None else parameters
+                )
                 rows = cursor.fetchall() if cursor.description else []
                 outcome.take(cursor)
                 return rows
@@ -108,7 +89,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         def run() -> None:
             cursor = raw.cursor()
             try:
-                _patiently(cursor.executemany, operation, seq_of_parameters)
+                sqlite_locks.patiently(cursor.executemany, operation, seq_of_parameters)
                 outcome.take(cursor)
             finally:
                 cursor.close()

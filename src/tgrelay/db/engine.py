@@ -100,7 +100,7 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        # The one-hop adapter waits for locks itself, looking more often than SQLite would.
+        # The one-hop adapter waits for locks itself (sqlite_locks), looking more often.
         one_hop = isinstance(dbapi_connection, aiosqlite_one_hop.OneHopConnection)
         cursor.execute(f"PRAGMA busy_timeout={0 if one_hop else 30000}")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -20,6 +20,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
+from tgrelay.db import sqlite_locks
+
 T = TypeVar("T")
 _DIALECT = sqlite.dialect()
 
@@ -81,7 +83,7 @@ class SqliteThread:
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        sqlite_locks.patiently(conn.execute, "BEGIN IMMEDIATE")
         try:
             result = work(conn)
         except BaseException:
@@ -93,9 +95,9 @@ class SqliteThread:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            sqlite_locks.patiently(conn.execute, "PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA busy_timeout=0")  # sqlite_locks waits, looking more often
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
         return self._conn
