@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-from servers import free_port, process, recreate_postgres_database, wait_http
+from servers import create_workspace, free_port, process, recreate_postgres_database, wait_http
 
 POSTGRES_DATABASE = "tgrelay_bench_alerts"
 USER = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
@@ -288,14 +287,7 @@ def run_in(
         [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / "emulator.log"
     ):
         wait_http(f"{emulator_url}/_emulator/flood", timeout=STEP_TIMEOUT_SECONDS)
-        created = subprocess.run(
-            [*tgrelay, "workspace", "create", "bench", "--json"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        api_key = json.loads(created.stdout)["api_key"]
+        api_key = create_workspace(tgrelay, env)
         with process([*tgrelay, "serve"], env, workdir / "serve.log"):
             wait_http(f"{api_url}/healthz", timeout=STEP_TIMEOUT_SECONDS)
             return asyncio.run(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from servers import free_port, process, recreate_postgres_database, wait_http
+from servers import create_workspace, free_port, process, recreate_postgres_database, wait_http
 from tgrelay.db import tables
 from tgrelay.settings import async_database_url
 
@@ -73,14 +72,7 @@ def run_one(
         [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / f"{db}-emulator.log"
     ):
         wait_http(f"http://127.0.0.1:{emulator_port}/_emulator/bots/1")
-        created = subprocess.run(
-            [*tgrelay, "workspace", "create", "bench", "--json"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        api_key = json.loads(created.stdout)["api_key"]
+        api_key = create_workspace(tgrelay, env)
         bot = httpx.post(
             f"http://127.0.0.1:{emulator_port}/_emulator/bots", json={"username": "bench_bot"}
         ).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -67,3 +68,16 @@ async def recreate_postgres_database(name: str, *, drop_only: bool = False) -> s
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await admin.dispose()
     return f"{POSTGRES_SERVER}/{name}"
+
+
+def create_workspace(tgrelay: list[str], env: dict[str, str], name: str = "bench") -> str:
+    """`tgrelay workspace create` against the configured database; the new API key."""
+    created = subprocess.run(
+        [*tgrelay, "workspace", "create", name, "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    api_key: str = json.loads(created.stdout)["api_key"]
+    return api_key

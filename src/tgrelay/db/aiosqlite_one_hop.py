@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiosqlite
@@ -63,15 +64,21 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return cursor
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        arguments = () if parameters is None else parameters
+        await self._in_one_hop(lambda cursor: cursor.execute(operation, arguments))
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        await self._in_one_hop(lambda cursor: cursor.executemany(operation, seq_of_parameters))
+
+    async def _in_one_hop(self, execute: Callable[[sqlite3.Cursor], object]) -> None:
+        """On aiosqlite's thread: open a cursor, execute (waiting out locks), fetch, close."""
         outcome: _Outcome = self._cursor  # type: ignore[assignment]
         raw: sqlite3.Connection = self._connection._conn
 
         def run() -> list[Any]:
             cursor = raw.cursor()
             try:
-                sqlite_locks.patiently(
-                    cursor.execute, operation, () if parameters is None else parameters
-                )
+                sqlite_locks.patiently(execute, cursor)
                 rows = cursor.fetchall() if cursor.description else []
                 outcome.take(cursor)
                 return rows
@@ -80,23 +87,6 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
         async with self._adapt_connection._execute_mutex:
             self._rows = collections.deque(await self._connection._execute(run))
-        return None
-
-    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        outcome: _Outcome = self._cursor  # type: ignore[assignment]
-        raw: sqlite3.Connection = self._connection._conn
-
-        def run() -> None:
-            cursor = raw.cursor()
-            try:
-                sqlite_locks.patiently(cursor.executemany, operation, seq_of_parameters)
-                outcome.take(cursor)
-            finally:
-                cursor.close()
-
-        async with self._adapt_connection._execute_mutex:
-            await self._connection._execute(run)
-        return None
 
     async def _async_soft_close(self) -> None:
         return None  # nothing stays open between statements

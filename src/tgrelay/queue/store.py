@@ -332,7 +332,7 @@ async def fail(
             else None
         )
     result = await conn.execute(
-        _update_held(job.id, worker_id).values(
+        _update_held_many([job.id], worker_id).values(
             state=JobState.PENDING.value,
             run_at=run_at,
             last_error=_truncate(error),
@@ -348,7 +348,7 @@ async def mark_dead(
 ) -> bool:
     """Give up on a job at once (a permanent failure); False when `worker_id` lost it."""
     result = await conn.execute(
-        _update_held(job.id, worker_id).values(
+        _update_held_many([job.id], worker_id).values(
             state=JobState.DEAD.value,
             last_error=_truncate(error),
             finished_at=now,
@@ -381,7 +381,7 @@ async def reschedule(
     }
     if payload is not None:
         changes["payload"] = orjson.dumps(dict(payload)).decode()
-    result = await conn.execute(_update_held(job.id, worker_id).values(changes))
+    result = await conn.execute(_update_held_many([job.id], worker_id).values(changes))
     return result.rowcount == 1
 
 
@@ -490,14 +490,6 @@ async def count_by_state(conn: AsyncConnection) -> dict[JobState, int]:
     for state, count in await conn.execute(statement):
         counts[JobState(state)] = int(count)
     return counts
-
-
-def _update_held(job_id: int, worker_id: str) -> Update:
-    return update(jobs).where(
-        jobs.c.id == job_id,
-        jobs.c.state == JobState.RUNNING.value,
-        jobs.c.locked_by == worker_id,
-    )
 
 
 def _update_held_many(job_ids: Sequence[int], worker_id: str) -> Update:
