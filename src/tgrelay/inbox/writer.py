@@ -1,4 +1,4 @@
-"""Group commit: one task commits every update that queued while the previous commit ran.
+"""Group commit: each transaction holds every update that queued while earlier ones ran.
 
 Each caller waits for the commit that holds its update, so a 2xx (or a polling offset move)
 always follows durable storage, while the cost of a commit is shared by a whole batch. An
@@ -8,16 +8,24 @@ update and its process_update job are written in the same transaction (DESIGN pr
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 
 import structlog
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tgrelay import audit, errors
 from tgrelay.db import dialects, tables
-from tgrelay.db.sqlite_thread import SqliteThread, prepare_insert
+from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import IncomingUpdate
+from tgrelay.inbox.sqlite_writer import (
+    InsertSql,
+    SqliteWriterProcess,
+    WriterConfig,
+    WriteRequest,
+    WriterProcessError,
+)
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime
@@ -70,15 +78,30 @@ class GroupCommitWriter:
         self._wakeup.set()
 
     async def run(self) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(self._batches.max_in_flight)
+
+        async def commit(
+            batch: list[tuple[IncomingUpdate, asyncio.Future[bool]]], audits: list[audit.Entry]
+        ) -> None:
+            try:
+                await self._commit(batch, audits)
+            finally:
+                slots.release()
+
         try:
             while not (self._stopping and not self._pending and not self._audits):
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._pending or self._audits:
+                    await slots.acquire()
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
                     audits, self._audits = self._audits, []
-                    await self._commit(batch, audits)
+                    task = asyncio.create_task(commit(batch, audits))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+            await asyncio.gather(*in_flight)
         finally:
             await self._batches.close()
             self._stopped.set()
@@ -98,7 +121,7 @@ class GroupCommitWriter:
             unique.setdefault((update.bot_id, update.update_id), update)
         try:
             created = await self._batches.write(unique, audits)
-        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        except (SQLAlchemyError, WriterProcessError, OSError) as exc:
             log.error("intake.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 if not future.done():
@@ -113,19 +136,14 @@ class GroupCommitWriter:
             self._rt.notify_worker()
 
 
-def _jobs_for(
-    created: list[tuple[int, int, int]], unique: dict[UpdateKey, IncomingUpdate]
-) -> list[NewJob]:
-    """A process_update job per created (row id, bot_id, update_id), in update order."""
-    return [
-        NewJob(
-            kind=PROCESS_UPDATE,
-            payload={"bot_id": bot_id, "update_id": update_id},
-            ordering_key=unique[(bot_id, update_id)].ordering_key,
-            subject_id=row_id,
-        )
-        for row_id, bot_id, update_id in sorted(created, key=lambda row: (row[1], row[2]))
-    ]
+def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
+    """The process_update job of a created update row (`subject_id` is the row's id)."""
+    return NewJob(
+        kind=PROCESS_UPDATE,
+        payload={"bot_id": update.bot_id, "update_id": update.update_id},
+        ordering_key=update.ordering_key,
+        subject_id=subject_id,
+    )
 
 
 def _update_values(update: IncomingUpdate) -> dict[str, object]:
@@ -143,6 +161,10 @@ def _update_values(update: IncomingUpdate) -> dict[str, object]:
 class _SqlAlchemyBatches:
     """PostgreSQL (or any async SQLAlchemy database): INSERT … ON CONFLICT DO NOTHING RETURNING."""
 
+    # One transaction at a time: concurrent ones inserting overlapping keys in arrival
+    # order could deadlock on the unique index.
+    max_in_flight = 1
+
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
 
@@ -152,7 +174,7 @@ class _SqlAlchemyBatches:
         rt = self._rt
         updates = tables.updates
         async with rt.db.transaction() as conn:
-            created: list[tuple[int, int, int]] = []
+            created: list[tuple[int, int, int]] = []  # (bot_id, update_id, row id)
             if unique:
                 statement = (
                     dialects.upsert(rt.db.dialect, updates)
@@ -160,68 +182,103 @@ class _SqlAlchemyBatches:
                     .returning(updates.c.id, updates.c.bot_id, updates.c.update_id)
                 )
                 rows = await conn.execute(statement, [_update_values(u) for u in unique.values()])
-                created = [(r.id, r.bot_id, r.update_id) for r in rows]
+                created = sorted(
+                    ((r.bot_id, r.update_id, r.id) for r in rows), key=lambda row: row[:2]
+                )
                 await job_store.enqueue(
                     conn,
-                    _jobs_for(created, unique),
+                    [_job_for(unique[(bot, update)], row_id) for bot, update, row_id in created],
                     now=rt.clock(),
                     default_max_attempts=rt.settings.job_max_attempts,
                 )
             await audit.record_many(conn, audits)
-        return {(bot_id, update_id) for _, bot_id, update_id in created}
+        return {(bot_id, update_id) for bot_id, update_id, _ in created}
 
     async def close(self) -> None:
         return None
 
 
-class _SqliteBatches:
-    """SQLite: the whole batch in one call on a dedicated writer thread (see db.sqlite_thread).
+_INSERT_UPDATES = prepare_insert(
+    tables.updates, UPDATE_COLUMNS, ignore_conflicts_on=("bot_id", "update_id")
+)
+_INSERT_JOBS = prepare_insert(tables.jobs, job_store.JOB_COLUMNS)
+_INSERT_AUDIT = prepare_insert(tables.audit_log, audit.COLUMNS)
 
-    BEGIN IMMEDIATE makes this connection the only writer for the transaction, so the rows
-    with ids above the pre-insert maximum are exactly the ones this batch created.
+
+class _SqliteBatches:
+    """SQLite: each batch is one transaction in the writer process (see inbox.sqlite_writer).
+
+    BEGIN IMMEDIATE makes the process the only writer for the transaction, so the rows with
+    ids above the pre-insert maximum are exactly the ones the batch created.
     """
 
-    _INSERT_UPDATES = prepare_insert(
-        tables.updates, UPDATE_COLUMNS, ignore_conflicts_on=("bot_id", "update_id")
-    )
-    _INSERT_JOBS = prepare_insert(tables.jobs, job_store.JOB_COLUMNS)
-    _INSERT_AUDIT = prepare_insert(tables.audit_log, audit.COLUMNS)
-    _MAX_ID = "SELECT coalesce(max(id), 0) FROM updates"
-    _CREATED = "SELECT id, bot_id, update_id FROM updates WHERE id > ? ORDER BY id"
+    # A second batch waits in the writer process's pipe while the first commits; the process
+    # runs them in order, so a later batch's copy of an update is the duplicate.
+    max_in_flight = 2
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._thread = SqliteThread(
-            rt.settings.resolved_database_url, synchronous=rt.settings.sqlite_synchronous
+        database = make_url(rt.settings.resolved_database_url).database
+        if not database:
+            raise ValueError("the SQLite intake writer needs a database file")
+        self._process = SqliteWriterProcess(
+            writer_config(database, synchronous=rt.settings.sqlite_synchronous)
         )
 
     async def write(
         self, unique: dict[UpdateKey, IncomingUpdate], audits: list[audit.Entry]
     ) -> set[UpdateKey]:
-        now = self._rt.clock()
-        max_attempts = self._rt.settings.job_max_attempts
-
-        def work(conn: sqlite3.Connection) -> set[UpdateKey]:
-            created: list[tuple[int, int, int]] = []
-            if unique:
-                (before,) = conn.execute(self._MAX_ID).fetchone()
-                conn.executemany(
-                    self._INSERT_UPDATES.sql,
-                    self._INSERT_UPDATES.params(_update_values(u) for u in unique.values()),
-                )
-                created = conn.execute(self._CREATED, (before,)).fetchall()
-                job_rows = [
-                    job_store.job_values(job, now=now, default_max_attempts=max_attempts)
-                    for job in _jobs_for(created, unique)
-                ]
-                conn.executemany(self._INSERT_JOBS.sql, self._INSERT_JOBS.params(job_rows))
-            if audits:
-                conn.executemany(
-                    self._INSERT_AUDIT.sql, self._INSERT_AUDIT.params(map(audit.values, audits))
-                )
-            return {(bot_id, update_id) for _, bot_id, update_id in created}
-
-        return await self._thread.transaction(work)
+        request = write_request(
+            list(unique.values()),
+            audits,
+            now=self._rt.clock(),
+            default_max_attempts=self._rt.settings.job_max_attempts,
+        )
+        return await self._process.write(request)
 
     async def close(self) -> None:
-        await self._thread.close()
+        await self._process.close()
+
+
+def writer_config(path: str, *, synchronous: str) -> WriterConfig:
+    """What the SQLite writer process needs to store this module's batches in `path`."""
+    updates, jobs = _INSERT_UPDATES, _INSERT_JOBS
+    return WriterConfig(
+        path=path,
+        synchronous=synchronous,
+        insert_updates=_insert_sql(updates),
+        insert_jobs=_insert_sql(jobs),
+        insert_audits=_insert_sql(_INSERT_AUDIT),
+        max_update_id="SELECT coalesce(max(id), 0) FROM updates",
+        # A range of the rowid: ordering by (bot_id, update_id) here made SQLite walk that
+        # whole unique index.
+        created_updates="SELECT id, bot_id, update_id FROM updates WHERE id > ?",
+        update_key_columns=(updates.columns.index("bot_id"), updates.columns.index("update_id")),
+        job_subject_column=jobs.columns.index("subject_id"),
+    )
+
+
+def write_request(
+    updates: Sequence[IncomingUpdate],
+    audits: Sequence[audit.Entry],
+    *,
+    now: datetime,
+    default_max_attempts: int,
+) -> WriteRequest:
+    """The writer process's request for a batch: rows ready to bind, a job per update."""
+    return WriteRequest(
+        updates=_INSERT_UPDATES.params(map(_update_values, updates)),
+        jobs=_INSERT_JOBS.params(
+            job_store.job_values(
+                _job_for(update, subject_id=None),
+                now=now,
+                default_max_attempts=default_max_attempts,
+            )
+            for update in updates
+        ),
+        audits=_INSERT_AUDIT.params(map(audit.values, audits)),
+    )
+
+
+def _insert_sql(insert: PreparedInsert) -> InsertSql:
+    return InsertSql(head=insert.head, group=insert.group, tail=insert.tail)

@@ -1,0 +1,60 @@
+"""INSERTs compiled once by SQLAlchemy for sqlite3's qmark style, for writers that bind rows
+themselves (the intake's SQLite writer process), so the schema stays declared in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import sqlite
+
+_DIALECT = sqlite.dialect()
+
+
+@dataclass(frozen=True)
+class PreparedInsert:
+    """An INSERT split around its one VALUES group, with each column's bind processing."""
+
+    head: str  # "INSERT INTO t (a, b) VALUES "
+    group: str  # "(?, ?)"
+    tail: str  # "" or " ON CONFLICT (…) DO NOTHING"
+    columns: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @property
+    def sql(self) -> str:
+        """The one-row statement."""
+        return self.head + self.group + self.tail
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
+        """Each row's values in column order, as SQLite stores them (datetimes as text)."""
+        pairs = list(zip(self.columns, self.processors, strict=True))
+        return [
+            [row[c] if p is None or row[c] is None else p(row[c]) for c, p in pairs] for row in rows
+        ]
+
+
+def prepare_insert(
+    table: Table, columns: Sequence[str], *, ignore_conflicts_on: Sequence[str] = ()
+) -> PreparedInsert:
+    statement = sqlite.insert(table)
+    if ignore_conflicts_on:
+        statement = statement.on_conflict_do_nothing(index_elements=list(ignore_conflicts_on))
+    compiled = statement.compile(dialect=_DIALECT, column_keys=list(columns))
+    order = tuple(compiled.positiontup or ())
+    # dialect_impl: a TypeDecorator's own bind_processor stops at its generic impl (a
+    # DateTime that leaves datetimes as they are); SQLite's DATETIME turns them into text.
+    processors = tuple(
+        table.c[name].type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for name in order
+    )
+    sql = str(compiled)
+    group = "(" + ", ".join("?" * len(order)) + ")"
+    head, found, tail = sql.partition(" VALUES " + group)
+    if not found or group in tail:
+        raise ValueError(f"cannot find the one VALUES group of {sql!r}")
+    return PreparedInsert(
+        head=head + " VALUES ", group=group, tail=tail, columns=order, processors=processors
+    )
