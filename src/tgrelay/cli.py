@@ -94,6 +94,9 @@ def serve(
         http="httptools",
         log_config=None,
         access_log=False,
+        # No "server: uvicorn" on every answer: it tells scanners what runs, and costs a
+        # header check per request on the intake's hot path.
+        server_header=False,
         # Off unless configured: trusting X-Forwarded-For costs time on every request.
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,

@@ -30,11 +30,28 @@ class PreparedInsert:
         return self.head + self.group + self.tail
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
-        """Each row's values in column order, as SQLite stores them (datetimes as text)."""
-        pairs = list(zip(self.columns, self.processors, strict=True))
-        return [
-            [row[c] if p is None or row[c] is None else p(row[c]) for c, p in pairs] for row in rows
-        ]
+        """Each row's values in column order, as SQLite stores them (datetimes as text).
+
+        A value repeated across rows (a batch's `now`) is converted once: on the intake's hot
+        path the conversions cost more than everything else here.
+        """
+        processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        converted: dict[tuple[int, Any], Any] = {}
+        result = []
+        for row in rows:
+            values = [row[c] for c in self.columns]
+            for i, process in processed:
+                value = values[i]
+                if value is None:
+                    continue
+                try:
+                    values[i] = converted[(i, value)]
+                except KeyError:
+                    values[i] = converted[(i, value)] = process(value)
+                except TypeError:  # unhashable (a JSON column's dict): convert every time
+                    values[i] = process(value)
+            result.append(values)
+        return result
 
 
 def prepare_insert(

@@ -73,7 +73,7 @@ class WebhookReceiver:
             return
         (self._stored if created else self._duplicate).inc()
         self._rt.metrics.intake_latency.observe(time.perf_counter() - started)
-        await _respond(send, 200, "")
+        await _respond_stored(send)
 
     async def _authenticate(self, bot_id: int, scope: Scope) -> None:
         """Pass when the secret header matches one of the bot's; Rejection(401) otherwise."""
@@ -168,11 +168,22 @@ def _parse(body: bytes, bot_id: int, rt: Runtime) -> IncomingUpdate:
     )
 
 
+# The answer to every stored update, built once (uvicorn reads these messages, never changes them).
+_STORED_START: Message = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-length", b"0")],
+}
+_STORED_BODY: Message = {"type": "http.response.body", "body": b""}
+
+
+async def _respond_stored(send: Send) -> None:
+    await send(_STORED_START)
+    await send(_STORED_BODY)
+
+
 async def _respond(send: Send, status: int, reason: str) -> None:
-    body = orjson.dumps({"error": reason}) if reason else b""
-    headers = [(b"content-length", str(len(body)).encode())]
-    if body:
-        headers.append((b"content-type", b"application/json"))
-    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
-    await send(start)
+    body = orjson.dumps({"error": reason})
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
