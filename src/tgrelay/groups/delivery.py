@@ -1,12 +1,14 @@
 """Sending to Telegram from jobs: alerts to connections and the bot's own replies.
 
-Jobs never sleep: a send that the rate limiter (or Telegram's 429) defers is rescheduled,
-so other chats keep flowing. Each notification records a part as attempted before sending
+Jobs do not sleep through a limit: a send that the rate limiter (or Telegram's 429) defers is
+rescheduled, so other chats keep flowing; only the last SEND_LEAD_SECONDS before a slot are
+waited in the job. Each notification records a part as attempted before sending
 it (DESIGN promise 2): a crash between the send and the record is counted, not hidden.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,6 +39,10 @@ MARKED = "attempt_marked"
 # A slot this far in the past (a busy or restarted worker, a retry after an error) is given up
 # and reserved anew: sending on it could crowd the slots reserved after it.
 STALE_SLOT_SECONDS = 1.0
+# A rate-limited send comes back this long before its slot and waits the rest in the job: the
+# longest a worker slot is held waiting, and what the claim and reads may take without
+# making the send late.
+SEND_LEAD_SECONDS = 0.05
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -393,19 +399,42 @@ class _Turn:
         self._payload[MARKED] = [part, self._attempt]
 
     async def wait_for_slot(self, target: Connection | _Destination) -> None:
-        """Return when this send may go now; otherwise raise Reschedule to its reserved slot."""
-        now = self._rt.clock().timestamp()
+        """Return when this send may go now; otherwise raise Reschedule to just before its slot.
+
+        The job comes back SEND_LEAD_SECONDS early and waits the rest here, so its claim and
+        reads happen before the slot instead of after it: with one send per chat interval,
+        every late start pushes all of that chat's later sends back.
+        """
         slot_at = self._payload.pop(SLOT_AT, None)
-        if isinstance(slot_at, int | float) and now - slot_at <= STALE_SLOT_SECONDS:
-            return
-        slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
-        if slot.wait_seconds <= 0:
-            return
-        carried = {**self._payload, SLOT_AT: now + slot.wait_seconds} if slot.reserved else None
+        if isinstance(slot_at, int | float):
+            early = slot_at - self._rt.clock().timestamp()
+            if early > 2 * SEND_LEAD_SECONDS:  # another process's clock ran ahead: come back
+                raise retry.Reschedule(
+                    early - SEND_LEAD_SECONDS,
+                    "Telegram send limits",
+                    payload={**self._payload, SLOT_AT: slot_at},
+                )
+            if early >= -STALE_SLOT_SECONDS:
+                await asyncio.sleep(max(early, 0.0))
+                return
+        for _ in range(2):  # once more after a short wait for the chat or group to free
+            slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
+            if slot.wait_seconds <= 0:
+                return
+            if slot.wait_seconds > SEND_LEAD_SECONDS:
+                break
+            await asyncio.sleep(slot.wait_seconds)
+            if slot.reserved:
+                return
+        carried = (
+            {**self._payload, SLOT_AT: self._rt.clock().timestamp() + slot.wait_seconds}
+            if slot.reserved
+            else dict(self._payload)
+        )
         raise retry.Reschedule(
-            slot.wait_seconds,
+            max(slot.wait_seconds - SEND_LEAD_SECONDS, 0.0),
             "Telegram send limits" if slot.reserved else "the chat or group is busy",
-            payload=carried or dict(self._payload),
+            payload=carried,
         )
 
     async def sending(self, target: Connection | _Destination) -> None:

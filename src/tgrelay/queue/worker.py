@@ -357,6 +357,7 @@ class Worker:
     async def _record(self, job: Job, exc: Exception, fields: dict[str, object]) -> str:
         """Store a failed or rescheduled run; if the database is down, the lease will expire."""
         now = self.clock()
+        decided = asyncio.get_running_loop().time()
         error = describe(exc)
         try:
             async with self.db.transaction() as conn:
@@ -394,8 +395,9 @@ class Worker:
         if isinstance(exc, retry.Reschedule):
             self._log.info("job.rescheduled", delay=exc.delay, reason=exc.reason, **fields)
             # Claim again when it is due rather than up to a poll interval later: rate-limited
-            # sends are rescheduled to the instant their slot opens.
-            asyncio.get_running_loop().call_later(exc.delay, self.notify)
+            # sends are rescheduled to the instant their slot opens. Timed from the decision,
+            # like its run_at, not from the end of the transaction that stored it.
+            asyncio.get_running_loop().call_at(decided + exc.delay, self.notify)
             return "rescheduled"
         if state is JobState.DEAD:
             unexpected = not isinstance(exc, retry.PermanentFailure)
