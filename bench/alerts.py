@@ -84,6 +84,7 @@ class Result:
     delivered_while_posting: int  # alerts that had arrived when the last POST was answered
     rejected: int  # 429s the emulator answered during the run
     in_order: bool  # every group got exactly its alerts, in the order they were posted
+    sustained: float | None  # alerts/s while every group had alerts queued (None: no overlap)
 
 
 def limit(value: str) -> Limit:
@@ -102,6 +103,20 @@ def settling_seconds(limits: Limits) -> float:
     stretched by tgrelay's largest safety margin (5 %)."""
     spacing = max(limit.seconds / limit.count for limit in (limits.per_chat, limits.per_group))
     return spacing * 1.05
+
+
+def sustained_rate(sent_at: list[tuple[int, float]]) -> float | None:
+    """Sends per second between the last group's first send and the first group's last one:
+    the steady state, once the API burst and the groups' first (free) sends are over and
+    before groups run out of alerts. None when no such window exists."""
+    by_chat: dict[int, list[float]] = {}
+    for chat_id, at in sent_at:
+        by_chat.setdefault(chat_id, []).append(at)
+    start = max(min(times) for times in by_chat.values())
+    end = min(max(times) for times in by_chat.values())
+    if end <= start:
+        return None
+    return sum(start < at <= end for _, at in sent_at) / (end - start)
 
 
 def allowed_rate(groups: int, limits: Limits) -> float:
@@ -255,11 +270,14 @@ async def drive(
     elapsed = time.monotonic() - started
     # Each group's first message is tgrelay's confirmation, sent before the run.
     arrived = {c: (await sent_texts(emulator, c))[1:] for c in chat_ids}
+    report = await call(emulator, "GET", "/_emulator/flood")
+    groups_sent_at = [(chat, at) for chat, at in report["sent_at"] if chat in expected]
     return Result(
+        sustained=sustained_rate(groups_sent_at),
         elapsed=elapsed,
         posting=posting,
         delivered_while_posting=delivered_while_posting,
-        rejected=(await call(emulator, "GET", "/_emulator/flood"))["rejected"] - rejected_before,
+        rejected=report["rejected"] - rejected_before,
         in_order=arrived == expected,
     )
 
@@ -349,12 +367,18 @@ def main() -> None:
     after_posts = (args.alerts - result.delivered_while_posting) / max(
         result.elapsed - result.posting, 1e-9
     )
+    sustained = (
+        "n/a (no moment when every group had alerts queued)"
+        if result.sustained is None
+        else f"{result.sustained:.1f}/s ({result.sustained / allowed:.1%})"
+    )
     print(
         f"{args.db:8} {args.alerts} alerts to {args.groups} groups "
         f"(per-chat {args.per_chat}, per-group {args.per_group}, per-bot {args.per_bot}): "
         f"{result.elapsed:.2f} s (POSTs {result.posting:.2f} s, ideal {args.alerts / allowed:.2f} s), "
         f"{achieved:.1f} alerts/s of {allowed:.1f} allowed ({achieved / allowed:.0%}; "
-        f"after the POSTs {after_posts:.1f}/s, {after_posts / allowed:.0%}), "
+        f"after the POSTs {after_posts:.1f}/s, {after_posts / allowed:.0%}); "
+        f"sustained {sustained}; "
         f"{result.rejected} 429s, in order: {'yes' if result.in_order else 'NO'}"
     )
 

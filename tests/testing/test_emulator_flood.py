@@ -118,6 +118,7 @@ async def test_flood_is_off_by_default(client: httpx.AsyncClient, emulator: Emul
             "rejected": 0,
             "rejected_by_chat": {},
             "sent_by_chat": {str(ALICE["id"]): 5},
+            "sent_at": [[ALICE["id"], 0.0]] * 5,  # the fake clock stands still
         },
     )
 
@@ -174,11 +175,14 @@ async def test_sends_over_a_limit_get_429_and_are_not_stored(
         report["rejected"],
         report["rejected_by_chat"],
         report["sent_by_chat"],
+        report["sent_at"],
     ) == (
         [2, 60.0],
         3,
         {str(ALICE["id"]): 1, str(OPS_GROUP["id"]): 2},
         {str(ALICE["id"]): 1, str(BOB["id"]): 1, str(OPS_GROUP["id"]): 2},
+        # Accepted sends only, timed from the PUT that switched flood control on.
+        [[ALICE["id"], 0.0], [BOB["id"], 0.25], [OPS_GROUP["id"], 0.25], [OPS_GROUP["id"], 1.25]],
     )
 
 

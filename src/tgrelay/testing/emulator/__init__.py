@@ -87,7 +87,10 @@ Control surface (same port, JSON in and out; errors are `{"error": "…"}` with 
     POST   /_emulator/users/{user_id}/unblock     {"bot_id"} → its my_chat_member Update
     GET    /_emulator/flood                       {"enabled", "per_chat", "per_group",
                                                   "per_bot", "rejected", "rejected_by_chat":
-                                                  {chat_id: n}, "sent_by_chat": {chat_id: n}}
+                                                  {chat_id: n}, "sent_by_chat": {chat_id: n},
+                                                  "sent_at": [[chat_id, seconds], …] (the
+                                                  latest 10,000 sends, timed from the last
+                                                  PUT)}
     PUT    /_emulator/flood                       {"enabled", "per_chat"?: [1, 1.0],
                                                   "per_group"?: [20, 60.0], "per_bot"?: [30,
                                                   1.0]} ([count, window seconds]; absent:

@@ -16,6 +16,10 @@ from typing import Any
 from tgrelay.testing.emulator import errors
 
 
+# How many of the latest sends the report lists with their times.
+SEND_LOG_LENGTH = 10_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class Limit:
     """At most `count` sends in any `window` seconds."""
@@ -93,10 +97,18 @@ class FloodControl:
         self._sends: dict[int, _BotSends] = {}
         self.rejected_by_chat: collections.Counter[int] = collections.Counter()
         self.sent_by_chat: collections.Counter[int] = collections.Counter()
+        # (chat_id, seconds since flood control was last configured) of recent sends, so a
+        # benchmark can see how its sends were spaced as they arrived.
+        self._sent_at: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=SEND_LOG_LENGTH
+        )
+        self._configured_at = monotonic()
 
     def configure(self, *, enabled: bool, limits: Limits) -> None:
         self.enabled = enabled
         self.limits = limits
+        self._sent_at.clear()
+        self._configured_at = self._monotonic()
 
     def check(self, bot_id: int, chat_id: int) -> None:
         """Raise Telegram's 429 if the bot may not send to this chat now (counted as rejected)."""
@@ -127,6 +139,7 @@ class FloodControl:
             while times and times[0] <= horizon:
                 times.popleft()
         self.sent_by_chat[chat_id] += 1
+        self._sent_at.append((chat_id, now - self._configured_at))
 
     def report(self) -> dict[str, Any]:
         """GET /_emulator/flood: the settings and what was sent and refused, by chat."""
@@ -138,4 +151,5 @@ class FloodControl:
             "rejected": sum(self.rejected_by_chat.values()),
             "rejected_by_chat": {str(k): v for k, v in self.rejected_by_chat.items()},
             "sent_by_chat": {str(k): v for k, v in self.sent_by_chat.items()},
+            "sent_at": [[chat_id, round(at, 6)] for chat_id, at in self._sent_at],
         }
