@@ -7,35 +7,20 @@ import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.inbox.updates import NOW, incoming
 from tgrelay import audit
 from tgrelay.db import migrate
-from tgrelay.inbox.models import IncomingUpdate, UpdateSource
 from tgrelay.inbox.sqlite_writer import SqliteWriterProcess, WriteRequest, WriterProcessError
 from tgrelay.inbox.writer import write_request, writer_config
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def _update(update_id: int, chat_id: int = 10) -> IncomingUpdate:
-    return IncomingUpdate(
-        bot_id=1,
-        update_id=update_id,
-        kind="message",
-        chat_id=chat_id,
-        source=UpdateSource.WEBHOOK,
-        payload=f'{{"update_id": {update_id}}}',
-        received_at=NOW,
-    )
 
 
 def _request(*update_ids: int, audits: tuple[audit.Entry, ...] = ()) -> WriteRequest:
     return write_request(
-        [_update(i) for i in update_ids], list(audits), now=NOW, default_max_attempts=5
+        [incoming(i) for i in update_ids], list(audits), now=NOW, default_max_attempts=5
     )
 
 

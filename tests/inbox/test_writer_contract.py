@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,26 +12,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from tests.databases import PostgresServer
+from tests.inbox.updates import NOW, incoming
 from tgrelay import audit
 from tgrelay.db import tables
-from tgrelay.inbox.models import IncomingUpdate, UpdateSource
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def _update(update_id: int, chat_id: int | None = 10, bot_id: int = 1) -> IncomingUpdate:
-    return IncomingUpdate(
-        bot_id=bot_id,
-        update_id=update_id,
-        kind="message",
-        chat_id=chat_id,
-        source=UpdateSource.WEBHOOK,
-        payload=f'{{"update_id": {update_id}}}',
-        received_at=NOW,
-    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -78,8 +63,8 @@ async def test_concurrent_updates_are_stored_with_one_job_each(
 ) -> None:
     """Updates stored concurrently each get exactly one pending process_update job, keyed by chat."""
     results = await asyncio.gather(
-        *(writer.store(_update(i, chat_id=i % 3)) for i in range(1, 51)),
-        writer.store(_update(7, chat_id=None, bot_id=2)),
+        *(writer.store(incoming(i, chat_id=i % 3)) for i in range(1, 51)),
+        writer.store(incoming(7, chat_id=None, bot_id=2)),
     )
     assert results == [True] * 51
     assert await _stored(runtime) == [
@@ -92,9 +77,9 @@ async def test_duplicates_are_absorbed_within_and_across_batches(
     runtime: Runtime, writer: GroupCommitWriter
 ) -> None:
     """A re-sent update_id, in the same batch or a later one, is reported as not new and adds nothing."""
-    same_batch = await asyncio.gather(writer.store(_update(1)), writer.store(_update(1)))
-    later = await writer.store(_update(1))
-    many = await writer.store_many([_update(1), _update(2), _update(2)])
+    same_batch = await asyncio.gather(writer.store(incoming(1)), writer.store(incoming(1)))
+    later = await writer.store(incoming(1))
+    many = await writer.store_many([incoming(1), incoming(2), incoming(2)])
     assert (list(same_batch), later, many) == ([True, False], False, [False, True, False])
     assert await _stored(runtime) == [
         (1, 1, "chat:1:10", "pending"),
@@ -111,7 +96,7 @@ async def test_audit_rows_ride_along_with_the_next_commit(
             action="intake.rejected", actor=audit.TELEGRAM, at=NOW, bot_id=1, detail={"status": 401}
         )
     )
-    await writer.store(_update(1))
+    await writer.store(incoming(1))
     async with runtime.db.engine.connect() as conn:
         rows = (
             await conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.detail))
