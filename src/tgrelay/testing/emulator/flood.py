@@ -15,7 +15,6 @@ from typing import Any
 
 from tgrelay.testing.emulator import errors
 
-
 # How many of the latest sends the report lists with their times.
 SEND_LOG_LENGTH = 10_000
 
