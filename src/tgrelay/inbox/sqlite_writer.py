@@ -219,10 +219,13 @@ class _Transactions:
                     created.append((bot_id, update_id))
                 _insert(conn, config["insert_jobs"], jobs)
             _insert(conn, config["insert_audits"], request["audits"])
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (a full disk) leaves the transaction open: the next BEGIN would
+            # then fail for every batch to come.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return created
 
     def close(self) -> None:
