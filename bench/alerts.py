@@ -46,7 +46,7 @@ STEP_TIMEOUT_SECONDS = 30.0
 RUN_TIMEOUT_SECONDS = 600.0
 # Alerts POSTed at once. A client that fires hundreds at once gets them queued just the same,
 # but the API's transactions then crowd the worker's on the one SQLite writer.
-POSTERS = int(os.environ.get("POSTERS", "8"))
+POSTERS = 8
 # Polling the emulator for arrivals costs it a request each time; this is the run's resolution.
 ARRIVAL_POLL_SECONDS = 0.05
 

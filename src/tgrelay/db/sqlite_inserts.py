@@ -24,11 +24,6 @@ class PreparedInsert:
     columns: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
 
-    @property
-    def sql(self) -> str:
-        """The one-row statement."""
-        return self.head + self.group + self.tail
-
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
         """Each row's values in column order, as SQLite stores them (datetimes as text).
 

@@ -188,9 +188,7 @@ class _Transactions:
 
     def __init__(self, config: WriterConfig) -> None:
         self._config = config
-        conn = sqlite3.connect(
-            config["path"], isolation_level=None, check_same_thread=False, cached_statements=512
-        )
+        conn = sqlite3.connect(config["path"], isolation_level=None, cached_statements=512)
         sqlite_locks.patiently(conn.execute, "PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={config['synchronous']}")
         conn.execute("PRAGMA busy_timeout=0")  # sqlite_locks waits, looking more often

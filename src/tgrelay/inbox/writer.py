@@ -22,6 +22,7 @@ from tgrelay.inbox.models import IncomingUpdate
 from tgrelay.inbox.sqlite_writer import (
     InsertSql,
     SqliteWriterProcess,
+    UpdateKey,
     WriterConfig,
     WriteRequest,
     WriterProcessError,
@@ -36,8 +37,6 @@ PROCESS_UPDATE = "process_update"
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000
 UPDATE_COLUMNS = ("bot_id", "update_id", "kind", "chat_id", "source", "payload", "received_at")
-
-UpdateKey = tuple[int, int]  # (bot_id, update_id)
 
 
 class GroupCommitWriter:
