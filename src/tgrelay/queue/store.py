@@ -245,10 +245,10 @@ class PlanHints:
     """How a claim steers a backend's query planner along ix_jobs_state_run_at.
 
     Pending and running jobs are few; done ones pile up. SQLite's planner did not see it:
-    it took ix_jobs_kind_subject_id for a lane's `kind IN (…)` and ix_jobs_ordering_key_id
-    for the heads' GROUP BY, walking every job ever run (13 and 31 ms per claim with
-    100,000 done jobs, against 0.03 and 0.3 ms along the state index), or, after ANALYZE,
-    scanned the whole table. PostgreSQL's statistics see the skew by themselves.
+    it took ix_jobs_kind_subject_id for a lane's `kind IN (…)` and an index on
+    (ordering_key, id), since dropped, for the heads' GROUP BY, walking every job ever run
+    (13 and 31 ms per claim with 100,000 done jobs, against 0.03 and 0.3 ms along the state
+    index), or, after ANALYZE, scanned the whole table. PostgreSQL's statistics see the skew by themselves.
     """
 
     rare: Callable[[Condition], Condition]  # a condition few rows meet
