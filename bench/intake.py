@@ -25,7 +25,14 @@ from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from servers import create_workspace, free_port, process, recreate_postgres_database, wait_http
+from servers import (
+    cpu_seconds,
+    create_workspace,
+    free_port,
+    process,
+    recreate_postgres_database,
+    wait_http,
+)
 from tgrelay.db import tables
 from tgrelay.settings import async_database_url
 
@@ -76,7 +83,7 @@ def run_one(
         bot = httpx.post(
             f"http://127.0.0.1:{emulator_port}/_emulator/bots", json={"username": "bench_bot"}
         ).json()
-        with process([*tgrelay, "serve", "--no-worker"], env, workdir / f"{db}-serve.log"):
+        with process([*tgrelay, "serve", "--no-worker"], env, workdir / f"{db}-serve.log") as serve:
             wait_http(f"http://127.0.0.1:{app_port}/healthz")
             connected = httpx.post(
                 f"http://127.0.0.1:{app_port}/v1/bots",
@@ -118,12 +125,16 @@ def run_one(
             if warmup:
                 drive(warmup, first_update_id=0)
             before = asyncio.run(stored_updates(database_url, bot["id"]))
+            cpu_before = cpu_seconds(serve.pid)
             wrk = drive(duration, first_update_id=10**12)
+            cpu_after = cpu_seconds(serve.pid)
         match = RESULT.search(wrk.stdout)
         if match is None:
             raise SystemExit(f"wrk printed no result:\n{wrk.stdout}\n{wrk.stderr}")
         fields = dict(part.split("=") for part in match.group(1).split())
         stored = asyncio.run(stored_updates(database_url, bot["id"])) - before
+    # The server process, then its children (on SQLite, the intake's writer process).
+    cpu_used = [cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after]
     requests = int(fields["requests"])
     failed = int(fields["errors"])
     seconds = int(fields["duration_us"]) / 1e6
@@ -134,6 +145,8 @@ def run_one(
         "updates_per_s": stored / seconds,
         "p50_ms": int(fields["p50_us"]) / 1000,
         "p99_ms": int(fields["p99_us"]) / 1000,
+        "server_cpu_us": cpu_used[0] / requests * 1e6,
+        "children_cpu_us": sum(cpu_used[1:]) / requests * 1e6,
     }
 
 
@@ -159,7 +172,9 @@ def main() -> None:
                 f"{db:8} {args.connections} connections: {result['updates_per_s']:,.0f} durable updates/s, "
                 f"ack p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
                 f"({result['stored']:,} stored of {result['requests']:,} requests, "
-                f"{result['failed']} errors/non-2xx)"
+                f"{result['failed']} errors/non-2xx); CPU per request: "
+                f"{result['server_cpu_us']:.0f} µs server process, "
+                f"{result['children_cpu_us']:.0f} µs its children"
             )
 
 

@@ -81,3 +81,19 @@ def create_workspace(tgrelay: list[str], env: dict[str, str], name: str = "bench
     )
     api_key: str = json.loads(created.stdout)["api_key"]
     return api_key
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system) so far of a process and of each of its child processes.
+
+    A steadier figure than throughput on a shared machine: the work per request changes
+    only with the code, while the rate also follows whatever else the host runs.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    seconds = {}
+    for each in [pid, *map(int, children)]:
+        # Fields after the command name (which may hold spaces); utime and stime are 14 and 15.
+        fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        seconds[each] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
