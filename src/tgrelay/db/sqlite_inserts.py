@@ -5,11 +5,14 @@ themselves (the intake's SQLite writer process), so the schema stays declared in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
+
+from tgrelay.db.types import Timestamp, sqlite_timestamp_text
 
 _DIALECT = sqlite.dialect()
 
@@ -23,6 +26,13 @@ class PreparedInsert:
     tail: str  # "" or " ON CONFLICT (…) DO NOTHING"
     columns: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    # A row's values in column order, picked in C: the intake calls it for every update.
+    _pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        columns = self.columns
+        pick = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+        object.__setattr__(self, "_pick", pick)
 
     def params(self, rows: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
         """Each row's values in column order, as SQLite stores them (datetimes as text).
@@ -33,8 +43,9 @@ class PreparedInsert:
         processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
         converted: dict[tuple[int, Any], Any] = {}
         result = []
+        pick = self._pick
         for row in rows:
-            values = [row[c] for c in self.columns]
+            values = list(pick(row))
             for i, process in processed:
                 value = values[i]
                 if value is None:
@@ -57,11 +68,7 @@ def prepare_insert(
         statement = statement.on_conflict_do_nothing(index_elements=list(ignore_conflicts_on))
     compiled = statement.compile(dialect=_DIALECT, column_keys=list(columns))
     order = tuple(compiled.positiontup or ())
-    # dialect_impl: a TypeDecorator's own bind_processor stops at its generic impl (a
-    # DateTime that leaves datetimes as they are); SQLite's DATETIME turns them into text.
-    processors = tuple(
-        table.c[name].type.dialect_impl(_DIALECT).bind_processor(_DIALECT) for name in order
-    )
+    processors = tuple(_bind_processor(table, name) for name in order)
     sql = str(compiled)
     group = "(" + ", ".join("?" * len(order)) + ")"
     head, found, tail = sql.partition(" VALUES " + group)
@@ -70,3 +77,15 @@ def prepare_insert(
     return PreparedInsert(
         head=head + " VALUES ", group=group, tail=tail, columns=order, processors=processors
     )
+
+
+def _bind_processor(table: Table, column: str) -> Callable[[Any], Any] | None:
+    column_type = table.c[column].type
+    if isinstance(column_type, Timestamp):
+        return sqlite_timestamp_text
+    # dialect_impl: a TypeDecorator's own bind_processor stops at its generic impl (a
+    # DateTime that leaves datetimes as they are); SQLite's DATETIME turns them into text.
+    processor: Callable[[Any], Any] | None = column_type.dialect_impl(_DIALECT).bind_processor(
+        _DIALECT
+    )
+    return processor

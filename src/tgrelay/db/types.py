@@ -35,3 +35,14 @@ class Timestamp(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_timestamp_text(value: datetime) -> str:
+    """A Timestamp as SQLite stores it: naive UTC, in the text form of SQLAlchemy's DATETIME.
+
+    The same text as the type's own bind processing at half the cost, for writers that bind
+    rows themselves (the intake's hot path); a test holds the two to the same output.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -21,6 +21,7 @@ from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import IncomingUpdate
 from tgrelay.inbox.sqlite_writer import (
     InsertSql,
+    Row,
     SqliteWriterProcess,
     UpdateKey,
     WriterConfig,
@@ -47,6 +48,9 @@ class GroupCommitWriter:
         self._batches: _SqliteBatches | _SqlAlchemyBatches = (
             _SqliteBatches(rt) if rt.db.is_sqlite else _SqlAlchemyBatches(rt)
         )
+        # Made on the loop it serves; kept, as asking for the running loop costs a getpid()
+        # call per request on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[IncomingUpdate, asyncio.Future[bool]]] = []
         self._audits: list[audit.Entry] = []
         self._wakeup = asyncio.Event()
@@ -57,7 +61,7 @@ class GroupCommitWriter:
         """Commit an update and its job; True if new, False if already stored (duplicate)."""
         if self._stopping:
             raise errors.StorageUnavailable("the intake is shutting down")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bool] = self._loop.create_future()
         self._pending.append((update, future))
         self._wakeup.set()
         return await future
@@ -65,8 +69,7 @@ class GroupCommitWriter:
     async def store_many(self, updates: Sequence[IncomingUpdate]) -> list[bool]:
         if self._stopping:
             raise errors.StorageUnavailable("the intake is shutting down")
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in updates]
+        futures = [self._loop.create_future() for _ in updates]
         self._pending.extend(zip(updates, futures, strict=True))
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
@@ -139,10 +142,14 @@ def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
     """The process_update job of a created update row (`subject_id` is the row's id)."""
     return NewJob(
         kind=PROCESS_UPDATE,
-        payload={"bot_id": update.bot_id, "update_id": update.update_id},
+        payload=_job_payload(update),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
     )
+
+
+def _job_payload(update: IncomingUpdate) -> dict[str, int]:
+    return {"bot_id": update.bot_id, "update_id": update.update_id}
 
 
 def _update_values(update: IncomingUpdate) -> dict[str, object]:
@@ -267,16 +274,38 @@ def write_request(
     """The writer process's request for a batch: rows ready to bind, a job per update."""
     return WriteRequest(
         updates=_INSERT_UPDATES.params(map(_update_values, updates)),
-        jobs=_INSERT_JOBS.params(
-            job_store.job_values(
-                _job_for(update, subject_id=None),
-                now=now,
-                default_max_attempts=default_max_attempts,
-            )
-            for update in updates
-        ),
+        jobs=_job_rows(updates, now=now, default_max_attempts=default_max_attempts),
         audits=_INSERT_AUDIT.params(map(audit.values, audits)),
     )
+
+
+# Where the values that differ between a batch's jobs sit in a job row.
+_JOB_PAYLOAD = _INSERT_JOBS.columns.index("payload")
+_JOB_ORDERING_KEY = _INSERT_JOBS.columns.index("ordering_key")
+
+
+def _job_rows(
+    updates: Sequence[IncomingUpdate], *, now: datetime, default_max_attempts: int
+) -> list[Row]:
+    """The process_update job row of each update, its subject_id left to the writer process.
+
+    A batch's jobs differ only in payload and ordering key: the first row is built the
+    general way, the others are copies of it with those two replaced, which costs a third
+    as much on the intake's hot path.
+    """
+    if not updates:
+        return []
+    first = job_store.job_values(
+        _job_for(updates[0], subject_id=None), now=now, default_max_attempts=default_max_attempts
+    )
+    template = _INSERT_JOBS.params([first])[0]
+    rows = []
+    for update in updates:
+        row = template.copy()
+        row[_JOB_PAYLOAD] = job_store.encode_payload(_job_payload(update))
+        row[_JOB_ORDERING_KEY] = update.ordering_key
+        rows.append(row)
+    return rows
 
 
 def _insert_sql(insert: PreparedInsert) -> InsertSql:

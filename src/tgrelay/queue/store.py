@@ -66,7 +66,7 @@ def job_values(job: NewJob, *, now: datetime, default_max_attempts: int) -> dict
     """The row of a new job (JOB_COLUMNS); shared with writers that batch their own INSERTs."""
     return {
         "kind": job.kind,
-        "payload": orjson.dumps(dict(job.payload)).decode(),
+        "payload": encode_payload(job.payload),
         "ordering_key": job.ordering_key,
         "subject_id": job.subject_id,
         "state": JobState.PENDING.value,
@@ -75,6 +75,11 @@ def job_values(job: NewJob, *, now: datetime, default_max_attempts: int) -> dict
         "run_at": job.run_at or now,
         "created_at": now,
     }
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """A job's payload as its column holds it."""
+    return orjson.dumps(dict(payload)).decode()
 
 
 async def enqueue(

@@ -1,0 +1,30 @@
+"""The SQLite writer's batch request: the job rows it copies from a template are the general ones."""
+
+from __future__ import annotations
+
+from tests.inbox.updates import NOW, incoming
+from tgrelay.inbox import writer
+from tgrelay.queue import store as job_store
+
+
+def test_job_rows_are_those_built_one_by_one() -> None:
+    updates = [incoming(7, chat_id=None), incoming(3, chat_id=-100), incoming(3, bot_id=2)]
+
+    request = writer.write_request(updates, [], now=NOW, default_max_attempts=4)
+
+    one_by_one = writer._INSERT_JOBS.params(
+        job_store.job_values(writer._job_for(u, None), now=NOW, default_max_attempts=4)
+        for u in updates
+    )
+    assert request["jobs"] == one_by_one
+    assert [row[writer._JOB_ORDERING_KEY] for row in request["jobs"]] == [
+        None,
+        "chat:1:-100",
+        "chat:2:10",
+    ]
+    # Rows are copies: filling one job's subject_id must not touch another's.
+    assert len({id(row) for row in request["jobs"]}) == len(updates)
+
+
+def test_an_empty_batch_has_no_jobs() -> None:
+    assert writer.write_request([], [], now=NOW, default_max_attempts=4)["jobs"] == []
