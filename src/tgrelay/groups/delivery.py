@@ -36,9 +36,6 @@ SEND_MESSAGE = "send_message"
 SLOT_AT = "slot_at"
 # Payload key: [part, job attempt] of an attempt recorded by a run that was then rescheduled.
 MARKED = "attempt_marked"
-# A slot this far in the past (a busy or restarted worker, a retry after an error) is given up
-# and reserved anew: sending on it could crowd the slots reserved after it.
-STALE_SLOT_SECONDS = 1.0
 # A rate-limited send comes back this long before its slot and waits the rest in the job: the
 # longest a worker slot is held waiting, and what the claim and reads may take without
 # making the send late.
@@ -414,9 +411,12 @@ class _Turn:
                     "Telegram send limits",
                     payload={**self._payload, SLOT_AT: slot_at},
                 )
-            if early >= -STALE_SLOT_SECONDS:
-                await asyncio.sleep(max(early, 0.0))
-                return
+            # A slot already past (a busy worker, a retry after an error) is used now, not
+            # reserved anew: the chat's and group's keys already count it, so a new reservation
+            # would wait a whole interval behind this job's own slot. `sending` still checks
+            # the start against the sends that really started.
+            await asyncio.sleep(max(early, 0.0))
+            return
         for _ in range(2):  # once more after a short wait for the chat or group to free
             slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
             if slot.wait_seconds <= 0:
@@ -439,10 +439,22 @@ class _Turn:
 
     async def sending(self, target: Connection | _Destination) -> None:
         """Call right before the Bot API request: the start is checked against the sends that
-        really started (runs late together must not crowd a window), then recorded."""
-        wait = await self._rt.rate_limiter.start(target.bot_id, target.chat_id)
-        if wait > 0:
-            raise retry.Reschedule(wait, "recent sends fill the window", payload=self.forget_slot())
+        really started (runs late together must not crowd a window), then recorded.
+
+        A start refused here keeps its reservation: the job waits a short refusal out, and
+        comes back for a long one with its slot moved, as reserving anew would find the chat
+        or group busy with this very slot (on bench/alerts.py, a 3 s group interval lost).
+        """
+        limiter = self._rt.rate_limiter
+        while (wait := await limiter.start(target.bot_id, target.chat_id)) > 0:
+            if wait > SEND_LEAD_SECONDS:
+                slot_at = self._rt.clock().timestamp() + wait
+                raise retry.Reschedule(
+                    wait - SEND_LEAD_SECONDS,
+                    "recent sends fill the window",
+                    payload={**self._payload, SLOT_AT: slot_at},
+                )
+            await asyncio.sleep(wait)
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""

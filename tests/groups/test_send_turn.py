@@ -1,0 +1,162 @@
+"""A send job's turn with the rate limiter: a reservation, once made, is never lost to itself.
+
+The chat and group keys count a job's reserved slot as soon as it is reserved. A job that
+reserved anew after a refused start, or after running late, found its destination busy until
+its own slot plus an interval, and sent a whole group interval late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from tgrelay.groups import delivery
+from tgrelay.queue import retry
+from tgrelay.queue.models import Job, JobState
+from tgrelay.runtime import Runtime
+from tgrelay.telegram.ratelimit import InProcessRateLimiter, Limits, Rate
+
+BOT = 7
+GROUP = -100
+PRIVATE_CHATS = (501, 502)
+# Two sends per second for the bot, a group every 3 s, no safety stretch: easy to follow.
+LIMITS = Limits(
+    per_bot=Rate(count=2, per_seconds=1),
+    per_chat=Rate(count=1, per_seconds=1),
+    per_group=Rate(count=1, per_seconds=3),
+    safety=0,
+)
+TARGET = delivery._Destination(bot_id=BOT, chat_id=GROUP)
+
+
+class Clock:
+    """One instant for both clocks the turn reads (the limiter's and the runtime's), which
+    only the test, and the turn's sleeps, move."""
+
+    def __init__(self) -> None:
+        self.seconds = 1_000_000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def wall(self) -> datetime:
+        return datetime.fromtimestamp(self.seconds, UTC)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        clock.slept.append(seconds)
+        clock.seconds += seconds
+        await real_sleep(0)
+
+    # The turn's own sleeps (the only ones while a test runs) move the fake clock instead.
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return clock
+
+
+@pytest.fixture
+def rt(clock: Clock) -> Runtime:
+    limiter = InProcessRateLimiter(LIMITS, clock=clock.monotonic)
+    return cast(Runtime, SimpleNamespace(clock=clock.wall, rate_limiter=limiter))
+
+
+def job(payload: dict[str, Any]) -> Job:
+    now = datetime(2026, 11, 21, tzinfo=UTC)
+    return Job(
+        id=1,
+        kind=delivery.SEND_NOTIFICATION,
+        payload=payload,
+        ordering_key=None,
+        subject_id=None,
+        state=JobState.RUNNING,
+        attempts=1,
+        max_attempts=5,
+        run_at=now,
+        locked_by="w",
+        lease_expires_at=None,
+        last_error=None,
+        created_at=now,
+        finished_at=None,
+    )
+
+
+async def send_elsewhere(rt: Runtime, chat_id: int) -> None:
+    """Another job's send of the bot, to a private chat, starting now."""
+    assert await rt.rate_limiter.start(BOT, chat_id) == 0.0
+
+
+async def reserve_ahead(rt: Runtime, clock: Clock) -> tuple[dict[str, Any], float]:
+    """A run that finds the bot's next slot ahead: the payload it carries, and the slot."""
+    with pytest.raises(retry.Reschedule) as rescheduled:
+        await delivery._Turn(rt, job({})).wait_for_slot(TARGET)
+    assert rescheduled.value.reason == "Telegram send limits"
+    assert rescheduled.value.payload is not None
+    slot_at = rescheduled.value.payload[delivery.SLOT_AT]
+    assert slot_at == pytest.approx(clock.seconds + rescheduled.value.delay + 0.05)
+    return dict(rescheduled.value.payload), slot_at
+
+
+async def run_at(rt: Runtime, clock: Clock, payload: dict[str, Any], when: float) -> None:
+    """The job's next run at `when`, up to the moment it would call the Bot API."""
+    clock.seconds = when
+    turn = delivery._Turn(rt, job(payload))
+    await turn.wait_for_slot(TARGET)
+    await turn.sending(TARGET)
+
+
+async def test_a_refused_start_keeps_its_slot(rt: Runtime, clock: Clock) -> None:
+    t0 = clock.seconds
+    await send_elsewhere(rt, PRIVATE_CHATS[0])
+    clock.seconds = t0 + 0.1  # a late run: two sends 0.1 s apart fill the bot's 1 s window
+    await send_elsewhere(rt, PRIVATE_CHATS[1])
+    clock.seconds = t0 + 0.2
+    payload, slot_at = await reserve_ahead(rt, clock)
+    assert slot_at == pytest.approx(t0 + 0.6)
+
+    with pytest.raises(retry.Reschedule) as refused:
+        await run_at(rt, clock, payload, slot_at)
+
+    assert refused.value.reason == "recent sends fill the window"
+    assert refused.value.delay == pytest.approx(0.4 - delivery.SEND_LEAD_SECONDS)
+    assert refused.value.payload is not None
+    assert refused.value.payload[delivery.SLOT_AT] == pytest.approx(t0 + 1.0)
+    # Back when the window frees, it goes: not 3 s later, behind its own group reservation.
+    await run_at(rt, clock, dict(refused.value.payload), t0 + 1.0)
+
+
+async def test_a_slot_run_late_is_used_not_reserved_again(rt: Runtime, clock: Clock) -> None:
+    t0 = clock.seconds
+    await send_elsewhere(rt, PRIVATE_CHATS[0])
+    clock.seconds = t0 + 0.2
+    payload, slot_at = await reserve_ahead(rt, clock)
+
+    await run_at(rt, clock, payload, slot_at + 2.0)  # a busy worker: 2 s after its slot
+
+    # The group's next send is spaced from this one, as it really started.
+    slot = await rt.rate_limiter.reserve(BOT, GROUP)
+    assert not slot.reserved
+    assert slot.wait_seconds == pytest.approx(3.0)
+
+
+async def test_a_short_refusal_is_waited_out_in_the_job(rt: Runtime, clock: Clock) -> None:
+    t0 = clock.seconds
+    await send_elsewhere(rt, PRIVATE_CHATS[0])
+    clock.seconds = t0 + 0.48  # 20 ms short of the bot's spacing: a late run
+    await send_elsewhere(rt, PRIVATE_CHATS[1])
+    clock.seconds = t0 + 0.5
+    payload, slot_at = await reserve_ahead(rt, clock)
+    assert slot_at == pytest.approx(t0 + 0.98)
+
+    await run_at(rt, clock, payload, slot_at)  # refused for 20 ms, which it sleeps
+
+    assert clock.slept[-1] == pytest.approx(0.02)
+    assert clock.seconds == pytest.approx(t0 + 1.0)
