@@ -40,6 +40,10 @@ MARKED = "attempt_marked"
 # longest a worker slot is held waiting, and what the claim and reads may take without
 # making the send late.
 SEND_LEAD_SECONDS = 0.05
+# uvloop's timers count whole milliseconds and fire up to one early (a quarter of short sleeps
+# did here): a job that slept exactly until its chat freed found it still busy, and went
+# round the queue again for nothing. Its sleeps here run this much longer.
+TIMER_SLACK_SECONDS = 0.001
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,7 +419,7 @@ class _Turn:
             # reserved anew: the chat's and group's keys already count it, so a new reservation
             # would wait a whole interval behind this job's own slot. `sending` still checks
             # the start against the sends that really started.
-            await asyncio.sleep(max(early, 0.0))
+            await _sleep_past(early)
             return
         for _ in range(2):  # once more after a short wait for the chat or group to free
             slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
@@ -423,7 +427,7 @@ class _Turn:
                 return
             if slot.wait_seconds > SEND_LEAD_SECONDS:
                 break
-            await asyncio.sleep(slot.wait_seconds)
+            await _sleep_past(slot.wait_seconds)
             if slot.reserved:
                 return
         carried = (
@@ -454,12 +458,18 @@ class _Turn:
                     "recent sends fill the window",
                     payload={**self._payload, SLOT_AT: slot_at},
                 )
-            await asyncio.sleep(wait)
+            await _sleep_past(wait)
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""
         self._payload.pop(SLOT_AT, None)
         return dict(self._payload)
+
+
+async def _sleep_past(seconds: float) -> None:
+    """Return once `seconds` have surely passed (at once when there is nothing to wait)."""
+    if seconds > 0:
+        await asyncio.sleep(seconds + TIMER_SLACK_SECONDS)
 
 
 async def _flood_controlled(
