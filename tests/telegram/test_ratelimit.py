@@ -373,6 +373,39 @@ async def test_a_late_start_spaces_the_next_send_from_itself() -> None:
     assert slot.wait_seconds == pytest.approx(0.49)
 
 
+def test_spacings_drop_the_stretch_where_a_window_holds_several_sends() -> None:
+    assert ratelimit.spacings_for(BOT, GROUP, Limits()) == pytest.approx(
+        {
+            f"{{{BOT}}}:bot": 1 / 30,
+            f"{{{BOT}}}:chat:{GROUP}": CHAT_INTERVAL,
+            f"{{{BOT}}}:group:{GROUP}": 3.0,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("late_by", "next_wait"),
+    [
+        (0.1, 0.0),  # within the group's 120 ms of stretch: its next slot stays
+        (0.5, 0.5 - GROUP_INTERVAL + 3.0),  # beyond it: pushed back by the rest
+    ],
+)
+async def test_a_group_send_run_late_pushes_its_next_slot_only_past_the_stretch(
+    late_by: float, next_wait: float
+) -> None:
+    """Lateness within the stretch does not add up over a group's sends; the window check
+    still holds the group's real limit."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    assert (await limiter.reserve(BOT, GROUP)).wait_seconds == 0.0
+    clock.advance(late_by)
+    assert await limiter.start(BOT, GROUP) == 0.0
+    clock.advance(GROUP_INTERVAL - late_by)  # the group's next slot as reserved
+    slot = await limiter.reserve(BOT, GROUP)
+    assert slot.wait_seconds == pytest.approx(next_wait)
+    assert slot.reserved is (next_wait == 0.0)
+
+
 async def test_starts_that_bunch_up_wait_for_the_window() -> None:
     """Runs late together cannot crowd a window: the 31st start within 1.04 s waits it out."""
     clock = FakeClock()

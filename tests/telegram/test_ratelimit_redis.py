@@ -6,6 +6,7 @@ with a tolerance; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -157,6 +158,16 @@ async def test_starts_are_shared_by_processes(client: redis.asyncio.Redis, prefi
     assert waits == [about(CHAT_WAIT), about(BOT_WAIT), 0.0]
     # The late start moved the TATs too: a reservation there now waits like the start did.
     assert answer(await second.reserve(BOT, PRIVATE)) == (False, about(CHAT_WAIT))
+
+
+async def test_a_start_spaces_each_key_as_confirmed_does(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """The start script mirrors `spacings_for`: the group's next send one plain spacing on,
+    not a stretched one (the chat's stretched window, 7,560 s, is shorter)."""
+    limiter = process(client, prefix, dataclasses.replace(HOURLY, safety=0.05))
+    assert await limiter.start(BOT, GROUP) == 0.0
+    assert answer(await limiter.reserve(BOT, GROUP)) == (False, about(GROUP_WAIT))
 
 
 async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:

@@ -120,14 +120,35 @@ def schedule(
     )
 
 
+def spacings_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, float]:
+    """The least time, per key of `keys_for`, from a send that started late to the next one.
+
+    Without the safety stretch where a key's window holds several sends (bot, group): the
+    stretch is slack for runs a little late, and `admit` holds the real window. A chat's
+    window holds one send, so its spacing is the stretched window itself.
+    """
+    plain = Limits(
+        per_bot=limits.per_bot, per_chat=limits.per_chat, per_group=limits.per_group, safety=0
+    )
+    spacings = keys_for(bot_id, chat_id, plain)
+    spacings[chat_key(bot_id, chat_id)] = limits.interval(limits.per_chat)
+    return spacings
+
+
 def confirmed(
-    states: Mapping[str, float | None], intervals: Mapping[str, float], now: float
+    states: Mapping[str, float | None], spacings: Mapping[str, float], now: float
 ) -> dict[str, float]:
     """TATs after a send on a reserved slot actually starts at `now` (a late run): the next
-    send on each key is spaced from this one, not from the slot it was meant to use."""
+    send on each key comes at least its spacing (`spacings_for`) after this one.
+
+    A run late by less than the stretch leaves its group's and its bot's next slots where
+    they were. Were they pushed back by every late start, the lateness would add up over a
+    group's sends, and on a bot whose groups' slots lie one bot interval apart a late send
+    would push every group behind it (on bench/alerts.py, 20-30 ms per 3 s group interval).
+    """
     return {
-        key: now + interval if (tat := states.get(key)) is None else max(tat, now + interval)
-        for key, interval in intervals.items()
+        key: now + spacing if (tat := states.get(key)) is None else max(tat, now + spacing)
+        for key, spacing in spacings.items()
     }
 
 
@@ -226,8 +247,8 @@ class InProcessRateLimiter:
             log.append(now)
             while log[0] <= now - window:
                 log.popleft()
-        intervals = keys_for(bot_id, chat_id, self._limits)
-        self._tats.update(confirmed({k: self._tats.get(k) for k in intervals}, intervals, now))
+        spacings = spacings_for(bot_id, chat_id, self._limits)
+        self._tats.update(confirmed({k: self._tats.get(k) for k in spacings}, spacings, now))
         self._forget_idle(now)
         return 0.0
 
@@ -278,7 +299,7 @@ end
 return {slot - now, 1}
 """
 
-# KEYS: the TAT keys of one send, then their start logs (sorted sets); ARGV: intervals, counts
+# KEYS: the TAT keys of one send, then their start logs (sorted sets); ARGV: spacings, counts
 # and windows (microseconds), then a token naming this start. Mirrors `admit`, then `confirmed`.
 _START = """
 local t = redis.call('TIME')
@@ -357,11 +378,11 @@ class RedisRateLimiter:
         return Slot(wait_seconds=int(wait) / 1_000_000, reserved=bool(int(reserved)))
 
     async def start(self, bot_id: int, chat_id: int) -> float:
-        intervals = keys_for(bot_id, chat_id, self._limits)
+        spacings = spacings_for(bot_id, chat_id, self._limits)
         windows = windows_for(bot_id, chat_id, self._limits)
-        keys = [self._prefix + key for key in intervals]
-        keys += [self._prefix + key + ":starts" for key in intervals]
-        args: list[int | str] = [_microseconds(interval) for interval in intervals.values()]
+        keys = [self._prefix + key for key in spacings]
+        keys += [self._prefix + key + ":starts" for key in spacings]
+        args: list[int | str] = [_microseconds(spacing) for spacing in spacings.values()]
         args += [count for count, _ in windows.values()]
         args += [_microseconds(window) for _, window in windows.values()]
         args.append(secrets.token_hex(8))
