@@ -223,7 +223,7 @@ async def notify(
             idempotency_key=idempotency_key,
         )
     except IntegrityError:
-        # Two requests with one key raced past the lookup (PostgreSQL); the loser reads the winner.
+        # Two requests with one key raced past the lookup: the loser reads the winner.
         if idempotency_key is None:
             raise
         async with rt.db.engine.connect() as conn:
@@ -242,42 +242,59 @@ async def _queue_notification(
     parse_mode: str | None,
     idempotency_key: str | None,
 ) -> tuple[Notification, bool]:
-    now = rt.clock()
-    notification_id = f"ntf_{secrets.token_hex(8)}"
-    async with rt.db.transaction() as conn:
+    # Checked before the write transaction, which on SQLite holds the one writer lock that
+    # every API call and job shares: on bench/alerts.py, reads inside it had the worker's
+    # transactions queueing ~70 ms behind a burst of alerts. Each race this opens ends as it
+    # would a moment later: a key reused at once meets the unique index (see `notify`), and
+    # a connection deleted or kicked meanwhile fails the alert at its send.
+    async with rt.db.engine.connect() as conn:
         if idempotency_key is not None:
             earlier = await store.notification_by_key(conn, principal.workspace_id, idempotency_key)
             if earlier is not None:
                 return earlier, False
         target = await store.connection(conn, connection_id, workspace_id=principal.workspace_id)
-        if target is None:
-            raise errors.NotFound(f"no connection {connection_id}")
-        if target.status is not ConnectionStatus.ACTIVE:
-            raise errors.Conflict(
-                f"connection {connection_id} is {target.status.value}: "
-                f"{target.status_reason or 'alerts cannot be delivered'}"
-            )
-        parts = rules.split_text(text)
+    if target is None:
+        raise errors.NotFound(f"no connection {connection_id}")
+    if target.status is not ConnectionStatus.ACTIVE:
+        raise errors.Conflict(
+            f"connection {connection_id} is {target.status.value}: "
+            f"{target.status_reason or 'alerts cannot be delivered'}"
+        )
+    now = rt.clock()
+    created = Notification(
+        id=f"ntf_{secrets.token_hex(8)}",
+        workspace_id=principal.workspace_id,
+        connection_id=connection_id,
+        idempotency_key=idempotency_key,
+        text=text,
+        parse_mode=parse_mode,
+        parts=tuple(rules.split_text(text)),
+        status=NotificationStatus.QUEUED,
+        message_ids=(),
+        error=None,
+        created_at=now,
+        updated_at=now,
+        sent_at=None,
+    )
+    async with rt.db.transaction() as conn:
         await store.add_notification(
             conn,
             {
-                "id": notification_id,
-                "workspace_id": principal.workspace_id,
-                "connection_id": connection_id,
-                "idempotency_key": idempotency_key,
-                "text": text,
-                "parse_mode": parse_mode,
-                "parts": orjson.dumps(parts).decode(),
-                "status": NotificationStatus.QUEUED.value,
+                "id": created.id,
+                "workspace_id": created.workspace_id,
+                "connection_id": created.connection_id,
+                "idempotency_key": created.idempotency_key,
+                "text": created.text,
+                "parse_mode": created.parse_mode,
+                "parts": orjson.dumps(created.parts).decode(),
+                "status": created.status.value,
                 "message_ids": "[]",
                 "created_at": now,
                 "updated_at": now,
             },
         )
-        await delivery.enqueue_notification(rt, conn, notification_id, connection_id)
-        created = await store.notification(conn, notification_id)
+        await delivery.enqueue_notification(rt, conn, created.id, connection_id)
     rt.notify_worker()
-    assert created is not None
     return created, True
 
 
