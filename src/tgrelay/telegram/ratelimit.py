@@ -19,7 +19,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio
@@ -127,10 +127,7 @@ def spacings_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, float]:
     stretch is slack for runs a little late, and `admit` holds the real window. A chat's
     window holds one send, so its spacing is the stretched window itself.
     """
-    plain = Limits(
-        per_bot=limits.per_bot, per_chat=limits.per_chat, per_group=limits.per_group, safety=0
-    )
-    spacings = keys_for(bot_id, chat_id, plain)
+    spacings = keys_for(bot_id, chat_id, replace(limits, safety=0))
     spacings[chat_key(bot_id, chat_id)] = limits.interval(limits.per_chat)
     return spacings
 
