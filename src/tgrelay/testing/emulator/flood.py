@@ -101,7 +101,7 @@ class FloodControl:
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque(
             maxlen=SEND_LOG_LENGTH
         )
-        self._configured_at = monotonic()
+        self._configured_at = self._monotonic()
 
     def configure(self, *, enabled: bool, limits: Limits) -> None:
         self.enabled = enabled
