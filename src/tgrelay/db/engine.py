@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tgrelay.db import aiosqlite_one_hop
+from tgrelay.db import aiosqlite_one_hop, write_turns
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +32,7 @@ class Database:
             # The database holds encrypted tokens and the audit trail: owner only.
             Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(url, **_engine_options(parsed.drivername))
-        self._sqlite_writers = asyncio.Lock()
+        self._sqlite_writers = write_turns.WriteTurns()
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
 
@@ -50,14 +49,14 @@ class Database:
         """A write transaction, committed on success, rolled back on error.
 
         Reads go through `engine.connect()` instead. On SQLite, this process's writers queue
-        on a lock rather than on SQLite's busy handler, whose growing sleeps made waits long
-        and unfair; never open a transaction inside another one.
+        for their turn (`write_turns`) rather than on SQLite's busy handler, whose growing
+        sleeps made waits long and unfair; never open a transaction inside another one.
         """
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._sqlite_writers, self.engine.connect() as conn:
+        async with self._sqlite_writers.turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn

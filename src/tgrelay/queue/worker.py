@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import crypto
 from tgrelay.clock import Clock, utcnow
+from tgrelay.db import write_turns
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
@@ -203,7 +204,9 @@ class Worker:
             "worker.started", concurrency=self.concurrency, kinds=sorted(self.registry.kinds)
         )
         try:
-            await self._loop()
+            # Jobs finish work already accepted: on SQLite their writes go before new requests'.
+            with write_turns.ahead():
+                await self._loop()
             if self._running:
                 await asyncio.wait(set(self._running), timeout=self._stop_timeout)
         finally:
