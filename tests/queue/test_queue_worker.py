@@ -587,6 +587,38 @@ async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> 
             await done.wait()
 
 
+async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock) -> None:
+    """Once a claim found its lane empty, wakes only look (a read) until a job is due: no empty claim takes the write lock, and a due job still runs."""
+    registry = Registry()
+    done = asyncio.Event()
+
+    async def mark(job: Job) -> None:
+        done.set()
+
+    registry.register("mark", mark, transactional=False)
+    writes = 0
+    open_transaction = database.transaction
+
+    def counted() -> Any:
+        nonlocal writes
+        writes += 1
+        return open_transaction()
+
+    database.transaction = counted  # type: ignore[method-assign]
+    worker = make_worker(database, registry, clock, poll_interval=3600, rescue_interval=30)
+    async with running(worker):
+        await asyncio.sleep(0.05)  # the first claim finds nothing
+        settled = writes
+        for _ in range(20):
+            worker.notify()
+            await asyncio.sleep(0.005)
+        assert writes == settled
+        await enqueue(database, NewJob(kind="mark", payload={}), now=clock)
+        worker.notify()
+        async with asyncio.timeout(WAIT_LIMIT):
+            await done.wait()
+
+
 async def test_worker_reports_runs_and_queue_sizes(database: Database, clock: Clock) -> None:
     """The job_runs histogram counts each outcome; the jobs gauge follows the table."""
     metrics = Metrics()

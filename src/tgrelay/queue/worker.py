@@ -226,7 +226,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         next_maintenance = loop.time()
         failures = 0
-        probe = False  # after an idle sleep nobody woke: look (a read) before claiming (a write)
+        # Look (a read) before claiming (a write) after an idle sleep nobody woke, and after a
+        # claim that found the lane empty: wakes are hints (the webhook lane is woken after
+        # every job of the other lane, which may have emitted events), and an empty claim
+        # still takes SQLite's one write lock.
+        probe = False
         while not self._stopping:
             self._wake.clear()
             if loop.time() >= next_maintenance:
@@ -242,10 +246,11 @@ class Worker:
                 await self._sleep(backoff)
                 continue
             failures = 0
-            probe = False
+            probe = free > 0 and claimed == 0
             if free == 0 or claimed < free:
                 until_maintenance = max(next_maintenance - loop.time(), 0)
-                probe = not await self._sleep(min(self.poll_interval, until_maintenance))
+                woken = await self._sleep(min(self.poll_interval, until_maintenance))
+                probe = probe or not woken
             # A full batch suggests more are due: claim again at once.
 
     async def _claim(self, free: int, *, probe: bool) -> int:
