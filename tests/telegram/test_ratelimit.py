@@ -76,10 +76,26 @@ class FakeClock:
             Slot(wait_seconds=3.0, reserved=False),
         ),
         (
-            {"bot": 20.0, "chat": 12.0},  # a refusal waits for the destination, not the bot key
+            {"bot": 11.0, "chat": 12.0},  # a refusal waits for the destination, not the bot key
             {"bot": 0.25, "chat": 1.0},
             10.0,
             Slot(wait_seconds=2.0, reserved=False),
+        ),
+        (
+            {"bot": 20.0, "chat": 12.0},  # a chat free by the bot's next slot: reserved there
+            {"bot": 0.25, "chat": 1.0},
+            10.0,
+            Slot(wait_seconds=10.0, reserved=True, new_states={"bot": 20.25, "chat": 21.0}),
+        ),
+        (
+            {"bot": 12.0, "chat": 12.0, "group": 12.0},  # every key free at that very instant
+            {"bot": 0.25, "chat": 1.0, "group": 3.0},
+            10.0,
+            Slot(
+                wait_seconds=2.0,
+                reserved=True,
+                new_states={"bot": 12.25, "chat": 13.0, "group": 15.0},
+            ),
         ),
         (
             {"a": 99.0, "bot": 1.0},  # states of keys that do not apply are ignored
@@ -95,7 +111,7 @@ def test_schedule(
     now: float,
     expected: Slot,
 ) -> None:
-    """The first key is reserved ahead, the others must be free now or nothing is reserved."""
+    """The first key is reserved ahead; the others must be free by its slot or nothing is reserved."""
     assert ratelimit.schedule(states, intervals, now) == expected
 
 
@@ -284,15 +300,25 @@ async def send_when_told(
 
 
 async def test_one_instant_reserves_each_chat_once_at_the_bot_interval() -> None:
-    """90 asks over 30 chats at one instant: each chat's first is reserved one bot interval after the last, its others are told to come back when its chat interval ends."""
+    """40 asks over 20 chats at one instant: each chat's first is reserved one bot interval after the last; its second is told to come back when its chat interval ends, which is after the bot's next slot."""
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=FakeClock())
-    chats = [1 + index % 30 for index in range(90)]
+    chats = [1 + index % 20 for index in range(40)]
     slots = await reserve_all(limiter, BOT, chats)
-    assert [slot.reserved for slot in slots] == [True] * 30 + [False] * 60
+    assert [slot.reserved for slot in slots] == [True] * 20 + [False] * 20
     # A chat reserved k bot intervals ahead frees 1.04 s = 30 bot intervals after that.
-    comeback = [(k + 30) * BOT_INTERVAL for k in range(30)]
     assert [slot.wait_seconds for slot in slots] == pytest.approx(
-        [k * BOT_INTERVAL for k in range(30)] + comeback + comeback
+        [k * BOT_INTERVAL for k in range(20)] + [(k + 30) * BOT_INTERVAL for k in range(20)]
+    )
+
+
+async def test_a_chat_that_frees_within_the_bot_backlog_is_reserved_at_once() -> None:
+    """Asks for a chat that frees before the bot's queue reaches it get the bot's next slot right away, not a refusal to come back for."""
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=FakeClock())
+    chats = [PRIVATE, *range(1, 40), PRIVATE]
+    slots = await reserve_all(limiter, BOT, chats)
+    assert [slot.reserved for slot in slots] == [True] * 41
+    assert [slot.wait_seconds for slot in slots] == pytest.approx(
+        [k * BOT_INTERVAL for k in range(41)]
     )
 
 

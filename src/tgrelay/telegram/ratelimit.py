@@ -8,8 +8,9 @@ key moves one stretched interval past it, so sends on a key are at least that fa
 any sliding window of `per_seconds` holds at most `count` sends. Contending jobs thus queue at
 distinct instants instead of all retrying at the same one. Workers never sleep here: a caller
 reschedules its job to its slot. Only the bot's key is reserved ahead: while a chat or group
-key is busy (a backlog, or a 429's `retry_after` held there) nothing is reserved and the caller
-comes back when it frees, so one destination's wait never delays the bot's other chats.
+key is busy past the bot's next slot (a backlog, or a 429's `retry_after` held there) nothing
+is reserved and the caller comes back when it frees, so one destination's wait never delays
+the bot's other chats.
 """
 
 from __future__ import annotations
@@ -101,18 +102,20 @@ def schedule(
     states: Mapping[str, float | None], intervals: Mapping[str, float], now: float
 ) -> Slot:
     """Scheduling GCRA with a burst of one: the first key (the bot's, shared by all its chats)
-    is reserved ahead; the others (the destination's) must be free now.
+    is reserved ahead; the others (the destination's) must be free by the slot it gives.
 
-    `states` holds each key's TAT (None when unknown). A destination key still busy: no
-    reservation, wait until it frees. Otherwise the slot is the later of now and the shared
-    key's TAT, and every key's TAT moves to the slot plus its interval.
+    `states` holds each key's TAT (None when unknown). The slot is the later of now and the
+    shared key's TAT. A destination key still busy then: no reservation, wait until it frees
+    (a slot past the shared TAT would leave a gap no other chat could use). Otherwise every
+    key's TAT moves to the slot plus its interval. A destination that frees while the bot's
+    backlog drains is reserved at once, not asked again only to find that backlog longer.
     """
     shared, *destination = intervals
-    busy_until = max([now, *(tat for key in destination if (tat := states.get(key)) is not None)])
-    if busy_until > now:
-        return Slot(wait_seconds=busy_until - now, reserved=False)
     shared_tat = states.get(shared)
     slot = now if shared_tat is None else max(now, shared_tat)
+    busy_until = max([now, *(tat for key in destination if (tat := states.get(key)) is not None)])
+    if busy_until > slot:
+        return Slot(wait_seconds=busy_until - now, reserved=False)
     return Slot(
         wait_seconds=slot - now,
         reserved=True,
@@ -287,15 +290,15 @@ class InProcessRateLimiter:
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = now
+local shared = tonumber(redis.call('GET', KEYS[1]))
+if shared and shared > slot then slot = shared end
 local busy = now
 for i = 2, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[i]))
   if tat and tat > busy then busy = tat end
 end
-if busy > now then return {busy - now, 0} end
-local slot = now
-local shared = tonumber(redis.call('GET', KEYS[1]))
-if shared and shared > slot then slot = shared end
+if busy > slot then return {busy - now, 0} end
 for i, key in ipairs(KEYS) do
   local tat = slot + tonumber(ARGV[i])
   redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
