@@ -114,13 +114,13 @@ async def _enqueue(rt: Runtime, conn: AsyncConnection, job: queue_models.NewJob)
 def register(registry: worker.Registry, rt: Runtime) -> None:
     """Register the send jobs; neither holds a transaction while it waits on Telegram."""
 
-    async def send_notification(job: queue_models.Job) -> None:
+    async def send_notification(job: queue_models.Job) -> worker.Finish | None:
         notification_id = job.payload.get("notification_id")
         if not isinstance(notification_id, str):
             raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
         turn = _Turn(rt, job)
         try:
-            await _send_notification(rt, notification_id, turn)
+            return await _send_notification(rt, notification_id, turn)
         except errors.TelegramCircuitOpen as exc:
             raise _wait_for_probe(exc, turn) from None
         except errors.TelegramUnavailable as exc:
@@ -152,19 +152,23 @@ def _wait_for_probe(exc: errors.TelegramCircuitOpen, turn: _Turn) -> retry.Resch
 # --- notifications -------------------------------------------------------------------------
 
 
-async def _send_notification(rt: Runtime, notification_id: str, turn: _Turn) -> None:
+async def _send_notification(
+    rt: Runtime, notification_id: str, turn: _Turn
+) -> worker.Finish | None:
+    """Send the notification's parts in order; the last one is recorded by the returned
+    Finish, in the transaction that completes the job (one transaction less per alert)."""
     async with rt.db.engine.connect() as conn:
         notification = await store.notification(conn, notification_id)
         if notification is None or notification.status is not NotificationStatus.QUEUED:
-            return
+            return None
         target = await store.connection(conn, notification.connection_id)
         attempted = await store.parts_attempted(conn, notification_id)
     if target is None:
         await _fail(rt, notification_id, "the connection was deleted")
-        return
+        return None
     if target.status is not ConnectionStatus.ACTIVE:
         await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
-        return
+        return None
     message_ids = list(notification.message_ids)
     if attempted > len(message_ids) and not turn.marked(len(message_ids)):
         # An earlier run handed a part to Telegram and stopped before recording the answer.
@@ -190,32 +194,39 @@ async def _send_notification(rt: Runtime, notification_id: str, turn: _Turn) -> 
         except errors.TelegramBadRequest as exc:
             if exc.migrate_to_chat_id is None:
                 await _fail(rt, notification_id, exc.message)
-                return
+                return None
             target = await _follow_migration(rt, target, exc.migrate_to_chat_id)
             continue
         except errors.TelegramForbidden as exc:
             await mark_bot_removed(rt, target, reason=exc.message)
             await _fail(rt, notification_id, f"bot_removed: {exc.message}")
-            return
+            return None
         except errors.TelegramUnauthorized as exc:
             await _fail(rt, notification_id, f"the bot's token was refused: {exc.message}")
-            return
+            return None
         except errors.TelegramRetryAfter as exc:
             raise await _flood_controlled(rt, target, exc, turn) from None
         message_ids.append(sent.message_id)
-        now = rt.clock()
-        done = len(message_ids) == len(notification.parts)
-        async with rt.db.transaction() as conn:
-            await store.change_notification(
-                conn,
-                notification_id,
-                message_ids=message_ids,
-                updated_at=now,
-                **({"status": NotificationStatus.SENT.value, "sent_at": now} if done else {}),
-            )
-            if done:
-                await _announce(conn, rt, notification, NotificationStatus.SENT, message_ids)
-    log.info("notification.sent", notification_id=notification_id, messages=len(message_ids))
+        if len(message_ids) < len(notification.parts):
+            async with rt.db.transaction() as conn:
+                await store.change_notification(
+                    conn, notification_id, message_ids=message_ids, updated_at=rt.clock()
+                )
+    sent_at = rt.clock()
+
+    async def record_sent(conn: AsyncConnection) -> None:
+        await store.change_notification(
+            conn,
+            notification_id,
+            message_ids=message_ids,
+            updated_at=sent_at,
+            status=NotificationStatus.SENT.value,
+            sent_at=sent_at,
+        )
+        await _announce(conn, rt, notification, NotificationStatus.SENT, message_ids)
+        log.info("notification.sent", notification_id=notification_id, messages=len(message_ids))
+
+    return record_sent
 
 
 async def _fail(rt: Runtime, notification_id: str, reason: str) -> None:
