@@ -55,8 +55,8 @@ class Limits:
     per_group: Rate = Rate(count=20, per_seconds=60)  # in addition to per_chat, for chat_id < 0
     # Intervals are stretched by this fraction so clock skew between us and Telegram cannot
     # make a send look early, and because a send that runs a little late compresses the gap to
-    # the next reserved one: 4 % of the 1 s chat interval is 40 ms of slack, half of it for
-    # each (`windows_for`). Capped so the achieved rate stays within 5 % of each limit.
+    # the next reserved one: 4 % of the 1 s chat interval is 40 ms of slack. Capped so the
+    # achieved rate stays within 5 % of each limit.
     safety: float = 0.04
 
     def __post_init__(self) -> None:
@@ -154,17 +154,10 @@ def confirmed(
 
 def windows_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, tuple[int, float]]:
     """The sliding windows a send's start must fit, per key of `keys_for`: at most `count`
-    starts in any window of `per_seconds` stretched by half the safety margin.
-
-    The other half is slack for runs a little late. Slots `count` apart lie a fully
-    stretched window apart, so a send that ran late by less than that half still leaves
-    room for the one a window after it; checked against the full stretch, every late run
-    got the send `count` slots later refused, and on bench/alerts.py with 120 groups each
-    refusal went round the queue and crowded the slots after it.
-    """
+    starts in any window of `per_seconds` stretched by the safety margin."""
     rates = [limits.per_bot, limits.per_chat, limits.per_group]
     return {
-        key: (rate.count, rate.per_seconds * (1 + limits.safety / 2))
+        key: (rate.count, rate.per_seconds * (1 + limits.safety))
         for key, rate in zip(keys_for(bot_id, chat_id, limits), rates, strict=False)
     }
 
