@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from tgrelay.db import write_turns
 from tgrelay.db.write_turns import WriteTurns
+
+
+def logged_writer(
+    turns: WriteTurns,
+) -> tuple[list[str], Callable[[str], Coroutine[Any, Any, None]]]:
+    """Who held the turn, in order, and a writer that takes it and logs its name."""
+    order: list[str] = []
+
+    async def writer(name: str) -> None:
+        async with turns.turn():
+            order.append(name)
+
+    return order, writer
 
 
 async def take_turns(turns: WriteTurns, arrivals: list[tuple[str, bool]]) -> list[str]:
@@ -58,11 +73,7 @@ async def test_a_free_turn_is_taken_at_once_and_released_after_the_block() -> No
 async def test_a_writer_cancelled_while_waiting_leaves_the_queue() -> None:
     """A waiting writer that is cancelled never holds the turn; the one behind it still gets it."""
     turns = WriteTurns()
-    order: list[str] = []
-
-    async def writer(name: str) -> None:
-        async with turns.turn():
-            order.append(name)
+    order, writer = logged_writer(turns)
 
     async with turns.turn():
         cancelled = asyncio.create_task(writer("cancelled"))
@@ -79,11 +90,7 @@ async def test_a_writer_cancelled_while_waiting_leaves_the_queue() -> None:
 async def test_a_writer_cancelled_as_it_is_given_the_turn_passes_it_on() -> None:
     """A writer cancelled right after a release handed it the turn gives it to the next in line instead of keeping it."""
     turns = WriteTurns()
-    order: list[str] = []
-
-    async def writer(name: str) -> None:
-        async with turns.turn():
-            order.append(name)
+    order, writer = logged_writer(turns)
 
     holder = turns.turn()
     await holder.__aenter__()
@@ -108,11 +115,7 @@ def test_a_streak_below_one_is_refused() -> None:
 async def test_ahead_reaches_tasks_started_inside_and_ends_with_the_block() -> None:
     """Tasks started in an `ahead()` block queue ahead too; code after the block does not."""
     turns = WriteTurns()
-    order: list[str] = []
-
-    async def writer(name: str) -> None:
-        async with turns.turn():
-            order.append(name)
+    order, writer = logged_writer(turns)
 
     async with turns.turn():
         after = asyncio.create_task(writer("after the block"))

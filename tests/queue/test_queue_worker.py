@@ -569,8 +569,8 @@ async def test_a_grouped_job_overtaken_meanwhile_records_nothing(
     assert (job.state, job.locked_by) == (JobState.RUNNING, "thief")
 
 
-async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> None:
-    """With an hour-long poll interval, notify() alone gets a new job run."""
+def marking_registry() -> tuple[Registry, asyncio.Event]:
+    """A registry whose one kind, "mark", sets the returned event when a job of it runs."""
     registry = Registry()
     done = asyncio.Event()
 
@@ -578,6 +578,12 @@ async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> 
         done.set()
 
     registry.register("mark", mark, transactional=False)
+    return registry, done
+
+
+async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> None:
+    """With an hour-long poll interval, notify() alone gets a new job run."""
+    registry, done = marking_registry()
     worker = make_worker(database, registry, clock, poll_interval=3600, rescue_interval=30)
     async with running(worker):
         await asyncio.sleep(0.05)  # let the worker go idle first
@@ -589,13 +595,7 @@ async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> 
 
 async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock) -> None:
     """Once a claim found its lane empty, wakes only look (a read) until a job is due: no empty claim takes the write lock, and a due job still runs."""
-    registry = Registry()
-    done = asyncio.Event()
-
-    async def mark(job: Job) -> None:
-        done.set()
-
-    registry.register("mark", mark, transactional=False)
+    registry, done = marking_registry()
     writes = 0
     open_transaction = database.transaction
 
