@@ -10,7 +10,6 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-import orjson
 import structlog
 from aiogram.utils.deep_linking import create_deep_link
 from sqlalchemy.exc import IntegrityError
@@ -277,22 +276,7 @@ async def _queue_notification(
         sent_at=None,
     )
     async with rt.db.transaction() as conn:
-        await store.add_notification(
-            conn,
-            {
-                "id": created.id,
-                "workspace_id": created.workspace_id,
-                "connection_id": created.connection_id,
-                "idempotency_key": created.idempotency_key,
-                "text": created.text,
-                "parse_mode": created.parse_mode,
-                "parts": orjson.dumps(created.parts).decode(),
-                "status": created.status.value,
-                "message_ids": "[]",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        await store.add_notification(conn, created)
         await delivery.enqueue_notification(rt, conn, created.id, connection_id)
     rt.notify_worker()
     return created, True

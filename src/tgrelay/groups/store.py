@@ -213,8 +213,25 @@ def _to_connection(row: Row[Any]) -> Connection:
 # --- notifications -------------------------------------------------------------------------
 
 
-async def add_notification(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
-    await conn.execute(insert(notifications).values(**values))
+async def add_notification(conn: AsyncConnection, notification: Notification) -> None:
+    """Insert a new notification; the row `_to_notification` reads back."""
+    await conn.execute(
+        insert(notifications).values(
+            id=notification.id,
+            workspace_id=notification.workspace_id,
+            connection_id=notification.connection_id,
+            idempotency_key=notification.idempotency_key,
+            text=notification.text,
+            parse_mode=notification.parse_mode,
+            parts=orjson.dumps(notification.parts).decode(),
+            status=notification.status.value,
+            message_ids=orjson.dumps(notification.message_ids).decode(),
+            error=notification.error,
+            created_at=notification.created_at,
+            updated_at=notification.updated_at,
+            sent_at=notification.sent_at,
+        )
+    )
 
 
 async def notification(

@@ -253,7 +253,8 @@ class PlanHints:
     it took ix_jobs_kind_subject_id for a lane's `kind IN (…)` and an index on
     (ordering_key, id), since dropped, for the heads' GROUP BY, walking every job ever run
     (13 and 31 ms per claim with 100,000 done jobs, against 0.03 and 0.3 ms along the state
-    index), or, after ANALYZE, scanned the whole table. PostgreSQL's statistics see the skew by themselves.
+    index), or, after ANALYZE, scanned the whole table. PostgreSQL's statistics see the
+    skew by themselves.
     """
 
     rare: Callable[[Condition], Condition]  # a condition few rows meet
