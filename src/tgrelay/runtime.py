@@ -40,8 +40,12 @@ class Runtime:
 async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
     """Migrate the database, open every shared resource, and close them all on exit."""
     settings = with_secret_keys(settings)
-    db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    # ^ creates the SQLite file's directory
+    # Creates the SQLite file's directory.
+    db = Database(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        postgres_pool_size=settings.resolved_database_pool_size,
+    )
     await migrate.upgrade(settings.resolved_database_url)
     metrics = Metrics()
     rt = Runtime(

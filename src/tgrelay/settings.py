@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tgrelay import errors
 
 TELEGRAM_API_URL = "https://api.telegram.org"
+# PostgreSQL connections a process keeps beside its worker's jobs: API requests, the intake
+# writer, the claim loops.
+POSTGRES_CONNECTIONS_BESIDE_WORKER = 8
 SECRET_KEYS_FILE = "secret_keys"  # noqa: S105 (a file name, not a secret)
 
 
@@ -29,6 +32,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tgrelay")
     # Unset: a SQLite file in data_dir. PostgreSQL: postgresql://user@host/db.
     database_url: str | None = None
+    # PostgreSQL connections each process keeps open. Unset: worker_concurrency plus
+    # POSTGRES_CONNECTIONS_BESIDE_WORKER, so a busy worker and the API never churn connections.
+    database_pool_size: int | None = Field(default=None, ge=1)
     # Unset: bots use long polling. Set: webhooks at {public_url}/telegram/{bot_id}.
     public_url: str | None = None
     telegram_api_url: str = TELEGRAM_API_URL
@@ -132,6 +138,12 @@ class Settings(BaseSettings):
         """The SQLAlchemy async URL: the given one with its async driver, or the SQLite file."""
         url = self.database_url or f"sqlite:///{self.data_dir / 'tgrelay.db'}"
         return async_database_url(url)
+
+    @property
+    def resolved_database_pool_size(self) -> int:
+        if self.database_pool_size is not None:
+            return self.database_pool_size
+        return self.worker_concurrency + POSTGRES_CONNECTIONS_BESIDE_WORKER
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,80 @@
+"""The PostgreSQL engine: reads outside a transaction, writes in one, a pool of the set size."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select, text
+
+from tests.databases import PostgresServer
+from tgrelay.db import migrate, tables
+from tgrelay.db.engine import Database
+
+pytestmark = pytest.mark.postgres
+
+# A pause between two statements, long enough for transaction_timestamp() to tell them apart.
+PAUSE = text("SELECT pg_sleep(0.01)")
+STARTED = text("SELECT transaction_timestamp()")
+
+
+@pytest.fixture
+async def db(postgres: PostgresServer) -> AsyncIterator[Database]:
+    async with postgres.fresh_database() as url:
+        await migrate.upgrade(url)
+        # One connection, so every block below reuses the one a transaction returned.
+        database = Database(url, postgres_pool_size=1)
+        yield database
+        await database.dispose()
+
+
+async def started_twice(db: Database, *, in_transaction: bool) -> tuple[datetime, datetime]:
+    """When the transaction around each of two statements began."""
+    block = db.transaction() if in_transaction else db.engine.connect()
+    async with block as conn:
+        first = await conn.scalar(STARTED)
+        await conn.execute(PAUSE)
+        second = await conn.scalar(STARTED)
+    assert isinstance(first, datetime)
+    assert isinstance(second, datetime)
+    return first, second
+
+
+async def test_reads_run_each_statement_on_its_own(db: Database) -> None:
+    """A read opens no transaction (no BEGIN and ROLLBACK round trips), also on a connection
+    that a write transaction gave back to the pool."""
+    first, second = await started_twice(db, in_transaction=False)
+    async with db.transaction() as conn:
+        await conn.execute(PAUSE)
+    after_write = await started_twice(db, in_transaction=False)
+    assert first < second
+    assert after_write[0] < after_write[1]
+    assert db.engine.pool.size() == 1  # type: ignore[attr-defined]
+
+
+async def test_writes_are_one_read_committed_transaction(db: Database) -> None:
+    """Statements of `transaction()` share one transaction, at READ COMMITTED."""
+    first, second = await started_twice(db, in_transaction=True)
+    async with db.transaction() as conn:
+        isolation = await conn.scalar(text("SHOW transaction_isolation"))
+    assert (first == second, isolation) == (True, "read committed")
+
+
+async def insert_then_fail(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            tables.leases.insert().values(
+                name="lease", holder="a", expires_at=datetime.fromisoformat("2026-11-21T12:00Z")
+            )
+        )
+        raise RuntimeError("after the insert")
+
+
+async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
+    """An error inside `transaction()` rolls back what it wrote, though reads autocommit."""
+    with pytest.raises(RuntimeError, match="after the insert"):
+        await insert_then_fail(db)
+    async with db.engine.connect() as conn:
+        names = (await conn.scalars(select(tables.leases.c.name))).all()
+    assert names == []
