@@ -8,6 +8,8 @@ its own slot plus an interval, and sent a whole group interval late.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -66,10 +68,35 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
+class Transactions:
+    """Stands in for the database: counts the transactions a turn opens of its own."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[str]:
+        self.opened += 1
+        yield f"transaction {self.opened}"
+
+
+class Attempts:
+    """The records of a notification part's attempt, by the transaction that wrote each."""
+
+    def __init__(self) -> None:
+        self.written_in: list[Any] = []
+
+    def of(self, part: int) -> delivery.Attempt:
+        async def record(conn: Any) -> None:
+            self.written_in.append(conn)
+
+        return delivery.Attempt(part=part, record=record)
+
+
 @pytest.fixture
 def rt(clock: Clock) -> Runtime:
     limiter = InProcessRateLimiter(LIMITS, clock=clock.monotonic)
-    return cast(Runtime, SimpleNamespace(clock=clock.wall, rate_limiter=limiter))
+    return cast(Runtime, SimpleNamespace(clock=clock.wall, rate_limiter=limiter, db=Transactions()))
 
 
 def job(payload: dict[str, Any]) -> Job:
@@ -176,3 +203,38 @@ async def test_a_chat_that_frees_soon_is_waited_for_even_by_a_timer_firing_early
 
     assert clock.slept == [pytest.approx(0.03 + delivery.TIMER_SLACK_SECONDS)]
     assert clock.seconds >= t0 + 3.0
+
+
+async def test_an_attempt_rides_with_the_reschedule_that_carries_its_slot(
+    rt: Runtime, clock: Clock
+) -> None:
+    """A send rescheduled to its slot records its attempt in the rescheduling transaction,
+    and its next run sends without another: one transaction less per alert."""
+    await send_elsewhere(rt, PRIVATE_CHATS[0])
+    attempts = Attempts()
+    with pytest.raises(retry.Reschedule) as rescheduled:
+        await delivery._Turn(rt, job({})).wait_for_slot(TARGET, attempts.of(0))
+    payload = rescheduled.value.payload
+    assert payload is not None
+    assert rescheduled.value.record is not None
+    await rescheduled.value.record(cast(Any, "the reschedule's transaction"))
+
+    turn = delivery._Turn(rt, job(dict(payload)))
+    clock.seconds = payload[delivery.SLOT_AT]
+    await turn.wait_for_slot(TARGET, attempts.of(0))
+
+    assert (attempts.written_in, cast(Transactions, rt.db).opened) == (
+        ["the reschedule's transaction"],
+        0,
+    )
+    assert turn.marked(0)
+
+
+async def test_a_send_that_goes_now_records_its_attempt_first(rt: Runtime) -> None:
+    """With nothing to wait for, the attempt gets a transaction of its own before the send."""
+    attempts = Attempts()
+    turn = delivery._Turn(rt, job({}))
+
+    await turn.wait_for_slot(TARGET, attempts.of(0))
+
+    assert (attempts.written_in, turn.marked(0)) == (["transaction 1"], True)

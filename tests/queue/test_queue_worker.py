@@ -262,6 +262,42 @@ async def test_reschedule_runs_the_job_later_without_using_an_attempt(
     assert ((await get(database, job_id)).attempts, calls) == (1, 2)
 
 
+@pytest.mark.parametrize("held", [True, False])
+async def test_a_reschedule_writes_its_record_with_the_job_only_while_held(
+    database: Database, clock: Clock, held: bool
+) -> None:
+    """Reschedule(record=...) commits the record in the transaction that reschedules the job;
+    a worker whose job was taken over meanwhile writes neither."""
+
+    async def rescheduled_with_note(job: Job) -> None:
+        if not held:
+            async with database.transaction() as conn:
+                await conn.execute(
+                    update(tables.jobs).where(tables.jobs.c.id == job.id).values(locked_by="thief")
+                )
+
+        async def note(conn: AsyncConnection) -> None:
+            await add_workspace(conn, "ws_noted")
+
+        raise retry.Reschedule(60, "later", payload={"noted": True}, record=note)
+
+    registry = Registry()
+    registry.register("noting", rescheduled_with_note, transactional=False)
+    [job_id] = await enqueue(database, NewJob(kind="noting", payload={}), now=clock)
+    async with running(make_worker(database, registry, clock)):
+
+        async def ran() -> bool:
+            job = await get(database, job_id)
+            return job.state is JobState.PENDING or job.locked_by == "thief"
+
+        await wait_until(ran)
+    # Stopping the worker waited for the run to record its outcome.
+    job = await get(database, job_id)
+    kept = (JobState.PENDING, {"noted": True}, ["ws_noted"])
+    expected = kept if held else (JobState.RUNNING, {}, [])
+    assert (job.state, job.payload, await workspace_names(database)) == expected
+
+
 async def test_permanent_failure_kills_the_job_at_once(database: Database, clock: Clock) -> None:
     """PermanentFailure makes the job dead on its first attempt, whatever attempts remain."""
 

@@ -176,13 +176,7 @@ async def _send_notification(
     client = rt.telegram.for_token(await bots_service.token_of(rt, target.bot_id))
     while len(message_ids) < len(notification.parts):
         index = len(message_ids)
-        # The attempt is recorded before the slot is taken, so nothing slow runs between the
-        # slot and the request (a late send crowds the sends reserved after it).
-        if not turn.marked(index):
-            async with rt.db.transaction() as conn:
-                await store.change_notification(conn, notification_id, parts_attempted=index + 1)
-            turn.mark(index)
-        await turn.wait_for_slot(target)
+        await turn.wait_for_slot(target, _attempt_of(notification_id, index))
         await turn.sending(target)
         try:
             sent = await client.send_message(
@@ -227,6 +221,13 @@ async def _send_notification(
         log.info("notification.sent", notification_id=notification_id, messages=len(message_ids))
 
     return record_sent
+
+
+def _attempt_of(notification_id: str, part: int) -> Attempt:
+    async def record(conn: AsyncConnection) -> None:
+        await store.change_notification(conn, notification_id, parts_attempted=part + 1)
+
+    return Attempt(part=part, record=record)
 
 
 async def _fail(rt: Runtime, notification_id: str, reason: str) -> None:
@@ -387,6 +388,14 @@ class _Destination:
     chat_id: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """A notification part about to be sent, recorded as attempted before its request."""
+
+    part: int
+    record: worker.Finish  # writes that record in the transaction it is given
+
+
 class _Turn:
     """A send job's place in the rate limiter's queue, carried between its runs.
 
@@ -410,12 +419,18 @@ class _Turn:
     def mark(self, part: int) -> None:
         self._payload[MARKED] = [part, self._attempt]
 
-    async def wait_for_slot(self, target: Connection | _Destination) -> None:
+    async def wait_for_slot(
+        self, target: Connection | _Destination, attempt: Attempt | None = None
+    ) -> None:
         """Return when this send may go now; otherwise raise Reschedule to just before its slot.
 
         The job comes back SEND_LEAD_SECONDS early and waits the rest here, so its claim and
         reads happen before the slot instead of after it: with one send per chat interval,
         every late start pushes all of that chat's later sends back.
+
+        `attempt` is recorded before this returns, never between the slot and the request (a
+        late send crowds the sends reserved after it): with the reschedule that carries the
+        slot, which costs no transaction of its own, or else before the slot's last wait.
         """
         slot_at = self._payload.pop(SLOT_AT, None)
         if isinstance(slot_at, int | float):
@@ -430,27 +445,43 @@ class _Turn:
             # reserved anew: the chat's and group's keys already count it, so a new reservation
             # would wait a whole interval behind this job's own slot. `sending` still checks
             # the start against the sends that really started.
-            await _sleep_past(early)
+            await self._record(attempt)
+            await _sleep_past(slot_at - self._rt.clock().timestamp())
             return
         for _ in range(2):  # once more after a short wait for the chat or group to free
             slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
-            if slot.wait_seconds <= 0:
-                return
             if slot.wait_seconds > SEND_LEAD_SECONDS:
                 break
-            await _sleep_past(slot.wait_seconds)
-            if slot.reserved:
+            if slot.reserved or slot.wait_seconds <= 0:
+                slot_at = self._rt.clock().timestamp() + slot.wait_seconds
+                await self._record(attempt)
+                await _sleep_past(slot_at - self._rt.clock().timestamp())
                 return
-        carried = (
-            {**self._payload, SLOT_AT: self._rt.clock().timestamp() + slot.wait_seconds}
-            if slot.reserved
-            else dict(self._payload)
-        )
+            await _sleep_past(slot.wait_seconds)
+        if not slot.reserved:
+            raise retry.Reschedule(
+                slot.wait_seconds - SEND_LEAD_SECONDS,
+                "the chat or group is busy",
+                payload=dict(self._payload),
+            )
+        record = None
+        if attempt is not None and not self.marked(attempt.part):
+            record = attempt.record
+            self.mark(attempt.part)
         raise retry.Reschedule(
-            max(slot.wait_seconds - SEND_LEAD_SECONDS, 0.0),
-            "Telegram send limits" if slot.reserved else "the chat or group is busy",
-            payload=carried,
+            slot.wait_seconds - SEND_LEAD_SECONDS,
+            "Telegram send limits",
+            payload={**self._payload, SLOT_AT: self._rt.clock().timestamp() + slot.wait_seconds},
+            record=record,
         )
+
+    async def _record(self, attempt: Attempt | None) -> None:
+        """Record the attempt in a transaction of its own, unless an earlier run did."""
+        if attempt is None or self.marked(attempt.part):
+            return
+        async with self._rt.db.transaction() as conn:
+            await attempt.record(conn)
+        self.mark(attempt.part)
 
     async def sending(self, target: Connection | _Destination) -> None:
         """Call right before the Bot API request: the start is checked against the sends that

@@ -6,10 +6,12 @@ Handlers steer this with two exceptions: `Reschedule` (try later, not a failure,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,13 +60,21 @@ class Reschedule(Exception):
     """Run this job again later without counting the attempt as a failure (e.g. rate limits)."""
 
     def __init__(
-        self, delay: float, reason: str, *, payload: Mapping[str, Any] | None = None
+        self,
+        delay: float,
+        reason: str,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        record: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> None:
         self.delay = max(delay, 0.0)  # seconds from now
         self.reason = reason
         # Replaces the job's payload when given: what this run learnt for the next one
         # (e.g. the send slot it reserved).
         self.payload = payload
+        # Written in the transaction that reschedules the job, and only if this worker still
+        # held it: a record the payload refers to commits with it, and costs no transaction.
+        self.record = record
         super().__init__(f"rescheduled in {self.delay:g}s: {reason}")
 
 

@@ -378,6 +378,8 @@ class Worker:
                         reason=exc.reason,
                         payload=exc.payload,
                     )
+                    if held and exc.record is not None:
+                        await exc.record(conn)
                     state: JobState | None = JobState.PENDING if held else None
                 elif isinstance(exc, retry.PermanentFailure):
                     held = await store.mark_dead(
