@@ -7,9 +7,10 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.databases import PostgresServer
-from tgrelay.db import migrate, tables
+from tgrelay.db import engine, migrate, tables
 from tgrelay.db.engine import Database
 
 pytestmark = pytest.mark.postgres
@@ -27,6 +28,18 @@ async def db(postgres: PostgresServer) -> AsyncIterator[Database]:
         database = Database(url, postgres_pool_size=1)
         yield database
         await database.dispose()
+
+
+async def drop_the_pooled_connection(db: Database) -> None:
+    """Have the server end the pool's one connection while it sits idle (a restart would)."""
+    async with db.engine.connect() as conn:
+        pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+    other = Database(db.url, postgres_pool_size=1)
+    try:
+        async with other.engine.connect() as conn:
+            assert await conn.scalar(text(f"SELECT pg_terminate_backend({int(pid)})"))
+    finally:
+        await other.dispose()
 
 
 async def started_twice(db: Database, *, in_transaction: bool) -> tuple[datetime, datetime]:
@@ -78,3 +91,23 @@ async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
     async with db.engine.connect() as conn:
         names = (await conn.scalars(select(tables.leases.c.name))).all()
     assert names == []
+
+
+@pytest.mark.parametrize("idle_for_ping", [0.0, 3600.0])
+async def test_a_connection_dropped_while_idle_is_replaced_after_its_ping(
+    db: Database, monkeypatch: pytest.MonkeyPatch, idle_for_ping: float
+) -> None:
+    """A connection idle past POSTGRES_PING_AFTER_IDLE_SECONDS is pinged at checkout, and a
+    dead one replaced unseen; one used more recently than that is not pinged."""
+    monkeypatch.setattr(engine, "POSTGRES_PING_AFTER_IDLE_SECONDS", idle_for_ping)
+    await drop_the_pooled_connection(db)
+
+    async def read() -> object:
+        async with db.engine.connect() as conn:
+            return await conn.scalar(text("SELECT 1"))
+
+    if idle_for_ping:
+        with pytest.raises(DBAPIError):
+            await read()
+    else:
+        assert await read() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tgrelay.db import aiosqlite_one_hop, write_turns
@@ -22,6 +23,10 @@ _WRITE = "tgrelay_write"
 # PostgreSQL connections opened beyond the pool when all its connections are in use, each
 # closed again when returned: past the pool, every checkout pays for a new connection.
 POSTGRES_MAX_OVERFLOW = 10
+# A pooled PostgreSQL connection idle this long is pinged before use, so a server restart or
+# an idle connection dropped by the network meets a fresh connection, not a request. Ones in
+# steady use skip the round trip: pinging every checkout cost a send job five per run.
+POSTGRES_PING_AFTER_IDLE_SECONDS = 5.0
 
 
 class Database:
@@ -42,6 +47,8 @@ class Database:
         self._sqlite_writers = write_turns.WriteTurns()
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
+        else:
+            _ping_idle_connections(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -96,13 +103,36 @@ def _engine_options(drivername: str, postgres_pool_size: int) -> dict[str, Any]:
     return {
         "pool_size": postgres_pool_size,
         "max_overflow": POSTGRES_MAX_OVERFLOW,
-        "pool_pre_ping": True,
         # Reads run outside a transaction: at READ COMMITTED each statement takes its own
         # snapshot either way, and this saves the BEGIN and ROLLBACK round trips of every
-        # read, and two of the three of every pre-ping (the driver wraps a ping outside
+        # read, and two of the three of every ping (the driver wraps a ping outside
         # autocommit in a transaction of its own).
         "isolation_level": "AUTOCOMMIT",
     }
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """SQLAlchemy's pre-ping, only for connections idle past POSTGRES_PING_AFTER_IDLE_SECONDS.
+
+    Raising DisconnectionError at checkout makes the pool drop the connection and hand out
+    a new one (it tries three times before the error reaches the caller).
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None:  # new: just connected
+            return
+        if time.monotonic() - returned_at < POSTGRES_PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # whatever the driver raises, the connection is unusable
+            raise DisconnectionError(f"an idle connection failed its ping: {exc}") from exc
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
