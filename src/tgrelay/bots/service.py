@@ -451,7 +451,12 @@ async def workspace_of(conn: AsyncConnection, bot_id: int) -> str | None:
 async def token_of(rt: Runtime, bot_id: int) -> str:
     """The plaintext token of a bot, for a Bot API call; keep it out of logs and errors."""
     async with rt.db.engine.connect() as conn:
-        row = await store.load(conn, bot_id)
+        return await read_token(conn, rt, bot_id)
+
+
+async def read_token(conn: AsyncConnection, rt: Runtime, bot_id: int) -> str:
+    """`token_of`, on a connection the caller reads other rows with."""
+    row = await store.load(conn, bot_id)
     if row is None:
         raise errors.NotFound(f"no bot {bot_id}")
     return rt.cipher.decrypt(row.token_ciphertext)

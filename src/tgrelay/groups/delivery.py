@@ -157,23 +157,26 @@ async def _send_notification(
 ) -> worker.Finish | None:
     """Send the notification's parts in order; the last one is recorded by the returned
     Finish, in the transaction that completes the job (one transaction less per alert)."""
+    # One connection for every read: each run of a rate-limited alert does them all again.
     async with rt.db.engine.connect() as conn:
         notification = await store.notification(conn, notification_id)
         if notification is None or notification.status is not NotificationStatus.QUEUED:
             return None
         target = await store.connection(conn, notification.connection_id)
-        attempted = await store.parts_attempted(conn, notification_id)
+        token = None
+        if target is not None and target.status is ConnectionStatus.ACTIVE:
+            token = await bots_service.read_token(conn, rt, target.bot_id)
     if target is None:
         await _fail(rt, notification_id, "the connection was deleted")
         return None
-    if target.status is not ConnectionStatus.ACTIVE:
+    if token is None:
         await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
         return None
     message_ids = list(notification.message_ids)
-    if attempted > len(message_ids) and not turn.marked(len(message_ids)):
+    if notification.parts_attempted > len(message_ids) and not turn.marked(len(message_ids)):
         # An earlier run handed a part to Telegram and stopped before recording the answer.
         rt.metrics.possible_duplicate_sends.inc()
-    client = rt.telegram.for_token(await bots_service.token_of(rt, target.bot_id))
+    client = rt.telegram.for_token(token)
     while len(message_ids) < len(notification.parts):
         index = len(message_ids)
         await turn.wait_for_slot(target, _attempt_of(notification_id, index))

@@ -88,3 +88,6 @@ class Notification:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    # Parts handed to Telegram or about to be, each recorded before its request: more than
+    # len(message_ids) after a crash means a part may have been sent without being recorded.
+    parts_attempted: int = 0

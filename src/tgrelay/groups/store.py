@@ -230,6 +230,7 @@ async def add_notification(conn: AsyncConnection, notification: Notification) ->
             created_at=notification.created_at,
             updated_at=notification.updated_at,
             sent_at=notification.sent_at,
+            parts_attempted=notification.parts_attempted,
         )
     )
 
@@ -258,13 +259,6 @@ async def notification_by_key(
     return None if row is None else _to_notification(row)
 
 
-async def parts_attempted(conn: AsyncConnection, notification_id: str) -> int:
-    found = await conn.scalar(
-        select(notifications.c.parts_attempted).where(notifications.c.id == notification_id)
-    )
-    return int(found or 0)
-
-
 async def change_notification(conn: AsyncConnection, notification_id: str, **values: Any) -> None:
     if "message_ids" in values:
         values["message_ids"] = orjson.dumps(list(values["message_ids"])).decode()
@@ -288,4 +282,5 @@ def _to_notification(row: Row[Any]) -> Notification:
         created_at=row.created_at,
         updated_at=row.updated_at,
         sent_at=row.sent_at,
+        parts_attempted=row.parts_attempted,
     )
