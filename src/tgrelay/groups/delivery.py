@@ -114,7 +114,7 @@ async def _enqueue(rt: Runtime, conn: AsyncConnection, job: queue_models.NewJob)
 def register(registry: worker.Registry, rt: Runtime) -> None:
     """Register the send jobs; neither holds a transaction while it waits on Telegram."""
 
-    async def send_notification(job: queue_models.Job) -> worker.Finish | None:
+    async def send_notification(job: queue_models.Job) -> queue_models.Finish | None:
         notification_id = job.payload.get("notification_id")
         if not isinstance(notification_id, str):
             raise retry.PermanentFailure(f"{SEND_NOTIFICATION} needs a notification_id")
@@ -154,7 +154,7 @@ def _wait_for_probe(exc: errors.TelegramCircuitOpen, turn: _Turn) -> retry.Resch
 
 async def _send_notification(
     rt: Runtime, notification_id: str, turn: _Turn
-) -> worker.Finish | None:
+) -> queue_models.Finish | None:
     """Send the notification's parts in order; the last one is recorded by the returned
     Finish, in the transaction that completes the job (one transaction less per alert)."""
     # One connection for every read: each run of a rate-limited alert does them all again.
@@ -396,7 +396,7 @@ class Attempt:
     """A notification part about to be sent, recorded as attempted before its request."""
 
     part: int
-    record: worker.Finish  # writes that record in the transaction it is given
+    record: queue_models.Finish  # writes that record in the transaction it is given
 
 
 class _Turn:
@@ -448,17 +448,14 @@ class _Turn:
             # reserved anew: the chat's and group's keys already count it, so a new reservation
             # would wait a whole interval behind this job's own slot. `sending` still checks
             # the start against the sends that really started.
-            await self._record(attempt)
-            await _sleep_past(slot_at - self._rt.clock().timestamp())
+            await self._ready_at(slot_at, attempt)
             return
         for _ in range(2):  # once more after a short wait for the chat or group to free
             slot = await self._rt.rate_limiter.reserve(target.bot_id, target.chat_id)
             if slot.wait_seconds > SEND_LEAD_SECONDS:
                 break
             if slot.reserved or slot.wait_seconds <= 0:
-                slot_at = self._rt.clock().timestamp() + slot.wait_seconds
-                await self._record(attempt)
-                await _sleep_past(slot_at - self._rt.clock().timestamp())
+                await self._ready_at(self._rt.clock().timestamp() + slot.wait_seconds, attempt)
                 return
             await _sleep_past(slot.wait_seconds)
         if not slot.reserved:
@@ -478,13 +475,14 @@ class _Turn:
             record=record,
         )
 
-    async def _record(self, attempt: Attempt | None) -> None:
-        """Record the attempt in a transaction of its own, unless an earlier run did."""
-        if attempt is None or self.marked(attempt.part):
-            return
-        async with self._rt.db.transaction() as conn:
-            await attempt.record(conn)
-        self.mark(attempt.part)
+    async def _ready_at(self, slot_at: float, attempt: Attempt | None) -> None:
+        """Record the attempt (in a transaction of its own, unless an earlier run did), then
+        return once the slot (unix seconds) has passed: the record's time is the wait's."""
+        if attempt is not None and not self.marked(attempt.part):
+            async with self._rt.db.transaction() as conn:
+                await attempt.record(conn)
+            self.mark(attempt.part)
+        await _sleep_past(slot_at - self._rt.clock().timestamp())
 
     async def sending(self, target: Connection | _Destination) -> None:
         """Call right before the Bot API request: the start is checked against the sends that

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 # Column widths of `tables.jobs`; checked here so SQLite (which ignores them) and PostgreSQL
 # (which refuses longer values) accept the same jobs.
 MAX_KIND_LENGTH = 64
 MAX_ORDERING_KEY_LENGTH = 128
+
+# Writes a handler leaves for the transaction that records its job's outcome (completion, or
+# a reschedule), so both commit together or not at all.
+Finish = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class JobState(StrEnum):

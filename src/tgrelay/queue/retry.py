@@ -6,12 +6,12 @@ Handlers steer this with two exceptions: `Reschedule` (try later, not a failure,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from tgrelay.queue.models import Finish
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +65,7 @@ class Reschedule(Exception):
         reason: str,
         *,
         payload: Mapping[str, Any] | None = None,
-        record: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        record: Finish | None = None,
     ) -> None:
         self.delay = max(delay, 0.0)  # seconds from now
         self.reason = reason

@@ -32,14 +32,12 @@ from tgrelay.db import write_turns
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
-from tgrelay.queue.models import ALL_KINDS, Job, JobState, Lane
+from tgrelay.queue.models import ALL_KINDS, Finish, Job, JobState, Lane
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Job], Awaitable[None]]
-# What a non-transactional handler may leave for the transaction that completes its job
-# (e.g. recording the outcome of an HTTP call), so both commit together or not at all.
-Finish = Callable[[AsyncConnection], Awaitable[None]]
+# A non-transactional handler may return a Finish (e.g. recording an HTTP call's outcome).
 NonTransactionalHandler = Callable[[Job], Awaitable[Finish | None]]
 # A grouped kind: `run` does a job's work outside any transaction and says what to record
 # (None: nothing); `commit` records many jobs' outcomes in the transaction completing them.
