@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -207,3 +208,37 @@ async def test_flood_settings_are_checked_and_can_be_switched_off(
         False,
         [1, 1.0],
     )
+
+
+async def test_latency_holds_each_request_a_random_time_up_to_it(
+    client: httpx.AsyncClient, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With latency set, every Bot API request first waits a random time up to it (so flood
+    control counts it only then); 0 is off, and a latency out of range is 400."""
+    held: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        held.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    bot = emulator.create_bot("relay_bot")
+    assert (await client.post(f"/bot{bot.token}/getMe")).status_code == 200
+    assert held == []  # off by default
+    put = await client.put("/_emulator/latency", json={"max_seconds": 0.2})
+    for _ in range(20):
+        assert (await client.post(f"/bot{bot.token}/getMe")).status_code == 200
+    refused = [
+        (await client.put("/_emulator/latency", json=body)).status_code
+        for body in ({"max_seconds": -1}, {"max_seconds": 6}, {"seconds": 1})
+    ]
+    shown = await client.get("/_emulator/latency")
+    assert (put.json(), shown.json(), refused) == (
+        {"max_seconds": 0.2},
+        {"max_seconds": 0.2},
+        [400, 400, 400],
+    )
+    assert len(held) == 20
+    assert all(0 <= seconds <= 0.2 for seconds in held)
+    assert len(set(held)) > 1  # random, not one fixed delay

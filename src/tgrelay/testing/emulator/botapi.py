@@ -59,6 +59,7 @@ def routes(emulator: Emulator) -> list[Route]:
     async def endpoint(request: Request) -> Response:
         token = request.path_params["token"]
         name = request.path_params["method"].lower()
+        await emulator.travel()
         try:
             bot = emulator.state.authenticate(token)
             method = METHODS.get(name)

@@ -112,6 +112,10 @@ class FloodSettings(_Body):
         )
 
 
+class Latency(_Body):
+    max_seconds: float  # its range is checked by Emulator.set_latency
+
+
 def _json(body: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
@@ -282,6 +286,14 @@ def routes(emulator: Emulator) -> list[Route]:
         emulator.set_flood_control(enabled=body.enabled, limits=body.limits())
         return _json(emulator.flood_report())
 
+    async def get_latency(request: Request) -> Response:
+        return _json({"max_seconds": emulator.latency})
+
+    async def put_latency(request: Request) -> Response:
+        body = await _parse(request, Latency)
+        emulator.set_latency(body.max_seconds)
+        return _json({"max_seconds": emulator.latency})
+
     async def chat_messages(request: Request) -> Response:
         chat_id = _int_param(request, "chat_id")
         raw_bot = request.query_params.get("bot_id")
@@ -322,6 +334,8 @@ def routes(emulator: Emulator) -> list[Route]:
         ("/users/{user_id}/unblock", "POST", unblock),
         ("/flood", "GET", get_flood),
         ("/flood", "PUT", put_flood),
+        ("/latency", "GET", get_latency),
+        ("/latency", "PUT", put_latency),
         ("/clock", "GET", clock),
         ("/clock/advance", "POST", advance),
     ]

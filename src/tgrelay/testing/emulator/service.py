@@ -30,6 +30,8 @@ from tgrelay.testing.emulator import (
 from tgrelay.testing.emulator.state import BotRecord, EmulatorState, WebhookConfig
 
 _CONNECT_TIMEOUT = 10.0  # seconds
+# Longer than any Bot API call's timeout would only emulate an outage.
+MAX_LATENCY_SECONDS = 5.0
 
 
 class Emulator:
@@ -66,6 +68,8 @@ class Emulator:
         self._pushers: dict[int, pusher.WebhookPusher] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._latency_rng = random.Random(seed)
+        self.latency = 0.0  # see set_latency
         self._app = emulator_app.build(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -316,6 +320,21 @@ class Emulator:
     def flood_report(self) -> dict[str, Any]:
         """The flood settings and how many sends went out and were refused, by chat."""
         return self.state.flood.report()
+
+    # The network
+
+    def set_latency(self, max_seconds: float) -> None:
+        """Hold each Bot API request up to `max_seconds` (uniformly at random) before Telegram
+        sees it, as a congested network does: requests then arrive out of step with when they
+        were sent, and flood control counts them by arrival. 0 switches it off."""
+        if not 0 <= max_seconds <= MAX_LATENCY_SECONDS:
+            raise errors.InvalidPayload(f"latency is from 0 to {MAX_LATENCY_SECONDS} seconds")
+        self.latency = max_seconds
+
+    async def travel(self) -> None:
+        """A Bot API request's way here, as `set_latency` shapes it."""
+        if self.latency > 0:
+            await asyncio.sleep(self._latency_rng.uniform(0, self.latency))
 
     def _deliver(
         self, deliveries: Iterable[groups.Delivery], bot_id: int | None = None
