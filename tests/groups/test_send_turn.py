@@ -20,7 +20,7 @@ from tgrelay.groups import delivery
 from tgrelay.queue import retry
 from tgrelay.queue.models import Job, JobState
 from tgrelay.runtime import Runtime
-from tgrelay.telegram.ratelimit import InProcessRateLimiter, Limits, Rate
+from tgrelay.telegram.ratelimit import CLOCK_RATE_MARGIN, InProcessRateLimiter, Limits, Rate
 
 BOT = 7
 GROUP = -100
@@ -33,6 +33,8 @@ LIMITS = Limits(
     safety=0,
 )
 TARGET = delivery._Destination(bot_id=BOT, chat_id=GROUP)
+# The bot's window as the limiter checks it.
+WINDOW = 1 * (1 + CLOCK_RATE_MARGIN)
 
 
 class Clock:
@@ -120,8 +122,10 @@ def job(payload: dict[str, Any]) -> Job:
 
 
 async def send_elsewhere(rt: Runtime, chat_id: int) -> None:
-    """Another job's send of the bot, to a private chat, starting now."""
-    assert await rt.rate_limiter.start(BOT, chat_id) == 0.0
+    """Another job's send of the bot, to a private chat, starting and answered now."""
+    send_id = f"elsewhere {chat_id}"
+    assert await rt.rate_limiter.start(BOT, chat_id, send_id) == 0.0
+    await rt.rate_limiter.finish(BOT, chat_id, send_id)
 
 
 async def reserve_ahead(rt: Runtime, clock: Clock) -> tuple[dict[str, Any], float]:
@@ -140,7 +144,8 @@ async def run_at(rt: Runtime, clock: Clock, payload: dict[str, Any], when: float
     clock.seconds = when
     turn = delivery._Turn(rt, job(payload))
     await turn.wait_for_slot(TARGET)
-    await turn.sending(TARGET)
+    async with turn.sending(TARGET):
+        pass
 
 
 async def test_a_refused_start_keeps_its_slot(rt: Runtime, clock: Clock) -> None:
@@ -156,11 +161,11 @@ async def test_a_refused_start_keeps_its_slot(rt: Runtime, clock: Clock) -> None
         await run_at(rt, clock, payload, slot_at)
 
     assert refused.value.reason == "recent sends fill the window"
-    assert refused.value.delay == pytest.approx(0.4 - delivery.SEND_LEAD_SECONDS)
+    assert refused.value.delay == pytest.approx(WINDOW - 0.6 - delivery.SEND_LEAD_SECONDS)
     assert refused.value.payload is not None
-    assert refused.value.payload[delivery.SLOT_AT] == pytest.approx(t0 + 1.0)
+    assert refused.value.payload[delivery.SLOT_AT] == pytest.approx(t0 + WINDOW)
     # Back when the window frees, it goes: not 3 s later, behind its own group reservation.
-    await run_at(rt, clock, dict(refused.value.payload), t0 + 1.0)
+    await run_at(rt, clock, dict(refused.value.payload), t0 + WINDOW)
 
 
 async def test_a_slot_run_late_is_used_not_reserved_again(rt: Runtime, clock: Clock) -> None:
@@ -186,17 +191,18 @@ async def test_a_short_refusal_is_waited_out_in_the_job(rt: Runtime, clock: Cloc
     payload, slot_at = await reserve_ahead(rt, clock)
     assert slot_at == pytest.approx(t0 + 0.98)
 
-    await run_at(rt, clock, payload, slot_at)  # refused for 20 ms, which it sleeps
+    await run_at(rt, clock, payload, slot_at)  # refused for about 20 ms, which it sleeps
 
-    assert clock.slept[-1] == pytest.approx(0.02 + delivery.TIMER_SLACK_SECONDS)
-    assert clock.seconds == pytest.approx(t0 + 1.0, abs=0.001)
+    assert clock.slept[-1] == pytest.approx(WINDOW - 0.98 + delivery.TIMER_SLACK_SECONDS)
+    assert clock.seconds == pytest.approx(t0 + WINDOW, abs=0.001)
 
 
 async def test_a_chat_that_frees_soon_is_waited_for_even_by_a_timer_firing_early(
     rt: Runtime, clock: Clock
 ) -> None:
     t0 = clock.seconds
-    assert await rt.rate_limiter.start(BOT, GROUP) == 0.0  # the group's previous alert
+    assert await rt.rate_limiter.start(BOT, GROUP, "previous") == 0.0  # the group's last alert
+    await rt.rate_limiter.finish(BOT, GROUP, "previous")
     clock.seconds = t0 + 3.0 - 0.03  # the next one's run, 30 ms before the group frees
 
     await delivery._Turn(rt, job({})).wait_for_slot(TARGET)  # no Reschedule: it slept
@@ -238,3 +244,30 @@ async def test_a_send_that_goes_now_records_its_attempt_first(rt: Runtime) -> No
     await turn.wait_for_slot(TARGET, attempts.of(0))
 
     assert (attempts.written_in, turn.marked(0)) == (["transaction 1"], True)
+
+
+async def test_a_send_counts_until_a_window_after_its_request_ended(
+    rt: Runtime, clock: Clock
+) -> None:
+    """However the request ends (here Telegram's refusal), the limiter learns when: the group's
+    next send waits a window from then, as that is when Telegram may have counted the first."""
+    t0 = clock.seconds
+
+    async def refused_slowly() -> None:
+        async with delivery._Turn(rt, job({})).sending(TARGET):
+            clock.seconds = t0 + 0.3  # a slow request
+            raise RuntimeError("refused by Telegram")
+
+    with pytest.raises(RuntimeError):
+        await refused_slowly()
+    clock.seconds = t0 + 3.0  # the group's next slot, one group interval after the start
+
+    with pytest.raises(retry.Reschedule) as refused:
+        async with delivery._Turn(rt, job({})).sending(TARGET):
+            pass
+
+    group_window = 3 * (1 + CLOCK_RATE_MARGIN)
+    assert refused.value.reason == "recent sends fill the window"
+    assert refused.value.delay == pytest.approx(
+        0.3 + group_window - 3.0 - delivery.SEND_LEAD_SECONDS
+    )

@@ -21,6 +21,8 @@ GROUP = -100500
 BOT_INTERVAL = 1 / 30 * 1.04
 CHAT_INTERVAL = 1.04
 GROUP_INTERVAL = 3 * 1.04
+# The bot's and a chat's 1 s window, as the window check counts it.
+WINDOW = 1 + ratelimit.CLOCK_RATE_MARGIN
 
 
 class FakeClock:
@@ -392,7 +394,8 @@ async def test_a_late_start_spaces_the_next_send_from_itself() -> None:
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
     await limiter.reserve(BOT, PRIVATE)
     clock.advance(0.5)
-    assert await limiter.start(BOT, PRIVATE) == 0.0
+    assert await limiter.start(BOT, PRIVATE, "late") == 0.0
+    await limiter.finish(BOT, PRIVATE, "late")
     clock.advance(1.04 - 0.5 + 0.01)  # past the slot's chat interval, within the late send's
     slot = await limiter.reserve(BOT, PRIVATE)
     assert (slot.reserved, slot.new_states) == (False, {})
@@ -425,38 +428,68 @@ async def test_a_group_send_run_late_pushes_its_next_slot_only_past_the_stretch(
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
     assert (await limiter.reserve(BOT, GROUP)).wait_seconds == 0.0
     clock.advance(late_by)
-    assert await limiter.start(BOT, GROUP) == 0.0
+    assert await limiter.start(BOT, GROUP, "late") == 0.0
+    await limiter.finish(BOT, GROUP, "late")
     clock.advance(GROUP_INTERVAL - late_by)  # the group's next slot as reserved
     slot = await limiter.reserve(BOT, GROUP)
     assert slot.wait_seconds == pytest.approx(next_wait)
     assert slot.reserved is (next_wait == 0.0)
 
 
+async def send(limiter: ratelimit.InProcessRateLimiter, chat_id: int) -> float:
+    """A send to `chat_id` answered the moment it started: the start's wait."""
+    send_id = f"to {chat_id}"
+    wait = await limiter.start(BOT, chat_id, send_id)
+    await limiter.finish(BOT, chat_id, send_id)
+    return wait
+
+
 async def test_starts_that_bunch_up_wait_for_the_window() -> None:
-    """Runs late together cannot crowd a window: the 31st start within 1.04 s waits it out."""
+    """Runs late together cannot crowd a window: the 31st send within a second waits it out."""
     clock = FakeClock()
     limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
-    waits = [await limiter.start(BOT, chat_id) for chat_id in range(1, 32)]
+    waits = [await send(limiter, chat_id) for chat_id in range(1, 32)]
     assert waits[:30] == [0.0] * 30
-    assert waits[30] == pytest.approx(1.04)
-    clock.advance(1.04)
-    assert await limiter.start(BOT, 31) == 0.0
+    assert waits[30] == pytest.approx(WINDOW)
+    clock.advance(WINDOW)
+    assert await send(limiter, 31) == 0.0
+
+
+async def test_a_send_counts_from_its_answer_and_in_flight_from_now() -> None:
+    """Telegram counts a send when it arrives, somewhere before its answer: the chat's next
+    send waits a window from the answer, and while none came, a window from any moment."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    assert await limiter.start(BOT, PRIVATE, "slow") == 0.0
+    clock.advance(0.3)
+    assert await limiter.start(BOT, PRIVATE, "next") == pytest.approx(WINDOW)  # "slow" in flight
+    await limiter.finish(BOT, PRIVATE, "slow")
+    clock.advance(CHAT_INTERVAL - 0.3)  # the chat's next slot, one interval after the start
+    assert await limiter.start(BOT, PRIVATE, "next") == pytest.approx(0.3 + WINDOW - CHAT_INTERVAL)
+    clock.advance(0.3 + WINDOW - CHAT_INTERVAL)
+    assert await limiter.start(BOT, PRIVATE, "next") == 0.0
+    await limiter.finish(BOT, PRIVATE, "never started")  # an unknown send changes nothing
+    assert await limiter.start(BOT, OTHER_PRIVATE, "other") == 0.0
 
 
 @pytest.mark.parametrize(
-    ("starts", "now", "expected"),
+    ("arrived_by", "now", "expected"),
     [
         ({}, 5.0, 0.0),
         ({"k": [0.0]}, 0.9, 0.0),  # one of two allowed
         ({"k": [0.0, 0.5]}, 0.9, 0.1),  # full until the start at 0.0 leaves the window
         ({"k": [0.0, 0.5]}, 1.0, 0.0),  # a start exactly one window ago no longer counts
         ({"k": [0.0, 0.5], "j": [0.8]}, 0.9, 0.9),  # the slowest key decides
+        ({"j": [15.0]}, 0.9, 1.0),  # in flight: it may arrive now, so a whole window
+        ({"k": [0.0, 15.0]}, 0.9, 0.1),  # in flight, but the older one still decides
+        ({"k": [0.5, 15.0, 16.0]}, 0.9, 1.0),  # two in flight fill the window
     ],
 )
-def test_admit(starts: Mapping[str, list[float]], now: float, expected: float) -> None:
-    """A start fits when every key had fewer than `count` starts in the window before it."""
+def test_admit(arrived_by: Mapping[str, list[float]], now: float, expected: float) -> None:
+    """A start fits when every key had fewer than `count` sends that may have arrived in the
+    window before it."""
     windows = {"k": (2, 1.0), "j": (1, 1.0)}
-    assert ratelimit.admit(starts, windows, now) == pytest.approx(expected)
+    assert ratelimit.admit(arrived_by, windows, now) == pytest.approx(expected)
 
 
 async def test_idle_keys_are_forgotten_past_the_bound() -> None:

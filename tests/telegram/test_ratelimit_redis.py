@@ -43,6 +43,11 @@ def about(seconds: float) -> object:
     return pytest.approx(seconds, abs=5)
 
 
+def window(seconds: float) -> float:
+    """A window as the window check counts it."""
+    return seconds * (1 + ratelimit.CLOCK_RATE_MARGIN)
+
+
 def answer(slot: Slot) -> tuple[bool, float]:
     """What a caller acts on: whether it has a slot, and how long to wait."""
     assert slot.new_states == {}  # the script stores the states itself
@@ -149,13 +154,13 @@ async def test_starts_are_shared_by_processes(client: redis.asyncio.Redis, prefi
     """A start recorded by one process fills the window for the other, per key, and a refused
     start records nothing."""
     first, second = process(client, prefix), process(client, prefix)
-    assert await first.start(BOT, PRIVATE) == 0.0
+    assert await first.start(BOT, PRIVATE, "first") == 0.0  # in flight: it may arrive any time
     waits = [
-        await second.start(BOT, PRIVATE),  # the chat and the bot key are full
-        await second.start(BOT, OTHER_PRIVATE),  # the bot key is full
-        await first.start(BOT + 1, OTHER_PRIVATE),  # another bot: free
+        await second.start(BOT, PRIVATE, "second"),  # the chat and the bot key are full
+        await second.start(BOT, OTHER_PRIVATE, "second"),  # the bot key is full
+        await first.start(BOT + 1, OTHER_PRIVATE, "other bot"),  # another bot: free
     ]
-    assert waits == [about(CHAT_WAIT), about(BOT_WAIT), 0.0]
+    assert waits == [about(window(CHAT_WAIT)), about(window(BOT_WAIT)), 0.0]
     # The late start moved the TATs too: a reservation there now waits like the start did.
     assert answer(await second.reserve(BOT, PRIVATE)) == (False, about(CHAT_WAIT))
 
@@ -166,8 +171,31 @@ async def test_a_start_spaces_each_key_as_confirmed_does(
     """The start script mirrors `spacings_for`: the group's next send one plain spacing on,
     not a stretched one (the chat's stretched window, 7,560 s, is shorter)."""
     limiter = process(client, prefix, dataclasses.replace(HOURLY, safety=0.05))
-    assert await limiter.start(BOT, GROUP) == 0.0
+    assert await limiter.start(BOT, GROUP, "send") == 0.0
     assert answer(await limiter.reserve(BOT, GROUP)) == (False, about(GROUP_WAIT))
+
+
+async def test_a_send_counts_in_flight_until_its_finish(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """Each key's log scores a started send at the latest it can arrive (its call timeout on),
+    then, once finished, at its finish; a finish for a send not logged adds nothing."""
+    limiter = process(client, prefix)
+    assert await limiter.start(BOT, GROUP, "send") == 0.0
+    logs = [f"{prefix}{key}:sends" for key in ratelimit.keys_for(BOT, GROUP, HOURLY)]
+
+    async def scores(send_id: str) -> list[float | None]:
+        seconds, micros = await client.time()
+        now = seconds * 1_000_000 + micros
+        found = [await client.zscore(log, send_id) for log in logs]
+        return [None if score is None else (score - now) / 1_000_000 for score in found]
+
+    in_flight = pytest.approx(ratelimit.IN_FLIGHT_SECONDS, abs=1)
+    assert await scores("send") == [in_flight] * 3
+    await limiter.finish(BOT, GROUP, "send")
+    assert await scores("send") == [pytest.approx(0, abs=1)] * 3
+    await limiter.finish(BOT, GROUP, "ghost")
+    assert await scores("ghost") == [None] * 3
 
 
 async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:
@@ -191,7 +219,8 @@ async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix:
 
 
 async def test_unreachable_redis_is_a_storage_error() -> None:
-    """Without a Redis server reserve and hold_chat raise StorageUnavailable, never a redis-py error."""
+    """Without a Redis server reserve, start and hold_chat raise StorageUnavailable, never a
+    redis-py error; finish only logs."""
     dead = redis.asyncio.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
     )
@@ -200,6 +229,10 @@ async def test_unreachable_redis_is_a_storage_error() -> None:
         await limiter.reserve(BOT, PRIVATE)
     with pytest.raises(errors.StorageUnavailable):
         await limiter.hold_chat(BOT, PRIVATE, 5)
+    with pytest.raises(errors.StorageUnavailable):
+        await limiter.start(BOT, PRIVATE, "send")
+    # Not raised: the send went out, and its job must not fail and send it again.
+    await limiter.finish(BOT, PRIVATE, "send")
     await limiter.close()
     assert isinstance(reserving.value.__cause__, redis.exceptions.ConnectionError)
 

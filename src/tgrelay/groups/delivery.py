@@ -9,7 +9,9 @@ it (DESIGN promise 2): a crash between the send and the record is counted, not h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -180,14 +182,14 @@ async def _send_notification(
     while len(message_ids) < len(notification.parts):
         index = len(message_ids)
         await turn.wait_for_slot(target, _attempt_of(notification_id, index))
-        await turn.sending(target)
         try:
-            sent = await client.send_message(
-                chat_id=target.chat_id,
-                text=notification.parts[index],
-                parse_mode=notification.parse_mode,
-                message_thread_id=target.message_thread_id,
-            )
+            async with turn.sending(target):
+                sent = await client.send_message(
+                    chat_id=target.chat_id,
+                    text=notification.parts[index],
+                    parse_mode=notification.parse_mode,
+                    message_thread_id=target.message_thread_id,
+                )
         except errors.TelegramBadRequest as exc:
             if exc.migrate_to_chat_id is None:
                 await _fail(rt, notification_id, exc.message)
@@ -337,14 +339,14 @@ async def _send_message(rt: Runtime, message: OutgoingMessage, turn: _Turn) -> N
         thread_id = await _ensure_topic(rt, client, target)
     limited = target or _Destination(bot_id=message.bot_id, chat_id=chat_id)
     await turn.wait_for_slot(limited)
-    await turn.sending(limited)
     try:
-        await client.send_message(
-            chat_id=chat_id,
-            text=message.text,
-            message_thread_id=thread_id,
-            url_buttons=message.url_buttons,
-        )
+        async with turn.sending(limited):
+            await client.send_message(
+                chat_id=chat_id,
+                text=message.text,
+                message_thread_id=thread_id,
+                url_buttons=message.url_buttons,
+            )
     except errors.TelegramRetryAfter as exc:
         raise await _flood_controlled(rt, limited, exc, turn) from None
     except errors.TelegramBadRequest as exc:
@@ -484,16 +486,19 @@ class _Turn:
             self.mark(attempt.part)
         await _sleep_past(slot_at - self._rt.clock().timestamp())
 
-    async def sending(self, target: Connection | _Destination) -> None:
-        """Call right before the Bot API request: the start is checked against the sends that
-        really started (runs late together must not crowd a window), then recorded.
+    @contextlib.asynccontextmanager
+    async def sending(self, target: Connection | _Destination) -> AsyncIterator[None]:
+        """Wrap the Bot API request: its start is checked against the sends that really went
+        (runs late together must not crowd a window) and recorded, and its end tells the
+        limiter when it reached Telegram at the latest.
 
         A start refused here keeps its reservation: the job waits a short refusal out, and
         comes back for a long one with its slot moved, as reserving anew would find the chat
         or group busy with this very slot (on bench/alerts.py, a 3 s group interval lost).
         """
         limiter = self._rt.rate_limiter
-        while (wait := await limiter.start(target.bot_id, target.chat_id)) > 0:
+        send_id = secrets.token_hex(8)
+        while (wait := await limiter.start(target.bot_id, target.chat_id, send_id)) > 0:
             if wait > SEND_LEAD_SECONDS:
                 slot_at = self._rt.clock().timestamp() + wait
                 raise retry.Reschedule(
@@ -502,6 +507,10 @@ class _Turn:
                     payload={**self._payload, SLOT_AT: slot_at},
                 )
             await _sleep_past(wait)
+        try:
+            yield
+        finally:
+            await limiter.finish(target.bot_id, target.chat_id, send_id)
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""

@@ -11,27 +11,41 @@ reschedules its job to its slot. Only the bot's key is reserved ahead: while a c
 key is busy past the bot's next slot (a backlog, or a 429's `retry_after` held there) nothing
 is reserved and the caller comes back when it frees, so one destination's wait never delays
 the bot's other chats.
+
+Telegram counts a send when its request arrives, which lies somewhere between our start and
+our reading of the answer; how far between depends on two busy event loops and the network.
+So the window check right before a request (`admit`) counts each earlier send until one
+window after its answer came back, and a send still in flight as if it could arrive at any
+moment: no delay on the way can crowd a window.
 """
 
 from __future__ import annotations
 
-import collections
 import math
-import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import redis.asyncio
 import redis.exceptions
+import structlog
 
 from tgrelay import errors
+from tgrelay.telegram.client import CALL_TIMEOUT_SECONDS
+
+log = structlog.get_logger(__name__)
 
 # Past this many keys the in-process limiter forgets keys whose TAT has passed (they constrain
 # no slot any more, so forgetting them changes no answer).
 MAX_IDLE_KEYS = 100_000
 REDIS_TIMEOUT_SECONDS = 2.0
+# The latest a send's request can reach Telegram: the client gives up on it then. A send whose
+# `finish` never comes (its process died) counts this long, so it cannot count forever.
+IN_FLIGHT_SECONDS = float(CALL_TIMEOUT_SECONDS)
+# The window check's windows are this fraction longer than Telegram's: our clock (Redis's,
+# when shared) and Telegram's may tick at rates up to 500 ppm apart while NTP slews them.
+CLOCK_RATE_MARGIN = 0.001
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +67,11 @@ class Limits:
     per_bot: Rate = Rate(count=30, per_seconds=1)
     per_chat: Rate = Rate(count=1, per_seconds=1)
     per_group: Rate = Rate(count=20, per_seconds=60)  # in addition to per_chat, for chat_id < 0
-    # Intervals are stretched by this fraction so clock skew between us and Telegram cannot
-    # make a send look early, and because a send that runs a little late compresses the gap to
-    # the next reserved one: 4 % of the 1 s chat interval is 40 ms of slack. Capped so the
-    # achieved rate stays within 5 % of each limit.
+    # Reservations are spaced by intervals stretched by this fraction, because a send that runs
+    # a little late compresses the gap to the next reserved one: 4 % of the 1 s chat interval
+    # is 40 ms of slack, within which lateness costs nothing (the window check then delays the
+    # start, so lateness beyond it costs rate, never a 429). Capped so the achieved rate stays
+    # within 5 % of each limit.
     safety: float = 0.04
 
     def __post_init__(self) -> None:
@@ -154,28 +169,34 @@ def confirmed(
 
 def windows_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, tuple[int, float]]:
     """The sliding windows a send's start must fit, per key of `keys_for`: at most `count`
-    starts in any window of `per_seconds` stretched by the safety margin."""
+    sends in any window of `per_seconds` (plus CLOCK_RATE_MARGIN; no safety stretch, as
+    `admit` bounds arrivals instead of guessing them)."""
     rates = [limits.per_bot, limits.per_chat, limits.per_group]
     return {
-        key: (rate.count, rate.per_seconds * (1 + limits.safety))
+        key: (rate.count, rate.per_seconds * (1 + CLOCK_RATE_MARGIN))
         for key, rate in zip(keys_for(bot_id, chat_id, limits), rates, strict=False)
     }
 
 
 def admit(
-    starts: Mapping[str, Sequence[float]], windows: Mapping[str, tuple[int, float]], now: float
+    arrived_by: Mapping[str, Iterable[float]],
+    windows: Mapping[str, tuple[int, float]],
+    now: float,
 ) -> float:
     """Seconds until a send may start under every key's window (0.0: it may start now).
 
-    `starts` holds each key's recent send starts. Reservations space sends on paper; this
-    checks the starts that really happened, so runs that were late together (a busy worker)
-    cannot crowd a window that Telegram counts by arrival.
+    `arrived_by` holds, per key, each recent send's latest possible arrival at Telegram: when
+    its answer came back, or a bound in the future while it is in flight. A send not counted
+    here reached Telegram a window or more before this one can, so Telegram cannot count it
+    either, however late the requests travel: runs late together (a busy worker) or a request
+    held up on the way cannot crowd a window. A send in flight may arrive now, so it is waited
+    for as if it just had.
     """
     wait = 0.0
     for key, (count, window) in windows.items():
-        recent = sorted(t for t in starts.get(key, ()) if t > now - window)
+        recent = sorted(t for t in arrived_by.get(key, ()) if t > now - window)
         if len(recent) >= count:
-            wait = max(wait, recent[len(recent) - count] + window - now)
+            wait = max(wait, min(recent[len(recent) - count], now) + window - now)
     return wait
 
 
@@ -196,9 +217,15 @@ class RateLimiter(Protocol):
         """
         ...
 
-    async def start(self, bot_id: int, chat_id: int) -> float:
-        """Right before the request: 0.0 means the send starts now (recorded, and the next
-        slots are spaced from now). Otherwise, seconds until the recent starts allow it."""
+    async def start(self, bot_id: int, chat_id: int, send_id: str) -> float:
+        """Right before the request: 0.0 means the send starts now (recorded as in flight under
+        `send_id`, and the next slots are spaced from now). Otherwise, seconds until the recent
+        sends allow it, and nothing is recorded."""
+        ...
+
+    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
+        """Right after the started send's request ended, whatever its outcome: it reached
+        Telegram by now, if at all."""
         ...
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
@@ -223,7 +250,8 @@ class InProcessRateLimiter:
         self._limits = limits
         self._clock = clock
         self._tats: dict[str, float] = {}
-        self._starts: dict[str, collections.deque[float]] = {}  # recent send starts per key
+        # Per key, recent sends by id: when each arrived at the latest (see `admit`).
+        self._arrived_by: dict[str, dict[str, float]] = {}
         self._max_idle_keys = max_idle_keys
         self._sweep_above = max_idle_keys
 
@@ -236,21 +264,28 @@ class InProcessRateLimiter:
         self._forget_idle(now)
         return slot
 
-    async def start(self, bot_id: int, chat_id: int) -> float:
+    async def start(self, bot_id: int, chat_id: int, send_id: str) -> float:
         now = self._clock()
         windows = windows_for(bot_id, chat_id, self._limits)
-        wait = admit({key: self._starts.get(key, ()) for key in windows}, windows, now)
+        logs = {key: self._arrived_by.get(key, {}) for key in windows}
+        wait = admit({key: log.values() for key, log in logs.items()}, windows, now)
         if wait > 0:
             return wait
         for key, (_, window) in windows.items():
-            log = self._starts.setdefault(key, collections.deque())
-            log.append(now)
-            while log[0] <= now - window:
-                log.popleft()
+            self._arrived_by[key] = {
+                sent: at for sent, at in logs[key].items() if at > now - window
+            } | {send_id: now + IN_FLIGHT_SECONDS}
         spacings = spacings_for(bot_id, chat_id, self._limits)
         self._tats.update(confirmed({k: self._tats.get(k) for k in spacings}, spacings, now))
         self._forget_idle(now)
         return 0.0
+
+    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
+        now = self._clock()
+        for key in windows_for(bot_id, chat_id, self._limits):
+            log = self._arrived_by.get(key, {})
+            if send_id in log:
+                log[send_id] = now
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -270,7 +305,9 @@ class InProcessRateLimiter:
             return
         self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
         horizon = now - max(window for _, window in windows_for(0, -1, self._limits).values())
-        self._starts = {key: log for key, log in self._starts.items() if log[-1] > horizon}
+        self._arrived_by = {
+            key: log for key, log in self._arrived_by.items() if max(log.values()) > horizon
+        }
         # Keys still busy stay; sweep again only when the dict has doubled, so the cost of a
         # sweep is spread over the inserts that led to it.
         self._sweep_above = max(self._max_idle_keys, 2 * len(self._tats))
@@ -299,12 +336,14 @@ end
 return {slot - now, 1}
 """
 
-# KEYS: the TAT keys of one send, then their start logs (sorted sets); ARGV: spacings, counts
-# and windows (microseconds), then a token naming this start. Mirrors `admit`, then `confirmed`.
+# KEYS: the TAT keys of one send, then their logs (sorted sets of send ids scored by latest
+# arrival); ARGV: spacings, counts and windows (microseconds), then IN_FLIGHT_SECONDS
+# (microseconds) and the send's id. Mirrors `admit`, then `confirmed`.
 _START = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = (#KEYS) / 2
+local in_flight = tonumber(ARGV[3 * n + 1])
 local wait = 0
 for i = 1, n do
   local log, count, window = KEYS[n + i], tonumber(ARGV[n + i]), tonumber(ARGV[2 * n + i])
@@ -312,19 +351,30 @@ for i = 1, n do
   local size = redis.call('ZCARD', log)
   if size >= count then
     local blocking = redis.call('ZRANGE', log, size - count, size - count, 'WITHSCORES')
-    local until_free = tonumber(blocking[2]) + window - now
+    local until_free = math.min(tonumber(blocking[2]), now) + window - now
     if until_free > wait then wait = until_free end
   end
 end
 if wait > 0 then return wait end
 for i = 1, n do
   local window = tonumber(ARGV[2 * n + i])
-  redis.call('ZADD', KEYS[n + i], now, ARGV[3 * n + 1] .. ':' .. i)
-  redis.call('PEXPIRE', KEYS[n + i], math.ceil(window / 1000))
+  redis.call('ZADD', KEYS[n + i], now + in_flight, ARGV[3 * n + 2])
+  redis.call('PEXPIRE', KEYS[n + i], math.ceil((in_flight + window) / 1000))
   local tat = now + tonumber(ARGV[i])
   local current = tonumber(redis.call('GET', KEYS[i]))
   if current and current > tat then tat = current end
   redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+end
+return 0
+"""
+
+# KEYS: the logs of one send's keys; ARGV: the send's id. An id no longer there (expired) is
+# not added back.
+_FINISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1])
 end
 return 0
 """
@@ -366,6 +416,7 @@ class RedisRateLimiter:
         self._reserve = client.register_script(_RESERVE)
         self._hold = client.register_script(_HOLD)
         self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
 
     async def reserve(self, bot_id: int, chat_id: int) -> Slot:
         intervals = keys_for(bot_id, chat_id, self._limits)
@@ -377,20 +428,31 @@ class RedisRateLimiter:
             raise _unavailable(exc) from exc
         return Slot(wait_seconds=int(wait) / 1_000_000, reserved=bool(int(reserved)))
 
-    async def start(self, bot_id: int, chat_id: int) -> float:
+    async def start(self, bot_id: int, chat_id: int, send_id: str) -> float:
         spacings = spacings_for(bot_id, chat_id, self._limits)
         windows = windows_for(bot_id, chat_id, self._limits)
-        keys = [self._prefix + key for key in spacings]
-        keys += [self._prefix + key + ":starts" for key in spacings]
+        keys = [self._prefix + key for key in spacings] + self._logs(bot_id, chat_id)
         args: list[int | str] = [_microseconds(spacing) for spacing in spacings.values()]
         args += [count for count, _ in windows.values()]
         args += [_microseconds(window) for _, window in windows.values()]
-        args.append(secrets.token_hex(8))
+        args += [_microseconds(IN_FLIGHT_SECONDS), send_id]
         try:
             wait = await self._start(keys=keys, args=args)
         except redis.exceptions.RedisError as exc:
             raise _unavailable(exc) from exc
         return int(wait) / 1_000_000
+
+    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
+        try:
+            await self._finish(keys=self._logs(bot_id, chat_id), args=[send_id])
+        except redis.exceptions.RedisError as exc:
+            # Not raised: the send went out, and failing its job would send it again. A lost
+            # finish only leaves the send counted as in flight, until IN_FLIGHT_SECONDS.
+            log.warning("ratelimit.finish_lost", bot_id=bot_id, error=type(exc).__name__)
+
+    def _logs(self, bot_id: int, chat_id: int) -> list[str]:
+        """The sorted sets of recent sends, one per key of the send."""
+        return [self._prefix + key + ":sends" for key in keys_for(bot_id, chat_id, self._limits)]
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = self._prefix + chat_key(bot_id, chat_id)
