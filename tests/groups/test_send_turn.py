@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from tgrelay import errors
 from tgrelay.groups import delivery
 from tgrelay.queue import retry
 from tgrelay.queue.models import Job, JobState
@@ -125,7 +126,7 @@ async def send_elsewhere(rt: Runtime, chat_id: int) -> None:
     """Another job's send of the bot, to a private chat, starting and answered now."""
     send_id = f"elsewhere {chat_id}"
     assert await rt.rate_limiter.start(BOT, chat_id, send_id) == 0.0
-    await rt.rate_limiter.finish(BOT, chat_id, send_id)
+    await rt.rate_limiter.finish(BOT, chat_id, send_id, answered=True)
 
 
 async def reserve_ahead(rt: Runtime, clock: Clock) -> tuple[dict[str, Any], float]:
@@ -202,7 +203,7 @@ async def test_a_chat_that_frees_soon_is_waited_for_even_by_a_timer_firing_early
 ) -> None:
     t0 = clock.seconds
     assert await rt.rate_limiter.start(BOT, GROUP, "previous") == 0.0  # the group's last alert
-    await rt.rate_limiter.finish(BOT, GROUP, "previous")
+    await rt.rate_limiter.finish(BOT, GROUP, "previous", answered=True)
     clock.seconds = t0 + 3.0 - 0.03  # the next one's run, 30 ms before the group frees
 
     await delivery._Turn(rt, job({})).wait_for_slot(TARGET)  # no Reschedule: it slept
@@ -271,3 +272,49 @@ async def test_a_send_counts_until_a_window_after_its_request_ended(
     assert refused.value.delay == pytest.approx(
         0.3 + group_window - 3.0 - delivery.SEND_LEAD_SECONDS
     )
+
+
+class FinishRecorder(InProcessRateLimiter):
+    """The limiter, and what each finish was told."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(LIMITS, clock=clock.monotonic)
+        self.answered: list[bool] = []
+
+    async def finish(self, bot_id: int, chat_id: int, send_id: str, *, answered: bool) -> None:
+        self.answered.append(answered)
+        await super().finish(bot_id, chat_id, send_id, answered=answered)
+
+
+@pytest.mark.parametrize(
+    ("raised", "answered"),
+    [
+        (None, True),
+        (errors.TelegramRetryAfter("429", retry_after=1), True),
+        (errors.TelegramForbidden("kicked"), True),
+        (errors.TelegramUnavailable("timed out"), False),
+        (errors.TelegramCircuitOpen("open", retry_after=30), False),
+        (RuntimeError("a bug"), False),
+    ],
+)
+async def test_a_send_is_answered_unless_the_way_to_telegram_failed(
+    rt: Runtime, clock: Clock, raised: Exception | None, answered: bool
+) -> None:
+    """Only an answer from Telegram, refusals included, lets the limiter take the path's
+    fixed time off; a failed network or our own error leaves the end as the bound."""
+    limiter = FinishRecorder(clock)
+    turn = delivery._Turn(
+        cast(Runtime, SimpleNamespace(**{**vars(rt), "rate_limiter": limiter})), job({})
+    )
+
+    async def send() -> None:
+        async with turn.sending(TARGET):
+            if raised is not None:
+                raise raised
+
+    if raised is None:
+        await send()
+    else:
+        with pytest.raises(type(raised)):
+            await send()
+    assert limiter.answered == [answered]

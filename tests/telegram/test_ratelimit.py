@@ -395,7 +395,7 @@ async def test_a_late_start_spaces_the_next_send_from_itself() -> None:
     await limiter.reserve(BOT, PRIVATE)
     clock.advance(0.5)
     assert await limiter.start(BOT, PRIVATE, "late") == 0.0
-    await limiter.finish(BOT, PRIVATE, "late")
+    await limiter.finish(BOT, PRIVATE, "late", answered=True)
     clock.advance(1.04 - 0.5 + 0.01)  # past the slot's chat interval, within the late send's
     slot = await limiter.reserve(BOT, PRIVATE)
     assert (slot.reserved, slot.new_states) == (False, {})
@@ -429,7 +429,7 @@ async def test_a_group_send_run_late_pushes_its_next_slot_only_past_the_stretch(
     assert (await limiter.reserve(BOT, GROUP)).wait_seconds == 0.0
     clock.advance(late_by)
     assert await limiter.start(BOT, GROUP, "late") == 0.0
-    await limiter.finish(BOT, GROUP, "late")
+    await limiter.finish(BOT, GROUP, "late", answered=True)
     clock.advance(GROUP_INTERVAL - late_by)  # the group's next slot as reserved
     slot = await limiter.reserve(BOT, GROUP)
     assert slot.wait_seconds == pytest.approx(next_wait)
@@ -440,7 +440,7 @@ async def send(limiter: ratelimit.InProcessRateLimiter, chat_id: int) -> float:
     """A send to `chat_id` answered the moment it started: the start's wait."""
     send_id = f"to {chat_id}"
     wait = await limiter.start(BOT, chat_id, send_id)
-    await limiter.finish(BOT, chat_id, send_id)
+    await limiter.finish(BOT, chat_id, send_id, answered=True)
     return wait
 
 
@@ -463,13 +463,51 @@ async def test_a_send_counts_from_its_answer_and_in_flight_from_now() -> None:
     assert await limiter.start(BOT, PRIVATE, "slow") == 0.0
     clock.advance(0.3)
     assert await limiter.start(BOT, PRIVATE, "next") == pytest.approx(WINDOW)  # "slow" in flight
-    await limiter.finish(BOT, PRIVATE, "slow")
+    await limiter.finish(BOT, PRIVATE, "slow", answered=True)
     clock.advance(CHAT_INTERVAL - 0.3)  # the chat's next slot, one interval after the start
     assert await limiter.start(BOT, PRIVATE, "next") == pytest.approx(0.3 + WINDOW - CHAT_INTERVAL)
     clock.advance(0.3 + WINDOW - CHAT_INTERVAL)
     assert await limiter.start(BOT, PRIVATE, "next") == 0.0
-    await limiter.finish(BOT, PRIVATE, "never started")  # an unknown send changes nothing
+    await limiter.finish(BOT, PRIVATE, "never started", answered=True)  # changes nothing
     assert await limiter.start(BOT, OTHER_PRIVATE, "other") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("round_trip", "fixed", "expected"),
+    [
+        (0.3, 0.0, 10.0),  # no fixed time known: the answer itself
+        (0.3, 0.1, 9.9),  # the fixed time comes off
+        (0.05, 0.1, 9.95),  # but never more than the round trip: not before the start
+    ],
+)
+def test_arrived_by(round_trip: float, fixed: float, expected: float) -> None:
+    assert ratelimit.arrived_by(10.0, round_trip, fixed) == pytest.approx(expected)
+
+
+def test_round_trips_are_trusted_after_a_few() -> None:
+    round_trips = ratelimit.RoundTrips()
+    for seconds in [0.2, 0.05, 0.3, 0.1, 0.4, 0.2, 0.3][: ratelimit.ROUND_TRIPS_TRUSTED - 1]:
+        round_trips.add(seconds)
+    assert round_trips.fixed() == 0.0
+    round_trips.add(0.5)
+    assert round_trips.fixed() == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(("answered", "wait"), [(True, 0.3 - 0.01), (False, 0.3)])
+async def test_a_slow_answer_counts_less_the_fixed_round_trip(answered: bool, wait: float) -> None:
+    """Once sends showed the path takes 10 ms, a send answered after 300 ms may have arrived
+    as late as 290 ms after its start; one the network failed, as late as its end."""
+    clock = FakeClock()
+    limiter = ratelimit.InProcessRateLimiter(Limits(), clock=clock)
+    for chat_id in range(1, ratelimit.ROUND_TRIPS_TRUSTED + 1):
+        assert await limiter.start(BOT, chat_id, f"to {chat_id}") == 0.0
+        clock.advance(0.01)
+        await limiter.finish(BOT, chat_id, f"to {chat_id}", answered=True)
+    assert await limiter.start(BOT, PRIVATE, "slow") == 0.0
+    clock.advance(0.3)
+    await limiter.finish(BOT, PRIVATE, "slow", answered=answered)
+    clock.advance(CHAT_INTERVAL - 0.3)  # the chat's next slot, one interval after the start
+    assert await limiter.start(BOT, PRIVATE, "next") == pytest.approx(wait + WINDOW - CHAT_INTERVAL)
 
 
 @pytest.mark.parametrize(

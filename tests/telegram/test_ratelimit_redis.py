@@ -6,6 +6,7 @@ with a tolerance; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import secrets
@@ -192,10 +193,46 @@ async def test_a_send_counts_in_flight_until_its_finish(
 
     in_flight = pytest.approx(ratelimit.IN_FLIGHT_SECONDS, abs=1)
     assert await scores("send") == [in_flight] * 3
-    await limiter.finish(BOT, GROUP, "send")
+    await limiter.finish(BOT, GROUP, "send", answered=False)
     assert await scores("send") == [pytest.approx(0, abs=1)] * 3
-    await limiter.finish(BOT, GROUP, "ghost")
+    await limiter.finish(BOT, GROUP, "ghost", answered=True)
     assert await scores("ghost") == [None] * 3
+
+
+async def test_an_answered_send_counts_less_the_fixed_round_trip_once_trusted(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    """The finish script mirrors the in-process limiter: an answered send counts from its
+    answer less the least round trip, once ROUND_TRIPS_TRUSTED were seen, never from before
+    its start; before that, or unanswered, from its end. Every request here takes 0.1 s or
+    more, so the least round trip does too."""
+    roomy = Limits(per_bot=Rate(count=100, per_seconds=1), per_chat=Rate(count=1, per_seconds=1))
+    limiter = process(client, prefix, roomy)
+    log = f"{prefix}{{{BOT}}}:bot:sends"
+
+    async def now() -> int:
+        seconds, micros = await client.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    async def send(chat_id: int, *, answered: bool) -> tuple[int, int, int, float]:
+        """Redis's time before the start, before the finish and after it, and the score."""
+        before = await now()
+        assert await limiter.start(BOT, chat_id, f"send {chat_id}") == 0.0
+        await asyncio.sleep(0.1)
+        ending = await now()
+        await limiter.finish(BOT, chat_id, f"send {chat_id}", answered=answered)
+        score = await client.zscore(log, f"send {chat_id}")
+        assert score is not None
+        return before, ending, await now(), score
+
+    untrusted = await send(1, answered=True)
+    for chat_id in range(2, ratelimit.ROUND_TRIPS_TRUSTED + 1):
+        await send(chat_id, answered=True)
+    trusted = await send(100, answered=True)
+    unanswered = await send(101, answered=False)
+    assert untrusted[1] <= untrusted[3] <= untrusted[2]
+    assert trusted[0] <= trusted[3] <= trusted[2] - 100_000
+    assert unanswered[1] <= unanswered[3] <= unanswered[2]
 
 
 async def test_keys_expire_at_their_new_tat(client: redis.asyncio.Redis, prefix: str) -> None:
@@ -232,7 +269,7 @@ async def test_unreachable_redis_is_a_storage_error() -> None:
     with pytest.raises(errors.StorageUnavailable):
         await limiter.start(BOT, PRIVATE, "send")
     # Not raised: the send went out, and its job must not fail and send it again.
-    await limiter.finish(BOT, PRIVATE, "send")
+    await limiter.finish(BOT, PRIVATE, "send", answered=True)
     await limiter.close()
     assert isinstance(reserving.value.__cause__, redis.exceptions.ConnectionError)
 

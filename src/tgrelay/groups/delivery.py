@@ -490,7 +490,7 @@ class _Turn:
     async def sending(self, target: Connection | _Destination) -> AsyncIterator[None]:
         """Wrap the Bot API request: its start is checked against the sends that really went
         (runs late together must not crowd a window) and recorded, and its end tells the
-        limiter when it reached Telegram at the latest.
+        limiter when it reached Telegram at the latest (sooner when Telegram answered it).
 
         A start refused here keeps its reservation: the job waits a short refusal out, and
         comes back for a long one with its slot moved, as reserving anew would find the chat
@@ -507,10 +507,17 @@ class _Turn:
                     payload={**self._payload, SLOT_AT: slot_at},
                 )
             await _sleep_past(wait)
+        answered = False
         try:
             yield
+            answered = True
+        except errors.TelegramUnavailable:
+            raise
+        except errors.TelegramError:  # Telegram's own refusals
+            answered = True
+            raise
         finally:
-            await limiter.finish(target.bot_id, target.chat_id, send_id)
+            await limiter.finish(target.bot_id, target.chat_id, send_id, answered=answered)
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""

@@ -13,10 +13,10 @@ is reserved and the caller comes back when it frees, so one destination's wait n
 the bot's other chats.
 
 Telegram counts a send when its request arrives, which lies somewhere between our start and
-our reading of the answer; how far between depends on two busy event loops and the network.
-So the window check right before a request (`admit`) counts each earlier send until one
-window after its answer came back, and a send still in flight as if it could arrive at any
-moment: no delay on the way can crowd a window.
+our reading of the answer; where depends on two busy event loops and the network. So the
+window check right before a request (`admit`) counts each earlier send until one window
+after the latest instant it can have arrived (`arrived_by`), and a send still in flight as
+if it could arrive at any moment: no delay on the way can crowd a window.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ IN_FLIGHT_SECONDS = float(CALL_TIMEOUT_SECONDS)
 # The window check's windows are this fraction longer than Telegram's: our clock (Redis's,
 # when shared) and Telegram's may tick at rates up to 500 ppm apart while NTP slews them.
 CLOCK_RATE_MARGIN = 0.001
+ROUND_TRIPS_TRUSTED = 8  # see RoundTrips
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +179,40 @@ def windows_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, tuple[in
     }
 
 
+def arrived_by(answered_at: float, round_trip: float, fixed: float) -> float:
+    """The latest instant a send answered at `answered_at`, `round_trip` after its start, can
+    have reached Telegram.
+
+    A round trip is the path's fixed time, out and back (`fixed`, see `RoundTrips`), plus
+    delays that are never negative. The answer came at least the fixed time back after the
+    arrival, and the next send arrives at least the fixed time out after its start, so the
+    whole fixed time comes off: `admit` then spaces only the delays, however long the path
+    (100 ms to Telegram costs no rate). Never before the send's start.
+    """
+    return answered_at - min(round_trip, fixed)
+
+
+@dataclass
+class RoundTrips:
+    """The round trips of one process's answered sends, for `arrived_by`'s fixed time.
+
+    Their least is trusted only after ROUND_TRIPS_TRUSTED of them, so that a first few slowed
+    by a busy start-up cannot pass for the path. It is never forgotten: a path grown longer
+    since only makes `arrived_by` late, never early.
+    """
+
+    least: float = math.inf
+    seen: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.least = min(self.least, seconds)
+        self.seen += 1
+
+    def fixed(self) -> float:
+        """Seconds of every round trip that no delay made: 0.0 until trusted."""
+        return self.least if self.seen >= ROUND_TRIPS_TRUSTED else 0.0
+
+
 def admit(
     arrived_by: Mapping[str, Iterable[float]],
     windows: Mapping[str, tuple[int, float]],
@@ -223,9 +258,10 @@ class RateLimiter(Protocol):
         sends allow it, and nothing is recorded."""
         ...
 
-    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
-        """Right after the started send's request ended, whatever its outcome: it reached
-        Telegram by now, if at all."""
+    async def finish(self, bot_id: int, chat_id: int, send_id: str, *, answered: bool) -> None:
+        """Right after the started send's request ended, whatever its outcome. `answered`:
+        Telegram answered it (success or error), so it arrived by `arrived_by`; otherwise
+        (the network failed) it reached Telegram by now, if at all."""
         ...
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
@@ -252,6 +288,7 @@ class InProcessRateLimiter:
         self._tats: dict[str, float] = {}
         # Per key, recent sends by id: when each arrived at the latest (see `admit`).
         self._arrived_by: dict[str, dict[str, float]] = {}
+        self._round_trips = RoundTrips()
         self._max_idle_keys = max_idle_keys
         self._sweep_above = max_idle_keys
 
@@ -280,12 +317,19 @@ class InProcessRateLimiter:
         self._forget_idle(now)
         return 0.0
 
-    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
+    async def finish(self, bot_id: int, chat_id: int, send_id: str, *, answered: bool) -> None:
         now = self._clock()
-        for key in windows_for(bot_id, chat_id, self._limits):
-            log = self._arrived_by.get(key, {})
-            if send_id in log:
-                log[send_id] = now
+        logs = [self._arrived_by.get(key, {}) for key in keys_for(bot_id, chat_id, self._limits)]
+        logs = [log for log in logs if send_id in log]
+        if not logs:
+            return
+        arrived = now
+        if answered:
+            round_trip = now - (logs[0][send_id] - IN_FLIGHT_SECONDS)
+            arrived = arrived_by(now, round_trip, self._round_trips.fixed())
+            self._round_trips.add(round_trip)
+        for log in logs:
+            log[send_id] = arrived
 
     async def hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
         key = chat_key(bot_id, chat_id)
@@ -368,15 +412,22 @@ end
 return 0
 """
 
-# KEYS: the logs of one send's keys; ARGV: the send's id. An id no longer there (expired) is
-# not added back.
+# KEYS: the logs of one send's keys; ARGV: the send's id, then IN_FLIGHT_SECONDS and the
+# process's `RoundTrips.fixed()` (microseconds), then 1 if answered else 0. Mirrors
+# `InProcessRateLimiter.finish`; returns the send's round trip (-1: the send is not logged,
+# and an id no longer there, expired, is not added back).
 _FINISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return -1 end
+local round_trip = now - (tonumber(score) - tonumber(ARGV[2]))
+local arrived = now
+if ARGV[4] == '1' then arrived = now - math.min(round_trip, tonumber(ARGV[3])) end
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1])
+  redis.call('ZADD', KEYS[i], 'XX', arrived, ARGV[1])
 end
-return 0
+return round_trip
 """
 
 # KEYS[1]: a chat key; ARGV[1]: microseconds to hold it. Mirrors `held`.
@@ -417,6 +468,7 @@ class RedisRateLimiter:
         self._hold = client.register_script(_HOLD)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self._round_trips = RoundTrips()
 
     async def reserve(self, bot_id: int, chat_id: int) -> Slot:
         intervals = keys_for(bot_id, chat_id, self._limits)
@@ -442,9 +494,14 @@ class RedisRateLimiter:
             raise _unavailable(exc) from exc
         return int(wait) / 1_000_000
 
-    async def finish(self, bot_id: int, chat_id: int, send_id: str) -> None:
+    async def finish(self, bot_id: int, chat_id: int, send_id: str, *, answered: bool) -> None:
+        args: list[int | str] = [send_id, _microseconds(IN_FLIGHT_SECONDS)]
+        # Rounded down, unlike other times: taking off less only makes the bound later.
+        args += [math.floor(self._round_trips.fixed() * 1_000_000), int(answered)]
         try:
-            await self._finish(keys=self._logs(bot_id, chat_id), args=[send_id])
+            round_trip = int(await self._finish(keys=self._logs(bot_id, chat_id), args=args))
+            if answered and round_trip >= 0:
+                self._round_trips.add(round_trip / 1_000_000)
         except redis.exceptions.RedisError as exc:
             # Not raised: the send went out, and failing its job would send it again. A lost
             # finish only leaves the send counted as in flight, until IN_FLIGHT_SECONDS.
