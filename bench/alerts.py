@@ -11,6 +11,7 @@ min(per_bot, M x min(per_chat, per_group)). Not part of the test suite.
     uv run python bench/alerts.py --alerts 300 --groups 10 --per-chat 1/0.25 --per-group 20/4 \
         --per-bot 100/1
     uv run python bench/alerts.py --db postgres
+    uv run python bench/alerts.py --groups 120 --latency 0.1/0.12   # a long, jittery path
 
 Each side has its own process, as with real Telegram: the emulator stamps a send when its
 handler runs, so sharing tgrelay's event loop would shift arrivals by tgrelay's own congestion
@@ -88,6 +89,28 @@ class Result:
     rejected: int  # 429s the emulator answered during the run
     in_order: bool  # every group got exactly its alerts, in the order they were posted
     sustained: float | None  # the groups' own send rates, summed (None: no group sent twice)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Latency:
+    """How long each Bot API request takes to reach the emulator: at random, in between."""
+
+    least: float
+    most: float
+
+    def __str__(self) -> str:
+        return f"{self.least:g}/{self.most:g} s"
+
+
+def latency_range(value: str) -> Latency:
+    least, _, most = value.partition("/")
+    try:
+        parsed = Latency(least=float(least), most=float(most or least))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN/MAX seconds, got {value!r}") from None
+    if not 0 <= parsed.least <= parsed.most <= 5:
+        raise argparse.ArgumentTypeError("a latency needs 0 <= MIN <= MAX <= 5")
+    return parsed
 
 
 def limit(value: str) -> Limit:
@@ -220,8 +243,17 @@ async def drive(
     alerts: int,
     groups: int,
     limits: Limits,
+    latency: Latency,
 ) -> Result:
     """Connect a bot and the groups, switch flood control on, post the alerts, await them."""
+    # Bot API requests take as long to arrive as the path asked for, from the first: a path
+    # that only grew long during the run would be one tgrelay had not measured yet.
+    await call(
+        emulator,
+        "PUT",
+        "/_emulator/latency",
+        json={"min_seconds": latency.least, "max_seconds": latency.most},
+    )
     bot = await call(emulator, "POST", "/_emulator/bots", json={"username": "bench_bot"})
     await call(api, "POST", "/v1/bots", json={"token": bot["token"]})
     connections = [await link_group(api, emulator, bot["id"], index) for index in range(groups)]
@@ -301,7 +333,14 @@ async def drive(
 
 
 async def drive_over_http(
-    api_url: str, api_key: str, emulator_url: str, *, alerts: int, groups: int, limits: Limits
+    api_url: str,
+    api_key: str,
+    emulator_url: str,
+    *,
+    alerts: int,
+    groups: int,
+    limits: Limits,
+    latency: Latency,
 ) -> Result:
     async with (
         httpx.AsyncClient(
@@ -309,11 +348,19 @@ async def drive_over_http(
         ) as api,
         httpx.AsyncClient(base_url=emulator_url, timeout=30) as emulator,
     ):
-        return await drive(api, emulator, alerts=alerts, groups=groups, limits=limits)
+        return await drive(
+            api, emulator, alerts=alerts, groups=groups, limits=limits, latency=latency
+        )
 
 
 def run_in(
-    workdir: Path, database_url: str | None, *, alerts: int, groups: int, limits: Limits
+    workdir: Path,
+    database_url: str | None,
+    *,
+    alerts: int,
+    groups: int,
+    limits: Limits,
+    latency: Latency,
 ) -> Result:
     """Start both processes, run the bench against them, stop them."""
     tgrelay = [sys.executable, "-m", "tgrelay"]
@@ -346,18 +393,31 @@ def run_in(
             wait_http(f"{api_url}/healthz", timeout=STEP_TIMEOUT_SECONDS)
             return asyncio.run(
                 drive_over_http(
-                    api_url, api_key, emulator_url, alerts=alerts, groups=groups, limits=limits
+                    api_url,
+                    api_key,
+                    emulator_url,
+                    alerts=alerts,
+                    groups=groups,
+                    limits=limits,
+                    latency=latency,
                 )
             )
 
 
-def run(*, alerts: int, groups: int, limits: Limits, db: str) -> Result:
+def run(*, alerts: int, groups: int, limits: Limits, latency: Latency, db: str) -> Result:
     with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
         database_url = (
             asyncio.run(recreate_postgres_database(POSTGRES_DATABASE)) if db == "postgres" else None
         )
         try:
-            return run_in(Path(tmp), database_url, alerts=alerts, groups=groups, limits=limits)
+            return run_in(
+                Path(tmp),
+                database_url,
+                alerts=alerts,
+                groups=groups,
+                limits=limits,
+                latency=latency,
+            )
         finally:
             if database_url is not None:
                 asyncio.run(recreate_postgres_database(POSTGRES_DATABASE, drop_only=True))
@@ -374,11 +434,20 @@ def main() -> None:
     parser.add_argument("--per-group", type=limit, default=limit("20/60"), metavar="COUNT/SECONDS")
     parser.add_argument("--per-bot", type=limit, default=limit("30/1"), metavar="COUNT/SECONDS")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--latency",
+        type=latency_range,
+        default=Latency(least=0.0, most=0.0),
+        metavar="MIN/MAX",
+        help="seconds each Bot API request takes to reach the emulator, at random in between",
+    )
     args = parser.parse_args()
     if args.alerts < 1 or args.groups < 1:
         parser.error("--alerts and --groups must be at least 1")
     limits = Limits(per_chat=args.per_chat, per_group=args.per_group, per_bot=args.per_bot)
-    result = run(alerts=args.alerts, groups=args.groups, limits=limits, db=args.db)
+    result = run(
+        alerts=args.alerts, groups=args.groups, limits=limits, latency=args.latency, db=args.db
+    )
     allowed = allowed_rate(args.groups, limits)
     achieved = args.alerts / result.elapsed
     # Once the API burst is over the process only sends: the rate the limiter sustains.
@@ -392,7 +461,8 @@ def main() -> None:
     )
     print(
         f"{args.db:8} {args.alerts} alerts to {args.groups} groups "
-        f"(per-chat {args.per_chat}, per-group {args.per_group}, per-bot {args.per_bot}): "
+        f"(per-chat {args.per_chat}, per-group {args.per_group}, per-bot {args.per_bot}"
+        f"{'' if args.latency.most == 0 else f', latency {args.latency}'}): "
         f"{result.elapsed:.2f} s (POSTs {result.posting:.2f} s, ideal {args.alerts / allowed:.2f} s), "
         f"{achieved:.1f} alerts/s of {allowed:.1f} allowed ({achieved / allowed:.0%}; "
         f"after the POSTs {after_posts:.1f}/s, {after_posts / allowed:.0%}); "

@@ -213,7 +213,7 @@ async def test_flood_settings_are_checked_and_can_be_switched_off(
 async def test_latency_holds_each_request_a_random_time_up_to_it(
     client: httpx.AsyncClient, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With latency set, every Bot API request first waits a random time up to it (so flood
+    """With latency set, every Bot API request first waits a random time within it (so flood
     control counts it only then); 0 is off, and a latency out of range is 400."""
     held: list[float] = []
     real_sleep = asyncio.sleep
@@ -226,19 +226,24 @@ async def test_latency_holds_each_request_a_random_time_up_to_it(
     bot = emulator.create_bot("relay_bot")
     assert (await client.post(f"/bot{bot.token}/getMe")).status_code == 200
     assert held == []  # off by default
-    put = await client.put("/_emulator/latency", json={"max_seconds": 0.2})
+    put = await client.put("/_emulator/latency", json={"min_seconds": 0.1, "max_seconds": 0.2})
     for _ in range(20):
         assert (await client.post(f"/bot{bot.token}/getMe")).status_code == 200
     refused = [
         (await client.put("/_emulator/latency", json=body)).status_code
-        for body in ({"max_seconds": -1}, {"max_seconds": 6}, {"seconds": 1})
+        for body in (
+            {"max_seconds": -1},
+            {"max_seconds": 6},
+            {"min_seconds": 0.3, "max_seconds": 0.2},
+            {"seconds": 1},
+        )
     ]
     shown = await client.get("/_emulator/latency")
     assert (put.json(), shown.json(), refused) == (
-        {"max_seconds": 0.2},
-        {"max_seconds": 0.2},
-        [400, 400, 400],
+        {"min_seconds": 0.1, "max_seconds": 0.2},
+        {"min_seconds": 0.1, "max_seconds": 0.2},
+        [400, 400, 400, 400],
     )
     assert len(held) == 20
-    assert all(0 <= seconds <= 0.2 for seconds in held)
+    assert all(0.1 <= seconds <= 0.2 for seconds in held)
     assert len(set(held)) > 1  # random, not one fixed delay

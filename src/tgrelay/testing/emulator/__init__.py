@@ -95,12 +95,12 @@ Control surface (same port, JSON in and out; errors are `{"error": "…"}` with 
                                                   "per_group"?: [20, 60.0], "per_bot"?: [30,
                                                   1.0]} ([count, window seconds]; absent:
                                                   Telegram's) → as GET
-    GET    /_emulator/latency                     {"max_seconds"}: how long a Bot API request
-                                                  may take to arrive (0: at once)
-    PUT    /_emulator/latency                     {"max_seconds"} (0 to 5) → as GET: each
-                                                  request waits a random time up to it
-                                                  before it is handled, flood control
-                                                  included
+    GET    /_emulator/latency                     {"min_seconds", "max_seconds"}: how long a
+                                                  Bot API request takes to arrive (0: at once)
+    PUT    /_emulator/latency                     {"min_seconds"?: 0, "max_seconds"} (up to 5)
+                                                  → as GET: each request waits a random time
+                                                  between them before it is handled, flood
+                                                  control included
     GET    /_emulator/clock                       {"now": ISO 8601, "timestamp": unix seconds}
     POST   /_emulator/clock/advance               {"seconds"} → the new {"now", "timestamp"}
 

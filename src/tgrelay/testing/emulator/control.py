@@ -113,7 +113,9 @@ class FloodSettings(_Body):
 
 
 class Latency(_Body):
-    max_seconds: float  # its range is checked by Emulator.set_latency
+    # Their range is checked by Emulator.set_latency.
+    min_seconds: float = 0.0
+    max_seconds: float
 
 
 def _json(body: Any, status_code: int = 200) -> Response:
@@ -286,13 +288,17 @@ def routes(emulator: Emulator) -> list[Route]:
         emulator.set_flood_control(enabled=body.enabled, limits=body.limits())
         return _json(emulator.flood_report())
 
+    def latency() -> dict[str, float]:
+        least, most = emulator.latency
+        return {"min_seconds": least, "max_seconds": most}
+
     async def get_latency(request: Request) -> Response:
-        return _json({"max_seconds": emulator.latency})
+        return _json(latency())
 
     async def put_latency(request: Request) -> Response:
         body = await _parse(request, Latency)
-        emulator.set_latency(body.max_seconds)
-        return _json({"max_seconds": emulator.latency})
+        emulator.set_latency(body.max_seconds, min_seconds=body.min_seconds)
+        return _json(latency())
 
     async def chat_messages(request: Request) -> Response:
         chat_id = _int_param(request, "chat_id")

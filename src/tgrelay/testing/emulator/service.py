@@ -69,7 +69,7 @@ class Emulator:
         self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
         self._latency_rng = random.Random(seed)
-        self.latency = 0.0  # see set_latency
+        self.latency = (0.0, 0.0)  # (least, most) seconds: see set_latency
         self._app = emulator_app.build(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -323,18 +323,21 @@ class Emulator:
 
     # The network
 
-    def set_latency(self, max_seconds: float) -> None:
-        """Hold each Bot API request up to `max_seconds` (uniformly at random) before Telegram
-        sees it, as a congested network does: requests then arrive out of step with when they
-        were sent, and flood control counts them by arrival. 0 switches it off."""
-        if not 0 <= max_seconds <= MAX_LATENCY_SECONDS:
-            raise errors.InvalidPayload(f"latency is from 0 to {MAX_LATENCY_SECONDS} seconds")
-        self.latency = max_seconds
+    def set_latency(self, max_seconds: float, *, min_seconds: float = 0.0) -> None:
+        """Hold each Bot API request between `min_seconds` and `max_seconds` (uniformly at
+        random) before Telegram sees it, as a long and congested network path does: requests
+        then arrive out of step with when they were sent, and flood control counts them by
+        arrival. 0 switches it off."""
+        if not 0 <= min_seconds <= max_seconds <= MAX_LATENCY_SECONDS:
+            raise errors.InvalidPayload(
+                f"latency needs 0 <= min_seconds <= max_seconds <= {MAX_LATENCY_SECONDS}"
+            )
+        self.latency = (min_seconds, max_seconds)
 
     async def travel(self) -> None:
         """A Bot API request's way here, as `set_latency` shapes it."""
-        if self.latency > 0:
-            await asyncio.sleep(self._latency_rng.uniform(0, self.latency))
+        if self.latency[1] > 0:
+            await asyncio.sleep(self._latency_rng.uniform(*self.latency))
 
     def _deliver(
         self, deliveries: Iterable[groups.Delivery], bot_id: int | None = None
