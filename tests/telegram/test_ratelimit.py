@@ -511,7 +511,7 @@ async def test_a_slow_answer_counts_less_the_fixed_round_trip(answered: bool, wa
 
 
 @pytest.mark.parametrize(
-    ("arrived_by", "now", "expected"),
+    ("arrivals", "now", "expected"),
     [
         ({}, 5.0, 0.0),
         ({"k": [0.0]}, 0.9, 0.0),  # one of two allowed
@@ -523,11 +523,11 @@ async def test_a_slow_answer_counts_less_the_fixed_round_trip(answered: bool, wa
         ({"k": [0.5, 15.0, 16.0]}, 0.9, 1.0),  # two in flight fill the window
     ],
 )
-def test_admit(arrived_by: Mapping[str, list[float]], now: float, expected: float) -> None:
+def test_admit(arrivals: Mapping[str, list[float]], now: float, expected: float) -> None:
     """A start fits when every key had fewer than `count` sends that may have arrived in the
     window before it."""
     windows = {"k": (2, 1.0), "j": (1, 1.0)}
-    assert ratelimit.admit(arrived_by, windows, now) == pytest.approx(expected)
+    assert ratelimit.admit(arrivals, windows, now) == pytest.approx(expected)
 
 
 async def test_idle_keys_are_forgotten_past_the_bound() -> None:

@@ -214,14 +214,14 @@ class RoundTrips:
 
 
 def admit(
-    arrived_by: Mapping[str, Iterable[float]],
+    arrivals: Mapping[str, Iterable[float]],
     windows: Mapping[str, tuple[int, float]],
     now: float,
 ) -> float:
     """Seconds until a send may start under every key's window (0.0: it may start now).
 
-    `arrived_by` holds, per key, each recent send's latest possible arrival at Telegram: when
-    its answer came back, or a bound in the future while it is in flight. A send not counted
+    `arrivals` holds, per key, each recent send's latest possible arrival at Telegram: from
+    its answer (`arrived_by`), or a bound in the future while it is in flight. A send not counted
     here reached Telegram a window or more before this one can, so Telegram cannot count it
     either, however late the requests travel: runs late together (a busy worker) or a request
     held up on the way cannot crowd a window. A send in flight may arrive now, so it is waited
@@ -229,7 +229,7 @@ def admit(
     """
     wait = 0.0
     for key, (count, window) in windows.items():
-        recent = sorted(t for t in arrived_by.get(key, ()) if t > now - window)
+        recent = sorted(t for t in arrivals.get(key, ()) if t > now - window)
         if len(recent) >= count:
             wait = max(wait, min(recent[len(recent) - count], now) + window - now)
     return wait
