@@ -511,10 +511,9 @@ class _Turn:
         try:
             yield
             answered = True
-        except errors.TelegramUnavailable:
-            raise
-        except errors.TelegramError:  # Telegram's own refusals
-            answered = True
+        except errors.TelegramError as exc:
+            # Telegram's own refusals were answered; an unreachable Telegram was not.
+            answered = not isinstance(exc, errors.TelegramUnavailable)
             raise
         finally:
             await limiter.finish(target.bot_id, target.chat_id, send_id, answered=answered)
