@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +41,10 @@ class Database:
         self.dialect = parsed.get_backend_name()
         if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
             # The database holds encrypted tokens and the audit trail: owner only.
-            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # SQLite gives its -wal and -shm files the mode of the database file.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self.engine: AsyncEngine = create_async_engine(
             url, **_engine_options(parsed.drivername, postgres_pool_size)
         )
