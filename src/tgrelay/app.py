@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -175,6 +175,7 @@ class TgrelayApp:
         run_worker: bool = True,
         run_pollers: bool | None = None,
         clock: Clock = utcnow,
+        on_started: Callable[[Runtime], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -183,6 +184,8 @@ class TgrelayApp:
         # API/intake node, and `tgrelay worker` polls.
         self.run_pollers = run_worker if run_pollers is None else run_pollers
         self.receiver: WebhookReceiver | None = None
+        # Called once the app is ready to serve (`tgrelay serve` prints its banner).
+        self.on_started = on_started
         self.api = self._build_api()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,6 +253,8 @@ class TgrelayApp:
                     mode="webhook" if rt.settings.uses_webhooks else "polling",
                     worker=self.run_worker,
                 )
+                if self.on_started is not None:
+                    await self.on_started(rt)
                 try:
                     yield
                 finally:

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
         return async_database_url(url)
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database's file; None for PostgreSQL or an in-memory database."""
+        if not self.is_sqlite:
+            return None
+        path = self.resolved_database_url.partition(":///")[2].partition("?")[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+    @property
     def resolved_database_pool_size(self) -> int:
         if self.database_pool_size is not None:
             return self.database_pool_size

@@ -1,0 +1,26 @@
+"""The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator, webhooks, events,
+deliveries.
+
+Each group of commands lives in its own module here, and imports what it needs inside its
+commands: `tgrelay --help` loads typer and these modules, never aiogram, SQLAlchemy or
+FastAPI (bench/startup.py).
+"""
+
+from __future__ import annotations
+
+from tgrelay.cli import bots, events, invocation, serving, webhooks, workspaces
+
+app = invocation.group("tgrelay: Telegram bots and groups, wired into your product.")
+app.command()(serving.serve)
+app.command("worker")(serving.worker_command)
+app.command()(serving.migrate)
+app.command()(serving.emulator)
+app.add_typer(workspaces.app, name="workspace")
+app.add_typer(bots.app, name="bot")
+app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(events.events_app, name="events")
+app.add_typer(events.deliveries_app, name="deliveries")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""`tgrelay serve` as a user starts it: a port clash ends it at once, a start prints the banner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+TGRELAY = str(Path(sys.executable).parent / "tgrelay")
+
+
+def environment(tmp_path: Path, port: int) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"],
+        "TGRELAY_DATA_DIR": str(tmp_path / "data"),
+        "TGRELAY_PORT": str(port),
+        # Nothing may call the real Telegram; no bot is connected here anyway.
+        "TGRELAY_TELEGRAM_API_URL": "http://127.0.0.1:9",
+    }
+
+
+def test_a_port_in_use_ends_serve_with_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    """The clash is reported before anything starts: the port, how to choose another, code 2."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [TGRELAY, "serve"],
+            env=environment(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        f"error: port {port} on 127.0.0.1 is already in use; "
+        "choose another with --port or TGRELAY_PORT\n",
+    )
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_serve_prints_its_banner_once_when_it_answers(tmp_path: Path) -> None:
+    """A first start announces the new data directory, then the banner, once, with its URLs."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [TGRELAY, "serve"],
+        env=environment(tmp_path, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not answer /healthz in 120 s"
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    human = [line for line in stderr.splitlines() if not line.startswith("{")]
+    data_dir = (tmp_path / "data").resolve()
+    assert human == [
+        f"tgrelay: creating a new, empty data directory at {data_dir} "
+        "(none exists there yet; TGRELAY_DATA_DIR chooses another)",
+        "tgrelay is running",
+        f"  web UI     http://127.0.0.1:{port}/ui/",
+        f"  API docs   http://127.0.0.1:{port}/docs",
+        f"  data dir   {data_dir}",
+        f"  database   SQLite, {data_dir / 'tgrelay.db'}",
+        "  Telegram   long polling (set TGRELAY_PUBLIC_URL to receive webhooks)",
+        "  worker     in this process",
+        '  next       no workspace yet: tgrelay workspace create "My team"',
+    ]
