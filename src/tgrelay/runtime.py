@@ -46,7 +46,7 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
         sqlite_synchronous=settings.sqlite_synchronous,
         postgres_pool_size=settings.resolved_database_pool_size,
     )
-    await migrate.upgrade(settings.resolved_database_url)
+    await migrate.upgrade_if_behind(db)
     metrics = Metrics()
     rt = Runtime(
         settings=settings,

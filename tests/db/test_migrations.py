@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from tests.databases import PostgresServer
 from tgrelay.db import migrate
+from tgrelay.db.engine import Database
 from tgrelay.db.tables import metadata
 
 
@@ -48,3 +51,53 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}"
     await migrate.upgrade(url)
     assert await _schema_diff(url) == []
+
+
+def test_head_is_alembics_head() -> None:
+    """migrate.HEAD names the newest migration, the one Alembic would upgrade to."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert script.get_current_head() == migrate.HEAD
+
+
+async def test_a_start_migrates_a_new_database_to_head(tmp_path: Path) -> None:
+    """upgrade_if_behind brings an empty database to HEAD, with the declared schema."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    db = Database(url)
+    try:
+        before = await migrate.current_revision(db)
+        await migrate.upgrade_if_behind(db)
+        after = await migrate.current_revision(db)
+    finally:
+        await db.dispose()
+    assert (before, after, await _schema_diff(url)) == (None, migrate.HEAD, [])
+
+
+# Opens a current database the way every start does, then says whether Alembic was loaded.
+START_ON_A_CURRENT_DATABASE = """
+import asyncio, sys
+from tgrelay.db import migrate
+from tgrelay.db.engine import Database
+
+async def start() -> None:
+    db = Database(sys.argv[1])
+    await migrate.upgrade_if_behind(db)
+    await db.dispose()
+
+asyncio.run(start())
+print("alembic" in sys.modules)
+"""
+
+
+def test_a_start_on_a_current_database_does_not_load_alembic(tmp_path: Path) -> None:
+    """When the schema is at HEAD, a start reads its revision and never imports Alembic."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'current.db'}"
+    migrate.upgrade_sync(url)
+    result = subprocess.run(
+        [sys.executable, "-c", START_ON_A_CURRENT_DATABASE, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == "False\n"
