@@ -11,6 +11,14 @@ Install and run (Python 3.11+, no tgrelay needed):
     uvicorn examples.receiver:app --port 9000  # or: python examples/receiver.py
 
 then add http://<this host>:9000/webhooks/tgrelay as an endpoint in tgrelay.
+
+tgrelay calls only public addresses unless told otherwise, so a receiver on the same machine
+(http://127.0.0.1:9000/webhooks/tgrelay, where `python examples/receiver.py` listens) or on
+your network is refused as "a loopback address" or "a private address". Start tgrelay with
+one of these to allow it:
+
+    TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true tgrelay serve                  # every private address
+    TGRELAY_WEBHOOKS_ALLOWED_NETWORKS=127.0.0.1/32 tgrelay serve       # only these networks
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tgrelay import problems
+from tgrelay import apidocs, problems
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
@@ -205,7 +205,10 @@ class TgrelayApp:
             version="0.1.0",
             summary="Telegram bots and groups, wired into your product without losing an update.",
             lifespan=self._lifespan,
+            docs_url=None,  # apidocs serves /docs and /redoc from packaged files, not a CDN
+            redoc_url=None,
         )
+        apidocs.install(api)
         problems.install(api)
         api.include_router(bots_api.router)
         api.include_router(inbox_api.router)

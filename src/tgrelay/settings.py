@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Group linking: how long a connect session's deep-link token (and phase 2) stays valid.
     connect_session_ttl_seconds: float = Field(default=1800.0, gt=0)
+    # A bare /start in a private chat gets a short reply on how to link a group; switch it
+    # off when the team's own app answers /start.
+    reply_to_bare_start: bool = True
     # Telegram's send limits as (count, per seconds); env as JSON, e.g. "[20, 60]".
     send_limit_per_bot: tuple[int, float] = (30, 1.0)
     send_limit_per_chat: tuple[int, float] = (1, 1.0)

@@ -124,3 +124,46 @@ async def test_operations_routes(relay: Tgrelay, emulator: RunningEmulator) -> N
         'tgrelay_job_run_seconds_count{kind="process_update",outcome="done"} 1.0',
     ]:
         assert line in metrics
+
+
+async def test_refused_endpoint_url_names_the_setting_that_allows_it(relay: Tgrelay) -> None:
+    """POST /v1/endpoints with a loopback URL (or localhost) answers 422 problem+json whose detail names TGRELAY_WEBHOOKS_ALLOW_PRIVATE and TGRELAY_WEBHOOKS_ALLOWED_NETWORKS; a metadata address names no setting; nothing is created."""
+    answers = [
+        await relay.api.post("/v1/endpoints", json={"url": url})
+        for url in (
+            "http://127.0.0.1:8081/hook",
+            "http://localhost:8081/hook",
+            "http://169.254.169.254/latest/meta-data/",
+        )
+    ]
+    listed = await relay.api.get("/v1/endpoints")
+
+    assert [a.headers["content-type"] for a in answers] == ["application/problem+json"] * 3
+    assert [a.json() for a in answers] == [
+        {
+            "type": "about:blank",
+            "title": "TargetRefused",
+            "status": 422,
+            "detail": "webhook target refused: 127.0.0.1 is a loopback address; to deliver to "
+            "a receiver on this machine or your network, set "
+            "TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true, or "
+            "TGRELAY_WEBHOOKS_ALLOWED_NETWORKS=127.0.0.1/32 for this address alone",
+        },
+        {
+            "type": "about:blank",
+            "title": "TargetRefused",
+            "status": 422,
+            "detail": "webhook target refused: localhost is a loopback name; to deliver to a "
+            "receiver on this machine, set TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true, or write "
+            "127.0.0.1 and set TGRELAY_WEBHOOKS_ALLOWED_NETWORKS=127.0.0.1/32 for that "
+            "address alone",
+        },
+        {
+            "type": "about:blank",
+            "title": "TargetRefused",
+            "status": 422,
+            "detail": "webhook target refused: "
+            "169.254.169.254 is a link-local address (cloud metadata)",
+        },
+    ]
+    assert (listed.status_code, listed.json()) == (200, [])

@@ -480,3 +480,46 @@ async def test_forum_topic_is_created_and_alerts_go_there(
         for m in emulator.emulator.sent_messages(forum["id"])
     ]
     assert posted == [(handlers.CONNECTED_REPLY, thread_id), ("disk almost full", thread_id)]
+
+
+async def test_bare_start_in_private_gets_one_reply_on_how_to_link_a_group(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A private `/start` with no payload gets exactly one reply saying how to link a group; another payload (the team's own deep link) and a bare `/start@bot` in a group get none."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+    chat = emulator.emulator.create_chat("supergroup", "Ops")
+    emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)  # no session waits for a group yet
+
+    emulator.emulator.send_message(bot.id, ANN, None, "/start")
+    emulator.emulator.send_message(bot.id, ANN, None, "/start promo_2026")
+    emulator.emulator.send_message(bot.id, ANN, {"id": chat["id"]}, f"/start@{bot.username}")
+    # Each chat's updates are handled in order: these replies come after the ones above.
+    emulator.emulator.send_message(
+        bot.id, ANN, {"id": chat["id"]}, f"/start@{bot.username} {session['token']}"
+    )
+    await _until_state(relay, session["id"], "connected")
+    emulator.emulator.send_message(bot.id, ANN, None, "/start")
+
+    assert await _until_texts(emulator, ANN["id"], 2) == [
+        handlers.BARE_START_REPLY,
+        handlers.BARE_START_REPLY,
+    ]
+    assert await _until_texts(emulator, chat["id"], 1) == [handlers.CONNECTED_REPLY]
+
+
+@pytest.mark.relay_settings(reply_to_bare_start=False)
+async def test_bare_start_reply_can_be_switched_off(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """With TGRELAY_REPLY_TO_BARE_START=false a bare `/start` gets no reply, for teams whose app answers it."""
+    bot = await _bot(relay, emulator)
+    session = await _session(relay, bot.id)
+
+    emulator.emulator.send_message(bot.id, ANN, None, "/start")
+    # Handled after the bare /start (same chat): its reply marks that the first was handled.
+    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
+
+    assert await _until_texts(emulator, ANN["id"], 1) == [
+        handlers.VERIFIED_REPLY.format(name="Ann")
+    ]

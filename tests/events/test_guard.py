@@ -594,3 +594,55 @@ def test_unusual_spelling_of_a_public_address_is_refused() -> None:
         caught.value.reason
         == "0x5db8d70e is an unusual spelling of 93.184.215.14: write 93.184.215.14"
     )
+
+
+_ON_PREMISE_REMEDY = (
+    "to deliver to a receiver on this machine or your network, set "
+    "TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true, or TGRELAY_WEBHOOKS_ALLOWED_NETWORKS={} for this "
+    "address alone"
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "remedy"),
+    [
+        pytest.param("127.0.0.1", _ON_PREMISE_REMEDY.format("127.0.0.1/32"), id="loopback"),
+        pytest.param("::1", _ON_PREMISE_REMEDY.format("::1/128"), id="loopback-v6"),
+        pytest.param("192.168.1.20", _ON_PREMISE_REMEDY.format("192.168.1.20/32"), id="private"),
+        pytest.param("100.64.0.1", _ON_PREMISE_REMEDY.format("100.64.0.1/32"), id="shared"),
+        pytest.param("fe80::1%eth0", _ON_PREMISE_REMEDY.format("fe80::1/128"), id="zone-dropped"),
+        pytest.param(
+            "::ffff:10.0.0.1", _ON_PREMISE_REMEDY.format("10.0.0.1/32"), id="mapped-by-its-ipv4"
+        ),
+        pytest.param(
+            "192.0.2.1",
+            "to deliver to it anyway, set TGRELAY_WEBHOOKS_ALLOWED_NETWORKS=192.0.2.1/32",
+            id="documentation-only-by-list",
+        ),
+        pytest.param("169.254.169.254", None, id="metadata-never-suggested"),
+        pytest.param("168.63.129.16", None, id="cloud-platform-never-suggested"),
+        pytest.param("0.0.0.0", None, id="unspecified-cannot-be-allowed"),
+        pytest.param("ff02::1", None, id="multicast-cannot-be-allowed"),
+    ],
+)
+def test_refusal_names_the_setting_that_would_allow_the_address(
+    address: str, remedy: str | None
+) -> None:
+    """A refused on-premise address names both TGRELAY_WEBHOOKS_ALLOW_* settings, other listable ones the allow-list only, and metadata or non-host addresses none."""
+    refused = guard.judge(ip_address(address), DEFAULT)
+
+    assert refused is not None
+    assert refused.remedy == remedy
+
+
+async def test_refused_name_carries_the_remedy_of_its_address() -> None:
+    """Endpoint creation for a name resolving to a private address says the reason and the settings that would allow it."""
+    with pytest.raises(guard.TargetRefused) as caught:
+        await guard.check_target("http://private.test/hook", DEFAULT, StaticResolver(HOSTILE_NAMES))
+
+    assert (caught.value.reason, caught.value.remedy, caught.value.message) == (
+        "private.test resolves to a refused address: 10.1.2.3 is a private address",
+        _ON_PREMISE_REMEDY.format("10.1.2.3/32"),
+        "webhook target refused: private.test resolves to a refused address: 10.1.2.3 is a "
+        "private address; " + _ON_PREMISE_REMEDY.format("10.1.2.3/32"),
+    )

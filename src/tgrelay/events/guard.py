@@ -47,9 +47,12 @@ class TargetPolicy:
 class TargetRefused(errors.InvalidInput):
     """The webhook target may not be called."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"webhook target refused: {reason}")
+    def __init__(self, reason: str, *, remedy: str | None = None) -> None:
+        said = f"webhook target refused: {reason}"
+        super().__init__(f"{said}; {remedy}" if remedy else said)
         self.reason = reason  # why, specific: "127.0.0.1 is a loopback address"
+        # The setting that would allow the target, when one should: "set TGRELAY_…"
+        self.remedy = remedy
 
 
 class RefusedAddress(OSError):
@@ -201,6 +204,26 @@ def _classify(address: Address) -> _Finding | None:
     return None
 
 
+ALLOW_PRIVATE = "TGRELAY_WEBHOOKS_ALLOW_PRIVATE"
+ALLOWED_NETWORKS = "TGRELAY_WEBHOOKS_ALLOWED_NETWORKS"
+
+
+def _remedy(address: Address, finding: _Finding) -> str | None:
+    """Which setting would let the operator call `address`; None where none should be offered.
+
+    Metadata and cloud platform addresses can be listed too, but we never suggest it.
+    """
+    if finding.kind in _NEVER or finding.kind is AddressClass.CLOUD_PLATFORM or finding.metadata:
+        return None
+    alone = f"{ALLOWED_NETWORKS}={type(address)(int(address))}/{address.max_prefixlen}"
+    if finding.kind in _ON_PREMISE:
+        return (
+            "to deliver to a receiver on this machine or your network, "
+            f"set {ALLOW_PRIVATE}=true, or {alone} for this address alone"
+        )
+    return f"to deliver to it anyway, set {alone}"
+
+
 def _listed(address: Address, policy: TargetPolicy) -> bool:
     return any(address in network for network in policy.allowed_networks)
 
@@ -238,8 +261,16 @@ def _show(address: Address) -> str:
     return str(address)
 
 
-def refusal(address: Address, policy: TargetPolicy) -> str | None:
-    """Why `address` may not be called under `policy`, or None if it may.
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """Why an address may not be called, and which setting would allow it."""
+
+    reason: str  # "127.0.0.1 is a loopback address"
+    remedy: str | None  # "… set TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true …"; None if none should
+
+
+def judge(address: Address, policy: TargetPolicy) -> Refusal | None:
+    """Why `address` may not be called under `policy` and what would allow it; None if it may.
 
     IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo, NAT64, IPv4-compatible) are
     judged by that IPv4 address, unless the IPv6 address itself is in an allowed network.
@@ -253,11 +284,22 @@ def refusal(address: Address, policy: TargetPolicy) -> str | None:
                 return None
             if finding.kind not in _NEVER and _listed(address, policy):
                 return None
-            return f"{_show(address)} {how} {finding.definite(inner)}"
+            return Refusal(
+                reason=f"{_show(address)} {how} {finding.definite(inner)}",
+                remedy=_remedy(inner, finding),
+            )
     finding = _refused(address, policy)
     if finding is None:
         return None
-    return f"{_show(address)} is {finding.indefinite()}"
+    return Refusal(
+        reason=f"{_show(address)} is {finding.indefinite()}", remedy=_remedy(address, finding)
+    )
+
+
+def refusal(address: Address, policy: TargetPolicy) -> str | None:
+    """Why `address` may not be called under `policy`, or None if it may."""
+    found = judge(address, policy)
+    return None if found is None else found.reason
 
 
 # A host name as it reaches us after yarl's IDNA encoding: lower-case labels, maybe a final dot.
@@ -325,21 +367,28 @@ def check_url(url: str, policy: TargetPolicy) -> str:
             if finding is not None:
                 raise TargetRefused(f"{host} encodes {finding.definite(address)}")
             raise TargetRefused(f"{host} is an unusual spelling of {address}: write {address}")
-        reason = refusal(address, policy)
-        if reason is not None:
-            raise TargetRefused(reason)
+        refused = judge(address, policy)
+        if refused is not None:
+            raise TargetRefused(refused.reason, remedy=refused.remedy)
     elif not _NAME.fullmatch(host):
         raise TargetRefused(f"host {host!r} is not a valid name")
     elif _is_localhost(host) and refusal(_LOOPBACK_V4, policy) is not None:
-        raise TargetRefused(f"{host} is a loopback name")
+        raise TargetRefused(
+            f"{host} is a loopback name",
+            remedy=(
+                "to deliver to a receiver on this machine, "
+                f"set {ALLOW_PRIVATE}=true, or write 127.0.0.1 and set "
+                f"{ALLOWED_NETWORKS}=127.0.0.1/32 for that address alone"
+            ),
+        )
     return str(parsed)
 
 
-def _first_refusal(results: list[ResolveResult], policy: TargetPolicy) -> str | None:
+def _first_refusal(results: list[ResolveResult], policy: TargetPolicy) -> Refusal | None:
     for result in results:
-        reason = refusal(ipaddress.ip_address(result["host"]), policy)
-        if reason is not None:
-            return reason
+        refused = judge(ipaddress.ip_address(result["host"]), policy)
+        if refused is not None:
+            return refused
     return None
 
 
@@ -357,9 +406,11 @@ async def resolve_checked(
             await base.close()
     if not results:
         raise TargetRefused(f"{host} does not resolve")
-    reason = _first_refusal(results, policy)
-    if reason is not None:
-        raise TargetRefused(f"{host} resolves to a refused address: {reason}")
+    refused = _first_refusal(results, policy)
+    if refused is not None:
+        raise TargetRefused(
+            f"{host} resolves to a refused address: {refused.reason}", remedy=refused.remedy
+        )
     return results
 
 
@@ -397,9 +448,9 @@ class GuardedResolver(AbstractResolver):
         results = await self._base.resolve(host, port, family=family)
         if not results:  # aiohttp would fail an assertion on an empty list
             raise socket.gaierror(socket.EAI_NONAME, f"{host} has no address")
-        reason = _first_refusal(results, self._policy)
-        if reason is not None:
-            raise RefusedAddress(f"{host} resolves to a refused address: {reason}")
+        refused = _first_refusal(results, self._policy)
+        if refused is not None:
+            raise RefusedAddress(f"{host} resolves to a refused address: {refused.reason}")
         return results
 
     async def close(self) -> None:

@@ -38,6 +38,12 @@ VERIFIED_REPLY = (
     "Now add me to the group that should receive alerts: tap the button below and pick it."
 )
 CONNECTED_REPLY = "✅ This group is connected to tgrelay. Alerts will arrive here."
+# A bare /start is what everyone sends first; the linking link always carries a token.
+BARE_START_REPLY = (
+    "👋 This bot posts your team's alerts in Telegram groups, through tgrelay.\n"
+    "To link a group, open “Connect a group” in your team's tgrelay and scan the QR code "
+    "or tap the link it shows: it brings you back here to confirm."
+)
 
 
 def update_handler(rt: Runtime) -> UpdateHandler:
@@ -76,7 +82,13 @@ async def _message(rt: Runtime, conn: AsyncConnection, bot_id: int, message: Mes
         await _bot_gone(rt, conn, bot_id, chat.id, reason="the bot was removed from the group")
         return
     start = rules.parse_start(message.text)
-    if start is None or not rules.is_token(start.payload):
+    if start is None:
+        return
+    if start.payload is None:
+        if chat.type == "private" and rt.settings.reply_to_bare_start:
+            await _reply(rt, conn, bot_id, chat.id, BARE_START_REPLY)
+        return
+    if not rules.is_token(start.payload):
         return
     assert start.payload is not None
     if chat.type == "private":
