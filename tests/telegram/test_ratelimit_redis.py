@@ -19,7 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tgrelay import errors
-from tgrelay.telegram import ratelimit
+from tgrelay.telegram import ratelimit, ratelimit_redis
 from tgrelay.telegram.ratelimit import Limits, Rate, Slot
 
 REDIS_URL_VARIABLE = "TGRELAY_TEST_REDIS_URL"
@@ -92,7 +92,7 @@ def process(
     client: redis.asyncio.Redis, prefix: str, limits: Limits = HOURLY
 ) -> ratelimit.RateLimiter:
     """A limiter as a separate tgrelay process would build it (sharing only the server)."""
-    return ratelimit.RedisRateLimiter(client, limits, prefix=prefix)
+    return ratelimit_redis.RedisRateLimiter(client, limits, prefix=prefix)
 
 
 async def test_two_processes_share_every_limit(client: redis.asyncio.Redis, prefix: str) -> None:
@@ -261,7 +261,7 @@ async def test_unreachable_redis_is_a_storage_error() -> None:
     dead = redis.asyncio.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
     )
-    limiter = ratelimit.RedisRateLimiter(dead, Limits(), close_client=True)
+    limiter = ratelimit_redis.RedisRateLimiter(dead, Limits(), close_client=True)
     with pytest.raises(errors.StorageUnavailable) as reserving:
         await limiter.reserve(BOT, PRIVATE)
     with pytest.raises(errors.StorageUnavailable):
@@ -282,7 +282,7 @@ async def test_factory_with_redis_url_shares_limits_through_redis(
     first = ratelimit.rate_limiter(REDIS_URL, Limits())
     second = ratelimit.rate_limiter(REDIS_URL, Limits())
     try:
-        assert isinstance(first, ratelimit.RedisRateLimiter)
+        assert isinstance(first, ratelimit_redis.RedisRateLimiter)
         assert answer(await first.reserve(bot_id, PRIVATE)) == (True, 0.0)
         reserved, wait = answer(await second.reserve(bot_id, PRIVATE))
         assert not reserved
