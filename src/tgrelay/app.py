@@ -42,6 +42,7 @@ from tgrelay.queue.models import Lane
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
+from tgrelay.telegram import client as telegram_client
 from tgrelay.ui import pages as ui_pages
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,10 @@ async def background(
     settings = rt.settings
     writer = GroupCommitWriter(rt)
     tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
+    # HTTP and the webhook lane start now; what talks to Telegram waits for aiogram, which
+    # loads in a thread meanwhile (seconds of CPU: see telegram_client.load).
+    telegram_loaded = asyncio.create_task(telegram_client.load(), name="load-aiogram")
+    tasks.append(telegram_loaded)
     worker: Worker | None = None
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
@@ -131,12 +136,12 @@ async def background(
             after_job=webhook_worker.notify,
         )
         rt.notify_worker = _notify_all(worker, webhook_worker)
-        tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        tasks.append(asyncio.create_task(_after(telegram_loaded, worker.run), name="worker"))
         tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
         tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
     if run_pollers:
         pollers = PollerSupervisor(rt, writer)
-        tasks.append(asyncio.create_task(pollers.run(), name="pollers"))
+        tasks.append(asyncio.create_task(_after(telegram_loaded, pollers.run), name="pollers"))
     try:
         yield Background(writer=writer, worker=worker, webhook_worker=webhook_worker)
     finally:
@@ -155,6 +160,11 @@ async def background(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
+    await asyncio.shield(ready)  # one waiter's cancellation must not cancel the others' load
+    await run()
 
 
 def _notify_all(*workers: Worker) -> Callable[[], None]:

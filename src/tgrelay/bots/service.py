@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiogram.types import WebhookInfo
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +27,9 @@ from tgrelay.runtime import Runtime
 from tgrelay.telegram import client as telegram
 from tgrelay.telegram import updates as telegram_updates
 from tgrelay.workspaces import models as workspaces
+
+if TYPE_CHECKING:
+    from aiogram.types import WebhookInfo
 
 log = structlog.get_logger(__name__)
 

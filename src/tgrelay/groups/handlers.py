@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
-from aiogram.types import Chat, ChatMemberUpdated, Message, User
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit
@@ -23,6 +23,9 @@ from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
 from tgrelay.inbox.processing import ProcessedUpdate, UpdateHandler
 from tgrelay.runtime import Runtime
 from tgrelay.telegram.updates import UpdateKind
+
+if TYPE_CHECKING:
+    from aiogram.types import Chat, ChatMemberUpdated, Message, User
 
 log = structlog.get_logger(__name__)
 
@@ -348,6 +351,8 @@ async def _bot_gone(
 
 def _legacy_new_members(message: Message) -> list[User]:
     """`new_chat_member` / `new_chat_participant`: older clients' copies of the same fact."""
+    from aiogram.types import User
+
     extra = message.model_extra or {}
     found = extra.get("new_chat_member") or extra.get("new_chat_participant")
     return [User.model_validate(found)] if isinstance(found, dict) else []

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
-from aiogram.utils.deep_linking import create_deep_link
 from sqlalchemy.exc import IntegrityError
 
 from tgrelay import audit, errors
@@ -53,6 +52,8 @@ class SessionView:
 
 
 def links_for(bot_username: str, token: str) -> SessionLinks:
+    from aiogram.utils.deep_linking import create_deep_link  # loaded at start-up
+
     return SessionLinks(
         start_link=create_deep_link(bot_username, "start", token),
         startgroup_link=create_deep_link(bot_username, "startgroup", token),

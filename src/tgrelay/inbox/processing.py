@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiogram.types import Chat, Update, User
 from pydantic import ValidationError
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay.db import dialects, tables
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.telegram.updates import UpdateKind, classify
+
+if TYPE_CHECKING:
+    from aiogram.types import Chat, Update, User
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +42,8 @@ UpdateHandler = Callable[[AsyncConnection, ProcessedUpdate], Awaitable[None]]
 
 def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
     """Typed view of a raw update; an update aiogram cannot parse will never process."""
+    from aiogram.types import Chat, Update, User  # loaded at start-up (telegram.client.load)
+
     try:
         update = Update.model_validate_json(payload)
     except ValidationError as exc:

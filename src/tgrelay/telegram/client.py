@@ -11,29 +11,25 @@ until one probe call gets an answer. Any answer, 4xx and 429 included, proves Te
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from aiogram import Bot
-from aiogram import exceptions as aiogram_errors
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import (
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    Message,
-    Update,
-    WebhookInfo,
-)
-from aiogram.utils.token import TokenValidationError
-from pydantic import ValidationError
 
 from tgrelay import breaker, crypto, errors
 from tgrelay.clock import Clock, utcnow
-from tgrelay.observability import Metrics
+
+if TYPE_CHECKING:
+    # aiogram is imported where it is called (see `load`); these are only its types.
+    from aiogram import Bot
+    from aiogram import exceptions as aiogram_errors
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.types import Message, Update, WebhookInfo
+
+    from tgrelay.observability import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +37,16 @@ T = TypeVar("T")
 
 # Bot API calls other than long polling should answer fast; a stuck call holds a worker slot.
 CALL_TIMEOUT_SECONDS = 15
+
+
+async def load() -> None:
+    """Import aiogram in a thread, off the event loop.
+
+    Building its ~300 pydantic models costs 3–4 s of CPU on the project's machine; imported
+    by the first call that needs it, that would stall every request of the process as long.
+    Start-up serves HTTP first and runs this before anything talks to Telegram.
+    """
+    await asyncio.to_thread(importlib.import_module, "aiogram")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +138,8 @@ class TelegramClient:
         url_buttons: Sequence[tuple[str, str]] = (),
     ) -> Message:
         """Send a text; `url_buttons` become an inline keyboard, one (label, url) per row."""
+        from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
         keyboard = (
             InlineKeyboardMarkup(
                 inline_keyboard=[
@@ -167,6 +175,8 @@ class TelegramClient:
         self, method: str, call: Coroutine[Any, Any, T], *, held_back: bool = True
     ) -> T:
         """Await `call` unless the bot's breaker holds it back; feed the breaker the outcome."""
+        from aiogram import exceptions as aiogram_errors
+
         bot_id = self.bot_id
         admission = self._breakers.admit(bot_id) if held_back else breaker.Admission(allowed=True)
         if not admission.allowed:
@@ -201,6 +211,8 @@ class TelegramClient:
 
 def translate(exc: aiogram_errors.TelegramAPIError, method: str) -> errors.TelegramError:
     """Our error for aiogram's, carrying what a caller needs; the message has no token."""
+    from aiogram import exceptions as aiogram_errors
+
     message = crypto.redact_tokens(f"{method}: {exc.message}")
     match exc:
         case aiogram_errors.TelegramUnauthorizedError() | aiogram_errors.TelegramNotFound():
@@ -231,6 +243,8 @@ def undecodable(exc: aiogram_errors.ClientDecodeError, method: str) -> errors.Te
     the 502 Telegram's front servers give while the Bot API is down. JSON of an unexpected
     shape is an answer that aiogram's types do not fit.
     """
+    from pydantic import ValidationError
+
     if isinstance(exc.original, ValidationError):
         return errors.TelegramError(f"{method}: an answer aiogram cannot parse", method=method)
     return errors.TelegramUnavailable(f"{method}: the answer was not JSON", method=method)
@@ -247,7 +261,8 @@ class TelegramClients:
         breaker_policy: breaker.BreakerPolicy = breaker.DEFAULT_POLICY,
         clock: Clock = utcnow,
     ) -> None:
-        self._session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+        self._api_url = api_url
+        self._session: AiohttpSession | None = None  # opened by the first client
         self._metrics = metrics
         self._bots: dict[str, Bot] = {}
         self._breakers = _Breakers(breaker_policy, clock, metrics)
@@ -256,6 +271,13 @@ class TelegramClients:
         """A client for a token; raises InvalidInput for a string that cannot be a token."""
         bot = self._bots.get(token)
         if bot is None:
+            from aiogram import Bot
+            from aiogram.client.session.aiohttp import AiohttpSession
+            from aiogram.client.telegram import TelegramAPIServer
+            from aiogram.utils.token import TokenValidationError
+
+            if self._session is None:
+                self._session = AiohttpSession(api=TelegramAPIServer.from_base(self._api_url))
             try:
                 bot = Bot(token, session=self._session)
             except TokenValidationError:
@@ -271,6 +293,8 @@ class TelegramClients:
 
     async def aclose(self) -> None:
         self._bots.clear()
+        if self._session is None:
+            return
         await self._session.close()
         # aiohttp closes its connector's transports on the next loop iteration.
         await asyncio.sleep(0)
