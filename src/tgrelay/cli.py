@@ -424,5 +424,63 @@ def deliveries_replay(
     console.print(f"queued {queued} {noun} of {endpoint} to be sent again", highlight=False)
 
 
+# ── audit: the workspace's audit trail ─────────────────────────────────────────────────
+
+audit_app = typer.Typer(help="The audit trail: who changed what, and when.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("list")
+def audit_list(
+    workspace: WorkspaceOption,
+    action: Annotated[
+        str | None, typer.Option(help="only this action, e.g. bot.status_changed")
+    ] = None,
+    bot: Annotated[int | None, typer.Option(help="only rows about this bot id")] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(help="a row id or an ISO 8601 time (UTC without an offset): older rows"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="at most this many")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON, one list")] = False,
+) -> None:
+    """A workspace's audit rows, newest first."""
+    from rich.text import Text
+
+    from tgrelay import audit
+    from tgrelay.workspaces import service as workspace_service
+
+    async def use(rt: Runtime) -> list[audit.Recorded]:
+        await workspace_service.operator(rt.db, workspace)  # an unknown workspace is an error
+        return await audit.entries(
+            rt.db,
+            workspace,
+            action=action,
+            bot_id=bot,
+            before=None if before is None else audit.cursor(before),
+            limit=limit,
+        )
+
+    found = _with_runtime(use)
+    if as_json:
+        typer.echo(json.dumps([entry.as_json() for entry in found], ensure_ascii=False))
+        return
+    table = Table("id", "at (UTC)", "action", "actor", "bot", "detail")
+    for column in table.columns[:5]:
+        column.no_wrap = True  # the detail column folds instead, even when narrow
+    table.columns[5].overflow = "fold"
+    for entry in found:
+        table.add_row(
+            str(entry.id),
+            f"{entry.at:%Y-%m-%d %H:%M:%S}",
+            entry.action,
+            entry.actor,
+            "" if entry.bot_id is None else str(entry.bot_id),
+            # Text, not markup: a detail's brackets are data.
+            Text(json.dumps(dict(entry.detail), ensure_ascii=False, default=str)),
+        )
+    console.print(table, highlight=False)
+
+
 def main() -> None:
     app()
