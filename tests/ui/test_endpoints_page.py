@@ -226,7 +226,10 @@ async def test_endpoint_buttons_rotate_switch_and_replay(
     assert flash(while_disabled.text) == [
         f"Nothing replayed: endpoint {endpoint.id} is disabled ({reason}); enable it first"
     ]
-    assert 'id="endpoint-status"><span class="badge good" data-status="enabled">enabled</span></dd>' in enabled.text
+    assert (
+        'id="endpoint-status"><span class="badge good" data-status="enabled">enabled</span></dd>'
+        in enabled.text
+    )
     assert (replayed.url.path, replayed.url.params["replayed"]) == (path, "1")
     assert flash(replayed.text) == ["Replay: 1 delivery queued again"]
 

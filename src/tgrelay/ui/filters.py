@@ -3,8 +3,11 @@ status badges with a colour and words. Pure functions, registered as Jinja filte
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 MINUTE = 60
 HOUR = 60 * MINUTE
@@ -98,3 +101,8 @@ def time_left(until: datetime, now: datetime) -> str:
         minutes, rest = divmod(seconds, MINUTE)
         return f"{minutes} min {rest:02d} s left" if minutes else f"{rest} s left"
     return f"{_span(seconds)} left"
+
+
+def as_json(value: Mapping[str, Any]) -> str:
+    """A record's detail as readable JSON: keys sorted, non-ASCII kept (autoescaped by Jinja)."""
+    return json.dumps(dict(value), ensure_ascii=False, sort_keys=True, default=str)

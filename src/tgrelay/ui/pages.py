@@ -50,6 +50,7 @@ templates.env.filters.update(
     iso=filters.iso,
     tone=filters.tone,
     words=filters.words,
+    as_json=filters.as_json,
 )
 router = APIRouter(include_in_schema=False)
 Rt = Annotated[Runtime, Depends(runtime)]
