@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tgrelay import apidocs, problems
+from tgrelay import apidocs, audit_api, problems
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
@@ -225,6 +225,7 @@ class TgrelayApp:
         ui_pages.install(api)  # web UI: pages, static files, sign-in redirect
         api.include_router(groups_api.router)
         api.include_router(events_api.router)
+        api.include_router(audit_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -1,18 +1,24 @@
-"""The audit trail: one row per security-relevant fact, written in the caller's transaction."""
+"""The audit trail: one row per security-relevant fact, written in the caller's transaction,
+and read back per workspace, newest first.
+
+Rows about a bot before any workspace could be told (`intake.rejected`: a push with a
+wrong secret) carry no workspace, so no workspace's reader sees them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import crypto
+from tgrelay import crypto, errors
 from tgrelay.db import tables
+from tgrelay.db.engine import Database
 
 SYSTEM = "system"
 TELEGRAM = "telegram"
@@ -74,3 +80,85 @@ def values(entry: Entry) -> dict[str, Any]:
         "remote_addr": entry.remote_addr,
         "created_at": entry.at,
     }
+
+
+# --- reading the trail ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """One stored audit row, as a workspace may read it."""
+
+    id: int  # increases with every row written: pass it as `before` for the next page
+    action: str
+    actor: str
+    at: datetime
+    bot_id: int | None
+    detail: Mapping[str, Any]
+    remote_addr: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "action": self.action,
+            "actor": self.actor,
+            "at": self.at.isoformat(),
+            "bot_id": self.bot_id,
+            "detail": dict(self.detail),
+            "remote_addr": self.remote_addr,
+        }
+
+
+Cursor = int | datetime
+
+
+def cursor(before: str) -> Cursor:
+    """Where a page ends: a row id (older rows follow) or an ISO 8601 instant (rows written
+    before it; UTC without an offset)."""
+    text = before.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidInput(
+            f"before must be a row id or an ISO 8601 time like 2026-01-31T09:00, not {before!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def entries(
+    db: Database,
+    workspace_id: str,
+    *,
+    action: str | None = None,
+    bot_id: int | None = None,
+    before: Cursor | None = None,
+    limit: int,
+) -> list[Recorded]:
+    """A workspace's rows, newest first, filtered by action, bot and where the page ends."""
+    log = tables.audit_log
+    query = select(log).where(log.c.workspace_id == workspace_id)
+    if action is not None:
+        query = query.where(log.c.action == action)
+    if bot_id is not None:
+        query = query.where(log.c.bot_id == bot_id)
+    if isinstance(before, int):
+        query = query.where(log.c.id < before)
+    elif before is not None:
+        query = query.where(log.c.created_at < before)
+    query = query.order_by(log.c.id.desc()).limit(limit)
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(query)
+    return [
+        Recorded(
+            id=row.id,
+            action=row.action,
+            actor=row.actor,
+            at=row.created_at,
+            bot_id=row.bot_id,
+            detail=orjson.loads(row.detail),
+            remote_addr=row.remote_addr,
+        )
+        for row in rows
+    ]

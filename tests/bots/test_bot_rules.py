@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -95,3 +96,49 @@ def test_valid_secret_generations(
 ) -> None:
     """The current generation is always valid; the previous one only before its grace ends."""
     assert rules.valid_secret_generations(_bot(generation, valid_until), NOW) == generations
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "advice"),
+    [
+        (BotStatus.HEALTHY, None, None),
+        (
+            BotStatus.TOKEN_REVOKED,
+            None,
+            (
+                rules.Remedy.ROTATE_TOKEN,
+                "Rotate the token: send /token to @BotFather and paste the new one here.",
+            ),
+        ),
+        (
+            BotStatus.WEBHOOK_CONFLICT,
+            ConflictKind.FOREIGN,
+            (
+                rules.Remedy.RECONNECT,
+                "Reconnect: another service took the bot over; reconnecting takes it back.",
+            ),
+        ),
+        (
+            BotStatus.WEBHOOK_CONFLICT,
+            ConflictKind.EMPTY,
+            (
+                rules.Remedy.RECONNECT,
+                "Reconnect: our webhook was deleted; reconnecting registers it again.",
+            ),
+        ),
+        (
+            BotStatus.DISCONNECTED,
+            None,
+            (rules.Remedy.RECONNECT, "Reconnect to receive its updates again."),
+        ),
+    ],
+)
+def test_advise(
+    status: BotStatus, kind: ConflictKind | None, advice: tuple[rules.Remedy, str] | None
+) -> None:
+    """A revoked token calls for a rotation, a foreign or missing webhook and a disconnected bot for a reconnect, a healthy bot for nothing."""
+    bot = replace(_bot(1, None), status=status, conflict_kind=kind)
+
+    found = rules.advise(bot)
+
+    assert (None if found is None else (found.remedy, found.text)) == advice

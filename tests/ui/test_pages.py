@@ -127,7 +127,7 @@ async def test_test_alert_to_a_group_without_the_bot_says_why(
         refused = await client.post(f"/ui/connections/{connection.id}/test")
     assert refused.status_code == 409
     assert table_rows(refused.text) == [
-        ["Ops room", str(chat_id), "supergroup", "—", "bot_removed", "Send test alert"]
+        ["Ops room", str(chat_id), "supergroup", "—", "bot removed", "Send test alert"]
     ]
     assert (
         f"No test alert sent: connection {connection.id} is bot_removed: "

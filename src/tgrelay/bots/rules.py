@@ -1,9 +1,11 @@
-"""Pure decisions about bots: webhook drift, health verdicts, which secrets are still valid."""
+"""Pure decisions about bots: webhook drift, health verdicts, which secrets are still valid,
+and what an operator should do about a bot that is not healthy."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from tgrelay.bots.models import BotStatus, ConflictKind, ConnectedBot
 
@@ -75,3 +77,43 @@ def valid_secret_generations(bot: ConnectedBot, now: datetime) -> list[int]:
     if bot.secret_generation > 1 and grace_end is not None and grace_end > now:
         generations.append(bot.secret_generation - 1)
     return generations
+
+
+class Remedy(StrEnum):
+    # A new token from BotFather replaces the refused one.
+    ROTATE_TOKEN = "rotate_token"  # noqa: S105 (a remedy name, not a password)
+    RECONNECT = "reconnect"  # connecting again with the stored token registers our webhook
+
+
+@dataclass(frozen=True, kw_only=True)
+class Advice:
+    """What the operator should do about a bot, in the words the pages and the CLI show."""
+
+    remedy: Remedy
+    text: str
+
+
+def advise(bot: ConnectedBot) -> Advice | None:
+    """The way back to healthy for a bot's status; None when there is nothing to do."""
+    match bot.status, bot.conflict_kind:
+        case BotStatus.TOKEN_REVOKED, _:
+            return Advice(
+                remedy=Remedy.ROTATE_TOKEN,
+                text="Rotate the token: send /token to @BotFather and paste the new one here.",
+            )
+        case BotStatus.WEBHOOK_CONFLICT, ConflictKind.FOREIGN:
+            return Advice(
+                remedy=Remedy.RECONNECT,
+                text="Reconnect: another service took the bot over; reconnecting takes it back.",
+            )
+        case BotStatus.WEBHOOK_CONFLICT, _:
+            return Advice(
+                remedy=Remedy.RECONNECT,
+                text="Reconnect: our webhook was deleted; reconnecting registers it again.",
+            )
+        case BotStatus.DISCONNECTED, _:
+            return Advice(
+                remedy=Remedy.RECONNECT,
+                text="Reconnect to receive its updates again.",
+            )
+    return None

@@ -131,6 +131,13 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
     return bot
 
 
+async def reconnect(rt: Runtime, principal: workspaces.Principal, bot_id: int) -> ConnectedBot:
+    """Connect a bot of this workspace again with the token it already has: registers our
+    webhook over a foreign or missing one, or brings a disconnected bot back."""
+    await get_bot(rt, principal.workspace_id, bot_id)  # another workspace's bot is absent
+    return await connect(rt, principal, await token_of(rt, bot_id))
+
+
 async def list_bots(rt: Runtime, workspace_id: str) -> list[ConnectedBot]:
     """Every bot of a workspace, disconnected ones included, oldest first."""
     async with rt.db.engine.connect() as conn:

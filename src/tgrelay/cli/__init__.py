@@ -1,5 +1,5 @@
 """The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator, webhooks, events,
-deliveries.
+deliveries, audit.
 
 Each group of commands lives in its own module here, and imports what it needs inside its
 commands: `tgrelay --help` loads typer and these modules, never aiogram, SQLAlchemy or
@@ -8,7 +8,7 @@ FastAPI (bench/startup.py).
 
 from __future__ import annotations
 
-from tgrelay.cli import bots, events, invocation, serving, webhooks, workspaces
+from tgrelay.cli import audit, bots, events, invocation, serving, webhooks, workspaces
 
 app = invocation.group("tgrelay: Telegram bots and groups, wired into your product.")
 app.command()(serving.serve)
@@ -20,6 +20,7 @@ app.add_typer(bots.app, name="bot")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(events.events_app, name="events")
 app.add_typer(events.deliveries_app, name="deliveries")
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

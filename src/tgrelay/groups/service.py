@@ -289,3 +289,21 @@ async def get_notification(rt: Runtime, workspace_id: str, notification_id: str)
     if found is None:
         raise errors.NotFound(f"no notification {notification_id}")
     return found
+
+
+async def list_notifications(
+    rt: Runtime, workspace_id: str, connection_id: str, *, before: str | None, limit: int
+) -> list[Notification]:
+    """A connection's alerts, newest first; `before` names the last one of the previous page."""
+    async with rt.db.engine.connect() as conn:
+        target = await store.connection(conn, connection_id, workspace_id=workspace_id)
+        if target is None:
+            raise errors.NotFound(f"no connection {connection_id}")
+        cursor = None
+        if before is not None:
+            cursor = await store.notification(conn, before, workspace_id=workspace_id)
+            if cursor is None or cursor.connection_id != connection_id:
+                raise errors.InvalidInput(f"no notification {before} of this connection")
+        return await store.notifications_of_connection(
+            conn, connection_id, before=cursor, limit=limit
+        )

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import dialects, tables
@@ -243,6 +243,25 @@ async def notification(
         query = query.where(notifications.c.workspace_id == workspace_id)
     row = (await conn.execute(query)).first()
     return None if row is None else _to_notification(row)
+
+
+async def notifications_of_connection(
+    conn: AsyncConnection, connection_id: str, *, before: Notification | None, limit: int
+) -> list[Notification]:
+    """A connection's notifications, newest first, older than `before` when given."""
+    query = select(notifications).where(notifications.c.connection_id == connection_id)
+    if before is not None:
+        query = query.where(
+            or_(
+                notifications.c.created_at < before.created_at,
+                and_(
+                    notifications.c.created_at == before.created_at,
+                    notifications.c.id < before.id,
+                ),
+            )
+        )
+    query = query.order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
+    return [_to_notification(row) for row in await conn.execute(query.limit(limit))]
 
 
 async def notification_by_key(

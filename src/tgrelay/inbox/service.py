@@ -76,14 +76,25 @@ def _stored(row: object) -> StoredUpdate:
 
 
 async def list_updates(
-    db: Database, bot_id: int, *, after: int | None, limit: int, status: UpdateStatus | None
+    db: Database,
+    bot_id: int,
+    *,
+    after: int | None,
+    limit: int,
+    status: UpdateStatus | None,
+    before: int | None = None,
+    newest_first: bool = False,
 ) -> list[StoredUpdate]:
+    """A bot's updates with update_ids in (after, before), oldest or newest first."""
+    update_id = tables.updates.c.update_id
     query = _query().where(tables.updates.c.bot_id == bot_id)
     if after is not None:
-        query = query.where(tables.updates.c.update_id > after)
+        query = query.where(update_id > after)
+    if before is not None:
+        query = query.where(update_id < before)
     if status is not None:
         query = query.where(_STATUS_FILTERS[status])
-    query = query.order_by(tables.updates.c.update_id).limit(limit)
+    query = query.order_by(update_id.desc() if newest_first else update_id).limit(limit)
     async with db.engine.connect() as conn:
         return [_stored(row) for row in await conn.execute(query)]
 

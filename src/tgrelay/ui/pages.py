@@ -1,8 +1,9 @@
 """The web UI's routes: sign in, link a Telegram group by QR code, list connections, test them.
 
-Pages are rendered on the server with Jinja2; the only script polls a connect session's
-status so the page follows the user's progress in Telegram without a reload. The endpoint
-pages live in `tgrelay.ui.endpoints` and render through `render` here.
+Pages are rendered on the server with Jinja2 and work without JavaScript; small static
+scripts only follow live status (a connect session, queued alerts) and add copy buttons.
+The other pages (bots, updates, notifications, endpoints, audit) live in their own
+`tgrelay.ui` modules and render through `render` here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from tgrelay import errors
 from tgrelay.bots import service as bots
@@ -24,7 +25,7 @@ from tgrelay.groups import qr as groups_qr
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import SessionState
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.ui import session
+from tgrelay.ui import filters, session
 from tgrelay.ui.session import SignedIn
 from tgrelay.workspaces import service as workspaces
 
@@ -41,18 +42,28 @@ def when(moment: datetime | None) -> str:
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["when"] = when
+templates.env.filters.update(
+    when=when,
+    ago=filters.relative,
+    left=filters.time_left,
+    exact=filters.exact,
+    iso=filters.iso,
+    tone=filters.tone,
+    words=filters.words,
+    as_json=filters.as_json,
+)
 router = APIRouter(include_in_schema=False)
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
 def install(api: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to the app."""
-    # Imported here: the endpoint pages render through this module.
-    from tgrelay.ui import endpoints
+    # Imported here: these pages render through this module.
+    from tgrelay.ui import audit, bots, endpoints, notifications, updates
 
     api.include_router(router)
-    api.include_router(endpoints.router)
+    for module in (bots, updates, notifications, endpoints, audit):
+        api.include_router(module.router)
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
     api.add_exception_handler(session.LoginRequired, session.on_login_required)
 
@@ -83,6 +94,12 @@ def status_line(view: groups.SessionView) -> tuple[SessionState, str]:
 @router.get("/")
 async def root() -> RedirectResponse:
     return RedirectResponse("/ui/", status_code=303)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it on every page that names no icon (the API docs, JSON)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
 
 @router.get("/ui/")
@@ -161,6 +178,7 @@ async def connect_page(request: Request, rt: Rt, principal: SignedIn, session_id
         state=state.value,
         status_text=text,
         qr=qr,
+        time_left=filters.time_left(view.session.expires_at, rt.clock()),
     )
 
 
@@ -172,7 +190,8 @@ async def connect_status(rt: Rt, principal: SignedIn, session_id: str) -> JSONRe
     except errors.NotFound as exc:
         return JSONResponse({"error": exc.message}, status_code=404)
     state, text = status_line(view)
-    return JSONResponse({"state": state.value, "text": text})
+    left = filters.time_left(view.session.expires_at, rt.clock())
+    return JSONResponse({"state": state.value, "text": text, "time_left": left})
 
 
 # --- connections ---------------------------------------------------------------------------
@@ -260,9 +279,11 @@ async def _connections(
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
     """A page from the templates, with what the shared layout needs."""
     signed_in = session.COOKIE in request.cookies and name != "login.html"
+    # Relative times are computed here, on the runtime's clock, so they read without JS.
+    now = runtime(request).clock()
     return templates.TemplateResponse(
         request,
         name,
-        {"signed_in": signed_in, "static": STATIC_PATH, **context},
+        {"signed_in": signed_in, "static": STATIC_PATH, "now": now, **context},
         status_code=status_code,
     )

@@ -1,5 +1,6 @@
 // Follows a connect session while the user works in Telegram: polls the status once a
-// second and updates the status line in place, until the session reaches a final state.
+// second and updates the status line, the instructions of the current phase and the time
+// left in place, until the session reaches a final state.
 "use strict";
 (function () {
   const status = document.getElementById("connect-status");
@@ -7,12 +8,18 @@
   const FINAL = ["connected", "expired", "cancelled"];
   const links = document.getElementById("connect-links");
   const again = document.getElementById("connect-again");
+  const group = document.getElementById("connect-group");
+  const leftLine = document.getElementById("time-left-line");
+  const left = document.getElementById("time-left");
 
-  function show(state, text) {
+  function show(state, text, timeLeft) {
     status.dataset.state = state;
     status.textContent = text;
     if (links) links.hidden = state !== "waiting_private";
+    if (group) group.hidden = state !== "waiting_group";
     if (again) again.hidden = !(state === "expired" || state === "cancelled");
+    if (leftLine) leftLine.hidden = FINAL.includes(state);
+    if (left && timeLeft) left.textContent = timeLeft;
   }
 
   async function poll() {
@@ -30,7 +37,7 @@
       }
       if (response.ok) {
         const body = await response.json();
-        show(body.state, body.text);
+        show(body.state, body.text, body.time_left);
       }
     } catch (err) {
       // The server may be restarting; keep trying.
