@@ -424,5 +424,21 @@ def deliveries_replay(
     console.print(f"queued {queued} {noun} of {endpoint} to be sent again", highlight=False)
 
 
+@app.command()
+def demo(
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="stay up afterwards (until Ctrl-C); print the UI URL and key"),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds a step may wait for what it expects")
+    ] = 20,
+) -> None:
+    """The offline tour, end to end: emulator, service, bot, group, alert, signed webhook."""
+    from tgrelay.demo import command
+
+    raise typer.Exit(command.main(keep=keep, step_timeout=timeout))
+
+
 def main() -> None:
     app()
