@@ -18,7 +18,8 @@ TgrelayError
 
 Errors of one edge live beside it and join the tree from there: events.guard.TargetRefused
 and events.signing.VerificationFailed / InvalidSecret are InvalidInput (422);
-events.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on.
+events.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on;
+demo.runner.StepFailed is a TgrelayError that ends `tgrelay demo`, naming the step.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator, webhooks, events,
-deliveries, audit.
+deliveries, audit, demo.
 
 Each group of commands lives in its own module here, and imports what it needs inside its
 commands: `tgrelay --help` loads typer and these modules, never aiogram, SQLAlchemy or
@@ -15,6 +15,7 @@ app.command()(serving.serve)
 app.command("worker")(serving.worker_command)
 app.command()(serving.migrate)
 app.command()(serving.emulator)
+app.command()(serving.demo)
 app.add_typer(workspaces.app, name="workspace")
 app.add_typer(bots.app, name="bot")
 app.add_typer(webhooks.app, name="webhooks")

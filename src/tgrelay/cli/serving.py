@@ -1,4 +1,4 @@
-"""`tgrelay serve`, `worker`, `migrate` and `emulator`: the long-running processes."""
+"""`tgrelay serve`, `worker`, `migrate`, `emulator` and `demo`: the long-running processes."""
 
 from __future__ import annotations
 
@@ -150,3 +150,18 @@ def emulator(
 
     configure_logging()
     run(host, port)
+
+
+def demo(
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="stay up afterwards (until Ctrl-C); print the UI URL and key"),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds a step may wait for what it expects")
+    ] = 20,
+) -> None:
+    """The offline tour, end to end: emulator, service, bot, group, alert, signed webhook."""
+    from tgrelay.demo import command
+
+    raise typer.Exit(command.main(keep=keep, step_timeout=timeout))
