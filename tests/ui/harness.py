@@ -42,6 +42,12 @@ class Telegram:
     async def remove_bot(self, chat_id: int, bot_id: int, by: dict[str, Any]) -> None:
         await self._call("DELETE", f"/_emulator/chats/{chat_id}/members/{bot_id}", {"by": by})
 
+    async def delay_requests(self, seconds: float) -> None:
+        """Every Bot API request takes `seconds` to reach (emulated) Telegram from now on."""
+        await self._call(
+            "PUT", "/_emulator/latency", {"min_seconds": seconds, "max_seconds": seconds}
+        )
+
     async def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self.client.request(method, path, json=body)
         assert response.is_success, response.text
