@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     # FULL survives power loss; NORMAL (WAL) survives process crashes only, and is faster.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
+    # Retention (tgrelay.retention): days a finished row is kept; 0 keeps that kind forever.
+    retain_updates_days: float = Field(default=30.0, ge=0)  # once their job is done or dead
+    retain_jobs_days: float = Field(default=7.0, ge=0)  # done jobs
+    retain_dead_jobs_days: float = Field(default=30.0, ge=0)  # jobs that gave up
+    # Events with their deliveries (once delivered or dead-lettered) and attempts.
+    retain_events_days: float = Field(default=30.0, ge=0)
+    retain_audit_days: float = Field(default=365.0, ge=0)
+    # How often the pruner (one process at a time, by lease) looks for rows past their age.
+    retention_interval_seconds: float = Field(default=60.0, gt=0)
+
     # Outgoing event webhooks (events domain).
     # Seconds to wait before each attempt: the first at once, the last a day after the ninth.
     webhooks_retry_schedule: tuple[float, ...] = (
