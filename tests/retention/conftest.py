@@ -1,0 +1,26 @@
+"""A migrated database of each kind (SQLite file, fresh PostgreSQL database) for retention."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.databases import PostgresServer
+from tgrelay.db import migrate
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+) -> AsyncIterator[str]:
+    """The URL of an empty, migrated database; both kinds, so the contract holds on each."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}"
+        await migrate.upgrade(url)
+        yield url
+        return
+    async with postgres.fresh_database() as url:
+        await migrate.upgrade(url)
+        yield url

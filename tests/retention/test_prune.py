@@ -1,0 +1,384 @@
+"""Pruning on SQLite and PostgreSQL: only finished rows past their age go, in bounded batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, insert, select
+
+from tgrelay.db import tables
+from tgrelay.db.engine import Database
+from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.retention import policy, prune
+from tgrelay.retention.policy import Policy
+from tgrelay.settings import Settings
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+WORKSPACE = "ws_retention"
+
+
+def ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    async with database.transaction() as conn:
+        await conn.execute(
+            insert(tables.workspaces).values(id=WORKSPACE, name="retention", created_at=ago(500))
+        )
+    yield database
+    await database.dispose()
+
+
+async def add(db: Database, table: Table, rows: list[dict[str, Any]]) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(insert(table), rows)
+
+
+def update_row(row_id: int, received: datetime) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "bot_id": 1,
+        "update_id": row_id,
+        "kind": "message",
+        "chat_id": 7,
+        "source": "webhook",
+        "payload": "{}",
+        "received_at": received,
+    }
+
+
+def job_row(
+    row_id: int,
+    state: str,
+    *,
+    created: datetime,
+    finished: datetime | None = None,
+    subject_id: int | None = None,
+    kind: str = PROCESS_UPDATE,
+    run_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "kind": kind,
+        "payload": "{}",
+        "ordering_key": "1:7",
+        "subject_id": subject_id,
+        "state": state,
+        "attempts": 1,
+        "max_attempts": 8,
+        "run_at": run_at or created,
+        "created_at": created,
+        "finished_at": finished,
+    }
+
+
+def event_row(event_id: str, created: datetime) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "workspace_id": WORKSPACE,
+        "type": "message.received",
+        "body": "{}",
+        "created_at": created,
+    }
+
+
+def delivery_row(
+    row_id: int, event_id: str, status: str, *, created: datetime, updated: datetime
+) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "workspace_id": WORKSPACE,
+        "endpoint_id": f"ep_{row_id}",
+        "event_id": event_id,
+        "event_type": "message.received",
+        "status": status,
+        "created_at": created,
+        "updated_at": updated,
+    }
+
+
+def attempt_row(row_id: int, delivery_id: int, started: datetime) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "delivery_id": delivery_id,
+        "started_at": started,
+        "duration_ms": 5,
+        "status_code": 200,
+        "succeeded": True,
+    }
+
+
+def audit_row(row_id: int, created: datetime) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "workspace_id": WORKSPACE,
+        "action": "intake.rejected",
+        "actor": "telegram",
+        "detail": "{}",
+        "created_at": created,
+    }
+
+
+async def ids(db: Database, table: Table) -> list[Any]:
+    async with db.engine.connect() as conn:
+        return list(await conn.scalars(select(table.c.id).order_by(table.c.id)))
+
+
+async def remaining(db: Database) -> dict[str, list[Any]]:
+    return {
+        table.name: await ids(db, table)
+        for table in (
+            tables.updates,
+            tables.jobs,
+            tables.events,
+            tables.deliveries,
+            tables.delivery_attempts,
+            tables.audit_log,
+        )
+    }
+
+
+async def seed_one_of_each_case(db: Database) -> None:
+    """Rows on both sides of every rule under the default policy at NOW, ids in time order."""
+    await add(
+        db,
+        tables.updates,
+        [
+            update_row(1, ago(40)),  # job done long ago: goes
+            update_row(2, ago(40)),  # job pending (waiting for a retry): stays
+            update_row(3, ago(40)),  # job running: stays
+            update_row(4, ago(40)),  # job dead long ago: goes, with its job
+            update_row(5, ago(40)),  # its job already pruned: goes
+            update_row(6, ago(20)),  # younger than 30 days: stays (its done job goes)
+        ],
+    )
+    await add(
+        db,
+        tables.jobs,
+        [
+            job_row(1, "done", created=ago(40), finished=ago(40), subject_id=1),
+            job_row(2, "pending", created=ago(40), subject_id=2, run_at=NOW),
+            job_row(3, "running", created=ago(40), subject_id=3),
+            job_row(4, "dead", created=ago(40), finished=ago(40), subject_id=4),
+            # Created long ago and due long after: still pending, stays.
+            job_row(5, "pending", created=ago(40), kind="sla_timer", run_at=NOW + timedelta(1)),
+            job_row(6, "done", created=ago(20), finished=ago(20), subject_id=6),
+            # Dead 10 days ago: dead jobs are kept 30 days, stays.
+            job_row(7, "dead", created=ago(12), finished=ago(10), kind="send_notification"),
+            # Done 3 days ago: younger than 7 days, stays.
+            job_row(8, "done", created=ago(3), finished=ago(3), kind="check_bot_health"),
+        ],
+    )
+    await add(
+        db,
+        tables.events,
+        [
+            event_row("evt_delivered", ago(40)),  # goes, with its delivery and attempts
+            event_row("evt_pending", ago(40)),  # its delivery is pending: all stay
+            event_row("evt_replayed", ago(40)),  # dead-lettered again 2 days ago: all stay
+            event_row("evt_unsubscribed", ago(40)),  # no delivery at all: goes
+            event_row("evt_half", ago(40)),  # one delivery done, one pending: the event stays
+            event_row("evt_young", ago(10)),  # younger than 30 days: all stay
+        ],
+    )
+    await add(
+        db,
+        tables.deliveries,
+        [
+            delivery_row(1, "evt_delivered", "delivered", created=ago(40), updated=ago(40)),
+            delivery_row(2, "evt_pending", "pending", created=ago(40), updated=ago(40)),
+            delivery_row(3, "evt_replayed", "dead_letter", created=ago(40), updated=ago(2)),
+            delivery_row(4, "evt_half", "dead_letter", created=ago(40), updated=ago(39)),
+            delivery_row(5, "evt_half", "pending", created=ago(40), updated=ago(40)),
+            delivery_row(6, "evt_young", "delivered", created=ago(10), updated=ago(10)),
+        ],
+    )
+    await add(
+        db,
+        tables.delivery_attempts,
+        [
+            attempt_row(1, 1, ago(40)),
+            attempt_row(2, 1, ago(40)),
+            attempt_row(3, 2, ago(40)),
+            attempt_row(4, 3, ago(2)),
+            attempt_row(5, 6, ago(10)),
+            attempt_row(6, 4, ago(39)),
+            attempt_row(7, 5, ago(40)),
+        ],
+    )
+    await add(db, tables.audit_log, [audit_row(1, ago(400)), audit_row(2, ago(300))])
+
+
+async def test_only_finished_rows_past_their_age_go(db: Database) -> None:
+    """Under the default policy, exactly the finished rows older than their kind's age are deleted."""
+    await seed_one_of_each_case(db)
+
+    deleted = await prune.prune(db, Policy(), now=NOW)
+
+    assert deleted == {
+        "jobs": 3,
+        "updates": 3,
+        "delivery_attempts": 3,
+        "deliveries": 2,
+        "events": 2,
+        "audit_log": 1,
+    }
+    assert await remaining(db) == {
+        "updates": [2, 3, 6],
+        "jobs": [2, 3, 5, 7, 8],
+        "events": ["evt_half", "evt_pending", "evt_replayed", "evt_young"],
+        "deliveries": [2, 3, 5, 6],
+        "delivery_attempts": [3, 4, 5, 7],
+        "audit_log": [2],
+    }
+
+
+async def test_a_second_round_finds_nothing_more(db: Database) -> None:
+    """Pruning is idempotent: a second round at the same instant deletes nothing."""
+    await seed_one_of_each_case(db)
+    await prune.prune(db, Policy(), now=NOW)
+    before = await remaining(db)
+
+    again = await prune.prune(db, Policy(), now=NOW)
+
+    assert (again, await remaining(db)) == ({}, before)
+
+
+async def test_an_update_goes_once_its_job_finishes(db: Database) -> None:
+    """An old update kept for its pending job goes in the first round after the job is done."""
+    await add(db, tables.updates, [update_row(1, ago(40))])
+    await add(db, tables.jobs, [job_row(1, "pending", created=ago(40), subject_id=1)])
+    first = await prune.prune(db, Policy(), now=NOW)
+    async with db.transaction() as conn:
+        await conn.execute(
+            tables.jobs.update().values(state="done", finished_at=NOW - timedelta(seconds=1))
+        )
+
+    second = await prune.prune(db, Policy(), now=NOW)
+
+    assert (first, second, await ids(db, tables.updates), await ids(db, tables.jobs)) == (
+        {},
+        {"updates": 1},
+        [],
+        [1],
+    )
+
+
+async def test_a_kind_turned_off_is_kept(db: Database) -> None:
+    """With TGRELAY_RETAIN_UPDATES_DAYS=0, old updates stay while the other kinds are pruned."""
+    await seed_one_of_each_case(db)
+    chosen = policy.from_settings(Settings(retain_updates_days=0))
+
+    deleted = await prune.prune(db, chosen, now=NOW)
+
+    assert deleted == {
+        "jobs": 3,
+        "delivery_attempts": 3,
+        "deliveries": 2,
+        "events": 2,
+        "audit_log": 1,
+    }
+    assert await ids(db, tables.updates) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_everything_off_deletes_nothing(db: Database) -> None:
+    """A policy that keeps every kind forever leaves every table as it was."""
+    await seed_one_of_each_case(db)
+    before = await remaining(db)
+
+    deleted = await prune.prune(db, policy.KEEP_FOREVER, now=NOW)
+
+    assert (deleted, await remaining(db)) == ({}, before)
+
+
+async def test_batches_are_bounded_and_paced(db: Database) -> None:
+    """Each write transaction deletes at most batch_size rows, with `between` awaited between two."""
+    await add(db, tables.updates, [update_row(n, ago(40)) for n in range(1, 8)])
+    await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 6)])
+    await add(
+        db,
+        tables.deliveries,
+        [
+            delivery_row(n, f"evt_{n}", "delivered", created=ago(40), updated=ago(40))
+            for n in range(1, 5)
+        ],
+    )
+    await add(db, tables.delivery_attempts, [attempt_row(n, n, ago(40)) for n in range(1, 5)])
+    await add(db, tables.events, [event_row(f"evt_{n}", ago(40)) for n in range(1, 5)])
+    batches: list[tuple[str, dict[str, int]]] = []
+    pauses: list[int] = []
+
+    async def between() -> bool:
+        pauses.append(len(batches))
+        return True
+
+    deleted = await prune.prune(
+        db,
+        Policy(),
+        now=NOW,
+        batch_size=3,
+        between=between,
+        observe=lambda batch: batches.append((batch.table, dict(batch.deleted))),
+    )
+
+    assert batches == [
+        ("updates", {"updates": 3}),
+        ("updates", {"updates": 3}),
+        ("updates", {"updates": 1}),
+        ("deliveries", {"delivery_attempts": 3, "deliveries": 3}),
+        ("deliveries", {"delivery_attempts": 1, "deliveries": 1}),
+        ("events", {"events": 3}),
+        ("events", {"events": 1}),
+        ("audit_log", {"audit_log": 3}),
+        ("audit_log", {"audit_log": 2}),
+    ]
+    assert pauses == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert deleted == {
+        "updates": 7,
+        "delivery_attempts": 4,
+        "deliveries": 4,
+        "events": 4,
+        "audit_log": 5,
+    }
+
+
+async def test_between_saying_no_ends_the_round(db: Database) -> None:
+    """When `between` answers False (the lease was lost) no further batch is written."""
+    await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 8)])
+
+    async def lease_lost() -> bool:
+        return False
+
+    deleted = await prune.prune(db, Policy(), now=NOW, batch_size=3, between=lease_lost)
+
+    assert (deleted, await ids(db, tables.audit_log)) == ({"audit_log": 3}, [4, 5, 6, 7])
+
+
+async def test_the_walk_stops_at_the_first_young_row(db: Database) -> None:
+    """Rows are walked in id order up to the first one younger than the cutoff; none past it goes."""
+    # Id 3 was written after id 4's instant (skew between writers): it goes next round.
+    await add(
+        db,
+        tables.audit_log,
+        [
+            audit_row(1, ago(400)),
+            audit_row(2, ago(400)),
+            audit_row(3, ago(10)),
+            audit_row(4, ago(400)),
+        ],
+    )
+
+    first = await prune.prune(db, Policy(), now=NOW)
+    later = await prune.prune(db, Policy(), now=NOW + timedelta(days=356))
+
+    assert (first, later, await ids(db, tables.audit_log)) == (
+        {"audit_log": 2},
+        {"audit_log": 2},
+        [],
+    )
