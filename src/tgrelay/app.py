@@ -40,6 +40,8 @@ from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import Lane
 from tgrelay.queue.worker import Registry, Worker
+from tgrelay.retention import policy as retention_policy
+from tgrelay.retention import runner as retention_runner
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.telegram import client as telegram_client
@@ -139,6 +141,16 @@ async def background(
         tasks.append(asyncio.create_task(_after(telegram_loaded, worker.run), name="worker"))
         tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
         tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
+        retention = retention_policy.from_settings(settings)
+        if retention.prunes_anything:  # every worker process starts one; the lease picks one
+            pruner = retention_runner.Pruner(
+                rt.db,
+                retention,
+                clock=rt.clock,
+                sleep=asyncio.sleep,
+                interval_seconds=settings.retention_interval_seconds,
+            )
+            tasks.append(asyncio.create_task(pruner.run(), name="retention"))
     if run_pollers:
         pollers = PollerSupervisor(rt, writer)
         tasks.append(asyncio.create_task(_after(telegram_loaded, pollers.run), name="pollers"))
