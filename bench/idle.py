@@ -209,8 +209,12 @@ def run_in(
         wait_http(f"{emulator_url}/_emulator/bots", timeout=STEP_TIMEOUT_SECONDS)
         api_key = create_workspace(tgrelay, env)
         with process([*tgrelay, "serve"], env, workdir / "serve.log") as serve:
-            wait_http(f"{api_url}/healthz", timeout=STEP_TIMEOUT_SECONDS)
-            asyncio.run(connect_polling_bot(api_url, api_key, emulator_url))
+            try:
+                wait_http(f"{api_url}/healthz", timeout=STEP_TIMEOUT_SECONDS)
+                asyncio.run(connect_polling_bot(api_url, api_key, emulator_url))
+            except SystemExit:
+                print((workdir / "serve.log").read_text()[-3000:], file=sys.stderr)
+                raise
             time.sleep(settle)
             with profiled(serve.pid, profile):
                 return measure(serve.pid, duration)
