@@ -9,7 +9,7 @@ from typing import Any
 
 from tgrelay.bots import jobs, service
 from tgrelay.bots.models import BotStatus
-from tgrelay.queue import store, worker
+from tgrelay.queue import pacing, store, worker
 from tgrelay.queue.models import JobState, NewJob
 
 from .bench import HEALTH_INTERVAL_SECONDS, Bench, BenchFactory
@@ -36,7 +36,9 @@ def count_wakeups(bench: Bench) -> list[int]:
 async def running_worker(bench: Bench) -> AsyncIterator[worker.Worker]:
     registry = worker.Registry()
     jobs.register(registry, bench.rt)
-    runner = worker.Worker(bench.rt.db, registry, clock=bench.clock, poll_interval=0.02)
+    runner = worker.Worker(
+        bench.rt.db, registry, clock=bench.clock, pacing=pacing.Pacing.steady(0.02)
+    )
     task = asyncio.create_task(runner.run())
     try:
         yield runner

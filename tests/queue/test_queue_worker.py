@@ -17,7 +17,7 @@ from tgrelay.clock import utcnow
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
-from tgrelay.queue import retry, store, worker
+from tgrelay.queue import pacing, retry, store, worker
 from tgrelay.queue.models import Job, JobState, NewJob
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.testing.clock import Clock
@@ -35,7 +35,7 @@ def clock() -> Clock:
 
 def make_worker(database: Database, registry: Registry, clock: Any, **options: Any) -> Worker:
     defaults: dict[str, Any] = {
-        "poll_interval": 0.01,
+        "pacing": pacing.Pacing.steady(0.01),
         "rescue_interval": 1.0,
         "policy": retry.RetryPolicy(base_delay=1, jitter=0),
     }
@@ -620,13 +620,77 @@ def marking_registry() -> tuple[Registry, asyncio.Event]:
 async def test_notify_wakes_an_idle_worker(database: Database, clock: Clock) -> None:
     """With an hour-long poll interval, notify() alone gets a new job run."""
     registry, done = marking_registry()
-    worker = make_worker(database, registry, clock, poll_interval=3600, rescue_interval=30)
+    worker = make_worker(
+        database, registry, clock, pacing=pacing.Pacing.steady(3600), rescue_interval=30
+    )
     async with running(worker):
         await asyncio.sleep(0.05)  # let the worker go idle first
         await enqueue(database, NewJob(kind="mark", payload={}), now=clock)
         worker.notify()
         async with asyncio.timeout(WAIT_LIMIT):
             await done.wait()
+
+
+class IdleTime:
+    """Monotonic time that only the worker's pauses move, and the pauses it asked for.
+
+    A pause returns at once, as if it had run its course (time moves on by it), unless the
+    worker was woken; from the `park_at`-th pause on, pauses wait for a wake alone.
+    """
+
+    def __init__(self, *, park_at: int) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+        self.park_at = park_at
+        self.parked = asyncio.Event()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def wait(self, wake: asyncio.Event, seconds: float) -> bool:
+        self.pauses.append(seconds)
+        if len(self.pauses) >= self.park_at:
+            self.parked.set()
+            await wake.wait()
+            return True
+        if wake.is_set():
+            return True
+        self.now += seconds
+        await asyncio.sleep(0)  # let the test run, as a real pause would
+        return False
+
+
+async def test_idle_worker_looks_less_and_less_until_notified(
+    database: Database, clock: Clock
+) -> None:
+    """An idle worker's pauses between looks follow the pacing up to its longest, and a
+    notify wakes the slowed worker at once, which then looks often again."""
+    registry, done = marking_registry()
+    rules = pacing.Pacing(busy_seconds=0.01, idle_seconds=1.0, share=0.5)
+    idle = IdleTime(park_at=30)
+    worker = make_worker(
+        database,
+        registry,
+        clock,
+        pacing=rules,
+        rescue_interval=3600,
+        monotonic=idle.monotonic,
+        wait=idle.wait,
+    )
+    expected, now = [], 0.0
+    for _ in range(idle.park_at):
+        expected.append(pacing.pause(rules, quiet_since=0.0, now=now))
+        now += expected[-1]
+    async with running(worker):
+        async with asyncio.timeout(WAIT_LIMIT):
+            await idle.parked.wait()
+        assert idle.pauses == pytest.approx(expected)
+        assert (idle.pauses[0], idle.pauses[-1]) == (0.01, 1.0)
+        await enqueue(database, NewJob(kind="mark", payload={}), now=clock)
+        worker.notify()
+        async with asyncio.timeout(WAIT_LIMIT):
+            await done.wait()
+        assert idle.pauses[idle.park_at] == 0.01  # woken: back to the busy pause
 
 
 async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock) -> None:
@@ -641,7 +705,9 @@ async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock
         return open_transaction()
 
     database.transaction = counted  # type: ignore[method-assign]
-    worker = make_worker(database, registry, clock, poll_interval=3600, rescue_interval=30)
+    worker = make_worker(
+        database, registry, clock, pacing=pacing.Pacing.steady(3600), rescue_interval=30
+    )
     async with running(worker):
         await asyncio.sleep(0.05)  # the first claim finds nothing
         settled = writes

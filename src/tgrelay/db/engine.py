@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ log = structlog.get_logger(__name__)
 
 # Execution option that marks a connection's transaction as a writer (SQLite: IMMEDIATE).
 _WRITE = "tgrelay_write"
+# Where a transaction's connection keeps what to call once it commits (`after_commit`).
+_AFTER_COMMIT = "tgrelay_after_commit"
 # PostgreSQL connections opened beyond the pool when all its connections are in use, each
 # closed again when returned: past the pool, every checkout pays for a new connection.
 POSTGRES_MAX_OVERFLOW = 10
@@ -75,12 +77,12 @@ class Database:
         if not self.is_sqlite:
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="READ COMMITTED")
-                async with conn.begin():
+                async with _calling_after_commit(conn), conn.begin():
                     yield conn
             return
         async with self._sqlite_writers.turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
+            async with _calling_after_commit(conn), conn.begin():
                 yield conn
 
     async def ping(self) -> bool:
@@ -95,6 +97,26 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Call `callback` once the `Database.transaction()` that `conn` belongs to has committed;
+    never if it rolls back. E.g. waking a worker for the jobs the transaction wrote."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@asynccontextmanager
+async def _calling_after_commit(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Around `conn.begin()`: runs the callbacks registered in the block once it committed."""
+    # `info` outlives the checkout (it belongs to the pooled connection): start empty.
+    conn.info.pop(_AFTER_COMMIT, None)
+    try:
+        yield
+    except BaseException:
+        conn.info.pop(_AFTER_COMMIT, None)
+        raise
+    for callback in conn.info.pop(_AFTER_COMMIT, ()):
+        callback()
 
 
 def _engine_options(drivername: str, postgres_pool_size: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, breaker, errors
+from tgrelay.db import engine as db_engine
 from tgrelay.events import catalog, guard, signing, store
 from tgrelay.events.catalog import EventType
 from tgrelay.events.models import (
@@ -111,7 +112,10 @@ async def emit_many(
 async def enqueue_attempts(
     conn: AsyncConnection, rt: Runtime, delivery_ids: Sequence[int], *, run_at: datetime
 ) -> None:
-    """One deliver_event job per delivery, in the caller's transaction."""
+    """One deliver_event job per delivery, in the caller's transaction; an in-process worker
+    is woken once it commits (events written outside jobs, e.g. by the API, too)."""
+    if delivery_ids:
+        db_engine.after_commit(conn, rt.notify_worker)
     await job_store.enqueue(
         conn,
         [

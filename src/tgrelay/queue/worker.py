@@ -33,6 +33,7 @@ from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
 from tgrelay.queue.models import ALL_KINDS, Finish, Job, JobState, Lane
+from tgrelay.queue.pacing import DEFAULT_PACING, Pacing, pause
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,8 @@ MAX_GROUP = 500
 TRANSIENT_ERRORS = (SQLAlchemyError, OSError)
 MAX_BACKOFF_SECONDS = 30.0
 T = TypeVar("T")
+# Waits until the event is set or the seconds pass; True when the event was set.
+Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,13 +154,15 @@ class Worker:
         worker_id: str | None = None,
         concurrency: int = 8,
         lease_seconds: float = 60,
-        poll_interval: float = 0.05,
+        pacing: Pacing = DEFAULT_PACING,
         clock: Clock = utcnow,
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         metrics: Metrics | None = None,
         rescue_interval: float = 5.0,
         lane: Lane = ALL_KINDS,
         after_job: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
+        wait: Wait | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -168,15 +173,19 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
-        # The longest idle sleep between claims: what a job enqueued by another process may
-        # wait. An idle worker only reads (store.any_due) at this pace; it claims when told.
-        self.poll_interval = poll_interval
+        # The sleeps between looks when nobody wakes the worker: what a job enqueued by another
+        # process may wait. An idle worker only reads (store.any_due); it claims when told.
+        self.pacing = pacing
         self.clock = clock
         self.policy = policy
         self.metrics = metrics
         self.rescue_interval = rescue_interval
         self.lane = lane
         self.after_job = after_job  # called whenever a job run ends, whatever its outcome
+        # Time for pauses and timers (None: the event loop's), and how to pause: parameters
+        # so that tests drive the idle loop without sleeping.
+        self._monotonic = monotonic
+        self._wait = wait or wait_for
         # Rescue, lease renewal and the gauge share one timer, short enough that a running
         # job's lease is renewed at least twice before it could lapse.
         self.maintenance_interval = min(rescue_interval, lease_seconds / 3)
@@ -221,8 +230,8 @@ class Worker:
             await self._finished.wait()
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_maintenance = loop.time()
+        now = self._monotonic or asyncio.get_running_loop().time
+        next_maintenance = quiet_since = now()
         failures = 0
         # Look (a read) before claiming (a write) after an idle sleep nobody woke, and after a
         # claim that found the lane empty: wakes are hints (the webhook lane is woken after
@@ -231,23 +240,28 @@ class Worker:
         probe = False
         while not self._stopping:
             self._wake.clear()
-            if loop.time() >= next_maintenance:
+            if now() >= next_maintenance:
                 await self._maintain()
-                next_maintenance = loop.time() + self.maintenance_interval
+                next_maintenance = now() + self.maintenance_interval
             free = self.concurrency - len(self._running)
             try:
                 claimed = await self._claim(free, probe=probe)
             except TRANSIENT_ERRORS as exc:
                 failures += 1
-                backoff = min(self.poll_interval * 2**failures, MAX_BACKOFF_SECONDS)
+                backoff = min(self.pacing.busy_seconds * 2**failures, MAX_BACKOFF_SECONDS)
                 self._log.warning("worker.db_error", error=str(exc), retry_in=backoff)
                 await self._sleep(backoff)
                 continue
             failures = 0
+            if claimed > 0:
+                quiet_since = now()
             probe = free > 0 and claimed == 0
             if free == 0 or claimed < free:
-                until_maintenance = max(next_maintenance - loop.time(), 0)
-                woken = await self._sleep(min(self.poll_interval, until_maintenance))
+                until_maintenance = max(next_maintenance - now(), 0)
+                idle = pause(self.pacing, quiet_since=quiet_since, now=now())
+                woken = await self._sleep(min(idle, until_maintenance))
+                if woken:  # a hint of work: look often again
+                    quiet_since = now()
                 probe = probe or not woken
             # A full batch suggests more are due: claim again at once.
 
@@ -280,12 +294,7 @@ class Worker:
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep until woken or `seconds` pass; True when woken."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._wait(self._wake, seconds)
 
     async def _maintain(self) -> None:
         """Rescue jobs of vanished workers, renew our own leases, refresh the jobs gauge."""
@@ -500,6 +509,16 @@ class _GroupCommitter:
         for job, _, done in group:
             if not done.done():
                 done.set_result(job.id in held)
+
+
+async def wait_for(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; True when it was set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def describe(exc: Exception) -> str:
