@@ -14,7 +14,8 @@ import pytest
 from tests.inbox.updates import NOW, incoming
 from tgrelay import audit
 from tgrelay.db import migrate
-from tgrelay.inbox.sqlite_writer import SqliteWriterProcess, WriteRequest, WriterProcessError
+from tgrelay.inbox.sqlite_transactions import WriteRequest
+from tgrelay.inbox.sqlite_writer import SqliteWriterProcess, WriterProcessError
 from tgrelay.inbox.writer import write_request, writer_config
 
 

@@ -709,7 +709,10 @@ async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock
         database, registry, clock, pacing=pacing.Pacing.steady(3600), rescue_interval=30
     )
     async with running(worker):
-        await asyncio.sleep(0.05)  # the first claim finds nothing
+        # Start-up writes twice: the maintenance's rescue, then a claim that finds nothing.
+        async with asyncio.timeout(WAIT_LIMIT):
+            while writes < 2:
+                await asyncio.sleep(0.005)
         settled = writes
         for _ in range(20):
             worker.notify()

@@ -19,15 +19,14 @@ from tgrelay import audit, errors
 from tgrelay.db import dialects, tables
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import IncomingUpdate
-from tgrelay.inbox.sqlite_writer import (
+from tgrelay.inbox.sqlite_transactions import (
     InsertSql,
     Row,
-    SqliteWriterProcess,
     UpdateKey,
     WriterConfig,
     WriteRequest,
-    WriterProcessError,
 )
+from tgrelay.inbox.sqlite_writer import SqliteWriterProcess, WriterProcessError
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime

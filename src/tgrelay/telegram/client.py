@@ -11,7 +11,6 @@ until one probe call gets an answer. Any answer, 4xx and 429 included, proves Te
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import structlog
 
 from tgrelay import breaker, crypto, errors
 from tgrelay.clock import Clock, utcnow
+from tgrelay.telegram import aiogram_loading
 
 if TYPE_CHECKING:
     # aiogram is imported where it is called (see `load`); these are only its types.
@@ -40,13 +40,13 @@ CALL_TIMEOUT_SECONDS = 15
 
 
 async def load() -> None:
-    """Import aiogram in a thread, off the event loop.
+    """Import aiogram in a thread, off the event loop, its models built on first use.
 
-    Building its ~300 pydantic models costs 3–4 s of CPU on the project's machine; imported
-    by the first call that needs it, that would stall every request of the process as long.
-    Start-up serves HTTP first and runs this before anything talks to Telegram.
+    Even so it costs about a second of CPU on the project's machine (`aiogram_loading`);
+    imported by the first call that needs it, that would stall every request of the process
+    as long. Start-up serves HTTP first and runs this before anything talks to Telegram.
     """
-    await asyncio.to_thread(importlib.import_module, "aiogram")
+    await asyncio.to_thread(aiogram_loading.import_aiogram)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,6 +271,7 @@ class TelegramClients:
         """A client for a token; raises InvalidInput for a string that cannot be a token."""
         bot = self._bots.get(token)
         if bot is None:
+            aiogram_loading.import_aiogram()  # at once if `load` has run; waits if it runs
             from aiogram import Bot
             from aiogram.client.session.aiohttp import AiohttpSession
             from aiogram.client.telegram import TelegramAPIServer
