@@ -5,7 +5,8 @@ aiogram declares its ~400 Telegram types with pydantic's `defer_build`, then, at
 all at once: on the project's machine that import took 3.1 s of CPU and 165 MB, for a
 process that parses updates, a few answers and little else. Here the import runs with those
 calls held back; each held model keeps the namespace aiogram passed as its parent namespace,
-so pydantic builds it, with the same names, the first time it is used: 0.9 s and 70 MB,
+so pydantic builds it, with the same names, the first time it is used (aiogram's other
+models, its methods and the generic `Response[T]`, are given the same names): 0.9 s and 70 MB,
 measured with `bench/idle.py` and `bench/startup.py`.
 
 If aiogram was imported already, that import built its models and nothing changes; if a
@@ -63,8 +64,21 @@ def import_aiogram() -> None:
             BaseModel.model_rebuild = original  # type: ignore[method-assign]
         for cls in unnamed:  # aiogram changed how it rebuilds: do as it asked
             cls.model_rebuild()
-        # Answers are parsed as Response[T] (aiogram.methods.base), a generic parametrised at
-        # call time; its namespace must name the types too, or T's fields go unresolved.
-        from aiogram.methods.base import Response
+        # Its other models (the methods, such as SendMessage, and Response[T], the generic
+        # every answer is parsed with) are deferred too, and name the types in strings that
+        # their own modules do not import: they need the same names.
+        for cls in _models_of_aiogram():
+            if cls.__pydantic_parent_namespace__ is None:
+                cls.__pydantic_parent_namespace__ = shared
 
-        Response.__pydantic_parent_namespace__ = shared
+
+def _models_of_aiogram() -> list[type[BaseModel]]:
+    """Every pydantic model class aiogram defines, subclasses of subclasses included."""
+    found: list[type[BaseModel]] = []
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            if sub.__module__.startswith("aiogram."):
+                found.append(sub)
+    return found
