@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ import uvloop
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from servers import free_port, process, recreate_postgres_database, wait_http
+from servers import free_port, process, profiled, recreate_postgres_database, wait_http
 from tgrelay.db import tables
 from tgrelay.events import catalog
 from tgrelay.events import service as events
@@ -278,29 +278,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def profiled(pid: int, output: Path | None) -> Iterator[None]:
-    """py-spy records `pid` while the block runs (nothing when `output` is None).
-
-    `output`'s suffix picks the format: .txt collapsed stacks, .json speedscope, else SVG.
-    """
-    if output is None:
-        yield
-        return
-    formats = {".txt": "raw", ".json": "speedscope"}  # else a flame graph (SVG)
-    spy = subprocess.Popen(
-        [
-            *("py-spy", "record", "--pid", str(pid), "--rate", "200", "--output", str(output)),
-            *("--format", formats.get(output.suffix, "flamegraph")),
-        ]
-    )
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        spy.wait(timeout=60)
 
 
 def check(arrivals: Arrivals, states: dict[str, int], emitted: int) -> str:

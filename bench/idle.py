@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +29,14 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
-from servers import create_workspace, free_port, process, recreate_postgres_database, wait_http
+from servers import (
+    create_workspace,
+    free_port,
+    process,
+    profiled,
+    recreate_postgres_database,
+    wait_http,
+)
 
 POSTGRES_DATABASE = "tgrelay_bench_idle"
 # Generous: a loaded machine slows start-up, which is not what this measures.
@@ -122,28 +125,6 @@ def measure(pid: int, seconds: float) -> Sample:
     )
 
 
-@contextmanager
-def profiled(pid: int, output: Path | None) -> Iterator[None]:
-    """py-spy records `pid` (and its children) while the block runs; nothing when `output` is
-    None. `output`'s suffix picks the format: .txt collapsed stacks, .json speedscope, else SVG."""
-    if output is None:
-        yield
-        return
-    formats = {".txt": "raw", ".json": "speedscope"}
-    spy = subprocess.Popen(
-        [
-            *("py-spy", "record", "--pid", str(pid), "--subprocesses"),
-            *("--rate", "200", "--output", str(output)),
-            *("--format", formats.get(output.suffix, "flamegraph")),
-        ]
-    )
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        spy.wait(timeout=60)
-
-
 async def call(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
     """One request that must succeed; its JSON body."""
     response = await client.request(method, path, **kwargs)
@@ -216,7 +197,7 @@ def run_in(
                 print((workdir / "serve.log").read_text()[-3000:], file=sys.stderr)
                 raise
             time.sleep(settle)
-            with profiled(serve.pid, profile):
+            with profiled(serve.pid, profile, subprocesses=True):
                 return measure(serve.pid, duration)
 
 

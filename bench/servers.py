@@ -97,3 +97,26 @@ def cpu_seconds(pid: int) -> dict[int, float]:
         fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
         seconds[each] = (int(fields[11]) + int(fields[12])) / ticks
     return seconds
+
+
+@contextmanager
+def profiled(pid: int, output: Path | None, *, subprocesses: bool = False) -> Iterator[None]:
+    """py-spy records `pid` (with `subprocesses`, its children too) while the block runs;
+    nothing when `output` is None. `output`'s suffix picks the format: .txt collapsed stacks,
+    .json speedscope, else a flame graph (SVG). py-spy comes from PyPI, not the project."""
+    if output is None:
+        yield
+        return
+    formats = {".txt": "raw", ".json": "speedscope"}
+    spy = subprocess.Popen(
+        [
+            *("py-spy", "record", "--pid", str(pid), "--rate", "200", "--output", str(output)),
+            *("--format", formats.get(output.suffix, "flamegraph")),
+            *(["--subprocesses"] if subprocesses else []),
+        ]
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(timeout=60)

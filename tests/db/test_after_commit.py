@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tests.databases import PostgresServer
-from tgrelay.db import engine, migrate, tables
+from tgrelay.db import engine, tables
 from tgrelay.db.engine import Database
 
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
-) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'after_commit.db'}"
-        await migrate.upgrade(url)
-        database = Database(url)
-        yield database
-        await database.dispose()
-        return
-    async with postgres.fresh_database() as url:
-        await migrate.upgrade(url)
-        # One connection, so each transaction reuses the one the previous returned.
-        database = Database(url, postgres_pool_size=1)
-        yield database
-        await database.dispose()
 
 
 async def fail_after_registering(db: Database, callback: Callable[[], None]) -> None:

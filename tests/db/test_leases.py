@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from tests.databases import PostgresServer
-from tgrelay.db import leases, migrate
+from tgrelay.db import leases
 from tgrelay.db.engine import Database
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
-) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'leases.db'}"
-        await migrate.upgrade(url)
-        database = Database(url)
-        yield database
-        await database.dispose()
-        return
-    async with postgres.fresh_database() as url:
-        await migrate.upgrade(url)
-        database = Database(url)
-        yield database
-        await database.dispose()
 
 
 async def test_one_holder_until_expiry(db: Database) -> None:
