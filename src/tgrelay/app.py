@@ -106,7 +106,7 @@ async def background(
     writer = GroupCommitWriter(rt)
     tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
     # HTTP and the webhook lane start now; what talks to Telegram waits for aiogram, which
-    # loads in a thread meanwhile (seconds of CPU: see telegram_client.load).
+    # loads in a thread meanwhile (about a second of CPU: see telegram_client.load).
     telegram_loaded = asyncio.create_task(telegram_client.load(), name="load-aiogram")
     tasks.append(telegram_loaded)
     worker: Worker | None = None
