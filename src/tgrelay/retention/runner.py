@@ -7,6 +7,7 @@ batches; a holder that dies stops renewing and another takes over once it expire
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -80,19 +81,35 @@ class Pruner:
         self._pause = pause_seconds
         self._on_round = on_round
         self.lease_seconds = max(MIN_LEASE_SECONDS, LEASE_INTERVALS * interval_seconds)
+        self._stopping = False  # cancelled: the round in progress ends at its next batch
 
     async def run(self) -> None:
-        """Prune every interval until cancelled; a database outage is logged and waited out."""
+        """Prune every interval until cancelled; a database outage is logged and waited out.
+
+        A cancellation never lands inside a round's statements: cancelling a task in the
+        middle of an asyncpg statement can leave its connection waiting for an answer that
+        never comes (a test hung there). The round stops at its next batch instead, and the
+        cancellation goes on from there.
+        """
         try:
             while True:
+                current = asyncio.ensure_future(self._guarded_round())
                 try:
-                    await self.run_once()
-                except (SQLAlchemyError, OSError) as exc:
-                    log.warning("retention.round_failed", error=type(exc).__name__)
+                    await asyncio.shield(current)
+                except asyncio.CancelledError:
+                    self._stopping = True
+                    await current
+                    raise
                 await self._sleep(self._interval)
         finally:
             with contextlib.suppress(Exception):
                 await leases.release(self._db, LEASE, holder=self.holder)
+
+    async def _guarded_round(self) -> None:
+        try:
+            await self.run_once()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("retention.round_failed", error=type(exc).__name__)
 
     async def run_once(self) -> Round | None:
         """One round if this pruner holds (or takes) the lease; None when another holds it."""
@@ -104,6 +121,8 @@ class Pruner:
 
         async def between() -> bool:
             nonlocal renewed_at, lost
+            if self._stopping:
+                return False
             await self._sleep(self._pause)
             current = self._clock()
             if current - renewed_at >= timedelta(seconds=self.lease_seconds / LEASE_INTERVALS):
