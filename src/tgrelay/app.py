@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -261,6 +262,10 @@ class TgrelayApp:
         @api.get("/metrics", tags=["operations"], include_in_schema=False)
         async def metrics(request: Request) -> Response:
             rt: Runtime = request.app.state.runtime
+            if not _metrics_allowed(rt.settings, request.headers.get("authorization")):
+                return problems.problem(
+                    401, "Unauthorized", "/metrics needs Authorization: Bearer <metrics token>"
+                )
             async with rt.db.engine.connect() as conn:
                 counts = await job_store.count_by_state(conn)
             for state, count in counts.items():
@@ -291,6 +296,14 @@ class TgrelayApp:
                 finally:
                     self.receiver = None
         log.info("app.stopped")
+
+
+def _metrics_allowed(settings: Settings, authorization: str | None) -> bool:
+    """Open without TGRELAY_METRICS_TOKEN; with it, only its bearer (compared in constant time)."""
+    if settings.metrics_token is None:
+        return True
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+    return hmac.compare_digest((authorization or "").encode(), expected)
 
 
 def _warn_about_settings(rt: Runtime) -> None:

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # How long a rotated-out webhook secret is still accepted.
     secret_grace_seconds: float = Field(default=600.0, ge=0)
     log_level: str = "INFO"
+    # Unset: /metrics is open. Set: /metrics answers only `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
     # Group linking: how long a connect session's deep-link token (and phase 2) stays valid.
     connect_session_ttl_seconds: float = Field(default=1800.0, gt=0)
     # A bare /start in a private chat gets a short reply on how to link a group; switch it

@@ -126,6 +126,33 @@ async def test_operations_routes(relay: Tgrelay, emulator: RunningEmulator) -> N
         assert line in metrics
 
 
+async def test_metrics_token_guards_metrics(emulator: RunningEmulator, tmp_path: Path) -> None:
+    """With TGRELAY_METRICS_TOKEN set, /metrics answers 401 without its bearer (or with another)
+    and the Prometheus text with it; the health routes stay open."""
+    port = free_port()
+    settings = settings_for(emulator, tmp_path, webhook=False, port=port, metrics_token="scrape-me")
+    async with (
+        running_tgrelay(settings, port) as relay,
+        httpx.AsyncClient(base_url=relay.base_url) as client,
+    ):
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer scrape-you"})
+        bare = await client.get("/metrics", headers={"Authorization": "scrape-me"})
+        right = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        health = await client.get("/healthz")
+    assert [r.status_code for r in (missing, wrong, bare, right, health)] == [
+        401,
+        401,
+        401,
+        200,
+        200,
+    ]
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "scrape-me" not in missing.text
+    assert "tgrelay_jobs" in right.text
+
+
 async def test_refused_endpoint_url_names_the_setting_that_allows_it(relay: Tgrelay) -> None:
     """POST /v1/endpoints with a loopback URL (or localhost) answers 422 problem+json whose detail names TGRELAY_WEBHOOKS_ALLOW_PRIVATE and TGRELAY_WEBHOOKS_ALLOWED_NETWORKS; a metadata address names no setting; nothing is created."""
     answers = [

@@ -204,6 +204,27 @@ async def test_both_secrets_sign_during_a_rotation(
     assert _verified(endpoint["secret"], delivery) == _verified(rotated["secret"], delivery)
 
 
+async def test_every_secret_rotated_within_the_overlap_keeps_signing(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Two rotations inside the overlap: deliveries carry three signatures, and each of the
+    three secrets' verifiers accepts them (the first old one is not dropped early)."""
+    async with receiving() as receiver:
+        endpoint = await _endpoint(relay, receiver.url, event_types=["message.received"])
+        path = f"/v1/endpoints/{endpoint['id']}/rotate-secret"
+        first = (await relay.api.post(path)).json()
+        second = (await relay.api.post(path)).json()
+        await _message(relay, emulator)
+        [delivery] = await receiver.receiver.wait_for(1)
+
+    secrets = [endpoint["secret"], first["secret"], second["secret"]]
+    assert len(set(secrets)) == 3
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 3
+    assert [_verified(secret, delivery) for secret in secrets] == [
+        _verified(second["secret"], delivery)
+    ] * 3
+
+
 @pytest.mark.relay_settings(webhooks_timeout_seconds=3, webhooks_concurrency_per_endpoint=4)
 async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(
     relay: Tgrelay, emulator: RunningEmulator

@@ -257,6 +257,9 @@ endpoints = Table(
     # After a rotation the previous secret keeps signing until this instant.
     Column("previous_secret_ciphertext", Text),
     Column("previous_secret_expires_at", Timestamp),
+    # JSON [[ciphertext, expires_at ISO], …]: secrets rotated out before the previous one,
+    # each still signing until its own overlap ends.
+    Column("earlier_secrets", Text),
     # Circuit breaker (tgrelay.breaker), shared by every worker process.
     Column("breaker_state", String(16), nullable=False),
     Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),

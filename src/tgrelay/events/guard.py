@@ -224,6 +224,19 @@ def _remedy(address: Address, finding: _Finding) -> str | None:
     return f"to deliver to it anyway, set {alone}"
 
 
+def _veiled_remedy(finding: _Finding) -> str | None:
+    """`_remedy` for a target given by name: the settings, without the address it resolved to."""
+    if finding.kind in _NEVER or finding.kind is AddressClass.CLOUD_PLATFORM or finding.metadata:
+        return None
+    listed = f"add the receiver's address or network to {ALLOWED_NETWORKS}"
+    if finding.kind in _ON_PREMISE:
+        return (
+            "to deliver to a receiver on this machine or your network, "
+            f"set {ALLOW_PRIVATE}=true, or {listed}"
+        )
+    return f"to deliver to it anyway, {listed}"
+
+
 def _listed(address: Address, policy: TargetPolicy) -> bool:
     return any(address in network for network in policy.allowed_networks)
 
@@ -267,6 +280,10 @@ class Refusal:
 
     reason: str  # "127.0.0.1 is a loopback address"
     remedy: str | None  # "… set TGRELAY_WEBHOOKS_ALLOW_PRIVATE=true …"; None if none should
+    # The same for a target given by name, never printing the address it resolved to (a
+    # tenant must not learn the operator's network layout): "a loopback address".
+    veiled_reason: str
+    veiled_remedy: str | None
 
 
 def judge(address: Address, policy: TargetPolicy) -> Refusal | None:
@@ -287,12 +304,17 @@ def judge(address: Address, policy: TargetPolicy) -> Refusal | None:
             return Refusal(
                 reason=f"{_show(address)} {how} {finding.definite(inner)}",
                 remedy=_remedy(inner, finding),
+                veiled_reason=f"an IPv6 address that {how} {finding.indefinite()}",
+                veiled_remedy=_veiled_remedy(finding),
             )
     finding = _refused(address, policy)
     if finding is None:
         return None
     return Refusal(
-        reason=f"{_show(address)} is {finding.indefinite()}", remedy=_remedy(address, finding)
+        reason=f"{_show(address)} is {finding.indefinite()}",
+        remedy=_remedy(address, finding),
+        veiled_reason=finding.indefinite(),
+        veiled_remedy=_veiled_remedy(finding),
     )
 
 
@@ -409,7 +431,7 @@ async def resolve_checked(
     refused = _first_refusal(results, policy)
     if refused is not None:
         raise TargetRefused(
-            f"{host} resolves to a refused address: {refused.reason}", remedy=refused.remedy
+            f"{host} resolves to {refused.veiled_reason}", remedy=refused.veiled_remedy
         )
     return results
 
@@ -450,7 +472,7 @@ class GuardedResolver(AbstractResolver):
             raise socket.gaierror(socket.EAI_NONAME, f"{host} has no address")
         refused = _first_refusal(results, self._policy)
         if refused is not None:
-            raise RefusedAddress(f"{host} resolves to a refused address: {refused.reason}")
+            raise RefusedAddress(f"{host} resolves to {refused.veiled_reason}")
         return results
 
     async def close(self) -> None:

@@ -269,7 +269,8 @@ async def delete_endpoint(rt: Runtime, principal: Principal, endpoint_id: str) -
 
 
 async def rotate_secret(rt: Runtime, principal: Principal, endpoint_id: str) -> EndpointWithSecret:
-    """A new signing secret; the previous one keeps signing too for the overlap period."""
+    """A new signing secret; the previous one keeps signing too for the overlap period, and
+    so does every earlier one still within its own overlap."""
     now = rt.clock()
     secret = signing.generate_secret()
     overlap = timedelta(seconds=rt.settings.webhooks_secret_overlap_seconds)
@@ -279,6 +280,7 @@ async def rotate_secret(rt: Runtime, principal: Principal, endpoint_id: str) -> 
             endpoint_id,
         )
         current = await store.secret_ciphertexts(conn, endpoint_id)
+        earlier = still_overlapping(current, now=now)
         await store.update_endpoint(
             conn,
             endpoint_id,
@@ -286,6 +288,7 @@ async def rotate_secret(rt: Runtime, principal: Principal, endpoint_id: str) -> 
                 "secret_ciphertext": rt.cipher.encrypt(secret),
                 "previous_secret_ciphertext": current.current if overlap else None,
                 "previous_secret_expires_at": now + overlap if overlap else None,
+                "earlier_secrets": store.earlier_secrets_value(earlier),
                 "updated_at": now,
             },
         )
@@ -295,16 +298,24 @@ async def rotate_secret(rt: Runtime, principal: Principal, endpoint_id: str) -> 
     return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
 
+def still_overlapping(
+    stored: store.SecretCiphertexts, *, now: datetime
+) -> list[tuple[str, datetime]]:
+    """The rotated-out secrets (ciphertext, overlap end) still signing at `now`, newest first."""
+    rotated = [(stored.previous, stored.previous_expires_at), *stored.earlier]
+    return [
+        (ciphertext, expires_at)
+        for ciphertext, expires_at in rotated
+        if ciphertext is not None and expires_at is not None and now < expires_at
+    ]
+
+
 def signing_secrets(rt: Runtime, stored: store.SecretCiphertexts, *, now: datetime) -> list[str]:
-    """The secrets that sign now: the current one, and the previous during its overlap."""
-    found = [rt.cipher.decrypt(stored.current)]
-    if (
-        stored.previous is not None
-        and stored.previous_expires_at is not None
-        and now < stored.previous_expires_at
-    ):
-        found.append(rt.cipher.decrypt(stored.previous))
-    return found
+    """The secrets that sign now: the current one, and each rotated-out one during its overlap."""
+    return [
+        rt.cipher.decrypt(ciphertext)
+        for ciphertext in [stored.current, *(c for c, _ in still_overlapping(stored, now=now))]
+    ]
 
 
 async def disable_endpoint(

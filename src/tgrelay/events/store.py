@@ -130,6 +130,8 @@ class SecretCiphertexts:
     current: str
     previous: str | None
     previous_expires_at: datetime | None
+    # Secrets rotated out before the previous one, with the end of each one's overlap.
+    earlier: tuple[tuple[str, datetime], ...] = ()
 
 
 async def secret_ciphertexts(conn: AsyncConnection, endpoint_id: str) -> SecretCiphertexts:
@@ -139,6 +141,7 @@ async def secret_ciphertexts(conn: AsyncConnection, endpoint_id: str) -> SecretC
                 endpoints.c.secret_ciphertext,
                 endpoints.c.previous_secret_ciphertext,
                 endpoints.c.previous_secret_expires_at,
+                endpoints.c.earlier_secrets,
             ).where(endpoints.c.id == endpoint_id)
         )
     ).one()
@@ -150,7 +153,25 @@ def _secrets_from(columns: Mapping[str, Any]) -> SecretCiphertexts:
         current=columns["secret_ciphertext"],
         previous=columns["previous_secret_ciphertext"],
         previous_expires_at=columns["previous_secret_expires_at"],
+        earlier=earlier_of(columns["earlier_secrets"]),
     )
+
+
+def earlier_of(stored: str | None) -> tuple[tuple[str, datetime], ...]:
+    """The (ciphertext, overlap end) pairs an earlier_secrets column holds."""
+    if stored is None:
+        return ()
+    return tuple(
+        (ciphertext, datetime.fromisoformat(expires_at))
+        for ciphertext, expires_at in orjson.loads(stored)
+    )
+
+
+def earlier_secrets_value(earlier: Sequence[tuple[str, datetime]]) -> str | None:
+    """The earlier_secrets column holding these (ciphertext, overlap end) pairs."""
+    if not earlier:
+        return None
+    return orjson.dumps([[ciphertext, at.isoformat()] for ciphertext, at in earlier]).decode()
 
 
 def breaker_values(state: breaker.Breaker) -> dict[str, Any]:

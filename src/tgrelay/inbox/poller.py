@@ -2,7 +2,9 @@
 
 The offset moves only past updates the group-commit writer has committed, so a crash
 between getUpdates and the commit makes Telegram send the same updates again (absorbed as
-duplicates). One poller per bot across processes, by lease.
+duplicates). One poller per bot across processes, by lease. An update the intake would
+refuse (a number beyond 64 bits) is skipped with an audit row; the rest of its batch is
+stored and the offset passes it too.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import os
 import random
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 
 import orjson
 import structlog
 from sqlalchemy import func, select
 
-from tgrelay import errors
+from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
 from tgrelay.bots.models import BotStatus
 from tgrelay.db import leases, tables
+from tgrelay.inbox import receiver
 from tgrelay.inbox.models import IncomingUpdate, UpdateSource
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.runtime import Runtime
@@ -109,6 +113,8 @@ class Poller:
             kind = update_facts.classify(raw)
             update_id = raw["update_id"]
             assert isinstance(update_id, int)
+            if self._skipped(raw, update_id, now):
+                continue
             incoming.append(
                 IncomingUpdate(
                     bot_id=self.bot.bot_id,
@@ -128,6 +134,36 @@ class Poller:
         if dates:
             lag = max(0.0, now.timestamp() - max(dates))
             metrics.poller_lag.labels(str(self.bot.bot_id)).set(lag)
+
+    def _skipped(self, raw: dict[str, object], update_id: int, now: datetime) -> bool:
+        """True for an update no column can hold (a number beyond 64 bits), then audited.
+
+        Storing it would fail the whole batch's commit on every poll, and the webhook intake
+        refuses the same body with 400; here Telegram has no answer to be told, so it is
+        skipped, with an audit row saying which update and why.
+        """
+        where = update_facts.huge_number_at(raw)
+        if where is None:
+            return False
+        bot_id = self.bot.bot_id
+        log.warning("poller.update_skipped", bot_id=bot_id, update_id=update_id, at=where[:200])
+        self._rt.metrics.updates_received.labels("polling", "skipped").inc()
+        in_range = update_facts.INT64_MIN <= update_id <= update_facts.INT64_MAX
+        self._writer.record_audit(
+            audit.Entry(
+                action="intake.skipped",
+                actor=audit.TELEGRAM,
+                at=now,
+                bot_id=bot_id,
+                detail={
+                    "reason": receiver.HUGE_NUMBER,
+                    "update_id": update_id if in_range else str(update_id),
+                    "at": where[:200],
+                },
+                remote_addr=None,
+            )
+        )
+        return True
 
 
 def _event_date(raw: dict[str, object]) -> object:

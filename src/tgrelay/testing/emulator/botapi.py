@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tgrelay.testing.emulator import errors, longpoll, text, updates
+from tgrelay.testing.emulator import errors, longpoll, objects, text, updates
 from tgrelay.testing.emulator.params import Params
 from tgrelay.testing.emulator.state import BotRecord
 
@@ -48,7 +47,7 @@ Method = Callable[[Call], Awaitable[Answer]]
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+    return Response(objects.encode(body), status_code=status_code, media_type="application/json")
 
 
 def error_response(error: errors.BotApiError) -> Response:

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
-import orjson
 
+from tgrelay.testing.emulator import objects, updates
 from tgrelay.testing.emulator import state as emulator_state
-from tgrelay.testing.emulator import updates
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name, not a secret
 
@@ -158,7 +157,7 @@ class WebhookPusher:
             headers[SECRET_HEADER] = self.config.secret_token
         try:
             response = await self._client.post(
-                self.config.url, content=orjson.dumps(pending.body), headers=headers
+                self.config.url, content=objects.encode(pending.body), headers=headers
             )
         except httpx.HTTPError as exc:
             return failure_message(None, exc)
