@@ -128,12 +128,15 @@ class ReceiverProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve_receiver(port: int) -> None:
+async def serve_receiver(
+    port: int,
+    protocol: Callable[[list[tuple[str, float]]], asyncio.Protocol] = ReceiverProtocol,
+) -> None:
+    """Listen on `port` until SIGTERM; `protocol` (given the shared arrivals) serves each
+    connection: ReceiverProtocol, or a subclass noting more (bench/e2e.py's)."""
     arrivals: list[tuple[str, float]] = []
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: ReceiverProtocol(arrivals), "127.0.0.1", port, backlog=1024
-    )
+    server = await loop.create_server(lambda: protocol(arrivals), "127.0.0.1", port, backlog=1024)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with server:
