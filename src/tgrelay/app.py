@@ -35,12 +35,12 @@ from tgrelay.groups import delivery as groups_delivery
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
+from tgrelay.inbox import processing as inbox_processing
 from tgrelay.inbox.poller import PollerSupervisor
 from tgrelay.inbox.receiver import WebhookReceiver
-from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
 from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
-from tgrelay.queue.models import Lane
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.retention import policy as retention_policy
 from tgrelay.retention import runner as retention_runner
@@ -53,22 +53,30 @@ log = structlog.get_logger(__name__)
 
 WEBHOOK_PREFIX = "/telegram/"
 
+# Jobs of the updates queue per claim: a backlog drains in batches of this many, each
+# chat's updates in turn, committed every DEFAULT_BATCH_SECONDS (queue/worker.py).
+UPDATES_BATCH_SIZE = 500
 
-# Webhook deliveries run in their own lane (a second Worker), so slow customer endpoints
-# never hold the slots that updates and Telegram sends need.
-WEBHOOK_LANE = frozenset({events_service.DELIVER_EVENT})
 
-
-def job_registry(rt: Runtime) -> Registry:
-    """Every job kind of the main lane, each registered by the domain that owns it."""
+def updates_registry(rt: Runtime) -> Registry:
+    """The updates queue: process_update, run in batches by a worker of its own."""
     registry = Registry()
     # Domain handlers of updates, in the order they run: groups → support → conversations
     # (DESIGN.md), then the events they announce; later issues add theirs here.
     inbox_jobs.register(
         registry,
         rt,
-        handlers=[groups_handlers.update_handler(rt), events_handlers.update_handler(rt)],
+        handlers=[
+            inbox_processing.each(groups_handlers.update_handler(rt)),
+            events_handlers.updates_handler(rt),
+        ],
     )
+    return registry
+
+
+def job_registry(rt: Runtime) -> Registry:
+    """The default queue: Telegram sends and bot checks, each registered by its domain."""
+    registry = Registry()
     bots_jobs.register(registry, rt)
     groups_delivery.register(registry, rt)
     return registry
@@ -95,6 +103,7 @@ class Background:
 
     writer: GroupCommitWriter
     worker: Worker | None
+    updates_worker: Worker | None
     webhook_worker: Worker | None
 
 
@@ -111,6 +120,7 @@ async def background(
     telegram_loaded = asyncio.create_task(telegram_client.load(), name="load-aiogram")
     tasks.append(telegram_loaded)
     worker: Worker | None = None
+    updates_worker: Worker | None = None
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
     client: events_transport.WebhookClient | None = None  # only workers send webhooks
@@ -127,7 +137,7 @@ async def background(
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,
             metrics=rt.metrics,
-            lane=Lane(only=WEBHOOK_LANE),
+            queue=events_service.WEBHOOKS_QUEUE,
             # How long events written by other processes (an API or worker beside this one)
             # may wait; those of this process wake the lane at once.
             pacing=WEBHOOK_PACING,
@@ -139,12 +149,24 @@ async def background(
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,
             metrics=rt.metrics,
-            lane=Lane(excluding=WEBHOOK_LANE),
             # A finished job may have emitted events: look for their deliveries at once.
             after_job=webhook_worker.notify,
         )
-        rt.notify_worker = _notify_all(worker, webhook_worker)
-        tasks.append(asyncio.create_task(_after(telegram_loaded, worker.run), name="worker"))
+        updates_worker = Worker(
+            rt.db,
+            updates_registry(rt),
+            lease_seconds=settings.job_lease_seconds,
+            clock=rt.clock,
+            metrics=rt.metrics,
+            queue=UPDATES_QUEUE,
+            concurrency=1,  # SQLite writes one transaction at a time anyway
+            batch_size=UPDATES_BATCH_SIZE,
+            # Updates emit events and ask for sends: look for those jobs at once.
+            after_job=_notify_all(worker, webhook_worker),
+        )
+        rt.notify_worker = _notify_all(updates_worker, worker, webhook_worker)
+        for name, each in (("updates-worker", updates_worker), ("worker", worker)):
+            tasks.append(asyncio.create_task(_after(telegram_loaded, each.run), name=name))
         tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
         tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
         retention = retention_policy.from_settings(settings)
@@ -161,11 +183,18 @@ async def background(
         pollers = PollerSupervisor(rt, writer)
         tasks.append(asyncio.create_task(_after(telegram_loaded, pollers.run), name="pollers"))
     try:
-        yield Background(writer=writer, worker=worker, webhook_worker=webhook_worker)
+        yield Background(
+            writer=writer,
+            worker=worker,
+            updates_worker=updates_worker,
+            webhook_worker=webhook_worker,
+        )
     finally:
         # Pollers first (no new updates), then the workers (finish or release), then the writer.
         if pollers is not None:
             await pollers.stop()
+        if updates_worker is not None:
+            await updates_worker.stop()
         if worker is not None:
             await worker.stop()
         if webhook_worker is not None:

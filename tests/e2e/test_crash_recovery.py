@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tgrelay.db import tables
@@ -183,6 +183,20 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
                     )
                 ).all()
                 users = await conn.scalar(select(func.count()).select_from(tables.telegram_users))
+                pairs = await conn.execute(
+                    select(tables.updates.c.update_id, tables.jobs.c.id).join(
+                        tables.jobs, tables.jobs.c.subject_id == tables.updates.c.id
+                    )
+                )
+                job_of_update: dict[int, int] = dict(pairs.all())
+                # Events are written in their update's job transaction: the announced
+                # update_ids, in the order they were written.
+                bodies = await conn.scalars(
+                    select(tables.events.c.body)
+                    .where(tables.events.c.type == "message.received")
+                    .order_by(text("events.rowid"))
+                )
+                announced = [json.loads(body)["data"]["update_id"] for body in bodies]
         finally:
             await engine.dispose()
         assert stored == list(range(1, UPDATES + 1))  # each once: (bot_id, update_id) is unique
@@ -190,5 +204,11 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
         assert {state for _, state in jobs} == {"done"}
         assert len({subject for subject, _ in jobs}) == UPDATES  # one job per update
         assert users == 17
+        # Batches cut by SIGKILL were undone whole and run again: each update announced once,
+        # and each chat's updates in the order of their jobs (the intake's, per chat).
+        assert sorted(announced) == list(range(1, UPDATES + 1))
+        for chat in range(17):
+            job_order = [job_of_update[u] for u in announced if u % 17 == chat]
+            assert job_order == sorted(job_order), chat
     finally:
         server.stop()

@@ -107,8 +107,10 @@ def job(payload: dict[str, Any]) -> Job:
     return Job(
         id=1,
         kind=delivery.SEND_NOTIFICATION,
+        queue="default",
         payload=payload,
         ordering_key=None,
+        after_id=None,
         subject_id=None,
         state=JobState.RUNNING,
         attempts=1,

@@ -62,6 +62,11 @@ async def test_pipelined_transactions_commit_in_the_order_they_were_sent(
     assert _rows(database) == [(i, 1, "chat:1:10", "pending") for i in (1, 2, 3, 4)]
     with sqlite3.connect(database) as conn:
         jobs = conn.execute("SELECT payload, run_at, created_at FROM jobs ORDER BY id").fetchall()
+        links = conn.execute("SELECT id, after_id FROM jobs ORDER BY id").fetchall()
+        newest = conn.execute("SELECT ordering_key, last_job_id FROM job_keys").fetchall()
+    # Each job of the chat follows the one before, across transactions too.
+    assert [after for _, after in links] == [None] + [job_id for job_id, _ in links[:-1]]
+    assert newest == [("chat:1:10", links[-1][0])]
     # Within a batch, jobs are created in update order whatever order the updates came in,
     # with times in the text form SQLAlchemy writes (the queue compares them as text).
     assert jobs == [

@@ -8,11 +8,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import text
 
 from tgrelay.db.engine import Database
 from tgrelay.queue import retry, store
-from tgrelay.queue.models import Job, JobState, Lane, NewJob
+from tgrelay.queue.models import Job, JobState, NewJob
 from tgrelay.testing.clock import Clock
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -70,8 +70,10 @@ async def test_enqueue_stores_jobs_with_defaults_and_returns_ids_in_order(
         Job(
             id=job_ids[0],
             kind="send",
+            queue="default",
             payload={"text": "hi", "n": [1, 2]},
             ordering_key="chat:1",
+            after_id=None,
             subject_id=None,
             state=JobState.PENDING,
             attempts=0,
@@ -86,8 +88,10 @@ async def test_enqueue_stores_jobs_with_defaults_and_returns_ids_in_order(
         Job(
             id=job_ids[1],
             kind="deliver",
+            queue="default",
             payload={},
             ordering_key=None,
+            after_id=None,
             subject_id=42,
             state=JobState.PENDING,
             attempts=0,
@@ -290,6 +294,61 @@ async def test_rerun_job_waits_while_a_newer_job_of_its_key_runs(
     assert await claim(database, clock, "w2") == []
     assert await complete(database, new, clock) is True
     assert ids(await claim(database, clock, "w2")) == [old_id]
+
+
+async def test_claims_pass_over_future_and_finished_jobs(database: Database, clock: Clock) -> None:
+    """A key's job behind a future-dated one waits (out of the ready index); finished jobs and
+    timers cost nothing and are never handed out early."""
+    later = START + timedelta(hours=1)
+    timer_id, behind_id, free_id = await enqueue(
+        database,
+        NewJob(kind="k", payload={}, ordering_key="chat:1", run_at=later),
+        job("chat:1"),
+        job("chat:2"),
+        now=clock,
+    )
+    [done] = await claim(database, clock, limit=1)  # chat:1's behind job is blocked meanwhile
+    assert done.id == free_id
+    assert await complete(database, done, clock) is True
+    assert await blocked(database, behind_id) is True
+    assert await claim(database, clock) == []
+    clock.advance(3600)
+    [timer] = await claim(database, clock)
+    assert timer.id == timer_id
+    assert await complete(database, timer, clock) is True
+    assert await blocked(database, behind_id) is False  # freed with its predecessor's end
+    assert ids(await claim(database, clock)) == [behind_id]
+
+
+async def blocked(database: Database, job_id: int) -> bool:
+    async with database.engine.connect() as conn:
+        query = text("SELECT blocked FROM jobs WHERE id = :id")
+        return bool((await conn.execute(query, {"id": job_id})).scalar_one())
+
+
+async def test_a_dead_job_frees_the_next_of_its_key(database: Database, clock: Clock) -> None:
+    _, second_id = await enqueue(database, job("chat"), job("chat"), now=clock)
+    [first] = await claim(database, clock)
+    assert await claim(database, clock) == []
+    assert await blocked(database, second_id) is True
+    async with database.transaction() as conn:
+        assert await store.mark_dead(conn, first, worker_id="w1", error="bad", now=clock())
+    assert ids(await claim(database, clock)) == [second_id]
+
+
+async def test_a_claim_takes_a_keys_run_behind_its_head(database: Database, clock: Clock) -> None:
+    """With runs, a chat's queued jobs come with its head, in order, up to max_jobs."""
+    job_ids = await enqueue(database, *(job("chat") for _ in range(5)), job("other"), now=clock)
+    claimed = await store.claim(
+        database,
+        worker_id="w1",
+        limit=10,
+        now=clock(),
+        lease_seconds=LEASE,
+        runs=store.Runs(kinds=frozenset({"k"}), max_jobs=3),
+    )
+    assert ids(claimed) == [job_ids[0], *job_ids[1:4], job_ids[5]]
+    assert {job.state for job in claimed} == {JobState.RUNNING}
 
 
 async def test_expired_lease_is_rescued_and_the_stale_worker_cannot_complete(
@@ -507,50 +566,74 @@ async def test_concurrent_claimers_never_share_a_key(database: Database, clock: 
 
 
 @pytest.mark.postgres
-async def test_claim_skips_a_key_another_claimer_is_locking(
+async def test_freeing_a_successor_waits_for_the_claimer_blocking_it(
     postgres_database: Database, clock: Clock
 ) -> None:
-    """While another transaction holds a key's claim lock, that key's job is left for later."""
+    """A claimer that saw the predecessor running blocks its successor; the predecessor's end,
+    committed meanwhile, still frees it: freeing waits for the claimer's row lock."""
     database = postgres_database
-    locked_id, free_id = await enqueue(database, job("chat:1"), job("chat:2"), now=clock)
-    async with database.transaction() as other:
-        await other.execute(select(func.pg_advisory_xact_lock(func.hashtextextended("chat:1", 0))))
-        assert ids(await claim(database, clock)) == [free_id]
-    assert ids(await claim(database, clock)) == [locked_id]
+    _, second_id = await enqueue(database, job("chat:1"), job("chat:1"), now=clock)
+    [first] = await claim(database, clock, limit=1)
+    async with database.transaction() as claimer:
+        # What a claim does with a candidate whose predecessor it saw running.
+        await claimer.execute(
+            text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": second_id}
+        )
+        await claimer.execute(text("UPDATE jobs SET blocked = 1 WHERE id = :id"), {"id": second_id})
+        finishing = asyncio.create_task(complete(database, first, clock))
+        await wait_until_waiting_for_a_lock(database)
+    assert await finishing is True
+    assert ids(await claim(database, clock)) == [second_id]
+
+
+async def wait_until_waiting_for_a_lock(database: Database) -> None:
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    async with asyncio.timeout(10):
+        while True:
+            async with database.engine.connect() as conn:
+                if (await conn.execute(query)).scalar_one() > 0:
+                    return
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.postgres
-async def test_job_committed_late_with_a_smaller_id_waits_for_its_keys_running_job(
+async def test_jobs_of_one_key_enqueued_at_once_are_linked_in_commit_order(
     postgres_database: Database, clock: Clock
 ) -> None:
-    """Ids from a sequence can commit out of order; the late older job still never runs beside
-    a running job of its key."""
+    """Ids from a sequence could commit out of order; a key's second enqueuer waits for the
+    first to commit, so its job follows the first's whatever their ids."""
     database = postgres_database
     async with database.transaction() as slow_intake:
-        [late_id] = await store.enqueue(
+        [first_id] = await store.enqueue(
             slow_intake, [job("chat")], now=clock(), default_max_attempts=3
         )
-        [early_id] = await enqueue(database, job("chat"), now=clock)
-        [running] = await claim(database, clock, "w1")
-        assert (late_id < early_id, running.id) == (True, early_id)
+        second = asyncio.create_task(enqueue(database, job("chat"), now=clock))
+        await wait_until_waiting_for_a_lock(database)
+    [second_id] = await second
+    async with database.transaction() as conn:
+        second_job = await store.get(conn, second_id)
+    assert second_job is not None
+    assert second_job.after_id == first_id
+    [running] = await claim(database, clock, "w1")
+    assert running.id == first_id
     assert await claim(database, clock, "w2") == []
     assert await complete(database, running, clock) is True
-    assert ids(await claim(database, clock, "w2")) == [late_id]
+    assert ids(await claim(database, clock, "w2")) == [second_id]
 
 
-async def test_any_due_sees_only_due_pending_jobs_of_the_lane(
+async def test_any_due_sees_only_due_pending_jobs_of_the_queue(
     database: Database, clock: Clock
 ) -> None:
-    webhooks = Lane(only=frozenset({"deliver_event"}))
-    others = Lane(excluding=frozenset({"deliver_event"}))
-    later = NewJob(kind="deliver_event", payload={}, run_at=START + timedelta(minutes=1))
+    later = NewJob(
+        kind="deliver_event", queue="webhooks", payload={}, run_at=START + timedelta(minutes=1)
+    )
     await enqueue(database, later, job(kind="update"), now=clock)
-    assert await store.any_due(database, now=clock(), lane=webhooks) is False
-    assert await store.any_due(database, now=clock(), lane=others) is True
+    assert await store.any_due(database, now=clock(), queue="webhooks") is False
+    assert await store.any_due(database, now=clock()) is True
     [running] = await store.claim(
-        database, worker_id="w1", limit=1, now=clock(), lease_seconds=LEASE, lane=others
+        database, worker_id="w1", limit=1, now=clock(), lease_seconds=LEASE
     )
     assert running.kind == "update"
-    assert await store.any_due(database, now=clock(), lane=others) is False  # running: not due
+    assert await store.any_due(database, now=clock()) is False  # running: not due
     clock.advance(60)
-    assert await store.any_due(database, now=clock(), lane=webhooks) is True
+    assert await store.any_due(database, now=clock(), queue="webhooks") is True

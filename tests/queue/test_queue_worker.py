@@ -824,3 +824,113 @@ def test_describe_keeps_errors_readable_and_free_of_bot_tokens(
 ) -> None:
     """last_error names the exception's type and message, with bot tokens fingerprinted."""
     assert worker.describe(exc) == expected
+
+
+async def test_batching_worker_keeps_each_keys_order_within_and_across_batches(
+    database: Database,
+) -> None:
+    """300 jobs, one key's long backlog among short ones, in batches of 40: all run once,
+    each key's in order, and its writes commit with it."""
+    runs: list[tuple[str, int]] = []
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        key, seq = job.ordering_key or "", int(job.payload["seq"])
+        await add_workspace(conn, f"{key}/{seq}")
+        runs.append((key, seq))
+
+    registry = Registry()
+    registry.register("record", record)
+    jobs = [NewJob(kind="record", payload={"seq": n}, ordering_key="long") for n in range(150)]
+    jobs += [
+        NewJob(kind="record", payload={"seq": n // 30}, ordering_key=f"chat:{n % 30}")
+        for n in range(150)
+    ]
+    await enqueue(database, *jobs, now=utcnow)
+
+    async def all_done() -> bool:
+        async with database.transaction() as conn:
+            return (await store.count_by_state(conn))[JobState.DONE] == len(jobs)
+
+    async with running(make_worker(database, registry, utcnow, batch_size=40)):
+        await wait_until(all_done)
+    assert [seq for key, seq in runs if key == "long"] == list(range(150))
+    for k in range(30):
+        assert [seq for key, seq in runs if key == f"chat:{k}"] == list(range(5))
+    assert len(runs) == len(set(runs)) == 300
+    assert len(await workspace_names(database)) == 300
+
+
+async def test_a_failure_in_a_batch_undoes_it_and_the_rest_runs_one_by_one(
+    database: Database, clock: Clock
+) -> None:
+    """a2 fails inside a shared transaction: its batch's writes are undone, then each job runs
+    alone: a1, b1, b2 once each in effect, a2 waits for its retry and a3 behind it."""
+    calls: list[str] = []
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        name = job.payload["name"]
+        calls.append(name)
+        if name == "a2":
+            raise RuntimeError("a2 failed")
+        await add_workspace(conn, name)
+
+    registry = Registry()
+    registry.register("record", record)
+    names = [("a1", "a"), ("b1", "b"), ("a2", "a"), ("b2", "b"), ("a3", "a")]
+    job_ids = await enqueue(
+        database,
+        *(NewJob(kind="record", payload={"name": n}, ordering_key=k) for n, k in names),
+        now=clock,
+    )
+    ids = dict(zip([n for n, _ in names], job_ids, strict=True))
+    async with running(make_worker(database, registry, clock, batch_size=10)):
+        await wait_until(in_state(database, ids["b2"], JobState.DONE))
+        await wait_until(in_state(database, ids["a1"], JobState.DONE))
+    assert sorted(await workspace_names(database)) == ["a1", "b1", "b2"]
+    assert calls.count("a1") == 2  # once in the undone batch, once alone
+    a2, a3 = await get(database, ids["a2"]), await get(database, ids["a3"])
+    assert (a2.state, a2.attempts, a2.last_error) == (
+        JobState.PENDING,
+        1,
+        "RuntimeError: a2 failed",
+    )
+    assert (a3.state, a3.attempts) == (JobState.PENDING, 0)  # held back, its attempt given back
+    assert calls.count("a3") == 0
+
+
+async def test_a_job_waits_for_its_predecessors_retry_and_a_dead_one_lets_it_go(
+    database: Database, clock: Clock
+) -> None:
+    """A key's next job never overtakes a failed one waiting for its retry; once that one is
+    dead, the next runs."""
+    seen: list[JobState] = []  # the first job's state whenever the second runs
+
+    async def record(job: Job) -> None:
+        if job.payload["name"] == "first":
+            raise RuntimeError("no")
+        seen.append((await get(database, first_id)).state)
+
+    registry = Registry()
+    registry.register("record", record, transactional=False)
+    first_id, second_id = await enqueue(
+        database,
+        NewJob(kind="record", payload={"name": "first"}, ordering_key="k"),
+        NewJob(kind="record", payload={"name": "second"}, ordering_key="k"),
+        now=clock,
+        max_attempts=2,
+    )
+    worker = make_worker(database, registry, clock)
+    async with running(worker):
+
+        async def failed_once() -> bool:
+            return (await get(database, first_id)).attempts == 1 and (
+                await get(database, first_id)
+            ).state is JobState.PENDING
+
+        await wait_until(failed_once)
+        clock.advance(1)  # the retry is due
+        worker.notify()
+        await wait_until(in_state(database, first_id, JobState.DEAD))
+        worker.notify()
+        await wait_until(in_state(database, second_id, JobState.DONE))
+    assert seen == [JobState.DEAD]

@@ -61,11 +61,23 @@ class PreparedInsert:
 
 
 def prepare_insert(
-    table: Table, columns: Sequence[str], *, ignore_conflicts_on: Sequence[str] = ()
+    table: Table,
+    columns: Sequence[str],
+    *,
+    ignore_conflicts_on: Sequence[str] = (),
+    replace_conflicts_on: Sequence[str] = (),
 ) -> PreparedInsert:
+    """`ignore_conflicts_on` keeps a row already there; `replace_conflicts_on` overwrites its
+    other columns with the new row's."""
     statement = sqlite.insert(table)
     if ignore_conflicts_on:
         statement = statement.on_conflict_do_nothing(index_elements=list(ignore_conflicts_on))
+    elif replace_conflicts_on:
+        replaced = [name for name in columns if name not in replace_conflicts_on]
+        statement = statement.on_conflict_do_update(
+            index_elements=list(replace_conflicts_on),
+            set_={name: statement.excluded[name] for name in replaced},
+        )
     compiled = statement.compile(dialect=_DIALECT, column_keys=list(columns))
     order = tuple(compiled.positiontup or ())
     processors = tuple(_bind_processor(table, name) for name in order)

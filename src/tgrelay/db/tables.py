@@ -82,14 +82,26 @@ updates = Table(
     UniqueConstraint("bot_id", "update_id"),
 )
 
+# The part of a partial index's condition both backends accept word for word: SQLite's
+# planner uses a partial index only when the query repeats its WHERE terms literally.
+JOBS_READY_WHERE = "state = 'pending' AND blocked = 0"
+
 jobs = Table(
     "jobs",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("kind", String(64), nullable=False),  # handler name, e.g. "process_update"
+    # Which workers claim it: a lane of workers serves one queue (e.g. "webhooks").
+    Column("queue", String(32), nullable=False, server_default=text("'default'")),
     Column("payload", Text, nullable=False),  # JSON arguments for the handler
     # Jobs sharing a key run one at a time, oldest first; null = no ordering constraint.
     Column("ordering_key", String(128)),
+    # The job enqueued before this one with the same key (queue/chains.py): this one may
+    # run once that one is finished.
+    Column("after_id", BigInteger),
+    # 1 while the job waits for `after_id` to finish: it then leaves ix_jobs_ready, so
+    # claims never walk past a key's backlog. The predecessor's end sets it back to 0.
+    Column("blocked", Integer, nullable=False, server_default=text("0")),
     Column("subject_id", BigInteger),  # the row this job is about (e.g. updates.id)
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -100,10 +112,34 @@ jobs = Table(
     Column("last_error", Text),
     Column("created_at", Timestamp, nullable=False),
     Column("finished_at", Timestamp),
-    # No index on ordering_key: claims reach each key's unfinished jobs through the state
-    # index, and one keyed by chat would take a scattered page write per enqueued job.
     Index("ix_jobs_state_run_at", "state", "run_at"),
     Index("ix_jobs_kind_subject_id", "kind", "subject_id"),
+    # What claims walk: pending jobs free to run, by queue, oldest due first. Future-dated
+    # jobs (timers, retries) sit past the `run_at <= now` end and cost a claim nothing.
+    Index(
+        "ix_jobs_ready",
+        "queue",
+        "run_at",
+        "id",
+        sqlite_where=text(JOBS_READY_WHERE),
+        postgresql_where=text(JOBS_READY_WHERE),
+    ),
+    # A finished job's successors; it grows at its end only, as ids do.
+    Index(
+        "ix_jobs_after_id",
+        "after_id",
+        sqlite_where=text("after_id IS NOT NULL"),
+        postgresql_where=text("after_id IS NOT NULL"),
+    ),
+)
+
+# The newest job of each ordering key: a new job of the key follows it (jobs.after_id). One
+# row per key, so it grows with the number of chats, not with the backlog.
+job_keys = Table(
+    "job_keys",
+    metadata,
+    Column("ordering_key", String(128), primary_key=True),
+    Column("last_job_id", BigInteger, nullable=False),
 )
 
 telegram_chats = Table(

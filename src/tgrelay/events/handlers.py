@@ -6,6 +6,7 @@ update's events are written exactly once, with the job.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay.bots import service as bots_service
 from tgrelay.events import catalog, service
 from tgrelay.events.catalog import EventType
-from tgrelay.inbox.processing import ProcessedUpdate, UpdateHandler
+from tgrelay.inbox.processing import ProcessedUpdate, UpdatesHandler
 from tgrelay.runtime import Runtime
 from tgrelay.telegram.updates import UpdateKind
 
@@ -24,16 +25,28 @@ _MESSAGE_EVENTS = {
 }
 
 
-def update_handler(rt: Runtime) -> UpdateHandler:
-    async def handle(conn: AsyncConnection, processed: ProcessedUpdate) -> None:
-        event = event_of(processed)
-        if event is None:
-            return
-        workspace_id = await bots_service.workspace_of(conn, processed.bot_id)
-        if workspace_id is None:
-            return  # a bot deleted since the update was stored: nobody to tell
-        event_type, data = event
-        await service.emit(conn, rt, workspace_id=workspace_id, event_type=event_type, data=data)
+def updates_handler(rt: Runtime) -> UpdatesHandler:
+    """Announce a batch's updates: each workspace's events in one write, in update order."""
+
+    async def handle(conn: AsyncConnection, batch: Sequence[ProcessedUpdate]) -> None:
+        workspace_of_bot: dict[int, str | None] = {}
+        announced: dict[str, list[service.NewEvent]] = {}
+        for processed in batch:
+            event = event_of(processed)
+            if event is None:
+                continue
+            bot_id = processed.bot_id
+            if bot_id not in workspace_of_bot:
+                workspace_of_bot[bot_id] = await bots_service.workspace_of(conn, bot_id)
+            workspace_id = workspace_of_bot[bot_id]
+            if workspace_id is None:
+                continue  # a bot deleted since the update was stored: nobody to tell
+            event_type, data = event
+            announced.setdefault(workspace_id, []).append(
+                service.NewEvent(event_type=event_type, data=data)
+            )
+        for workspace_id, events in announced.items():
+            await service.emit_many(conn, rt, workspace_id=workspace_id, events=events)
 
     return handle
 

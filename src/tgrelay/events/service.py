@@ -37,6 +37,9 @@ from tgrelay.workspaces.models import Principal
 log = structlog.get_logger(__name__)
 
 DELIVER_EVENT = "deliver_event"
+# Deliveries have their own queue and worker, so slow customer endpoints never hold the
+# slots that updates and Telegram sends need.
+WEBHOOKS_QUEUE = "webhooks"
 REPLAY_BATCH = 500
 
 
@@ -119,7 +122,13 @@ async def enqueue_attempts(
     await job_store.enqueue(
         conn,
         [
-            NewJob(kind=DELIVER_EVENT, payload={}, subject_id=delivery_id, run_at=run_at)
+            NewJob(
+                kind=DELIVER_EVENT,
+                queue=WEBHOOKS_QUEUE,
+                payload={},
+                subject_id=delivery_id,
+                run_at=run_at,
+            )
             for delivery_id in delivery_ids
         ],
         now=rt.clock(),

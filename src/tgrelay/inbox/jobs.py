@@ -1,4 +1,5 @@
-"""The process_update job: one per stored update, run by the worker in per-chat order."""
+"""The process_update job: one per stored update, run by the updates queue's batching worker
+in per-chat order, many to a transaction."""
 
 from __future__ import annotations
 
@@ -18,21 +19,26 @@ log = structlog.get_logger(__name__)
 
 
 def register(
-    registry: Registry, rt: Runtime, handlers: Sequence[processing.UpdateHandler] = ()
+    registry: Registry, rt: Runtime, handlers: Sequence[processing.UpdatesHandler] = ()
 ) -> None:
     """Register process_update; `handlers` are the domain handlers, in the order they run."""
 
-    async def process_update(conn: AsyncConnection, job: Job) -> None:
-        if job.subject_id is None:
+    async def process_updates(conn: AsyncConnection, jobs: Sequence[Job]) -> None:
+        row_ids = [job.subject_id for job in jobs]
+        if None in row_ids:
             raise PermanentFailure("process_update job without an update row")
-        processed = await processing.process(
-            conn, update_row_id=job.subject_id, handlers=handlers, now=rt.clock()
+        batch = await processing.process_many(
+            conn,
+            update_row_ids=[row_id for row_id in row_ids if row_id is not None],
+            handlers=handlers,
+            now=rt.clock(),
         )
-        log.info(
-            "update.processed",
-            bot_id=processed.bot_id,
-            update_id=processed.update_id,
-            kind=processed.kind.value,
-        )
+        for processed in batch:
+            log.debug(
+                "update.processed",
+                bot_id=processed.bot_id,
+                update_id=processed.update_id,
+                kind=processed.kind.value,
+            )
 
-    registry.register(PROCESS_UPDATE, process_update)
+    registry.register_batched(PROCESS_UPDATE, process_updates)

@@ -1,11 +1,15 @@
-"""Processing a stored update: parse it with aiogram, record its chat and sender, dispatch.
+"""Processing stored updates: parse them with aiogram, record chats and senders, dispatch.
 
-Domain handlers (groups → support → conversations, added by later issues) run in a fixed
-order inside the job's transaction, so their effects are written once with the job's end.
+Updates are processed in batches (the updates queue's worker runs many process_update jobs
+per transaction): one read of their rows, one write of their chats and senders, then each
+domain handler (groups → support → conversations, added by later issues) in a fixed order,
+given the whole batch in the order its updates must be handled. All of it runs inside the
+jobs' transaction, so the effects are written once, with the jobs' end.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from tgrelay.db import dialects, tables
 from tgrelay.queue.retry import PermanentFailure
@@ -38,6 +43,18 @@ class ProcessedUpdate:
 
 
 UpdateHandler = Callable[[AsyncConnection, ProcessedUpdate], Awaitable[None]]
+# A domain's handler of a batch: the updates in the order they must be handled.
+UpdatesHandler = Callable[[AsyncConnection, Sequence[ProcessedUpdate]], Awaitable[None]]
+
+
+def each(handler: UpdateHandler) -> UpdatesHandler:
+    """A handler of one update, run for each update of a batch in turn."""
+
+    async def handle(conn: AsyncConnection, batch: Sequence[ProcessedUpdate]) -> None:
+        for processed in batch:
+            await handler(conn, processed)
+
+    return handle
 
 
 def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
@@ -66,64 +83,81 @@ def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
     )
 
 
-async def process(
+async def process_many(
     conn: AsyncConnection,
     *,
-    update_row_id: int,
-    handlers: Sequence[UpdateHandler],
+    update_row_ids: Sequence[int],
+    handlers: Sequence[UpdatesHandler],
     now: datetime,
-) -> ProcessedUpdate:
-    """Run the whole processing of one stored update inside the caller's transaction."""
-    row = (
-        await conn.execute(
-            select(tables.updates.c.bot_id, tables.updates.c.payload).where(
-                tables.updates.c.id == update_row_id
-            )
-        )
-    ).one_or_none()
-    if row is None:
-        raise PermanentFailure(f"update row {update_row_id} no longer exists")
-    processed = interpret(row.bot_id, row.payload)
-    await _record_participants(conn, processed, now=now)
+) -> list[ProcessedUpdate]:
+    """Run the whole processing of stored updates, in this order, in the caller's transaction."""
+    rows = {
+        row.id: row for row in await conn.execute(_UPDATE_ROWS, {"row_ids": list(update_row_ids)})
+    }
+    missing = [row_id for row_id in update_row_ids if row_id not in rows]
+    if missing:
+        raise PermanentFailure(f"update rows {missing} no longer exist")
+    batch = [interpret(rows[i].bot_id, rows[i].payload) for i in update_row_ids]
+    await _record_participants(conn, batch, now=now)
     for handler in handlers:
-        await handler(conn, processed)
-    return processed
+        await handler(conn, batch)
+    return batch
+
+
+_UPDATE_ROWS = select(tables.updates.c.id, tables.updates.c.bot_id, tables.updates.c.payload).where(
+    tables.updates.c.id.in_(bindparam("row_ids", expanding=True))
+)
 
 
 async def _record_participants(
-    conn: AsyncConnection, processed: ProcessedUpdate, *, now: datetime
+    conn: AsyncConnection, batch: Sequence[ProcessedUpdate], *, now: datetime
 ) -> None:
-    """Upsert the chat and the sender as last seen by this bot."""
-    if processed.chat is not None:
-        chat = processed.chat
-        await _upsert(
-            conn,
-            tables.telegram_chats,
-            {"bot_id": processed.bot_id, "chat_id": chat.id},
-            {"type": chat.type, "title": chat.title, "username": chat.username, "updated_at": now},
-        )
-    if processed.sender is not None:
-        user = processed.sender
-        await _upsert(
-            conn,
-            tables.telegram_users,
-            {"bot_id": processed.bot_id, "user_id": user.id},
-            {
+    """Upsert each chat and sender as last seen by its bot: one statement per table."""
+    chats: dict[tuple[int, int], dict[str, object]] = {}
+    users: dict[tuple[int, int], dict[str, object]] = {}
+    for processed in batch:  # later updates overwrite earlier ones: last seen wins
+        if (chat := processed.chat) is not None:
+            chats[(processed.bot_id, chat.id)] = {
+                "bot_id": processed.bot_id,
+                "chat_id": chat.id,
+                "type": chat.type,
+                "title": chat.title,
+                "username": chat.username,
+                "updated_at": now,
+            }
+        if (user := processed.sender) is not None:
+            users[(processed.bot_id, user.id)] = {
+                "bot_id": processed.bot_id,
+                "user_id": user.id,
                 "is_bot": user.is_bot,
                 "first_name": user.first_name,
                 "last_name": user.last_name,
                 "username": user.username,
                 "language_code": user.language_code,
                 "updated_at": now,
-            },
+            }
+    dialect = conn.dialect.name
+    if chats:
+        # In key order: two transactions upserting the same rows take their locks alike.
+        await conn.execute(
+            _upsert(dialect, tables.telegram_chats), [chats[k] for k in sorted(chats)]
+        )
+    if users:
+        await conn.execute(
+            _upsert(dialect, tables.telegram_users), [users[k] for k in sorted(users)]
         )
 
 
-async def _upsert(
-    conn: AsyncConnection, table: Table, key: dict[str, object], values: dict[str, object]
-) -> None:
-    await conn.execute(
-        dialects.upsert(conn.dialect.name, table)
-        .values(**key, **values)
-        .on_conflict_do_update(index_elements=list(key), set_=values)
+@functools.cache
+def _upsert(dialect: str, table: Table) -> Insert:
+    """INSERT … ON CONFLICT (primary key) DO UPDATE of every other column; built once."""
+    statement = dialects.upsert(dialect, table)
+    key = [column.name for column in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=key,
+        set_={
+            column.name: statement.excluded[column.name]
+            for column in table.columns
+            if column.name not in key
+        },
     )

@@ -20,6 +20,7 @@ from typing import IO, Any, TypedDict
 import orjson
 
 from tgrelay.db import sqlite_locks
+from tgrelay.queue import links
 
 # SQLite (3.32+) binds at most 32,766 parameters per statement; stay below.
 MAX_BOUND_PARAMETERS = 30_000
@@ -43,10 +44,16 @@ class WriterConfig(TypedDict):
     insert_updates: InsertSql
     insert_jobs: InsertSql
     insert_audits: InsertSql
+    upsert_job_keys: InsertSql  # (ordering_key, last_job_id), replacing the key's row
     max_update_id: str  # one row: the largest updates.id before the batch
+    max_job_id: str  # one row: the largest jobs.id before the batch
+    newest_jobs: str  # (ordering_key, last_job_id) of keys IN the parenthesised list appended
     created_updates: str  # (id, bot_id, update_id) of the rows with an id above a bound
     update_key_columns: tuple[int, int]  # where bot_id and update_id sit in an update row
     job_subject_column: int  # where the job's subject_id goes
+    job_id_column: int  # where the job's id goes
+    job_after_column: int  # where its predecessor's id goes
+    job_key_column: int  # where its ordering key is
 
 
 class WriteRequest(TypedDict):
@@ -92,6 +99,7 @@ class _Transactions:
                     job[config["job_subject_column"]] = row_id
                     jobs.append(job)
                     created.append((bot_id, update_id))
+                self._link(jobs)
                 _insert(conn, config["insert_jobs"], jobs)
             _insert(conn, config["insert_audits"], request["audits"])
             conn.execute("COMMIT")
@@ -102,6 +110,26 @@ class _Transactions:
                 conn.execute("ROLLBACK")
             raise
         return created
+
+    def _link(self, jobs: list[Row]) -> None:
+        """Give the jobs ids and predecessors, and move their keys' newest job on to them."""
+        if not jobs:
+            return
+        conn, config = self._conn, self._config
+        (largest,) = conn.execute(config["max_job_id"]).fetchone()
+        ids = range(largest + 1, largest + 1 + len(jobs))
+        keys = [job[config["job_key_column"]] for job in jobs]
+        wanted = sorted({key for key in keys if key is not None})
+        newest: dict[str, int] = {}
+        for start in range(0, len(wanted), MAX_BOUND_PARAMETERS):
+            chunk = wanted[start : start + MAX_BOUND_PARAMETERS]
+            sql = config["newest_jobs"] + "(" + ", ".join("?" * len(chunk)) + ")"
+            newest.update(conn.execute(sql, chunk).fetchall())
+        after_ids, moved = links.link(ids, keys, newest)
+        for job, job_id, after_id in zip(jobs, ids, after_ids, strict=True):
+            job[config["job_id_column"]] = job_id
+            job[config["job_after_column"]] = after_id
+        _insert(conn, config["upsert_job_keys"], [[key, job_id] for key, job_id in moved.items()])
 
     def close(self) -> None:
         self._conn.close()

@@ -34,6 +34,7 @@ from tgrelay.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 PROCESS_UPDATE = "process_update"
+UPDATES_QUEUE = "updates"  # process_update's own queue, drained by a batching worker
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000
 UPDATE_COLUMNS = ("bot_id", "update_id", "kind", "chat_id", "source", "payload", "received_at")
@@ -141,6 +142,7 @@ def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
     """The process_update job of a created update row (`subject_id` is the row's id)."""
     return NewJob(
         kind=PROCESS_UPDATE,
+        queue=UPDATES_QUEUE,
         payload=_job_payload(update),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
@@ -208,6 +210,9 @@ _INSERT_UPDATES = prepare_insert(
 )
 _INSERT_JOBS = prepare_insert(tables.jobs, job_store.JOB_COLUMNS)
 _INSERT_AUDIT = prepare_insert(tables.audit_log, audit.COLUMNS)
+_UPSERT_JOB_KEYS = prepare_insert(
+    tables.job_keys, ("ordering_key", "last_job_id"), replace_conflicts_on=("ordering_key",)
+)
 
 
 class _SqliteBatches:
@@ -254,12 +259,20 @@ def writer_config(path: str, *, synchronous: str) -> WriterConfig:
         insert_updates=_insert_sql(updates),
         insert_jobs=_insert_sql(jobs),
         insert_audits=_insert_sql(_INSERT_AUDIT),
+        upsert_job_keys=_insert_sql(_UPSERT_JOB_KEYS),
         max_update_id="SELECT coalesce(max(id), 0) FROM updates",
+        # As queue.store.enqueue: ids taken before the INSERT, to link each job to its
+        # key's newest (queue/links.py).
+        max_job_id="SELECT coalesce(max(id), 0) FROM jobs",
+        newest_jobs="SELECT ordering_key, last_job_id FROM job_keys WHERE ordering_key IN ",
         # A range of the rowid: ordering by (bot_id, update_id) here made SQLite walk that
         # whole unique index.
         created_updates="SELECT id, bot_id, update_id FROM updates WHERE id > ?",
         update_key_columns=(updates.columns.index("bot_id"), updates.columns.index("update_id")),
         job_subject_column=jobs.columns.index("subject_id"),
+        job_id_column=jobs.columns.index("id"),
+        job_after_column=jobs.columns.index("after_id"),
+        job_key_column=jobs.columns.index("ordering_key"),
     )
 
 

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # Column widths of `tables.jobs`; checked here so SQLite (which ignores them) and PostgreSQL
 # (which refuses longer values) accept the same jobs.
 MAX_KIND_LENGTH = 64
+MAX_QUEUE_LENGTH = 32
 MAX_ORDERING_KEY_LENGTH = 128
+
+# The queue of jobs that name none. Workers serve one queue each: a separate queue keeps slow
+# network work (webhook deliveries) from taking the slots that updates and sends need.
+DEFAULT_QUEUE = "default"
 
 # Writes a handler leaves for the transaction that records its job's outcome (completion, or
 # a reschedule), so both commit together or not at all.
@@ -35,6 +40,7 @@ class NewJob:
 
     kind: str  # the handler's registered name, e.g. "process_update"
     payload: Mapping[str, Any]  # JSON-serialisable arguments for the handler
+    queue: str = DEFAULT_QUEUE  # which workers claim it
     # Jobs with the same key run one at a time, oldest first (e.g. "bot:123:chat:-100…").
     ordering_key: str | None = None
     subject_id: int | None = None  # the row this job is about, e.g. updates.id
@@ -44,6 +50,8 @@ class NewJob:
     def __post_init__(self) -> None:
         if not 0 < len(self.kind) <= MAX_KIND_LENGTH:
             raise ValueError(f"job kind must be 1–{MAX_KIND_LENGTH} characters: {self.kind!r}")
+        if not 0 < len(self.queue) <= MAX_QUEUE_LENGTH:
+            raise ValueError(f"queue must be 1–{MAX_QUEUE_LENGTH} characters: {self.queue!r}")
         if self.ordering_key is not None and not (
             0 < len(self.ordering_key) <= MAX_ORDERING_KEY_LENGTH
         ):
@@ -53,25 +61,15 @@ class NewJob:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Lane:
-    """Which job kinds a worker claims; a separate lane keeps slow network work (webhook
-    deliveries) from taking the slots that updates and sends need, and the other way round."""
-
-    only: frozenset[str] | None = None  # None: every kind not excluded
-    excluding: frozenset[str] = frozenset()
-
-
-ALL_KINDS = Lane()
-
-
-@dataclass(frozen=True, kw_only=True)
 class Job:
     """A stored job, as a worker or an operator sees it."""
 
     id: int
     kind: str
+    queue: str
     payload: dict[str, Any]
     ordering_key: str | None
+    after_id: int | None  # the job of the same key enqueued just before, which runs first
     subject_id: int | None
     state: JobState
     attempts: int  # claims so far, the running one included; releases give one back

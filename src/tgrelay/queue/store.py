@@ -10,49 +10,37 @@ show which worker ran them last; pending ones have none.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import (
-    Boolean,
-    ColumnElement,
-    Row,
-    Select,
-    bindparam,
-    case,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Row, TextClause, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import FromClause, Insert, Update
-from sqlalchemy.sql.dml import ReturningUpdate
-from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.operators import custom_op
+from sqlalchemy.sql import Update
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.queue import retry
-from tgrelay.queue.models import ALL_KINDS, Job, JobState, Lane, NewJob
+from tgrelay.queue import chains, links, retry
+from tgrelay.queue.models import DEFAULT_QUEUE, Job, JobState, NewJob
 
 jobs = tables.jobs
 MAX_ERROR_LENGTH = 2000
 LEASE_EXPIRED = "lease expired"
 UNFINISHED = (JobState.PENDING.value, JobState.RUNNING.value)
-Condition = ColumnElement[bool]
-_CANDIDATE = jobs.alias("candidate")
-_E = TypeVar("_E")
 
 
-# The columns a new job's row sets; the rest take their defaults.
+# The columns a new job's row sets; the rest take their defaults. `id` and `after_id` are
+# set by whoever inserts the row (`enqueue`, the intake's SQLite writer), which link jobs
+# to their predecessors before writing them (queue/links.py).
 JOB_COLUMNS = (
+    "id",
     "kind",
+    "queue",
     "payload",
     "ordering_key",
+    "after_id",
     "subject_id",
     "state",
     "attempts",
@@ -63,11 +51,14 @@ JOB_COLUMNS = (
 
 
 def job_values(job: NewJob, *, now: datetime, default_max_attempts: int) -> dict[str, Any]:
-    """The row of a new job (JOB_COLUMNS); shared with writers that batch their own INSERTs."""
+    """The row of a new job (JOB_COLUMNS), id and after_id left to the writer."""
     return {
+        "id": None,
         "kind": job.kind,
+        "queue": job.queue,
         "payload": encode_payload(job.payload),
         "ordering_key": job.ordering_key,
+        "after_id": None,
         "subject_id": job.subject_id,
         "state": JobState.PENDING.value,
         "attempts": 0,
@@ -85,17 +76,55 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
 async def enqueue(
     conn: AsyncConnection, new_jobs: Sequence[NewJob], *, now: datetime, default_max_attempts: int
 ) -> list[int]:
-    """Insert jobs in the caller's transaction with one multi-row INSERT; ids in input order."""
+    """Insert jobs in the caller's transaction, each after its key's newest; ids in input order.
+
+    The caller's transaction must be a writer's (SQLite: BEGIN IMMEDIATE): ids are taken
+    before the INSERT so that each job can name its predecessor in the same write.
+    """
     if not new_jobs:
         return []
-    rows = [job_values(job, now=now, default_max_attempts=default_max_attempts) for job in new_jobs]
-    # insertmanyvalues batches the rows into one INSERT … RETURNING and, with
-    # sort_by_parameter_order, matches the returned ids to the rows whatever order they come in.
-    result = await conn.execute(_INSERT_JOBS, rows)
-    return [int(row.id) for row in result]
+    ids = await _new_ids(conn, len(new_jobs))
+    keys = [job.ordering_key for job in new_jobs]
+    after_ids, newest = links.link(ids, keys, await chains.newest_jobs(conn, keys))
+    rows = []
+    for job, job_id, after_id in zip(new_jobs, ids, after_ids, strict=True):
+        row = job_values(job, now=now, default_max_attempts=default_max_attempts)
+        row["id"], row["after_id"] = job_id, after_id
+        rows.append(row)
+    await conn.execute(jobs.insert(), rows)
+    await chains.move_newest(conn, newest)
+    return ids
 
 
-_INSERT_JOBS: Insert = jobs.insert().returning(jobs.c.id, sort_by_parameter_order=True)
+async def _new_ids(conn: AsyncConnection, count: int) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(_POSTGRES_IDS, {"count": count})
+        return sorted(int(job_id) for (job_id,) in rows)
+    # SQLite gives a new row the largest id plus one; as sole writer, so can we.
+    (largest,) = (await conn.execute(_SQLITE_LARGEST_ID)).one()
+    return list(range(int(largest) + 1, int(largest) + 1 + count))
+
+
+_POSTGRES_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :count)"
+)
+_SQLITE_LARGEST_ID = text("SELECT coalesce(max(id), 0) FROM jobs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runs:
+    """Which claimed jobs bring their key's next jobs along, to run in the same order.
+
+    A chat's updates queue behind each other; claimed one at a time they would cost a claim
+    each. With runs, a claim takes a key's head and up to `max_jobs` (in all) of the jobs
+    queued behind it, while those are due and of these kinds, for one worker to run in turn.
+    """
+
+    kinds: frozenset[str]
+    max_jobs: int
+
+
+NO_RUNS = Runs(kinds=frozenset(), max_jobs=0)
 
 
 async def claim(
@@ -105,181 +134,194 @@ async def claim(
     limit: int,
     now: datetime,
     lease_seconds: float,
-    lane: Lane = ALL_KINDS,
+    queue: str = DEFAULT_QUEUE,
+    runs: Runs = NO_RUNS,
 ) -> list[Job]:
-    """Move up to `limit` claimable jobs to running under `worker_id`'s lease.
+    """Move up to `limit` claimable jobs of `queue` (plus their runs) to running.
 
-    Claimable: pending, due, and the head (oldest unfinished job) of its ordering key while
-    no job of that key runs. "No job of that key runs" also covers a rerun dead job, older
-    than the running one, and ids that committed out of order on PostgreSQL. Due jobs go
-    oldest due first (run_at, then id), the order of `ix_jobs_state_run_at`.
+    Claimable: pending, due, and not waiting for its predecessor in its ordering key. Due
+    jobs go oldest due first (run_at, then id), along ix_jobs_ready. Jobs come back in the
+    order they must run: each key's jobs follow each other.
     """
     if limit <= 0:
         return []
-    params = {
-        "claim_now": now,
-        "claim_worker": worker_id,
-        "claim_lease_expires_at": now + timedelta(seconds=lease_seconds),
-    }
+    params = {"queue": queue, "now": now}
+    heads: list[int] = []
     async with db.transaction() as conn:
-        if db.is_postgres:
-            ids = [int(row.id) for row in await conn.execute(_postgres_pick(lane, limit), params)]
-            if not ids:
-                return []
-            result = await conn.execute(_postgres_claim(), params | {"claim_ids": ids})
-        else:
-            result = await conn.execute(_sqlite_claim(lane, limit), params)
-        return sorted((_to_job(row) for row in result), key=lambda job: job.id)
+        for _ in range(MAX_CLAIM_ROUNDS):
+            window = limit - len(heads)
+            rows = await conn.execute(candidates(db.is_postgres), params | {"window": window})
+            found, waiting = _sort_candidates(rows.all())
+            if waiting:
+                await conn.execute(_block(db.is_postgres), {"ids": waiting})
+            if found:
+                await conn.execute(_START, _start_params(found, worker_id, now, lease_seconds))
+                heads += found
+            # Each round takes the waiting jobs out of the index: the next one looks further.
+            if len(heads) >= limit or len(found) + len(waiting) < window:
+                break
+        if not heads:
+            return []
+        claimed = heads
+        if runs.max_jobs > 0:
+            followers = await _followers(conn, heads, runs, params)
+            if followers:
+                await conn.execute(_START, _start_params(followers, worker_id, now, lease_seconds))
+                claimed = heads + followers
+        rows = await conn.execute(_CLAIMED, {"ids": claimed})
+        by_id = {int(row.id): _to_job(row) for row in rows}
+    return _in_running_order([by_id[job_id] for job_id in claimed if job_id in by_id])
 
 
-# Claim statements are built once per lane and batch size, then reused with new parameters:
-# building and hashing them cost more than SQLite took to run them.
-_NOW = bindparam("claim_now", type_=jobs.c.run_at.type)
-_START_RUNNING = {
-    "state": JobState.RUNNING.value,
-    "attempts": jobs.c.attempts + 1,
-    "locked_by": bindparam("claim_worker"),
-    "lease_expires_at": bindparam("claim_lease_expires_at", type_=jobs.c.lease_expires_at.type),
-}
+# Rounds of a claim that found only jobs waiting for their predecessor: each round blocks
+# what it found, so the next reaches further; a few bound the write lock's hold.
+MAX_CLAIM_ROUNDS = 4
 
-
-@functools.lru_cache(maxsize=256)
-def _sqlite_claim(lane: Lane, limit: int) -> ReturningUpdate[Any]:
-    # BEGIN IMMEDIATE already serialises writers: one statement is enough.
-    claimable = candidates(_NOW, limit, lane, hints=SQLITE_HINTS)
-    return update(jobs).where(jobs.c.id.in_(claimable)).values(_START_RUNNING).returning(*jobs.c)
-
-
-@functools.lru_cache(maxsize=256)
-def _postgres_pick(lane: Lane, limit: int) -> Select[tuple[int]]:
-    """Lock due candidates (skipping rows other claimers hold) and, per key, a transaction lock.
-
-    A row another claimer locked is skipped, yet still heads its key, because it is pending
-    in this snapshot. The key lock closes the remaining gap: two claimers whose snapshots
-    each show a different job of one key as its head.
-    """
-    picked = (
-        candidates(_NOW, limit, lane, hints=NO_HINTS)
-        .add_columns(_CANDIDATE.c.ordering_key)
-        .with_for_update(skip_locked=True, of=_CANDIDATE)
-        .cte("picked")
-        .prefix_with("MATERIALIZED")  # evaluate the locking SELECT once, before the key locks
-    )
-    key_lock = func.pg_try_advisory_xact_lock(
-        func.hashtextextended(picked.c.ordering_key, 0), type_=Boolean
-    )
-    return select(picked.c.id).where(or_(picked.c.ordering_key.is_(None), key_lock))
+# A candidate waits while its predecessor is pending or running. The key's equality guards
+# against an id SQLite gave again after the job that had it was deleted.
+_WAITS = (
+    "c.after_id IS NOT NULL AND EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = c.after_id"
+    " AND p.ordering_key = c.ordering_key AND p.state IN ('pending', 'running'))"
+)
+_READY = f"c.queue = :queue AND c.{tables.JOBS_READY_WHERE.replace(' AND ', ' AND c.')}"
+# Built from this module's constants only, never from input.
+_CANDIDATES_SQL = (
+    f"SELECT c.id, c.ordering_key, {_WAITS} AS waits FROM jobs AS c{{hint}}"  # noqa: S608
+    f" WHERE {_READY} AND c.run_at <= :now ORDER BY c.run_at, c.id LIMIT :window{{lock}}"
+)
 
 
 @functools.cache
-def _postgres_claim() -> ReturningUpdate[Any]:
-    # A new statement, hence a new snapshot, taken after the key locks were granted: it sees
-    # every claim of these keys that committed before, so the check is exact.
-    return (
-        update(jobs)
-        .where(
-            jobs.c.id.in_(bindparam("claim_ids", expanding=True)),
-            jobs.c.state == JobState.PENDING.value,
-            _is_free_head(jobs, hints=NO_HINTS),
+def candidates(postgres: bool) -> TextClause:
+    # SQLite: INDEXED BY names the partial index, whose terms _READY repeats word for word
+    # (SQLite uses a partial index only then): the planner otherwise walked
+    # ix_jobs_state_run_at and sorted. PostgreSQL: rows another claimer holds are skipped.
+    sql = _CANDIDATES_SQL.format(
+        hint="" if postgres else " INDEXED BY ix_jobs_ready",
+        lock=" FOR UPDATE OF c SKIP LOCKED" if postgres else "",
+    )
+    return text(sql).bindparams(bindparam("now", type_=jobs.c.run_at.type))
+
+
+@functools.cache
+def _block(postgres: bool) -> TextClause:
+    # The predecessor is checked again: on PostgreSQL this statement's snapshot may see it
+    # finished since the candidates were read (queue/chains.py).
+    return text(
+        "UPDATE jobs SET blocked = 1 WHERE id IN :ids AND EXISTS (SELECT 1 FROM jobs AS p"
+        " WHERE p.id = jobs.after_id AND p.ordering_key = jobs.ordering_key"
+        " AND p.state IN ('pending', 'running'))"
+    ).bindparams(bindparam("ids", expanding=True))
+
+
+def _sort_candidates(rows: Sequence[Row[Any]]) -> tuple[list[int], list[int]]:
+    """The heads to claim (one per key) and the jobs waiting for their predecessor."""
+    found: list[int] = []
+    waiting: list[int] = []
+    keys: set[str] = set()
+    for row in rows:
+        job_id, key, waits = row.id, row.ordering_key, row.waits
+        if waits:
+            waiting.append(int(job_id))
+        elif key is None:
+            found.append(int(job_id))
+        elif key not in keys:  # two heads of one key: a rerun job; the second waits a turn
+            keys.add(key)
+            found.append(int(job_id))
+    return found, waiting
+
+
+async def _followers(
+    conn: AsyncConnection, heads: Sequence[int], runs: Runs, params: Mapping[str, Any]
+) -> list[int]:
+    """The due jobs queued behind the heads, breadth first: each key's next, then the next."""
+    statement = followers(conn.dialect.name == "postgresql")
+    values = {
+        **params,
+        "heads": list(heads),
+        "kinds": sorted(runs.kinds),
+        "max_jobs": runs.max_jobs,
+        "max_rows": len(heads) + runs.max_jobs,
+    }
+    return [int(job_id) for (job_id,) in await conn.execute(statement, values)]
+
+
+@functools.cache
+def followers(postgres: bool) -> TextClause:
+    # Bounded inside the recursion, so one chat's long backlog is not walked to its end:
+    # SQLite stops adding rows at the recursive part's LIMIT; PostgreSQL, which allows none
+    # there, stops at the depth (and, evaluating lazily, at the outer LIMIT).
+    limit = "" if postgres else " LIMIT :max_rows"
+    # SQLite's planner otherwise took ix_jobs_state_run_at, walking every pending job.
+    hint = "" if postgres else " INDEXED BY ix_jobs_after_id"
+    return text(
+        "WITH RECURSIVE run(id, kind, depth) AS ("  # noqa: S608 (constants only)
+        " SELECT id, kind, 0 FROM jobs WHERE id IN :heads"
+        " UNION ALL"
+        " SELECT j.id, j.kind, run.depth + 1 FROM run"
+        f" JOIN jobs AS j{hint} ON j.after_id = run.id"
+        " WHERE run.kind IN :kinds AND j.kind = run.kind AND j.queue = :queue"
+        f" AND j.state = 'pending' AND j.run_at <= :now AND run.depth < :max_jobs{limit}"
+        ") SELECT id FROM run WHERE depth > 0 LIMIT :max_jobs"
+    ).bindparams(
+        bindparam("heads", expanding=True),
+        bindparam("kinds", expanding=True),
+        bindparam("now", type_=jobs.c.run_at.type),
+    )
+
+
+def _start_params(
+    job_ids: Sequence[int], worker_id: str, now: datetime, lease_seconds: float
+) -> dict[str, Any]:
+    return {
+        "ids": list(job_ids),
+        "claim_worker": worker_id,
+        "claim_lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+
+
+# Built once: hashing a fresh statement cost more than SQLite took to run it.
+_START = (
+    update(jobs)
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        state=JobState.RUNNING.value,
+        attempts=jobs.c.attempts + 1,
+        blocked=0,
+        locked_by=bindparam("claim_worker"),
+        lease_expires_at=bindparam("claim_lease_expires_at", type_=jobs.c.lease_expires_at.type),
+    )
+)
+_CLAIMED = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _in_running_order(claimed: list[Job]) -> list[Job]:
+    """Each key's jobs together, in their order; keys (and unkeyed jobs) by their first job."""
+    groups: dict[object, list[Job]] = {}
+    for job in claimed:
+        groups.setdefault(job.ordering_key if job.ordering_key is not None else job.id, []).append(
+            job
         )
-        .values(_START_RUNNING)
-        .returning(*jobs.c)
-    )
+    return [job for group in groups.values() for job in group]
 
 
-def candidates(
-    now: datetime | ColumnElement[Any], limit: int, lane: Lane, *, hints: PlanHints
-) -> Select[tuple[int]]:
-    """Claimable jobs, oldest due first: a walk along ix_jobs_state_run_at that stops early.
+async def any_due(db: Database, *, now: datetime, queue: str = DEFAULT_QUEUE) -> bool:
+    """Whether a job of `queue` is ready and due: a read, taking no lock, before a claim.
 
-    Ordering by id instead would let PostgreSQL walk the primary key from the oldest (done)
-    jobs, or make SQLite sort every due job.
+    It ignores predecessors, so it may say yes when every due job waits for its key's
+    running head; the claim that follows then blocks those and finds nothing.
     """
-    return (
-        select(_CANDIDATE.c.id)
-        .where(*_due_in_lane(now, lane, hints), _is_free_head(_CANDIDATE, hints=hints))
-        .order_by(_CANDIDATE.c.run_at, _CANDIDATE.c.id)
-        .limit(limit)
-    )
-
-
-async def any_due(db: Database, *, now: datetime, lane: Lane = ALL_KINDS) -> bool:
-    """Whether a pending job of the lane is due: a read, taking no lock, before a claim.
-
-    It ignores ordering keys, so it may say yes when every due job waits behind its key's
-    running head; the claim that follows then finds nothing, as it would have anyway.
-    """
-    hints = SQLITE_HINTS if db.is_sqlite else NO_HINTS
-    query = select(_CANDIDATE.c.id).where(*_due_in_lane(now, lane, hints)).limit(1)
     async with db.engine.connect() as conn:
-        return (await conn.execute(query)).first() is not None
+        row = (await conn.execute(_any_due(db.is_postgres), {"queue": queue, "now": now})).first()
+    return row is not None
 
 
-def _due_in_lane(
-    now: datetime | ColumnElement[Any], lane: Lane, hints: PlanHints
-) -> list[Condition]:
-    kind = hints.unindexed(_CANDIDATE.c.kind)
-    terms = [hints.rare(_CANDIDATE.c.state == JobState.PENDING.value), _CANDIDATE.c.run_at <= now]
-    if lane.only is not None:
-        terms.append(kind.in_(sorted(lane.only)))
-    if lane.excluding:
-        terms.append(kind.not_in(sorted(lane.excluding)))
-    return terms
-
-
-def _is_free_head(target: FromClause, *, hints: PlanHints) -> Condition:
-    """No key, or the oldest unfinished job of its key while none of that key runs.
-
-    Computed from unfinished jobs only (found through the state index), never by probing a
-    key's history, so a chat with a million done jobs costs no more than a new one.
-    """
-    unfinished = jobs.alias("unfinished")
-    key = hints.unindexed(unfinished.c.ordering_key)
-    running = case((unfinished.c.state == JobState.RUNNING.value, 1), else_=0)
-    free_heads = (
-        select(func.min(unfinished.c.id))
-        .where(hints.rare(unfinished.c.state.in_(UNFINISHED)), key.is_not(None))
-        .group_by(key)
-        .having(func.sum(running) == 0)
-    )
-    return or_(hints.unindexed(target.c.ordering_key).is_(None), target.c.id.in_(free_heads))
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlanHints:
-    """How a claim steers a backend's query planner along ix_jobs_state_run_at.
-
-    Pending and running jobs are few; done ones pile up. SQLite's planner did not see it:
-    it took ix_jobs_kind_subject_id for a lane's `kind IN (…)` and an index on
-    (ordering_key, id), since dropped, for the heads' GROUP BY, walking every job ever run
-    (13 and 31 ms per claim with 100,000 done jobs, against 0.03 and 0.3 ms along the state
-    index), or, after ANALYZE, scanned the whole table. PostgreSQL's statistics see the
-    skew by themselves.
-    """
-
-    rare: Callable[[Condition], Condition]  # a condition few rows meet
-    unindexed: Callable[[ColumnElement[Any]], ColumnElement[Any]]  # a column no index serves
-
-
-def _unlikely(condition: Condition) -> Condition:
-    """SQLite's unlikely(): sqlite_stat1 only knows how many values `state` takes and
-    assumes they are equally common."""
-    # Untyped on purpose: a Boolean function would be rendered as `unlikely(…) = 1` on SQLite,
-    # which hides the term from the index.
-    return cast(Condition, func.unlikely(condition))
-
-
-def _unary_plus(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """`+column`: the same value, which by SQLite's documented rule no index may serve."""
-    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
-
-
-def _as_is(element: _E) -> _E:
-    return element
-
-
-SQLITE_HINTS = PlanHints(rare=_unlikely, unindexed=_unary_plus)
-NO_HINTS = PlanHints(rare=_as_is, unindexed=_as_is)
+@functools.cache
+def _any_due(postgres: bool) -> TextClause:
+    hint = "" if postgres else " INDEXED BY ix_jobs_ready"
+    return text(
+        f"SELECT c.id FROM jobs AS c{hint} WHERE {_READY} AND c.run_at <= :now LIMIT 1"  # noqa: S608
+    ).bindparams(bindparam("now", type_=jobs.c.run_at.type))
 
 
 async def complete(conn: AsyncConnection, job_id: int, *, worker_id: str, now: datetime) -> bool:
@@ -294,7 +336,9 @@ async def complete_many(
     if not job_ids:
         return set()
     params = {"held_ids": list(job_ids), "held_by": worker_id, "done_at": now}
-    return {int(row.id) for row in await conn.execute(_COMPLETE_MANY, params)}
+    done = {int(row.id) for row in await conn.execute(_COMPLETE_MANY, params)}
+    await chains.free_successors(conn, sorted(done))
+    return done
 
 
 # Built once: each worker commit runs it, and hashing a fresh statement cost as much as running it.
@@ -361,7 +405,10 @@ async def mark_dead(
             lease_expires_at=None,
         )
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    await chains.free_successors(conn, [job.id])
+    return True
 
 
 async def reschedule(
@@ -429,10 +476,12 @@ async def rescue_expired(db: Database, *, now: datetime) -> int:
     """
     exhausted = jobs.c.attempts >= jobs.c.max_attempts
     # SKIP LOCKED (ignored by SQLite) keeps two rescuers on PostgreSQL from deadlocking.
-    hints = SQLITE_HINTS if db.is_sqlite else NO_HINTS
+    running = jobs.c.state == JobState.RUNNING.value
+    # SQLite's statistics only know how many values `state` takes, not that running jobs
+    # are few: unlikely() keeps it on ix_jobs_state_run_at rather than scanning the table.
     expired = (
         select(jobs.c.id)
-        .where(hints.rare(jobs.c.state == JobState.RUNNING.value), jobs.c.lease_expires_at < now)
+        .where(func.unlikely(running) if db.is_sqlite else running, jobs.c.lease_expires_at < now)
         .with_for_update(skip_locked=True)
     )
     async with db.transaction() as conn:
@@ -446,8 +495,13 @@ async def rescue_expired(db: Database, *, now: datetime) -> int:
                 locked_by=case((exhausted, jobs.c.locked_by), else_=None),
                 lease_expires_at=None,
             )
+            .returning(jobs.c.id, jobs.c.state)
         )
-        return result.rowcount
+        rescued = result.all()
+        await chains.free_successors(
+            conn, [row.id for row in rescued if row.state == JobState.DEAD.value]
+        )
+        return len(rescued)
 
 
 async def get(conn: AsyncConnection, job_id: int) -> Job | None:
@@ -478,12 +532,30 @@ async def list_jobs(
 
 
 async def rerun(conn: AsyncConnection, job_id: int, *, now: datetime) -> bool:
-    """Revive a dead job with a fresh set of attempts; False unless it was dead."""
+    """Revive a dead job with a fresh set of attempts; False unless it was dead.
+
+    A keyed job goes to the end of its key's queue: the jobs behind it went on when it died.
+    """
+    job = await get(conn, job_id)
+    if job is None or job.state is not JobState.DEAD:
+        return False
+    after_id = job.after_id
+    if job.ordering_key is not None:
+        newest = (await chains.newest_jobs(conn, [job.ordering_key])).get(job.ordering_key)
+        if newest is not None and newest != job.id:
+            after_id = newest
+        await chains.move_newest(conn, {job.ordering_key: job.id})
     result = await conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.state == JobState.DEAD.value)
         .values(
-            state=JobState.PENDING.value, attempts=0, run_at=now, finished_at=None, locked_by=None
+            state=JobState.PENDING.value,
+            attempts=0,
+            run_at=now,
+            finished_at=None,
+            locked_by=None,
+            after_id=after_id,
+            blocked=0,
         )
     )
     return result.rowcount == 1
@@ -516,7 +588,9 @@ def _to_job(row: Row[Any]) -> Job:
         id=int(values["id"]),
         kind=values["kind"],
         payload=orjson.loads(values["payload"]),
+        queue=values["queue"],
         ordering_key=values["ordering_key"],
+        after_id=values["after_id"],
         subject_id=values["subject_id"],
         state=JobState(values["state"]),
         attempts=values["attempts"],

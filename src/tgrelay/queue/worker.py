@@ -7,17 +7,24 @@ worker dies in between the job runs again, so such handlers must tolerate repeat
 grouped handler is a non-transactional one whose outcomes are committed many at a time:
 every job of its kind that finished while the previous commit ran goes into the next one,
 so a busy lane pays for one transaction per batch instead of one per job.
+
+A batching worker (`batch_size`) claims many transactional jobs at once, each ordering
+key's head with the jobs queued behind it, and runs them in order in shared transactions,
+each sized to last about `batch_seconds`, so that other writers (the intake) wait little
+for SQLite's one write lock. If any job of a transaction fails, the transaction is undone
+and the rest of the batch runs one job per transaction, so each outcome is recorded alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, cast, overload
@@ -32,12 +39,14 @@ from tgrelay.db import write_turns
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
-from tgrelay.queue.models import ALL_KINDS, Finish, Job, JobState, Lane
+from tgrelay.queue.models import DEFAULT_QUEUE, Finish, Job, JobState
 from tgrelay.queue.pacing import DEFAULT_PACING, Pacing, pause
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Job], Awaitable[None]]
+# Runs several jobs of one kind, in their order, in the caller's transaction.
+BatchHandler = Callable[[AsyncConnection, Sequence[Job]], Awaitable[None]]
 # A non-transactional handler may return a Finish (e.g. recording an HTTP call's outcome).
 NonTransactionalHandler = Callable[[Job], Awaitable[Finish | None]]
 # A grouped kind: `run` does a job's work outside any transaction and says what to record
@@ -52,6 +61,11 @@ MAX_GROUP = 500
 # (recorded on its job) or in the loop itself (which should crash loudly).
 TRANSIENT_ERRORS = (SQLAlchemyError, OSError)
 MAX_BACKOFF_SECONDS = 30.0
+# How long a batching worker's transaction should run handlers before it commits: SQLite has
+# one write lock, and the intake's next batch waits for it (issue 16: intake p99 ≤ 10 ms while
+# a backlog drains). Its COMMIT comes on top.
+DEFAULT_BATCH_SECONDS = 0.005
+FIRST_CHUNK = 16  # jobs in a batching worker's first transaction, before it has timed one
 T = TypeVar("T")
 # Waits until the event is set or the seconds pass; True when the event was set.
 Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
@@ -62,6 +76,13 @@ class Transactional:
     """A handler that runs in the job's transaction, given its connection."""
 
     handler: Handler
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batched:
+    """A transactional handler of many jobs at once (one alone when they run one by one)."""
+
+    handler: BatchHandler
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +100,7 @@ class Grouped:
     commit: GroupedCommit
 
 
-Registration = Transactional | NonTransactional | Grouped
+Registration = Transactional | Batched | NonTransactional | Grouped
 
 
 class Registry:
@@ -121,6 +142,10 @@ class Registry:
         """Register a kind whose outcomes (those `run` returns, None aside) commit in groups."""
         self._add(kind, Grouped(run=run, commit=commit))
 
+    def register_batched(self, kind: str, handler: BatchHandler) -> None:
+        """Register a transactional kind whose handler takes a batch of its jobs, in order."""
+        self._add(kind, Batched(handler=handler))
+
     def _add(self, kind: str, registration: Registration) -> None:
         if kind in self._handlers:
             raise ValueError(f"a handler for job kind {kind!r} is already registered")
@@ -132,6 +157,15 @@ class Registry:
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(self._handlers)
+
+    @property
+    def transactional_kinds(self) -> frozenset[str]:
+        """The kinds a batching worker may run many to a transaction."""
+        return frozenset(
+            kind
+            for kind, handler in self._handlers.items()
+            if isinstance(handler, Transactional | Batched)
+        )
 
 
 class _LeaseLost(Exception):
@@ -159,7 +193,9 @@ class Worker:
         policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
         metrics: Metrics | None = None,
         rescue_interval: float = 5.0,
-        lane: Lane = ALL_KINDS,
+        queue: str = DEFAULT_QUEUE,
+        batch_size: int = 0,
+        batch_seconds: float = DEFAULT_BATCH_SECONDS,
         after_job: Callable[[], None] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
@@ -168,6 +204,8 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if lease_seconds <= 0 or rescue_interval <= 0:
             raise ValueError("lease_seconds and rescue_interval must be positive")
+        if batch_size < 0 or batch_seconds <= 0:
+            raise ValueError("batch_size must not be negative, batch_seconds must be positive")
         self.db = db
         self.registry = registry
         self.worker_id = worker_id or default_worker_id()
@@ -180,7 +218,11 @@ class Worker:
         self.policy = policy
         self.metrics = metrics
         self.rescue_interval = rescue_interval
-        self.lane = lane
+        self.queue = queue
+        # 0: a task per job. Otherwise each claim takes up to batch_size jobs for one task.
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
         self.after_job = after_job  # called whenever a job run ends, whatever its outcome
         # Time for pauses and timers (None: the event loop's), and how to pause: parameters
         # so that tests drive the idle loop without sleeping.
@@ -190,7 +232,7 @@ class Worker:
         # job's lease is renewed at least twice before it could lapse.
         self.maintenance_interval = min(rescue_interval, lease_seconds / 3)
         self._random = random.Random()
-        self._running: dict[asyncio.Task[None], Job] = {}
+        self._running: dict[asyncio.Task[object], list[Job]] = {}
         self._committers: dict[str, _GroupCommitter] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -234,8 +276,8 @@ class Worker:
         next_maintenance = quiet_since = now()
         failures = 0
         # Look (a read) before claiming (a write) after an idle sleep nobody woke, and after a
-        # claim that found the lane empty: wakes are hints (the webhook lane is woken after
-        # every job of the other lane, which may have emitted events), and an empty claim
+        # claim that found the queue empty: wakes are hints (the webhooks queue's worker is
+        # woken after every job of the others, which may have emitted events), and an empty claim
         # still takes SQLite's one write lock.
         probe = False
         while not self._stopping:
@@ -256,7 +298,7 @@ class Worker:
             if claimed > 0:
                 quiet_since = now()
             probe = free > 0 and claimed == 0
-            if free == 0 or claimed < free:
+            if free == 0 or claimed < (self.batch_size or free):
                 until_maintenance = max(next_maintenance - now(), 0)
                 idle = pause(self.pacing, quiet_since=quiet_since, now=now())
                 woken = await self._sleep(min(idle, until_maintenance))
@@ -268,23 +310,38 @@ class Worker:
     async def _claim(self, free: int, *, probe: bool) -> int:
         if free <= 0:
             return 0
-        if probe and not await store.any_due(self.db, now=self.clock(), lane=self.lane):
+        if probe and not await store.any_due(self.db, now=self.clock(), queue=self.queue):
             return 0
+        runs = store.NO_RUNS
+        limit = free
+        if self.batch_size:
+            # Heads and the runs behind them share one batch: a chat's backlog comes whole.
+            limit = self.batch_size
+            runs = store.Runs(kinds=self.registry.transactional_kinds, max_jobs=self.batch_size)
         jobs = await store.claim(
             self.db,
             worker_id=self.worker_id,
-            limit=free,
+            limit=limit,
             now=self.clock(),
             lease_seconds=self.lease_seconds,
-            lane=self.lane,
+            queue=self.queue,
+            runs=runs,
         )
-        for job in jobs:
-            task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
-            self._running[task] = job
-            task.add_done_callback(self._on_job_done)
+        if not jobs:
+            return 0
+        if self.batch_size:
+            self._start(self._execute_batch(jobs), jobs, name=f"batch-{jobs[0].id}")
+        else:
+            for job in jobs:
+                self._start(self._execute(job), [job], name=f"job-{job.id}")
         return len(jobs)
 
-    def _on_job_done(self, task: asyncio.Task[None]) -> None:
+    def _start(self, work: Coroutine[Any, Any, object], jobs: list[Job], *, name: str) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(work, name=name)
+        self._running[task] = jobs
+        task.add_done_callback(self._on_job_done)
+
+    def _on_job_done(self, task: asyncio.Task[object]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a free slot, and maybe the next job of the same key
         if self.after_job is not None:
@@ -305,7 +362,7 @@ class Worker:
                 self._log.warning("jobs.rescued", count=rescued)
             await store.extend_leases(
                 self.db,
-                [job.id for job in self._running.values()],
+                [job.id for jobs in self._running.values() for job in jobs],
                 worker_id=self.worker_id,
                 now=now,
                 lease_seconds=self.lease_seconds,
@@ -318,7 +375,8 @@ class Worker:
         except TRANSIENT_ERRORS as exc:
             self._log.warning("worker.maintenance_failed", error=str(exc))
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job) -> str:
+        """Run one job alone and record its outcome; returns the outcome's label."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome = "cancelled"
@@ -329,6 +387,7 @@ class Worker:
                 self.metrics.job_runs.labels(kind=job.kind, outcome=outcome).observe(
                     loop.time() - started
                 )
+        return outcome
 
     async def _run_handler(self, job: Job) -> str:
         """Run the job's handler and record what happened; returns the outcome label."""
@@ -340,6 +399,10 @@ class Worker:
             if isinstance(registration, Transactional):
                 async with self.db.transaction() as conn:
                     await registration.handler(conn, job)
+                    await self._complete(conn, job)
+            elif isinstance(registration, Batched):
+                async with self.db.transaction() as conn:
+                    await registration.handler(conn, [job])
                     await self._complete(conn, job)
             elif isinstance(registration, NonTransactional):
                 finish = await registration.handler(job)
@@ -358,6 +421,83 @@ class Worker:
             return await self._record(job, exc, fields)
         self._log.debug("job.done", **fields)
         return "done"
+
+    async def _execute_batch(self, jobs: list[Job]) -> None:
+        """Run claimed jobs in their order, in transactions sized to last about batch_seconds."""
+        loop = asyncio.get_running_loop()
+        remaining = jobs
+        while remaining:
+            chunk = self._transactional_prefix(remaining[: self._chunk_size])
+            if not chunk:  # a job that must run outside a transaction
+                await self._one_by_one(remaining[:1])
+                remaining = remaining[1:]
+                continue
+            ran = [job for _, kind_run in chunk for job in kind_run]
+            started = loop.time()
+            try:
+                async with self.db.transaction() as conn:
+                    handlers_started = loop.time()
+                    for registration, kind_run in chunk:
+                        if isinstance(registration, Batched):
+                            await registration.handler(conn, kind_run)
+                        else:
+                            for job in kind_run:
+                                await registration.handler(conn, job)
+                    handling = loop.time() - handlers_started
+                    held = await store.complete_many(
+                        conn, [job.id for job in ran], worker_id=self.worker_id, now=self.clock()
+                    )
+                    if len(held) != len(ran):
+                        raise _LeaseLost  # undo all: each job's outcome is recorded alone
+            except Exception:
+                # Undone: what ran and what is left go one by one, each outcome its own.
+                await self._one_by_one(remaining)
+                return
+            # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost the same
+            # however many jobs ran, and counting them shrank batches to one job each.
+            self._chunk_size = next_chunk_size(
+                len(ran), handling, target=self.batch_seconds, most=self.batch_size
+            )
+            remaining = remaining[len(ran) :]
+            self._observe_batch(ran, loop.time() - started)
+
+    def _transactional_prefix(
+        self, jobs: list[Job]
+    ) -> list[tuple[Transactional | Batched, list[Job]]]:
+        """The leading jobs that may share a transaction, as runs of one kind each."""
+        runs: list[tuple[Transactional | Batched, list[Job]]] = []
+        for job in jobs:
+            registration = self.registry.lookup(job.kind)
+            if not isinstance(registration, Transactional | Batched):
+                break
+            if runs and runs[-1][1][0].kind == job.kind:
+                runs[-1][1].append(job)
+            else:
+                runs.append((registration, [job]))
+        return runs
+
+    async def _one_by_one(self, jobs: list[Job]) -> None:
+        """Run jobs alone, in order; a key whose job did not end done keeps its later jobs back."""
+        stopped_keys: set[str] = set()
+        held_back: list[Job] = []
+        for job in jobs:
+            if job.ordering_key in stopped_keys:
+                held_back.append(job)
+                continue
+            outcome = await self._execute(job)
+            if outcome != "done" and job.ordering_key is not None:
+                stopped_keys.add(job.ordering_key)
+        if held_back:
+            # Pending again with their attempt given back; they wait for their predecessor.
+            await store.release(self.db, [job.id for job in held_back], worker_id=self.worker_id)
+
+    def _observe_batch(self, jobs: list[Job], seconds: float) -> None:
+        for job in jobs:
+            self._log.debug("job.done", job_id=job.id, kind=job.kind, attempt=job.attempts)
+            if self.metrics is not None:
+                self.metrics.job_runs.labels(kind=job.kind, outcome="done").observe(
+                    seconds / len(jobs)
+                )
 
     def _committer(self, kind: str, registration: Grouped) -> _GroupCommitter:
         committer = self._committers.get(kind)
@@ -436,7 +576,7 @@ class Worker:
             *(committer.idle() for committer in self._committers.values()),
             return_exceptions=True,
         )
-        job_ids = sorted(job.id for job in abandoned.values())
+        job_ids = sorted(job.id for jobs in abandoned.values() for job in jobs)
         try:
             released = await store.release(self.db, job_ids, worker_id=self.worker_id)
         except TRANSIENT_ERRORS as exc:
@@ -509,6 +649,16 @@ class _GroupCommitter:
         for job, _, done in group:
             if not done.done():
                 done.set_result(job.id in held)
+
+
+def next_chunk_size(ran: int, elapsed: float, *, target: float, most: int) -> int:
+    """How many jobs the next transaction should run for its handlers to take about `target`.
+
+    Halfway (geometrically) between what ran and what would have fit: one slow or fast
+    transaction moves the size without swinging it.
+    """
+    fits = ran * target / max(elapsed, 1e-6)
+    return max(1, min(most, round(math.sqrt(ran * fits))))
 
 
 async def wait_for(event: asyncio.Event, seconds: float) -> bool:
