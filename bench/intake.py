@@ -1,11 +1,15 @@
 """Benchmark the webhook intake: durable updates/s and ack latency (p50/p99) under wrk.
 
-Starts the emulator and `tgrelay serve --no-worker` (webhook mode) as subprocesses, connects a
-bot, drives `POST /telegram/{bot_id}` with wrk (Debian package `wrk`) at N connections, then
-checks that every 2xx'd update is in the database. Not part of the test suite.
+Starts the emulator and `tgrelay serve` (webhook mode) as subprocesses, connects a bot,
+drives `POST /telegram/{bot_id}` with wrk (Debian package `wrk`) at N connections, then
+checks that every 2xx'd update is in the database. By default `serve` runs as the README
+starts it, with its worker processing the updates as they arrive: the intake is measured
+while the worker drains the backlog wrk builds, and the updates processed during the run
+are reported too. `--no-worker` measures the intake alone. Not part of the test suite.
 
     uv run python bench/intake.py                      # SQLite and PostgreSQL, 40 connections
     uv run python bench/intake.py --db sqlite --connections 40 --duration 10
+    uv run python bench/intake.py --db sqlite --no-worker
 """
 
 from __future__ import annotations
@@ -34,26 +38,40 @@ from servers import (
     wait_http,
 )
 from tgrelay.db import tables
+from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.settings import async_database_url
 
 HERE = Path(__file__).parent
 RESULT = re.compile(r"RESULT (.*)")
 
 
-async def stored_updates(database_url: str, bot_id: int) -> int:
+async def stored_and_processed(database_url: str, bot_id: int) -> tuple[int, int]:
+    """Updates stored for the bot, and process_update jobs done."""
     engine = create_async_engine(async_database_url(database_url))
     async with engine.connect() as conn:
-        count = await conn.scalar(
+        stored = await conn.scalar(
             select(func.count())
             .select_from(tables.updates)
             .where(tables.updates.c.bot_id == bot_id)
         )
+        processed = await conn.scalar(
+            select(func.count())
+            .select_from(tables.jobs)
+            .where(tables.jobs.c.kind == PROCESS_UPDATE, tables.jobs.c.state == "done")
+        )
     await engine.dispose()
-    return int(count or 0)
+    return int(stored or 0), int(processed or 0)
 
 
 def run_one(
-    db: str, connections: int, duration: int, threads: int, warmup: int, workdir: Path
+    db: str,
+    connections: int,
+    duration: int,
+    threads: int,
+    warmup: int,
+    workdir: Path,
+    *,
+    worker: bool,
 ) -> dict[str, float]:
     tgrelay = [sys.executable, "-m", "tgrelay"]
     emulator_port, app_port = free_port(), free_port()
@@ -83,7 +101,8 @@ def run_one(
         bot = httpx.post(
             f"http://127.0.0.1:{emulator_port}/_emulator/bots", json={"username": "bench_bot"}
         ).json()
-        with process([*tgrelay, "serve", "--no-worker"], env, workdir / f"{db}-serve.log") as serve:
+        serve_command = [*tgrelay, "serve", *([] if worker else ["--no-worker"])]
+        with process(serve_command, env, workdir / f"{db}-serve.log") as serve:
             wait_http(f"http://127.0.0.1:{app_port}/healthz")
             connected = httpx.post(
                 f"http://127.0.0.1:{app_port}/v1/bots",
@@ -124,15 +143,16 @@ def run_one(
             # A fresh database grows its files on the first commits; a running service's has.
             if warmup:
                 drive(warmup, first_update_id=0)
-            before = asyncio.run(stored_updates(database_url, bot["id"]))
+            before, processed_before = asyncio.run(stored_and_processed(database_url, bot["id"]))
             cpu_before = cpu_seconds(serve.pid)
             wrk = drive(duration, first_update_id=10**12)
             cpu_after = cpu_seconds(serve.pid)
+            after, processed_after = asyncio.run(stored_and_processed(database_url, bot["id"]))
         match = RESULT.search(wrk.stdout)
         if match is None:
             raise SystemExit(f"wrk printed no result:\n{wrk.stdout}\n{wrk.stderr}")
         fields = dict(part.split("=") for part in match.group(1).split())
-        stored = asyncio.run(stored_updates(database_url, bot["id"])) - before
+        stored = after - before
     # The server process, then its children (on SQLite, the intake's writer process).
     cpu_used = [cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after]
     requests = int(fields["requests"])
@@ -143,6 +163,8 @@ def run_one(
         "failed": failed,
         "stored": stored,
         "updates_per_s": stored / seconds,
+        "processed_per_s": (processed_after - processed_before) / seconds,
+        "backlog": after - processed_after,
         "p50_ms": int(fields["p50_us"]) / 1000,
         "p99_ms": int(fields["p99_us"]) / 1000,
         "server_cpu_us": cpu_used[0] / requests * 1e6,
@@ -159,6 +181,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load before measuring")
+    parser.add_argument(
+        "--no-worker", action="store_true", help="`serve --no-worker`: the intake alone"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
@@ -166,15 +191,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
         for db in dbs:
             result = run_one(
-                db, args.connections, args.duration, args.threads, args.warmup, Path(tmp)
+                db,
+                args.connections,
+                args.duration,
+                args.threads,
+                args.warmup,
+                Path(tmp),
+                worker=not args.no_worker,
+            )
+            mode = "serve --no-worker" if args.no_worker else "serve"
+            processing = (
+                ""
+                if args.no_worker
+                else f"; meanwhile {result['processed_per_s']:,.0f} updates/s processed, "
+                f"{result['backlog']:,.0f} left at the end"
             )
             print(
-                f"{db:8} {args.connections} connections: {result['updates_per_s']:,.0f} durable updates/s, "
+                f"{db:8} {mode}, {args.connections} connections: "
+                f"{result['updates_per_s']:,.0f} durable updates/s, "
                 f"ack p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
                 f"({result['stored']:,} stored of {result['requests']:,} requests, "
                 f"{result['failed']} errors/non-2xx); CPU per request: "
                 f"{result['server_cpu_us']:.0f} µs server process, "
-                f"{result['children_cpu_us']:.0f} µs its children"
+                f"{result['children_cpu_us']:.0f} µs its children{processing}"
             )
 
 

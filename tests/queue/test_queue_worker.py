@@ -934,3 +934,51 @@ async def test_a_job_waits_for_its_predecessors_retry_and_a_dead_one_lets_it_go(
         worker.notify()
         await wait_until(in_state(database, second_id, JobState.DONE))
     assert seen == [JobState.DEAD]
+
+
+@pytest.mark.parametrize(
+    ("ran", "elapsed", "expected"),
+    [
+        (16, 0.005, 16),  # on target: unchanged
+        (1, 0.0005, 3),  # ten times too fast: grows, by the geometric mean
+        (100, 0.02, 50),  # four times too slow: halves
+        (500, 0.0001, 500),  # never above `most`
+        (1, 1.0, 1),  # never below one
+    ],
+)
+def test_next_chunk_size_moves_halfway_towards_the_target(
+    ran: int, elapsed: float, expected: int
+) -> None:
+    assert worker.next_chunk_size(ran, elapsed, target=0.005, most=500) == expected
+
+
+async def test_a_batching_worker_tells_after_each_transaction(database: Database) -> None:
+    """Events written by a batch's first transaction are announced before the batch ends."""
+    seen: list[str] = []
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        seen.append("ran")
+
+    registry = Registry()
+    registry.register("record", record)
+    await enqueue(
+        database,
+        *(NewJob(kind="record", payload={}, ordering_key="k") for _ in range(40)),
+        now=utcnow,
+    )
+    batching = make_worker(
+        database,
+        registry,
+        utcnow,
+        batch_size=40,
+        batch_seconds=1e-9,  # every transaction overruns: they shrink to a job each
+        after_job=lambda: seen.append("told"),
+    )
+
+    async def all_ran() -> bool:
+        return seen.count("ran") == 40
+
+    async with running(batching):
+        await wait_until(all_ran)
+    last_run = len(seen) - 1 - seen[::-1].index("ran")
+    assert "told" in seen[:last_run]

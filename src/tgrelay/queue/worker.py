@@ -223,7 +223,9 @@ class Worker:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
-        self.after_job = after_job  # called whenever a job run ends, whatever its outcome
+        # Called whenever a job run ends, whatever its outcome, and after each transaction of
+        # a batch.
+        self.after_job = after_job
         # Time for pauses and timers (None: the event loop's), and how to pause: parameters
         # so that tests drive the idle loop without sleeping.
         self._monotonic = monotonic
@@ -460,6 +462,8 @@ class Worker:
             )
             remaining = remaining[len(ran) :]
             self._observe_batch(ran, loop.time() - started)
+            if self.after_job is not None:  # their events wait for no later transaction
+                self.after_job()
 
     def _transactional_prefix(
         self, jobs: list[Job]
