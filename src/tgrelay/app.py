@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hmac
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ from tgrelay.inbox.receiver import WebhookReceiver
 from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
 from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
+from tgrelay.queue.models import DEFAULT_QUEUE
 from tgrelay.queue.worker import Registry, Worker
 from tgrelay.retention import policy as retention_policy
 from tgrelay.retention import runner as retention_runner
@@ -149,8 +150,6 @@ async def background(
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,
             metrics=rt.metrics,
-            # A finished job may have emitted events: look for their deliveries at once.
-            after_job=webhook_worker.notify,
         )
         updates_worker = Worker(
             rt.db,
@@ -161,10 +160,16 @@ async def background(
             queue=UPDATES_QUEUE,
             concurrency=1,  # SQLite writes one transaction at a time anyway
             batch_size=UPDATES_BATCH_SIZE,
-            # Updates emit events and ask for sends: look for those jobs at once.
-            after_job=_notify_all(worker, webhook_worker),
         )
-        rt.notify_worker = _notify_all(updates_worker, worker, webhook_worker)
+        # Each queue's worker is woken by what enqueues for it alone: a wake costs a claim,
+        # a write transaction, and the intake enqueues many times a second.
+        rt.notify_queue = _notify_queue(
+            {
+                UPDATES_QUEUE: updates_worker,
+                DEFAULT_QUEUE: worker,
+                events_service.WEBHOOKS_QUEUE: webhook_worker,
+            }
+        )
         for name, each in (("updates-worker", updates_worker), ("worker", worker)):
             tasks.append(asyncio.create_task(_after(telegram_loaded, each.run), name=name))
         tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
@@ -214,9 +219,10 @@ async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) 
     await run()
 
 
-def _notify_all(*workers: Worker) -> Callable[[], None]:
-    def notify() -> None:
-        for worker in workers:
+def _notify_queue(workers: Mapping[str, Worker]) -> Callable[[str], None]:
+    def notify(queue: str) -> None:
+        worker = workers.get(queue)
+        if worker is not None:
             worker.notify()
 
     return notify

@@ -32,8 +32,9 @@ class Runtime:
     # Outgoing Bot API sends ask it for a slot (Redis-shared when TGRELAY_REDIS_URL is set).
     rate_limiter: ratelimit.RateLimiter
     clock: Clock = utcnow
-    # Called after jobs are enqueued so an in-process worker wakes at once (no-op otherwise).
-    notify_worker: Callable[[], None] = field(default=lambda: None)
+    # Called with a queue's name after jobs of it are enqueued, so that this process's worker
+    # of that queue wakes at once (no-op where none runs).
+    notify_queue: Callable[[str], None] = field(default=lambda queue: None)
 
 
 @asynccontextmanager

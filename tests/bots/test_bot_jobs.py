@@ -26,10 +26,11 @@ def pending(bot_id: int) -> tuple[Any, ...]:
     return (JobState.PENDING, {"bot_id": bot_id}, f"bot-health:{bot_id}", bot_id)
 
 
-def count_wakeups(bench: Bench) -> list[int]:
-    calls: list[int] = []
-    bench.rt.notify_worker = lambda: calls.append(1)
-    return calls
+def count_wakeups(bench: Bench) -> list[str]:
+    """The queues woken, in order."""
+    woken: list[str] = []
+    bench.rt.notify_queue = woken.append
+    return woken
 
 
 @asynccontextmanager
@@ -71,7 +72,7 @@ async def test_due_bots_get_one_check_each(polling: Bench) -> None:
 
     assert (first, second, third) == ([fresh["id"]], [], [checked["id"]])
     assert await queued(polling) == [pending(fresh["id"]), pending(checked["id"])]
-    assert wakeups == [1, 1]
+    assert wakeups == ["default", "default"]
 
 
 async def test_an_immediate_check_is_not_queued_twice(polling: Bench) -> None:
@@ -85,7 +86,7 @@ async def test_an_immediate_check_is_not_queued_twice(polling: Bench) -> None:
     await jobs.enqueue_health_check(polling.rt, bot["id"])
 
     assert await queued(polling) == [pending(bot["id"])]
-    assert wakeups == [1]
+    assert wakeups == ["default"]
 
 
 async def test_a_worker_runs_the_health_check(polling: Bench) -> None:
@@ -140,7 +141,7 @@ async def test_the_scheduler_loop_enqueues_and_wakes_the_worker(make_bench: Benc
     wakeups = count_wakeups(bench)
 
     async def scheduled() -> bool:
-        return await queued(bench) == [pending(bot["id"])] and wakeups == [1]
+        return await queued(bench) == [pending(bot["id"])] and wakeups == ["default"]
 
     loop = asyncio.create_task(jobs.schedule_health_checks(bench.rt))
     try:

@@ -73,7 +73,7 @@ async def _emit(setup: Setup, count: int) -> None:
                     connection_id=f"conn_{number}", bot_id=1, chat_id=-1, status="bot_removed"
                 ),
             )
-    setup.rt.notify_worker()
+    setup.rt.notify_queue("webhooks")
 
 
 async def _endpoint_row(setup: Setup, endpoint_id: str) -> tuple[str, str, int]:
@@ -138,7 +138,7 @@ async def test_breaker_opens_then_one_probe_closes_it(
 
         healthy = True
         setup.clock.advance(COOL_OFF)
-        setup.rt.notify_worker()
+        setup.rt.notify_queue("webhooks")
 
         async def closed_and_delivered() -> bool:
             return len({d.headers["webhook-id"] for d in receiver.receiver.deliveries}) == 5
@@ -175,7 +175,7 @@ async def test_endpoint_failing_for_days_is_disabled_with_an_event(
         await _until_attempts(setup, doomed, 1)
         for day in range(1, 6):
             setup.clock.advance(86400)  # the next retry is due
-            setup.rt.notify_worker()
+            setup.rt.notify_queue("webhooks")
             if day < 4:
                 await _until_attempts(setup, doomed, day + 1)
         # Retries ran out after day 3; a new event on day 5 fails once more and tips it over.

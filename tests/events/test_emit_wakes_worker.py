@@ -45,7 +45,7 @@ async def test_an_emitted_delivery_wakes_the_worker_after_its_commit(rt: Runtime
     """No wake while the transaction is open, one after its commit, none for an event that no
     endpoint subscribes to (nothing was enqueued)."""
     wakes: list[str] = []
-    rt.notify_worker = lambda: wakes.append("wake")
+    rt.notify_queue = wakes.append
     workspace, _ = await workspaces.create_workspace(rt.db, "Acme", now=T0)
     unsubscribed, _ = await workspaces.create_workspace(rt.db, "Quiet", now=T0)
     await service.create_endpoint(
@@ -63,4 +63,4 @@ async def test_an_emitted_delivery_wakes_the_worker_after_its_commit(rt: Runtime
             conn, rt, workspace_id=workspace.id, events=[removed("c1"), removed("c2")]
         )
         in_transaction = list(wakes)
-    assert (after_unsubscribed, in_transaction, wakes) == ([], [], ["wake"])
+    assert (after_unsubscribed, in_transaction, wakes) == ([], [], ["webhooks"])

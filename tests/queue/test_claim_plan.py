@@ -15,7 +15,7 @@ from sqlalchemy import TextClause, insert, text
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.queue import store
+from tgrelay.queue import chains, store
 from tgrelay.queue.models import NewJob
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -77,3 +77,10 @@ async def test_runs_follow_the_successor_index(sqlite_history: Database) -> None
     await sqlite_history.dispose()
     assert "SEARCH j USING INDEX ix_jobs_after_id (after_id=?)" in plan, plan
     assert not [step for step in plan if step.startswith("SCAN") and "run" not in step], plan
+
+
+async def test_freeing_successors_follows_the_successor_index(sqlite_history: Database) -> None:
+    # Its `state = 'pending'` term drew the planner to ix_jobs_state_run_at: every pending job.
+    plan = await _plan(sqlite_history, chains.FREE_SQLITE, {"finished": [1, 2, 3]})
+    await sqlite_history.dispose()
+    assert plan == ["SEARCH jobs USING INDEX ix_jobs_after_id (after_id=?)"], plan

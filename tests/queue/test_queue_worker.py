@@ -950,35 +950,3 @@ def test_next_chunk_size_moves_halfway_towards_the_target(
     ran: int, elapsed: float, expected: int
 ) -> None:
     assert worker.next_chunk_size(ran, elapsed, target=0.005, most=500) == expected
-
-
-async def test_a_batching_worker_tells_after_each_transaction(database: Database) -> None:
-    """Events written by a batch's first transaction are announced before the batch ends."""
-    seen: list[str] = []
-
-    async def record(conn: AsyncConnection, job: Job) -> None:
-        seen.append("ran")
-
-    registry = Registry()
-    registry.register("record", record)
-    await enqueue(
-        database,
-        *(NewJob(kind="record", payload={}, ordering_key="k") for _ in range(40)),
-        now=utcnow,
-    )
-    batching = make_worker(
-        database,
-        registry,
-        utcnow,
-        batch_size=40,
-        batch_seconds=1e-9,  # every transaction overruns: they shrink to a job each
-        after_job=lambda: seen.append("told"),
-    )
-
-    async def all_ran() -> bool:
-        return seen.count("ran") == 40
-
-    async with running(batching):
-        await wait_until(all_ran)
-    last_run = len(seen) - 1 - seen[::-1].index("ran")
-    assert "told" in seen[:last_run]

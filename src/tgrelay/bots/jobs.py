@@ -73,7 +73,7 @@ async def enqueue_due_health_checks(rt: Runtime) -> list[int]:
         bot_ids = [bot_id for bot_id in due if bot_id not in queued]
         await _enqueue(rt, conn, bot_ids, now=now)
     if bot_ids:
-        rt.notify_worker()
+        rt.notify_queue(queue_models.DEFAULT_QUEUE)
         log.info("bot.health_checks_scheduled", count=len(bot_ids))
     return bot_ids
 
@@ -87,7 +87,7 @@ async def enqueue_health_check(rt: Runtime, bot_id: int) -> None:
         if await _queued_checks(conn, [bot_id], states=(queue_models.JobState.PENDING,)):
             return
         await _enqueue(rt, conn, [bot_id], now=rt.clock())
-    rt.notify_worker()
+    rt.notify_queue(queue_models.DEFAULT_QUEUE)
 
 
 async def _queued_checks(

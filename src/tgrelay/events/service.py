@@ -6,6 +6,7 @@ describes does. Everything else opens its own transaction.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ async def enqueue_attempts(
     """One deliver_event job per delivery, in the caller's transaction; an in-process worker
     is woken once it commits (events written outside jobs, e.g. by the API, too)."""
     if delivery_ids:
-        db_engine.after_commit(conn, rt.notify_worker)
+        db_engine.after_commit(conn, functools.partial(rt.notify_queue, WEBHOOKS_QUEUE))
     await job_store.enqueue(
         conn,
         [
@@ -418,7 +419,7 @@ async def retry_delivery(rt: Runtime, principal: Principal, delivery_id: str) ->
         )
         updated = await store.get_delivery(conn, principal.workspace_id, delivery.id)
     assert updated is not None
-    rt.notify_worker()
+    rt.notify_queue(WEBHOOKS_QUEUE)
     return updated
 
 
@@ -469,7 +470,7 @@ async def replay(
             now = rt.clock()
             await store.restart(conn, ids, now=now)
             await enqueue_attempts(conn, rt, ids, run_at=now)
-        rt.notify_worker()
+        rt.notify_queue(WEBHOOKS_QUEUE)
         after_id = ids[-1]
         done += len(ids)
         progress(done, max(total, done))

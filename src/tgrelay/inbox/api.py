@@ -12,6 +12,7 @@ from tgrelay import errors
 from tgrelay.bots import service as bots_service
 from tgrelay.inbox import service
 from tgrelay.inbox.models import UpdateSource, UpdateStatus
+from tgrelay.inbox.writer import UPDATES_QUEUE
 from tgrelay.runtime import Runtime, runtime
 from tgrelay.workspaces.api import CurrentPrincipal
 
@@ -66,5 +67,5 @@ async def retry_update(
     stored = await service.retry_dead(rt.db, bot_id, update_id, now=rt.clock())
     if stored is None:
         raise errors.NotFound(f"no update {update_id} for bot {bot_id}")
-    rt.notify_worker()
+    rt.notify_queue(UPDATES_QUEUE)
     return UpdateView.model_validate(stored, from_attributes=True)

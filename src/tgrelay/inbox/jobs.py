@@ -33,12 +33,10 @@ def register(
             handlers=handlers,
             now=rt.clock(),
         )
-        for processed in batch:
-            log.debug(
-                "update.processed",
-                bot_id=processed.bot_id,
-                update_id=processed.update_id,
-                kind=processed.kind.value,
-            )
+        log.debug(
+            "updates.processed",
+            count=len(batch),
+            update_ids=[processed.update_id for processed in batch],
+        )
 
     registry.register_batched(PROCESS_UPDATE, process_updates)

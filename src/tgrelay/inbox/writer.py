@@ -135,7 +135,7 @@ class GroupCommitWriter:
                 # Only the copy that was written counts as new.
                 future.set_result(key in created and unique[key] is update)
         if created:
-            self._rt.notify_worker()
+            self._rt.notify_queue(UPDATES_QUEUE)
 
 
 def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:

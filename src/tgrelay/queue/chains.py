@@ -63,11 +63,15 @@ async def move_newest(conn: AsyncConnection, newest: Mapping[str, int]) -> None:
 async def free_successors(conn: AsyncConnection, finished_ids: Sequence[int]) -> None:
     """Let the jobs that waited for these (now done or dead) be claimed."""
     if finished_ids:
-        statement = _FREE_SQLITE if conn.dialect.name == "sqlite" else _FREE_POSTGRES
+        statement = FREE_SQLITE if conn.dialect.name == "sqlite" else _FREE_POSTGRES
         await conn.execute(statement, {"finished": list(finished_ids)})
 
 
-_FREE = "UPDATE jobs SET blocked = 0 WHERE after_id IN :finished AND state = 'pending'"
-# SQLite writes a row even when its values do not change: leave the unblocked ones alone.
-_FREE_SQLITE = text(_FREE + " AND blocked = 1").bindparams(bindparam("finished", expanding=True))
-_FREE_POSTGRES = text(_FREE).bindparams(bindparam("finished", expanding=True))
+_FREE = "UPDATE jobs{hint} SET blocked = 0 WHERE after_id IN :finished AND state = 'pending'"
+# SQLite writes a row even when its values do not change, so the unblocked ones are left
+# alone; and it took ix_jobs_state_run_at for `state = 'pending'`, walking every pending job
+# (3.7 ms per commit of 34 jobs with 30k pending), unless told.
+FREE_SQLITE = text(
+    _FREE.format(hint=" INDEXED BY ix_jobs_after_id") + " AND blocked = 1"
+).bindparams(bindparam("finished", expanding=True))
+_FREE_POSTGRES = text(_FREE.format(hint="")).bindparams(bindparam("finished", expanding=True))

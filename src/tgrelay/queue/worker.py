@@ -223,9 +223,7 @@ class Worker:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
-        # Called whenever a job run ends, whatever its outcome, and after each transaction of
-        # a batch.
-        self.after_job = after_job
+        self.after_job = after_job  # called whenever a job run ends, whatever its outcome
         # Time for pauses and timers (None: the event loop's), and how to pause: parameters
         # so that tests drive the idle loop without sleeping.
         self._monotonic = monotonic
@@ -462,8 +460,6 @@ class Worker:
             )
             remaining = remaining[len(ran) :]
             self._observe_batch(ran, loop.time() - started)
-            if self.after_job is not None:  # their events wait for no later transaction
-                self.after_job()
 
     def _transactional_prefix(
         self, jobs: list[Job]
@@ -496,9 +492,10 @@ class Worker:
             await store.release(self.db, [job.id for job in held_back], worker_id=self.worker_id)
 
     def _observe_batch(self, jobs: list[Job], seconds: float) -> None:
-        for job in jobs:
-            self._log.debug("job.done", job_id=job.id, kind=job.kind, attempt=job.attempts)
-            if self.metrics is not None:
+        # One line per transaction: a line per job cost a tenth of a job's time.
+        self._log.debug("jobs.done", count=len(jobs), first_job_id=jobs[0].id, seconds=seconds)
+        if self.metrics is not None:
+            for job in jobs:
                 self.metrics.job_runs.labels(kind=job.kind, outcome="done").observe(
                     seconds / len(jobs)
                 )

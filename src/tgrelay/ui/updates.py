@@ -12,6 +12,7 @@ from tgrelay import errors
 from tgrelay.bots import service as bots
 from tgrelay.inbox import service as inbox
 from tgrelay.inbox.models import UpdateStatus
+from tgrelay.inbox.writer import UPDATES_QUEUE
 from tgrelay.runtime import Runtime
 from tgrelay.ui import pages
 from tgrelay.ui.session import SignedIn
@@ -63,7 +64,7 @@ async def retry_update(
             status_code=404 if isinstance(exc, errors.NotFound) else 409,
             error=f"Not retried: {exc.message}",
         )
-    rt.notify_worker()
+    rt.notify_queue(UPDATES_QUEUE)
     return RedirectResponse(f"/ui/bots/{bot_id}/updates?retried={update_id}", status_code=303)
 
 
