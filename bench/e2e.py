@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -44,11 +43,17 @@ import httptools
 import httpx
 import orjson
 import uvloop
-from cryptography.fernet import Fernet
 from standardwebhooks import webhooks
 
 import deliveries
-from servers import create_workspace, free_port, process, recreate_postgres_database, wait_http
+from servers import (
+    create_workspace,
+    free_port,
+    process,
+    recreate_postgres_database,
+    serve_env,
+    wait_http,
+)
 
 HERE = Path(__file__).parent
 TEMPLATE = json.loads(
@@ -479,16 +484,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
         app_port = free_port()
         (Path(tmp) / "data").mkdir()
-        env = {
-            **os.environ,
-            "TGRELAY_DATA_DIR": str(Path(tmp) / "data"),
-            "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
-            "TGRELAY_TELEGRAM_API_URL": f"http://127.0.0.1:{free_port()}",  # the emulator
-            "TGRELAY_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
-            "TGRELAY_PORT": str(app_port),
-            "TGRELAY_LOG_LEVEL": "WARNING",
-            "TGRELAY_WEBHOOKS_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
-        }
+        env = serve_env(
+            Path(tmp) / "data",
+            emulator_port=free_port(),
+            app_port=app_port,
+            webhooks_to_loopback=True,
+        )
         database_url = (
             asyncio.run(recreate_postgres_database(POSTGRES_DATABASE))
             if args.db == "postgres"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -35,6 +33,7 @@ from servers import (
     free_port,
     process,
     recreate_postgres_database,
+    serve_env,
     wait_http,
 )
 from tgrelay.db import tables
@@ -82,16 +81,9 @@ def run_one(
         if db == "postgres"
         else f"sqlite:///{data_dir / 'tgrelay.db'}"
     )
-    env = {
-        **os.environ,
-        "TGRELAY_DATA_DIR": str(data_dir),
-        "TGRELAY_DATABASE_URL": database_url,
-        "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
-        "TGRELAY_TELEGRAM_API_URL": f"http://127.0.0.1:{emulator_port}",
-        "TGRELAY_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
-        "TGRELAY_PORT": str(app_port),
-        "TGRELAY_LOG_LEVEL": "WARNING",
-    }
+    env = serve_env(
+        data_dir, emulator_port=emulator_port, app_port=app_port, database_url=database_url
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     with process(
         [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / f"{db}-emulator.log"

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,6 @@ import aiohttp
 import httpx
 import orjson
 import uvloop
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -62,6 +60,7 @@ from servers import (
     process,
     profiled,
     recreate_postgres_database,
+    serve_env,
     wait_http,
 )
 from tgrelay.db import tables
@@ -295,17 +294,13 @@ class Result:
 def bench_env(
     workdir: Path, database_url: str, emulator_port: int, app_port: int
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TGRELAY_DATA_DIR": str(workdir / "data"),
-        "TGRELAY_DATABASE_URL": database_url,
-        "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
-        "TGRELAY_TELEGRAM_API_URL": f"http://127.0.0.1:{emulator_port}",
-        "TGRELAY_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
-        "TGRELAY_PORT": str(app_port),
-        "TGRELAY_LOG_LEVEL": "WARNING",
-        "TGRELAY_WEBHOOKS_ALLOW_PRIVATE": "true",  # the receiver listens on loopback
-    }
+    return serve_env(
+        workdir / "data",
+        emulator_port=emulator_port,
+        app_port=app_port,
+        database_url=database_url,
+        webhooks_to_loopback=True,
+    )
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -120,3 +121,29 @@ def profiled(pid: int, output: Path | None, *, subprocesses: bool = False) -> It
     finally:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         spy.wait(timeout=60)
+
+
+def serve_env(
+    data_dir: Path,
+    *,
+    emulator_port: int,
+    app_port: int,
+    database_url: str | None = None,
+    webhooks_to_loopback: bool = False,
+) -> dict[str, str]:
+    """The environment of a `tgrelay` process under bench: a fresh secret key, the emulator
+    as Telegram, quiet logs; SQLite in `data_dir` unless `database_url` names another."""
+    env = {
+        **os.environ,
+        "TGRELAY_DATA_DIR": str(data_dir),
+        "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
+        "TGRELAY_TELEGRAM_API_URL": f"http://127.0.0.1:{emulator_port}",
+        "TGRELAY_PUBLIC_URL": f"http://127.0.0.1:{app_port}",
+        "TGRELAY_PORT": str(app_port),
+        "TGRELAY_LOG_LEVEL": "WARNING",
+    }
+    if database_url is not None:
+        env["TGRELAY_DATABASE_URL"] = database_url
+    if webhooks_to_loopback:  # the bench's receiver listens on loopback
+        env["TGRELAY_WEBHOOKS_ALLOW_PRIVATE"] = "true"
+    return env

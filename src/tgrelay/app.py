@@ -56,7 +56,7 @@ WEBHOOK_PREFIX = "/telegram/"
 
 # Jobs of the updates queue per claim: a backlog drains in batches of this many, each
 # chat's updates in turn, committed every DEFAULT_BATCH_SECONDS (queue/worker.py).
-UPDATES_BATCH_SIZE = 500
+UPDATES_BATCH_SIZE = 100
 
 
 def updates_registry(rt: Runtime) -> Registry:
@@ -160,6 +160,7 @@ async def background(
             queue=UPDATES_QUEUE,
             concurrency=1,  # SQLite writes one transaction at a time anyway
             batch_size=UPDATES_BATCH_SIZE,
+            between_transactions=_yielding_to(writer),
         )
         # Each queue's worker is woken by what enqueues for it alone: a wake costs a claim,
         # a write transaction, and the intake enqueues many times a second.
@@ -217,6 +218,21 @@ async def background(
 async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
     await asyncio.shield(ready)  # one waiter's cancellation must not cancel the others' load
     await run()
+
+
+# While updates arrive, the updates worker pauses after each transaction for as long as it
+# took: the process (one core, for Python) leaves the intake at least half of its time, so
+# acks stay prompt during a burst, and the backlog is worked off at full speed after it.
+INTAKE_SHARE_PAUSE = 1.0  # the pause, per second the transaction took
+INTAKE_BUSY_WITHIN = 0.1  # seconds since the latest update for the intake to count as busy
+
+
+def _yielding_to(writer: GroupCommitWriter) -> Callable[[float], Awaitable[None]]:
+    async def pause(took: float) -> None:
+        if writer.busy(within=INTAKE_BUSY_WITHIN):
+            await asyncio.sleep(took * INTAKE_SHARE_PAUSE)
+
+    return pause
 
 
 def _notify_queue(workers: Mapping[str, Worker]) -> Callable[[str], None]:

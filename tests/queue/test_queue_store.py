@@ -621,19 +621,23 @@ async def test_jobs_of_one_key_enqueued_at_once_are_linked_in_commit_order(
     assert ids(await claim(database, clock, "w2")) == [second_id]
 
 
-async def test_any_due_sees_only_due_pending_jobs_of_the_queue(
+async def test_next_run_at_is_the_earliest_ready_job_of_the_queue(
     database: Database, clock: Clock
 ) -> None:
-    later = NewJob(
-        kind="deliver_event", queue="webhooks", payload={}, run_at=START + timedelta(minutes=1)
+    later = START + timedelta(minutes=1)
+    await enqueue(
+        database,
+        NewJob(kind="deliver_event", queue="webhooks", payload={}, run_at=later),
+        job(kind="update"),
+        NewJob(kind="update", payload={}, run_at=START + timedelta(hours=1)),
+        now=clock,
     )
-    await enqueue(database, later, job(kind="update"), now=clock)
-    assert await store.any_due(database, now=clock(), queue="webhooks") is False
-    assert await store.any_due(database, now=clock()) is True
+    assert await store.next_run_at(database, queue="webhooks") == later
+    assert await store.next_run_at(database) == START
     [running] = await store.claim(
         database, worker_id="w1", limit=1, now=clock(), lease_seconds=LEASE
     )
     assert running.kind == "update"
-    assert await store.any_due(database, now=clock()) is False  # running: not due
-    clock.advance(60)
-    assert await store.any_due(database, now=clock(), queue="webhooks") is True
+    # Running: no longer ready; the timer an hour ahead is next.
+    assert await store.next_run_at(database) == START + timedelta(hours=1)
+    assert await store.next_run_at(database, queue="nobody") is None

@@ -690,6 +690,8 @@ async def test_idle_worker_looks_less_and_less_until_notified(
         worker.notify()
         async with asyncio.timeout(WAIT_LIMIT):
             await done.wait()
+            while len(idle.pauses) <= idle.park_at:  # the pause after the claim
+                await asyncio.sleep(0.01)
         assert idle.pauses[idle.park_at] == 0.01  # woken: back to the busy pause
 
 
@@ -950,3 +952,38 @@ def test_next_chunk_size_moves_halfway_towards_the_target(
     ran: int, elapsed: float, expected: int
 ) -> None:
     assert worker.next_chunk_size(ran, elapsed, target=0.005, most=500) == expected
+
+
+async def test_a_timer_fires_once_across_two_workers_that_nobody_wakes(
+    database: Database,
+) -> None:
+    """Two workers (as two processes would) that look only hourly: the job enqueued for a
+    moment ahead still runs, once, woken by its own due time."""
+    runs: list[str] = []
+
+    async def record(job: Job) -> None:
+        runs.append(job.locked_by or "")
+
+    registry = Registry()
+    registry.register("timer", record, transactional=False)
+    hourly = pacing.Pacing.steady(3600)
+    workers = [
+        make_worker(
+            database,
+            registry,
+            utcnow,
+            worker_id=f"w{n}",
+            pacing=hourly,
+            rescue_interval=3600,  # no maintenance look either
+            lease_seconds=3600,
+        )
+        for n in (1, 2)
+    ]
+    due = utcnow() + timedelta(seconds=0.5)
+    [job_id] = await enqueue(database, NewJob(kind="timer", payload={}, run_at=due), now=utcnow)
+    async with running(*workers):
+        # Each looks once at start, finds the timer not due yet, and is never notified:
+        # only the timer's due time can wake them before the hour is up.
+        await wait_until(in_state(database, job_id, JobState.DONE))
+    assert len(runs) == 1
+    assert runs[0] in {"w1", "w2"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
+from tgrelay.db import engine as db_engine
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
@@ -108,6 +110,9 @@ def _connection_key(connection_id: str) -> str:
 
 
 async def _enqueue(rt: Runtime, conn: AsyncConnection, job: queue_models.NewJob) -> None:
+    # Sends are often asked for inside another queue's job (a reply to an update): its
+    # worker must be woken once they commit, or they wait for its next look.
+    db_engine.after_commit(conn, functools.partial(rt.notify_queue, job.queue))
     await job_store.enqueue(
         conn, [job], now=rt.clock(), default_max_attempts=rt.settings.job_max_attempts
     )

@@ -25,7 +25,6 @@ from tgrelay.groups.models import (
     NotificationStatus,
     SessionState,
 )
-from tgrelay.queue.models import DEFAULT_QUEUE
 from tgrelay.runtime import Runtime
 from tgrelay.workspaces.models import Principal
 
@@ -280,7 +279,6 @@ async def _queue_notification(
     async with rt.db.transaction() as conn:
         await store.add_notification(conn, created)
         await delivery.enqueue_notification(rt, conn, created.id, connection_id)
-    rt.notify_queue(DEFAULT_QUEUE)
     return created, True
 
 

@@ -23,20 +23,20 @@ def register(
 ) -> None:
     """Register process_update; `handlers` are the domain handlers, in the order they run."""
 
-    async def process_updates(conn: AsyncConnection, jobs: Sequence[Job]) -> None:
+    async def load(jobs: Sequence[Job]) -> list[processing.ProcessedUpdate]:
         row_ids = [job.subject_id for job in jobs]
         if None in row_ids:
             raise PermanentFailure("process_update job without an update row")
-        batch = await processing.process_many(
-            conn,
-            update_row_ids=[row_id for row_id in row_ids if row_id is not None],
-            handlers=handlers,
-            now=rt.clock(),
-        )
+        return await processing.load(rt.db, [row_id for row_id in row_ids if row_id is not None])
+
+    async def process_updates(
+        conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
+    ) -> None:
+        await processing.handle_many(conn, batch, handlers=handlers, now=rt.clock())
         log.debug(
             "updates.processed",
             count=len(batch),
             update_ids=[processed.update_id for processed in batch],
         )
 
-    registry.register_batched(PROCESS_UPDATE, process_updates)
+    registry.register_batched(PROCESS_UPDATE, process_updates, prepare=load)

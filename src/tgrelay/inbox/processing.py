@@ -1,8 +1,8 @@
 """Processing stored updates: parse them with aiogram, record chats and senders, dispatch.
 
 Updates are processed in batches (the updates queue's worker runs many process_update jobs
-per transaction): one read of their rows, one write of their chats and senders, then each
-domain handler (groups → support → conversations, added by later issues) in a fixed order,
+per transaction): their rows are read and parsed first (`load`), then, in the transaction,
+one write of their chats and senders and each domain handler (groups → support → conversations, added by later issues) in a fixed order,
 given the whole batch in the order its updates must be handled. All of it runs inside the
 jobs' transaction, so the effects are written once, with the jobs' end.
 """
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from tgrelay.db import dialects, tables
+from tgrelay.db.engine import Database
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.telegram.updates import UpdateKind, classify
 
@@ -83,25 +84,35 @@ def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
     )
 
 
-async def process_many(
-    conn: AsyncConnection,
-    *,
-    update_row_ids: Sequence[int],
-    handlers: Sequence[UpdatesHandler],
-    now: datetime,
-) -> list[ProcessedUpdate]:
-    """Run the whole processing of stored updates, in this order, in the caller's transaction."""
-    rows = {
-        row.id: row for row in await conn.execute(_UPDATE_ROWS, {"row_ids": list(update_row_ids)})
-    }
+async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpdate]:
+    """Read and parse stored updates, in this order, outside any write transaction.
+
+    Parsing is most of an update's processing; done here, it keeps SQLite's write lock free
+    (stored updates never change, so reading them ahead of the transaction is safe).
+    """
+    async with db.engine.connect() as conn:
+        rows = {
+            row.id: row
+            for row in await conn.execute(_UPDATE_ROWS, {"row_ids": list(update_row_ids)})
+        }
     missing = [row_id for row_id in update_row_ids if row_id not in rows]
     if missing:
         raise PermanentFailure(f"update rows {missing} no longer exist")
-    batch = [interpret(rows[i].bot_id, rows[i].payload) for i in update_row_ids]
+    return [interpret(rows[i].bot_id, rows[i].payload) for i in update_row_ids]
+
+
+async def handle_many(
+    conn: AsyncConnection,
+    batch: Sequence[ProcessedUpdate],
+    *,
+    handlers: Sequence[UpdatesHandler],
+    now: datetime,
+) -> None:
+    """Record the batch's chats and senders, then run each domain handler, in the caller's
+    transaction."""
     await _record_participants(conn, batch, now=now)
     for handler in handlers:
         await handler(conn, batch)
-    return batch
 
 
 _UPDATE_ROWS = select(tables.updates.c.id, tables.updates.c.bot_id, tables.updates.c.payload).where(

@@ -13,12 +13,13 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Row, TextClause, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Update
+from sqlalchemy.sql.selectable import TextualSelect
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
@@ -305,23 +306,24 @@ def _in_running_order(claimed: list[Job]) -> list[Job]:
     return [job for group in groups.values() for job in group]
 
 
-async def any_due(db: Database, *, now: datetime, queue: str = DEFAULT_QUEUE) -> bool:
-    """Whether a job of `queue` is ready and due: a read, taking no lock, before a claim.
+async def next_run_at(db: Database, *, queue: str = DEFAULT_QUEUE) -> datetime | None:
+    """When the earliest ready job of `queue` is due (maybe already): a read, taking no lock.
 
-    It ignores predecessors, so it may say yes when every due job waits for its key's
-    running head; the claim that follows then blocks those and finds nothing.
+    Before a claim, it says whether one would find anything; when idle, how long a worker
+    may sleep before a timer (a job enqueued for later) is due. It ignores predecessors, so
+    a due job may still wait for its key's running head; the claim then blocks it.
     """
     async with db.engine.connect() as conn:
-        row = (await conn.execute(_any_due(db.is_postgres), {"queue": queue, "now": now})).first()
-    return row is not None
+        row = (await conn.execute(_next_run_at(db.is_postgres), {"queue": queue})).first()
+    return None if row is None else cast(datetime, row.run_at)
 
 
 @functools.cache
-def _any_due(postgres: bool) -> TextClause:
+def _next_run_at(postgres: bool) -> TextualSelect:
     hint = "" if postgres else " INDEXED BY ix_jobs_ready"
     return text(
-        f"SELECT c.id FROM jobs AS c{hint} WHERE {_READY} AND c.run_at <= :now LIMIT 1"  # noqa: S608
-    ).bindparams(bindparam("now", type_=jobs.c.run_at.type))
+        f"SELECT c.run_at FROM jobs AS c{hint} WHERE {_READY} ORDER BY c.run_at LIMIT 1"  # noqa: S608
+    ).columns(run_at=jobs.c.run_at.type)
 
 
 async def complete(conn: AsyncConnection, job_id: int, *, worker_id: str, now: datetime) -> bool:

@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, cast, overload
 
 import structlog
@@ -45,8 +45,10 @@ from tgrelay.queue.pacing import DEFAULT_PACING, Pacing, pause
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Job], Awaitable[None]]
-# Runs several jobs of one kind, in their order, in the caller's transaction.
-BatchHandler = Callable[[AsyncConnection, Sequence[Job]], Awaitable[None]]
+# A batched kind: `prepare` reads and computes what it can before the transaction (which holds
+# SQLite's one write lock); `handler` runs the jobs, in their order, in the transaction.
+BatchPrepare = Callable[[Sequence[Job]], Awaitable[Any]]
+BatchHandler = Callable[[AsyncConnection, Sequence[Job], Any], Awaitable[None]]
 # A non-transactional handler may return a Finish (e.g. recording an HTTP call's outcome).
 NonTransactionalHandler = Callable[[Job], Awaitable[Finish | None]]
 # A grouped kind: `run` does a job's work outside any transaction and says what to record
@@ -82,6 +84,7 @@ class Transactional:
 class Batched:
     """A transactional handler of many jobs at once (one alone when they run one by one)."""
 
+    prepare: BatchPrepare
     handler: BatchHandler
 
 
@@ -142,9 +145,16 @@ class Registry:
         """Register a kind whose outcomes (those `run` returns, None aside) commit in groups."""
         self._add(kind, Grouped(run=run, commit=commit))
 
-    def register_batched(self, kind: str, handler: BatchHandler) -> None:
-        """Register a transactional kind whose handler takes a batch of its jobs, in order."""
-        self._add(kind, Batched(handler=handler))
+    def register_batched(
+        self,
+        kind: str,
+        handler: Callable[[AsyncConnection, Sequence[Job], T], Awaitable[None]],
+        *,
+        prepare: Callable[[Sequence[Job]], Awaitable[T]],
+    ) -> None:
+        """Register a transactional kind whose handler takes a batch of its jobs, in order,
+        with what `prepare` made of them outside the transaction."""
+        self._add(kind, Batched(prepare=prepare, handler=handler))
 
     def _add(self, kind: str, registration: Registration) -> None:
         if kind in self._handlers:
@@ -197,6 +207,7 @@ class Worker:
         batch_size: int = 0,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
         after_job: Callable[[], None] | None = None,
+        between_transactions: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
     ) -> None:
@@ -212,7 +223,8 @@ class Worker:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         # The sleeps between looks when nobody wakes the worker: what a job enqueued by another
-        # process may wait. An idle worker only reads (store.any_due); it claims when told.
+        # process may wait. An idle worker only reads (store.next_run_at); it claims when told,
+        # or when a timer (a job enqueued for later) is due.
         self.pacing = pacing
         self.clock = clock
         self.policy = policy
@@ -224,6 +236,9 @@ class Worker:
         self.batch_seconds = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
         self.after_job = after_job  # called whenever a job run ends, whatever its outcome
+        # Awaited after each transaction of a batch, given how long it took: where the
+        # process gives others (the intake) their share before the next one.
+        self.between_transactions = between_transactions
         # Time for pauses and timers (None: the event loop's), and how to pause: parameters
         # so that tests drive the idle loop without sleeping.
         self._monotonic = monotonic
@@ -235,6 +250,8 @@ class Worker:
         self._running: dict[asyncio.Task[object], list[Job]] = {}
         self._committers: dict[str, _GroupCommitter] = {}
         self._wake = asyncio.Event()
+        # What the last claim's look before claiming found: (earliest ready run_at,) or None.
+        self._probed: tuple[datetime | None] | None = None
         self._stopping = False
         self._stop_timeout = 10.0
         self._finished: asyncio.Event | None = None
@@ -301,6 +318,8 @@ class Worker:
             if free == 0 or claimed < (self.batch_size or free):
                 until_maintenance = max(next_maintenance - now(), 0)
                 idle = pause(self.pacing, quiet_since=quiet_since, now=now())
+                if free > 0:  # a timer due sooner than the next look would wait for it
+                    idle = min(idle, await self._until_next_timer())
                 woken = await self._sleep(min(idle, until_maintenance))
                 if woken:  # a hint of work: look often again
                     quiet_since = now()
@@ -310,8 +329,12 @@ class Worker:
     async def _claim(self, free: int, *, probe: bool) -> int:
         if free <= 0:
             return 0
-        if probe and not await store.any_due(self.db, now=self.clock(), queue=self.queue):
-            return 0
+        self._probed = None
+        if probe:
+            earliest = await store.next_run_at(self.db, queue=self.queue)
+            if earliest is None or earliest > self.clock():
+                self._probed = (earliest,)  # the sleep that follows needs it too
+                return 0
         runs = store.NO_RUNS
         limit = free
         if self.batch_size:
@@ -335,6 +358,22 @@ class Worker:
             for job in jobs:
                 self._start(self._execute(job), [job], name=f"job-{job.id}")
         return len(jobs)
+
+    async def _until_next_timer(self) -> float:
+        """Seconds until the queue's earliest ready job is due. One due already (another
+        claimer holds it, or it waits its turn) gets a busy pause, not a loop of claims. A
+        database error leaves the sleep to the idle pacing."""
+        if self._probed is not None:
+            (earliest,) = self._probed
+        else:
+            try:
+                earliest = await store.next_run_at(self.db, queue=self.queue)
+            except TRANSIENT_ERRORS:
+                return math.inf
+        if earliest is None:
+            return math.inf
+        seconds = (earliest - self.clock()).total_seconds()
+        return seconds if seconds > 0 else self.pacing.busy_seconds
 
     def _start(self, work: Coroutine[Any, Any, object], jobs: list[Job], *, name: str) -> None:
         task: asyncio.Task[object] = asyncio.create_task(work, name=name)
@@ -401,8 +440,9 @@ class Worker:
                     await registration.handler(conn, job)
                     await self._complete(conn, job)
             elif isinstance(registration, Batched):
+                prepared = await registration.prepare([job])
                 async with self.db.transaction() as conn:
-                    await registration.handler(conn, [job])
+                    await registration.handler(conn, [job], prepared)
                     await self._complete(conn, job)
             elif isinstance(registration, NonTransactional):
                 finish = await registration.handler(job)
@@ -435,11 +475,17 @@ class Worker:
             ran = [job for _, kind_run in chunk for job in kind_run]
             started = loop.time()
             try:
+                prepared = [
+                    await registration.prepare(kind_run)
+                    if isinstance(registration, Batched)
+                    else None
+                    for registration, kind_run in chunk
+                ]
                 async with self.db.transaction() as conn:
                     handlers_started = loop.time()
-                    for registration, kind_run in chunk:
+                    for (registration, kind_run), made in zip(chunk, prepared, strict=True):
                         if isinstance(registration, Batched):
-                            await registration.handler(conn, kind_run)
+                            await registration.handler(conn, kind_run, made)
                         else:
                             for job in kind_run:
                                 await registration.handler(conn, job)
@@ -459,7 +505,10 @@ class Worker:
                 len(ran), handling, target=self.batch_seconds, most=self.batch_size
             )
             remaining = remaining[len(ran) :]
-            self._observe_batch(ran, loop.time() - started)
+            took = loop.time() - started
+            self._observe_batch(ran, took)
+            if self.between_transactions is not None:
+                await self.between_transactions(took)
 
     def _transactional_prefix(
         self, jobs: list[Job]
