@@ -293,9 +293,9 @@ class Worker:
         next_maintenance = quiet_since = now()
         failures = 0
         # Look (a read) before claiming (a write) after an idle sleep nobody woke, and after a
-        # claim that found the queue empty: wakes are hints (the webhooks queue's worker is
-        # woken after every job of the others, which may have emitted events), and an empty claim
-        # still takes SQLite's one write lock.
+        # claim that found the queue empty: wakes are hints (a worker is woken whenever jobs of
+        # its queue may be due, and when its own jobs end), and an empty claim still takes
+        # SQLite's one write lock.
         probe = False
         while not self._stopping:
             self._wake.clear()
@@ -468,10 +468,11 @@ class Worker:
         remaining = jobs
         while remaining:
             chunk = self._transactional_prefix(remaining[: self._chunk_size])
-            if not chunk:  # a job that must run outside a transaction
-                await self._one_by_one(remaining[:1])
-                remaining = remaining[1:]
-                continue
+            if not chunk:
+                # A job that must run outside a transaction: it and the rest go one by one,
+                # so that its key's later jobs wait if it fails.
+                await self._one_by_one(remaining)
+                return
             ran = [job for _, kind_run in chunk for job in kind_run]
             started = loop.time()
             try:
