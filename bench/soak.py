@@ -149,7 +149,8 @@ class Acks:
 
 @dataclass(frozen=True, kw_only=True)
 class Sample:
-    elapsed: float  # seconds since pacing began
+    at: float  # when it was due, seconds since pacing began: n·--sample, or the end
+    late: float  # seconds after `at` that it was taken
     answered: int  # updates answered so far
     reading: Reading
     acks: int  # 2xx answers in the interval
@@ -165,19 +166,21 @@ def megabytes(size: int) -> str:
 def line(sample: Sample) -> str:
     r = sample.reading
     return (
-        f"  {sample.elapsed:6.0f} s  answered {sample.answered:>9,}  db {megabytes(r.database_bytes):>10}"
+        f"  {sample.at:6.0f} s  answered {sample.answered:>9,}  db {megabytes(r.database_bytes):>10}"
         f"  backlog {r.backlog:>7,}  updates {r.updates:>9,} rows"
         f"  | acks {sample.acks:>6,} ({sample.failed:,} failed) p50 {sample.ack_p50_ms:5.1f} ms"
-        f" p99 {sample.ack_p99_ms:6.1f} ms  (read in {r.seconds * 1000:.0f} ms)"
+        f" p99 {sample.ack_p99_ms:6.1f} ms  (read in {r.seconds * 1000:.0f} ms"
+        + (f", taken {sample.late:.1f} s late)" if sample.late > 0.1 else ")")
     )
 
 
-async def take_sample(gauge: Gauge, acks: Acks, start: float) -> Sample:
+async def take_sample(gauge: Gauge, acks: Acks, start: float, at: float) -> Sample:
     latencies, failed = acks.take()
-    elapsed = time.monotonic() - start
+    late = time.monotonic() - start - at
     quantiles = e2e.percentiles(latencies)
     return Sample(
-        elapsed=elapsed,
+        at=at,
+        late=late,
         answered=acks.answered,
         reading=await gauge.read(),
         acks=len(latencies),
@@ -194,7 +197,7 @@ async def sample_every(
     n = 1
     while True:
         await asyncio.sleep(max(0.0, start + n * seconds - time.monotonic()))
-        samples.append(await take_sample(gauge, acks, start))
+        samples.append(await take_sample(gauge, acks, start, n * seconds))
         print(line(samples[-1]), flush=True)
         n += 1
 
@@ -248,7 +251,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
             answered=acks,
         )
         sampler.cancel()
-        samples.append(await take_sample(gauge, acks, start))
+        samples.append(await take_sample(gauge, acks, start, time.monotonic() - start))
         print(line(samples[-1]) + "  (end)", flush=True)
         drain = await drained(gauge, DRAIN_SECONDS)
     if isinstance(gauge, PostgresGauge):
@@ -279,15 +282,15 @@ def report(
         f"ack p50 {ack[49]:.1f} ms, p99 {ack[98]:.1f} ms"
     )
     half_time = args.duration / 2
-    first = [s for s in samples if s.elapsed <= half_time]
-    last = [s for s in samples if s.elapsed > half_time]
+    first = [s for s in samples if s.at <= half_time]
+    last = [s for s in samples if s.at > half_time]
     if not first or not last:
         print("  too few samples to judge the halves: lower --sample or raise --duration")
         return
     half, end = first[-1].reading, samples[-1].reading
     growth = (end.database_bytes - half.database_bytes) / half.database_bytes * 100
     print(
-        f"  database: {megabytes(half.database_bytes)} at {first[-1].elapsed:.0f} s (half), "
+        f"  database: {megabytes(half.database_bytes)} at {first[-1].at:.0f} s (half), "
         f"{megabytes(end.database_bytes)} at the end: {growth:+.1f} % over the last half; "
         f"peak {megabytes(max(s.reading.database_bytes for s in samples))}; "
         f"{end.updates:,} rows in updates at the end ({len(ok):,} acked)"
