@@ -15,7 +15,8 @@ the database (SQLite: the file plus its -wal; PostgreSQL: pg_database_size), the
 (process_update jobs pending or running, read over a separate read-only connection), the
 rows in `updates` (retention at work), and the acks of that interval (count, failures,
 p50/p99). Then a summary, with PASS/FAIL per target, and how long the backlog took to
-drain. Not part of the test suite.
+drain. Rows start going only after --retain-seconds plus a pruning interval, so a run
+shorter than a few times that cannot meet the growth target. Not part of the test suite.
 
     uv run python bench/soak.py                                # SQLite: 1,000 updates/s for 10 min
     uv run python bench/soak.py --db postgres                  # PostgreSQL on 127.0.0.1:5432
