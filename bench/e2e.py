@@ -33,11 +33,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Protocol, cast
 
 import httptools
 import httpx
@@ -169,35 +170,47 @@ async def connect(port: int) -> Connection:
     return connection
 
 
-def requests(
-    count: int, *, chats: int, bot_id: int, port: int, secret: str, first: int = 0
-) -> list[bytes]:
-    """`count` POSTs of private text updates, built before the run so pacing costs little."""
-    head = (
-        f"POST /telegram/{bot_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\n"
-        "Content-Length: %d\r\n\r\n"
-    ).encode()
-    message = TEMPLATE["message"]
-    date = int(time.time())
-    built = []
-    for k in range(first, first + count):
-        chat = FIRST_CHAT_ID + k % chats
+class Request:
+    """Builds the POST of update k: a private text update from chat FIRST_CHAT_ID + k % chats."""
+
+    def __init__(self, *, chats: int, bot_id: int, port: int, secret: str) -> None:
+        self.head = (
+            f"POST /telegram/{bot_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\n"
+            "Content-Length: %d\r\n\r\n"
+        ).encode()
+        self.chats = chats
+        self.date = int(time.time())
+
+    def __call__(self, k: int) -> bytes:
+        message = TEMPLATE["message"]
+        chat = FIRST_CHAT_ID + k % self.chats
         body = orjson.dumps(
             {
                 "update_id": FIRST_UPDATE_ID + k,
                 "message": {
                     **message,
-                    "message_id": k // chats + 1,  # increasing within each chat
+                    "message_id": k // self.chats + 1,  # increasing within each chat
                     "from": {**message["from"], "id": chat},
                     "chat": {**message["chat"], "id": chat},
-                    "date": date,
+                    "date": self.date,
                     "text": f"bench update #{k}",
                 },
             }
         )
-        built.append(head % len(body) + body)
-    return built
+        return self.head % len(body) + body
+
+
+class Requests(Protocol):
+    """What the pacer sends: a list, or anything that gives request k on demand."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, k: int, /) -> bytes: ...
+
+
+# Called with each answer: when its request was written, when the answer arrived (wall
+# clocks) and its status (0 if the connection failed).
+Answered = Callable[[float, float, int], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,8 +225,16 @@ class Paced:
     seconds: float  # from the first slot to the last ack
 
 
-async def pace(port: int, built: Sequence[bytes], *, rate: float, connections: int) -> Paced:
-    """Write `built[k]` at start + k/rate, on the first free of `connections` connections."""
+async def pace(
+    port: int,
+    built: Requests,
+    *,
+    rate: float,
+    connections: int,
+    answered: Answered | None = None,
+) -> Paced:
+    """Write `built[k]` at start + k/rate, on the first free of `connections` connections;
+    `answered` hears of each answer as it comes."""
     total = len(built)
     sent, acked, lateness = [0.0] * total, [0.0] * total, [0.0] * total
     status = [0] * total
@@ -234,6 +255,8 @@ async def pace(port: int, built: Sequence[bytes], *, rate: float, connections: i
             except ConnectionError:
                 connection = await connect(port)
             in_flight -= 1
+            if answered is not None:
+                answered(sent[k], acked[k], status[k])
         if connection.transport is not None:
             connection.transport.close()
 
@@ -389,24 +412,30 @@ def report(args: argparse.Namespace, paced: Paced, got: Received, problems: list
     )
 
 
-async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None:
+@dataclass(frozen=True, kw_only=True)
+class Relay:
+    """`tgrelay serve` with a workspace and one bot connected through the emulator."""
+
+    app_port: int
+    api: httpx.AsyncClient  # the management API, authorized with the workspace's key
+    bot_id: int
+    secret: str  # the bot's webhook secret token, which the intake checks
+
+    def request(self, chats: int) -> Request:
+        return Request(chats=chats, bot_id=self.bot_id, port=self.app_port, secret=self.secret)
+
+
+@asynccontextmanager
+async def served(env: dict[str, str], workdir: Path) -> AsyncIterator[Relay]:
+    """The emulator and the default `tgrelay serve` (worker in the process), a workspace and
+    a bot whose webhook the emulator set to the intake; logs in `workdir`."""
     tgrelay = [sys.executable, "-m", "tgrelay"]
     emulator, app_port = env["TGRELAY_TELEGRAM_API_URL"], int(env["TGRELAY_PORT"])
-    receiver_port = free_port()
-    receiver_url = f"http://127.0.0.1:{receiver_port}"
-    with (
-        process(
-            [sys.executable, __file__, "--serve-receiver", str(receiver_port)],
-            env,
-            workdir / "receiver.log",
-        ),
-        process(
-            [*tgrelay, "emulator", "--port", emulator.rpartition(":")[2]],
-            env,
-            workdir / "emulator.log",
-        ),
+    with process(
+        [*tgrelay, "emulator", "--port", emulator.rpartition(":")[2]],
+        env,
+        workdir / "emulator.log",
     ):
-        wait_http(f"{receiver_url}/_count", timeout=30)
         wait_http(f"{emulator}/_emulator/bots/1")
         api_key = create_workspace(tgrelay, env)
         with process([*tgrelay, "serve"], env, workdir / "serve.log"):
@@ -417,7 +446,6 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
                     headers={"Authorization": f"Bearer {api_key}"},
                     timeout=30,
                 ) as api,
-                httpx.AsyncClient(base_url=receiver_url, timeout=30) as receiver,
                 httpx.AsyncClient(base_url=emulator, timeout=30) as telegram,
             ):
                 bot = (
@@ -425,36 +453,74 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
                 ).json()
                 (await api.post("/v1/bots", json={"token": bot["token"]})).raise_for_status()
                 webhook = (await telegram.get(f"/_emulator/bots/{bot['id']}")).json()["webhook"]
-                created = await api.post(
-                    "/v1/endpoints",
-                    json={
-                        "url": receiver_url + deliveries.HOOK_PATH,
-                        "event_types": ["message.received"],
-                        "description": "bench/e2e.py",
-                    },
+                yield Relay(
+                    app_port=app_port, api=api, bot_id=bot["id"], secret=webhook["secret_token"]
                 )
-                created.raise_for_status()
-                endpoint_secret = created.json()["secret"]
-                build: dict[str, Any] = {
-                    "chats": args.chats,
-                    "bot_id": bot["id"],
-                    "port": app_port,
-                    "secret": webhook["secret_token"],
-                }
-                # One update through the whole path first: a broken setup fails here, in seconds.
-                await pace(app_port, requests(1, first=-1, **build), rate=1, connections=1)
-                await deliveries.await_arrivals(receiver, 1)
-                if (await receiver.get("/_count")).json() < 1:
-                    log = (workdir / "serve.log").read_text()[-3000:]
-                    raise SystemExit(f"the probe update's event never arrived; serve's log:\n{log}")
-                await receiver.post("/_reset")
 
-                built = requests(round(args.rate * args.duration), **build)
-                paced = await pace(app_port, built, rate=args.rate, connections=args.connections)
-                acked = sum(1 for s in paced.status if 200 <= s < 300)
-                await deliveries.await_arrivals(receiver, acked)
-                got = await received(receiver)
+
+async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> None:
+    receiver_port = free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
+    with process(
+        [sys.executable, __file__, "--serve-receiver", str(receiver_port)],
+        env,
+        workdir / "receiver.log",
+    ):
+        wait_http(f"{receiver_url}/_count", timeout=30)
+        async with (
+            served(env, workdir) as relay,
+            httpx.AsyncClient(base_url=receiver_url, timeout=30) as receiver,
+        ):
+            created = await relay.api.post(
+                "/v1/endpoints",
+                json={
+                    "url": receiver_url + deliveries.HOOK_PATH,
+                    "event_types": ["message.received"],
+                    "description": "bench/e2e.py",
+                },
+            )
+            created.raise_for_status()
+            endpoint_secret = created.json()["secret"]
+            request = relay.request(args.chats)
+            # One update through the whole path first: a broken setup fails here, in seconds.
+            await pace(relay.app_port, [request(-1)], rate=1, connections=1)
+            await deliveries.await_arrivals(receiver, 1)
+            if (await receiver.get("/_count")).json() < 1:
+                log = (workdir / "serve.log").read_text()[-3000:]
+                raise SystemExit(f"the probe update's event never arrived; serve's log:\n{log}")
+            await receiver.post("/_reset")
+
+            built = [request(k) for k in range(round(args.rate * args.duration))]
+            paced = await pace(relay.app_port, built, rate=args.rate, connections=args.connections)
+            acked = sum(1 for s in paced.status if 200 <= s < 300)
+            await deliveries.await_arrivals(receiver, acked)
+            got = await received(receiver)
     report(args, paced, got, unverified(endpoint_secret, got.signed))
+
+
+@contextmanager
+def environment(db: str, postgres_database: str) -> Iterator[tuple[dict[str, str], Path]]:
+    """A `tgrelay serve` environment (serve_env) and its scratch directory; with db
+    "postgres", a fresh database `postgres_database`, dropped on the way out."""
+    with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
+        app_port = free_port()
+        (Path(tmp) / "data").mkdir()
+        env = serve_env(
+            Path(tmp) / "data",
+            emulator_port=free_port(),
+            app_port=app_port,
+            webhooks_to_loopback=True,
+        )
+        database_url = (
+            asyncio.run(recreate_postgres_database(postgres_database)) if db == "postgres" else None
+        )
+        if database_url is not None:
+            env["TGRELAY_DATABASE_URL"] = database_url
+        try:
+            yield env, Path(tmp)
+        finally:
+            if database_url is not None:
+                asyncio.run(recreate_postgres_database(postgres_database, drop_only=True))
 
 
 def main() -> None:
@@ -481,27 +547,8 @@ def main() -> None:
         f"{args.db}: {args.rate:g} updates/s over {args.chats:,} chats for {args.duration:g} s "
         f"into `tgrelay serve` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)"
     )
-    with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp:
-        app_port = free_port()
-        (Path(tmp) / "data").mkdir()
-        env = serve_env(
-            Path(tmp) / "data",
-            emulator_port=free_port(),
-            app_port=app_port,
-            webhooks_to_loopback=True,
-        )
-        database_url = (
-            asyncio.run(recreate_postgres_database(POSTGRES_DATABASE))
-            if args.db == "postgres"
-            else None
-        )
-        if database_url is not None:
-            env["TGRELAY_DATABASE_URL"] = database_url
-        try:
-            uvloop.run(run(args, env, Path(tmp)))
-        finally:
-            if database_url is not None:
-                asyncio.run(recreate_postgres_database(POSTGRES_DATABASE, drop_only=True))
+    with environment(args.db, POSTGRES_DATABASE) as (env, workdir):
+        uvloop.run(run(args, env, workdir))
 
 
 if __name__ == "__main__":
