@@ -54,7 +54,7 @@ class GroupCommitWriter:
         self._pending: list[tuple[IncomingUpdate, asyncio.Future[bool]]] = []
         self._audits: list[audit.Entry] = []
         self._wakeup = asyncio.Event()
-        self._last_store_at = float("-inf")  # the loop's time of the latest store()
+        self.arrived = 0  # updates handed to store() since start: arrivals, for pacing others
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -63,7 +63,7 @@ class GroupCommitWriter:
         if self._stopping:
             raise errors.StorageUnavailable("the intake is shutting down")
         future: asyncio.Future[bool] = self._loop.create_future()
-        self._last_store_at = self._loop.time()
+        self.arrived += 1
         self._pending.append((update, future))
         self._wakeup.set()
         return await future
@@ -72,14 +72,10 @@ class GroupCommitWriter:
         if self._stopping:
             raise errors.StorageUnavailable("the intake is shutting down")
         futures = [self._loop.create_future() for _ in updates]
-        self._last_store_at = self._loop.time()
+        self.arrived += len(updates)
         self._pending.extend(zip(updates, futures, strict=True))
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
-
-    def busy(self, *, within: float) -> bool:
-        """Whether updates arrived in the last `within` seconds."""
-        return self._loop.time() - self._last_store_at < within
 
     def record_audit(self, entry: audit.Entry) -> None:
         """Queue an audit row for the next commit (rejected requests are not waited on)."""
