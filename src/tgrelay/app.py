@@ -84,16 +84,17 @@ def job_registry(rt: Runtime) -> Registry:
     return registry
 
 
-# Events of this process wake the lane at once; those written by another process (an API or
-# a worker beside this one) are found by looking: every 20 ms while they flow, which keeps
-# bench/deliveries.py's p99 under 100 ms, and after a quiet up to every 2 s, like the main
-# lane (queue/pacing.py). A look costs ~1 ms of CPU: at 0.5 s this lane alone took 0.2 % of
-# an idle core (bench/idle.py). Issue 22's LISTEN/NOTIFY will make the first event prompt.
+# Events of this process wake the webhooks queue's worker at once; those written by another
+# process (an API or a worker beside this one) are found by looking: every 20 ms while they
+# flow, which keeps bench/deliveries.py's p99 under 100 ms, and after a quiet up to every
+# 2 s, like the other workers (queue/pacing.py). A look costs ~1 ms of CPU: at 0.5 s this
+# worker alone took 0.2 % of an idle core (bench/idle.py). Issue 22's LISTEN/NOTIFY will
+# make the first event prompt.
 WEBHOOK_PACING = pacing.Pacing(busy_seconds=0.02, idle_seconds=2.0)
 
 
 def webhook_registry(rt: Runtime, client: events_transport.WebhookClient) -> Registry:
-    """The job kinds of the webhook lane."""
+    """The webhooks queue: event deliveries, on a worker of their own."""
     registry = Registry()
     events_delivery.register(registry, rt, client)
     return registry
