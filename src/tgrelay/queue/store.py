@@ -29,7 +29,6 @@ from tgrelay.queue.models import DEFAULT_QUEUE, Job, JobState, NewJob
 jobs = tables.jobs
 MAX_ERROR_LENGTH = 2000
 LEASE_EXPIRED = "lease expired"
-UNFINISHED = (JobState.PENDING.value, JobState.RUNNING.value)
 
 
 # The columns a new job's row sets; the rest take their defaults. `id` and `after_id` are
@@ -154,7 +153,7 @@ async def claim(
             rows = await conn.execute(candidates(db.is_postgres), params | {"window": window})
             found, waiting = _sort_candidates(rows.all())
             if waiting:
-                await conn.execute(_block(db.is_postgres), {"ids": waiting})
+                await conn.execute(_BLOCK, {"ids": waiting})
             if found:
                 await conn.execute(_START, _start_params(found, worker_id, now, lease_seconds))
                 heads += found
@@ -178,12 +177,18 @@ async def claim(
 # what it found, so the next reaches further; a few bound the write lock's hold.
 MAX_CLAIM_ROUNDS = 4
 
-# A candidate waits while its predecessor is pending or running. The key's equality guards
-# against an id SQLite gave again after the job that had it was deleted.
-_WAITS = (
-    "c.after_id IS NOT NULL AND EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = c.after_id"
-    " AND p.ordering_key = c.ordering_key AND p.state IN ('pending', 'running'))"
-)
+
+def _predecessor_unfinished(job: str) -> str:
+    """SQL: the job (a table alias, never input) waits, its predecessor being pending or
+    running. The key's equality guards against an id SQLite gave again after the job that
+    had it was deleted."""
+    return (
+        f"EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = {job}.after_id"  # noqa: S608
+        f" AND p.ordering_key = {job}.ordering_key AND p.state IN ('pending', 'running'))"
+    )
+
+
+_WAITS = f"c.after_id IS NOT NULL AND {_predecessor_unfinished('c')}"
 _READY = f"c.queue = :queue AND c.{tables.JOBS_READY_WHERE.replace(' AND ', ' AND c.')}"
 # Built from this module's constants only, never from input.
 _CANDIDATES_SQL = (
@@ -204,15 +209,11 @@ def candidates(postgres: bool) -> TextClause:
     return text(sql).bindparams(bindparam("now", type_=jobs.c.run_at.type))
 
 
-@functools.cache
-def _block(postgres: bool) -> TextClause:
-    # The predecessor is checked again: on PostgreSQL this statement's snapshot may see it
-    # finished since the candidates were read (queue/chains.py).
-    return text(
-        "UPDATE jobs SET blocked = 1 WHERE id IN :ids AND EXISTS (SELECT 1 FROM jobs AS p"
-        " WHERE p.id = jobs.after_id AND p.ordering_key = jobs.ordering_key"
-        " AND p.state IN ('pending', 'running'))"
-    ).bindparams(bindparam("ids", expanding=True))
+# The predecessor is checked again: on PostgreSQL this statement's snapshot may see it
+# finished since the candidates were read (queue/chains.py).
+_BLOCK = text(
+    f"UPDATE jobs SET blocked = 1 WHERE id IN :ids AND {_predecessor_unfinished('jobs')}"  # noqa: S608
+).bindparams(bindparam("ids", expanding=True))
 
 
 def _sort_candidates(rows: Sequence[Row[Any]]) -> tuple[list[int], list[int]]:

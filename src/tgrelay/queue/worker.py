@@ -206,7 +206,6 @@ class Worker:
         queue: str = DEFAULT_QUEUE,
         batch_size: int = 0,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
-        after_job: Callable[[], None] | None = None,
         between_transactions: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
@@ -235,7 +234,6 @@ class Worker:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
-        self.after_job = after_job  # called whenever a job run ends, whatever its outcome
         # Awaited after each transaction of a batch, given how long it took: where the
         # process gives others (the intake) their share before the next one.
         self.between_transactions = between_transactions
@@ -383,8 +381,6 @@ class Worker:
     def _on_job_done(self, task: asyncio.Task[object]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a free slot, and maybe the next job of the same key
-        if self.after_job is not None:
-            self.after_job()
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("job.crashed", error=repr(exc), exc_info=exc)
 
