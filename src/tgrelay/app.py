@@ -39,6 +39,7 @@ from tgrelay.inbox import jobs as inbox_jobs
 from tgrelay.inbox import processing as inbox_processing
 from tgrelay.inbox.poller import PollerSupervisor
 from tgrelay.inbox.receiver import WebhookReceiver
+from tgrelay.inbox.sharing import IntakeShare
 from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
 from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
@@ -153,6 +154,7 @@ async def background(
             clock=rt.clock,
             metrics=rt.metrics,
         )
+        share = IntakeShare(writer)  # the updates worker's turns beside the intake
         updates_worker = Worker(
             rt.db,
             updates_registry(rt),
@@ -162,7 +164,8 @@ async def background(
             queue=UPDATES_QUEUE,
             concurrency=1,  # SQLite writes one transaction at a time anyway
             batch_size=UPDATES_BATCH_SIZE,
-            between_transactions=yielding_to(writer),
+            batch_seconds=share.transaction_seconds,
+            between_transactions=share.pause,
         )
         # Each queue's worker is woken by what enqueues for it alone: a wake costs a claim,
         # a write transaction, and the intake enqueues many times a second.
@@ -220,40 +223,6 @@ async def background(
 async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
     await asyncio.shield(ready)  # one waiter's cancellation must not cancel the others' load
     await run()
-
-
-# While updates arrive faster than INTAKE_BURST_RATE, the updates worker pauses after each
-# transaction for as long as it took: the process (one core, for Python) leaves the intake at
-# least half of its time, so acks stay prompt during a burst, and the backlog is worked off at
-# full speed after it. Below that rate the intake needs a small share and the worker none:
-# pausing at any arrival halved processing under a steady 1,000 updates/s (bench/soak.py).
-INTAKE_BURST_RATE = 3000.0  # updates/s
-INTAKE_SHARE_PAUSE = 1.0  # the pause, per second the transaction took
-
-
-class Arrivals(Protocol):
-    arrived: int  # updates that arrived so far
-
-
-def yielding_to(
-    writer: Arrivals,
-    *,
-    clock: Callable[[], float] | None = None,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Callable[[float], Awaitable[None]]:
-    """The updates worker's pause after a transaction that took `took` seconds."""
-    now_of = clock or asyncio.get_running_loop().time
-    last = (now_of(), writer.arrived)
-
-    async def pause(took: float) -> None:
-        nonlocal last
-        now, arrived = now_of(), writer.arrived
-        since, before = last
-        last = (now, arrived)
-        if now > since and (arrived - before) / (now - since) > INTAKE_BURST_RATE:
-            await sleep(took * INTAKE_SHARE_PAUSE)
-
-    return pause
 
 
 def _notify_queue(workers: Mapping[str, Worker]) -> Callable[[str], None]:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.clock import utcnow
+from tgrelay.db import engine as db_engine
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.observability import Metrics
@@ -862,6 +863,40 @@ async def test_batching_worker_keeps_each_keys_order_within_and_across_batches(
     assert len(await workspace_names(database)) == 300
 
 
+async def test_batch_transactions_never_shrink_below_the_least_chunk(database: Database) -> None:
+    """Every transaction looks too slow for a budget it can never meet, and the budget is
+    asked before each one: sizes still stay at LEAST_CHUNK, not one job each."""
+    sizes: list[int] = []
+    budgets_asked: list[float] = []
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        if "test_transaction" not in conn.info:
+            conn.info["test_transaction"] = []
+            db_engine.after_commit(
+                conn, lambda: sizes.append(len(conn.info.pop("test_transaction")))
+            )
+        conn.info["test_transaction"].append(job.id)
+
+    def budget() -> float:
+        budgets_asked.append(1e-9)
+        return 1e-9
+
+    registry = Registry()
+    registry.register("record", record)
+    count = 4 * worker.LEAST_CHUNK
+    await enqueue(database, *(NewJob(kind="record", payload={}) for _ in range(count)), now=utcnow)
+    batching = make_worker(database, registry, utcnow, batch_size=count, batch_seconds=budget)
+    async with running(batching):
+        await wait_until(lambda: _all_done(database, count))
+    assert sizes == [worker.LEAST_CHUNK] * 4
+    assert len(budgets_asked) == len(sizes)
+
+
+async def _all_done(database: Database, count: int) -> bool:
+    async with database.engine.connect() as conn:
+        return (await store.count_by_state(conn)).get(JobState.DONE, 0) == count
+
+
 async def test_a_failure_in_a_batch_undoes_it_and_the_rest_runs_one_by_one(
     database: Database, clock: Clock
 ) -> None:
@@ -939,19 +974,21 @@ async def test_a_job_waits_for_its_predecessors_retry_and_a_dead_one_lets_it_go(
 
 
 @pytest.mark.parametrize(
-    ("ran", "elapsed", "expected"),
+    ("ran", "elapsed", "least", "expected"),
     [
-        (16, 0.005, 16),  # on target: unchanged
-        (1, 0.0005, 3),  # ten times too fast: grows, by the geometric mean
-        (100, 0.02, 50),  # four times too slow: halves
-        (500, 0.0001, 500),  # never above `most`
-        (1, 1.0, 1),  # never below one
+        (16, 0.005, 1, 16),  # on target: unchanged
+        (1, 0.0005, 1, 3),  # ten times too fast: grows, by the geometric mean
+        (100, 0.02, 1, 50),  # four times too slow: halves
+        (500, 0.0001, 1, 500),  # never above `most`
+        (1, 1.0, 1, 1),  # never below one
+        (16, 1.0, 8, 8),  # never below `least`, however slow
+        (1, 0.0005, 8, 8),
     ],
 )
 def test_next_chunk_size_moves_halfway_towards_the_target(
-    ran: int, elapsed: float, expected: int
+    ran: int, elapsed: float, least: int, expected: int
 ) -> None:
-    assert worker.next_chunk_size(ran, elapsed, target=0.005, most=500) == expected
+    assert worker.next_chunk_size(ran, elapsed, target=0.005, least=least, most=500) == expected
 
 
 async def test_a_timer_fires_once_across_two_workers_that_nobody_wakes(

@@ -18,6 +18,7 @@ and the rest of the batch runs one job per transaction, so each outcome is recor
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import random
@@ -68,6 +69,12 @@ MAX_BACKOFF_SECONDS = 30.0
 # a backlog drains). Its COMMIT comes on top.
 DEFAULT_BATCH_SECONDS = 0.005
 FIRST_CHUNK = 16  # jobs in a batching worker's first transaction, before it has timed one
+# The fewest jobs a batching worker's transaction takes (when that many are claimed). Batched
+# handlers write in bulk, so a transaction's time is mostly its fixed statements, stretched
+# by whatever else the event loop runs while each one waits for the database: shrinking
+# below this bought no shorter transactions, only more of them (with an endpoint subscribed,
+# one update each, and 110 updates/s instead of thousands).
+LEAST_CHUNK = 16
 T = TypeVar("T")
 # Waits until the event is set or the seconds pass; True when the event was set.
 Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
@@ -205,7 +212,7 @@ class Worker:
         rescue_interval: float = 5.0,
         queue: str = DEFAULT_QUEUE,
         batch_size: int = 0,
-        batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        batch_seconds: float | Callable[[], float] = DEFAULT_BATCH_SECONDS,
         between_transactions: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
@@ -214,8 +221,12 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if lease_seconds <= 0 or rescue_interval <= 0:
             raise ValueError("lease_seconds and rescue_interval must be positive")
-        if batch_size < 0 or batch_seconds <= 0:
-            raise ValueError("batch_size must not be negative, batch_seconds must be positive")
+        if batch_size < 0:
+            raise ValueError("batch_size must not be negative")
+        if not callable(batch_seconds):
+            if batch_seconds <= 0:
+                raise ValueError("batch_seconds must be positive")
+            batch_seconds = functools.partial(float, batch_seconds)
         self.db = db
         self.registry = registry
         self.worker_id = worker_id or default_worker_id()
@@ -232,7 +243,9 @@ class Worker:
         self.queue = queue
         # 0: a task per job. Otherwise each claim takes up to batch_size jobs for one task.
         self.batch_size = batch_size
-        self.batch_seconds = batch_seconds
+        # How long each transaction of a batch should take, asked before each: a rule may
+        # move it (the updates worker's shortens its transactions while the intake is busy).
+        self.batch_seconds: Callable[[], float] = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
         # Awaited after each transaction of a batch, given how long it took: where the
         # process gives others (the intake) their share before the next one.
@@ -499,7 +512,11 @@ class Worker:
             # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost the same
             # however many jobs ran, and counting them shrank batches to one job each.
             self._chunk_size = next_chunk_size(
-                len(ran), handling, target=self.batch_seconds, most=self.batch_size
+                len(ran),
+                handling,
+                target=self.batch_seconds(),
+                least=min(LEAST_CHUNK, self.batch_size),
+                most=self.batch_size,
             )
             remaining = remaining[len(ran) :]
             took = loop.time() - started
@@ -698,14 +715,15 @@ class _GroupCommitter:
                 done.set_result(job.id in held)
 
 
-def next_chunk_size(ran: int, elapsed: float, *, target: float, most: int) -> int:
-    """How many jobs the next transaction should run for its handlers to take about `target`.
+def next_chunk_size(ran: int, elapsed: float, *, target: float, least: int, most: int) -> int:
+    """How many jobs the next transaction should run for its handlers to take about `target`,
+    within [least, most].
 
     Halfway (geometrically) between what ran and what would have fit: one slow or fast
     transaction moves the size without swinging it.
     """
     fits = ran * target / max(elapsed, 1e-6)
-    return max(1, min(most, round(math.sqrt(ran * fits))))
+    return max(least, 1, min(most, round(math.sqrt(ran * fits))))
 
 
 async def wait_for(event: asyncio.Event, seconds: float) -> bool:

@@ -1,0 +1,57 @@
+"""The updates worker leaves the intake its share: pauses during bursts, and only then;
+short transactions while updates arrive, long ones once the intake is quiet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tgrelay.inbox import sharing
+from tgrelay.inbox.sharing import IntakeShare
+
+
+@dataclass
+class Intake:
+    arrived: int = 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.seconds = 100.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+async def test_the_worker_pauses_as_long_as_its_transaction_took_only_during_a_burst() -> None:
+    intake, clock, pauses = Intake(), Clock(), []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    share = IntakeShare(intake, clock=clock, sleep=sleep)
+    clock.seconds += 0.01
+    intake.arrived += int(sharing.BURST_RATE * 0.01 * 2)  # twice the burst rate
+    await share.pause(0.004)
+    clock.seconds += 0.01
+    intake.arrived += int(sharing.BURST_RATE * 0.01 / 3)  # a steady trickle
+    await share.pause(0.004)
+    clock.seconds += 0.01  # nothing arrived
+    await share.pause(0.004)
+    assert pauses == [0.004]
+
+
+def test_transactions_are_short_while_updates_arrive_and_long_once_the_intake_is_quiet() -> None:
+    intake, clock = Intake(), Clock()
+    share = IntakeShare(intake, clock=clock)
+    busy, quiet = sharing.BUSY_TRANSACTION_SECONDS, sharing.QUIET_TRANSACTION_SECONDS
+    assert busy < quiet
+    seen = [share.transaction_seconds()]  # just started: not yet known to be quiet
+    clock.seconds += sharing.QUIET_AFTER_SECONDS
+    seen.append(share.transaction_seconds())  # nothing arrived for the whole quiet time
+    intake.arrived += 1
+    seen.append(share.transaction_seconds())  # one update: busy again at once
+    clock.seconds += sharing.QUIET_AFTER_SECONDS / 2
+    seen.append(share.transaction_seconds())  # not quiet for long enough yet
+    clock.seconds += sharing.QUIET_AFTER_SECONDS / 2
+    seen.append(share.transaction_seconds())
+    assert seen == [busy, quiet, busy, busy, quiet]
