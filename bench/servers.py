@@ -111,7 +111,7 @@ def profiled(pid: int, output: Path | None, *, subprocesses: bool = False) -> It
     formats = {".txt": "raw", ".json": "speedscope"}
     spy = subprocess.Popen(
         [
-            *("py-spy", "record", "--pid", str(pid), "--rate", "200", "--output", str(output)),
+            *("py-spy", "record", "--pid", str(pid), "--rate", "200", *os.environ.get("PYSPY_EXTRA", "").split(), "--output", str(output)),
             *("--format", formats.get(output.suffix, "flamegraph")),
             *(["--subprocesses"] if subprocesses else []),
         ]
