@@ -104,16 +104,19 @@ def cpu_seconds(pid: int) -> dict[int, float]:
 def profiled(pid: int, output: Path | None, *, subprocesses: bool = False) -> Iterator[None]:
     """py-spy records `pid` (with `subprocesses`, its children too) while the block runs;
     nothing when `output` is None. `output`'s suffix picks the format: .txt collapsed stacks,
-    .json speedscope, else a flame graph (SVG). py-spy comes from PyPI, not the project."""
+    .json speedscope, else a flame graph (SVG). PYSPY_EXTRA adds py-spy flags (e.g. --gil:
+    only the thread holding the GIL, i.e. Python's CPU). py-spy comes from PyPI, not the
+    project."""
     if output is None:
         yield
         return
     formats = {".txt": "raw", ".json": "speedscope"}
     spy = subprocess.Popen(
         [
-            *("py-spy", "record", "--pid", str(pid), "--rate", "200", *os.environ.get("PYSPY_EXTRA", "").split(), "--output", str(output)),
+            *("py-spy", "record", "--pid", str(pid), "--rate", "200", "--output", str(output)),
             *("--format", formats.get(output.suffix, "flamegraph")),
             *(["--subprocesses"] if subprocesses else []),
+            *os.environ.get("PYSPY_EXTRA", "").split(),
         ]
     )
     try:
