@@ -178,7 +178,9 @@ async def background(
         for name, each in (("updates-worker", updates_worker), ("worker", worker)):
             tasks.append(asyncio.create_task(_after(telegram_loaded, each.run), name=name))
         tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
-        tasks.append(asyncio.create_task(bots_jobs.schedule_health_checks(rt), name="health"))
+        tasks.append(
+            asyncio.create_task(bots_jobs.health_scheduler(rt).run(), name="health-checks")
+        )
         retention = retention_policy.from_settings(settings)
         if retention.prunes_anything:  # every worker process starts one; the lease picks one
             pruner = retention_runner.Pruner(

@@ -133,7 +133,7 @@ async def test_a_check_without_a_bot_id_is_dead_at_once(polling: Bench) -> None:
 
 
 async def test_the_scheduler_loop_enqueues_and_wakes_the_worker(make_bench: BenchFactory) -> None:
-    """schedule_health_checks keeps enqueuing due checks until cancelled."""
+    """The health scheduler keeps enqueuing due checks until cancelled."""
     bench = await make_bench(public_url=None, health_interval_seconds=0.01)
     tenant = await bench.tenant("Acme")
     bot = await bench.new_bot("acme_bot")
@@ -143,7 +143,7 @@ async def test_the_scheduler_loop_enqueues_and_wakes_the_worker(make_bench: Benc
     async def scheduled() -> bool:
         return await queued(bench) == [pending(bot["id"])] and wakeups == ["default"]
 
-    loop = asyncio.create_task(jobs.schedule_health_checks(bench.rt))
+    loop = asyncio.create_task(jobs.health_scheduler(bench.rt).run())
     try:
         await wait_for(scheduled)
         await asyncio.sleep(0.05)  # a few more rounds: the pending check is not duplicated
@@ -152,3 +152,19 @@ async def test_the_scheduler_loop_enqueues_and_wakes_the_worker(make_bench: Benc
         await asyncio.gather(loop, return_exceptions=True)
 
     assert await queued(bench) == [pending(bot["id"])]
+
+
+async def test_one_process_schedules_health_checks_by_lease(make_bench: BenchFactory) -> None:
+    """Two processes' schedulers (two holders of one database): only the lease holder
+    enqueues; the other's round does not run at all."""
+    bench = await make_bench(public_url=None, health_interval_seconds=0.01)
+    tenant = await bench.tenant("Acme")
+    bot = await bench.new_bot("acme_bot")
+    await service.connect(bench.rt, tenant.principal, bot["token"])
+    first = jobs.health_scheduler(bench.rt, holder="a")
+    second = jobs.health_scheduler(bench.rt, holder="b")
+
+    assert await second.run_once() is not None  # b holds the lease now
+    assert await queued(bench) == [pending(bot["id"])]
+    assert await first.run_once() is None
+    assert first.name == second.name == jobs.HEALTH_CHECKS

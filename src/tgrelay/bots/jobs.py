@@ -1,23 +1,22 @@
-"""Background health checks: a job per check, and the loop that schedules them.
+"""Background health checks: a job per check, and the periodic task that schedules them.
 
-Checks run as jobs rather than inside the loop so that, in a cluster, any worker takes
-them, each bot is checked by one worker at a time (ordering key), and a crash retries.
+Checks run as jobs rather than inside the scheduler so that, in a cluster, any worker takes
+them, each bot is checked by one worker at a time (ordering key), and a crash retries. The
+scheduler is the periodic task "health-checks": one process runs its rounds, by lease.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import errors
 from tgrelay.bots import service, store
 from tgrelay.queue import models as queue_models
-from tgrelay.queue import retry, worker
+from tgrelay.queue import periodic, retry, worker
 from tgrelay.queue import store as job_store
 from tgrelay.runtime import Runtime
 
@@ -48,16 +47,24 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
     registry.register(CHECK_BOT_HEALTH, check_bot_health, transactional=False)
 
 
-async def schedule_health_checks(rt: Runtime) -> None:
-    """Enqueue due health checks forever; cancel the task to stop. A database outage is
-    logged and waited out, so the loop outlives it."""
-    tick = min(MAX_TICK_SECONDS, rt.settings.health_interval_seconds)
-    while True:
-        try:
-            await enqueue_due_health_checks(rt)
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("bot.health_schedule_failed", error=type(exc).__name__)
-        await asyncio.sleep(tick)
+HEALTH_CHECKS = "health-checks"  # the periodic task, and its lease
+
+
+def health_scheduler(rt: Runtime, *, holder: str | None = None) -> periodic.Periodic:
+    """The periodic task that enqueues due health checks; `run()` it, cancel it to stop. A
+    database outage is logged and waited out, so the task outlives it."""
+
+    async def enqueue_due(_lease: periodic.HeldLease) -> None:
+        await enqueue_due_health_checks(rt)
+
+    return periodic.Periodic(
+        rt.db,
+        HEALTH_CHECKS,
+        enqueue_due,
+        interval_seconds=min(MAX_TICK_SECONDS, rt.settings.health_interval_seconds),
+        clock=rt.clock,
+        holder=holder,
+    )
 
 
 async def enqueue_due_health_checks(rt: Runtime) -> list[int]:
