@@ -307,6 +307,11 @@ async def test_kicked_bot_makes_alerts_fail_fast(relay: Tgrelay, emulator: Runni
     reason (from the kick's update or from Telegram's 403), and later alerts are refused."""
     bot = await _bot(relay, emulator)
     chat, connection = await _connected_group(relay, emulator, bot)
+
+    async def greeted() -> bool:  # the connect reply is a send of its own: let it land first
+        return await _texts(emulator, chat["id"]) == [handlers.CONNECTED_REPLY]
+
+    await eventually(greeted)
     emulator.emulator.remove_bot(chat["id"], bot.id, by=ANN)
     racing = await _notify(relay, connection["id"], "are you still there?")
     if racing.status_code == 202:
