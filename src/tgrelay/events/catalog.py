@@ -96,9 +96,7 @@ class BotStatusData(_Data):
 
     bot_id: int
     username: str
-    # token_revoked | webhook_conflict | healthy, or disconnected when another workspace
-    # took the bot over (reason "taken over")
-    status: str
+    status: str  # token_revoked | webhook_conflict | healthy | disconnected (taken over)
     previous_status: str
     conflict_kind: str | None = None  # foreign | empty, with webhook_conflict
     reason: str | None = None
@@ -125,7 +123,7 @@ class GroupStatusData(_Data):
     connection_id: str
     bot_id: int
     chat_id: int  # the chat's id now (the supergroup's, after a migration)
-    status: str  # bot_removed | migrated | suspended | active (again, after suspended)
+    status: str  # bot_removed | migrated | suspended | active (after suspended)
     previous_chat_id: int | None = None  # the basic group's id, with migrated
     reason: str | None = None
 
