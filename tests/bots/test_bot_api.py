@@ -232,7 +232,7 @@ async def test_rotating_to_another_bots_token_is_a_422_problem(
 async def test_another_workspace_cannot_take_a_connected_bot(
     webhook: Bench, api: httpx.AsyncClient
 ) -> None:
-    """Connecting a bot another workspace holds answers 409."""
+    """Connecting a bot another workspace holds, without take_over, answers 409 and says how."""
     owner, other = await webhook.tenant("Owner"), await webhook.tenant("Other")
     bot = await webhook.new_bot("acme_bot")
     await api.post("/v1/bots", json={"token": bot["token"]}, headers=owner.headers)
@@ -241,5 +241,9 @@ async def test_another_workspace_cannot_take_a_connected_bot(
 
     assert (response.status_code, response.json()) == (
         409,
-        problem(409, "Conflict", "this bot is connected to another workspace"),
+        problem(
+            409,
+            "Conflict",
+            'this bot is connected to another workspace; send "take_over": true to move it here',
+        ),
     )

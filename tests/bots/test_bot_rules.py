@@ -75,6 +75,7 @@ def _bot(generation: int, valid_until: datetime | None) -> ConnectedBot:
         last_error_message=None,
         last_error_at=None,
         last_checked_at=None,
+        connected_since=NOW,
         created_at=NOW,
         updated_at=NOW,
     )

@@ -49,6 +49,7 @@ def connected(
         last_error_message=None,
         last_error_at=None,
         last_checked_at=last_checked_at,
+        connected_since=START,
         created_at=START,
         updated_at=updated_at,
     )

@@ -28,6 +28,12 @@ class TokenRequest(BaseModel):
     token: SecretStr = Field(min_length=10, max_length=128)
 
 
+class ConnectRequest(TokenRequest):
+    """A bot token, and whether to take the bot from another workspace that has it connected."""
+
+    take_over: bool = False
+
+
 class BotView(BaseModel):
     """A connected bot as the API shows it: never the token or a webhook secret."""
 
@@ -53,10 +59,16 @@ class BotView(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Connect a bot by its token")
 async def connect_bot(
-    body: TokenRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    body: ConnectRequest, principal: CurrentPrincipal, rt: CurrentRuntime
 ) -> BotView:
-    """Connect a bot (or reconnect one this workspace connected before)."""
-    bot = await service.connect(rt, principal, body.token.get_secret_value())
+    """Connect a bot (or reconnect one this workspace connected before).
+
+    A bot connected in another workspace answers 409 unless `take_over` is true: then it
+    is disconnected there (reason "taken over") and connected here.
+    """
+    bot = await service.connect(
+        rt, principal, body.token.get_secret_value(), take_over=body.take_over
+    )
     return BotView.of(bot)
 
 

@@ -44,5 +44,7 @@ class ConnectedBot:
     last_error_message: str | None  # Telegram's last webhook delivery error
     last_error_at: datetime | None
     last_checked_at: datetime | None  # the last health check that reached Telegram
+    # Where this workspace's hold on the bot began: updates received earlier are not its own.
+    connected_since: datetime
     created_at: datetime
     updated_at: datetime

@@ -8,6 +8,7 @@ The only module that combines the database, the Bot API and the audit trail for 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
+from tgrelay.groups import suspension as groups_suspension
 from tgrelay.runtime import Runtime
 from tgrelay.telegram import client as telegram
 from tgrelay.telegram import updates as telegram_updates
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from aiogram.types import WebhookInfo
 
 log = structlog.get_logger(__name__)
+
+TAKEN_OVER = "taken over"  # the reason of a disconnect by another workspace's connect
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +58,14 @@ class PollingBot:
 # --- the workspace's use cases (HTTP API) -------------------------------------------------
 
 
-async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> ConnectedBot:
+async def connect(
+    rt: Runtime, principal: workspaces.Principal, token: str, *, take_over: bool = False
+) -> ConnectedBot:
     """Connect a bot by its token, or reconnect one this workspace connected before.
 
+    A bot connected in another workspace is refused unless `take_over`: then it leaves that
+    workspace (disconnected, "taken over"). Whenever the bot changes workspace, the one it
+    leaves keeps its connections suspended and the new one sees only updates from now on.
     Telegram is told first (setWebhook in webhook mode, deleteWebhook in polling mode so
     getUpdates works); the row is written only once Telegram agreed.
     """
@@ -64,9 +73,9 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
     identity = await _identify(client)
     async with rt.db.engine.connect() as conn:
         existing = await store.load(conn, identity.id)
-    _check_connectable(existing, principal.workspace_id)
+    _check_connectable(existing, principal.workspace_id, take_over=take_over)
     mode = BotMode.WEBHOOK if rt.settings.uses_webhooks else BotMode.POLLING
-    generation, grace_end = _generation_on_connect(existing)
+    generation, grace_end = _generation_on_connect(existing, principal.workspace_id)
     await _register(rt, client, identity.id, mode, generation)
 
     now = rt.clock()
@@ -84,13 +93,23 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
         "updated_at": now,
     }
     old_token: str | None = None
+    taken_from: str | None = None
     try:
         async with rt.db.transaction() as conn:
             row = await store.load(conn, identity.id, for_update=True)
-            _check_connectable(row, principal.workspace_id)
+            _check_connectable(row, principal.workspace_id, take_over=take_over)
             if row is None:
-                await store.add(conn, {"id": identity.id, "created_at": now, **values})
+                await store.add(
+                    conn,
+                    {"id": identity.id, "created_at": now, "connected_since": now, **values},
+                )
                 old: store.StatusPair = (None, None)
+            elif row.workspace_id != principal.workspace_id:
+                taken_from = str(row.workspace_id)
+                await _release(conn, rt, store.to_bot(rt.settings, row), now=now)
+                await store.change(conn, identity.id, {**values, "connected_since": now})
+                old = (BotStatus.DISCONNECTED, None)
+                old_token = rt.cipher.decrypt(row.token_ciphertext)
             else:
                 await store.change(conn, identity.id, values)
                 old = store.status_of(row)
@@ -107,6 +126,9 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
                     "mode": mode,
                     "token_fingerprint": values["token_fingerprint"],
                     "secret_generation": generation,
+                    # Only when the bot came from another workspace (whose id stays out):
+                    # its history before now is not this workspace's.
+                    **({"changed_workspace": True} if taken_from is not None else {}),
                 },
             )
             if old != (BotStatus.HEALTHY, None):
@@ -120,6 +142,14 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
                     actor=principal.actor,
                     now=now,
                 )
+            await groups_suspension.bot_held(
+                conn,
+                rt,
+                workspace_id=principal.workspace_id,
+                bot_id=identity.id,
+                actor=principal.actor,
+                now=now,
+            )
             bot = store.to_bot(rt.settings, await store.reload(conn, identity.id))
             await _emit_bot(conn, rt, EventType.BOT_CONNECTED, bot, bot.status, now=now)
     except IntegrityError as exc:
@@ -127,7 +157,13 @@ async def connect(rt: Runtime, principal: workspaces.Principal, token: str) -> C
         raise errors.Conflict("the bot is being connected by another request") from exc
     if old_token is not None and old_token != token:
         rt.telegram.forget(old_token)
-    log.info("bot.connected", bot_id=bot.id, workspace_id=bot.workspace_id, mode=mode)
+    log.info(
+        "bot.connected",
+        bot_id=bot.id,
+        workspace_id=bot.workspace_id,
+        mode=mode,
+        previous_workspace_id=taken_from,
+    )
     return bot
 
 
@@ -276,6 +312,14 @@ async def disconnect(rt: Runtime, principal: workspaces.Principal, bot_id: int) 
                 actor=principal.actor,
                 now=now,
             )
+            await groups_suspension.bot_released(
+                conn,
+                rt,
+                workspace_id=principal.workspace_id,
+                bot_id=bot_id,
+                actor=principal.actor,
+                now=now,
+            )
         bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
     rt.telegram.forget(token)
     log.info("bot.disconnected", bot_id=bot_id, workspace_id=principal.workspace_id)
@@ -404,12 +448,17 @@ async def _change_status(
     reason: str,
     actor: str,
     now: datetime,
+    event: EventType | None = None,
 ) -> bool:
-    """Store a status change with its audit row and its event; True if the status changed."""
+    """Store a status change with its audit row and its event; True if the status changed.
+
+    The event is bot.disconnected for a disconnect, bot.status_changed otherwise, unless
+    `event` says which (a takeover's disconnect is a bot.status_changed with its reason).
+    """
     if not await store.change_status(conn, bot, new, reason=reason, actor=actor, now=now):
         return False
     status, conflict_kind = new
-    if status is BotStatus.DISCONNECTED:
+    if status is BotStatus.DISCONNECTED and event is not EventType.BOT_STATUS_CHANGED:
         await _emit_bot(conn, rt, EventType.BOT_DISCONNECTED, bot, status, now=now)
         return True
     await events.emit(
@@ -457,6 +506,23 @@ async def workspace_of(conn: AsyncConnection, bot_id: int) -> str | None:
     return None if row is None else str(row.workspace_id)
 
 
+async def held_token(
+    conn: AsyncConnection, rt: Runtime, bot_id: int, workspace_id: str
+) -> str | None:
+    """The token of a bot `workspace_id` holds and has not disconnected; None otherwise, so
+    nothing is sent on a workspace's behalf through a bot it let go or lost."""
+    row = await store.load(conn, bot_id)
+    if row is None or row.workspace_id != workspace_id or row.status == BotStatus.DISCONNECTED:
+        return None
+    return rt.cipher.decrypt(row.token_ciphertext)
+
+
+async def connected_since(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, datetime]:
+    """Where each known bot's current hold began (unknown bots are left out): updates received
+    earlier belong to a workspace that no longer holds it."""
+    return await store.connected_since(conn, bot_ids)
+
+
 async def token_of(rt: Runtime, bot_id: int) -> str:
     """The plaintext token of a bot, for a Bot API call; keep it out of logs and errors."""
     async with rt.db.engine.connect() as conn:
@@ -499,24 +565,53 @@ async def _register(
         await client.delete_webhook(drop_pending_updates=False)
 
 
-def _check_connectable(row: Row[Any] | None, workspace_id: str) -> None:
+def _check_connectable(row: Row[Any] | None, workspace_id: str, *, take_over: bool) -> None:
     if (
         row is not None
         and row.workspace_id != workspace_id
         and row.status != BotStatus.DISCONNECTED
+        and not take_over
     ):
-        raise errors.Conflict("this bot is connected to another workspace")
+        raise errors.Conflict(
+            'this bot is connected to another workspace; send "take_over": true to move it here'
+        )
 
 
-def _generation_on_connect(row: Row[Any] | None) -> tuple[int, datetime | None]:
+async def _release(conn: AsyncConnection, rt: Runtime, bot: ConnectedBot, *, now: datetime) -> None:
+    """The workspace holding `bot` loses it to another one, in the connecting transaction.
+
+    A bot still connected there is taken over: disconnected with its audit row and a
+    bot.status_changed event in that workspace. Its connections are suspended either way
+    (one disconnected before they were suspended on disconnect may still be active). The
+    actor is the system: the other workspace's key ids are not that workspace's business.
+    """
+    if bot.status is not BotStatus.DISCONNECTED:
+        await _change_status(
+            conn,
+            rt,
+            bot,
+            (BotStatus.DISCONNECTED, None),
+            reason=TAKEN_OVER,
+            actor=audit.SYSTEM,
+            now=now,
+            event=EventType.BOT_STATUS_CHANGED,
+        )
+    await groups_suspension.bot_released(
+        conn, rt, workspace_id=bot.workspace_id, bot_id=bot.id, actor=audit.SYSTEM, now=now
+    )
+    log.info("bot.taken_over", bot_id=bot.id, previous_workspace_id=bot.workspace_id)
+
+
+def _generation_on_connect(row: Row[Any] | None, workspace_id: str) -> tuple[int, datetime | None]:
     """(secret generation, grace end of the previous one) for a connect.
 
-    A disconnected bot comes back under a new generation so no secret from before is
-    accepted; an active one keeps its secrets (connecting again repairs its webhook).
+    A disconnected bot, or one moving to another workspace, comes back under a new
+    generation so no secret from before is accepted; an active one keeps its secrets
+    (connecting again repairs its webhook).
     """
     if row is None:
         return 1, None
-    if row.status == BotStatus.DISCONNECTED:
+    if row.status == BotStatus.DISCONNECTED or row.workspace_id != workspace_id:
         return int(row.secret_generation) + 1, None
     return int(row.secret_generation), row.previous_secret_valid_until
 

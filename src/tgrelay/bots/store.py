@@ -6,7 +6,7 @@ the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,6 +84,13 @@ async def due_for_check(conn: AsyncConnection, checked_before: datetime) -> list
         .order_by(bots.c.id)
     )
     return [int(row.id) for row in rows]
+
+
+async def connected_since(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, datetime]:
+    rows = await conn.execute(
+        select(bots.c.id, bots.c.connected_since).where(bots.c.id.in_(list(bot_ids)))
+    )
+    return {int(row.id): row.connected_since for row in rows}
 
 
 async def add(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
@@ -197,6 +204,7 @@ def to_bot(settings: Settings, row: Row[Any]) -> ConnectedBot:
         last_error_message=row.last_error_message,
         last_error_at=row.last_error_at,
         last_checked_at=row.last_checked_at,
+        connected_since=row.connected_since,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

@@ -64,6 +64,9 @@ bots = Table(
     Column("last_error_message", Text),  # from getWebhookInfo
     Column("last_error_at", Timestamp),
     Column("last_checked_at", Timestamp),
+    # When the current workspace's hold began: it sees only updates received since then. A
+    # reconnect by the same workspace keeps it; a connect by another one moves it.
+    Column("connected_since", Timestamp, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )

@@ -20,10 +20,12 @@ class EventType(enum.StrEnum):
     MESSAGE_EDITED = "message.edited"  # a user edited a message the bot had seen
     CALLBACK_RECEIVED = "callback.received"  # a user pressed an inline button
     BOT_CONNECTED = "bot.connected"  # a bot was connected (or reconnected) by its token
-    BOT_STATUS_CHANGED = "bot.status_changed"  # token_revoked, webhook_conflict or healthy
+    # token_revoked, webhook_conflict, healthy, or disconnected by a takeover
+    BOT_STATUS_CHANGED = "bot.status_changed"
     BOT_DISCONNECTED = "bot.disconnected"  # the workspace let the bot go
     GROUP_CONNECTED = "group.connected"  # a connect session linked a Telegram group
-    GROUP_STATUS_CHANGED = "group.status_changed"  # bot_removed, or migrated to a supergroup
+    # bot_removed, migrated to a supergroup, suspended, or active again
+    GROUP_STATUS_CHANGED = "group.status_changed"
     NOTIFICATION_SENT = "notification.sent"  # every part of an alert is in its group
     NOTIFICATION_FAILED = "notification.failed"  # an alert will not be sent
     ENDPOINT_DISABLED = "endpoint.disabled"  # an endpoint stopped receiving events
@@ -94,7 +96,7 @@ class BotStatusData(_Data):
 
     bot_id: int
     username: str
-    status: str  # token_revoked | webhook_conflict | healthy
+    status: str  # token_revoked | webhook_conflict | healthy | disconnected (taken over)
     previous_status: str
     conflict_kind: str | None = None  # foreign | empty, with webhook_conflict
     reason: str | None = None
@@ -121,7 +123,7 @@ class GroupStatusData(_Data):
     connection_id: str
     bot_id: int
     chat_id: int  # the chat's id now (the supergroup's, after a migration)
-    status: str  # bot_removed | migrated
+    status: str  # bot_removed | migrated | suspended | active (after suspended)
     previous_chat_id: int | None = None  # the basic group's id, with migrated
     reason: str | None = None
 
@@ -237,7 +239,10 @@ CATALOG: tuple[EventSpec, ...] = (
     ),
     EventSpec(
         type=EventType.BOT_STATUS_CHANGED,
-        description="A bot's health changed: token_revoked, webhook_conflict or healthy again.",
+        description=(
+            "A bot's health changed: token_revoked, webhook_conflict or healthy again; or"
+            " disconnected because another workspace took it over."
+        ),
         data=BotStatusData,
         example={
             "bot_id": 123456789,
@@ -276,7 +281,10 @@ CATALOG: tuple[EventSpec, ...] = (
     ),
     EventSpec(
         type=EventType.GROUP_STATUS_CHANGED,
-        description="A group connection changed: the bot was removed, or the group migrated.",
+        description=(
+            "A group connection changed: the bot was removed, the group migrated, or the"
+            " connection was suspended (bot disconnected) or made active again."
+        ),
         data=GroupStatusData,
         example={
             "connection_id": "conn_5kq2v7",

@@ -26,7 +26,13 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.groups import store
-from tgrelay.groups.models import Connection, ConnectionStatus, Notification, NotificationStatus
+from tgrelay.groups.models import (
+    BOT_DISCONNECTED,
+    Connection,
+    ConnectionStatus,
+    Notification,
+    NotificationStatus,
+)
 from tgrelay.queue import models as queue_models
 from tgrelay.queue import retry, worker
 from tgrelay.queue import store as job_store
@@ -172,12 +178,17 @@ async def _send_notification(
         target = await store.connection(conn, notification.connection_id)
         token = None
         if target is not None and target.status is ConnectionStatus.ACTIVE:
-            token = await bots_service.read_token(conn, rt, target.bot_id)
+            # Only while the connection's workspace still holds the bot: its suspension and
+            # the bot's disconnect commit together, but a job may have read in between.
+            token = await bots_service.held_token(conn, rt, target.bot_id, target.workspace_id)
     if target is None:
         await _fail(rt, notification_id, "the connection was deleted")
         return None
     if token is None:
-        await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
+        if target.status is ConnectionStatus.ACTIVE:
+            await _fail(rt, notification_id, f"{ConnectionStatus.SUSPENDED}: {BOT_DISCONNECTED}")
+        else:
+            await _fail(rt, notification_id, f"{target.status.value}: {target.status_reason}")
         return None
     message_ids = list(notification.message_ids)
     if notification.parts_attempted > len(message_ids) and not turn.marked(len(message_ids)):

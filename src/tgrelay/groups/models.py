@@ -21,6 +21,13 @@ OPEN_STATES = (SessionState.WAITING_PRIVATE, SessionState.WAITING_GROUP)
 class ConnectionStatus(enum.StrEnum):
     ACTIVE = "active"  # alerts are delivered
     BOT_REMOVED = "bot_removed"  # the bot was kicked or left; alerts fail at once
+    # The workspace disconnected the bot (or another workspace took it over): alerts fail at
+    # once, and connecting the bot again in this workspace makes the connection active.
+    SUSPENDED = "suspended"
+
+
+# Why a connection is suspended (its status_reason), also the error of the alerts it refuses.
+BOT_DISCONNECTED = "bot disconnected"
 
 
 class NotificationStatus(enum.StrEnum):

@@ -46,9 +46,12 @@ async def list_updates(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     status: UpdateStatus | None = None,
 ) -> UpdatePage:
-    """Stored updates of a bot in ascending update_id order."""
-    await bots_service.get_bot(rt, principal.workspace_id, bot_id)
-    stored = await service.list_updates(rt.db, bot_id, after=after, limit=limit, status=status)
+    """Stored updates of a bot in ascending update_id order, those received since this
+    workspace connected it (an earlier workspace's are not shown)."""
+    bot = await bots_service.get_bot(rt, principal.workspace_id, bot_id)
+    stored = await service.list_updates(
+        rt.db, bot_id, after=after, limit=limit, status=status, since=bot.connected_since
+    )
     views = [UpdateView.model_validate(u, from_attributes=True) for u in stored]
     return UpdatePage(
         updates=views, next_after=views[-1].update_id if len(views) == limit else None
@@ -63,8 +66,10 @@ async def retry_update(
     rt: Annotated[Runtime, Depends(runtime)],
 ) -> UpdateView:
     """Re-run the processing of a dead update."""
-    await bots_service.get_bot(rt, principal.workspace_id, bot_id)
-    stored = await service.retry_dead(rt.db, bot_id, update_id, now=rt.clock())
+    bot = await bots_service.get_bot(rt, principal.workspace_id, bot_id)
+    stored = await service.retry_dead(
+        rt.db, bot_id, update_id, since=bot.connected_since, now=rt.clock()
+    )
     if stored is None:
         raise errors.NotFound(f"no update {update_id} for bot {bot_id}")
     rt.notify_queue(UPDATES_QUEUE)

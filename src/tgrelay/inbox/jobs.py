@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay.bots import service as bots_service
 from tgrelay.inbox import processing
 from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.queue.models import Job
@@ -32,6 +33,7 @@ def register(
     async def process_updates(
         conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
     ) -> None:
+        batch = await _of_current_holders(conn, batch)
         await processing.handle_many(conn, batch, handlers=handlers, now=rt.clock())
         log.debug(
             "updates.processed",
@@ -40,3 +42,25 @@ def register(
         )
 
     registry.register_batched(PROCESS_UPDATE, process_updates, prepare=load)
+
+
+async def _of_current_holders(
+    conn: AsyncConnection, batch: list[processing.ProcessedUpdate]
+) -> list[processing.ProcessedUpdate]:
+    """The updates received while the workspace holding their bot now held it.
+
+    An update still waiting when another workspace connected the bot belongs to the one
+    before: it is not handed to the new holder's handlers (nor announced to it), and the
+    one before no longer has the bot. Its job simply finishes.
+    """
+    since = await bots_service.connected_since(conn, {p.bot_id for p in batch})
+    kept, skipped = [], []
+    for processed in batch:
+        bound = since.get(processed.bot_id)
+        if bound is None or processed.received_at >= bound:
+            kept.append(processed)
+        else:
+            skipped.append(processed.update_id)
+    if skipped:
+        log.info("updates.previous_holder_skipped", update_ids=skipped)
+    return kept

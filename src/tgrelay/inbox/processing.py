@@ -39,6 +39,7 @@ class ProcessedUpdate:
     kind: UpdateKind
     update: Update
     raw: dict[str, Any]  # the same update exactly as Telegram sent it
+    received_at: datetime  # when it was stored: the bot's holder then is its owner
     chat: Chat | None
     sender: User | None
 
@@ -58,7 +59,7 @@ def each(handler: UpdateHandler) -> UpdatesHandler:
     return handle
 
 
-def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
+def interpret(bot_id: int, payload: str, received_at: datetime) -> ProcessedUpdate:
     """Typed view of a raw update; an update aiogram cannot parse will never process."""
     from aiogram.types import Chat, Update, User  # loaded at start-up (telegram.client.load)
 
@@ -79,6 +80,7 @@ def interpret(bot_id: int, payload: str) -> ProcessedUpdate:
         kind=kind,
         update=update,
         raw=raw,
+        received_at=received_at,
         chat=chat if isinstance(chat, Chat) else None,
         sender=sender if isinstance(sender, User) else None,
     )
@@ -98,7 +100,7 @@ async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpd
     missing = [row_id for row_id in update_row_ids if row_id not in rows]
     if missing:
         raise PermanentFailure(f"update rows {missing} no longer exist")
-    return [interpret(rows[i].bot_id, rows[i].payload) for i in update_row_ids]
+    return [interpret(rows[i].bot_id, rows[i].payload, rows[i].received_at) for i in update_row_ids]
 
 
 async def handle_many(
@@ -115,9 +117,12 @@ async def handle_many(
         await handler(conn, batch)
 
 
-_UPDATE_ROWS = select(tables.updates.c.id, tables.updates.c.bot_id, tables.updates.c.payload).where(
-    tables.updates.c.id.in_(bindparam("row_ids", expanding=True))
-)
+_UPDATE_ROWS = select(
+    tables.updates.c.id,
+    tables.updates.c.bot_id,
+    tables.updates.c.payload,
+    tables.updates.c.received_at,
+).where(tables.updates.c.id.in_(bindparam("row_ids", expanding=True)))
 
 
 async def _record_participants(

@@ -82,12 +82,17 @@ async def list_updates(
     after: int | None,
     limit: int,
     status: UpdateStatus | None,
+    since: datetime,
     before: int | None = None,
     newest_first: bool = False,
 ) -> list[StoredUpdate]:
-    """A bot's updates with update_ids in (after, before), oldest or newest first."""
+    """A bot's updates with update_ids in (after, before), oldest or newest first.
+
+    Only those received at or after `since` (the bot's `connected_since`): earlier ones
+    belong to a workspace that held the bot before the caller's.
+    """
     update_id = tables.updates.c.update_id
-    query = _query().where(tables.updates.c.bot_id == bot_id)
+    query = _query().where(tables.updates.c.bot_id == bot_id, tables.updates.c.received_at >= since)
     if after is not None:
         query = query.where(update_id > after)
     if before is not None:
@@ -100,12 +105,14 @@ async def list_updates(
 
 
 async def _get(
-    conn: AsyncConnection, bot_id: int, update_id: int
+    conn: AsyncConnection, bot_id: int, update_id: int, since: datetime
 ) -> tuple[StoredUpdate, int | None] | None:
     row = (
         await conn.execute(
             _query().where(
-                tables.updates.c.bot_id == bot_id, tables.updates.c.update_id == update_id
+                tables.updates.c.bot_id == bot_id,
+                tables.updates.c.update_id == update_id,
+                tables.updates.c.received_at >= since,
             )
         )
     ).first()
@@ -113,17 +120,18 @@ async def _get(
 
 
 async def retry_dead(
-    db: Database, bot_id: int, update_id: int, *, now: datetime
+    db: Database, bot_id: int, update_id: int, *, since: datetime, now: datetime
 ) -> StoredUpdate | None:
-    """Put a dead update's job back in the queue; Conflict unless the update is dead."""
+    """Put a dead update's job back in the queue; Conflict unless the update is dead. One
+    received before `since` is as absent as a missing one (see `list_updates`)."""
     async with db.transaction() as conn:
-        found = await _get(conn, bot_id, update_id)
+        found = await _get(conn, bot_id, update_id, since)
         if found is None:
             return None
         stored, job_id = found
         if stored.status is not UpdateStatus.DEAD or job_id is None:
             raise errors.Conflict(f"update {update_id} is {stored.status}, only dead ones re-run")
         await job_store.rerun(conn, job_id, now=now)
-        again = await _get(conn, bot_id, update_id)
+        again = await _get(conn, bot_id, update_id, since)
     assert again is not None
     return again[0]

@@ -51,8 +51,10 @@ async def retry_update(
     request: Request, rt: pages.Rt, principal: SignedIn, bot_id: int, update_id: int
 ) -> Response:
     try:
-        await bots.get_bot(rt, principal.workspace_id, bot_id)  # another workspace's is absent
-        again = await inbox.retry_dead(rt.db, bot_id, update_id, now=rt.clock())
+        bot = await bots.get_bot(rt, principal.workspace_id, bot_id)  # others' are absent
+        again = await inbox.retry_dead(
+            rt.db, bot_id, update_id, since=bot.connected_since, now=rt.clock()
+        )
         if again is None:
             raise errors.NotFound(f"no update {update_id} for bot {bot_id}")
     except (errors.NotFound, errors.Conflict) as exc:
@@ -91,6 +93,7 @@ async def _updates(
         before=before,
         limit=UPDATES_PER_PAGE,
         status=status,
+        since=bot.connected_since,
         newest_first=True,
     )
     filtered = {} if status is None else {"status": status.value}

@@ -1,0 +1,101 @@
+"""Connections follow their bot: suspended while their workspace does not hold it, active again
+when it does.
+
+Called by `bots.service` inside the transaction that disconnects, takes over or connects a
+bot, so a connection is never active for a bot its workspace let go. This module does not
+import `bots` (groups.service does), which keeps the two domains free of an import cycle.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay import audit
+from tgrelay.events import catalog
+from tgrelay.events import service as events
+from tgrelay.events.catalog import EventType
+from tgrelay.groups import store
+from tgrelay.groups.models import BOT_DISCONNECTED, Connection, ConnectionStatus
+from tgrelay.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+async def bot_released(
+    conn: AsyncConnection, rt: Runtime, *, workspace_id: str, bot_id: int, actor: str, now: datetime
+) -> None:
+    """The workspace no longer holds the bot: its active connections of the bot are suspended
+    and its open connect sessions cancelled (their tokens must not link a group for whoever
+    holds the bot next)."""
+    for connection in await _of_bot(conn, workspace_id, bot_id, ConnectionStatus.ACTIVE):
+        await _change(
+            conn, rt, connection, ConnectionStatus.SUSPENDED, BOT_DISCONNECTED, actor, now
+        )
+    cancelled = await store.cancel_open_sessions(conn, workspace_id=workspace_id, bot_id=bot_id)
+    if cancelled:
+        log.info("connect_sessions.cancelled", bot_id=bot_id, sessions=cancelled)
+
+
+async def bot_held(
+    conn: AsyncConnection, rt: Runtime, *, workspace_id: str, bot_id: int, actor: str, now: datetime
+) -> None:
+    """The workspace holds the bot again: connections it suspended are active again (those
+    the bot was removed from stay bot_removed)."""
+    for connection in await _of_bot(conn, workspace_id, bot_id, ConnectionStatus.SUSPENDED):
+        await _change(conn, rt, connection, ConnectionStatus.ACTIVE, "bot connected", actor, now)
+
+
+async def _of_bot(
+    conn: AsyncConnection, workspace_id: str, bot_id: int, status: ConnectionStatus
+) -> list[Connection]:
+    return [
+        connection
+        for connection in await store.connections_of_workspace(conn, workspace_id)
+        if connection.bot_id == bot_id and connection.status is status
+    ]
+
+
+async def _change(
+    conn: AsyncConnection,
+    rt: Runtime,
+    connection: Connection,
+    status: ConnectionStatus,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    """One connection's status change, with its audit row and group.status_changed event."""
+    await store.change_connection(
+        conn,
+        connection.id,
+        status=status.value,
+        status_reason=None if status is ConnectionStatus.ACTIVE else reason,
+        updated_at=now,
+    )
+    await audit.record(
+        conn,
+        action="group.status_changed",
+        actor=actor,
+        now=now,
+        workspace_id=connection.workspace_id,
+        bot_id=connection.bot_id,
+        detail={"connection_id": connection.id, "status": status.value, "reason": reason},
+    )
+    await events.emit(
+        conn,
+        rt,
+        workspace_id=connection.workspace_id,
+        event_type=EventType.GROUP_STATUS_CHANGED,
+        data=catalog.GroupStatusData(
+            connection_id=connection.id,
+            bot_id=connection.bot_id,
+            chat_id=connection.chat_id,
+            status=status.value,
+            reason=reason,
+        ),
+        now=now,
+    )
+    log.info("group.status_changed", connection_id=connection.id, status=status, reason=reason)
