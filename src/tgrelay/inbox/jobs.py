@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.inbox import processing
+from tgrelay.inbox import processing, screening
 from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
@@ -21,7 +21,9 @@ log = structlog.get_logger(__name__)
 def register(
     registry: Registry, rt: Runtime, handlers: Sequence[processing.UpdatesHandler] = ()
 ) -> None:
-    """Register process_update; `handlers` are the domain handlers, in the order they run."""
+    """Register process_update; `handlers` are the domain handlers, in the order they run,
+    given the updates the inbound limits let through."""
+    screen = screening.screen_of(rt)
 
     async def load(jobs: Sequence[Job]) -> list[processing.ProcessedUpdate]:
         row_ids = [job.subject_id for job in jobs]
@@ -32,7 +34,8 @@ def register(
     async def process_updates(
         conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
     ) -> None:
-        await processing.handle_many(conn, batch, handlers=handlers, now=rt.clock())
+        admitted = batch if screen is None else await screen(conn, batch)
+        await processing.handle_many(conn, admitted, handlers=handlers, now=rt.clock())
         log.debug(
             "updates.processed",
             count=len(batch),
