@@ -43,8 +43,9 @@ async def _events(relay: Tgrelay, *types: str) -> list[tuple[str, dict[str, Any]
     one batch share their created_at, and event ids are random)."""
     async with relay.runtime.db.engine.connect() as conn:
         rows = await conn.execute(
-            select(tables.events.c.type, tables.events.c.body)
-            .where(tables.events.c.type.in_(types))
+            select(tables.events.c.type, tables.events.c.body).where(
+                tables.events.c.type.in_(types)
+            )
         )
         found = [(row.type, orjson.loads(row.body)["data"]) for row in rows]
     return sorted(found, key=lambda event: (event[1]["update_id"], event[0]))
@@ -262,7 +263,8 @@ async def test_webhook_requests_from_outside_telegrams_networks_get_403(
 
         await eventually(refused)
         config = emulator.emulator.webhook_of(bot.id)
-        assert config is not None and config.secret_token is not None
+        assert config is not None
+        assert config.secret_token is not None
         forged = await _push(
             relay, bot.id, config.secret_token, 900, **{"X-Forwarded-For": "149.154.167.50"}
         )
@@ -271,7 +273,7 @@ async def test_webhook_requests_from_outside_telegrams_networks_get_403(
             "tgrelay_updates_received_total", {"source": "webhook", "outcome": "rejected_403"}
         )
     assert (forged, stored) == (403, [])
-    assert rejected is not None and rejected >= 2
+    assert (rejected or 0) >= 2  # the emulator's push (and its retries), then the forged one
 
 
 async def test_source_check_honours_forwarded_allow_ips(
@@ -284,7 +286,8 @@ async def test_source_check_honours_forwarded_allow_ips(
         bot = emulator.emulator.create_bot("proxied_bot")
         await relay.connect_bot(bot.token)
         config = emulator.emulator.webhook_of(bot.id)
-        assert config is not None and config.secret_token is not None
+        assert config is not None
+        assert config.secret_token is not None
         secret = config.secret_token
         from_telegram = await _push(
             relay, bot.id, secret, 901, **{"X-Forwarded-For": "91.108.6.12"}

@@ -53,8 +53,6 @@ def at(seconds: float) -> datetime:
         ),
     ],
 )
-def test_admit(
-    window: Window | None, received: datetime, expected: tuple[Window, Verdict]
-) -> None:
+def test_admit(window: Window | None, received: datetime, expected: tuple[Window, Verdict]) -> None:
     """Each case: the chat's window and the verdict after one more update."""
     assert admit(LIMIT, window, at=received) == expected
