@@ -103,3 +103,43 @@ def test_postgres_pool_covers_the_worker_and_the_api_unless_set(
     derived = Settings(_env_file=None).resolved_database_pool_size
     monkeypatch.setenv("TGRELAY_DATABASE_POOL_SIZE", "5")
     assert (derived, Settings(_env_file=None).resolved_database_pool_size) == (24, 5)
+
+
+def test_inbound_limits_are_off_by_default_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No chat limit, no de-duplication and no source allow-list unless set; set, they parse
+    from JSON and comma-separated CIDRs."""
+    default = Settings(_env_file=None)
+    monkeypatch.setenv("TGRELAY_INBOUND_CHAT_LIMIT", "[30, 60]")
+    monkeypatch.setenv("TGRELAY_INBOUND_DEDUPLICATE", "true")
+    monkeypatch.setenv("TGRELAY_TELEGRAM_SOURCE_NETWORKS", "149.154.160.0/20, 91.108.4.0/22")
+    configured = Settings(_env_file=None)
+    assert (
+        default.inbound_chat_limit,
+        default.inbound_deduplicate,
+        default.telegram_source_networks,
+    ) == (None, False, ())
+    assert (
+        configured.inbound_chat_limit,
+        configured.inbound_deduplicate,
+        [str(n) for n in configured.telegram_source_networks],
+    ) == ((30, 60.0), True, ["149.154.160.0/20", "91.108.4.0/22"])
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("INBOUND_CHAT_LIMIT", "[0, 60]", "count >= 1 and seconds > 0"),
+        ("INBOUND_CHAT_LIMIT", "[30, 0]", "count >= 1 and seconds > 0"),
+        ("INBOUND_CHAT_LIMIT", "30", "inbound_chat_limit"),
+        ("TELEGRAM_SOURCE_NETWORKS", "149.154.160.0/20, telegram", "telegram_source_networks"),
+    ],
+)
+def test_bad_inbound_limits_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    """A limit of no updates or no time, or a network that is no CIDR, stops start-up."""
+    monkeypatch.setenv(f"TGRELAY_{name}", value)
+    with pytest.raises(ValueError, match=message):
+        Settings(_env_file=None)

@@ -85,6 +85,13 @@ class Metrics:
             ["source", "outcome"],
             registry=r,
         )
+        self.updates_kept_back = Counter(
+            "tgrelay_updates_kept_back",
+            "Stored updates not given to the domain handlers, by bot and disposition "
+            "(throttled: over TGRELAY_INBOUND_CHAT_LIMIT; duplicate: a message seen before).",
+            ["bot_id", "disposition"],
+            registry=r,
+        )
         self.intake_latency = Histogram(
             "tgrelay_intake_latency_seconds",
             "From request start to durable commit of a webhook update.",

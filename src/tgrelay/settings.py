@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     port: int = 8000
     # Reverse proxies whose X-Forwarded-For is trusted (comma-separated, "*" for any).
     forwarded_allow_ips: str | None = None
+    # Inbound abuse limits, all off by default (inbox/screening.py). Updates of one chat
+    # beyond (count, per seconds) are stored but not processed; env as JSON, e.g. "[30, 60]".
+    inbound_chat_limit: tuple[int, float] | None = None
+    # The same message again under a new update_id (same chat, message_id and edit_date) is
+    # stored but not processed again.
+    inbound_deduplicate: bool = False
+    # Webhook requests only from these networks (comma-separated CIDRs); empty: from anywhere.
+    telegram_source_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
 
     # Intake and workers; defaults suit one machine.
     max_update_bytes: int = Field(default=1_048_576, ge=1024)
@@ -125,11 +135,20 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("webhooks_allowed_networks", mode="before")
+    @field_validator("webhooks_allowed_networks", "telegram_source_networks", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("inbound_chat_limit")
+    @classmethod
+    def _check_chat_limit(cls, value: tuple[int, float] | None) -> tuple[int, float] | None:
+        if value is not None and (value[0] < 1 or value[1] <= 0):
+            raise ValueError(
+                "TGRELAY_INBOUND_CHAT_LIMIT is [count, seconds] with count >= 1 and seconds > 0"
+            )
         return value
 
     @field_validator("webhooks_retry_schedule")

@@ -124,7 +124,8 @@ def test_matches(subscribed: tuple[str, ...] | None, event_type: str, expected: 
         ("group.*", True),
         ("ticket.*", True),
         ("message.deleted", False),
-        ("chat.*", False),
+        ("chat.*", True),  # chat.throttled
+        ("user.*", False),
         ("group", False),
         ("*", False),
         (".*", False),

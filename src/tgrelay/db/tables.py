@@ -82,7 +82,33 @@ updates = Table(
     Column("source", String(16), nullable=False),  # webhook | polling
     Column("payload", Text, nullable=False),  # the raw JSON as received
     Column("received_at", Timestamp, nullable=False),
+    # Set by processing when the update was kept from the domain handlers: throttled |
+    # duplicate (inbox/screening.py); null when it was handled, or is yet to be.
+    Column("disposition", String(16)),
+    # "chat_id:message_id:edit_date" of the message it carried, on the first update that
+    # carried it, while TGRELAY_INBOUND_DEDUPLICATE is on: later copies find it here.
+    Column("message_key", String(64)),
     UniqueConstraint("bot_id", "update_id"),
+    Index(
+        "ix_updates_bot_id_message_key",
+        "bot_id",
+        "message_key",
+        unique=True,
+        sqlite_where=text("message_key IS NOT NULL"),
+        postgresql_where=text("message_key IS NOT NULL"),
+    ),
+)
+
+# The current window of TGRELAY_INBOUND_CHAT_LIMIT per chat (inbox/chat_limit.py): one row
+# per chat, written in the process_update transaction, so the count survives restarts.
+chat_windows = Table(
+    "chat_windows",
+    metadata,
+    Column("bot_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("chat_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("started_at", Timestamp, nullable=False),  # received_at of its first update
+    Column("count", Integer, nullable=False),  # updates received in it, throttled ones too
+    Column("announced", Boolean, nullable=False),  # chat.throttled was emitted for it
 )
 
 # The part of a partial index's condition both backends accept word for word: SQLite's

@@ -19,6 +19,7 @@ class EventType(enum.StrEnum):
     MESSAGE_RECEIVED = "message.received"  # a user wrote to a bot, privately or in a group
     MESSAGE_EDITED = "message.edited"  # a user edited a message the bot had seen
     CALLBACK_RECEIVED = "callback.received"  # a user pressed an inline button
+    CHAT_THROTTLED = "chat.throttled"  # a chat went over TGRELAY_INBOUND_CHAT_LIMIT
     BOT_CONNECTED = "bot.connected"  # a bot was connected (or reconnected) by its token
     # token_revoked, webhook_conflict, healthy, or disconnected by a takeover
     BOT_STATUS_CHANGED = "bot.status_changed"
@@ -80,6 +81,17 @@ class CallbackData(_Data):
     chat: ChatRef | None = None  # the chat of the message carrying the button
     message_id: int | None = None
     callback_query: dict[str, Any]  # the CallbackQuery object exactly as Telegram sent it
+
+
+class ChatThrottledData(_Data):
+    """chat.throttled: once per window, at the first update of a chat over the limit."""
+
+    bot_id: int
+    chat_id: int
+    update_id: int  # the first update kept back; later ones of the window are too
+    limit: int  # updates handled per window (TGRELAY_INBOUND_CHAT_LIMIT's count)
+    window_seconds: float
+    window_started_at: datetime  # when the chat's first update of the window arrived
 
 
 class BotData(_Data):
@@ -224,6 +236,23 @@ CATALOG: tuple[EventSpec, ...] = (
                 "chat_instance": "-8123456789",
                 "data": "ack:incident-17",
             },
+        },
+    ),
+    EventSpec(
+        type=EventType.CHAT_THROTTLED,
+        description=(
+            "A chat sent more updates than TGRELAY_INBOUND_CHAT_LIMIT allows: the rest of "
+            "the window's updates are stored, marked throttled and not handled. Once per "
+            "window and chat."
+        ),
+        data=ChatThrottledData,
+        example={
+            "bot_id": 123456789,
+            "chat_id": -1001234567890,
+            "update_id": 100200331,
+            "limit": 30,
+            "window_seconds": 60.0,
+            "window_started_at": "2026-11-21T12:10:00Z",
         },
     ),
     EventSpec(

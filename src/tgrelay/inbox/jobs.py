@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
-from tgrelay.inbox import processing
+from tgrelay.inbox import processing, screening
 from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
@@ -22,7 +22,9 @@ log = structlog.get_logger(__name__)
 def register(
     registry: Registry, rt: Runtime, handlers: Sequence[processing.UpdatesHandler] = ()
 ) -> None:
-    """Register process_update; `handlers` are the domain handlers, in the order they run."""
+    """Register process_update; `handlers` are the domain handlers, in the order they run,
+    given the updates the inbound limits let through."""
+    screen = screening.screen_of(rt)
 
     async def load(jobs: Sequence[Job]) -> list[processing.ProcessedUpdate]:
         row_ids = [job.subject_id for job in jobs]
@@ -34,7 +36,8 @@ def register(
         conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
     ) -> None:
         batch = await _of_current_holders(conn, batch)
-        await processing.handle_many(conn, batch, handlers=handlers, now=rt.clock())
+        admitted = batch if screen is None else await screen(conn, batch)
+        await processing.handle_many(conn, admitted, handlers=handlers, now=rt.clock())
         log.debug(
             "updates.processed",
             count=len(batch),

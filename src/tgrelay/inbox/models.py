@@ -14,9 +14,18 @@ class UpdateSource(StrEnum):
 
 class UpdateStatus(StrEnum):
     PENDING = "pending"  # stored, processing not finished yet
-    PROCESSED = "processed"  # its process_update job is done
+    PROCESSED = "processed"  # its process_update job is done: domain handlers had it
     FAILED = "failed"  # processing failed and waits for a retry
     DEAD = "dead"  # processing exhausted its attempts; re-runnable
+    THROTTLED = "throttled"  # its chat was over TGRELAY_INBOUND_CHAT_LIMIT: not handled
+    DUPLICATE = "duplicate"  # the same message came before under another update_id
+
+
+class Disposition(StrEnum):
+    """Why a stored update was kept from the domain handlers (updates.disposition)."""
+
+    THROTTLED = "throttled"
+    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,12 +34,13 @@ if TYPE_CHECKING:
 class ProcessedUpdate:
     """An update as domain handlers see it: typed, classified, with its chat and sender."""
 
+    row_id: int  # updates.id
     bot_id: int
     update_id: int
+    received_at: datetime  # when it was stored: the bot's holder then is its owner
     kind: UpdateKind
     update: Update
     raw: dict[str, Any]  # the same update exactly as Telegram sent it
-    received_at: datetime  # when it was stored: the bot's holder then is its owner
     chat: Chat | None
     sender: User | None
 
@@ -59,7 +60,7 @@ def each(handler: UpdateHandler) -> UpdatesHandler:
     return handle
 
 
-def interpret(bot_id: int, payload: str, received_at: datetime) -> ProcessedUpdate:
+def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) -> ProcessedUpdate:
     """Typed view of a raw update; an update aiogram cannot parse will never process."""
     from aiogram.types import Chat, Update, User  # loaded at start-up (telegram.client.load)
 
@@ -75,12 +76,13 @@ def interpret(bot_id: int, payload: str, received_at: datetime) -> ProcessedUpda
         chat = event.message.chat
     sender = getattr(event, "from_user", None) or getattr(event, "user", None)
     return ProcessedUpdate(
+        row_id=row_id,
         bot_id=bot_id,
         update_id=update.update_id,
+        received_at=received_at,
         kind=kind,
         update=update,
         raw=raw,
-        received_at=received_at,
         chat=chat if isinstance(chat, Chat) else None,
         sender=sender if isinstance(sender, User) else None,
     )
@@ -100,7 +102,10 @@ async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpd
     missing = [row_id for row_id in update_row_ids if row_id not in rows]
     if missing:
         raise PermanentFailure(f"update rows {missing} no longer exist")
-    return [interpret(rows[i].bot_id, rows[i].payload, rows[i].received_at) for i in update_row_ids]
+    return [
+        interpret(rows[i].bot_id, rows[i].payload, row_id=i, received_at=rows[i].received_at)
+        for i in update_row_ids
+    ]
 
 
 async def handle_many(

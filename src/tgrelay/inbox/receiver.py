@@ -1,7 +1,8 @@
 """`POST /telegram/{bot_id}`: the webhook intake, a lean ASGI handler on the hot path.
 
-Order of checks: route → secret (constant time) → size → JSON with an integer update_id and
-no number beyond 64 bits → group commit → 200. No full Update parsing here: the worker does that.
+Order of checks: route → source address (when TGRELAY_TELEGRAM_SOURCE_NETWORKS is set) →
+secret (constant time) → size → JSON with an integer update_id and no number beyond 64 bits
+→ group commit → 200. No full Update parsing here: the worker does that.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 from tgrelay import audit, errors
 from tgrelay.inbox.credentials import CredentialCache
 from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.sources import SourceNetworks
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.runtime import Runtime
 from tgrelay.telegram import updates as update_facts
@@ -46,6 +48,8 @@ class WebhookReceiver:
         self._writer = writer
         self._credentials = CredentialCache(rt)
         self._max_bytes = rt.settings.max_update_bytes
+        networks = rt.settings.telegram_source_networks
+        self._sources = SourceNetworks(networks) if networks else None
         # Metric children bound once: labels() costs a lock and a lookup per call.
         received = rt.metrics.updates_received
         self._stored = received.labels("webhook", "stored")
@@ -57,6 +61,9 @@ class WebhookReceiver:
         bot_id: int | None = None
         try:
             bot_id = _bot_id_of(scope["path"])
+            if self._sources is not None and not self._sources.admits(_client_host(scope)):
+                # Not audited: a flood from anywhere must not grow the database.
+                raise Rejection(403, "not from Telegram's networks", audited=False)
             if scope["method"] != "POST":
                 raise Rejection(405, "only POST is accepted", audited=False)
             await self._authenticate(bot_id, scope)
@@ -99,7 +106,6 @@ class WebhookReceiver:
         log.info("intake.rejected", bot_id=bot_id, status=rejection.status, reason=rejection.reason)
         if not rejection.audited:
             return
-        client = scope.get("client")
         self._writer.record_audit(
             audit.Entry(
                 action="intake.rejected",
@@ -107,9 +113,15 @@ class WebhookReceiver:
                 at=self._rt.clock(),
                 bot_id=bot_id,
                 detail={"status": rejection.status, "reason": rejection.reason},
-                remote_addr=client[0] if client else None,
+                remote_addr=_client_host(scope),
             )
         )
+
+
+def _client_host(scope: Scope) -> str | None:
+    """The client's address: the proxy's client when uvicorn trusts it (FORWARDED_ALLOW_IPS)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _bot_id_of(path: str) -> int:

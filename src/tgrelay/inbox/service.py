@@ -10,18 +10,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay import errors
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.models import StoredUpdate, UpdateSource, UpdateStatus
+from tgrelay.inbox.models import Disposition, StoredUpdate, UpdateSource, UpdateStatus
 from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
 
 
-def status_of(job_state: str | None, attempts: int) -> UpdateStatus:
+def status_of(job_state: str | None, attempts: int, disposition: str | None = None) -> UpdateStatus:
     """An update's status, derived from its process_update job (never stored twice).
 
     A pending job that has already run failed and waits for its retry; a dead job that is
-    re-run starts again from zero attempts, so it is plain pending.
+    re-run starts again from zero attempts, so it is plain pending. An update kept from the
+    domain handlers (inbox/screening.py) was marked in its job's final transaction.
     """
+    if disposition is not None:
+        return UpdateStatus(disposition)
     match job_state:
         case JobState.DONE | None:
             # No job left means it finished and was pruned.
@@ -35,7 +38,11 @@ def status_of(job_state: str | None, attempts: int) -> UpdateStatus:
 
 
 _STATUS_FILTERS = {
-    UpdateStatus.PROCESSED: tables.jobs.c.state == JobState.DONE,
+    UpdateStatus.PROCESSED: and_(
+        tables.jobs.c.state == JobState.DONE, tables.updates.c.disposition.is_(None)
+    ),
+    UpdateStatus.THROTTLED: tables.updates.c.disposition == Disposition.THROTTLED,
+    UpdateStatus.DUPLICATE: tables.updates.c.disposition == Disposition.DUPLICATE,
     UpdateStatus.DEAD: tables.jobs.c.state == JobState.DEAD,
     UpdateStatus.FAILED: and_(tables.jobs.c.state == JobState.PENDING, tables.jobs.c.attempts > 0),
     UpdateStatus.PENDING: or_(
@@ -54,6 +61,7 @@ def _query() -> Select[tuple[object, ...]]:
         u.c.chat_id,
         u.c.source,
         u.c.received_at,
+        u.c.disposition,
         j.c.id.label("job_id"),
         j.c.state,
         j.c.attempts,
@@ -70,7 +78,7 @@ def _stored(row: object) -> StoredUpdate:
         chat_id=r["chat_id"],
         source=UpdateSource(r["source"]),
         received_at=r["received_at"],
-        status=status_of(r["state"], r["attempts"] or 0),
+        status=status_of(r["state"], r["attempts"] or 0, r["disposition"]),
         last_error=r["last_error"],
     )
 

@@ -66,10 +66,12 @@ async def serving(
     port: int = 0,
     lifespan: Literal["auto", "on", "off"] = "auto",
     before_shutdown: Callable[[], Awaitable[None]] | None = None,
+    forwarded_allow_ips: str | None = None,
 ) -> AsyncIterator[Served]:
     """Serve `app` until the block ends; port 0 picks a free port (see `Served.port`).
 
     `before_shutdown` runs before the server stops, e.g. to end long-running requests.
+    `forwarded_allow_ips` trusts those proxies' X-Forwarded-For, as `tgrelay serve` does.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -89,6 +91,8 @@ async def serving(
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"serving-{host}-{port}")
