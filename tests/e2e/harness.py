@@ -76,9 +76,14 @@ def settings_for(
 
 @asynccontextmanager
 async def running_tgrelay(
-    settings: Settings, port: int, *, clock: Clock = utcnow
+    settings: Settings,
+    port: int,
+    *,
+    clock: Clock = utcnow,
+    run_worker: bool = True,
 ) -> AsyncIterator[Tgrelay]:
-    app = TgrelayApp(settings, clock=clock)
+    """Serve tgrelay on `port`; without `run_worker`, jobs wait until a test runs a worker."""
+    app = TgrelayApp(settings, clock=clock, run_worker=run_worker)
     async with serving(app, port=port, forwarded_allow_ips=settings.forwarded_allow_ips):
         rt = app.api.state.runtime
         workspace, key = await workspaces.create_workspace(rt.db, "e2e team", now=rt.clock())

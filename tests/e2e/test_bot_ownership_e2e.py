@@ -3,6 +3,7 @@ held the bot, through disconnects, reconnects and takeovers (issue 17, bot owner
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,9 +12,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from tgrelay.app import UPDATES_BATCH_SIZE, updates_registry
 from tgrelay.db import tables
+from tgrelay.inbox.writer import PROCESS_UPDATE, UPDATES_QUEUE
+from tgrelay.queue import pacing
+from tgrelay.queue.models import JobState
+from tgrelay.queue.worker import Worker
 from tgrelay.testing.emulator.state import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import service as workspaces
@@ -21,6 +27,7 @@ from tgrelay.workspaces import service as workspaces
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
+TEAM_CHAT: dict[str, Any] = {"id": -100777, "type": "supergroup", "title": "Team"}
 TAKEN_OVER_DETAIL = (
     'this bot is connected to another workspace; send "take_over": true to move it here'
 )
@@ -304,3 +311,136 @@ async def test_the_new_holder_sees_only_what_came_after_its_connect(
     # The previous holder's open session was cancelled: its token links nothing any more.
     [session] = await _rows(relay, tables.connect_sessions, id=open_session["id"])
     assert (session.state, session.token) == ("cancelled", None)
+
+
+@asynccontextmanager
+async def updates_worker(relay: Tgrelay) -> AsyncIterator[None]:
+    """The updates queue's worker, as `serve` runs it, for a relay started without workers."""
+    runner = Worker(
+        relay.runtime.db,
+        updates_registry(relay.runtime),
+        clock=relay.runtime.clock,
+        queue=UPDATES_QUEUE,
+        concurrency=1,
+        batch_size=UPDATES_BATCH_SIZE,
+        pacing=pacing.Pacing.steady(0.02),
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        yield
+    finally:
+        await runner.stop()
+        await task
+
+
+async def _process_update_job(relay: Tgrelay, bot_id: int, update_id: int) -> Any:
+    """The process_update job of a stored update, or None while it is not stored."""
+    async with relay.runtime.db.engine.connect() as conn:
+        query = (
+            select(tables.jobs)
+            .join(tables.updates, tables.jobs.c.subject_id == tables.updates.c.id)
+            .where(
+                tables.jobs.c.kind == PROCESS_UPDATE,
+                tables.updates.c.bot_id == bot_id,
+                tables.updates.c.update_id == update_id,
+            )
+        )
+        return (await conn.execute(query)).first()
+
+
+async def test_updates_queued_at_a_takeover_are_not_given_to_the_new_holder(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """An update of the previous holder still waiting for the worker when the bot is taken
+    over is not handled for the new holder: its job finishes without a message.received
+    event or delivery there; an update received after the takeover gets both."""
+    port = free_port()
+    settings = settings_for(
+        emulator, tmp_path, webhook=True, port=port, webhooks_allow_private=True
+    )
+    async with running_tgrelay(settings, port, run_worker=False) as relay:
+        bot = emulator.emulator.create_bot("alerts_bot")
+        await relay.connect_bot(bot.token)
+        before = emulator.emulator.send_message(bot.id, ANN, TEAM_CHAT, "for the old team")
+
+        async def stored() -> bool:
+            return await _process_update_job(relay, bot.id, before["update_id"]) is not None
+
+        await eventually(stored)
+        waiting = await _process_update_job(relay, bot.id, before["update_id"])
+
+        async with other_workspace(relay) as other:
+            endpoint = await _json(
+                await other.post(
+                    "/v1/endpoints",
+                    json={"url": "http://127.0.0.1:9/hook", "event_types": ["message.received"]},
+                ),
+                201,
+            )
+            await _json(
+                await other.post("/v1/bots", json={"token": bot.token, "take_over": True}), 201
+            )
+            other_id = (await _rows(relay, tables.bots, id=bot.id))[0].workspace_id
+            after = emulator.emulator.send_message(bot.id, ANN, TEAM_CHAT, "for the new team")
+
+            async with updates_worker(relay):
+
+                async def both_done() -> bool:
+                    jobs = [
+                        await _process_update_job(relay, bot.id, update["update_id"])
+                        for update in (before, after)
+                    ]
+                    return all(job is not None and job.state == JobState.DONE for job in jobs)
+
+                await eventually(both_done)
+            deliveries = await _json(
+                await other.get(f"/v1/endpoints/{endpoint['id']}/deliveries"), 200
+            )
+
+    assert waiting.state == JobState.PENDING  # still queued when the bot changed hands
+    received = [
+        orjson.loads(row.body)
+        for row in await _rows(relay, tables.events, workspace_id=other_id, type="message.received")
+    ]
+    assert [event["data"]["text"] for event in received] == ["for the new team"]
+    assert [(d["event_id"], d["event_type"]) for d in deliveries["deliveries"]] == [
+        (received[0]["id"], "message.received")
+    ]
+    # The previous holder, which no longer has the bot, gets nothing for it either.
+    assert (
+        await _rows(relay, tables.events, workspace_id=relay.workspace_id, type="message.received")
+        == []
+    )
+
+
+@pytest.mark.parametrize("lost_by", ["disconnect", "takeover"])
+async def test_an_alert_is_not_sent_through_a_bot_its_workspace_no_longer_holds(
+    relay: Tgrelay, emulator: RunningEmulator, lost_by: str
+) -> None:
+    """The send job checks that the connection's workspace still holds the bot: a connection
+    still active (as a job that read before the disconnect committed sees it) fails its alert
+    with "suspended: bot disconnected", and nothing reaches the group."""
+    bot = emulator.emulator.create_bot("alerts_bot")
+    await relay.connect_bot(bot.token)
+    connection = await _connected_group(relay.api, emulator, bot)
+    rt = relay.runtime
+    if lost_by == "disconnect":
+        change: dict[str, Any] = {"status": "disconnected"}
+    else:
+        elsewhere, _key = await workspaces.create_workspace(rt.db, "other team", now=rt.clock())
+        change = {"workspace_id": elsewhere.id}
+    # The bot's side of a disconnect or takeover without its connections' suspension.
+    async with rt.db.transaction() as conn:
+        await conn.execute(update(tables.bots).where(tables.bots.c.id == bot.id).values(**change))
+    assert await _status_of(relay.api, connection["id"]) == ("active", None)
+
+    queued = await _json(await _notify(relay.api, connection["id"], "disk full"), 202)
+    failed = await _settled(relay.api, queued["id"])
+
+    assert (failed["status"], failed["error"], failed["message_ids"]) == (
+        "failed",
+        "suspended: bot disconnected",
+        [],
+    )
+    texts = [m["text"] for m in emulator.emulator.sent_messages(connection["chat_id"])]
+    assert "disk full" not in texts
