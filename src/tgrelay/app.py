@@ -13,7 +13,6 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import structlog
 from fastapi import FastAPI
@@ -51,6 +50,7 @@ from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.telegram import client as telegram_client
 from tgrelay.ui import pages as ui_pages
+from tgrelay.workspaces import api as workspaces_api
 
 log = structlog.get_logger(__name__)
 
@@ -285,6 +285,7 @@ class TgrelayApp:
         api.include_router(groups_api.router)
         api.include_router(events_api.router)
         api.include_router(audit_api.router)
+        api.include_router(workspaces_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

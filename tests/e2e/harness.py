@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from tgrelay.app import TgrelayApp
+from tgrelay.clock import Clock, utcnow
 from tgrelay.runtime import Runtime
 from tgrelay.settings import Settings
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -74,8 +75,10 @@ def settings_for(
 
 
 @asynccontextmanager
-async def running_tgrelay(settings: Settings, port: int) -> AsyncIterator[Tgrelay]:
-    app = TgrelayApp(settings)
+async def running_tgrelay(
+    settings: Settings, port: int, *, clock: Clock = utcnow
+) -> AsyncIterator[Tgrelay]:
+    app = TgrelayApp(settings, clock=clock)
     async with serving(app, port=port):
         rt = app.api.state.runtime
         workspace, key = await workspaces.create_workspace(rt.db, "e2e team", now=rt.clock())
