@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tgrelay import apidocs, audit_api, problems
+from tgrelay import apidocs, audit_api, problems, security_headers
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
@@ -277,6 +277,7 @@ class TgrelayApp:
             docs_url=None,  # apidocs serves /docs and /redoc from packaged files, not a CDN
             redoc_url=None,
         )
+        api.add_middleware(security_headers.SecurityHeaders)
         apidocs.install(api)
         problems.install(api)
         api.include_router(bots_api.router)
