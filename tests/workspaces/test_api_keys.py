@@ -17,6 +17,12 @@ from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.serving import serving
 from tgrelay.workspaces import service as workspaces
 
+
+def key_id(plaintext: str) -> str:
+    """The public part of a key ("tgr_" + 12 characters); its secret may hold "_" too."""
+    return "_".join(plaintext.split("_")[:2])
+
+
 START = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
 
@@ -44,18 +50,21 @@ async def create_key(relay: Tgrelay, name: str, scope: str) -> dict[str, Any]:
     return body
 
 
-async def test_a_created_key_is_shown_once_and_listed_without_secrets(relay: Tgrelay) -> None:
+async def test_a_created_key_is_shown_once_and_listed_without_secrets(
+    relay: Tgrelay, clock: Clock
+) -> None:
     """POST answers the plaintext once; GET lists every live key's id, name, prefix, scope and times, never the key."""
+    clock.advance(1)  # listed oldest first
     created = await create_key(relay, "CI reader", "read")
     listed = (await relay.api.get("/v1/api-keys")).json()
-    first_id = relay.api_key.rsplit("_", 1)[0]
+    first_id = key_id(relay.api_key)
     assert created["key"].startswith(created["id"] + "_")
     assert {k: v for k, v in created.items() if k != "key"} == {
         "id": created["id"],
         "name": "CI reader",
         "prefix": f"{created['id']}_…",
         "scope": "read",
-        "created_at": "2026-12-08T09:00:00Z",
+        "created_at": "2026-12-08T09:00:01Z",
         "last_used_at": None,
     }
     assert listed == [
@@ -65,7 +74,7 @@ async def test_a_created_key_is_shown_once_and_listed_without_secrets(relay: Tgr
             "prefix": f"{first_id}_…",
             "scope": "admin",
             "created_at": "2026-12-08T09:00:00Z",
-            "last_used_at": "2026-12-08T09:00:00Z",
+            "last_used_at": "2026-12-08T09:00:01Z",  # its first use: the POST above
         },
         {k: v for k, v in created.items() if k != "key"},
     ]
@@ -83,7 +92,7 @@ async def test_a_read_key_reads_but_every_write_is_forbidden(relay: Tgrelay) -> 
         ("POST", "/v1/notifications", {"connection_id": "conn_x", "text": "hi"}),
         ("POST", "/v1/bots/123456/updates/1/retry", None),
         ("POST", "/v1/api-keys", {"name": "mine", "scope": "admin"}),
-        ("DELETE", f"/v1/api-keys/{relay.api_key.rsplit('_', 1)[0]}", None),
+        ("DELETE", f"/v1/api-keys/{key_id(relay.api_key)}", None),
     ]
     async with httpx.AsyncClient(base_url=relay.base_url, headers=bearer(reader_key)) as reader:
         answers = [await reader.request(m, path, json=body) for m, path, body in writes]
@@ -101,11 +110,12 @@ async def test_a_read_key_reads_but_every_write_is_forbidden(relay: Tgrelay) -> 
     assert len((await relay.api.get("/v1/api-keys")).json()) == 2
 
 
-async def test_the_last_admin_key_cannot_be_revoked(relay: Tgrelay) -> None:
+async def test_the_last_admin_key_cannot_be_revoked(relay: Tgrelay, clock: Clock) -> None:
     """Revoking the only admin key is refused with 409 even when read keys remain; with a second admin key it goes."""
-    first_id = relay.api_key.rsplit("_", 1)[0]
+    first_id = key_id(relay.api_key)
     await create_key(relay, "reader", "read")
     refused = await relay.api.delete(f"/v1/api-keys/{first_id}")
+    clock.advance(1)  # listed oldest first
     second = await create_key(relay, "second admin", "admin")
     revoked = await relay.api.delete(f"/v1/api-keys/{first_id}")
     async with httpx.AsyncClient(base_url=relay.base_url, headers=bearer(second["key"])) as admin:
@@ -169,7 +179,7 @@ async def test_bad_key_requests_get_specific_errors(relay: Tgrelay) -> None:
     scope = await relay.api.post("/v1/api-keys", json={"name": "x", "scope": "owner"})
     name = await relay.api.post("/v1/api-keys", json={"name": "", "scope": "read"})
     unknown = await relay.api.delete("/v1/api-keys/tgr_nope")
-    theirs = await relay.api.delete(f"/v1/api-keys/{foreign.rsplit('_', 1)[0]}")
+    theirs = await relay.api.delete(f"/v1/api-keys/{key_id(foreign)}")
     assert [r.status_code for r in (scope, name, unknown, theirs)] == [422, 422, 404, 404]
     assert [e["loc"] for e in scope.json()["errors"]] == [["body", "scope"]]
-    assert theirs.json()["detail"] == f"no API key {foreign.rsplit('_', 1)[0]}"
+    assert theirs.json()["detail"] == f"no API key {key_id(foreign)}"
