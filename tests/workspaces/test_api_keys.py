@@ -183,3 +183,17 @@ async def test_bad_key_requests_get_specific_errors(relay: Tgrelay) -> None:
     assert [r.status_code for r in (scope, name, unknown, theirs)] == [422, 422, 404, 404]
     assert [e["loc"] for e in scope.json()["errors"]] == [["body", "scope"]]
     assert theirs.json()["detail"] == f"no API key {key_id(foreign)}"
+
+
+async def test_creating_and_revoking_keys_is_audited(relay: Tgrelay, clock: Clock) -> None:
+    """Each creation and revocation leaves an audit row naming the key, its name and scope, and who acted."""
+    created = await create_key(relay, "CI", "read")
+    clock.advance(1)
+    await relay.api.delete(f"/v1/api-keys/{created['id']}")
+    page = (await relay.api.get("/v1/audit", params={"limit": 10})).json()
+    actor = f"api_key:{key_id(relay.api_key)}"
+    detail = {"api_key_id": created["id"], "name": "CI", "scope": "read"}
+    assert [(e["action"], e["actor"], e["detail"]) for e in page["entries"]] == [
+        ("api_key.revoked", actor, detail),
+        ("api_key.created", actor, detail),
+    ]
