@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tgrelay import apidocs, audit_api, problems
+from tgrelay import apidocs, audit_api, problems, security_headers
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
@@ -50,6 +50,7 @@ from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.telegram import client as telegram_client
 from tgrelay.ui import pages as ui_pages
+from tgrelay.workspaces import api as workspaces_api
 
 log = structlog.get_logger(__name__)
 
@@ -278,6 +279,7 @@ class TgrelayApp:
             docs_url=None,  # apidocs serves /docs and /redoc from packaged files, not a CDN
             redoc_url=None,
         )
+        api.add_middleware(security_headers.SecurityHeaders)
         apidocs.install(api)
         problems.install(api)
         api.include_router(bots_api.router)
@@ -286,6 +288,7 @@ class TgrelayApp:
         api.include_router(groups_api.router)
         api.include_router(events_api.router)
         api.include_router(audit_api.router)
+        api.include_router(workspaces_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

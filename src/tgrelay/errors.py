@@ -6,6 +6,7 @@ TgrelayError
 ├── Conflict                   the request clashes with current state (HTTP 409)
 ├── InvalidInput               a request that parsed but makes no sense (HTTP 422)
 ├── AuthenticationFailed       missing or unknown API key (HTTP 401)
+├── Forbidden                  a valid key whose scope does not allow the request (HTTP 403)
 ├── StorageUnavailable         the database failed; nothing was stored (HTTP 503)
 └── TelegramError              the Bot API refused or could not be reached
     ├── TelegramUnauthorized   401: token revoked or invalid
@@ -54,6 +55,10 @@ class InvalidInput(TgrelayError):
 
 class AuthenticationFailed(TgrelayError):
     """A valid API key is required: Authorization: Bearer <key>."""
+
+
+class Forbidden(TgrelayError):
+    """This API key may not do that: a `read` key only reads; writes need an `admin` key."""
 
 
 class StorageUnavailable(TgrelayError):

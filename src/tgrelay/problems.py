@@ -18,6 +18,7 @@ _STATUS: list[tuple[type[errors.TgrelayError], int]] = [
     (errors.Conflict, 409),
     (errors.InvalidInput, 422),
     (errors.AuthenticationFailed, 401),
+    (errors.Forbidden, 403),
     (errors.StorageUnavailable, 503),
     (errors.TelegramUnauthorized, 422),  # the token the caller gave was refused by Telegram
     (errors.TelegramUnavailable, 502),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import httpx
 
@@ -97,11 +98,57 @@ def table_rows(html: str) -> list[list[str]]:
     return parser.rows
 
 
+CSRF_FIELD_RE = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    match = CSRF_FIELD_RE.search(html)
+    assert match is not None, "the page has no form with a CSRF token"
+    return match.group(1)
+
+
+class OwnPages(httpx.Auth):
+    """Makes each POST look like a form of tgrelay's own pages: our Origin and the CSRF token
+    (unless the test sets either itself)."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.token = ""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.method != "POST":
+            yield request
+            return
+        fields = parse_qsl(request.content.decode(), keep_blank_values=True)
+        if self.token and not any(name == "csrf_token" for name, _ in fields):
+            fields.append(("csrf_token", self.token))
+        headers = dict(request.headers)
+        headers.setdefault("origin", self.origin)
+        headers["content-type"] = "application/x-www-form-urlencoded"
+        headers.pop("content-length", None)
+        yield httpx.Request(
+            "POST", request.url, headers=headers, content=urlencode(fields).encode()
+        )
+
+
+async def sign_in(client: httpx.AsyncClient, api_key: str) -> httpx.Response:
+    """Sign in as a browser does: the sign-in form's token, our Origin, the key."""
+    form = await client.get("/ui/login")
+    return await client.post(
+        "/ui/login",
+        data={"api_key": api_key, "csrf_token": csrf_token(form.text)},
+        headers={"Origin": str(client.base_url).rstrip("/")},
+    )
+
+
 @asynccontextmanager
 async def browser(relay: Tgrelay, api_key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """A cookie-keeping client, signed in when given a key."""
-    async with httpx.AsyncClient(base_url=relay.base_url, timeout=10) as client:
+    """A cookie-keeping client, signed in when given a key, whose posts pass the CSRF checks."""
+    own = OwnPages(relay.base_url)
+    async with httpx.AsyncClient(base_url=relay.base_url, timeout=10, auth=own) as client:
         if api_key is not None:
-            signed = await client.post("/ui/login", data={"api_key": api_key})
+            signed = await sign_in(client, api_key)
             assert (signed.status_code, signed.headers["location"]) == (303, "/ui/connections")
+            own.token = csrf_token((await client.get("/ui/api-keys")).text)
         yield client

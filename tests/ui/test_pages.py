@@ -8,7 +8,7 @@ from tests.e2e.harness import Tgrelay, eventually
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import ConnectionStatus, SessionState
 
-from .harness import ANN, Telegram, browser, start_token, table_rows
+from .harness import ANN, Telegram, browser, csrf_token, sign_in, start_token, table_rows
 
 
 async def link_group(
@@ -35,13 +35,13 @@ async def link_group(
 
 
 async def test_pages_redirect_to_sign_in_without_a_valid_cookie(relay: Tgrelay) -> None:
-    """Every page, and the status route the connect page polls, sends a browser without a working key to /ui/login, dropping a stale cookie."""
+    """Every page, and the status route the connect page polls, sends a browser without a live session to /ui/login, dropping a stale cookie."""
     async with browser(relay) as client:
         answers = [
             await client.get(path)
             for path in ("/", "/ui/", "/ui/connections", "/ui/connect", "/ui/connect/cs_x/status")
         ]
-        client.cookies.set("tgrelay_key", relay.api_key + "x", path="/ui")
+        client.cookies.set("tgrelay_session", "not-a-session", path="/ui")
         stale = await client.get("/ui/connections")
     assert [(a.status_code, a.headers["location"]) for a in answers] == [
         (303, "/ui/"),
@@ -51,29 +51,35 @@ async def test_pages_redirect_to_sign_in_without_a_valid_cookie(relay: Tgrelay) 
         (303, "/ui/login"),
     ]
     assert (stale.status_code, stale.headers["location"]) == (303, "/ui/login")
-    assert stale.headers["set-cookie"].startswith('tgrelay_key=""; ')
+    assert stale.headers["set-cookie"].startswith('tgrelay_session=""; ')
 
 
 async def test_sign_in_rejects_bad_keys_and_sets_a_strict_cookie(relay: Tgrelay) -> None:
-    """A malformed or unknown key gets the sign-in form again with the reason; a valid one sets an HttpOnly, SameSite=Strict cookie scoped to /ui, and signing out clears it."""
+    """A malformed or unknown key gets the sign-in form again with the reason; a valid one sets an HttpOnly, SameSite=Strict session cookie scoped to /ui that is not the key, and signing out ends the session on the server."""
     async with browser(relay) as client:
-        malformed = await client.post("/ui/login", data={"api_key": "hello"})
+        malformed = await sign_in(client, "hello")
         forged = relay.api_key[:-1] + ("A" if relay.api_key[-1] != "A" else "B")
-        unknown = await client.post("/ui/login", data={"api_key": forged})
-        good = await client.post("/ui/login", data={"api_key": relay.api_key})
+        unknown = await sign_in(client, forged)
+        good = await sign_in(client, relay.api_key)
+        raw_id = client.cookies["tgrelay_session"]
         page = await client.get("/ui/connections")
-        out = await client.post("/ui/logout")
+        out = await client.post("/ui/logout", data={"csrf_token": csrf_token(page.text)})
         after = await client.get("/ui/connections")
+        client.cookies.set("tgrelay_session", raw_id, path="/ui")  # a copy kept by a thief
+        replayed = await client.get("/ui/connections")
     assert [malformed.status_code, unknown.status_code] == [401, 401]
     assert "Not signed in: malformed API key." in malformed.text
     assert "Not signed in: unknown or revoked API key." in unknown.text
     assert good.status_code == 303
+    assert relay.api_key not in good.headers["set-cookie"]
     assert good.headers["set-cookie"] == (
-        f"tgrelay_key={relay.api_key}; HttpOnly; Path=/ui; SameSite=strict"
+        f"tgrelay_session={raw_id}; HttpOnly; Max-Age=604800; Path=/ui; SameSite=strict"
     )
+    assert len(raw_id) == 43
     assert (page.status_code, "<h1>Connections</h1>" in page.text) == (200, True)
     assert (out.status_code, out.headers["location"]) == (303, "/ui/login")
     assert (after.status_code, after.headers["location"]) == (303, "/ui/login")
+    assert (replayed.status_code, replayed.headers["location"]) == (303, "/ui/login")
 
 
 async def test_connections_page_lists_groups_and_sends_test_alerts(
@@ -136,10 +142,17 @@ async def test_test_alert_to_a_group_without_the_bot_says_why(
 
 
 async def test_sign_in_over_https_marks_the_cookie_secure(relay: Tgrelay) -> None:
-    """A page served over https sets the key cookie with Secure, so browsers never send it over plain http."""
+    """A page served over https sets the session cookie with Secure, so browsers never send it over plain http."""
     transport = httpx.ASGITransport(app=relay.app)  # the running app: its lifespan has run
-    async with httpx.AsyncClient(transport=transport, base_url="https://tgrelay.test") as client:
-        signed = await client.post("/ui/login", data={"api_key": relay.api_key})
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://tgrelay.test", headers={"Origin": relay.base_url}
+    ) as client:
+        form = await client.get("/ui/login")
+        signed = await client.post(
+            "/ui/login", data={"api_key": relay.api_key, "csrf_token": csrf_token(form.text)}
+        )
+    assert form.headers["set-cookie"].endswith("Path=/ui/login; SameSite=strict; Secure")
     assert signed.headers["set-cookie"] == (
-        f"tgrelay_key={relay.api_key}; HttpOnly; Path=/ui; SameSite=strict; Secure"
+        f"tgrelay_session={signed.cookies['tgrelay_session']}; HttpOnly; Max-Age=604800; "
+        "Path=/ui; SameSite=strict; Secure"
     )

@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/bots", tags=["bots"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
 CurrentPrincipal = workspaces_api.CurrentPrincipal
+AdminPrincipal = workspaces_api.AdminPrincipal
 
 
 class TokenRequest(BaseModel):
@@ -59,7 +60,7 @@ class BotView(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Connect a bot by its token")
 async def connect_bot(
-    body: ConnectRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    body: ConnectRequest, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> BotView:
     """Connect a bot (or reconnect one this workspace connected before).
 
@@ -84,7 +85,7 @@ async def get_bot(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) 
 
 @router.put("/{bot_id}/token", summary="Replace the bot's token")
 async def rotate_token(
-    bot_id: int, body: TokenRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    bot_id: int, body: TokenRequest, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> BotView:
     """Store a new token of the same bot (e.g. after revoking the old one in BotFather)."""
     bot = await service.rotate_token(rt, principal, bot_id, body.token.get_secret_value())
@@ -92,12 +93,12 @@ async def rotate_token(
 
 
 @router.delete("/{bot_id}", summary="Disconnect the bot")
-async def disconnect_bot(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) -> BotView:
+async def disconnect_bot(bot_id: int, principal: AdminPrincipal, rt: CurrentRuntime) -> BotView:
     """Stop receiving the bot's updates; the bot stays listed as disconnected."""
     return BotView.of(await service.disconnect(rt, principal, bot_id))
 
 
 @router.post("/{bot_id}/health-check", summary="Check the bot's token and webhook now")
-async def check_health(bot_id: int, principal: CurrentPrincipal, rt: CurrentRuntime) -> BotView:
+async def check_health(bot_id: int, principal: AdminPrincipal, rt: CurrentRuntime) -> BotView:
     await service.get_bot(rt, principal.workspace_id, bot_id)  # 404 for another workspace's id
     return BotView.of(await service.check_health(rt, bot_id, actor=principal.actor))

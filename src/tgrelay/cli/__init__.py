@@ -1,4 +1,4 @@
-"""The `tgrelay` command: serve, worker, migrate, workspace, bot, emulator, webhooks, events,
+"""The `tgrelay` command: serve, worker, migrate, workspace, api-key, bot, emulator, webhooks, events,
 deliveries, audit, demo.
 
 Each group of commands lives in its own module here, and imports what it needs inside its
@@ -8,7 +8,7 @@ FastAPI (bench/startup.py).
 
 from __future__ import annotations
 
-from tgrelay.cli import audit, bots, events, invocation, serving, webhooks, workspaces
+from tgrelay.cli import api_keys, audit, bots, events, invocation, serving, webhooks, workspaces
 
 app = invocation.group("tgrelay: Telegram bots and groups, wired into your product.")
 app.command()(serving.serve)
@@ -17,6 +17,7 @@ app.command()(serving.migrate)
 app.command()(serving.emulator)
 app.command()(serving.demo)
 app.add_typer(workspaces.app, name="workspace")
+app.add_typer(api_keys.app, name="api-key")
 app.add_typer(bots.app, name="bot")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(events.events_app, name="events")

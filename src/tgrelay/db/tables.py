@@ -42,8 +42,25 @@ api_keys = Table(
     Column("id", String(40), primary_key=True),  # the key's public prefix part, "tgr_" + id
     Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
     Column("secret_hash", String(64), nullable=False),  # sha256 hex of the secret part
+    Column("name", String(200), nullable=False),  # the holder's label, e.g. "CI deploys"
+    Column("scope", String(16), nullable=False),  # admin | read (workspaces.models.KeyScope)
     Column("created_at", Timestamp, nullable=False),
+    # Written at most once a minute per key (workspaces.keys.USE_RECORD_SECONDS).
+    Column("last_used_at", Timestamp),
     Column("revoked_at", Timestamp),
+)
+
+# Web UI sign-ins: the browser's cookie holds a random id; only its hash is stored.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 hex of the cookie's id
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("api_key_id", String(40), ForeignKey("api_keys.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),  # hidden field of every form
+    Column("created_at", Timestamp, nullable=False),  # absolute expiry counts from here
+    # Idle expiry counts from here; refreshed at most once a minute.
+    Column("last_seen_at", Timestamp, nullable=False),
 )
 
 bots = Table(

@@ -17,6 +17,7 @@ router = APIRouter(tags=["events"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
 CurrentPrincipal = workspaces_api.CurrentPrincipal
+AdminPrincipal = workspaces_api.AdminPrincipal
 
 EventTypes = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
 
@@ -159,7 +160,7 @@ class ReplayView(BaseModel):
 
 @router.post("/v1/endpoints", status_code=status.HTTP_201_CREATED, summary="Subscribe a URL")
 async def create_endpoint(
-    body: EndpointRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    body: EndpointRequest, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> EndpointWithSecretView:
     """The URL is checked (scheme, and where it resolves); the secret is shown only here."""
     created = await service.create_endpoint(
@@ -184,7 +185,7 @@ async def get_endpoint(
 
 @router.patch("/v1/endpoints/{endpoint_id}")
 async def update_endpoint(
-    endpoint_id: str, body: EndpointPatch, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, body: EndpointPatch, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> EndpointView:
     """Change the fields given (an explicit null event_types means every type)."""
     given = body.model_fields_set
@@ -200,7 +201,7 @@ async def update_endpoint(
 
 @router.delete("/v1/endpoints/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_endpoint(
-    endpoint_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> Response:
     """No more deliveries; pending ones become dead letters. The history stays."""
     await service.delete_endpoint(rt, principal, endpoint_id)
@@ -209,7 +210,7 @@ async def delete_endpoint(
 
 @router.post("/v1/endpoints/{endpoint_id}/enable")
 async def enable_endpoint(
-    endpoint_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> EndpointView:
     """Receive events again, with a closed breaker; replay dead letters to catch up."""
     return EndpointView.of(await service.update_endpoint(rt, principal, endpoint_id, enabled=True))
@@ -217,7 +218,7 @@ async def enable_endpoint(
 
 @router.post("/v1/endpoints/{endpoint_id}/disable")
 async def disable_endpoint(
-    endpoint_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> EndpointView:
     """Stop deliveries; pending ones become dead letters (replayable after enabling)."""
     return EndpointView.of(await service.update_endpoint(rt, principal, endpoint_id, enabled=False))
@@ -225,7 +226,7 @@ async def disable_endpoint(
 
 @router.post("/v1/endpoints/{endpoint_id}/rotate-secret")
 async def rotate_secret(
-    endpoint_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> EndpointWithSecretView:
     """A new secret, shown once; the old one keeps signing too until the overlap ends."""
     rotated = await service.rotate_secret(rt, principal, endpoint_id)
@@ -271,7 +272,7 @@ async def get_delivery(
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 async def retry_delivery(
-    delivery_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    delivery_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> DeliveryView:
     """Send it again now (same webhook-id), on a fresh run of the retry schedule."""
     return DeliveryView.of(await service.retry_delivery(rt, principal, delivery_id))
@@ -279,7 +280,7 @@ async def retry_delivery(
 
 @router.post("/v1/endpoints/{endpoint_id}/replay", status_code=status.HTTP_202_ACCEPTED)
 async def replay(
-    endpoint_id: str, body: ReplayRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    endpoint_id: str, body: ReplayRequest, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> ReplayView:
     """Queue the endpoint's deliveries created in [since, until) again, oldest first."""
     count = await service.replay(

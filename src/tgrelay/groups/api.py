@@ -24,6 +24,7 @@ router = APIRouter(tags=["groups"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
 CurrentPrincipal = workspaces_api.CurrentPrincipal
+AdminPrincipal = workspaces_api.AdminPrincipal
 
 
 class SessionRequest(BaseModel):
@@ -152,7 +153,7 @@ class NotificationView(BaseModel):
     summary="Start linking a Telegram group (deep link / QR code)",
 )
 async def create_session(
-    body: SessionRequest, request: Request, principal: CurrentPrincipal, rt: CurrentRuntime
+    body: SessionRequest, request: Request, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> SessionView:
     """A single-use token for `/start` in a private chat; it replaces the bot's previous one."""
     view = await service.create_session(rt, principal, bot_id=body.bot_id, topic=body.topic)
@@ -169,7 +170,7 @@ async def get_session(
 
 @router.post("/v1/connect-sessions/{session_id}/reset-group")
 async def reset_group(
-    session_id: str, request: Request, principal: CurrentPrincipal, rt: CurrentRuntime
+    session_id: str, request: Request, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> SessionView:
     """Restart phase 2 (adding the bot to a group) from now, keeping the verified user."""
     view = await service.reset_group(rt, principal, session_id)
@@ -222,7 +223,7 @@ async def get_connection(
 
 @router.delete("/v1/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_connection(
-    connection_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+    connection_id: str, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> None:
     """Unlink a group; its notifications' history stays readable."""
     await service.delete_connection(rt, principal, connection_id)
@@ -233,7 +234,7 @@ async def delete_connection(
 
 @router.post("/v1/notifications", status_code=status.HTTP_202_ACCEPTED)
 async def create_notification(
-    body: NotificationRequest, principal: CurrentPrincipal, rt: CurrentRuntime
+    body: NotificationRequest, principal: AdminPrincipal, rt: CurrentRuntime
 ) -> NotificationView:
     """Queue an alert; the same idempotency key returns the first alert and sends nothing."""
     notification, _ = await service.notify(

@@ -14,7 +14,7 @@ from tgrelay.inbox import service
 from tgrelay.inbox.models import UpdateSource, UpdateStatus
 from tgrelay.inbox.writer import UPDATES_QUEUE
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces.api import CurrentPrincipal
+from tgrelay.workspaces.api import AdminPrincipal, CurrentPrincipal
 
 router = APIRouter(prefix="/v1/bots/{bot_id}/updates", tags=["updates"])
 
@@ -62,7 +62,7 @@ async def list_updates(
 async def retry_update(
     bot_id: int,
     update_id: int,
-    principal: CurrentPrincipal,
+    principal: AdminPrincipal,
     rt: Annotated[Runtime, Depends(runtime)],
 ) -> UpdateView:
     """Re-run the processing of a dead update."""

@@ -38,6 +38,8 @@ KNOWN_ACTIONS = [
     "endpoint.replayed",
     "endpoint.disabled",
     "endpoint.deleted",
+    "api_key.created",
+    "api_key.revoked",
 ]
 
 

@@ -9,6 +9,7 @@ The other pages (bots, updates, notifications, endpoints, audit) live in their o
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from math import ceil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,9 +26,9 @@ from tgrelay.groups import qr as groups_qr
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import SessionState
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.ui import filters, session
+from tgrelay.ui import filters, session, signin_limit
 from tgrelay.ui.session import SignedIn
-from tgrelay.workspaces import service as workspaces
+from tgrelay.workspaces import keys, sessions
 
 HERE = Path(__file__).parent
 STATIC_PATH = "/ui/static"
@@ -59,13 +60,17 @@ Rt = Annotated[Runtime, Depends(runtime)]
 def install(api: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to the app."""
     # Imported here: these pages render through this module.
-    from tgrelay.ui import audit, bots, endpoints, notifications, updates
+    from tgrelay.ui import api_keys, audit, bots, endpoints, notifications, updates
 
-    api.include_router(router)
-    for module in (bots, updates, notifications, endpoints, audit):
-        api.include_router(module.router)
+    # The guard checks origin and CSRF token of every state-changing request of every page.
+    guarded = [Depends(session.guard)]
+    api.include_router(router, dependencies=guarded)
+    for module in (bots, updates, notifications, endpoints, audit, api_keys):
+        api.include_router(module.router, dependencies=guarded)
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
     api.add_exception_handler(session.LoginRequired, session.on_login_required)
+    api.add_exception_handler(session.RequestRefused, on_refused)
+    api.state.signin_limiter = signin_limit.SignInLimiter(signin_limit.Policy())
 
 
 def status_line(view: groups.SessionView) -> tuple[SessionState, str]:
@@ -108,29 +113,58 @@ async def home(_principal: SignedIn) -> RedirectResponse:
 
 
 @router.get("/ui/login")
-async def login_form(request: Request) -> Response:
-    return render(request, "login.html")
+async def login_form(request: Request, rt: Rt) -> Response:
+    return _login_page(request, rt)
 
 
 @router.post("/ui/login")
 async def login(request: Request, rt: Rt, api_key: Annotated[str, Form()] = "") -> Response:
-    presented = api_key.strip()
-    try:
-        await workspaces.authenticate(rt.db, presented)
-    except errors.AuthenticationFailed as exc:
-        return render(
-            request, "login.html", status_code=401, error=f"Not signed in: {exc.message}."
+    limiter: signin_limit.SignInLimiter = request.app.state.signin_limiter
+    address = request.client.host if request.client else "unknown"
+    now = rt.clock()
+    wait = limiter.retry_after(address, now)
+    if wait is not None:
+        response = _login_page(
+            request,
+            rt,
+            status_code=429,
+            error=f"Too many failed sign-ins from your address: try again in {ceil(wait)} s.",
         )
+        response.headers["Retry-After"] = str(ceil(wait))
+        return response
+    try:
+        key = await keys.verify(rt.db, api_key.strip())
+    except errors.AuthenticationFailed as exc:
+        limiter.failed(address, now)
+        return _login_page(request, rt, status_code=401, error=f"Not signed in: {exc.message}.")
+    await keys.record_use(rt.db, key, now=now)
+    raw_id, _ = await sessions.start(rt.db, key, now=now)
     response = RedirectResponse("/ui/connections", status_code=303)
-    session.sign_in(response, request, presented)
+    session.sign_in(response, request, rt.settings, raw_id)
     return response
 
 
 @router.post("/ui/logout")
-async def logout() -> RedirectResponse:
+async def logout(request: Request, rt: Rt, _principal: SignedIn) -> RedirectResponse:
+    await sessions.end(rt.db, request.cookies.get(session.COOKIE, ""))
     response = RedirectResponse(session.LOGIN_PATH, status_code=303)
     session.sign_out(response)
     return response
+
+
+def _login_page(
+    request: Request, rt: Runtime, *, status_code: int = 200, error: str | None = None
+) -> Response:
+    token = session.login_token(request)
+    response = render(request, "login.html", status_code=status_code, error=error, csrf_token=token)
+    session.keep_login_token(response, request, rt.settings, token)
+    return response
+
+
+async def on_refused(request: Request, exc: Exception) -> Response:
+    """Exception handler: a state change that did not come from our pages is refused."""
+    assert isinstance(exc, session.RequestRefused)
+    return render(request, "refused.html", status_code=403, error=f"Refused: {exc.reason}.")
 
 
 # --- connecting a group --------------------------------------------------------------------
@@ -278,12 +312,18 @@ async def _connections(
 
 def render(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:
     """A page from the templates, with what the shared layout needs."""
-    signed_in = session.COOKIE in request.cookies and name != "login.html"
-    # Relative times are computed here, on the runtime's clock, so they read without JS.
-    now = runtime(request).clock()
     return templates.TemplateResponse(
-        request,
-        name,
-        {"signed_in": signed_in, "static": STATIC_PATH, "now": now, **context},
-        status_code=status_code,
+        request, name, {**_context(request, name), **context}, status_code=status_code
     )
+
+
+def _context(request: Request, name: str) -> dict[str, Any]:
+    found = session.found_session(request)
+    return {
+        "signed_in": found is not None and name != "login.html",
+        "static": STATIC_PATH,
+        # Relative times are computed here, on the runtime's clock, so they read without JS.
+        "now": runtime(request).clock(),
+        # Every state-changing form carries it (session.guard).
+        "csrf_token": found.csrf_token if found is not None else "",
+    }

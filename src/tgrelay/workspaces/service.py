@@ -1,4 +1,6 @@
-"""Use cases for workspaces: create one with its first key, authenticate a presented key."""
+"""Use cases for workspaces: create one with its first key, authenticate a presented key.
+
+The keys themselves (create, list, revoke, verify) live in `keys`."""
 
 from __future__ import annotations
 
@@ -6,12 +8,12 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import crypto, errors
+from tgrelay import errors
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.workspaces.models import Principal, Workspace
+from tgrelay.workspaces import keys
+from tgrelay.workspaces.models import KeyScope, Principal, Workspace
 
 
 async def create_workspace(db: Database, name: str, *, now: datetime) -> tuple[Workspace, str]:
@@ -24,19 +26,10 @@ async def create_workspace(db: Database, name: str, *, now: datetime) -> tuple[W
         await conn.execute(
             insert(tables.workspaces).values(id=workspace.id, name=name, created_at=now)
         )
-        plaintext = await _add_key(conn, workspace.id, now=now)
-    return workspace, plaintext
-
-
-async def create_api_key(db: Database, workspace_id: str, *, now: datetime) -> str:
-    """Another key for an existing workspace; returns its plaintext."""
-    async with db.transaction() as conn:
-        found = await conn.scalar(
-            select(tables.workspaces.c.id).where(tables.workspaces.c.id == workspace_id)
+        _, plaintext = await keys.add(
+            conn, workspace.id, name=keys.FIRST_KEY_NAME, scope=KeyScope.ADMIN, now=now
         )
-        if found is None:
-            raise errors.NotFound(f"no workspace {workspace_id}")
-        return await _add_key(conn, workspace_id, now=now)
+    return workspace, plaintext
 
 
 async def operator(db: Database, workspace_id: str) -> Principal:
@@ -60,28 +53,4 @@ async def list_workspaces(db: Database) -> list[Workspace]:
 
 async def authenticate(db: Database, presented: str) -> Principal:
     """The principal a presented API key stands for; AuthenticationFailed otherwise."""
-    parts = crypto.split_api_key(presented)
-    if parts is None:
-        raise errors.AuthenticationFailed("malformed API key")
-    key_id, secret = parts
-    async with db.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(tables.api_keys).where(
-                    tables.api_keys.c.id == key_id, tables.api_keys.c.revoked_at.is_(None)
-                )
-            )
-        ).first()
-    if row is None or not crypto.secret_matches(secret, row.secret_hash):
-        raise errors.AuthenticationFailed("unknown or revoked API key")
-    return Principal(workspace_id=row.workspace_id, actor=f"api_key:{key_id}")
-
-
-async def _add_key(conn: AsyncConnection, workspace_id: str, *, now: datetime) -> str:
-    key = crypto.new_api_key()
-    await conn.execute(
-        insert(tables.api_keys).values(
-            id=key.key_id, workspace_id=workspace_id, secret_hash=key.secret_hash, created_at=now
-        )
-    )
-    return key.plaintext
+    return keys.principal_of(await keys.verify(db, presented))
