@@ -115,7 +115,7 @@ async def test_wrong_secret_is_401_and_audited(
                 counted = await conn.scalar(
                     select(func.sum(log.c.count)).where(log.c.action == "intake.rejected")
                 )
-            return counted == 3
+            return bool(counted == 3)
 
         await eventually(audited)
         assert await _rows(relay, tables.updates) == 0

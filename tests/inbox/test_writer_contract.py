@@ -138,6 +138,6 @@ async def test_tallied_audit_entries_add_their_counts_into_one_row(
         rows = await conn.execute(
             select(log.c.remote_addr, log.c.count, log.c.created_at).order_by(log.c.id)
         )
-        found = [(r.remote_addr, r.count, r.created_at) for r in rows]
+        found = [tuple(r) for r in rows]
     minute = NOW.replace(second=0, microsecond=0)
     assert found == [("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)]

@@ -77,6 +77,7 @@ class WebhookReceiver:
         self._stored = received.labels("webhook", "stored")
         self._duplicate = received.labels("webhook", "duplicate")
         self._failed = received.labels("webhook", "error")
+        self._forged = received.labels("webhook", "rejected_401")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -94,7 +95,10 @@ class WebhookReceiver:
             if isinstance(rejection, Forged):
                 workspace_id = rejection.workspace_id
             self._reject(scope, bot_id, workspace_id, rejection)
-            await _respond(send, rejection.status, rejection.reason)
+            if isinstance(rejection, Forged):
+                await _respond_not_authenticated(send)
+            else:
+                await _respond(send, rejection.status, rejection.reason)
             return
         except errors.StorageUnavailable:
             # Telegram retries non-2xx answers, so nothing is lost by refusing now.
@@ -126,8 +130,11 @@ class WebhookReceiver:
     def _reject(
         self, scope: Scope, bot_id: int | None, workspace_id: str | None, rejection: Rejection
     ) -> None:
-        self._rt.metrics.updates_received.labels("webhook", f"rejected_{rejection.status}").inc()
-        if not isinstance(rejection, Forged):
+        if isinstance(rejection, Forged):
+            self._forged.inc()
+        else:
+            received = self._rt.metrics.updates_received
+            received.labels("webhook", f"rejected_{rejection.status}").inc()
             # Forged requests are not logged one by one: a flood would flood the log too.
             log.info(
                 "intake.rejected", bot_id=bot_id, status=rejection.status, reason=rejection.reason
@@ -225,6 +232,27 @@ _STORED_BODY: Message = {"type": "http.response.body", "body": b""}
 async def _respond_stored(send: Send) -> None:
     await send(_STORED_START)
     await send(_STORED_BODY)
+
+
+# The answer to every forged push, built once: a flood of them is this path's whole load.
+_NOT_AUTHENTICATED_BODY = orjson.dumps({"error": NOT_AUTHENTICATED})
+_NOT_AUTHENTICATED_START: Message = {
+    "type": "http.response.start",
+    "status": 401,
+    "headers": [
+        (b"content-length", str(len(_NOT_AUTHENTICATED_BODY)).encode()),
+        (b"content-type", b"application/json"),
+    ],
+}
+_NOT_AUTHENTICATED_MESSAGE: Message = {
+    "type": "http.response.body",
+    "body": _NOT_AUTHENTICATED_BODY,
+}
+
+
+async def _respond_not_authenticated(send: Send) -> None:
+    await send(_NOT_AUTHENTICATED_START)
+    await send(_NOT_AUTHENTICATED_MESSAGE)
 
 
 async def _respond(send: Send, status: int, reason: str) -> None:
