@@ -38,6 +38,11 @@ AUDIT_BYTES = (
     "(SELECT name FROM sqlite_schema WHERE tbl_name = 'audit_log')"
 )
 TALLY = "SELECT count(*), coalesce(sum(count), 0) FROM audit_log WHERE action = 'intake.rejected'"
+# Rows are per minute (created_at is the minute's start), and a minute's rows are bounded.
+BUSIEST_MINUTE = (
+    "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM audit_log"
+    " WHERE action = 'intake.rejected' GROUP BY created_at)"
+)
 
 
 def wrk(args: list[str], seconds: int, connections: int, threads: int) -> subprocess.Popen[str]:
@@ -57,12 +62,14 @@ def result(run: subprocess.Popen[str]) -> dict[str, int]:
     return {key: int(value) for key, value in (p.split("=") for p in match.group(1).split())}
 
 
-def audit_state(database: Path) -> tuple[int, int, int]:
-    """(bytes of audit_log with its indexes, intake.rejected rows, requests they count)."""
+def audit_state(database: Path) -> tuple[int, int, int, int]:
+    """(bytes of audit_log with its indexes, intake.rejected rows, requests they count, rows
+    of the busiest minute)."""
     with sqlite3.connect(database) as conn:
         (size,) = conn.execute(AUDIT_BYTES).fetchone()
         rows, counted = conn.execute(TALLY).fetchone()
-    return int(size), int(rows), int(counted)
+        (busiest,) = conn.execute(BUSIEST_MINUTE).fetchone()
+    return int(size), int(rows), int(counted), int(busiest)
 
 
 def main() -> None:
@@ -125,16 +132,21 @@ def main() -> None:
                 hook = httpx.get(f"{emulator}/{bot['id']}").json()["webhook"]
                 rotated = hook["secret_token"] != secret
     seconds = forged["duration_us"] / 1e6
-    per_minute = (after[0] - before[0]) / seconds * 60
+    grown, rows = after[0] - before[0], after[1] - before[1]
+    # Rows are bounded per minute, not per second: extrapolating the run's growth would
+    # overstate a short run that straddles a minute's start. The busiest minute's rows at
+    # the bytes each row took give the growth of a full minute of this flood.
+    per_row = grown / rows if rows and grown else 0
+    per_minute = after[3] * per_row if args.spread else grown / seconds * 60
     print(
         f"flood: {forged['requests']:,} forged requests in {seconds:.1f} s "
         f"({forged['requests'] / seconds:,.0f}/s, {forged['non2xx']:,} answered 401, "
         f"p99 {forged['p99_us'] / 1000:.1f} ms), spread over {args.spread} made-up bots"
     )
     print(
-        f"audit_log: +{after[0] - before[0]:,} bytes ({per_minute / 1e6:.3f} MB per minute), "
-        f"+{after[1] - before[1]} rows counting {after[2] - before[2]:,} rejected requests; "
-        f"bot secret rotated: {'yes' if rotated else 'no'}"
+        f"audit_log: +{grown:,} bytes, +{rows} rows ({per_row:.0f} bytes each) counting "
+        f"{after[2] - before[2]:,} rejected requests, busiest minute {after[3]} rows: "
+        f"{per_minute / 1e6:.3f} MB per minute; bot secret rotated: {'yes' if rotated else 'no'}"
     )
     for name, run in (("alone", alone), ("during the flood", during)):
         rate = run["requests"] / (run["duration_us"] / 1e6)
