@@ -36,8 +36,11 @@ from tgrelay.groups import handlers as groups_handlers
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
 from tgrelay.inbox import processing as inbox_processing
+from tgrelay.inbox import rejections as intake_rejections
 from tgrelay.inbox.poller import PollerSupervisor
 from tgrelay.inbox.receiver import WebhookReceiver
+from tgrelay.inbox.rejections import RejectionTally
+from tgrelay.inbox.secret_breaker import SecretBreaker
 from tgrelay.inbox.sharing import IntakeShare
 from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
 from tgrelay.queue import pacing
@@ -106,6 +109,8 @@ class Background:
     """What runs beside the HTTP app: the intake writer, and optionally worker and pollers."""
 
     writer: GroupCommitWriter
+    rejections: RejectionTally  # refused webhook requests, flushed as tallied audit rows
+    breaker: SecretBreaker  # rotates the secret of a bot flooded with forged requests
     worker: Worker | None
     updates_worker: Worker | None
     webhook_worker: Worker | None
@@ -119,6 +124,12 @@ async def background(
     settings = rt.settings
     writer = GroupCommitWriter(rt)
     tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
+    rejections = RejectionTally()
+    flusher = asyncio.create_task(
+        intake_rejections.flush_periodically(rejections, writer.record_audits),
+        name="rejections-flush",
+    )
+    breaker = SecretBreaker(rt)
     # HTTP and the webhook lane start now; what talks to Telegram waits for aiogram, which
     # loads in a thread meanwhile (about a second of CPU: see telegram_client.load).
     telegram_loaded = asyncio.create_task(telegram_client.load(), name="load-aiogram")
@@ -198,6 +209,8 @@ async def background(
     try:
         yield Background(
             writer=writer,
+            rejections=rejections,
+            breaker=breaker,
             worker=worker,
             updates_worker=updates_worker,
             webhook_worker=webhook_worker,
@@ -214,6 +227,11 @@ async def background(
             await webhook_worker.stop()
         if client is not None:
             await client.aclose()
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await breaker.close()
+        writer.record_audits(rejections.drain())  # what was counted since the last flush
         await writer.stop()
         for task in tasks:
             task.cancel()
@@ -327,7 +345,9 @@ class TgrelayApp:
                 rt, run_worker=self.run_worker, run_pollers=self.run_pollers
             ) as bg:
                 api.state.runtime = rt
-                self.receiver = WebhookReceiver(rt, bg.writer)
+                self.receiver = WebhookReceiver(
+                    rt, bg.writer, rejections=bg.rejections, breaker=bg.breaker
+                )
                 log.info(
                     "app.started",
                     database=rt.db.dialect,

@@ -1,19 +1,23 @@
 """The audit trail: one row per security-relevant fact, written in the caller's transaction,
 and read back per workspace, newest first.
 
-Rows about a bot before any workspace could be told (`intake.rejected`: a push with a
-wrong secret) carry no workspace, so no workspace's reader sees them.
+Rows about a bot before any workspace could be told (`intake.rejected` for a bot id we do
+not serve) carry no workspace, so no workspace's reader sees them. Rejected webhook requests
+are tallied (`count`): one row per bot, reason, source address and minute, its count raised
+by each flush of the intake's tally (inbox.rejections), so a flood cannot grow the table
+by a row per request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import crypto, errors
@@ -33,6 +37,9 @@ class Entry:
     bot_id: int | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     remote_addr: str | None = None
+    count: int = 1  # occurrences the row stands for (a tally of rejected requests)
+    # Set on tallied rows: entries with the same key add their counts into one row.
+    aggregate_key: str | None = None
 
 
 async def record(
@@ -59,13 +66,59 @@ async def record(
     await record_many(conn, [entry])
 
 
-COLUMNS = ("workspace_id", "bot_id", "action", "actor", "detail", "remote_addr", "created_at")
+COLUMNS = (
+    "workspace_id",
+    "bot_id",
+    "action",
+    "actor",
+    "detail",
+    "remote_addr",
+    "created_at",
+    "count",
+    "aggregate_key",
+)
+COUNT_COLUMN = "count"
+AGGREGATE_KEY = "aggregate_key"
 
 
 async def record_many(conn: AsyncConnection, entries: Sequence[Entry]) -> None:
-    """Append audit rows in one statement."""
-    if entries:
-        await conn.execute(insert(tables.audit_log), [values(e) for e in entries])
+    """Append audit rows; a tallied entry whose row exists adds its count to that row."""
+    merged = merge(entries)
+    plain = [values(e) for e in merged if e.aggregate_key is None]
+    tallied = [values(e) for e in merged if e.aggregate_key is not None]
+    if plain:
+        await conn.execute(insert(tables.audit_log), plain)
+    if tallied:
+        log = tables.audit_log
+        upsert = postgresql.insert(log) if conn.dialect.name == "postgresql" else sqlite.insert(log)
+        statement = upsert.on_conflict_do_update(
+            index_elements=[AGGREGATE_KEY],
+            set_={COUNT_COLUMN: log.c[COUNT_COLUMN] + upsert.excluded[COUNT_COLUMN]},
+        )
+        await conn.execute(statement, tallied)
+
+
+def merge(entries: Sequence[Entry]) -> list[Entry]:
+    """The entries with each aggregate key once, counts summed, in first-seen order.
+
+    PostgreSQL refuses an INSERT … ON CONFLICT DO UPDATE that meets one key twice, and two
+    flushes of a tally can land in one commit.
+    """
+    if all(e.aggregate_key is None for e in entries):
+        return list(entries)
+    result: list[Entry] = []
+    seen: dict[str, int] = {}
+    for entry in entries:
+        key = entry.aggregate_key
+        if key is None:
+            result.append(entry)
+        elif key in seen:
+            earlier = result[seen[key]]
+            result[seen[key]] = replace(earlier, count=earlier.count + entry.count)
+        else:
+            seen[key] = len(result)
+            result.append(entry)
+    return result
 
 
 def values(entry: Entry) -> dict[str, Any]:
@@ -79,6 +132,8 @@ def values(entry: Entry) -> dict[str, Any]:
         "detail": crypto.redact_tokens(detail),
         "remote_addr": entry.remote_addr,
         "created_at": entry.at,
+        "count": entry.count,
+        "aggregate_key": entry.aggregate_key,
     }
 
 
@@ -96,6 +151,7 @@ class Recorded:
     bot_id: int | None
     detail: Mapping[str, Any]
     remote_addr: str | None
+    count: int  # occurrences: 1, or rejected requests tallied over the row's minute
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +162,7 @@ class Recorded:
             "bot_id": self.bot_id,
             "detail": dict(self.detail),
             "remote_addr": self.remote_addr,
+            "count": self.count,
         }
 
 
@@ -159,6 +216,7 @@ async def entries(
             bot_id=row.bot_id,
             detail=orjson.loads(row.detail),
             remote_addr=row.remote_addr,
+            count=row._mapping["count"],  # row.count is the tuple method
         )
         for row in rows
     ]

@@ -26,6 +26,9 @@ class EntryView(BaseModel):
     bot_id: int | None
     detail: dict[str, Any]
     remote_addr: str | None
+    # Occurrences the row stands for: 1, or the rejected webhook requests of one bot, reason
+    # and source address within the minute starting at `at`.
+    count: int
 
 
 class AuditPage(BaseModel):

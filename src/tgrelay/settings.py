@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     health_interval_seconds: float = Field(default=300.0, gt=0)
     # How long a rotated-out webhook secret is still accepted.
     secret_grace_seconds: float = Field(default=600.0, ge=0)
+    # More requests with a wrong or missing secret than this for one bot within a minute
+    # (per serving process) rotate the bot's webhook secret.
+    forged_rotate_threshold: int = Field(default=1000, ge=1)
     log_level: str = "INFO"
     # Unset: /metrics is open. Set: /metrics answers only `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None

@@ -101,7 +101,7 @@ def test_audit_list_filters_and_pages_one_workspace(workspace_id: str) -> None:
 
 
 def test_audit_list_prints_tab_separated_rows_in_a_pipe(workspace_id: str) -> None:
-    """Without --json, piped rows are one line each: id, UTC time, action, actor, bot, detail."""
+    """Without --json, piped rows are one line each: id, UTC time, action, actor, bot, count, detail."""
     result = CliRunner().invoke(
         app, ["audit", "list", "-w", workspace_id, "--action", "bot.status_changed"]
     )
@@ -112,6 +112,7 @@ def test_audit_list_prints_tab_separated_rows_in_a_pipe(workspace_id: str) -> No
         "bot.status_changed",
         "cli",
         "101",
+        "1",
         '{"old": "healthy", "new": "token_revoked"}',
     ]
 

@@ -1,4 +1,4 @@
-"""The pure bot rules: webhook drift, health verdicts and valid secret generations."""
+"""The pure bot rules: webhook drift, health verdicts, valid secret generations, rotation."""
 
 from __future__ import annotations
 
@@ -97,6 +97,26 @@ def test_valid_secret_generations(
 ) -> None:
     """The current generation is always valid; the previous one only before its grace ends."""
     assert rules.valid_secret_generations(_bot(generation, valid_until), NOW) == generations
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "valid_until", "allowed"),
+    [
+        (BotMode.WEBHOOK, BotStatus.HEALTHY, None, True),
+        (BotMode.WEBHOOK, BotStatus.WEBHOOK_CONFLICT, None, True),
+        (BotMode.WEBHOOK, BotStatus.HEALTHY, NOW, True),
+        (BotMode.WEBHOOK, BotStatus.HEALTHY, NOW - timedelta(seconds=1), True),
+        (BotMode.WEBHOOK, BotStatus.HEALTHY, NOW + timedelta(seconds=1), False),
+        (BotMode.WEBHOOK, BotStatus.DISCONNECTED, None, False),
+        (BotMode.POLLING, BotStatus.HEALTHY, None, False),
+    ],
+)
+def test_may_rotate_secret(
+    mode: BotMode, status: BotStatus, valid_until: datetime | None, allowed: bool
+) -> None:
+    """The breaker rotates only a connected webhook bot, and not while an earlier rotation's grace lasts."""
+    bot = replace(_bot(3, valid_until), mode=mode, status=status)
+    assert rules.may_rotate_secret(bot, NOW) is allowed
 
 
 @pytest.mark.parametrize(

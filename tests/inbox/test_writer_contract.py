@@ -15,6 +15,7 @@ from tests.databases import PostgresServer
 from tests.inbox.updates import NOW, incoming
 from tgrelay import audit
 from tgrelay.db import tables
+from tgrelay.inbox import rejections
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
@@ -102,3 +103,41 @@ async def test_audit_rows_ride_along_with_the_next_commit(
             await conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.detail))
         ).all()
     assert [tuple(r) for r in rows] == [("intake.rejected", '{"status":401}')]
+
+
+async def test_tallied_audit_entries_add_their_counts_into_one_row(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """Flushes of the rejection tally for one key, in one commit or in later ones, leave a single row whose count is their sum."""
+    tally = rejections.RejectionTally()
+
+    def reject(times: int, remote_addr: str) -> None:
+        for _ in range(times):
+            tally.add(
+                now=NOW,
+                bot_id=1,
+                workspace_id=None,
+                status=401,
+                reason="unknown bot or wrong secret token",
+                remote_addr=remote_addr,
+                forged=False,
+            )
+
+    reject(3, "203.0.113.7")
+    first = tally.drain()
+    reject(2, "203.0.113.7")
+    writer.record_audits(first)  # two flushes of one key in one commit
+    writer.record_audits(tally.drain())
+    await writer.store(incoming(1))
+    reject(4, "203.0.113.7")
+    reject(1, "198.51.100.1")
+    writer.record_audits(tally.drain())  # and a later one
+    await writer.store(incoming(2))
+    log = tables.audit_log
+    async with runtime.db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(log.c.remote_addr, log.c.count, log.c.created_at).order_by(log.c.id)
+        )
+        found = [tuple(r) for r in rows]
+    minute = NOW.replace(second=0, microsecond=0)
+    assert found == [("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)]

@@ -245,6 +245,7 @@ async def test_audit_page_filters_by_action_bot_and_time(
             "bot.connected",
             actor,
             f"@{username}",
+            "1",
             f'{{"mode": "webhook", "secret_generation": 1, "token_fingerprint": '
             f'"{token_fingerprint((first if bot_id == first.id else second).token)}", '
             f'"username": "{username}"}}',
@@ -256,6 +257,7 @@ async def test_audit_page_filters_by_action_bot_and_time(
             "bot.status_changed",
             actor,
             f"@{username}",
+            "1",
             '{"conflict_kind": null, "new": "healthy", "old": null, '
             '"old_conflict_kind": null, "reason": "connected"}',
         ]

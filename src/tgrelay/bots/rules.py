@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from tgrelay.bots.models import BotStatus, ConflictKind, ConnectedBot
+from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +77,19 @@ def valid_secret_generations(bot: ConnectedBot, now: datetime) -> list[int]:
     if bot.secret_generation > 1 and grace_end is not None and grace_end > now:
         generations.append(bot.secret_generation - 1)
     return generations
+
+
+def may_rotate_secret(bot: ConnectedBot, now: datetime) -> bool:
+    """Whether the forged-request breaker may move a bot to its next secret generation.
+
+    Only a connected webhook-mode bot has a secret to rotate. Not while an earlier
+    rotation's grace lasts: only one previous generation is accepted, so rotating again
+    would drop a secret whose pushes may still be in flight at Telegram.
+    """
+    if bot.mode is not BotMode.WEBHOOK or bot.status is BotStatus.DISCONNECTED:
+        return False
+    grace_end = bot.previous_secret_valid_until
+    return grace_end is None or grace_end <= now
 
 
 class Remedy(StrEnum):

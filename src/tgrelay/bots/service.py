@@ -388,6 +388,84 @@ async def check_health(rt: Runtime, bot_id: int, *, actor: str = audit.SYSTEM) -
     return checked
 
 
+async def rotate_secret_after_forgery(
+    rt: Runtime, bot_id: int, *, forged_requests: int
+) -> ConnectedBot | None:
+    """Move a bot to its next webhook secret generation because forged requests piled up.
+
+    Telegram is told first (setWebhook with the new generation's secret); the previous
+    generation stays valid for `secret_grace_seconds`, so pushes already in flight still
+    pass. None when the bot may not be rotated now (bots.rules.may_rotate_secret), or
+    Telegram could not be told (the next minute's flood tries again).
+    """
+    async with rt.db.engine.connect() as conn:
+        row = await store.load(conn, bot_id)
+    now = rt.clock()
+    if row is None or not rules.may_rotate_secret(store.to_bot(rt.settings, row), now):
+        return None
+    bot = store.to_bot(rt.settings, row)
+    generation = bot.secret_generation + 1
+    grace_end = now + timedelta(seconds=rt.settings.secret_grace_seconds)
+    client = rt.telegram.for_token(rt.cipher.decrypt(row.token_ciphertext))
+    try:
+        await _register(rt, client, bot_id, bot.mode, generation)
+    except errors.TelegramError as exc:
+        log.warning("bot.secret_rotation_failed", bot_id=bot_id, error=type(exc).__name__)
+        return None
+    threshold = rt.settings.forged_rotate_threshold
+    reason = "forged requests"
+    async with rt.db.transaction() as conn:
+        changed = await store.change(
+            conn,
+            bot_id,
+            {
+                "secret_generation": generation,
+                "previous_secret_valid_until": grace_end,
+                "updated_at": now,
+            },
+            if_generation=bot.secret_generation,
+        )
+        if not changed:
+            # A token rotation or a disconnect landed meanwhile; it set its own webhook.
+            return None
+        await audit.record(
+            conn,
+            action="bot.secret_rotated",
+            actor=audit.SYSTEM,
+            now=now,
+            workspace_id=bot.workspace_id,
+            bot_id=bot_id,
+            detail={
+                "reason": reason,
+                "forged_requests": forged_requests,
+                "threshold": threshold,
+                "secret_generation": generation,
+                "previous_secret_valid_until": grace_end,
+            },
+        )
+        await events.emit(
+            conn,
+            rt,
+            workspace_id=bot.workspace_id,
+            event_type=EventType.BOT_SECRET_ROTATED,
+            data=catalog.BotSecretRotatedData(
+                bot_id=bot_id,
+                username=bot.username,
+                secret_generation=generation,
+                previous_secret_valid_until=grace_end,
+                reason=reason,
+                forged_requests=forged_requests,
+                threshold=threshold,
+            ),
+            now=now,
+        )
+        rotated = store.to_bot(rt.settings, await store.reload(conn, bot_id))
+    log.warning(
+        "bot.secret_rotated", bot_id=bot_id, secret_generation=generation, forged=forged_requests
+    )
+    return rotated
+
+
 # --- what the intake and the poller ask ---------------------------------------------------
 
 

@@ -51,7 +51,7 @@ def list_(
         output.json_array([entry.as_json() for entry in found])
         return
     output.table(
-        ("id", "at (UTC)", "action", "actor", "bot", "detail"),
+        ("id", "at (UTC)", "action", "actor", "bot", "count", "detail"),
         [
             (
                 str(entry.id),
@@ -59,6 +59,7 @@ def list_(
                 entry.action,
                 entry.actor,
                 "" if entry.bot_id is None else str(entry.bot_id),
+                str(entry.count),
                 json.dumps(dict(entry.detail), ensure_ascii=False, default=str),
             )
             for entry in found

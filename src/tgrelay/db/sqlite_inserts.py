@@ -66,9 +66,11 @@ def prepare_insert(
     *,
     ignore_conflicts_on: Sequence[str] = (),
     replace_conflicts_on: Sequence[str] = (),
+    add_on_conflict: tuple[str, str] | None = None,
 ) -> PreparedInsert:
     """`ignore_conflicts_on` keeps a row already there; `replace_conflicts_on` overwrites its
-    other columns with the new row's."""
+    other columns with the new row's; `add_on_conflict` (unique column, counter column) adds
+    the new row's counter to the existing row's."""
     statement = sqlite.insert(table)
     if ignore_conflicts_on:
         statement = statement.on_conflict_do_nothing(index_elements=list(ignore_conflicts_on))
@@ -77,6 +79,12 @@ def prepare_insert(
         statement = statement.on_conflict_do_update(
             index_elements=list(replace_conflicts_on),
             set_={name: statement.excluded[name] for name in replaced},
+        )
+    elif add_on_conflict is not None:
+        unique, counter = add_on_conflict
+        statement = statement.on_conflict_do_update(
+            index_elements=[unique],
+            set_={counter: table.c[counter] + statement.excluded[counter]},
         )
     compiled = statement.compile(dialect=_DIALECT, column_keys=list(columns))
     order = tuple(compiled.positiontup or ())

@@ -231,6 +231,12 @@ audit_log = Table(
     Column("detail", Text, nullable=False),  # JSON, never a secret
     Column("remote_addr", String(64)),
     Column("created_at", Timestamp, nullable=False),
+    # How many occurrences the row stands for: 1, or a tally of rejected webhook requests.
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    # Set on tallied rows only (a digest of action, bot, reason, address and minute): a later
+    # flush of the same tally adds to the row's count instead of writing another row.
+    Column("aggregate_key", String(32)),
+    UniqueConstraint("aggregate_key"),
 )
 
 # --- groups: connect sessions, group connections, notifications ---------------------------

@@ -24,6 +24,8 @@ class EventType(enum.StrEnum):
     # token_revoked, webhook_conflict, healthy, or disconnected by a takeover
     BOT_STATUS_CHANGED = "bot.status_changed"
     BOT_DISCONNECTED = "bot.disconnected"  # the workspace let the bot go
+    # Forged requests moved its webhook secret on.
+    BOT_SECRET_ROTATED = "bot.secret_rotated"  # noqa: S105 (an event name, not a password)
     GROUP_CONNECTED = "group.connected"  # a connect session linked a Telegram group
     # bot_removed, migrated to a supergroup, suspended, or active again
     GROUP_STATUS_CHANGED = "group.status_changed"
@@ -112,6 +114,19 @@ class BotStatusData(_Data):
     previous_status: str
     conflict_kind: str | None = None  # foreign | empty, with webhook_conflict
     reason: str | None = None
+
+
+class BotSecretRotatedData(_Data):
+    """bot.secret_rotated."""
+
+    bot_id: int
+    username: str
+    secret_generation: int  # the generation Telegram now sends the secret of
+    # Until then the previous generation's secret is accepted too (pushes in flight).
+    previous_secret_valid_until: datetime
+    reason: str  # why: "forged requests"
+    forged_requests: int  # requests with a wrong or missing secret counted in the minute
+    threshold: int  # TGRELAY_FORGED_ROTATE_THRESHOLD when it tripped
 
 
 class GroupData(_Data):
@@ -291,6 +306,24 @@ CATALOG: tuple[EventSpec, ...] = (
             "username": "acme_bot",
             "mode": "webhook",
             "status": "disconnected",
+        },
+    ),
+    EventSpec(
+        type=EventType.BOT_SECRET_ROTATED,
+        description=(
+            "More forged webhook requests than TGRELAY_FORGED_ROTATE_THRESHOLD reached a bot"
+            " within a minute, so its webhook secret was rotated (setWebhook with the next"
+            " generation); the previous secret is accepted until previous_secret_valid_until."
+        ),
+        data=BotSecretRotatedData,
+        example={
+            "bot_id": 123456789,
+            "username": "acme_bot",
+            "secret_generation": 3,
+            "previous_secret_valid_until": "2026-11-21T12:20:00Z",
+            "reason": "forged requests",
+            "forged_requests": 1001,
+            "threshold": 1000,
         },
     ),
     EventSpec(

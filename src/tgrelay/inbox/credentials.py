@@ -33,6 +33,10 @@ class CredentialCache:
         self._entries: dict[int, tuple[float, Accepted | None]] = {}
         self._loading: dict[int, asyncio.Future[Accepted | None]] = {}
 
+    def forget(self, bot_id: int) -> None:
+        """Drop a bot's cached secrets (its secret was rotated in this process)."""
+        self._entries.pop(bot_id, None)
+
     async def get(self, bot_id: int) -> Accepted | None:
         entry = self._entries.get(bot_id)
         if entry is not None and entry[0] > time.monotonic():

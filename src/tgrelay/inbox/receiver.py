@@ -3,6 +3,11 @@
 Order of checks: route → source address (when TGRELAY_TELEGRAM_SOURCE_NETWORKS is set) →
 secret (constant time) → size → JSON with an integer update_id and no number beyond 64 bits
 → group commit → 200. No full Update parsing here: the worker does that.
+
+A refused request costs a count in memory (inbox.rejections tallies the audit rows; a bot
+flooded with forged requests trips inbox.secret_breaker), never a write of its own. An unknown
+bot and a wrong secret get the same answer after the same work, so the 401 cannot tell
+anyone which bot ids this instance serves.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import orjson
 import structlog
 from starlette.types import Message, Receive, Scope, Send
 
-from tgrelay import audit, errors
+from tgrelay import errors
 from tgrelay.inbox.credentials import CredentialCache
 from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.rejections import RejectionTally
+from tgrelay.inbox.secret_breaker import SecretBreaker
 from tgrelay.inbox.sources import SourceNetworks
 from tgrelay.inbox.writer import GroupCommitWriter
 from tgrelay.runtime import Runtime
@@ -30,6 +37,8 @@ SECRET_HEADER = b"x-telegram-bot-api-secret-token"
 _DUMMY_SECRET = b"x" * 43
 _MAX_INT64 = update_facts.INT64_MAX
 HUGE_NUMBER = "a number is beyond the 64-bit integers"
+# The one answer to a push we cannot authenticate: an unknown bot id and a wrong secret alike.
+NOT_AUTHENTICATED = "unknown bot or wrong secret token"
 
 
 class Rejection(Exception):
@@ -42,10 +51,27 @@ class Rejection(Exception):
         self.audited = audited
 
 
+class Forged(Rejection):
+    """A push without a secret the bot accepts (or for a bot we do not serve)."""
+
+    def __init__(self, workspace_id: str | None) -> None:
+        super().__init__(401, NOT_AUTHENTICATED)
+        self.workspace_id = workspace_id  # the bot's, when we serve it
+
+
 class WebhookReceiver:
-    def __init__(self, rt: Runtime, writer: GroupCommitWriter) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        writer: GroupCommitWriter,
+        *,
+        rejections: RejectionTally,
+        breaker: SecretBreaker,
+    ) -> None:
         self._rt = rt
         self._writer = writer
+        self._rejections = rejections
+        self._breaker = breaker
         self._credentials = CredentialCache(rt)
         self._max_bytes = rt.settings.max_update_bytes
         networks = rt.settings.telegram_source_networks
@@ -55,10 +81,12 @@ class WebhookReceiver:
         self._stored = received.labels("webhook", "stored")
         self._duplicate = received.labels("webhook", "duplicate")
         self._failed = received.labels("webhook", "error")
+        self._forged = received.labels("webhook", "rejected_401")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         bot_id: int | None = None
+        workspace_id: str | None = None
         try:
             bot_id = _bot_id_of(scope["path"])
             if self._sources is not None and not self._sources.admits(_client_host(scope)):
@@ -66,13 +94,18 @@ class WebhookReceiver:
                 raise Rejection(403, "not from Telegram's networks", audited=False)
             if scope["method"] != "POST":
                 raise Rejection(405, "only POST is accepted", audited=False)
-            await self._authenticate(bot_id, scope)
+            workspace_id = await self._authenticate(bot_id, scope)
             body = await _read_body(receive, scope, self._max_bytes)
             update = _parse(body, bot_id, self._rt)
             created = await self._writer.store(update)
         except Rejection as rejection:
-            self._reject(scope, bot_id, rejection)
-            await _respond(send, rejection.status, rejection.reason)
+            if isinstance(rejection, Forged):
+                workspace_id = rejection.workspace_id
+            self._reject(scope, bot_id, workspace_id, rejection)
+            if isinstance(rejection, Forged):
+                await _respond_not_authenticated(send)
+            else:
+                await _respond(send, rejection.status, rejection.reason)
             return
         except errors.StorageUnavailable:
             # Telegram retries non-2xx answers, so nothing is lost by refusing now.
@@ -83,8 +116,9 @@ class WebhookReceiver:
         self._rt.metrics.intake_latency.observe(time.perf_counter() - started)
         await _respond_stored(send)
 
-    async def _authenticate(self, bot_id: int, scope: Scope) -> None:
-        """Pass when the secret header matches one of the bot's; Rejection(401) otherwise."""
+    async def _authenticate(self, bot_id: int, scope: Scope) -> str:
+        """The bot's workspace when the secret header matches one of the bot's; Forged
+        otherwise, the same for a bot we do not serve."""
         presented = b""
         for name, value in scope["headers"]:
             if name == SECRET_HEADER:
@@ -96,26 +130,36 @@ class WebhookReceiver:
         for secret in accepted:
             # compare_digest on bytes runs in time independent of where they differ.
             matched |= hmac.compare_digest(presented, secret)
-        if credentials is None:
-            raise Rejection(401, "unknown or disconnected bot")
-        if not matched:
-            raise Rejection(401, "wrong or missing secret token")
+        if credentials is None or not matched:
+            raise Forged(None if credentials is None else credentials.workspace_id)
+        return credentials.workspace_id
 
-    def _reject(self, scope: Scope, bot_id: int | None, rejection: Rejection) -> None:
-        self._rt.metrics.updates_received.labels("webhook", f"rejected_{rejection.status}").inc()
-        log.info("intake.rejected", bot_id=bot_id, status=rejection.status, reason=rejection.reason)
+    def _reject(
+        self, scope: Scope, bot_id: int | None, workspace_id: str | None, rejection: Rejection
+    ) -> None:
+        if isinstance(rejection, Forged):
+            self._forged.inc()
+        else:
+            received = self._rt.metrics.updates_received
+            received.labels("webhook", f"rejected_{rejection.status}").inc()
+            # Forged requests are not logged one by one: a flood would flood the log too.
+            log.info(
+                "intake.rejected", bot_id=bot_id, status=rejection.status, reason=rejection.reason
+            )
         if not rejection.audited:
             return
-        self._writer.record_audit(
-            audit.Entry(
-                action="intake.rejected",
-                actor=audit.TELEGRAM,
-                at=self._rt.clock(),
-                bot_id=bot_id,
-                detail={"status": rejection.status, "reason": rejection.reason},
-                remote_addr=_client_host(scope),
-            )
+        forged = self._rejections.add(
+            now=self._rt.clock(),
+            bot_id=bot_id,
+            workspace_id=workspace_id,
+            status=rejection.status,
+            reason=rejection.reason,
+            remote_addr=_client_host(scope),
+            # Only a bot we serve has a secret to rotate.
+            forged=isinstance(rejection, Forged) and workspace_id is not None,
         )
+        if bot_id is not None and forged:
+            self._breaker.count(bot_id, forged, rotated=self._credentials.forget)
 
 
 def _client_host(scope: Scope) -> str | None:
@@ -200,6 +244,27 @@ _STORED_BODY: Message = {"type": "http.response.body", "body": b""}
 async def _respond_stored(send: Send) -> None:
     await send(_STORED_START)
     await send(_STORED_BODY)
+
+
+# The answer to every forged push, built once: a flood of them is this path's whole load.
+_NOT_AUTHENTICATED_BODY = orjson.dumps({"error": NOT_AUTHENTICATED})
+_NOT_AUTHENTICATED_START: Message = {
+    "type": "http.response.start",
+    "status": 401,
+    "headers": [
+        (b"content-length", str(len(_NOT_AUTHENTICATED_BODY)).encode()),
+        (b"content-type", b"application/json"),
+    ],
+}
+_NOT_AUTHENTICATED_MESSAGE: Message = {
+    "type": "http.response.body",
+    "body": _NOT_AUTHENTICATED_BODY,
+}
+
+
+async def _respond_not_authenticated(send: Send) -> None:
+    await send(_NOT_AUTHENTICATED_START)
+    await send(_NOT_AUTHENTICATED_MESSAGE)
 
 
 async def _respond(send: Send, status: int, reason: str) -> None:

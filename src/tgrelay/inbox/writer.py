@@ -82,6 +82,11 @@ class GroupCommitWriter:
         self._audits.append(entry)
         self._wakeup.set()
 
+    def record_audits(self, entries: Sequence[audit.Entry]) -> None:
+        """`record_audit` for several rows (a flush of the intake's rejection tally)."""
+        self._audits.extend(entries)
+        self._wakeup.set()
+
     async def run(self) -> None:
         in_flight: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(self._batches.max_in_flight)
@@ -212,7 +217,9 @@ _INSERT_UPDATES = prepare_insert(
     tables.updates, UPDATE_COLUMNS, ignore_conflicts_on=("bot_id", "update_id")
 )
 _INSERT_JOBS = prepare_insert(tables.jobs, job_store.JOB_COLUMNS)
-_INSERT_AUDIT = prepare_insert(tables.audit_log, audit.COLUMNS)
+_INSERT_AUDIT = prepare_insert(
+    tables.audit_log, audit.COLUMNS, add_on_conflict=(audit.AGGREGATE_KEY, audit.COUNT_COLUMN)
+)
 _UPSERT_JOB_KEYS = prepare_insert(
     tables.job_keys, ("ordering_key", "last_job_id"), replace_conflicts_on=("ordering_key",)
 )
@@ -290,7 +297,7 @@ def write_request(
     return WriteRequest(
         updates=_INSERT_UPDATES.params(map(_update_values, updates)),
         jobs=_job_rows(updates, now=now, default_max_attempts=default_max_attempts),
-        audits=_INSERT_AUDIT.params(map(audit.values, audits)),
+        audits=_INSERT_AUDIT.params(map(audit.values, audit.merge(audits))),
     )
 
 

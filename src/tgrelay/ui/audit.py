@@ -23,6 +23,8 @@ KNOWN_ACTIONS = [
     "bot.disconnected",
     "bot.status_changed",
     "bot.token_rotated",
+    "bot.secret_rotated",
+    "intake.rejected",
     "connect_session.created",
     "connect_session.verified",
     "connect_session.refused",
