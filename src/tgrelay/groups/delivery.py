@@ -25,7 +25,7 @@ from tgrelay.db import engine as db_engine
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
-from tgrelay.groups import store
+from tgrelay.groups import announcements, store
 from tgrelay.groups.models import (
     BOT_DISCONNECTED,
     Connection,
@@ -293,33 +293,6 @@ async def _announce(
             status=status.value,
             message_ids=message_ids,
             error=error,
-        ),
-    )
-
-
-async def _announce_status(
-    conn: AsyncConnection,
-    rt: Runtime,
-    connection: Connection,
-    *,
-    status: str,
-    chat_id: int,
-    previous_chat_id: int | None = None,
-    reason: str,
-) -> None:
-    """The group.status_changed event (bot_removed or migrated)."""
-    await events.emit(
-        conn,
-        rt,
-        workspace_id=connection.workspace_id,
-        event_type=EventType.GROUP_STATUS_CHANGED,
-        data=catalog.GroupStatusData(
-            connection_id=connection.id,
-            bot_id=connection.bot_id,
-            chat_id=chat_id,
-            status=status,
-            previous_chat_id=previous_chat_id,
-            reason=reason,
         ),
     )
 
@@ -593,7 +566,7 @@ async def migrate_chat(
                 "chat_id": new_chat_id,
             },
         )
-        await _announce_status(
+        await announcements.announce_status(
             conn,
             rt,
             connection,
@@ -634,7 +607,7 @@ async def set_bot_removed(
             bot_id=target.bot_id,
             detail={"connection_id": target.id, "status": "bot_removed", "reason": reason},
         )
-        await _announce_status(
+        await announcements.announce_status(
             conn, rt, target, status="bot_removed", chat_id=target.chat_id, reason=reason
         )
         log.info("group.bot_removed", connection_id=target.id, reason=reason)

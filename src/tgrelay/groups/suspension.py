@@ -14,10 +14,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit
-from tgrelay.events import catalog
-from tgrelay.events import service as events
-from tgrelay.events.catalog import EventType
-from tgrelay.groups import store
+from tgrelay.groups import announcements, store
 from tgrelay.groups.models import BOT_DISCONNECTED, Connection, ConnectionStatus
 from tgrelay.runtime import Runtime
 
@@ -84,18 +81,13 @@ async def _change(
         bot_id=connection.bot_id,
         detail={"connection_id": connection.id, "status": status.value, "reason": reason},
     )
-    await events.emit(
+    await announcements.announce_status(
         conn,
         rt,
-        workspace_id=connection.workspace_id,
-        event_type=EventType.GROUP_STATUS_CHANGED,
-        data=catalog.GroupStatusData(
-            connection_id=connection.id,
-            bot_id=connection.bot_id,
-            chat_id=connection.chat_id,
-            status=status.value,
-            reason=reason,
-        ),
+        connection,
+        status=status.value,
+        chat_id=connection.chat_id,
+        reason=reason,
         now=now,
     )
     log.info("group.status_changed", connection_id=connection.id, status=status, reason=reason)
