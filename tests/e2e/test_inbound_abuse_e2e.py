@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from tests.databases import PostgresServer
 from tgrelay.db import tables
-from tgrelay.inbox import receiver
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
 
@@ -280,7 +279,9 @@ async def test_source_check_honours_forwarded_allow_ips(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     """Behind a trusted proxy (FORWARDED_ALLOW_IPS=127.0.0.1) the forwarded client address is
-    judged: one in Telegram's networks is stored, one outside gets 403 and is not."""
+    judged: one in Telegram's networks is stored, one outside gets 403 and is not. The 403
+    writes no audit row (a flood from anywhere must not grow the database), while a wrong
+    secret from Telegram's networks, refused after it, is audited with that address."""
     async with AsyncExitStack() as stack:
         relay = await _webhook_relay(stack, emulator, tmp_path, forwarded_allow_ips="127.0.0.1")
         bot = emulator.emulator.create_bot("proxied_bot")
@@ -296,11 +297,23 @@ async def test_source_check_honours_forwarded_allow_ips(
             relay, bot.id, secret, 902, **{"X-Forwarded-For": "203.0.113.9"}
         )
         stored = [u["update_id"] for u in await relay.updates(bot.id)]
-    assert (from_telegram, from_elsewhere, stored) == (200, 403, [901])
+        wrong_secret = await _push(
+            relay, bot.id, "not-the-secret", 903, **{"X-Forwarded-For": "91.108.6.13"}
+        )
 
+        async def rejections() -> list[tuple[int, str | None]]:
+            """Every workspace's intake.rejected rows (and those of none), from the table."""
+            log = tables.audit_log
+            async with relay.runtime.db.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(log.c.detail, log.c.remote_addr).where(log.c.action == "intake.rejected")
+                )
+                return [(orjson.loads(r.detail)["status"], r.remote_addr) for r in rows]
 
-def test_the_403_reason_is_fixed() -> None:
-    """The refusal's reason is one fixed text (metrics and logs group by it)."""
-    assert receiver.Rejection(403, "not from Telegram's networks").reason == (
-        "not from Telegram's networks"
-    )
+        async def audited() -> bool:  # tallies are flushed together, the 403's first if at all
+            return bool(await rejections())
+
+        await eventually(audited)
+        audited_rejections = await rejections()
+    assert (from_telegram, from_elsewhere, wrong_secret, stored) == (200, 403, 401, [901])
+    assert audited_rejections == [(401, "91.108.6.13")]
