@@ -219,6 +219,7 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     "endpoint": f"/ui/endpoints/{created.endpoint.id}",
                     "delivery": f"/ui/deliveries/{delivery.public_id}",
                     "audit": "/ui/audit",
+                    "api-keys": "/ui/api-keys",
                 },
             )
 
