@@ -116,3 +116,24 @@ def test_split_text(text: str, limit: int, expected: list[str]) -> None:
     parts = rules.split_text(text, limit)
     assert parts == expected
     assert all(len(part) <= limit for part in parts)
+
+
+@pytest.mark.parametrize(
+    ("message", "concerns"),
+    [
+        ({"text": "order #5 is ready"}, False),  # most messages: no typed parse
+        ({"photo": [], "caption": "/start abc"}, False),  # a command only counts as text
+        ({"text": "/start"}, True),
+        ({"text": "/start@alerts_bot AbC123"}, True),
+        ({"new_chat_members": []}, True),
+        ({"new_chat_member": {}}, True),
+        ({"new_chat_participant": {}}, True),
+        ({"left_chat_member": {}}, True),
+        ({"migrate_to_chat_id": -100}, True),
+        ({"migrate_from_chat_id": -1}, True),
+    ],
+)
+def test_only_service_messages_and_start_commands_concern_groups(
+    message: dict[str, object], concerns: bool
+) -> None:
+    assert rules.concerns_groups(message) is concerns

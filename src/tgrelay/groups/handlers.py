@@ -53,11 +53,17 @@ def update_handler(rt: Runtime) -> UpdateHandler:
     """The handler process_update runs for the groups domain."""
 
     async def handle(conn: AsyncConnection, processed: ProcessedUpdate) -> None:
-        update = processed.update
-        if processed.kind is UpdateKind.MY_CHAT_MEMBER and update.my_chat_member is not None:
-            await _membership_changed(rt, conn, processed.bot_id, update.my_chat_member)
-        elif processed.kind is UpdateKind.MESSAGE and update.message is not None:
-            await _message(rt, conn, processed.bot_id, update.message)
+        # The typed parse is costly: only the updates this domain acts on get it.
+        if processed.kind is UpdateKind.MY_CHAT_MEMBER:
+            change = processed.update.my_chat_member
+            if change is not None:
+                await _membership_changed(rt, conn, processed.bot_id, change)
+        elif processed.kind is UpdateKind.MESSAGE and rules.concerns_groups(
+            processed.raw["message"]
+        ):
+            message = processed.update.message
+            if message is not None:
+                await _message(rt, conn, processed.bot_id, message)
 
     return handle
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tgrelay.groups.models import OPEN_STATES, SessionState
 
@@ -28,6 +30,28 @@ class StartCommand:
 
     bot: str | None
     payload: str | None
+
+
+# A message's fields the groups domain acts on: the bot's membership and chat migrations.
+_SERVICE_FIELDS = frozenset(
+    {
+        "migrate_to_chat_id",
+        "migrate_from_chat_id",
+        "new_chat_members",
+        "new_chat_member",
+        "new_chat_participant",
+        "left_chat_member",
+    }
+)
+
+
+def concerns_groups(message: Mapping[str, Any]) -> bool:
+    """Whether a message (as Telegram sent it) may concern the groups domain: one of those
+    service fields, or a /start command. Only these need aiogram's typed parse."""
+    if not _SERVICE_FIELDS.isdisjoint(message):
+        return True
+    text = message.get("text")
+    return isinstance(text, str) and parse_start(text) is not None
 
 
 def parse_start(text: str | None) -> StartCommand | None:

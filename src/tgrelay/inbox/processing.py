@@ -1,7 +1,9 @@
-"""Processing stored updates: parse them with aiogram, record chats and senders, dispatch.
+"""Processing stored updates: check them, record chats and senders, dispatch.
 
 Updates are processed in batches (the updates queue's worker runs many process_update jobs
-per transaction): their rows are read and parsed first (`load`), then, in the transaction,
+per transaction): their rows are read and their essentials checked first (`load`;
+telegram/essentials.py; aiogram parses an update only when a domain asks for its typed
+view), then, in the transaction,
 one write of their chats and senders and each domain handler (groups → support → conversations, added by later issues) in a fixed order,
 given the whole batch in the order its updates must be handled. All of it runs inside the
 jobs' transaction, so the effects are written once, with the jobs' end.
@@ -24,25 +26,37 @@ from sqlalchemy.sql.dml import Insert
 from tgrelay.db import dialects, tables
 from tgrelay.db.engine import Database
 from tgrelay.queue.retry import PermanentFailure
+from tgrelay.telegram import essentials
+from tgrelay.telegram.essentials import ChatSeen, UserSeen
 from tgrelay.telegram.updates import UpdateKind, classify
 
 if TYPE_CHECKING:
-    from aiogram.types import Chat, Update, User
+    from aiogram.types import Update
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProcessedUpdate:
-    """An update as domain handlers see it: typed, classified, with its chat and sender."""
+    """An update as domain handlers see it: classified, with its chat and sender, its raw
+    JSON, and (parsed on first use) aiogram's typed view."""
 
     row_id: int  # updates.id
     bot_id: int
     update_id: int
     received_at: datetime  # when it was stored: the bot's holder then is its owner
     kind: UpdateKind
-    update: Update
     raw: dict[str, Any]  # the same update exactly as Telegram sent it
-    chat: Chat | None
-    sender: User | None
+    chat: ChatSeen | None
+    sender: UserSeen | None
+
+    @functools.cached_property
+    def update(self) -> Update:
+        """aiogram's typed view; PermanentFailure when aiogram cannot parse the update."""
+        from aiogram.types import Update  # loaded at start-up (telegram.client.load)
+
+        try:
+            return Update.model_validate(self.raw)
+        except ValidationError as exc:
+            raise _unprocessable(exc.error_count()) from None
 
 
 UpdateHandler = Callable[[AsyncConnection, ProcessedUpdate], Awaitable[None]]
@@ -61,38 +75,35 @@ def each(handler: UpdateHandler) -> UpdatesHandler:
 
 
 def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) -> ProcessedUpdate:
-    """Typed view of a raw update; an update aiogram cannot parse will never process."""
-    from aiogram.types import Chat, Update, User  # loaded at start-up (telegram.client.load)
-
-    try:
-        update = Update.model_validate_json(payload)
-    except ValidationError as exc:
-        raise PermanentFailure(f"not a valid Telegram Update: {exc.error_count()} errors") from None
+    """The update as handlers see it; one whose essentials are malformed will never process."""
     raw = orjson.loads(payload)
-    kind = classify(dict.fromkeys(update.model_fields_set, True))
-    event: Any = getattr(update, kind.value, None) if kind is not UpdateKind.UNKNOWN else None
-    chat = getattr(event, "chat", None)
-    if chat is None and kind is UpdateKind.CALLBACK_QUERY and event.message is not None:
-        chat = event.message.chat
-    sender = getattr(event, "from_user", None) or getattr(event, "user", None)
+    kind = classify(raw)
+    try:
+        chat, sender = essentials.chat_and_sender(raw, kind)
+    except essentials.Malformed as exc:
+        raise _unprocessable(exc.errors) from None
     return ProcessedUpdate(
         row_id=row_id,
         bot_id=bot_id,
-        update_id=update.update_id,
+        update_id=raw["update_id"],
         received_at=received_at,
         kind=kind,
-        update=update,
         raw=raw,
-        chat=chat if isinstance(chat, Chat) else None,
-        sender=sender if isinstance(sender, User) else None,
+        chat=chat,
+        sender=sender,
     )
 
 
-async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpdate]:
-    """Read and parse stored updates, in this order, outside any write transaction.
+def _unprocessable(errors: int) -> PermanentFailure:
+    return PermanentFailure(f"not a valid Telegram Update: {errors} errors")
 
-    Parsing is most of an update's processing; done here, it keeps SQLite's write lock free
-    (stored updates never change, so reading them ahead of the transaction is safe).
+
+async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpdate]:
+    """Read and check stored updates, in this order, outside any write transaction.
+
+    Reading and checking them is a large share of an update's processing; done here, it
+    keeps SQLite's write lock free (stored updates never change, so reading them ahead of
+    the transaction is safe).
     """
     async with db.engine.connect() as conn:
         rows = {
