@@ -72,8 +72,8 @@ FIRST_CHUNK = 16  # jobs in a batching worker's first transaction, before it has
 # The fewest jobs a batching worker's transaction takes (when that many are claimed). Batched
 # handlers write in bulk, so a transaction's time is mostly its fixed statements, stretched
 # by whatever else the event loop runs while each one waits for the database: shrinking
-# below this bought no shorter transactions, only more of them (with an endpoint subscribed,
-# one update each, and 110 updates/s instead of thousands).
+# below this bought no shorter transactions, only more of them (with an endpoint subscribed
+# they shrank to one update each: 107 updates/s, 425/s with this floor, the same hour).
 LEAST_CHUNK = 16
 T = TypeVar("T")
 # Waits until the event is set or the seconds pass; True when the event was set.
