@@ -13,7 +13,7 @@ backlog wants them in large ones. `IntakeShare` decides from the intake's arriva
   the longest an ack should wait for the write lock; once nothing has arrived for
   QUIET_AFTER_SECONDS, at QUIET_TRANSACTION_SECONDS: nobody then waits for the lock, and
   fewer, larger transactions work a backlog off faster (bench/process.py, with an endpoint
-  subscribed: 425 → 770 updates/s on one machine and hour).
+  subscribed: 425 → 665 updates/s on one machine, within the hour).
 """
 
 from __future__ import annotations
