@@ -14,6 +14,7 @@ import httpx
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from tgrelay import crypto
 from tgrelay.app import TgrelayApp
 from tgrelay.clock import Clock, utcnow
 from tgrelay.runtime import Runtime
@@ -103,3 +104,21 @@ async def eventually(
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def polling_relay(
+    emulator: RunningEmulator, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Tgrelay]:
+    """tgrelay in polling mode on a free port, its time `clock`'s."""
+    port = free_port()
+    settings = settings_for(emulator, tmp_path, webhook=False, port=port)
+    async with running_tgrelay(settings, port, clock=clock) as relay:
+        yield relay
+
+
+def key_id(plaintext: str) -> str:
+    """The public part of an API key (its id), as the API lists and revokes it by."""
+    parts = crypto.split_api_key(plaintext)
+    assert parts is not None, "not an API key"
+    return parts[0]

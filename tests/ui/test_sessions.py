@@ -12,7 +12,11 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from tests.e2e.harness import Tgrelay, free_port, running_tgrelay, settings_for
+from tests.e2e.harness import (
+    Tgrelay,
+    key_id,
+    polling_relay,
+)
 from tgrelay import security_headers
 from tgrelay.settings import Settings
 from tgrelay.testing.clock import Clock
@@ -22,12 +26,6 @@ from tgrelay.workspaces import keys
 from tgrelay.workspaces.models import KeyScope, Principal
 
 from .harness import browser, csrf_token, sign_in, table_rows
-
-
-def key_id(plaintext: str) -> str:
-    """The public part of a key ("tgr_" + 12 characters); its secret may hold "_" too."""
-    return "_".join(plaintext.split("_")[:2])
-
 
 START = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 HOUR = 3600.0
@@ -40,9 +38,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def relay(emulator: RunningEmulator, tmp_path: Path, clock: Clock) -> AsyncIterator[Tgrelay]:
-    port = free_port()
-    settings = settings_for(emulator, tmp_path, webhook=False, port=port)
-    async with running_tgrelay(settings, port, clock=clock) as relay:
+    async with polling_relay(emulator, tmp_path, clock) as relay:
         yield relay
 
 

@@ -10,18 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Tgrelay, free_port, running_tgrelay, settings_for
+from tests.e2e.harness import (
+    Tgrelay,
+    free_port,
+    key_id,
+    polling_relay,
+    settings_for,
+)
 from tgrelay.app import TgrelayApp
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.serving import serving
 from tgrelay.workspaces import service as workspaces
-
-
-def key_id(plaintext: str) -> str:
-    """The public part of a key ("tgr_" + 12 characters); its secret may hold "_" too."""
-    return "_".join(plaintext.split("_")[:2])
-
 
 START = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
@@ -33,9 +33,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def relay(emulator: RunningEmulator, tmp_path: Path, clock: Clock) -> AsyncIterator[Tgrelay]:
-    port = free_port()
-    settings = settings_for(emulator, tmp_path, webhook=False, port=port)
-    async with running_tgrelay(settings, port, clock=clock) as relay:
+    async with polling_relay(emulator, tmp_path, clock) as relay:
         yield relay
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from tgrelay import errors
+from tgrelay import errors, problems
 from tgrelay.runtime import Runtime
 from tgrelay.ui import pages
 from tgrelay.ui.session import SignedIn
@@ -57,12 +57,11 @@ async def revoke_key(request: Request, rt: pages.Rt, principal: SignedIn, key_id
     try:
         await keys.revoke(rt.db, principal, key_id, now=rt.clock())
     except (errors.NotFound, errors.Conflict) as exc:
-        status = 404 if isinstance(exc, errors.NotFound) else 409
         return await _page(
             request,
             rt,
             principal.workspace_id,
-            status_code=status,
+            status_code=problems.status_of(exc),
             error=f"Not revoked: {exc.message}",
         )
     return RedirectResponse(f"{PATH}?revoked={key_id}", status_code=303)
