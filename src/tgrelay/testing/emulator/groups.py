@@ -1,5 +1,5 @@
 """Group life as the control surface plays it: groups made, bots added and removed,
-basic groups upgraded to supergroups, users blocking bots, forum topics opened.
+basic groups upgraded to supergroups, users blocking bots.
 
 Each change queues what Telegram sends: `my_chat_member` for the bot concerned and the
 service message for every bot in the chat. Functions return those deliveries so the
@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from tgrelay.testing.emulator import errors, forum, membership, objects
+from tgrelay.testing.emulator import errors, membership, objects
 from tgrelay.testing.emulator.state import EmulatorState
 
 Delivery = tuple[int, dict[str, Any]]  # (bot id, the Update as queued)
@@ -99,7 +99,7 @@ def add_bot(
         if chat["type"] == "group":
             # Basic groups repeat the first new member in two legacy fields, first.
             content = {"new_chat_participant": bot_user, "new_chat_member": bot_user, **content}
-        deliveries += _announce(state, chat, sender=actor, content=content)
+        deliveries += announce(state, chat, sender=actor, content=content)
     return deliveries
 
 
@@ -120,7 +120,7 @@ def remove_bot(
     content: dict[str, Any] = {"left_chat_member": bot_user}
     if chat["type"] == "group":
         content = {"left_chat_participant": bot_user, **content}
-    deliveries += _announce(state, chat, sender=actor, content=content, audience=audience)
+    deliveries += announce(state, chat, sender=actor, content=content, audience=audience)
     return deliveries
 
 
@@ -153,7 +153,7 @@ def migrate(
         (chat, {"migrate_to_chat_id": new_chat["id"]}),
         (new_chat, {"migrate_from_chat_id": chat_id}),
     ):
-        deliveries += _announce(
+        deliveries += announce(
             state,
             where,
             sender=sender,
@@ -179,47 +179,7 @@ def set_blocked(state: EmulatorState, user_id: int, bot_id: int, *, blocked: boo
     return bot_id, state.change_status(bot_id, chat, actor=user, new=new)
 
 
-def create_topic(
-    state: EmulatorState,
-    bot_id: int,
-    chat_id: int | str,
-    *,
-    name: str,
-    icon_color: int | None = None,
-) -> tuple[forum.Topic, list[Delivery]]:
-    """createForumTopic: the bot, an admin of a forum, opens a topic; other bots get the
-    `forum_topic_created` message."""
-    chat = state.resolve_chat(bot_id, chat_id)
-    if not chat.get("is_forum"):
-        raise errors.bad_request("the chat is not a forum")
-    if state.roster.status(chat["id"], bot_id) not in {
-        membership.Status.ADMINISTRATOR,
-        membership.Status.CREATOR,
-    }:
-        raise errors.bad_request("not enough rights to create a topic")
-    if not name:
-        raise errors.bad_request("TOPIC_TITLE_EMPTY")
-    thread_id = state.chats.next_message_id(bot_id, chat)
-    topic = forum.Topic(
-        message_thread_id=thread_id,
-        name=name,
-        icon_color=icon_color if icon_color is not None else forum.default_icon_color(thread_id),
-    )
-    state.forums.add(chat["id"], topic)
-    others = [member for member in state.roster.members(chat["id"]) if member != bot_id]
-    deliveries = _announce(
-        state,
-        chat,
-        sender=state.bot(bot_id).user_json(),
-        content={"forum_topic_created": topic.created_json()},
-        message_thread_id=thread_id,
-        audience=others,
-        poster=bot_id,
-    )
-    return topic, deliveries
-
-
-def _announce(
+def announce(
     state: EmulatorState,
     chat: dict[str, Any],
     *,
