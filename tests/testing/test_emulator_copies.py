@@ -89,9 +89,7 @@ async def test_copy_media_keeps_or_replaces_the_caption(
     ]
 
 
-async def test_copy_refusals(
-    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord
-) -> None:
+async def test_copy_refusals(client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord) -> None:
     """A missing message is not found; a service message (the topic's opening) can't be copied."""
     forum = forum_with_topic(emulator, bot)
     emulator.send_message(bot.id, BOB, None, "hi")

@@ -37,7 +37,12 @@ async def test_edited_text_and_keyboard_show_in_the_chat(
     """editMessageText and editMessageReplyMarkup change the message the chat shows, dated."""
     emulator.send_message(bot.id, ALICE, None, "Hello")
     await call(
-        client, bot, "sendMessage", chat_id=ALICE["id"], text="Ticket #42 is open", reply_markup=CLOSE
+        client,
+        bot,
+        "sendMessage",
+        chat_id=ALICE["id"],
+        text="Ticket #42 is open",
+        reply_markup=CLOSE,
     )
     emulator.clock.advance(60)
     text = await call(
@@ -51,7 +56,12 @@ async def test_edited_text_and_keyboard_show_in_the_chat(
         reply_markup=CLOSE,
     )
     markup = await call(
-        client, bot, "editMessageReplyMarkup", chat_id=ALICE["id"], message_id=2, reply_markup=REOPEN
+        client,
+        bot,
+        "editMessageReplyMarkup",
+        chat_id=ALICE["id"],
+        message_id=2,
+        reply_markup=REOPEN,
     )
     expected = {
         "message_id": 2,
@@ -98,7 +108,13 @@ async def test_edit_refusals(client: httpx.AsyncClient, emulator: Emulator, bot:
     chat = ALICE["id"]
     answers = [
         await call(
-            client, bot, "editMessageText", chat_id=chat, message_id=2, text="Open", reply_markup=CLOSE
+            client,
+            bot,
+            "editMessageText",
+            chat_id=chat,
+            message_id=2,
+            text="Open",
+            reply_markup=CLOSE,
         ),
         await call(
             client, bot, "editMessageReplyMarkup", chat_id=chat, message_id=2, reply_markup=CLOSE

@@ -40,8 +40,7 @@ def test_a_users_photo_has_telegrams_sizes_and_ids(emulator: Emulator, bot: BotR
         (1000, 960),
     ]
     assert {
-        (size["file_id"][:4], len(size["file_id"]), len(size["file_unique_id"]))
-        for size in sizes
+        (size["file_id"][:4], len(size["file_id"]), len(size["file_unique_id"])) for size in sizes
     } == {("AgAC", 71, 16)}
     assert (message["caption"], message["caption_entities"], "text" in message) == (
         "/receipt here",
@@ -89,7 +88,10 @@ async def test_each_kind_goes_back_out_by_file_id(
             "result": {
                 "message_id": 2,
                 "from": bot.user_json(),
-                "chat": {**{k: ALICE[k] for k in ("id", "first_name", "username")}, "type": "private"},
+                "chat": {
+                    **{k: ALICE[k] for k in ("id", "first_name", "username")},
+                    "type": "private",
+                },
                 "date": NOW,
                 kind: received,
             },
@@ -101,12 +103,14 @@ async def test_send_photo_with_caption_keyboard_topic_and_reply(
     client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord
 ) -> None:
     """sendPhoto takes an HTML caption, an inline keyboard, a topic and a message to reply to."""
-    forum = emulator.create_chat("supergroup", "Support Desk", is_forum=True, chat_id=SUPPORT_DESK_ID)
+    forum = emulator.create_chat(
+        "supergroup", "Support Desk", is_forum=True, chat_id=SUPPORT_DESK_ID
+    )
     emulator.add_bot(forum["id"], bot.id, ALICE, status="administrator")  # message 1
     topic = emulator.create_forum_topic(bot.id, forum["id"], "#42 Billing")  # message 2
-    asked = emulator.send_media(
-        bot.id, BOB, {"id": forum["id"]}, "photo", message_thread_id=2
-    )["message"]  # message 3
+    asked = emulator.send_media(bot.id, BOB, {"id": forum["id"]}, "photo", message_thread_id=2)[
+        "message"
+    ]  # message 3
     keyboard = {"inline_keyboard": [[{"text": "Close", "callback_data": "ticket:42:close"}]]}
     status, body = await call(
         client,

@@ -110,7 +110,9 @@ def press(
     chat = state.chats.get(chat_id)
     if chat is None:
         raise errors.UnknownChat(chat_id)
-    message = state.chats.full_message(bot_id, chat, message_id)
+    # The query carries the message as it now is, without the message it replies to (as
+    # Telegram's callback queries show it, even in a forum topic).
+    message = state.chats.message(bot_id, chat, message_id)
     if message is None or message["from"]["id"] != bot_id:
         raise errors.InvalidPayload(f"bot {bot_id} has no message {message_id} in chat {chat_id}")
     if not has_button(message, data):

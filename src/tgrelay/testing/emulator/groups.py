@@ -68,7 +68,10 @@ def view(state: EmulatorState, chat_id: int) -> dict[str, Any]:
         for bot_id, status in state.roster.of_chat(chat_id).items()
     ]
     if shown.get("is_forum"):
-        shown["topics"] = [topic.to_json() for topic in state.forums.of_chat(chat_id)]
+        shown["topics"] = [
+            {**topic.to_json(), "is_closed": topic.is_closed}
+            for topic in state.forums.of_chat(chat_id)
+        ]
     new_id = state.chats.migrated_to(chat_id)
     if new_id is not None:
         shown["migrated_to_chat_id"] = new_id
