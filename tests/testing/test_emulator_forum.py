@@ -42,6 +42,7 @@ async def test_create_topic_then_talk_in_it(
     created = await call(
         client, bot, "createForumTopic", chat_id=forum["id"], name=TOPIC, icon_color=7322096
     )
+    topic: dict[str, Any] = created[1]["result"]
     opening = {
         "message_id": 3,
         "message_thread_id": 3,
@@ -94,7 +95,6 @@ async def test_create_topic_then_talk_in_it(
     assert written == expected_user
     assert emulator.pending_updates(other.id)[-1]["message"] == opening
     listed = await client.get(f"/_emulator/chats/{forum['id']}/messages")
-    topic: dict[str, Any] = created[1]["result"]
     assert (listed.json(), emulator.chat(forum["id"])["topics"]) == (
         [sent[1]["result"]],
         [{**topic, "is_closed": False}],
