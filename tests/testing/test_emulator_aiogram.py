@@ -282,8 +282,10 @@ async def test_aiogram_parses_the_outbox_methods(running: RunningEmulator) -> No
         "audio/ogg",
         "\N{THUMBS UP SIGN}",
     )
+    assert isinstance(edited, Message)
+    assert isinstance(emptied, Message)
     assert isinstance(copied, MessageId)
-    assert isinstance(edited, Message) and isinstance(emptied, Message)
+    assert copied.message_id == header.message_id - 1
     assert (edited.text, edited.reply_markup, emptied.reply_markup, topic_changes, answered) == (
         "Ticket #42 is closed",
         None,
