@@ -313,3 +313,39 @@ async def test_topic_creation_limit_answers_429_until_the_window_passes(
         refused("Too Many Requests: retry after 1", 429, retry_after=1),
         200,
     )
+
+
+async def test_an_admin_without_can_manage_topics_may_not_manage_them(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord
+) -> None:
+    """Promoted without can_manage_topics, the bot sees the right off and is refused topics."""
+    chat = emulator.create_chat("supergroup", "Desk", is_forum=True)
+    promoted = await client.post(
+        f"/_emulator/chats/{chat['id']}/members",
+        json={
+            "bot_id": bot.id,
+            "by": ALICE,
+            "status": "administrator",
+            "rights": {"can_manage_topics": False},
+        },
+    )
+    emulator.send_message(bot.id, BOB, {"id": chat["id"]}, "hi", message_thread_id=9)
+    answers = [
+        await call(client, bot, "createForumTopic", chat_id=chat["id"], name=TOPIC),
+        await call(client, bot, "closeForumTopic", chat_id=chat["id"], message_thread_id=9),
+    ]
+    emulator.add_bot(chat["id"], bot.id, ALICE, status="administrator")
+    granted = await call(client, bot, "closeForumTopic", chat_id=chat["id"], message_thread_id=9)
+    rights = promoted.json()[0]["my_chat_member"]["new_chat_member"]
+    assert (rights["status"], rights["can_manage_topics"], rights["can_pin_messages"]) == (
+        "administrator",
+        False,
+        True,
+    )
+    assert (answers, granted) == (
+        [
+            refused("Bad Request: not enough rights to create a topic"),
+            refused("Bad Request: not enough rights to manage topics"),
+        ],
+        ok(True),
+    )

@@ -42,8 +42,8 @@ to create a topic" / "not enough rights to manage topics" (the bot is no adminis
 creation limit (per chat, off unless set: `Emulator.set_topic_limit`, PUT
 /_emulator/topic-limit; counted on the emulator's clock). Deviations: webhooks may be
 plain HTTP on any port; only the HTML parse mode is parsed (Markdown text is kept as
-sent); user messages get `bot_command` entities only; bots have every administrator right
-or none; no uploads or URLs (only known file_ids); no inline_message_id edits; a bot's
+sent); user messages get `bot_command` entities only; an administrator bot has every
+right but those it was promoted without (`rights`; none as a member); no uploads or URLs (only known file_ids); no inline_message_id edits; a bot's
 edit sends no update to other bots.
 
 Groups: a bot that gets an update from a group counts as its member. Adding a bot sends
@@ -109,9 +109,11 @@ Control surface (same port, JSON in and out; errors are `{"error": "…"}` with 
                                                   "is_closed"] in a forum,
                                                   "migrated_to_chat_id" once upgraded
     POST   /_emulator/chats/{chat_id}/members     {"bot_id", "by": User, "status"?: "member"|
-                                                  "administrator"}: the user adds the bot (or
-                                                  promotes it) → the bot's new Updates
-                                                  [my_chat_member, new_chat_members message]
+                                                  "administrator", "rights"?: {"can_…":
+                                                  false}}: the user adds the bot (or promotes
+                                                  it, with every right but those false) → the
+                                                  bot's new Updates [my_chat_member,
+                                                  new_chat_members message]
     DELETE /_emulator/chats/{chat_id}/members/{bot_id}
                                                   {"by": User}?: the user kicks the bot, or
                                                   without "by" it leaves → the bot's Updates

@@ -119,6 +119,8 @@ class AddMember(_Body):
     bot_id: int
     by: dict[str, Any]
     status: Literal["member", "administrator"] = "member"
+    # An administrator's rights set to false (e.g. {"can_manage_topics": false}).
+    rights: dict[str, bool] | None = None
 
 
 class ActedBy(_Body):
@@ -357,7 +359,9 @@ def routes(emulator: Emulator) -> list[Route]:
     async def add_member(request: Request) -> Response:
         body = await _parse(request, AddMember)
         chat_id = _int_param(request, "chat_id")
-        return _json(emulator.add_bot(chat_id, body.bot_id, body.by, status=body.status))
+        return _json(
+            emulator.add_bot(chat_id, body.bot_id, body.by, status=body.status, rights=body.rights)
+        )
 
     async def remove_member(request: Request) -> Response:
         body = await _parse(request, ActedBy)

@@ -85,17 +85,26 @@ def add_bot(
     *,
     by: objects.User,
     status: membership.Status = membership.Status.MEMBER,
+    withheld: frozenset[str] = membership.NO_RIGHTS_WITHHELD,
 ) -> list[Delivery]:
-    """`by` adds the bot (or changes its status): `my_chat_member`, and when it joins, the
-    `new_chat_members` message for every bot in the group."""
+    """`by` adds the bot (or changes its status or an administrator's rights, less those
+    `withheld`): `my_chat_member`, and when it joins, the `new_chat_members` message for
+    every bot in the group."""
     chat = _group(state, chat_id)
     if status not in {membership.Status.MEMBER, membership.Status.ADMINISTRATOR}:
         raise errors.InvalidPayload("status must be member or administrator")
+    if withheld and status is not membership.Status.ADMINISTRATOR:
+        raise errors.InvalidPayload("only an administrator has rights")
+    if unknown := withheld - membership.RIGHT_NAMES:
+        raise errors.InvalidPayload(f"unknown rights: {', '.join(sorted(unknown))}")
+    withheld &= membership.ADMIN_RIGHTS  # withholding a right never granted changes nothing
     old = state.roster.status(chat_id, bot_id)
-    if old is status:
+    if old is status and state.roster.withheld(chat_id, bot_id) == withheld:
         raise errors.InvalidPayload(f"bot {bot_id} is already {status} in chat {chat_id}")
     actor = by.to_json()
-    deliveries = [(bot_id, state.change_status(bot_id, chat, actor=actor, new=status))]
+    deliveries = [
+        (bot_id, state.change_status(bot_id, chat, actor=actor, new=status, withheld=withheld))
+    ]
     if old is None or not old.is_in:
         bot_user = state.bot(bot_id).user_json()
         content: dict[str, Any] = {"new_chat_members": [bot_user]}
@@ -149,7 +158,8 @@ def migrate(
         ).to_json(),
     )
     for bot_id, status in staying.items():
-        state.roster.set(new_chat["id"], bot_id, status)
+        withheld = state.roster.withheld(chat_id, bot_id)
+        state.roster.set(new_chat["id"], bot_id, status, withheld=withheld)
     sender = by.to_json() if by is not None else ANONYMOUS_ADMIN
     deliveries = []
     for where, content in (

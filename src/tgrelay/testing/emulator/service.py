@@ -345,8 +345,11 @@ class Emulator:
         by: Mapping[str, Any],
         *,
         status: str = "member",
+        rights: Mapping[str, bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """A user adds the bot to a group as member or administrator (or promotes it).
+        """A user adds the bot to a group as member or administrator (or promotes it, or
+        changes its rights). An administrator has every right but those `rights` sets to
+        False (e.g. `{"can_manage_topics": False}`).
 
         Returns the bot's updates: `my_chat_member`, then the `new_chat_members` message.
         """
@@ -354,8 +357,14 @@ class Emulator:
             wanted = membership.Status(status)
         except ValueError:
             raise errors.InvalidPayload("status must be member or administrator") from None
+        withheld = frozenset(name for name, granted in (rights or {}).items() if not granted)
         deliveries = groups.add_bot(
-            self.state, chat_id, bot_id, by=objects.parse_user(by), status=wanted
+            self.state,
+            chat_id,
+            bot_id,
+            by=objects.parse_user(by),
+            status=wanted,
+            withheld=withheld,
         )
         return self._deliver(deliveries, bot_id)
 

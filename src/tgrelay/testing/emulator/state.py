@@ -379,9 +379,12 @@ class EmulatorState:
         *,
         actor: Mapping[str, Any],
         new: membership.Status,
+        withheld: frozenset[str] = membership.NO_RIGHTS_WITHHELD,
     ) -> dict[str, Any]:
-        """Set the bot's status in a chat and queue the `my_chat_member` saying so."""
-        old = self.roster.set(chat["id"], bot_id, new)
+        """Set the bot's status in a chat (an administrator's rights but those `withheld`)
+        and queue the `my_chat_member` saying so."""
+        old_withheld = self.roster.withheld(chat["id"], bot_id)
+        old = self.roster.set(chat["id"], bot_id, new, withheld=withheld)
         body = membership.chat_member_updated(
             chat=chat,
             actor=actor,
@@ -389,6 +392,8 @@ class EmulatorState:
             user=self.bot(bot_id).user_json(),
             old=old,
             new=new,
+            old_withheld=old_withheld,
+            new_withheld=self.roster.withheld(chat["id"], bot_id),
         )
         return self.enqueue(bot_id, {"my_chat_member": body})
 
@@ -440,11 +445,8 @@ class EmulatorState:
 
     def manages_topics(self, bot_id: int, chat: Mapping[str, Any]) -> bool:
         """Whether the bot may open, edit, close and reopen topics (and write in closed ones):
-        an administrator, and the emulator's administrators have every right."""
-        return self.roster.status(chat["id"], bot_id) in {
-            membership.Status.ADMINISTRATOR,
-            membership.Status.CREATOR,
-        }
+        an administrator with `can_manage_topics`."""
+        return self.roster.may(chat["id"], bot_id, "can_manage_topics")
 
     def sent_messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         """Messages bots sent to a chat through the Bot API, in send order."""
@@ -505,7 +507,8 @@ class EmulatorState:
         new = (update.get("my_chat_member") or {}).get("new_chat_member") or {}
         about_bot = isinstance(new, Mapping) and (new.get("user") or {}).get("id") == bot_id
         if about_bot and new.get("status") in set(membership.Status):
-            self.roster.set(chat_id, bot_id, membership.Status(new["status"]))
+            withheld = frozenset(name for name in membership.ADMIN_RIGHTS if new.get(name) is False)
+            self.roster.set(chat_id, bot_id, membership.Status(new["status"]), withheld=withheld)
         else:
             self.roster.admit(chat_id, bot_id)
 
