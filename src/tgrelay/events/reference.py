@@ -50,7 +50,8 @@ Every body is the same envelope:
 - **Versions.** A change to a type's `data` makes a new version of the type, listed under
   it below. Events go out in the latest version, unless the endpoint pinned an older one
   for the type (`"versions": {{"message.received": 1}}` when creating or updating it): then
-  it receives that version's shape, signed as sent.
+  it receives that version's shape, signed as sent. An event stored before tgrelay had
+  versions (a replay of one) has no `version`: read it as 1.
 """
 
 
