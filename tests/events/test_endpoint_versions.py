@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,8 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from pydantic import SecretStr
 
+from tests.databases import PostgresServer
 from tgrelay import problems
 from tgrelay.events import api as events_api
 from tgrelay.events import catalog, service
@@ -25,13 +29,24 @@ T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 HOOK = "http://127.0.0.1:9/hook"  # never called: no worker runs here
 
 
-@pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        _env_file=None, data_dir=tmp_path, webhooks_allow_private=True, log_level="WARNING"
-    )
-    async with open_runtime(settings, clock=Clock(start=T0)) as runtime:
-        yield runtime
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def rt(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+) -> AsyncIterator[Runtime]:
+    """A runtime on a fresh database of each kind: pins and rendered bodies are columns."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            url = await stack.enter_async_context(postgres.fresh_database())
+        settings = Settings(
+            _env_file=None,
+            data_dir=tmp_path,
+            database_url=url,
+            secret_keys=(SecretStr(Fernet.generate_key().decode()),),
+            webhooks_allow_private=True,
+            log_level="WARNING",
+        )
+        yield await stack.enter_async_context(open_runtime(settings, clock=Clock(start=T0)))
 
 
 @pytest.fixture
