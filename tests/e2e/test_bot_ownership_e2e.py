@@ -25,6 +25,7 @@ from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import service as workspaces
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+from .watched import until_sent, watch
 
 ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 TEAM_CHAT: dict[str, Any] = {"id": -100777, "type": "supergroup", "title": "Team"}
@@ -39,7 +40,12 @@ async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgre
     # One alert per group every 4 s: an alert queued right behind another waits, queued,
     # long enough for the bot to be disconnected under it.
     settings = settings_for(
-        emulator, tmp_path, webhook=True, port=port, send_limit_per_group=(1, 4.0)
+        emulator,
+        tmp_path,
+        webhook=True,
+        port=port,
+        send_limit_per_group=(1, 4.0),
+        webhooks_allow_private=True,  # tests.e2e.watched's endpoint is on loopback
     )
     async with running_tgrelay(settings, port) as relay:
         yield relay
@@ -164,8 +170,9 @@ async def test_disconnect_suspends_connections_and_reconnect_resumes_them(
 async def test_a_queued_alert_fails_when_the_bot_is_disconnected(
     relay: Tgrelay, emulator: RunningEmulator
 ) -> None:
-    """An alert still queued when its bot is disconnected fails with the suspension's reason
-    and never reaches the group."""
+    """An alert still queued when its bot is disconnected fails with the suspension's reason,
+    sends notification.failed saying so, and never reaches the group."""
+    watcher = await watch(relay, "notification.*")
     bot = emulator.emulator.create_bot("alerts_bot")
     await relay.connect_bot(bot.token)
     connection = await _connected_group(relay.api, emulator, bot)
@@ -182,6 +189,15 @@ async def test_a_queued_alert_fails_when_the_bot_is_disconnected(
     )
     texts = [m["text"] for m in emulator.emulator.sent_messages(connection["chat_id"])]
     assert "disk full" not in texts
+    [announced] = await until_sent(relay, watcher, "notification.failed")
+    assert announced["data"] == {
+        "notification_id": queued["id"],
+        "connection_id": connection["id"],
+        "idempotency_key": None,
+        "status": "failed",
+        "message_ids": [],
+        "error": "suspended: bot disconnected",
+    }
 
 
 async def test_connecting_a_bot_held_elsewhere_needs_take_over(

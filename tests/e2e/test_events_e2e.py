@@ -295,3 +295,108 @@ async def test_endpoint_urls_are_checked_and_workspaces_are_isolated(
     assert mine["secret"].startswith("whsec_")
     assert answers == [404] * 6
     assert listed == []
+
+
+@pytest.mark.parametrize("relay", ["polling"], indirect=True)  # the intake mode is not the point
+async def test_edits_and_button_presses_arrive_and_a_pinned_endpoint_gets_its_version(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """A message, its edit and a button press reach an unpinned endpoint as message.received,
+    message.edited and callback.received in their latest version (consumed_by included),
+    while an endpoint pinned to message.received version 1 gets that message without
+    consumed_by, as version 1, signed as sent."""
+    async with receiving() as pinned_receiver, receiving() as latest_receiver:
+        pinned = await _endpoint(
+            relay,
+            pinned_receiver.url,
+            event_types=["message.received"],
+            versions={"message.received": 1},
+        )
+        latest = await _endpoint(
+            relay, latest_receiver.url, event_types=["message.*", "callback.received"]
+        )
+        bot = emulator.emulator.create_bot("events_bot")
+        await relay.connect_bot(bot.token)
+        sent = emulator.emulator.send_message(bot.id, ANN, TEAM_CHAT, "the deploy is stuck")
+        message = sent["message"]
+        # Each chat's updates are handled in order, so these follow the message.
+        emulator.emulator.inject_update(
+            bot.id,
+            {"edited_message": {**message, "edit_date": message["date"] + 60, "text": "fixed"}},
+        )
+        bot_user = {"id": bot.id, "is_bot": True, "first_name": bot.first_name}
+        emulator.emulator.inject_update(
+            bot.id,
+            {
+                "callback_query": {
+                    "id": "4382bfdwdsb323b2d9",
+                    "from": ANN,
+                    "chat_instance": "-8123456789",
+                    "data": "ack:17",
+                    "message": {
+                        "message_id": 900,
+                        "from": bot_user,
+                        "chat": TEAM_CHAT,
+                        "date": message["date"],
+                        "text": "incident 17",
+                    },
+                }
+            },
+        )
+        [old] = await pinned_receiver.receiver.wait_for(1)
+        received = await latest_receiver.receiver.wait_for(3)
+
+    old_body = _verified(pinned["secret"], old)
+    by_type = {body["type"]: body for body in (_verified(latest["secret"], d) for d in received)}
+    new_body = by_type["message.received"]
+    assert old_body == {
+        **new_body,
+        "version": 1,
+        "data": {key: value for key, value in new_body["data"].items() if key != "consumed_by"},
+    }
+    assert "consumed_by" in new_body["data"]  # which handler consumed it is the dispatch's to say
+    assert [by_type[name]["version"] for name in sorted(by_type)] == [2, 2, 2]
+    assert (new_body["data"]["message_id"], new_body["data"]["text"]) == (
+        message["message_id"],
+        "the deploy is stuck",
+    )
+    # The lifted essentials name every documented field, null when Telegram left it out.
+    chat_ref = {**TEAM_CHAT, "username": None}
+    ann_ref = {**ANN, "last_name": None, "language_code": None}
+    edited = by_type["message.edited"]["data"]
+    assert (edited["bot_id"], edited["message_id"], edited["chat"], edited["text"]) == (
+        bot.id,
+        message["message_id"],
+        chat_ref,
+        "fixed",
+    )
+    assert edited["message"]["edit_date"] == message["date"] + 60
+    pressed = by_type["callback.received"]["data"]
+    assert {key: value for key, value in pressed.items() if key != "consumed_by"} == {
+        "bot_id": bot.id,
+        "update_id": pressed["update_id"],
+        "callback_query_id": "4382bfdwdsb323b2d9",
+        "from": ann_ref,
+        "data": "ack:17",
+        "chat": chat_ref,
+        "message_id": 900,
+        "callback_query": {
+            "id": "4382bfdwdsb323b2d9",
+            "from": ANN,
+            "chat_instance": "-8123456789",
+            "data": "ack:17",
+            "message": {
+                "message_id": 900,
+                "from": bot_user,
+                "chat": TEAM_CHAT,
+                "date": message["date"],
+                "text": "incident 17",
+            },
+        },
+    }
+    shown = (await relay.api.get(f"/v1/endpoints/{pinned['id']}")).json()
+    assert (pinned["versions"], shown["versions"], latest["versions"]) == (
+        {"message.received": 1},
+        {"message.received": 1},
+        {},
+    )

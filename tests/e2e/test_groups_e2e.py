@@ -20,6 +20,7 @@ from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import service as workspaces
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+from .watched import until_sent, watch
 
 ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
 BOB: dict[str, Any] = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
@@ -39,7 +40,8 @@ async def relay(
 
 def _overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
     marker = request.node.get_closest_marker("relay_settings")
-    return dict(marker.kwargs) if marker else {}
+    # tests.e2e.watched's endpoint is on loopback
+    return {"webhooks_allow_private": True, **(marker.kwargs if marker else {})}
 
 
 async def _bot(relay: Tgrelay, emulator: RunningEmulator) -> BotRecord:
@@ -121,7 +123,9 @@ async def test_same_user_links_a_group_in_two_phases(
     relay: Tgrelay, emulator: RunningEmulator
 ) -> None:
     """/start with the token verifies Ann, the bot answers with an add-to-group button, and
-    Ann adding the bot to a group connects it and posts a confirmation there."""
+    Ann adding the bot to a group connects it, posts a confirmation there and sends
+    group.connected."""
+    watcher = await watch(relay, "group.*")
     bot = await _bot(relay, emulator)
     session = await _session(relay, bot.id)
     assert session["state"] == "waiting_private"
@@ -156,6 +160,19 @@ async def test_same_user_links_a_group_in_two_phases(
     listed = (await relay.api.get("/v1/connections")).json()
     assert [c["id"] for c in listed] == [connection["id"]]
     assert "group.connected" in await _audit_actions(relay)
+    [announced] = await until_sent(relay, watcher, "group.connected")
+    assert announced["data"] == {
+        "connection_id": connection["id"],
+        "bot_id": bot.id,
+        "chat_id": chat["id"],
+        "chat_type": "supergroup",
+        "title": "Ops alerts",
+        "is_forum": False,
+        "topic": None,
+        "message_thread_id": None,
+        "connected_by_user_id": ANN["id"],
+        "session_id": session["id"],
+    }
 
 
 async def test_addition_by_another_user_is_ignored_and_audited(
@@ -335,7 +352,8 @@ async def test_idempotency_key_sends_once_and_long_texts_are_split(
     relay: Tgrelay, emulator: RunningEmulator
 ) -> None:
     """The same idempotency key returns the first alert; a text over 4096 characters is split
-    on line boundaries into several messages."""
+    on line boundaries into several messages; notification.sent lists them."""
+    watcher = await watch(relay, "notification.*")
     bot = await _bot(relay, emulator)
     chat, connection = await _connected_group(relay, emulator, bot)
     long_text = "\n".join(f"line {i:05d} " + "x" * 90 for i in range(60))  # about 6,000 chars
@@ -350,6 +368,15 @@ async def test_idempotency_key_sends_once_and_long_texts_are_split(
     texts = (await _texts(emulator, chat["id"]))[1:]  # after the connection's confirmation
     assert "\n".join(texts) == long_text
     assert all(len(text) <= 4096 for text in texts)
+    [announced] = await until_sent(relay, watcher, "notification.sent")
+    assert announced["data"] == {
+        "notification_id": first.json()["id"],
+        "connection_id": connection["id"],
+        "idempotency_key": "deploy-42",
+        "status": "sent",
+        "message_ids": settled["message_ids"],
+        "error": None,
+    }
 
 
 # Telegram's limits scaled to keep the test short, with spacings (250 ms per chat) long enough

@@ -161,7 +161,8 @@ def test_markdown_tables_take_descriptions_from_the_field_comments() -> None:
 
 
 def test_json_catalog_lists_each_type_with_its_schema_and_example() -> None:
-    """`--json` gives every type with its description, reserved flag, schema and example."""
+    """`--json` gives every type with its description, reserved flag, versions (each with
+    its change and schema), schema and example."""
     result = CliRunner().invoke(app, ["events", "catalog", "--json"])
     listed = json.loads(result.stdout)
     assert (result.exit_code, listed) == (
@@ -171,6 +172,15 @@ def test_json_catalog_lists_each_type_with_its_schema_and_example() -> None:
                 "type": spec.type.value,
                 "description": spec.description,
                 "reserved": spec.reserved,
+                "version": spec.version,
+                "versions": [
+                    {
+                        "version": version.number,
+                        "change": version.change,
+                        "schema": catalog.envelope_schema(spec.type, version.number),
+                    }
+                    for version in spec.versions
+                ],
                 "schema": catalog.envelope_schema(spec.type),
                 "example": catalog.example_body(spec),
             }
@@ -183,3 +193,99 @@ def test_markdown_and_json_together_are_refused() -> None:
     """Asking for both formats is a usage error, not a guess."""
     result = CliRunner().invoke(app, ["events", "catalog", "--markdown", "--json"])
     assert (result.exit_code, result.stdout) == (2, "")
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def test_the_versions_of_each_type() -> None:
+    """message.*, callback.received are at version 2 (consumed_by); every other type at 1."""
+    assert {spec.type.value: [v.number for v in spec.versions] for spec in catalog.CATALOG} == {
+        spec.type.value: (
+            [1, 2]
+            if spec.type.value in {"message.received", "message.edited", "callback.received"}
+            else [1]
+        )
+        for spec in catalog.CATALOG
+    }
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_versions_are_numbered_and_each_newer_one_can_be_taken_down(
+    spec: catalog.EventSpec,
+) -> None:
+    """Versions count 1, 2, …; every one but the first has a downgrade, the first none."""
+    assert [(v.number, v.downgrade is None) for v in spec.versions] == [
+        (number, number == 1) for number in range(1, len(spec.versions) + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "version", "data", "expected"),
+    [
+        (  # the field version 2 added is dropped, whatever its value
+            "message.received",
+            1,
+            {"bot_id": 1, "text": "hi", "consumed_by": "groups"},
+            {"bot_id": 1, "text": "hi"},
+        ),
+        ("message.edited", 1, {"text": "hi", "consumed_by": None}, {"text": "hi"}),
+        ("callback.received", 1, {"data": "ack", "consumed_by": "support"}, {"data": "ack"}),
+        (  # the latest version is the body as emitted
+            "message.received",
+            2,
+            {"text": "hi", "consumed_by": "groups"},
+            {"text": "hi", "consumed_by": "groups"},
+        ),
+        ("group.connected", 1, {"chat_id": -100}, {"chat_id": -100}),
+    ],
+)
+def test_render_takes_data_down_to_the_pinned_version(
+    event_type: str, version: int, data: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    """An emitted body rendered at a version gets that version's number and data shape;
+    the rest of the envelope is kept, in its order."""
+    body = {"id": "evt_1", "type": event_type, "version": 2, "timestamp": "t", "data": data}
+    rendered = catalog.render(body, version)
+    assert (list(rendered), rendered["version"], rendered["data"]) == (
+        ["id", "type", "version", "timestamp", "data"],
+        version,
+        expected,
+    )
+    assert body["data"] == data  # pure: the emitted body is left as it was
+
+
+@pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
+def test_each_version_of_the_example_validates_against_its_model(
+    spec: catalog.EventSpec,
+) -> None:
+    """The example rendered in each version is accepted by that version's model as it is,
+    and meets that version's schema (its version a const)."""
+    for version in spec.versions:
+        body = catalog.example_body(spec, version.number)
+        schema = catalog.envelope_schema(spec.type, version.number)
+        data_schema = schema["properties"]["data"]
+        validated = version.data.model_validate(body["data"])
+        assert (
+            validated.model_dump(mode="json", by_alias=True, exclude_unset=True),
+            schema["properties"]["version"],
+            body["version"],
+            sorted(set(body["data"]) - set(data_schema["properties"])),
+        ) == (body["data"], {"const": version.number}, version.number, [])
+
+
+@pytest.mark.parametrize(
+    ("event_type", "version", "problem"),
+    [
+        ("message.received", 1, None),
+        ("message.received", 2, None),
+        ("ticket.created", 1, None),  # reserved types have a version too
+        ("message.received", 3, "message.received has no version 3 (its versions: 1, 2)"),
+        ("bot.connected", 2, "bot.connected has no version 2 (its versions: 1)"),
+        ("message.*", 1, "unknown event type 'message.*' (pin a type, not a family)"),
+        ("message.deleted", 1, "unknown event type 'message.deleted' (pin a type, not a family)"),
+    ],
+)
+def test_version_problem(event_type: str, version: int, problem: str | None) -> None:
+    """Only a catalog type and one of its versions can be pinned; the reason says which."""
+    assert catalog.version_problem(event_type, version) == problem

@@ -174,7 +174,7 @@ async def test_add_form_shows_why_an_endpoint_was_refused(relay: Tgrelay) -> Non
 async def test_endpoint_buttons_rotate_switch_and_replay(
     relay: Tgrelay, telegram: Telegram
 ) -> None:
-    """Adding and rotating show a working secret on an uncached page; Disable and Enable switch the endpoint; Replay is refused while disabled, then sends the delivered event again and says how many."""
+    """Adding and rotating show a working secret on an uncached page; Disable and Enable switch the endpoint; Replay is refused while disabled, then sends the delivered event again and says how many; the page shows the versions the endpoint pinned."""
     rt = relay.runtime
     async with receiving() as receiver, browser(relay, relay.api_key) as client:
         added = await client.post(
@@ -199,6 +199,9 @@ async def test_endpoint_buttons_rotate_switch_and_replay(
         await eventually(delivered)
         path = f"/ui/endpoints/{endpoint.id}"
         rotated = await client.post(f"{path}/rotate-secret")
+        unpinned = await client.get(path)
+        principal = await workspaces.authenticate(rt.db, relay.api_key)
+        await events.update_endpoint(rt, principal, endpoint.id, versions={"bot.connected": 1})
         disabled = await client.post(f"{path}/disable", follow_redirects=True)
         while_disabled = await client.post(f"{path}/replay", data={"since": "2020-01-01T00:00"})
         enabled = await client.post(f"{path}/enable", follow_redirects=True)
@@ -230,6 +233,8 @@ async def test_endpoint_buttons_rotate_switch_and_replay(
         'id="endpoint-status"><span class="badge good" data-status="enabled">enabled</span></dd>'
         in enabled.text
     )
+    assert '<dd id="endpoint-versions">the latest of each type</dd>' in unpinned.text
+    assert '<dd id="endpoint-versions">bot.connected v1</dd>' in enabled.text
     assert (replayed.url.path, replayed.url.params["replayed"]) == (path, "1")
     assert flash(replayed.text) == ["Replay: 1 delivery queued again"]
 

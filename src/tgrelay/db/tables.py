@@ -339,6 +339,8 @@ endpoints = Table(
     Column("url", Text, nullable=False),
     Column("description", String(500)),
     Column("event_types", Text),  # JSON list of subscribed types; null = every type
+    # JSON {type: version}: the schema versions pinned; null = the latest of every type.
+    Column("event_versions", Text),
     Column("status", String(16), nullable=False),  # enabled | disabled
     Column("disabled_reason", Text),
     Column("secret_ciphertext", Text, nullable=False),  # Fernet token of the whsec_ secret
@@ -379,6 +381,9 @@ deliveries = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("delivered_at", Timestamp),
+    # The body this endpoint receives when it pinned an older version of the type (rendered
+    # at emit, so every attempt sends the same bytes); null: the event's own body.
+    Column("body", Text),
     UniqueConstraint("event_id", "endpoint_id"),
     Index("ix_deliveries_endpoint_id_status_id", "endpoint_id", "status", "id"),
 )

@@ -20,12 +20,25 @@ CurrentPrincipal = workspaces_api.CurrentPrincipal
 AdminPrincipal = workspaces_api.AdminPrincipal
 
 EventTypes = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
+# {"message.received": 1}: the schema version an endpoint receives of each type it names.
+Versions = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=1, le=1000)]],
+    Field(max_length=64),
+]
+
+
+class EventVersionView(BaseModel):
+    version: int
+    change: str  # what this version changed
+    schema_: dict[str, Any] = Field(alias="schema")  # JSON schema of the whole body
 
 
 class EventTypeView(BaseModel):
     type: str
     description: str
     reserved: bool  # documented and subscribable, not emitted yet
+    version: int  # the latest version, the one emitted to endpoints that pinned none
+    versions: list[EventVersionView]  # oldest first
     schema_: dict[str, Any] = Field(alias="schema")  # JSON schema of the whole body
     example: dict[str, Any]  # a whole body
 
@@ -42,6 +55,8 @@ class EndpointRequest(BaseModel):
     # Catalog types or families ("group.*"); omitted: every type.
     event_types: EventTypes | None = None
     description: str | None = Field(default=None, max_length=500)
+    # Types pinned to an older schema version; omitted: the latest of every type.
+    versions: Versions | None = None
 
 
 class EndpointPatch(BaseModel):
@@ -50,6 +65,7 @@ class EndpointPatch(BaseModel):
     url: str | None = Field(default=None, min_length=1, max_length=2048)
     event_types: EventTypes | None = None  # null: every type
     description: str | None = Field(default=None, max_length=500)
+    versions: Versions | None = None  # replaces every pin; null or {}: the latest of each
 
 
 class EndpointView(BaseModel):
@@ -57,6 +73,7 @@ class EndpointView(BaseModel):
     url: str
     description: str | None
     event_types: list[str] | None  # null: every type
+    versions: dict[str, int]  # pinned schema versions; other types come in their latest
     status: EndpointStatus
     disabled_reason: str | None
     breaker: str  # closed | open | half_open
@@ -73,6 +90,7 @@ class EndpointView(BaseModel):
             url=endpoint.url,
             description=endpoint.description,
             event_types=None if endpoint.event_types is None else list(endpoint.event_types),
+            versions=dict(endpoint.versions),
             status=endpoint.status,
             disabled_reason=endpoint.disabled_reason,
             breaker=endpoint.breaker.state.value,
@@ -164,7 +182,12 @@ async def create_endpoint(
 ) -> EndpointWithSecretView:
     """The URL is checked (scheme, and where it resolves); the secret is shown only here."""
     created = await service.create_endpoint(
-        rt, principal, url=body.url, event_types=body.event_types, description=body.description
+        rt,
+        principal,
+        url=body.url,
+        event_types=body.event_types,
+        description=body.description,
+        versions=body.versions,
     )
     return EndpointWithSecretView(
         **EndpointView.of(created.endpoint).model_dump(), secret=created.secret
@@ -196,6 +219,8 @@ async def update_endpoint(
         changes["event_types"] = body.event_types
     if "description" in given:
         changes["description"] = body.description
+    if "versions" in given:
+        changes["versions"] = body.versions
     return EndpointView.of(await service.update_endpoint(rt, principal, endpoint_id, **changes))
 
 

@@ -1,13 +1,16 @@
 """The event catalog: every event type tgrelay emits, its payload schema and an example.
 
-An event's body is an envelope, `{"id", "type", "timestamp", "workspace_id", "data"}`, whose
-`data` follows the type's model below. `docs/events.md` is generated from this module
-(`tgrelay events catalog --markdown`), and `GET /v1/event-types` serves it.
+An event's body is an envelope, `{"id", "type", "version", "timestamp", "workspace_id",
+"data"}`, whose `data` follows the model of the type's `version` below. Each type lists its
+versions, oldest first; events are emitted in the latest, and an endpoint that pinned an
+older one gets the body `render`ed down to it. `docs/events.md` is generated from this
+module (`tgrelay events catalog --markdown`), and `GET /v1/event-types` serves it.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,8 +61,9 @@ class UserRef(_Data):
     language_code: str | None = None
 
 
-class MessageData(_Data):
-    """message.received and message.edited: the Telegram Message, with its essentials lifted."""
+class MessageDataV1(_Data):
+    """message.received and message.edited, version 1: the Telegram Message, its essentials
+    lifted."""
 
     bot_id: int
     update_id: int
@@ -72,8 +76,14 @@ class MessageData(_Data):
     message: dict[str, Any]  # the Message object exactly as Telegram sent it
 
 
-class CallbackData(_Data):
-    """callback.received: an inline keyboard button press."""
+class MessageData(MessageDataV1):
+    """message.received and message.edited: the Telegram Message, with its essentials lifted."""
+
+    consumed_by: str | None = None  # the tgrelay handler that consumed the update; null: none
+
+
+class CallbackDataV1(_Data):
+    """callback.received, version 1: an inline keyboard button press."""
 
     bot_id: int
     update_id: int
@@ -83,6 +93,12 @@ class CallbackData(_Data):
     chat: ChatRef | None = None  # the chat of the message carrying the button
     message_id: int | None = None
     callback_query: dict[str, Any]  # the CallbackQuery object exactly as Telegram sent it
+
+
+class CallbackData(CallbackDataV1):
+    """callback.received: an inline keyboard button press."""
+
+    consumed_by: str | None = None  # the tgrelay handler that consumed the update; null: none
 
 
 class ChatThrottledData(_Data):
@@ -181,15 +197,61 @@ class TicketData(_Data):
 
 
 DataModel = type[_Data]
+# Pure: one version's `data` (JSON) as the version before it.
+Downgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaVersion:
+    """One version of a type's `data`: its model, what changed, how to render the one before."""
+
+    number: int
+    data: DataModel
+    change: str  # what this version changed, for the docs
+    downgrade: Downgrade | None = None  # to version number - 1; None for version 1
 
 
 @dataclass(frozen=True, kw_only=True)
 class EventSpec:
     type: EventType
     description: str
-    data: DataModel
-    example: dict[str, Any]  # an example `data`, validated against the model by the tests
+    versions: tuple[SchemaVersion, ...]  # oldest first, numbered 1, 2, …; emitted in the last
+    example: dict[str, Any]  # an example `data` of the latest version, validated by the tests
     reserved: bool = False  # documented and subscribable, not emitted yet
+
+    @property
+    def data(self) -> DataModel:
+        """The model of the latest version, the one events are emitted in."""
+        return self.versions[-1].data
+
+    @property
+    def version(self) -> int:
+        return self.versions[-1].number
+
+
+def first_version(model: DataModel) -> tuple[SchemaVersion, ...]:
+    """The versions of a type that never changed."""
+    return (SchemaVersion(number=1, data=model, change="The first version."),)
+
+
+def without_consumed_by(data: dict[str, Any]) -> dict[str, Any]:
+    """message.* and callback.received, version 2 → 1: version 1 had no consumed_by."""
+    return {key: value for key, value in data.items() if key != "consumed_by"}
+
+
+CONSUMED_BY_CHANGE = "Adds consumed_by: which tgrelay handler consumed the update."
+MESSAGE_VERSIONS = (
+    *first_version(MessageDataV1),
+    SchemaVersion(
+        number=2, data=MessageData, change=CONSUMED_BY_CHANGE, downgrade=without_consumed_by
+    ),
+)
+CALLBACK_VERSIONS = (
+    *first_version(CallbackDataV1),
+    SchemaVersion(
+        number=2, data=CallbackData, change=CONSUMED_BY_CHANGE, downgrade=without_consumed_by
+    ),
+)
 
 
 _USER = {"id": 777000123, "is_bot": False, "first_name": "Ada", "username": "ada"}
@@ -206,7 +268,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.MESSAGE_RECEIVED,
         description="A user sent a message to a bot, in a private chat or a group.",
-        data=MessageData,
+        versions=MESSAGE_VERSIONS,
         example={
             "bot_id": 123456789,
             "update_id": 100200300,
@@ -216,12 +278,13 @@ CATALOG: tuple[EventSpec, ...] = (
             "date": "2026-11-21T12:10:00Z",
             "text": "the deploy is stuck",
             "message": _MESSAGE,
+            "consumed_by": None,
         },
     ),
     EventSpec(
         type=EventType.MESSAGE_EDITED,
         description="A user edited a message the bot had received.",
-        data=MessageData,
+        versions=MESSAGE_VERSIONS,
         example={
             "bot_id": 123456789,
             "update_id": 100200301,
@@ -231,12 +294,13 @@ CATALOG: tuple[EventSpec, ...] = (
             "date": "2026-11-21T12:10:00Z",
             "text": "the deploy is stuck again",
             "message": {**_MESSAGE, "edit_date": 1795263060, "text": "the deploy is stuck again"},
+            "consumed_by": None,
         },
     ),
     EventSpec(
         type=EventType.CALLBACK_RECEIVED,
         description="A user pressed an inline keyboard button of a bot's message.",
-        data=CallbackData,
+        versions=CALLBACK_VERSIONS,
         example={
             "bot_id": 123456789,
             "update_id": 100200302,
@@ -251,6 +315,7 @@ CATALOG: tuple[EventSpec, ...] = (
                 "chat_instance": "-8123456789",
                 "data": "ack:incident-17",
             },
+            "consumed_by": None,
         },
     ),
     EventSpec(
@@ -260,7 +325,7 @@ CATALOG: tuple[EventSpec, ...] = (
             "the window's updates are stored, marked throttled and not handled. Once per "
             "window and chat."
         ),
-        data=ChatThrottledData,
+        versions=first_version(ChatThrottledData),
         example={
             "bot_id": 123456789,
             "chat_id": -1001234567890,
@@ -273,7 +338,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.BOT_CONNECTED,
         description="A bot was connected by its token (getMe verified it).",
-        data=BotData,
+        versions=first_version(BotData),
         example={
             "bot_id": 123456789,
             "username": "acme_bot",
@@ -287,7 +352,7 @@ CATALOG: tuple[EventSpec, ...] = (
             "A bot's health changed: token_revoked, webhook_conflict or healthy again; or"
             " disconnected because another workspace took it over."
         ),
-        data=BotStatusData,
+        versions=first_version(BotStatusData),
         example={
             "bot_id": 123456789,
             "username": "acme_bot",
@@ -300,7 +365,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.BOT_DISCONNECTED,
         description="The workspace disconnected a bot; its webhook was deleted.",
-        data=BotData,
+        versions=first_version(BotData),
         example={
             "bot_id": 123456789,
             "username": "acme_bot",
@@ -315,7 +380,7 @@ CATALOG: tuple[EventSpec, ...] = (
             " within a minute, so its webhook secret was rotated (setWebhook with the next"
             " generation); the previous secret is accepted until previous_secret_valid_until."
         ),
-        data=BotSecretRotatedData,
+        versions=first_version(BotSecretRotatedData),
         example={
             "bot_id": 123456789,
             "username": "acme_bot",
@@ -329,7 +394,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.GROUP_CONNECTED,
         description="A connect session linked a Telegram group (optionally a forum topic).",
-        data=GroupData,
+        versions=first_version(GroupData),
         example={
             "connection_id": "conn_5kq2v7",
             "bot_id": 123456789,
@@ -347,7 +412,7 @@ CATALOG: tuple[EventSpec, ...] = (
             "A group connection changed: the bot was removed, the group migrated, or the"
             " connection was suspended (bot disconnected) or made active again."
         ),
-        data=GroupStatusData,
+        versions=first_version(GroupStatusData),
         example={
             "connection_id": "conn_5kq2v7",
             "bot_id": 123456789,
@@ -360,7 +425,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.NOTIFICATION_SENT,
         description="Every part of an alert reached its group.",
-        data=NotificationData,
+        versions=first_version(NotificationData),
         example={
             "notification_id": "ntf_3h4j5k",
             "connection_id": "conn_5kq2v7",
@@ -372,7 +437,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.NOTIFICATION_FAILED,
         description="An alert will not be sent; error says why.",
-        data=NotificationData,
+        versions=first_version(NotificationData),
         example={
             "notification_id": "ntf_3h4j5k",
             "connection_id": "conn_5kq2v7",
@@ -385,7 +450,7 @@ CATALOG: tuple[EventSpec, ...] = (
     EventSpec(
         type=EventType.ENDPOINT_DISABLED,
         description="An endpoint was disabled: it answered 410, or failed for days.",
-        data=EndpointDisabledData,
+        versions=first_version(EndpointDisabledData),
         example={
             "endpoint_id": "ep_7m8n9p",
             "url": "https://example.com/webhooks/tgrelay",
@@ -396,7 +461,7 @@ CATALOG: tuple[EventSpec, ...] = (
         EventSpec(
             type=event_type,
             description="Reserved for the support desk.",
-            data=TicketData,
+            versions=first_version(TicketData),
             example={"ticket_id": "tkt_1a2b3c"},
             reserved=True,
         )
@@ -416,15 +481,18 @@ class Envelope(BaseModel):
 
     id: str  # "evt_…", also the webhook-id header
     type: EventType
+    version: int  # the version of the type's schema that `data` follows
     timestamp: datetime  # when the event happened
     workspace_id: str
     data: dict[str, Any]
 
 
-def envelope_schema(event_type: EventType) -> dict[str, Any]:
-    """The JSON schema of one type's whole body, its `data` per the catalog's model."""
+def envelope_schema(event_type: EventType, version: int | None = None) -> dict[str, Any]:
+    """The JSON schema of one type's whole body in `version` (None: the latest), its `data`
+    per that version's model."""
+    spec = SPECS[event_type]
     schema = Envelope.model_json_schema()
-    data = SPECS[event_type].data.model_json_schema(by_alias=True)
+    data = schema_version(spec, version or spec.version).data.model_json_schema(by_alias=True)
     # The data's `$ref`s say "#/$defs/…", from the document's root: its $defs move there
     # (replacing EventType's, which the `const` below no longer uses).
     schema.pop("$defs", None)
@@ -432,8 +500,43 @@ def envelope_schema(event_type: EventType) -> dict[str, Any]:
         schema["$defs"] = data.pop("$defs")
     schema["title"] = event_type.value
     schema["properties"]["type"] = {"const": event_type.value}
+    schema["properties"]["version"] = {"const": version or spec.version}
     schema["properties"]["data"] = data
     return schema
+
+
+def schema_version(spec: EventSpec, number: int) -> SchemaVersion:
+    """The type's version `number`; KeyError when it has none such."""
+    for version in spec.versions:
+        if version.number == number:
+            return version
+    raise KeyError(f"{spec.type.value} has no version {number}")
+
+
+def version_problem(event_type: str, version: int) -> str | None:
+    """Why an endpoint cannot pin `event_type` to `version`, or None when it can."""
+    try:
+        spec = SPECS[EventType(event_type)]
+    except ValueError:
+        return f"unknown event type {event_type!r} (pin a type, not a family)"
+    numbers = [v.number for v in spec.versions]
+    if version not in numbers:
+        listed = ", ".join(str(n) for n in numbers)
+        return f"{event_type} has no version {version} (its versions: {listed})"
+    return None
+
+
+def render(body: dict[str, Any], version: int) -> dict[str, Any]:
+    """An emitted body (its type's latest version) as `version` of its type: `data` taken
+    down one version at a time by each newer version's downgrade. Pure."""
+    spec = SPECS[EventType(body["type"])]
+    data = body["data"]
+    for newer in reversed(spec.versions):
+        if newer.number <= version:
+            break
+        assert newer.downgrade is not None  # only version 1 has none, and 1 <= version
+        data = newer.downgrade(data)
+    return {**body, "version": version, "data": data}
 
 
 def matches(subscribed: tuple[str, ...] | None, event_type: str) -> bool:
@@ -452,12 +555,15 @@ def is_known_filter(pattern: str) -> bool:
     return pattern in SPECS
 
 
-def example_body(spec: EventSpec) -> dict[str, Any]:
-    """A whole example body of the type, as an endpoint would receive it."""
-    return {
+def example_body(spec: EventSpec, version: int | None = None) -> dict[str, Any]:
+    """A whole example body of the type in `version` (None: the latest), as an endpoint
+    would receive it."""
+    body = {
         "id": "evt_0f1e2d3c4b5a69788796a5b4",
         "type": spec.type.value,
+        "version": spec.version,
         "timestamp": "2026-11-21T12:10:00.123456Z",
         "workspace_id": "ws_8h2k4m6n8p0r2t4v",
         "data": spec.example,
     }
+    return body if version is None else render(body, version)

@@ -31,6 +31,8 @@ class Endpoint:
     url: str
     description: str | None
     event_types: tuple[str, ...] | None  # None: every event type
+    # The schema version pinned per type; every other type comes in its latest version.
+    versions: dict[str, int]
     status: EndpointStatus
     disabled_reason: str | None
     breaker: breaker.Breaker

@@ -35,6 +35,7 @@ Every body is the same envelope:
 |---|---|---|
 | `id` | string | the event's id, `evt_…`; also the `webhook-id` header |
 | `type` | string | one of the types below |
+| `version` | integer | the version of the type's schema that `data` follows |
 | `timestamp` | string (date-time) | when it happened, RFC 3339 in UTC |
 | `workspace_id` | string | the workspace it belongs to, `ws_…` |
 | `data` | object | the type's own fields, below |
@@ -46,11 +47,26 @@ Every body is the same envelope:
 - **`ticket.*` is reserved** for the support desk: those types can be subscribed to now and
   are not emitted yet.
 - Fields may be added to `data` over time; ignore the ones you do not know.
+- **Versions.** A change to a type's `data` makes a new version of the type, listed under
+  it below. Events go out in the latest version, unless the endpoint pinned an older one
+  for the type (`"versions": {{"message.received": 1}}` when creating or updating it): then
+  it receives that version's shape, signed as sent. An event stored before tgrelay had
+  versions (a replay of one) has no `version`: read it as 1.
 """
 
 
 def _field_comments(model: type[Any]) -> dict[str, str]:
-    """Each field's trailing `# comment` in the model's source: the catalog's descriptions."""
+    """Each field's trailing `# comment` in the source of the model and of the models it
+    extends (a newer version adds to the one before): the catalog's descriptions."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if cls.__module__ == model.__module__:  # not pydantic's BaseModel, nor object
+            found |= _own_field_comments(cls)
+    return found
+
+
+def _own_field_comments(model: type[Any]) -> dict[str, str]:
+    """The trailing comments of the fields one class body declares."""
     try:
         source = textwrap.dedent(inspect.getsource(model))
     except (OSError, TypeError):  # no source (a frozen build): the table goes without
@@ -111,7 +127,9 @@ def catalog_markdown() -> str:
         shared |= set(schema.get("$defs", {}))
         reserved = ["*Reserved: subscribable now, not emitted yet.*", ""] if spec.reserved else []
         lines += [f"## `{spec.type.value}`", "", spec.description, "", *reserved]
-        lines += [*_fields_table(spec.data, schema), "", "Example body:", "", "```json"]
+        lines += ["Versions (events go out in the latest unless an endpoint pinned one):", ""]
+        lines += [f"{version.number}. {version.change}" for version in spec.versions]
+        lines += ["", *_fields_table(spec.data, schema), "", "Example body:", "", "```json"]
         lines += [json.dumps(catalog.example_body(spec), indent=2, ensure_ascii=False), "```", ""]
     lines += ["## Shared objects", ""]
     for name in sorted(shared):
@@ -132,6 +150,15 @@ def catalog_json() -> list[dict[str, Any]]:
             "type": spec.type.value,
             "description": spec.description,
             "reserved": spec.reserved,
+            "version": spec.version,
+            "versions": [
+                {
+                    "version": version.number,
+                    "change": version.change,
+                    "schema": catalog.envelope_schema(spec.type, version.number),
+                }
+                for version in spec.versions
+            ],
             "schema": catalog.envelope_schema(spec.type),
             "example": catalog.example_body(spec),
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,9 +90,11 @@ async def emit_many(
     for event in events:
         event_id = f"evt_{secrets.token_hex(12)}"
         event_type = event.event_type.value
+        latest = catalog.SPECS[event.event_type].version
         body = {
             "id": event_id,
             "type": event_type,
+            "version": latest,
             "timestamp": timestamp,
             "workspace_id": workspace_id,
             "data": event.data.model_dump(mode="json", by_alias=True),
@@ -101,7 +103,12 @@ async def emit_many(
             store.NewEventRow(id=event_id, type=event_type, body=orjson.dumps(body).decode())
         )
         wanted += [
-            store.NewDelivery(event_id=event_id, event_type=event_type, endpoint_id=endpoint.id)
+            store.NewDelivery(
+                event_id=event_id,
+                event_type=event_type,
+                endpoint_id=endpoint.id,
+                body=_pinned_body(body, endpoint.versions.get(event_type, latest), latest),
+            )
             for endpoint in subscribers
             if catalog.matches(endpoint.event_types, event_type)
         ]
@@ -111,6 +118,11 @@ async def emit_many(
     )
     await enqueue_attempts(conn, rt, delivery_ids, run_at=now)
     return [row.id for row in rows]
+
+
+def _pinned_body(body: dict[str, Any], pinned: int, latest: int) -> str | None:
+    """The body an endpoint pinned to an older version receives; None for the latest."""
+    return None if pinned == latest else orjson.dumps(catalog.render(body, pinned)).decode()
 
 
 async def enqueue_attempts(
@@ -171,6 +183,21 @@ def _checked_types(event_types: Sequence[str] | None) -> list[str] | None:
     return list(event_types)
 
 
+def _checked_versions(versions: Mapping[str, int] | None) -> dict[str, int]:
+    """Pins of exact catalog types to versions they have; None or {}: the latest of each."""
+    pins = dict(versions or {})
+    problems = [
+        problem
+        for event_type, version in sorted(pins.items())
+        if (problem := catalog.version_problem(event_type, version)) is not None
+    ]
+    if problems:
+        raise errors.InvalidInput(
+            f"versions: {'; '.join(problems)} (GET /v1/event-types lists them)"
+        )
+    return pins
+
+
 async def create_endpoint(
     rt: Runtime,
     principal: Principal,
@@ -178,9 +205,11 @@ async def create_endpoint(
     url: str,
     event_types: Sequence[str] | None,
     description: str | None,
+    versions: Mapping[str, int] | None = None,
 ) -> EndpointWithSecret:
     url = await _checked_url(rt, url)
     types = _checked_types(event_types)
+    pins = _checked_versions(versions)
     now = rt.clock()
     endpoint_id = f"ep_{secrets.token_hex(8)}"
     secret = signing.generate_secret()
@@ -193,6 +222,7 @@ async def create_endpoint(
                 "url": url,
                 "description": description,
                 "event_types": store.types_value(types),
+                "event_versions": store.versions_value(pins),
                 "status": EndpointStatus.ENABLED.value,
                 "secret_ciphertext": rt.cipher.encrypt(secret),
                 **store.breaker_values(breaker.Breaker()),
@@ -229,14 +259,21 @@ async def update_endpoint(
     event_types: Sequence[str] | None = _UNSET,
     description: str | None = _UNSET,
     enabled: bool | None = None,
+    versions: Mapping[str, int] | None = _UNSET,
 ) -> Endpoint:
-    """Change what was given; enabling closes the breaker and forgets the failures."""
+    """Change what was given; enabling closes the breaker and forgets the failures.
+
+    `versions` replaces every pin (None or {}: the latest of each type); deliveries already
+    made keep the version they were rendered in, replays included.
+    """
     now = rt.clock()
     values: dict[str, Any] = {}
     if url is not None:
         values["url"] = await _checked_url(rt, url)
     if event_types is not _UNSET:
         values["event_types"] = store.types_value(_checked_types(event_types))
+    if versions is not _UNSET:
+        values["event_versions"] = store.versions_value(_checked_versions(versions))
     if description is not _UNSET:
         values["description"] = description
     async with rt.db.transaction() as conn:

@@ -33,7 +33,7 @@ MAX_ERROR_LENGTH = 2000
 class NewEventRow:
     id: str
     type: str
-    body: str  # the JSON every attempt sends, byte for byte
+    body: str  # the JSON every attempt sends, byte for byte (unless a pinned version's)
 
 
 async def insert_events(
@@ -67,15 +67,23 @@ _INSERT_EVENT = insert(events)
 class Subscriber:
     id: str
     event_types: tuple[str, ...] | None
+    versions: dict[str, int]  # pinned schema versions by type
 
 
 async def subscribers(conn: AsyncConnection, workspace_id: str) -> list[Subscriber]:
     """The workspace's enabled endpoints with what each subscribed to."""
     rows = await conn.execute(_SUBSCRIBERS, {"subscriber_workspace": workspace_id})
-    return [Subscriber(id=row.id, event_types=_types_of(row.event_types)) for row in rows]
+    return [
+        Subscriber(
+            id=row.id,
+            event_types=_types_of(row.event_types),
+            versions=versions_of(row.event_versions),
+        )
+        for row in rows
+    ]
 
 
-_SUBSCRIBERS = select(endpoints.c.id, endpoints.c.event_types).where(
+_SUBSCRIBERS = select(endpoints.c.id, endpoints.c.event_types, endpoints.c.event_versions).where(
     endpoints.c.workspace_id == bindparam("subscriber_workspace"),
     endpoints.c.status == EndpointStatus.ENABLED.value,
     endpoints.c.deleted_at.is_(None),
@@ -214,6 +222,7 @@ def _endpoint_from(columns: Mapping[str, Any]) -> Endpoint:
         url=columns["url"],
         description=columns["description"],
         event_types=_types_of(columns["event_types"]),
+        versions=versions_of(columns["event_versions"]),
         status=EndpointStatus(columns["status"]),
         disabled_reason=columns["disabled_reason"],
         breaker=breaker.Breaker(
@@ -238,6 +247,15 @@ def types_value(event_types: Sequence[str] | None) -> str | None:
     return None if event_types is None else orjson.dumps(sorted(set(event_types))).decode()
 
 
+def versions_of(stored: str | None) -> dict[str, int]:
+    return {} if stored is None else dict(orjson.loads(stored))
+
+
+def versions_value(versions: Mapping[str, int]) -> str | None:
+    """The event_versions column pinning these versions (null when none is pinned)."""
+    return orjson.dumps(dict(sorted(versions.items()))).decode() if versions else None
+
+
 # --- deliveries ------------------------------------------------------------------------
 
 
@@ -246,6 +264,7 @@ class NewDelivery:
     event_id: str
     event_type: str
     endpoint_id: str
+    body: str | None = None  # the body rendered in a pinned older version; None: the event's
 
 
 async def insert_deliveries(
@@ -266,6 +285,7 @@ async def insert_deliveries(
             "next_attempt_at": now,
             "created_at": now,
             "updated_at": now,
+            "body": delivery.body,
         }
         for delivery in wanted
     ]
@@ -390,7 +410,7 @@ class Target:
     """What one attempt needs: the delivery, its event's body, its endpoint and secrets."""
 
     delivery: Delivery
-    body: str
+    body: str  # what the endpoint receives: the event's body, or its pinned version's
     endpoint: Endpoint
     endpoint_deleted: bool
     secrets: SecretCiphertexts  # read with the rest: no second round trip per attempt
@@ -409,7 +429,7 @@ async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[in
         delivery = _delivery_from(delivery_columns)
         found[delivery.id] = Target(
             delivery=delivery,
-            body=mapping[events.c.body],
+            body=mapping[deliveries.c.body] or mapping[events.c.body],
             endpoint=_endpoint_from(endpoint_columns),
             endpoint_deleted=endpoint_columns["deleted_at"] is not None,
             secrets=_secrets_from(endpoint_columns),

@@ -1,0 +1,57 @@
+"""Every event type tgrelay emits names the test that fails when its emission is removed.
+
+Each test below was proven by deleting the emission and watching it fail (issue 18). This
+file keeps the list whole: a new emitted type without a guarding test fails here, and so
+does a guard that was renamed or deleted. Reserved types (ticket.*) are exempt until their
+domain emits them and takes `reserved` off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tgrelay.events import catalog
+
+ROOT = Path(__file__).parents[2]
+
+# type → the test (file::function) that fails without the type's emission
+GUARDS = {
+    "message.received": "tests/e2e/test_events_e2e.py::test_message_reaches_the_endpoint_signed_once",
+    "message.edited": "tests/e2e/test_events_e2e.py::"
+    "test_edits_and_button_presses_arrive_and_a_pinned_endpoint_gets_its_version",
+    "callback.received": "tests/e2e/test_events_e2e.py::"
+    "test_edits_and_button_presses_arrive_and_a_pinned_endpoint_gets_its_version",
+    "chat.throttled": "tests/e2e/test_inbound_abuse_e2e.py::"
+    "test_a_chat_over_its_limit_is_stored_acknowledged_throttled_and_announced_once_per_window",
+    "bot.connected": "tests/bots/test_bot_events.py::test_a_connect_is_announced_as_bot_connected",
+    "bot.status_changed": "tests/bots/test_bot_events.py::"
+    "test_a_health_change_is_announced_as_bot_status_changed",
+    "bot.disconnected": "tests/bots/test_bot_events.py::"
+    "test_a_disconnect_is_announced_as_bot_disconnected",
+    "bot.secret_rotated": "tests/e2e/test_forged_e2e.py::"
+    "test_a_forged_flood_rotates_the_secret_and_genuine_pushes_go_on",
+    "group.connected": "tests/e2e/test_groups_e2e.py::test_same_user_links_a_group_in_two_phases",
+    "group.status_changed": "tests/e2e/test_bot_ownership_e2e.py::"
+    "test_disconnect_suspends_connections_and_reconnect_resumes_them",
+    "notification.sent": "tests/e2e/test_groups_e2e.py::"
+    "test_idempotency_key_sends_once_and_long_texts_are_split",
+    "notification.failed": "tests/e2e/test_bot_ownership_e2e.py::"
+    "test_a_queued_alert_fails_when_the_bot_is_disconnected",
+    "endpoint.disabled": "tests/e2e/test_events_e2e.py::test_gone_disables_the_endpoint_and_says_so",
+}
+
+
+def test_every_emitted_type_has_a_guard() -> None:
+    """The guarded types are exactly the catalog's emitted (not reserved) ones."""
+    emitted = sorted(spec.type.value for spec in catalog.CATALOG if not spec.reserved)
+    assert sorted(GUARDS) == emitted
+
+
+@pytest.mark.parametrize("event_type", sorted(GUARDS))
+def test_each_guard_exists_and_names_its_type(event_type: str) -> None:
+    """The named test is defined in its file, and its file mentions the type it guards."""
+    path, name = GUARDS[event_type].split("::")
+    source = (ROOT / path).read_text()
+    assert (f"def {name}(" in source, event_type in source) == (True, True)
