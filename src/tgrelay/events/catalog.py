@@ -70,6 +70,9 @@ class MessageData(_Data):
     message_thread_id: int | None = None
     text: str | None = None  # the text, or a media message's caption
     message: dict[str, Any]  # the Message object exactly as Telegram sent it
+    # The tgrelay handler that acted on the update and kept it for itself ("groups": a
+    # connect link's /start); null when none did, so the message is the app's to answer.
+    consumed_by: str | None
 
 
 class CallbackData(_Data):
@@ -83,6 +86,8 @@ class CallbackData(_Data):
     chat: ChatRef | None = None  # the chat of the message carrying the button
     message_id: int | None = None
     callback_query: dict[str, Any]  # the CallbackQuery object exactly as Telegram sent it
+    # The tgrelay handler that acted on the press and kept it for itself; null when none did.
+    consumed_by: str | None
 
 
 class ChatThrottledData(_Data):
@@ -216,6 +221,7 @@ CATALOG: tuple[EventSpec, ...] = (
             "date": "2026-11-21T12:10:00Z",
             "text": "the deploy is stuck",
             "message": _MESSAGE,
+            "consumed_by": None,
         },
     ),
     EventSpec(
@@ -231,6 +237,7 @@ CATALOG: tuple[EventSpec, ...] = (
             "date": "2026-11-21T12:10:00Z",
             "text": "the deploy is stuck again",
             "message": {**_MESSAGE, "edit_date": 1795263060, "text": "the deploy is stuck again"},
+            "consumed_by": None,
         },
     ),
     EventSpec(
@@ -251,6 +258,7 @@ CATALOG: tuple[EventSpec, ...] = (
                 "chat_instance": "-8123456789",
                 "data": "ack:incident-17",
             },
+            "consumed_by": None,
         },
     ),
     EventSpec(
