@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
 from tgrelay.inbox import dispatch, processing, screening
-from tgrelay.inbox.models import Handler, Inbound, ProcessedUpdate
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE, Handler, Inbound, ProcessedUpdate
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.queue.worker import Registry

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from aiogram.types import Update
 
 
+# The job kind that processes one stored update (its subject is the update's row).
+PROCESS_UPDATE = "process_update"
+
+
 class UpdateSource(StrEnum):
     WEBHOOK = "webhook"  # pushed by Telegram to /telegram/{bot_id}
     POLLING = "polling"  # fetched by our getUpdates poller
