@@ -243,11 +243,12 @@ async def _group_start(
 async def _bot_added(
     rt: Runtime, conn: AsyncConnection, bot_id: int, chat: Chat, *, actor: User, at: datetime
 ) -> bool:
-    """Connect the group to the session waiting for it, if any; True when it did (an addition
-    no session accepts is only audited, and left to the handlers after this one)."""
+    """Connect the group to the session waiting for it, if any; True when it did, or had (a
+    later copy of the same addition). One no session accepts is only audited, and left to
+    the handlers after this one."""
     now = rt.clock()
     if await _already_connected(conn, bot_id, chat.id):
-        return False
+        return True
     waiting = [
         session
         for session in await store.sessions_waiting_for_group(conn, bot_id)
