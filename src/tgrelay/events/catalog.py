@@ -70,9 +70,8 @@ class MessageData(_Data):
     message_thread_id: int | None = None
     text: str | None = None  # the text, or a media message's caption
     message: dict[str, Any]  # the Message object exactly as Telegram sent it
-    # The tgrelay handler that acted on the update and kept it for itself ("groups": a
-    # connect link's /start); null when none did, so the message is the app's to answer.
-    consumed_by: str | None
+    # A connect link's /start is the groups handler's: the app should not answer it too.
+    consumed_by: str | None  # the tgrelay handler that kept the update ("groups"); null: none
 
 
 class CallbackData(_Data):
@@ -86,8 +85,7 @@ class CallbackData(_Data):
     chat: ChatRef | None = None  # the chat of the message carrying the button
     message_id: int | None = None
     callback_query: dict[str, Any]  # the CallbackQuery object exactly as Telegram sent it
-    # The tgrelay handler that acted on the press and kept it for itself; null when none did.
-    consumed_by: str | None
+    consumed_by: str | None  # the tgrelay handler that kept the press; null: none did
 
 
 class ChatThrottledData(_Data):
