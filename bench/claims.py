@@ -43,7 +43,7 @@ from sqlalchemy import insert, text
 from servers import recreate_postgres_database
 from tgrelay.db import migrate, tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.queue import store
 from tgrelay.queue.models import JobState, NewJob
 from tgrelay.settings import async_database_url

@@ -165,6 +165,7 @@ def message(n: int, now: datetime) -> catalog.MessageData:
         date=now,
         text=text,
         message=raw,
+        consumed_by=None,
     )
 
 

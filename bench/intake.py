@@ -37,7 +37,7 @@ from servers import (
     wait_http,
 )
 from tgrelay.db import tables
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.settings import async_database_url
 
 HERE = Path(__file__).parent

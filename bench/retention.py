@@ -30,7 +30,7 @@ from sqlalchemy import insert
 
 from tgrelay.db import migrate, tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.retention import policy, prune
 
 HERE = Path(__file__).parent

@@ -21,13 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tgrelay import apidocs, audit_api, problems, security_headers
+from tgrelay import apidocs, audit_api, problems, security_headers, wiring
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
-from tgrelay.events import handlers as events_handlers
 from tgrelay.events import service as events_service
 from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
@@ -35,7 +34,7 @@ from tgrelay.groups import delivery as groups_delivery
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
-from tgrelay.inbox import processing as inbox_processing
+from tgrelay.inbox import models as inbox_models
 from tgrelay.inbox import rejections as intake_rejections
 from tgrelay.inbox.poller import PollerSupervisor
 from tgrelay.inbox.receiver import WebhookReceiver
@@ -67,17 +66,14 @@ UPDATES_BATCH_SIZE = 100
 def updates_registry(rt: Runtime) -> Registry:
     """The updates queue: process_update, run in batches by a worker of its own."""
     registry = Registry()
-    # Domain handlers of updates, in the order they run: groups → support → conversations
-    # (DESIGN.md), then the events they announce; later issues add theirs here.
-    inbox_jobs.register(
-        registry,
-        rt,
-        handlers=[
-            inbox_processing.each(groups_handlers.update_handler(rt)),
-            events_handlers.updates_handler(rt),
-        ],
-    )
+    inbox_jobs.register(registry, rt, handlers=update_handlers(rt))
     return registry
+
+
+def update_handlers(rt: Runtime) -> list[inbox_models.Handler]:
+    """The domain handlers of updates, in the order dispatch runs them: groups →
+    conversations → support (DESIGN.md); later issues add theirs here."""
+    return [groups_handlers.handler(rt)]
 
 
 def job_registry(rt: Runtime) -> Registry:
@@ -340,6 +336,7 @@ class TgrelayApp:
     @asynccontextmanager
     async def _lifespan(self, api: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(self.settings, clock=self.clock) as rt:
+            wiring.install(rt)
             _warn_about_settings(rt)
             async with background(
                 rt, run_worker=self.run_worker, run_pollers=self.run_pollers
@@ -386,7 +383,10 @@ async def run_worker_process(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings) as rt, background(rt, run_worker=True, run_pollers=True):
+    async with (
+        open_runtime(settings) as rt,
+        background(wiring.install(rt), run_worker=True, run_pollers=True),
+    ):
         log.info("worker.started", database=rt.db.dialect)
         await stop.wait()
     log.info("worker.stopped")

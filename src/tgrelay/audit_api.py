@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from tgrelay import audit
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces.api import CurrentPrincipal
+from tgrelay.workspaces.service import CurrentPrincipal
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

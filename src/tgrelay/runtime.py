@@ -16,6 +16,7 @@ from tgrelay.clock import Clock, utcnow
 from tgrelay.crypto import TokenCipher
 from tgrelay.db import migrate
 from tgrelay.db.engine import Database
+from tgrelay.hooks import Hooks
 from tgrelay.observability import Metrics
 from tgrelay.settings import Settings, with_secret_keys
 from tgrelay.telegram import ratelimit
@@ -35,6 +36,8 @@ class Runtime:
     # Called with a queue's name after jobs of it are enqueued, so that this process's worker
     # of that queue wakes at once (no-op where none runs).
     notify_queue: Callable[[str], None] = field(default=lambda queue: None)
+    # Listeners a lower domain calls to tell a higher one (tgrelay.wiring adds them).
+    hooks: Hooks = field(default_factory=Hooks)
 
 
 @asynccontextmanager

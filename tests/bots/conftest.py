@@ -10,6 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from tgrelay import wiring
 from tgrelay.crypto import TokenCipher
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
@@ -77,14 +78,16 @@ async def make_bench(
             }
         )
         metrics = Metrics()
-        rt = Runtime(
-            settings=settings,
-            db=database,
-            cipher=cipher,
-            telegram=TelegramClients(settings.telegram_api_url, metrics),
-            metrics=metrics,
-            rate_limiter=ratelimit.InProcessRateLimiter(send_limits(settings)),
-            clock=clock,
+        rt = wiring.install(
+            Runtime(
+                settings=settings,
+                db=database,
+                cipher=cipher,
+                telegram=TelegramClients(settings.telegram_api_url, metrics),
+                metrics=metrics,
+                rate_limiter=ratelimit.InProcessRateLimiter(send_limits(settings)),
+                clock=clock,
+            )
         )
         bench = Bench(rt=rt, clock=clock, telegram=telegram, control=control)
         opened.append(bench)

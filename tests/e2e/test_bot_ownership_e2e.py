@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 
 from tgrelay.app import UPDATES_BATCH_SIZE, updates_registry
 from tgrelay.db import tables
-from tgrelay.inbox.writer import PROCESS_UPDATE, UPDATES_QUEUE
+from tgrelay.inbox.models import PROCESS_UPDATE
+from tgrelay.inbox.writer import UPDATES_QUEUE
 from tgrelay.queue import pacing
 from tgrelay.queue.models import JobState
 from tgrelay.queue.worker import Worker

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_f
 from .watched import until_sent, watch
 
 ANN: dict[str, Any] = {"id": 5001, "is_bot": False, "first_name": "Ann", "username": "ann"}
-BOB: dict[str, Any] = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 
 
 @pytest.fixture(params=["webhook", "polling"])
@@ -173,94 +171,6 @@ async def test_same_user_links_a_group_in_two_phases(
         "connected_by_user_id": ANN["id"],
         "session_id": session["id"],
     }
-
-
-async def test_addition_by_another_user_is_ignored_and_audited(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """Bob adding the bot while Ann's session waits connects nothing and leaves an audit row."""
-    bot = await _bot(relay, emulator)
-    session = await _session(relay, bot.id)
-    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
-    await _until_state(relay, session["id"], "waiting_group")
-    chat = emulator.emulator.create_chat("supergroup", "Bob's group")
-    emulator.emulator.add_bot(chat["id"], bot.id, by=BOB)
-
-    async def audited() -> bool:
-        return "group.addition_ignored" in await _audit_actions(relay)
-
-    await eventually(audited)
-    assert (await _session_state(relay, session["id"]))["state"] == "waiting_group"
-    assert (await relay.api.get("/v1/connections")).json() == []
-
-
-async def test_reused_and_replaced_tokens_are_refused_with_a_reply(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """A spent token and the token of a replaced session get a reply and change nothing."""
-    bot = await _bot(relay, emulator)
-    first = await _session(relay, bot.id)
-    second = await _session(relay, bot.id)
-    assert (await _session_state(relay, first["id"]))["state"] == "cancelled"
-
-    emulator.emulator.send_message(bot.id, BOB, None, f"/start {first['token']}")
-    assert await _until_texts(emulator, BOB["id"], 1) == [handlers.UNKNOWN_LINK_REPLY]
-
-    emulator.emulator.send_message(bot.id, ANN, None, f"/start {second['token']}")
-    await _until_state(relay, second["id"], "waiting_group")
-    emulator.emulator.send_message(bot.id, BOB, None, f"/start {second['token']}")
-    replies = await _until_texts(emulator, BOB["id"], 2)
-    assert replies == [handlers.UNKNOWN_LINK_REPLY, handlers.UNKNOWN_LINK_REPLY]
-    after = await _session_state(relay, second["id"])
-    assert after["user"]["id"] == ANN["id"]
-
-
-@pytest.mark.relay_settings(connect_session_ttl_seconds=0.5)
-async def test_expired_token_is_refused_with_a_reply(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """A token used after its expiry gets the expiry reply and the session reads expired."""
-    bot = await _bot(relay, emulator)
-    session = await _session(relay, bot.id)
-    await asyncio.sleep(0.6)
-    assert (await _session_state(relay, session["id"]))["state"] == "expired"
-    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
-    assert await _until_texts(emulator, ANN["id"], 1) == [handlers.EXPIRED_LINK_REPLY]
-    assert (await _session_state(relay, session["id"]))["user"] is None
-
-
-async def test_addition_before_phase_two_began_is_ignored(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """A my_chat_member dated before the session's phase 2 started connects nothing."""
-    bot = await _bot(relay, emulator)
-    session = await _session(relay, bot.id)
-    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
-    verified = await _until_state(relay, session["id"], "waiting_group")
-    started = datetime.fromisoformat(verified["group_started_at"])
-    chat = emulator.emulator.create_chat("supergroup", "Old group")
-    emulator.emulator.inject_update(
-        bot.id,
-        {
-            "my_chat_member": {
-                "chat": chat,
-                "from": ANN,
-                "date": int((started - timedelta(minutes=5)).timestamp()),
-                "old_chat_member": {"status": "left", "user": _bot_user(bot)},
-                "new_chat_member": {"status": "member", "user": _bot_user(bot)},
-            }
-        },
-    )
-
-    async def audited() -> bool:
-        return "group.addition_ignored" in await _audit_actions(relay)
-
-    await eventually(audited)
-    assert (await _session_state(relay, session["id"]))["state"] == "waiting_group"
-
-
-def _bot_user(bot: BotRecord) -> dict[str, Any]:
-    return {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
 
 
 async def test_other_workspace_sees_nothing(relay: Tgrelay, emulator: RunningEmulator) -> None:
@@ -512,46 +422,3 @@ async def test_forum_topic_is_created_and_alerts_go_there(
         for m in emulator.emulator.sent_messages(forum["id"])
     ]
     assert posted == [(handlers.CONNECTED_REPLY, thread_id), ("disk almost full", thread_id)]
-
-
-async def test_bare_start_in_private_gets_one_reply_on_how_to_link_a_group(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """A private `/start` with no payload gets exactly one reply saying how to link a group; another payload (the team's own deep link) and a bare `/start@bot` in a group get none."""
-    bot = await _bot(relay, emulator)
-    session = await _session(relay, bot.id)
-    chat = emulator.emulator.create_chat("supergroup", "Ops")
-    emulator.emulator.add_bot(chat["id"], bot.id, by=ANN)  # no session waits for a group yet
-
-    emulator.emulator.send_message(bot.id, ANN, None, "/start")
-    emulator.emulator.send_message(bot.id, ANN, None, "/start promo_2026")
-    emulator.emulator.send_message(bot.id, ANN, {"id": chat["id"]}, f"/start@{bot.username}")
-    # Each chat's updates are handled in order: these replies come after the ones above.
-    emulator.emulator.send_message(
-        bot.id, ANN, {"id": chat["id"]}, f"/start@{bot.username} {session['token']}"
-    )
-    await _until_state(relay, session["id"], "connected")
-    emulator.emulator.send_message(bot.id, ANN, None, "/start")
-
-    assert await _until_texts(emulator, ANN["id"], 2) == [
-        handlers.BARE_START_REPLY,
-        handlers.BARE_START_REPLY,
-    ]
-    assert await _until_texts(emulator, chat["id"], 1) == [handlers.CONNECTED_REPLY]
-
-
-@pytest.mark.relay_settings(reply_to_bare_start=False)
-async def test_bare_start_reply_can_be_switched_off(
-    relay: Tgrelay, emulator: RunningEmulator
-) -> None:
-    """With TGRELAY_REPLY_TO_BARE_START=false a bare `/start` gets no reply, for teams whose app answers it."""
-    bot = await _bot(relay, emulator)
-    session = await _session(relay, bot.id)
-
-    emulator.emulator.send_message(bot.id, ANN, None, "/start")
-    # Handled after the bare /start (same chat): its reply marks that the first was handled.
-    emulator.emulator.send_message(bot.id, ANN, None, f"/start {session['token']}")
-
-    assert await _until_texts(emulator, ANN["id"], 1) == [
-        handlers.VERIFIED_REPLY.format(name="Ann")
-    ]

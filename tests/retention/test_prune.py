@@ -11,7 +11,7 @@ from sqlalchemy import Table, insert, select
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.retention import policy, prune
 from tgrelay.retention.policy import Policy
 from tgrelay.settings import Settings

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from tgrelay.app import TgrelayApp
 from tgrelay.settings import Settings
 from tgrelay.ui import session
-from tgrelay.workspaces import api as workspaces_api
+from tgrelay.workspaces import service as workspaces_service
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -46,7 +46,7 @@ def test_every_api_write_route_needs_an_admin_key(tmp_path: Path) -> None:
     lacking = [
         f"{sorted(r.methods or ())} {r.path}"
         for r in api_routes
-        if workspaces_api.admin_principal not in set(calls(r.dependant))
+        if workspaces_service.admin_principal not in set(calls(r.dependant))
     ]
     assert len(api_routes) >= 18  # bots, endpoints, deliveries, groups, notifications, inbox, keys
     assert lacking == []

@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tgrelay.bots import service
 from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces import api as workspaces_api
+from tgrelay.workspaces import service as workspaces
 
 router = APIRouter(prefix="/v1/bots", tags=["bots"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
-CurrentPrincipal = workspaces_api.CurrentPrincipal
-AdminPrincipal = workspaces_api.AdminPrincipal
+CurrentPrincipal = workspaces.CurrentPrincipal
+AdminPrincipal = workspaces.AdminPrincipal
 
 
 class TokenRequest(BaseModel):

@@ -48,3 +48,25 @@ class ConnectedBot:
     connected_since: datetime
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Holding:
+    """Who holds a bot, as processing an update needs it (one query per batch)."""
+
+    bot_id: int
+    username: str  # without "@"
+    workspace_id: str
+    # Where this workspace's hold began: updates received earlier are not its own.
+    connected_since: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldChanged:
+    """A workspace began holding a bot again (connect), or stopped (disconnect, take-over)."""
+
+    workspace_id: str
+    bot_id: int
+    held: bool  # True: the workspace holds the bot now; False: it let it go or lost it
+    actor: str  # audit actor of the change
+    now: datetime

@@ -8,7 +8,7 @@ The only module that combines the database, the Bot API and the audit trail for 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,13 +18,12 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import audit, crypto, errors
+from tgrelay import audit, crypto, errors, hooks
 from tgrelay.bots import rules, store
-from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
+from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot, HoldChanged, Holding
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
-from tgrelay.groups import suspension as groups_suspension
 from tgrelay.runtime import Runtime
 from tgrelay.telegram import client as telegram
 from tgrelay.telegram import updates as telegram_updates
@@ -36,6 +35,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TAKEN_OVER = "taken over"  # the reason of a disconnect by another workspace's connect
+
+# Told, in the connecting or disconnecting transaction, that a workspace holds a bot again or
+# no longer does (groups suspends and resumes the bot's connections; tgrelay.wiring adds it).
+HoldListener = Callable[[AsyncConnection, Runtime, HoldChanged], Awaitable[None]]
+HOLD_CHANGED: hooks.Key[HoldListener] = hooks.Key("bots.hold_changed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,13 +146,16 @@ async def connect(
                     actor=principal.actor,
                     now=now,
                 )
-            await groups_suspension.bot_held(
+            await _hold_changed(
                 conn,
                 rt,
-                workspace_id=principal.workspace_id,
-                bot_id=identity.id,
-                actor=principal.actor,
-                now=now,
+                HoldChanged(
+                    workspace_id=principal.workspace_id,
+                    bot_id=identity.id,
+                    held=True,
+                    actor=principal.actor,
+                    now=now,
+                ),
             )
             bot = store.to_bot(rt.settings, await store.reload(conn, identity.id))
             await _emit_bot(conn, rt, EventType.BOT_CONNECTED, bot, bot.status, now=now)
@@ -312,13 +319,16 @@ async def disconnect(rt: Runtime, principal: workspaces.Principal, bot_id: int) 
                 actor=principal.actor,
                 now=now,
             )
-            await groups_suspension.bot_released(
+            await _hold_changed(
                 conn,
                 rt,
-                workspace_id=principal.workspace_id,
-                bot_id=bot_id,
-                actor=principal.actor,
-                now=now,
+                HoldChanged(
+                    workspace_id=principal.workspace_id,
+                    bot_id=bot_id,
+                    held=False,
+                    actor=principal.actor,
+                    now=now,
+                ),
             )
         bot = store.to_bot(rt.settings, await store.reload(conn, bot_id))
     rt.telegram.forget(token)
@@ -595,10 +605,10 @@ async def held_token(
     return rt.cipher.decrypt(row.token_ciphertext)
 
 
-async def connected_since(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, datetime]:
-    """Where each known bot's current hold began (unknown bots are left out): updates received
-    earlier belong to a workspace that no longer holds it."""
-    return await store.connected_since(conn, bot_ids)
+async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, Holding]:
+    """Who holds each known bot and since when (unknown bots are left out), in the caller's
+    transaction: updates received before `connected_since` belong to no current holder."""
+    return await store.holdings(conn, bot_ids)
 
 
 async def token_of(rt: Runtime, bot_id: int) -> str:
@@ -616,6 +626,11 @@ async def read_token(conn: AsyncConnection, rt: Runtime, bot_id: int) -> str:
 
 
 # --- internals ----------------------------------------------------------------------------
+
+
+async def _hold_changed(conn: AsyncConnection, rt: Runtime, change: HoldChanged) -> None:
+    for listener in rt.hooks[HOLD_CHANGED]:
+        await listener(conn, rt, change)
 
 
 async def _identify(client: telegram.TelegramClient) -> telegram.BotIdentity:
@@ -674,8 +689,12 @@ async def _release(conn: AsyncConnection, rt: Runtime, bot: ConnectedBot, *, now
             now=now,
             event=EventType.BOT_STATUS_CHANGED,
         )
-    await groups_suspension.bot_released(
-        conn, rt, workspace_id=bot.workspace_id, bot_id=bot.id, actor=audit.SYSTEM, now=now
+    await _hold_changed(
+        conn,
+        rt,
+        HoldChanged(
+            workspace_id=bot.workspace_id, bot_id=bot.id, held=False, actor=audit.SYSTEM, now=now
+        ),
     )
     log.info("bot.taken_over", bot_id=bot.id, previous_workspace_id=bot.workspace_id)
 

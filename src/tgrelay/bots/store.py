@@ -15,7 +15,7 @@ from sqlalchemy import Row, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
-from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot
+from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot, Holding
 from tgrelay.db import tables
 from tgrelay.settings import Settings
 
@@ -86,11 +86,21 @@ async def due_for_check(conn: AsyncConnection, checked_before: datetime) -> list
     return [int(row.id) for row in rows]
 
 
-async def connected_since(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, datetime]:
+async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, Holding]:
     rows = await conn.execute(
-        select(bots.c.id, bots.c.connected_since).where(bots.c.id.in_(list(bot_ids)))
+        select(bots.c.id, bots.c.username, bots.c.workspace_id, bots.c.connected_since).where(
+            bots.c.id.in_(list(bot_ids))
+        )
     )
-    return {int(row.id): row.connected_since for row in rows}
+    return {
+        int(row.id): Holding(
+            bot_id=int(row.id),
+            username=row.username,
+            workspace_id=row.workspace_id,
+            connected_since=row.connected_since,
+        )
+        for row in rows
+    }
 
 
 async def add(conn: AsyncConnection, values: Mapping[str, Any]) -> None:

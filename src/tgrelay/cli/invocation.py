@@ -76,6 +76,7 @@ def announce_new_data_dir(found: Settings) -> None:
 
 def with_runtime(use: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run one use case with a short-lived Runtime; tgrelay's errors exit with status 1."""
+    from tgrelay import wiring
     from tgrelay.runtime import open_runtime
 
     found = settings()
@@ -83,7 +84,7 @@ def with_runtime(use: Callable[[Runtime], Awaitable[T]]) -> T:
 
     async def run() -> T:
         async with open_runtime(found) as rt:
-            return await use(rt)
+            return await use(wiring.install(rt))
 
     with errors_as_exit():
         return asyncio.run(run())

@@ -11,13 +11,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tgrelay.events import reference, service
 from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces import api as workspaces_api
+from tgrelay.workspaces import service as workspaces
 
 router = APIRouter(tags=["events"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
-CurrentPrincipal = workspaces_api.CurrentPrincipal
-AdminPrincipal = workspaces_api.AdminPrincipal
+CurrentPrincipal = workspaces.CurrentPrincipal
+AdminPrincipal = workspaces.AdminPrincipal
 
 EventTypes = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)]
 # {"message.received": 1}: the schema version an endpoint receives of each type it names.

@@ -79,7 +79,8 @@ class MessageDataV1(_Data):
 class MessageData(MessageDataV1):
     """message.received and message.edited: the Telegram Message, with its essentials lifted."""
 
-    consumed_by: str | None = None  # the tgrelay handler that consumed the update; null: none
+    # A connect link's /start is the groups handler's: the app should not answer it too.
+    consumed_by: str | None  # the tgrelay handler that kept the update ("groups"); null: none
 
 
 class CallbackDataV1(_Data):
@@ -98,7 +99,7 @@ class CallbackDataV1(_Data):
 class CallbackData(CallbackDataV1):
     """callback.received: an inline keyboard button press."""
 
-    consumed_by: str | None = None  # the tgrelay handler that consumed the update; null: none
+    consumed_by: str | None  # the tgrelay handler that kept the press; null: none did
 
 
 class ChatThrottledData(_Data):

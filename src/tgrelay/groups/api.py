@@ -18,13 +18,13 @@ from tgrelay.groups.models import (
     SessionState,
 )
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces import api as workspaces_api
+from tgrelay.workspaces import service as workspaces
 
 router = APIRouter(tags=["groups"])
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
-CurrentPrincipal = workspaces_api.CurrentPrincipal
-AdminPrincipal = workspaces_api.AdminPrincipal
+CurrentPrincipal = workspaces.CurrentPrincipal
+AdminPrincipal = workspaces.AdminPrincipal
 
 
 class SessionRequest(BaseModel):

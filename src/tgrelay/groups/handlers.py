@@ -1,7 +1,10 @@
-"""The groups domain's share of processing an update (DESIGN: groups → support → …).
+"""The groups domain's share of processing an update (DESIGN: groups → conversations → …).
 
-Runs inside the process_update job's transaction: what it writes (session changes,
-connections, queued replies, audit rows) commits once, with the job.
+Runs inside the process_update job's transaction, on its connection: what it writes
+(session changes, connections, queued replies, audit rows) commits once, with the job.
+It consumes what it acted on for tgrelay itself: a connect link's `/start <token>` (and a
+bare `/start` it answered), the bot's own additions that connect a group and removals
+that mark one, and a group's migration; anything else goes on to the next handler.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit
-from tgrelay.bots import service as bots_service
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.groups import delivery, rules, store
 from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
-from tgrelay.inbox.processing import ProcessedUpdate, UpdateHandler
+from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
 from tgrelay.telegram.updates import UpdateKind
 
@@ -49,95 +51,105 @@ BARE_START_REPLY = (
 )
 
 
-def update_handler(rt: Runtime) -> UpdateHandler:
-    """The handler process_update runs for the groups domain."""
+NAME = "groups"  # what an inbound event's `consumed_by` says of the updates it consumed
 
-    async def handle(conn: AsyncConnection, processed: ProcessedUpdate) -> None:
+
+def handler(rt: Runtime) -> Handler:
+    """The handler dispatch runs for the groups domain."""
+
+    async def handle(conn: AsyncConnection, inbound: Inbound) -> bool:
+        processed = inbound.processed
         # The typed parse is costly: only the updates this domain acts on get it.
         if processed.kind is UpdateKind.MY_CHAT_MEMBER:
             change = processed.update.my_chat_member
-            if change is not None:
-                await _membership_changed(rt, conn, processed.bot_id, change)
-        elif processed.kind is UpdateKind.MESSAGE and rules.concerns_groups(
-            processed.raw["message"]
-        ):
+            return change is not None and await _membership_changed(rt, conn, inbound, change)
+        if processed.kind is UpdateKind.MESSAGE and rules.concerns_groups(processed.raw["message"]):
             message = processed.update.message
-            if message is not None:
-                await _message(rt, conn, processed.bot_id, message)
+            return message is not None and await _message(rt, conn, inbound, message)
+        return False
 
-    return handle
+    return Handler.each(NAME, handle)
 
 
-async def _message(rt: Runtime, conn: AsyncConnection, bot_id: int, message: Message) -> None:
+async def _message(rt: Runtime, conn: AsyncConnection, inbound: Inbound, message: Message) -> bool:
+    """Act on a message that concerns groups; True when it was tgrelay's (consumed)."""
+    bot_id = inbound.bot.bot_id
     chat, sender = message.chat, message.from_user
     if message.migrate_to_chat_id is not None:
         await delivery.migrate_chat(
             conn, rt, bot_id=bot_id, old_chat_id=chat.id, new_chat_id=message.migrate_to_chat_id
         )
-        return
+        return True
     if message.migrate_from_chat_id is not None:
         await delivery.migrate_chat(
             conn, rt, bot_id=bot_id, old_chat_id=message.migrate_from_chat_id, new_chat_id=chat.id
         )
-        return
+        return True
     if sender is None:
-        return
+        return False
     added = _bot_in(message.new_chat_members or _legacy_new_members(message), bot_id)
     if added and chat.type in GROUP_TYPES:
-        await _bot_added(rt, conn, bot_id, chat, actor=sender, at=message.date)
-        return
+        return await _bot_added(rt, conn, bot_id, chat, actor=sender, at=message.date)
     left = message.left_chat_member
     if left is not None and left.id == bot_id:
-        await _bot_gone(rt, conn, bot_id, chat.id, reason="the bot was removed from the group")
-        return
+        return await _bot_gone(
+            rt, conn, bot_id, chat.id, reason="the bot was removed from the group"
+        )
     start = rules.parse_start(message.text)
     if start is None:
-        return
+        return False
     if start.payload is None:
         if chat.type == "private" and rt.settings.reply_to_bare_start:
             await _reply(rt, conn, bot_id, chat.id, BARE_START_REPLY)
-        return
+            return True  # answered: the app must not answer it a second time
+        return False
     if not rules.is_token(start.payload):
-        return
-    assert start.payload is not None
+        return False
     if chat.type == "private":
-        await _private_start(rt, conn, bot_id, chat, sender, start.payload)
-    elif chat.type in GROUP_TYPES:
-        await _group_start(rt, conn, bot_id, chat, sender, start.payload)
+        await _private_start(rt, conn, inbound, chat, sender, start.payload)
+        return True
+    if chat.type in GROUP_TYPES:
+        await _group_start(rt, conn, inbound, chat, sender, start.payload)
+        return True
+    return False
 
 
 async def _membership_changed(
-    rt: Runtime, conn: AsyncConnection, bot_id: int, change: ChatMemberUpdated
-) -> None:
+    rt: Runtime, conn: AsyncConnection, inbound: Inbound, change: ChatMemberUpdated
+) -> bool:
     old, new = change.old_chat_member, change.new_chat_member
     new_is_member = getattr(new, "is_member", None)
+    bot_id = inbound.bot.bot_id
     if change.chat.type not in GROUP_TYPES:
-        return
+        return False
     if rules.bot_joined(old.status, new.status, new_is_member=new_is_member):
-        await _bot_added(rt, conn, bot_id, change.chat, actor=change.from_user, at=change.date)
-    elif rules.bot_left(old.status, new.status, new_is_member=new_is_member):
+        return await _bot_added(
+            rt, conn, bot_id, change.chat, actor=change.from_user, at=change.date
+        )
+    if rules.bot_left(old.status, new.status, new_is_member=new_is_member):
         how = "kicked" if new.status == "kicked" else "left"
-        await _bot_gone(
+        return await _bot_gone(
             rt, conn, bot_id, change.chat.id, reason=f"the bot was {how} from the group"
         )
+    return False
 
 
 # --- phase 1 -------------------------------------------------------------------------------
 
 
 async def _private_start(
-    rt: Runtime, conn: AsyncConnection, bot_id: int, chat: Chat, user: User, token: str
+    rt: Runtime, conn: AsyncConnection, inbound: Inbound, chat: Chat, user: User, token: str
 ) -> None:
     """`/start <token>` in a private chat proves who the user is; the token is spent."""
     now = rt.clock()
-    session = await store.session_by_token(conn, bot_id, token)
+    bot_id = inbound.bot.bot_id
+    session = await _session(conn, inbound, token)
     refusal = _refusal(session, now)
     if refusal is not None or session is None:
         await _reply(rt, conn, bot_id, chat.id, refusal or UNKNOWN_LINK_REPLY)
         await _audit_refusal(conn, bot_id, session, user, refusal or UNKNOWN_LINK_REPLY, now)
         return
     await _verify(conn, session, user, now=now, ttl=rt.settings.connect_session_ttl_seconds)
-    bot = await bots_service.get_bot(rt, session.workspace_id, bot_id)
     await delivery.enqueue_message(
         rt,
         conn,
@@ -146,9 +158,18 @@ async def _private_start(
             chat_id=chat.id,
             text=VERIFIED_REPLY.format(name=user.first_name),
             # No token in this link: phase 2 trusts who adds the bot, not what the link says.
-            url_buttons=[("➕ Add to a group", _startgroup_link(bot.username))],
+            url_buttons=[("➕ Add to a group", _startgroup_link(inbound.bot.username))],
         ),
     )
+
+
+async def _session(conn: AsyncConnection, inbound: Inbound, token: str) -> ConnectSession | None:
+    """The session a token names, if it is of the workspace holding the bot (a released bot's
+    sessions are cancelled with it; this keeps it so should one outlive that)."""
+    session = await store.session_by_token(conn, inbound.bot.bot_id, token)
+    if session is None or session.workspace_id != inbound.workspace_id:
+        return None
+    return session
 
 
 def _refusal(session: ConnectSession | None, now: datetime) -> str | None:
@@ -198,7 +219,7 @@ def _startgroup_link(bot_username: str) -> str:
 async def _group_start(
     rt: Runtime,
     conn: AsyncConnection,
-    bot_id: int,
+    inbound: Inbound,
     chat: Chat,
     user: User,
     token: str,
@@ -206,9 +227,11 @@ async def _group_start(
     """One tap: a startgroup link with the token added the bot, and Telegram sent
     `/start@bot <token>` in the group from the user who added it: both phases at once."""
     now = rt.clock()
-    session = await store.session_by_token(conn, bot_id, token)
+    session = await _session(conn, inbound, token)
     if _refusal(session, now) is not None or session is None:
-        await _audit_refusal(conn, bot_id, session, user, "unusable token in a group", now)
+        await _audit_refusal(
+            conn, inbound.bot.bot_id, session, user, "unusable token in a group", now
+        )
         return
     await _verify(conn, session, user, now=now, ttl=rt.settings.connect_session_ttl_seconds)
     verified = await store.session(conn, session.id)
@@ -219,10 +242,13 @@ async def _group_start(
 
 async def _bot_added(
     rt: Runtime, conn: AsyncConnection, bot_id: int, chat: Chat, *, actor: User, at: datetime
-) -> None:
+) -> bool:
+    """Connect the group to the session waiting for it, if any; True when it did, or had (a
+    later copy of the same addition). One no session accepts is only audited, and left to
+    the handlers after this one."""
     now = rt.clock()
     if await _already_connected(conn, bot_id, chat.id):
-        return
+        return True
     waiting = [
         session
         for session in await store.sessions_waiting_for_group(conn, bot_id)
@@ -241,7 +267,7 @@ async def _bot_added(
         )
         if verdict is rules.Addition.CONNECT:
             await _connect(rt, conn, session, chat, actor, now=now)
-            return
+            return True
         verdicts.append((session, verdict))
     await audit.record(
         conn,
@@ -259,6 +285,7 @@ async def _bot_added(
         },
     )
     log.info("group.addition_ignored", bot_id=bot_id, chat_id=chat.id)
+    return False
 
 
 async def _already_connected(conn: AsyncConnection, bot_id: int, chat_id: int) -> bool:
@@ -347,9 +374,11 @@ async def _connect(
 
 async def _bot_gone(
     rt: Runtime, conn: AsyncConnection, bot_id: int, chat_id: int, *, reason: str
-) -> None:
+) -> bool:
+    """Mark the chat's connections bot_removed; True when it had any."""
     affected = await store.connections_in_chat(conn, bot_id, chat_id)
     await delivery.set_bot_removed(conn, rt, affected, reason=reason)
+    return bool(affected)
 
 
 # --- shared --------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Connections follow their bot: suspended while their workspace does not hold it, active again
 when it does.
 
-Called by `bots.service` inside the transaction that disconnects, takes over or connects a
-bot, so a connection is never active for a bot its workspace let go. This module does not
-import `bots` (groups.service does), which keeps the two domains free of an import cycle.
+`follow_hold` listens to `bots.service.HOLD_CHANGED` (tgrelay.wiring adds it), so it runs
+inside the transaction that disconnects, takes over or connects a bot: a connection is never
+active for a bot its workspace let go. Groups sits above bots (docs/design-notes.md, "Domain
+order"): bots tells groups through the hook and never imports it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,25 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit
+from tgrelay.bots.models import HoldChanged
 from tgrelay.groups import announcements, store
 from tgrelay.groups.models import BOT_DISCONNECTED, Connection, ConnectionStatus
 from tgrelay.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+
+async def follow_hold(conn: AsyncConnection, rt: Runtime, change: HoldChanged) -> None:
+    """Connections follow their bot's hold: resumed when held again, suspended when not."""
+    follow = bot_held if change.held else bot_released
+    await follow(
+        conn,
+        rt,
+        workspace_id=change.workspace_id,
+        bot_id=change.bot_id,
+        actor=change.actor,
+        now=change.now,
+    )
 
 
 async def bot_released(

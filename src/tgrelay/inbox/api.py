@@ -14,7 +14,7 @@ from tgrelay.inbox import service
 from tgrelay.inbox.models import UpdateSource, UpdateStatus
 from tgrelay.inbox.writer import UPDATES_QUEUE
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces.api import AdminPrincipal, CurrentPrincipal
+from tgrelay.workspaces.service import AdminPrincipal, CurrentPrincipal
 
 router = APIRouter(prefix="/v1/bots/{bot_id}/updates", tags=["updates"])
 

@@ -9,8 +9,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
-from tgrelay.inbox import processing, screening
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox import dispatch, processing, screening
+from tgrelay.inbox.models import PROCESS_UPDATE, Handler, Inbound, ProcessedUpdate
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.queue.worker import Registry
@@ -19,25 +19,28 @@ from tgrelay.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 
-def register(
-    registry: Registry, rt: Runtime, handlers: Sequence[processing.UpdatesHandler] = ()
-) -> None:
+def register(registry: Registry, rt: Runtime, handlers: Sequence[Handler] = ()) -> None:
     """Register process_update; `handlers` are the domain handlers, in the order they run,
     given the updates the inbound limits let through."""
     screen = screening.screen_of(rt)
 
-    async def load(jobs: Sequence[Job]) -> list[processing.ProcessedUpdate]:
+    async def load(jobs: Sequence[Job]) -> list[ProcessedUpdate]:
         row_ids = [job.subject_id for job in jobs]
         if None in row_ids:
             raise PermanentFailure("process_update job without an update row")
         return await processing.load(rt.db, [row_id for row_id in row_ids if row_id is not None])
 
     async def process_updates(
-        conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
+        conn: AsyncConnection, jobs: Sequence[Job], batch: list[ProcessedUpdate]
     ) -> None:
-        batch = await _of_current_holders(conn, batch)
-        admitted = batch if screen is None else await screen(conn, batch)
-        await processing.handle_many(conn, admitted, handlers=handlers, now=rt.clock())
+        held = await _of_current_holders(conn, batch)
+        admitted = [inbound.processed for inbound in held]
+        if screen is not None:
+            admitted = await screen(conn, admitted)
+            kept = {processed.row_id for processed in admitted}
+            held = [inbound for inbound in held if inbound.processed.row_id in kept]
+        await processing.record_participants(conn, admitted, now=rt.clock())
+        await dispatch.dispatch(conn, rt, held, handlers)
         log.debug(
             "updates.processed",
             count=len(batch),
@@ -48,20 +51,23 @@ def register(
 
 
 async def _of_current_holders(
-    conn: AsyncConnection, batch: list[processing.ProcessedUpdate]
-) -> list[processing.ProcessedUpdate]:
-    """The updates received while the workspace holding their bot now held it.
+    conn: AsyncConnection, batch: Sequence[ProcessedUpdate]
+) -> list[Inbound]:
+    """The updates received while the workspace holding their bot now held it, each with its
+    bot's holding (one query for the batch).
 
     An update still waiting when another workspace connected the bot belongs to the one
     before: it is not handed to the new holder's handlers (nor announced to it), and the
-    one before no longer has the bot. Its job simply finishes.
+    one before no longer has the bot. An update of a bot nobody holds (its row is gone) has
+    nobody to hand it to. Either way its job simply finishes.
     """
-    since = await bots_service.connected_since(conn, {p.bot_id for p in batch})
-    kept, skipped = [], []
+    holdings = await bots_service.holdings(conn, {p.bot_id for p in batch})
+    kept: list[Inbound] = []
+    skipped: list[int] = []
     for processed in batch:
-        bound = since.get(processed.bot_id)
-        if bound is None or processed.received_at >= bound:
-            kept.append(processed)
+        holding = holdings.get(processed.bot_id)
+        if holding is not None and processed.received_at >= holding.connected_since:
+            kept.append(Inbound(processed=processed, bot=holding))
         else:
             skipped.append(processed.update_id)
     if skipped:

@@ -1,10 +1,29 @@
-"""Records of the inbox: updates as received and how far their processing got."""
+"""Records of the inbox: updates as received, how far their processing got, and the
+dispatch contract domain handlers implement (`Inbound` in, the updates consumed out)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay.bots.models import Holding
+from tgrelay.queue.retry import PermanentFailure
+from tgrelay.telegram.essentials import ChatSeen, UserSeen
+from tgrelay.telegram.updates import UpdateKind
+
+if TYPE_CHECKING:
+    from aiogram.types import Update
+
+
+# The job kind that processes one stored update (its subject is the update's row).
+PROCESS_UPDATE = "process_update"
 
 
 class UpdateSource(StrEnum):
@@ -56,3 +75,69 @@ class StoredUpdate:
     received_at: datetime
     status: UpdateStatus
     last_error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessedUpdate:
+    """An update as domain handlers see it: classified, with its chat and sender, its raw
+    JSON, and (parsed on first use) aiogram's typed view."""
+
+    row_id: int  # updates.id
+    bot_id: int
+    update_id: int
+    received_at: datetime  # when it was stored: the bot's holder then is its owner
+    kind: UpdateKind
+    raw: dict[str, Any]  # the same update exactly as Telegram sent it
+    chat: ChatSeen | None
+    sender: UserSeen | None
+
+    @functools.cached_property
+    def update(self) -> Update:
+        """aiogram's typed view; PermanentFailure when aiogram cannot parse the update."""
+        from aiogram.types import Update  # loaded at start-up (telegram.client.load)
+
+        try:
+            return Update.model_validate(self.raw)
+        except ValidationError as exc:
+            raise unprocessable(exc.error_count()) from None
+
+
+def unprocessable(errors: int) -> PermanentFailure:
+    return PermanentFailure(f"not a valid Telegram Update: {errors} errors")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inbound:
+    """An update as a domain handler receives it: with the bot and the workspace holding it."""
+
+    processed: ProcessedUpdate
+    bot: Holding  # the bot's username and holder, looked up once per batch
+
+    @property
+    def workspace_id(self) -> str:
+        return self.bot.workspace_id
+
+
+# A domain's handler of a batch: given the updates no handler before it consumed, in the
+# order they must be handled, it acts in the caller's transaction and returns the row ids
+# (`ProcessedUpdate.row_id`) of those it consumed; the others go on to the next handler.
+HandleBatch = Callable[[AsyncConnection, Sequence[Inbound]], Awaitable[Collection[int]]]
+# The same for one update at a time: True when it consumed it.
+HandleOne = Callable[[AsyncConnection, Inbound], Awaitable[bool]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Handler:
+    """A domain handler as dispatch runs it (DESIGN: groups → conversations → support)."""
+
+    name: str  # what an inbound event's `consumed_by` says ("groups")
+    handle: HandleBatch
+
+    @classmethod
+    def each(cls, name: str, handle: HandleOne) -> Handler:
+        """A handler of one update, run for each update of a batch in turn."""
+
+        async def handle_batch(conn: AsyncConnection, batch: Sequence[Inbound]) -> set[int]:
+            return {inbound.processed.row_id for inbound in batch if await handle(conn, inbound)}
+
+        return cls(name=name, handle=handle_batch)

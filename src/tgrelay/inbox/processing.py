@@ -1,77 +1,29 @@
-"""Processing stored updates: check them, record chats and senders, dispatch.
+"""Processing stored updates, before dispatch: read and check them, record chats and senders.
 
 Updates are processed in batches (the updates queue's worker runs many process_update jobs
 per transaction): their rows are read and their essentials checked first (`load`;
 telegram/essentials.py; aiogram parses an update only when a domain asks for its typed
-view), then, in the transaction,
-one write of their chats and senders and each domain handler (groups → support → conversations, added by later issues) in a fixed order,
-given the whole batch in the order its updates must be handled. All of it runs inside the
-jobs' transaction, so the effects are written once, with the jobs' end.
+view), outside the transaction; in it, one write of their chats and senders
+(`record_participants`), then `inbox.dispatch` hands them to the domain handlers.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
 from tgrelay.db import dialects, tables
 from tgrelay.db.engine import Database
+from tgrelay.inbox.models import ProcessedUpdate, unprocessable
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.telegram import essentials
-from tgrelay.telegram.essentials import ChatSeen, UserSeen
-from tgrelay.telegram.updates import UpdateKind, classify
-
-if TYPE_CHECKING:
-    from aiogram.types import Update
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProcessedUpdate:
-    """An update as domain handlers see it: classified, with its chat and sender, its raw
-    JSON, and (parsed on first use) aiogram's typed view."""
-
-    row_id: int  # updates.id
-    bot_id: int
-    update_id: int
-    received_at: datetime  # when it was stored: the bot's holder then is its owner
-    kind: UpdateKind
-    raw: dict[str, Any]  # the same update exactly as Telegram sent it
-    chat: ChatSeen | None
-    sender: UserSeen | None
-
-    @functools.cached_property
-    def update(self) -> Update:
-        """aiogram's typed view; PermanentFailure when aiogram cannot parse the update."""
-        from aiogram.types import Update  # loaded at start-up (telegram.client.load)
-
-        try:
-            return Update.model_validate(self.raw)
-        except ValidationError as exc:
-            raise _unprocessable(exc.error_count()) from None
-
-
-UpdateHandler = Callable[[AsyncConnection, ProcessedUpdate], Awaitable[None]]
-# A domain's handler of a batch: the updates in the order they must be handled.
-UpdatesHandler = Callable[[AsyncConnection, Sequence[ProcessedUpdate]], Awaitable[None]]
-
-
-def each(handler: UpdateHandler) -> UpdatesHandler:
-    """A handler of one update, run for each update of a batch in turn."""
-
-    async def handle(conn: AsyncConnection, batch: Sequence[ProcessedUpdate]) -> None:
-        for processed in batch:
-            await handler(conn, processed)
-
-    return handle
+from tgrelay.telegram.updates import classify
 
 
 def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) -> ProcessedUpdate:
@@ -81,7 +33,7 @@ def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) 
     try:
         chat, sender = essentials.chat_and_sender(raw, kind)
     except essentials.Malformed as exc:
-        raise _unprocessable(exc.errors) from None
+        raise unprocessable(exc.errors) from None
     return ProcessedUpdate(
         row_id=row_id,
         bot_id=bot_id,
@@ -92,10 +44,6 @@ def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) 
         chat=chat,
         sender=sender,
     )
-
-
-def _unprocessable(errors: int) -> PermanentFailure:
-    return PermanentFailure(f"not a valid Telegram Update: {errors} errors")
 
 
 async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpdate]:
@@ -119,20 +67,6 @@ async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpd
     ]
 
 
-async def handle_many(
-    conn: AsyncConnection,
-    batch: Sequence[ProcessedUpdate],
-    *,
-    handlers: Sequence[UpdatesHandler],
-    now: datetime,
-) -> None:
-    """Record the batch's chats and senders, then run each domain handler, in the caller's
-    transaction."""
-    await _record_participants(conn, batch, now=now)
-    for handler in handlers:
-        await handler(conn, batch)
-
-
 _UPDATE_ROWS = select(
     tables.updates.c.id,
     tables.updates.c.bot_id,
@@ -141,7 +75,7 @@ _UPDATE_ROWS = select(
 ).where(tables.updates.c.id.in_(bindparam("row_ids", expanding=True)))
 
 
-async def _record_participants(
+async def record_participants(
     conn: AsyncConnection, batch: Sequence[ProcessedUpdate], *, now: datetime
 ) -> None:
     """Upsert each chat and sender as last seen by its bot: one statement per table."""

@@ -26,8 +26,7 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.inbox import chat_limit
-from tgrelay.inbox.models import Disposition
-from tgrelay.inbox.processing import ProcessedUpdate
+from tgrelay.inbox.models import Disposition, ProcessedUpdate
 from tgrelay.runtime import Runtime
 from tgrelay.telegram import updates as update_facts
 

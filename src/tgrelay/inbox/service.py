@@ -10,8 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay import errors
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.models import Disposition, StoredUpdate, UpdateSource, UpdateStatus
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import (
+    PROCESS_UPDATE,
+    Disposition,
+    StoredUpdate,
+    UpdateSource,
+    UpdateStatus,
+)
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tgrelay import audit, errors
 from tgrelay.db import dialects, tables
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
-from tgrelay.inbox.models import IncomingUpdate
+from tgrelay.inbox.models import PROCESS_UPDATE, IncomingUpdate
 from tgrelay.inbox.sqlite_transactions import (
     InsertSql,
     Row,
@@ -33,7 +33,6 @@ from tgrelay.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-PROCESS_UPDATE = "process_update"
 UPDATES_QUEUE = "updates"  # process_update's own queue, drained by a batching worker
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000

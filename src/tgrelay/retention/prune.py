@@ -31,7 +31,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, delete, exists, or_, 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.events.models import DeliveryStatus
-from tgrelay.inbox.writer import PROCESS_UPDATE
+from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.queue.models import JobState
 from tgrelay.retention.policy import Kind, Policy, cutoffs
 

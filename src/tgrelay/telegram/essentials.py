@@ -5,7 +5,7 @@ post-init, its unset-field filter): parsing a plain text message cost ~80 µs, 4
 update's processing (py-spy, bench/process.py). Most updates need only their chat and
 sender (recorded as last seen) and their raw JSON (the events carry it as Telegram sent
 it), so those are checked here with small models of our own, and the full aiogram parse is
-left to a domain that reads more (`ProcessedUpdate.update`, parsed on first use).
+left to a domain that reads more (`inbox.models.ProcessedUpdate.update`, parsed on first use).
 
 An update whose essentials are malformed can never be processed, as before: the message
 names how many fields are wrong, like aiogram's.

@@ -1,52 +1,20 @@
-"""Request authentication (`Authorization: Bearer <api key>` names the calling workspace) and
-the `/v1/api-keys` routes.
-
-Routes that change anything depend on `AdminPrincipal`; routes that only read depend on
-`CurrentPrincipal`. tests/workspaces/test_write_routes.py walks every route of the app and
-fails when a writing one lacks `AdminPrincipal`.
-"""
+"""The `/v1/api-keys` routes (request authentication itself is `service.CurrentPrincipal`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from tgrelay import errors
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.workspaces import keys
-from tgrelay.workspaces.models import ApiKey, KeyScope, Principal
+from tgrelay.workspaces import keys, service
+from tgrelay.workspaces.models import ApiKey, KeyScope
 
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
-
-
-async def principal(request: Request, rt: CurrentRuntime) -> Principal:
-    """FastAPI dependency: the workspace behind the request's API key, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        raise errors.AuthenticationFailed()
-    key = await keys.verify(rt.db, presented.strip())
-    await keys.record_use(rt.db, key, now=rt.clock())
-    return keys.principal_of(key)
-
-
-CurrentPrincipal = Annotated[Principal, Depends(principal)]
-
-
-async def admin_principal(principal: CurrentPrincipal) -> Principal:
-    """FastAPI dependency of every writing route: an admin key, or 403 for a read key."""
-    if principal.scope is not KeyScope.ADMIN:
-        raise errors.Forbidden(
-            f"this API key has the {principal.scope.value!r} scope and cannot change anything; "
-            "use a key with the 'admin' scope"
-        )
-    return principal
-
-
-AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
+CurrentPrincipal = service.CurrentPrincipal
+AdminPrincipal = service.AdminPrincipal
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 

@@ -1,21 +1,22 @@
-"""The events domain's share of processing an update: announce messages and button presses.
+"""The inbound events: what dispatch announces at its end, for every update of a batch.
 
-Runs last among the domain handlers, inside the process_update job's transaction, so an
-update's events are written exactly once, with the job.
+`message.received`, `message.edited` and `callback.received` say which handler consumed the
+update (`consumed_by`), so an app leaves alone what tgrelay already answered. They are
+written in the process_update jobs' transaction, so an update's events exist exactly once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.bots import service as bots_service
-from tgrelay.events import catalog, service
+from tgrelay.events import catalog
+from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
-from tgrelay.inbox.processing import ProcessedUpdate, UpdatesHandler
+from tgrelay.inbox.models import Inbound, ProcessedUpdate
 from tgrelay.runtime import Runtime
 from tgrelay.telegram.updates import UpdateKind
 
@@ -25,36 +26,32 @@ _MESSAGE_EVENTS = {
 }
 
 
-def updates_handler(rt: Runtime) -> UpdatesHandler:
-    """Announce a batch's updates: each workspace's events in one write, in update order."""
-
-    async def handle(conn: AsyncConnection, batch: Sequence[ProcessedUpdate]) -> None:
-        workspace_of_bot: dict[int, str | None] = {}
-        announced: dict[str, list[service.NewEvent]] = {}
-        for processed in batch:
-            event = event_of(processed)
-            if event is None:
-                continue
-            bot_id = processed.bot_id
-            if bot_id not in workspace_of_bot:
-                workspace_of_bot[bot_id] = await bots_service.workspace_of(conn, bot_id)
-            workspace_id = workspace_of_bot[bot_id]
-            if workspace_id is None:
-                continue  # a bot deleted since the update was stored: nobody to tell
-            event_type, data = event
-            announced.setdefault(workspace_id, []).append(
-                service.NewEvent(event_type=event_type, data=data)
-            )
-        for workspace_id, events in announced.items():
-            await service.emit_many(conn, rt, workspace_id=workspace_id, events=events)
-
-    return handle
+async def announce(
+    conn: AsyncConnection,
+    rt: Runtime,
+    batch: Sequence[Inbound],
+    consumed_by: Mapping[int, str],
+) -> None:
+    """Each workspace's inbound events of the batch in one write, in update order;
+    `consumed_by` maps an update's row id to the handler that consumed it."""
+    announced: dict[str, list[events.NewEvent]] = {}
+    for inbound in batch:
+        processed = inbound.processed
+        event = event_of(processed, consumed_by=consumed_by.get(processed.row_id))
+        if event is None:
+            continue
+        event_type, data = event
+        announced.setdefault(inbound.workspace_id, []).append(
+            events.NewEvent(event_type=event_type, data=data)
+        )
+    for workspace_id, new_events in announced.items():
+        await events.emit_many(conn, rt, workspace_id=workspace_id, events=new_events)
 
 
 def event_of(
-    processed: ProcessedUpdate,
+    processed: ProcessedUpdate, *, consumed_by: str | None
 ) -> tuple[EventType, catalog.MessageData | catalog.CallbackData] | None:
-    """The event an update announces, if any: pure, from the update alone."""
+    """The event an update announces, if any: pure, from the update and its consumer."""
     raw: dict[str, Any] = processed.raw
     event_type = _MESSAGE_EVENTS.get(processed.kind)
     if event_type is not None:
@@ -69,6 +66,7 @@ def event_of(
             message_thread_id=message.get("message_thread_id"),
             text=message.get("text", message.get("caption")),
             message=message,
+            consumed_by=consumed_by,
         )
     if processed.kind is UpdateKind.CALLBACK_QUERY:
         query = raw["callback_query"]
@@ -83,6 +81,7 @@ def event_of(
             chat=None if chat is None else _chat(chat),
             message_id=carrier.get("message_id"),
             callback_query=query,
+            consumed_by=consumed_by,
         )
     return None
 
