@@ -43,7 +43,7 @@ def updates_handler(rt: Runtime) -> UpdatesHandler:
                 continue  # a bot deleted since the update was stored: nobody to tell
             event_type, data = event
             announced.setdefault(workspace_id, []).append(
-                service.NewEvent(event_type=event_type, data=data)
+                service.NewEvent(event_type=event_type, data=data, trace_id=processed.trace_id)
             )
         for workspace_id, events in announced.items():
             await service.emit_many(conn, rt, workspace_id=workspace_id, events=events)

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
-from tgrelay.inbox import processing, screening
+from tgrelay.inbox import processing, screening, telemetry
 from tgrelay.inbox.writer import PROCESS_UPDATE
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
@@ -35,6 +35,7 @@ def register(
     async def process_updates(
         conn: AsyncConnection, jobs: Sequence[Job], batch: list[processing.ProcessedUpdate]
     ) -> None:
+        telemetry.after_processing(conn, rt, batch)
         batch = await _of_current_holders(conn, batch)
         admitted = batch if screen is None else await screen(conn, batch)
         await processing.handle_many(conn, admitted, handlers=handlers, now=rt.clock())

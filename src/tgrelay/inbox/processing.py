@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 
+from tgrelay import tracing
 from tgrelay.db import dialects, tables
 from tgrelay.db.engine import Database
 from tgrelay.queue.retry import PermanentFailure
@@ -47,6 +48,7 @@ class ProcessedUpdate:
     raw: dict[str, Any]  # the same update exactly as Telegram sent it
     chat: ChatSeen | None
     sender: UserSeen | None
+    trace_id: str | None = None  # given when it was stored (tgrelay.tracing)
 
     @functools.cached_property
     def update(self) -> Update:
@@ -69,12 +71,21 @@ def each(handler: UpdateHandler) -> UpdatesHandler:
 
     async def handle(conn: AsyncConnection, batch: Sequence[ProcessedUpdate]) -> None:
         for processed in batch:
-            await handler(conn, processed)
+            # What the handler enqueues and emits joins this update's trace.
+            with tracing.bound(processed.trace_id):
+                await handler(conn, processed)
 
     return handle
 
 
-def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) -> ProcessedUpdate:
+def interpret(
+    bot_id: int,
+    payload: str,
+    *,
+    row_id: int,
+    received_at: datetime,
+    trace_id: str | None = None,
+) -> ProcessedUpdate:
     """The update as handlers see it; one whose essentials are malformed will never process."""
     raw = orjson.loads(payload)
     kind = classify(raw)
@@ -91,6 +102,7 @@ def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) 
         raw=raw,
         chat=chat,
         sender=sender,
+        trace_id=trace_id,
     )
 
 
@@ -114,7 +126,13 @@ async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpd
     if missing:
         raise PermanentFailure(f"update rows {missing} no longer exist")
     return [
-        interpret(rows[i].bot_id, rows[i].payload, row_id=i, received_at=rows[i].received_at)
+        interpret(
+            rows[i].bot_id,
+            rows[i].payload,
+            row_id=i,
+            received_at=rows[i].received_at,
+            trace_id=rows[i].trace_id,
+        )
         for i in update_row_ids
     ]
 
@@ -138,6 +156,7 @@ _UPDATE_ROWS = select(
     tables.updates.c.bot_id,
     tables.updates.c.payload,
     tables.updates.c.received_at,
+    tables.updates.c.trace_id,
 ).where(tables.updates.c.id.in_(bindparam("row_ids", expanding=True)))
 
 

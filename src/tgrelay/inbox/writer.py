@@ -37,7 +37,16 @@ PROCESS_UPDATE = "process_update"
 UPDATES_QUEUE = "updates"  # process_update's own queue, drained by a batching worker
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000
-UPDATE_COLUMNS = ("bot_id", "update_id", "kind", "chat_id", "source", "payload", "received_at")
+UPDATE_COLUMNS = (
+    "bot_id",
+    "update_id",
+    "kind",
+    "chat_id",
+    "source",
+    "payload",
+    "received_at",
+    "trace_id",
+)
 
 
 class GroupCommitWriter:
@@ -144,6 +153,26 @@ class GroupCommitWriter:
                 future.set_result(key in created and unique[key] is update)
         if created:
             self._rt.notify_queue(UPDATES_QUEUE)
+            if self._rt.tracer.enabled:
+                _trace_stored(self._rt, [unique[key] for key in created])
+
+
+def _trace_stored(rt: Runtime, updates: Sequence[IncomingUpdate]) -> None:
+    """Each update's root span: from its arrival to the commit that stored it."""
+    committed = rt.clock()
+    for update in updates:
+        rt.tracer.record(
+            "update.stored",
+            trace_id=update.trace_id,
+            start=update.received_at,
+            end=committed,
+            attributes={
+                "bot_id": update.bot_id,
+                "update_id": update.update_id,
+                "source": update.source.value,
+            },
+            root=True,
+        )
 
 
 def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
@@ -154,6 +183,7 @@ def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
         payload=_job_payload(update),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
+        trace_id=update.trace_id,
     )
 
 
@@ -170,6 +200,7 @@ def _update_values(update: IncomingUpdate) -> dict[str, object]:
         "source": update.source.value,
         "payload": update.payload,
         "received_at": update.received_at,
+        "trace_id": update.trace_id,
     }
 
 
@@ -304,6 +335,7 @@ def write_request(
 # Where the values that differ between a batch's jobs sit in a job row.
 _JOB_PAYLOAD = _INSERT_JOBS.columns.index("payload")
 _JOB_ORDERING_KEY = _INSERT_JOBS.columns.index("ordering_key")
+_JOB_TRACE_ID = _INSERT_JOBS.columns.index("trace_id")
 
 
 def _job_rows(
@@ -311,9 +343,9 @@ def _job_rows(
 ) -> list[Row]:
     """The process_update job row of each update, its subject_id left to the writer process.
 
-    A batch's jobs differ only in payload and ordering key: the first row is built the
-    general way, the others are copies of it with those two replaced, which costs a third
-    as much on the intake's hot path.
+    A batch's jobs differ only in payload, ordering key and trace id: the first row is built
+    the general way, the others are copies of it with those three replaced, which costs a
+    third as much on the intake's hot path.
     """
     if not updates:
         return []
@@ -326,6 +358,7 @@ def _job_rows(
         row = template.copy()
         row[_JOB_PAYLOAD] = job_store.encode_payload(_job_payload(update))
         row[_JOB_ORDERING_KEY] = update.ordering_key
+        row[_JOB_TRACE_ID] = update.trace_id
         rows.append(row)
     return rows
 
