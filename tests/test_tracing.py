@@ -3,6 +3,9 @@ in-process collector (tgrelay.tracing_otel)."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,7 +17,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from tests.otlp_collector import collecting
-from tgrelay import errors, tracing
+from tgrelay import errors, observability, tracing
 from tgrelay.runtime import open_runtime
 from tgrelay.settings import Settings
 
@@ -145,3 +148,21 @@ def test_otel_endpoint_must_be_an_http_url() -> None:
     """A typo in TGRELAY_OTEL_ENDPOINT is refused when settings load."""
     with pytest.raises(ValueError, match="otel_endpoint"):
         Settings(_env_file=None, otel_endpoint="collector:4318")
+
+
+def test_log_lines_written_in_a_trace_carry_its_id() -> None:
+    """With tgrelay's logging set up, a line logged inside `bound` has the `trace_id` field."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, structlog.get_config())
+    stream = io.StringIO()
+    observability.configure_logging("INFO", stream=stream)
+    try:
+        log = structlog.get_logger("tgrelay.test")
+        with tracing.bound(TRACE):
+            log.info("job.step", step=1)
+        log.info("job.step", step=2)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        structlog.configure(**saved[2])
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["step"], line.get("trace_id")) for line in lines] == [(1, TRACE), (2, None)]
