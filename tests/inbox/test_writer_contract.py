@@ -141,3 +141,25 @@ async def test_tallied_audit_entries_add_their_counts_into_one_row(
         found = [tuple(r) for r in rows]
     minute = NOW.replace(second=0, microsecond=0)
     assert found == [("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)]
+
+
+async def test_each_stored_update_and_its_job_carry_the_updates_trace_id(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """The trace id given at the edge is on the update row and on its process_update job; a
+    duplicate's own (never stored) id is not."""
+    updates = [incoming(i, chat_id=i % 2) for i in range(1, 4)]
+    again = incoming(2, chat_id=0)
+    await asyncio.gather(*(writer.store(update) for update in updates))
+    assert await writer.store(again) is False
+    u, j = tables.updates, tables.jobs
+    async with runtime.db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(u.c.update_id, u.c.trace_id, j.c.trace_id.label("job_trace_id"))
+            .select_from(u.join(j, j.c.subject_id == u.c.id))
+            .where(j.c.kind == "process_update")
+            .order_by(u.c.update_id)
+        )
+        stored = [(r.update_id, r.trace_id, r.job_trace_id) for r in rows]
+    assert stored == [(update.update_id, update.trace_id, update.trace_id) for update in updates]
+    assert again.trace_id != updates[1].trace_id
