@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-
-from tgrelay import tracing
 
 
 class UpdateSource(StrEnum):
@@ -41,8 +39,6 @@ class IncomingUpdate:
     source: UpdateSource
     payload: str  # the raw JSON text as received
     received_at: datetime
-    # Given here, at the edge: the trace its job, events and deliveries carry on.
-    trace_id: str = field(default_factory=tracing.new_trace_id)
 
     @property
     def ordering_key(self) -> str | None:

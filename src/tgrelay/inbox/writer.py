@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tgrelay import audit, errors
+from tgrelay import audit, errors, tracing
 from tgrelay.db import dialects, tables
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import IncomingUpdate
@@ -138,8 +138,10 @@ class GroupCommitWriter:
         unique: dict[UpdateKey, IncomingUpdate] = {}
         for update, _ in batch:
             unique.setdefault((update.bot_id, update.update_id), update)
+        # Each update's trace starts here, as it is stored (tgrelay.tracing).
+        traces = dict(zip(unique, tracing.new_trace_ids(len(unique)), strict=True))
         try:
-            created = await self._batches.write(unique, audits)
+            created = await self._batches.write(unique, traces, audits)
         except (SQLAlchemyError, WriterProcessError, OSError) as exc:
             log.error("intake.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
@@ -154,16 +156,16 @@ class GroupCommitWriter:
         if created:
             self._rt.notify_queue(UPDATES_QUEUE)
             if self._rt.tracer.enabled:
-                _trace_stored(self._rt, [unique[key] for key in created])
+                _trace_stored(self._rt, [(unique[key], traces[key]) for key in created])
 
 
-def _trace_stored(rt: Runtime, updates: Sequence[IncomingUpdate]) -> None:
+def _trace_stored(rt: Runtime, updates: Sequence[tuple[IncomingUpdate, str]]) -> None:
     """Each update's root span: from its arrival to the commit that stored it."""
     committed = rt.clock()
-    for update in updates:
+    for update, trace_id in updates:
         rt.tracer.record(
             "update.stored",
-            trace_id=update.trace_id,
+            trace_id=trace_id,
             start=update.received_at,
             end=committed,
             attributes={
@@ -175,7 +177,7 @@ def _trace_stored(rt: Runtime, updates: Sequence[IncomingUpdate]) -> None:
         )
 
 
-def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
+def _job_for(update: IncomingUpdate, subject_id: int | None, trace_id: str) -> NewJob:
     """The process_update job of a created update row (`subject_id` is the row's id)."""
     return NewJob(
         kind=PROCESS_UPDATE,
@@ -183,7 +185,7 @@ def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
         payload=_job_payload(update),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
-        trace_id=update.trace_id,
+        trace_id=trace_id,
     )
 
 
@@ -191,7 +193,7 @@ def _job_payload(update: IncomingUpdate) -> dict[str, int]:
     return {"bot_id": update.bot_id, "update_id": update.update_id}
 
 
-def _update_values(update: IncomingUpdate) -> dict[str, object]:
+def _update_values(update: IncomingUpdate, trace_id: str) -> dict[str, object]:
     return {
         "bot_id": update.bot_id,
         "update_id": update.update_id,
@@ -200,7 +202,7 @@ def _update_values(update: IncomingUpdate) -> dict[str, object]:
         "source": update.source.value,
         "payload": update.payload,
         "received_at": update.received_at,
-        "trace_id": update.trace_id,
+        "trace_id": trace_id,
     }
 
 
@@ -215,7 +217,10 @@ class _SqlAlchemyBatches:
         self._rt = rt
 
     async def write(
-        self, unique: dict[UpdateKey, IncomingUpdate], audits: list[audit.Entry]
+        self,
+        unique: dict[UpdateKey, IncomingUpdate],
+        traces: dict[UpdateKey, str],
+        audits: list[audit.Entry],
     ) -> set[UpdateKey]:
         rt = self._rt
         updates = tables.updates
@@ -227,13 +232,18 @@ class _SqlAlchemyBatches:
                     .on_conflict_do_nothing(index_elements=["bot_id", "update_id"])
                     .returning(updates.c.id, updates.c.bot_id, updates.c.update_id)
                 )
-                rows = await conn.execute(statement, [_update_values(u) for u in unique.values()])
+                rows = await conn.execute(
+                    statement, [_update_values(u, traces[key]) for key, u in unique.items()]
+                )
                 created = sorted(
                     ((r.bot_id, r.update_id, r.id) for r in rows), key=lambda row: row[:2]
                 )
                 await job_store.enqueue(
                     conn,
-                    [_job_for(unique[(bot, update)], row_id) for bot, update, row_id in created],
+                    [
+                        _job_for(unique[(bot, update)], row_id, traces[(bot, update)])
+                        for bot, update, row_id in created
+                    ],
                     now=rt.clock(),
                     default_max_attempts=rt.settings.job_max_attempts,
                 )
@@ -277,13 +287,17 @@ class _SqliteBatches:
         )
 
     async def write(
-        self, unique: dict[UpdateKey, IncomingUpdate], audits: list[audit.Entry]
+        self,
+        unique: dict[UpdateKey, IncomingUpdate],
+        traces: dict[UpdateKey, str],
+        audits: list[audit.Entry],
     ) -> set[UpdateKey]:
         request = write_request(
             list(unique.values()),
             audits,
             now=self._rt.clock(),
             default_max_attempts=self._rt.settings.job_max_attempts,
+            trace_ids=list(traces.values()),
         )
         return await self._process.write(request)
 
@@ -323,11 +337,14 @@ def write_request(
     *,
     now: datetime,
     default_max_attempts: int,
+    trace_ids: Sequence[str] | None = None,
 ) -> WriteRequest:
-    """The writer process's request for a batch: rows ready to bind, a job per update."""
+    """The writer process's request for a batch: rows ready to bind, a job per update, each
+    update and its job with the update's trace id (`trace_ids[i]`; new ones when None)."""
+    traces = tracing.new_trace_ids(len(updates)) if trace_ids is None else trace_ids
     return WriteRequest(
-        updates=_INSERT_UPDATES.params(map(_update_values, updates)),
-        jobs=_job_rows(updates, now=now, default_max_attempts=default_max_attempts),
+        updates=_INSERT_UPDATES.params(map(_update_values, updates, traces)),
+        jobs=_job_rows(updates, traces, now=now, default_max_attempts=default_max_attempts),
         audits=_INSERT_AUDIT.params(map(audit.values, audit.merge(audits))),
     )
 
@@ -339,7 +356,11 @@ _JOB_TRACE_ID = _INSERT_JOBS.columns.index("trace_id")
 
 
 def _job_rows(
-    updates: Sequence[IncomingUpdate], *, now: datetime, default_max_attempts: int
+    updates: Sequence[IncomingUpdate],
+    trace_ids: Sequence[str],
+    *,
+    now: datetime,
+    default_max_attempts: int,
 ) -> list[Row]:
     """The process_update job row of each update, its subject_id left to the writer process.
 
@@ -350,15 +371,17 @@ def _job_rows(
     if not updates:
         return []
     first = job_store.job_values(
-        _job_for(updates[0], subject_id=None), now=now, default_max_attempts=default_max_attempts
+        _job_for(updates[0], None, trace_ids[0]),
+        now=now,
+        default_max_attempts=default_max_attempts,
     )
     template = _INSERT_JOBS.params([first])[0]
     rows = []
-    for update in updates:
+    for update, trace_id in zip(updates, trace_ids, strict=True):
         row = template.copy()
         row[_JOB_PAYLOAD] = job_store.encode_payload(_job_payload(update))
         row[_JOB_ORDERING_KEY] = update.ordering_key
-        row[_JOB_TRACE_ID] = update.trace_id
+        row[_JOB_TRACE_ID] = trace_id
         rows.append(row)
     return rows
 
