@@ -19,7 +19,7 @@ import importlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -173,14 +173,23 @@ class _NoTracer:
 NO_TRACER: Tracer = _NoTracer()
 
 
+def check_export(endpoint: str | None) -> None:
+    """ConfigurationError when export is asked for and the `otel` extra is not installed:
+    said at start (`tgrelay serve` asks before uvicorn starts), not at the first span."""
+    if endpoint is not None:
+        _otel()
+
+
 def tracer_for(endpoint: str | None, *, service_name: str = "tgrelay") -> Tracer:
-    """The tracer the settings ask for; ConfigurationError when export is asked for and the
-    `otel` extra is not installed (said at start, not at the first span)."""
+    """The tracer the settings ask for (see `check_export` for the error it may raise)."""
     if endpoint is None:
         return NO_TRACER
+    tracer: Tracer = _otel().OtelTracer(endpoint, service_name=service_name)
+    return tracer
+
+
+def _otel() -> Any:
     try:
-        otel = importlib.import_module("tgrelay.tracing_otel")
+        return importlib.import_module("tgrelay.tracing_otel")
     except ImportError as exc:
         raise errors.ConfigurationError(OTEL_EXTRA_MISSING) from exc
-    tracer: Tracer = otel.OtelTracer(endpoint, service_name=service_name)
-    return tracer
