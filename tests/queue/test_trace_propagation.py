@@ -97,7 +97,8 @@ async def test_a_job_enqueued_by_a_job_joins_its_trace(database: Database, clock
 
 
 async def test_a_batch_of_traced_jobs_names_every_trace(database: Database, clock: Clock) -> None:
-    """A batched handler given jobs of two traces logs both and has no single current trace."""
+    """A batched handler given jobs of two traces logs both and has no single current trace;
+    the worker's line for the batch's transaction names both too."""
     seen: list[tuple[str | None, dict[str, Any]]] = []
 
     async def prepare(jobs: Sequence[Job]) -> None:
@@ -114,7 +115,13 @@ async def test_a_batch_of_traced_jobs_names_every_trace(database: Database, cloc
         NewJob(kind="batched", payload={"name": "b"}, trace_id=OTHER),
         now=clock,
     )
-    async with running(make_worker(database, registry, clock, batch_size=10)):
-        for job_id in ids:
-            await wait_until(in_state(database, job_id, JobState.DONE))
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logged:
+        async with running(make_worker(database, registry, clock, batch_size=10)):
+            for job_id in ids:
+                await wait_until(in_state(database, job_id, JobState.DONE))
     assert seen == [(None, {"trace_ids": [TRACE, OTHER]})]
+    assert [line.get("trace_ids") for line in logged if line["event"] == "jobs.done"] == [
+        [TRACE, OTHER]
+    ]

@@ -560,7 +560,8 @@ class Worker:
 
     def _observe_batch(self, jobs: list[Job], seconds: float) -> None:
         # One line per transaction: a line per job cost a tenth of a job's time.
-        self._log.debug("jobs.done", count=len(jobs), first_job_id=jobs[0].id, seconds=seconds)
+        with tracing.bound_many([job.trace_id for job in jobs]):
+            self._log.debug("jobs.done", count=len(jobs), first_job_id=jobs[0].id, seconds=seconds)
         if self.metrics is not None:
             for job in jobs:
                 self.metrics.job_runs.labels(kind=job.kind, outcome="done").observe(
