@@ -28,8 +28,8 @@ from tgrelay.clock import Clock, utcnow
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
 from tgrelay.events import handlers as events_handlers
-from tgrelay.events import observed as events_observed
 from tgrelay.events import service as events_service
+from tgrelay.events import telemetry as events_telemetry
 from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import delivery as groups_delivery
@@ -334,7 +334,7 @@ class TgrelayApp:
             async with rt.db.engine.connect() as conn:
                 counts = await job_store.count_by_state(conn)
                 depths = await queue_depth.by_kind(conn, now=rt.clock())
-                await events_observed.refresh_breakers_open(conn, rt)
+                await events_telemetry.refresh_breakers_open(conn, rt)
             for state, count in counts.items():
                 rt.metrics.jobs.labels(state.value).set(count)
             queue_depth.publish(rt.metrics, depths)

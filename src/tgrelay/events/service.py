@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, breaker, errors, tracing
 from tgrelay.db import engine as db_engine
-from tgrelay.events import catalog, guard, observed, signing, store
+from tgrelay.events import catalog, guard, signing, store, telemetry
 from tgrelay.events.catalog import EventType
 from tgrelay.events.models import (
     Attempt,
@@ -119,7 +119,7 @@ async def emit_many(
         conn, workspace_id=workspace_id, wanted=wanted, now=now
     )
     await enqueue_attempts(conn, rt, delivery_ids, run_at=now, trace_ids=trace_ids)
-    observed.after_emitting(conn, rt, rows, workspace_id=workspace_id, now=now)
+    telemetry.after_emitting(conn, rt, rows, workspace_id=workspace_id, now=now)
     return [row.id for row in rows]
 
 
@@ -296,7 +296,7 @@ async def delete_endpoint(rt: Runtime, principal: Principal, endpoint_id: str) -
         dropped = await store.dead_letter_pending(
             conn, endpoint_id, reason="endpoint deleted", now=now
         )
-        observed.dead_lettered(conn, rt, dropped)
+        telemetry.dead_lettered(conn, rt, dropped)
         await _audit(conn, principal, "endpoint.deleted", endpoint_id, now, {})
 
 
@@ -376,7 +376,7 @@ async def _disable(
     dropped = await store.dead_letter_pending(
         conn, endpoint.id, reason=f"endpoint disabled: {reason}", now=now
     )
-    observed.dead_lettered(conn, rt, dropped)
+    telemetry.dead_lettered(conn, rt, dropped)
     await emit(
         conn,
         rt,
