@@ -28,6 +28,7 @@ from tgrelay.clock import Clock, utcnow
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
 from tgrelay.events import service as events_service
+from tgrelay.events import telemetry as events_telemetry
 from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import delivery as groups_delivery
@@ -42,6 +43,7 @@ from tgrelay.inbox.rejections import RejectionTally
 from tgrelay.inbox.secret_breaker import SecretBreaker
 from tgrelay.inbox.sharing import IntakeShare
 from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
+from tgrelay.queue import depth as queue_depth
 from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import DEFAULT_QUEUE
@@ -327,8 +329,11 @@ class TgrelayApp:
                 )
             async with rt.db.engine.connect() as conn:
                 counts = await job_store.count_by_state(conn)
+                depths = await queue_depth.by_kind(conn, now=rt.clock())
+                await events_telemetry.refresh_breakers_open(conn, rt)
             for state, count in counts.items():
                 rt.metrics.jobs.labels(state.value).set(count)
+            queue_depth.publish(rt.metrics, depths)
             return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return api

@@ -122,6 +122,61 @@ class Metrics:
             ["bot_id"],
             registry=r,
         )
+        self.telegram_flood_waits = Counter(
+            "tgrelay_telegram_flood_waits",
+            "Bot API calls Telegram answered with 429 (retry_after), by method.",
+            ["method"],
+            registry=r,
+        )
+        self.telegram_turn_wait = Histogram(
+            "tgrelay_telegram_turn_wait_seconds",
+            "Time a send waited for its rate-limit turn before its request.",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60),
+            registry=r,
+        )
+        self.processing_lag = Histogram(
+            "tgrelay_processing_lag_seconds",
+            "From an update's storing to the commit of its processing (process_update done).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+            registry=r,
+        )
+        self.delivery_attempts = Counter(
+            "tgrelay_delivery_attempts",
+            "Event delivery POSTs by outcome (delivered: 2xx; gone: 410; failed: any other "
+            "answer or none).",
+            ["outcome"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "tgrelay_delivery_latency_seconds",
+            "Duration of an event delivery POST, until its answer (or the failure).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+            registry=r,
+        )
+        self.delivery_dead_letters = Counter(
+            "tgrelay_delivery_dead_letters",
+            "Deliveries given up (retry schedule exhausted, 410 Gone, endpoint deleted or "
+            "disabled).",
+            registry=r,
+        )
+        self.delivery_breakers_open = Gauge(
+            "tgrelay_delivery_breakers_open",
+            "Endpoints whose circuit breaker holds deliveries back (open or probing), "
+            "counted at scrape time.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "tgrelay_queue_depth",
+            "Pending jobs that are due, by kind, counted at scrape time.",
+            ["kind"],
+            registry=r,
+        )
+        self.queue_oldest_due_age = Gauge(
+            "tgrelay_queue_oldest_due_age_seconds",
+            "How long the oldest due pending job of each kind has been due, at scrape time.",
+            ["kind"],
+            registry=r,
+        )
         self.poller_lag = Gauge(
             "tgrelay_poller_lag_seconds",
             "Age of the newest update a poller received, when it was received.",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from tgrelay import breaker
+from tgrelay import breaker, tracing
 from tgrelay.clock import Clock, utcnow
 from tgrelay.crypto import TokenCipher
 from tgrelay.db import migrate
@@ -30,6 +30,8 @@ class Runtime:
     cipher: TokenCipher
     telegram: TelegramClients
     metrics: Metrics
+    # Where spans go (tracing.NO_TRACER unless TGRELAY_OTEL_ENDPOINT is set).
+    tracer: tracing.Tracer = tracing.NO_TRACER
     # Outgoing Bot API sends ask it for a slot (Redis-shared when TGRELAY_REDIS_URL is set).
     rate_limiter: ratelimit.RateLimiter
     clock: Clock = utcnow
@@ -44,6 +46,8 @@ class Runtime:
 async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[Runtime]:
     """Migrate the database, open every shared resource, and close them all on exit."""
     settings = with_secret_keys(settings)
+    # First: a missing `otel` extra stops the start before anything is opened.
+    tracer = tracing.tracer_for(settings.otel_endpoint)
     # Creates the SQLite file's directory.
     db = Database(
         settings.resolved_database_url,
@@ -64,8 +68,10 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
                 open_seconds=settings.telegram_breaker_open_seconds,
             ),
             clock=clock,
+            tracer=tracer,
         ),
         metrics=metrics,
+        tracer=tracer,
         rate_limiter=ratelimit.rate_limiter(settings.redis_url, send_limits(settings)),
         clock=clock,
     )
@@ -75,6 +81,7 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
         await rt.rate_limiter.close()
         await rt.telegram.aclose()
         await rt.db.dispose()
+        tracer.shutdown()
 
 
 def send_limits(settings: Settings) -> ratelimit.Limits:

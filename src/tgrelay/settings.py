@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Unset: /metrics is open. Set: /metrics answers only `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None
+    # OTLP/HTTP base URL (e.g. http://collector:4318) to export traces' spans to; needs the
+    # `otel` extra. Unset: trace ids still follow every update, job, event and delivery.
+    otel_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     # Group linking: how long a connect session's deep-link token (and phase 2) stays valid.
     connect_session_ttl_seconds: float = Field(default=1800.0, gt=0)
     # A bare /start in a private chat gets a short reply on how to link a group; switch it

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tgrelay import tracing
+
 TGRELAY = str(Path(sys.executable).parent / "tgrelay")
 
 
@@ -85,3 +87,30 @@ def test_serve_prints_its_banner_once_when_it_answers(tmp_path: Path) -> None:
         "  worker     in this process",
         '  next       no workspace yet: tgrelay workspace create "My team"',
     ]
+
+
+def test_otel_endpoint_without_the_extra_ends_serve_with_one_line(tmp_path: Path) -> None:
+    """TGRELAY_OTEL_ENDPOINT set where the OpenTelemetry SDK is not installed: one line saying
+    which extra to install, exit code 1, before anything is written."""
+    # First on the path, an opentelemetry.sdk that is not there: as without the `otel` extra
+    # (opentelemetry-api itself comes with FastAPI).
+    shadow = tmp_path / "shadow"
+    (shadow / "opentelemetry" / "sdk").mkdir(parents=True)
+    (shadow / "opentelemetry" / "sdk" / "__init__.py").write_text(
+        'raise ModuleNotFoundError("No module named opentelemetry.sdk", name="opentelemetry.sdk")\n'
+    )
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    env = environment(tmp_path, port) | {
+        "TGRELAY_OTEL_ENDPOINT": "http://127.0.0.1:4318",
+        "PYTHONPATH": str(shadow),
+    }
+    result = subprocess.run(
+        [TGRELAY, "serve"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"error: {tracing.OTEL_EXTRA_MISSING}\n",
+    )
+    assert not (tmp_path / "data").exists()

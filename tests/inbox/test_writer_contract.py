@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -141,3 +142,34 @@ async def test_tallied_audit_entries_add_their_counts_into_one_row(
         found = [tuple(r) for r in rows]
     minute = NOW.replace(second=0, microsecond=0)
     assert found == [("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)]
+
+
+async def test_each_stored_update_and_its_job_carry_the_updates_trace_id(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """Each stored update gets a trace id of its own, on its row and on its process_update
+    job; a duplicate arriving later changes neither."""
+    await asyncio.gather(*(writer.store(incoming(i, chat_id=i % 2)) for i in range(1, 4)))
+    first = await _traces(runtime)
+    assert await writer.store(incoming(2, chat_id=0)) is False
+    assert [(update_id, row == job) for update_id, row, job in first] == [
+        (1, True),
+        (2, True),
+        (3, True),
+    ]
+    assert len({row for _, row, _ in first}) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{32}", row or "") for _, row, _ in first)
+    assert await _traces(runtime) == first
+
+
+async def _traces(rt: Runtime) -> list[tuple[int, str | None, str | None]]:
+    """(update_id, the update row's trace id, its job's) per stored update."""
+    u, j = tables.updates, tables.jobs
+    async with rt.db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(u.c.update_id, u.c.trace_id, j.c.trace_id.label("job_trace_id"))
+            .select_from(u.join(j, j.c.subject_id == u.c.id))
+            .where(j.c.kind == "process_update")
+            .order_by(u.c.update_id)
+        )
+        return [(r.update_id, r.trace_id, r.job_trace_id) for r in rows]

@@ -39,9 +39,13 @@ def serve(
 
     import uvicorn
 
+    from tgrelay import tracing
     from tgrelay.app import TgrelayApp
     from tgrelay.settings import with_secret_keys
 
+    with invocation.errors_as_exit():
+        # Before anything is written: uvicorn would report it only as a failed start-up.
+        tracing.check_export(settings.otel_endpoint)
     invocation.announce_new_data_dir(settings)
     with invocation.errors_as_exit():
         settings = with_secret_keys(settings)

@@ -105,6 +105,8 @@ updates = Table(
     # "chat_id:message_id:edit_date" of the message it carried, on the first update that
     # carried it, while TGRELAY_INBOUND_DEDUPLICATE is on: later copies find it here.
     Column("message_key", String(64)),
+    # The W3C trace id (32 hex digits) given when it was stored (tgrelay/tracing.py).
+    Column("trace_id", String(32)),
     UniqueConstraint("bot_id", "update_id"),
     Index(
         "ix_updates_bot_id_message_key",
@@ -158,6 +160,8 @@ jobs = Table(
     Column("last_error", Text),
     Column("created_at", Timestamp, nullable=False),
     Column("finished_at", Timestamp),
+    # The trace of the update that caused it (inherited from the job that enqueued it).
+    Column("trace_id", String(32)),
     Index("ix_jobs_state_run_at", "state", "run_at"),
     Index("ix_jobs_kind_subject_id", "kind", "subject_id"),
     # What claims walk: pending jobs free to run, by queue, oldest due first. Future-dated
@@ -328,6 +332,8 @@ events = Table(
     Column("type", String(64), nullable=False),  # e.g. "message.received" (events.catalog)
     Column("body", Text, nullable=False),  # the JSON sent, byte for byte, on every attempt
     Column("created_at", Timestamp, nullable=False),
+    # The trace of the update that caused it; its deliveries send it as `traceparent`.
+    Column("trace_id", String(32)),
     Index("ix_events_workspace_id_created_at", "workspace_id", "created_at"),
 )
 

@@ -21,7 +21,7 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
-from tgrelay.events import schedule, service, signing, store, transport
+from tgrelay.events import schedule, service, signing, store, telemetry, transport
 from tgrelay.events.models import Attempt, DeliveryStatus, Endpoint, EndpointStatus
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import Reschedule
@@ -205,8 +205,11 @@ async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Targe
         keys, msg_id=found.delivery.event_id, timestamp=started, body=found.body
     )
     try:
-        response = await client.post(found.endpoint.url, found.body.encode(), headers)
+        with telemetry.attempt_span(rt, found) as span_id:
+            headers = {**headers, **telemetry.headers_of(found.trace_id, span_id)}
+            response = await client.post(found.endpoint.url, found.body.encode(), headers)
     except transport.DeliveryFailed as failure:
+        telemetry.attempted(rt, schedule.Outcome.FAILED, failure.duration_seconds)
         return Result(
             started_at=started,
             duration_ms=round(failure.duration_seconds * 1000),
@@ -216,6 +219,7 @@ async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Targe
             error=failure.reason,
         )
     error = None
+    telemetry.attempted(rt, schedule.classify(response.status), response.duration_seconds)
     if schedule.classify(response.status) is not schedule.Outcome.DELIVERED:
         error = f"HTTP {response.status}"
         if response.location:
@@ -248,6 +252,7 @@ async def record_outcomes(
     now = rt.clock()
     attempted = [outcome for outcome in outcomes if isinstance(outcome, Attempted)]
     await store.record_attempts(conn, [outcome.attempt for outcome in attempted])
+    telemetry.dead_lettered(conn, rt, sum(isinstance(outcome, GivenUp) for outcome in outcomes))
     for outcome in outcomes:
         if isinstance(outcome, GivenUp):
             await store.update_delivery(
@@ -307,6 +312,7 @@ async def _judge(
     if attempted.outcome is schedule.Outcome.GONE:
         values |= {"status": DeliveryStatus.DEAD_LETTER.value, "next_attempt_at": None}
         await store.update_delivery(conn, delivery.id, values)
+        telemetry.dead_lettered(conn, rt, 1)
         if endpoint is not None and endpoint.status is EndpointStatus.ENABLED:
             await service.disable_endpoint(
                 conn, rt, endpoint, reason="the endpoint answered 410 Gone", now=now
@@ -325,11 +331,14 @@ async def _judge(
             "next_attempt_at": None,
             "last_error": f"retry schedule exhausted; last: {result.error}",
         }
+        telemetry.dead_lettered(conn, rt, 1)
     else:
         values["next_attempt_at"] = retry_at
     await store.update_delivery(conn, delivery.id, values)
     if retry_at is not None:
-        await service.enqueue_attempts(conn, rt, [delivery.id], run_at=retry_at)
+        await service.enqueue_attempts(
+            conn, rt, [delivery.id], run_at=retry_at, trace_ids=[attempted.target.trace_id]
+        )
     if endpoint is not None:
         await _failed(conn, rt, endpoint, rules=rules, policy=policy, now=now)
 

@@ -18,9 +18,9 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import audit, breaker, errors
+from tgrelay import audit, breaker, errors, tracing
 from tgrelay.db import engine as db_engine
-from tgrelay.events import catalog, guard, signing, store
+from tgrelay.events import catalog, guard, signing, store, telemetry
 from tgrelay.events.catalog import EventType
 from tgrelay.events.models import (
     Attempt,
@@ -51,6 +51,8 @@ REPLAY_BATCH = 500
 class NewEvent:
     event_type: EventType
     data: BaseModel
+    # The trace of the update it announces; None: the current one (tracing.current_trace_id).
+    trace_id: str | None = None
 
 
 async def emit(
@@ -87,10 +89,13 @@ async def emit_many(
     subscribers = await store.subscribers(conn, workspace_id)
     rows: list[store.NewEventRow] = []
     wanted: list[store.NewDelivery] = []
+    current_trace = tracing.current_trace_id()
+    trace_ids: list[str | None] = []  # of each delivery in `wanted`
     for event in events:
         event_id = f"evt_{secrets.token_hex(12)}"
         event_type = event.event_type.value
         latest = catalog.SPECS[event.event_type].version
+        trace_id = event.trace_id or current_trace
         body = {
             "id": event_id,
             "type": event_type,
@@ -100,8 +105,11 @@ async def emit_many(
             "data": event.data.model_dump(mode="json", by_alias=True),
         }
         rows.append(
-            store.NewEventRow(id=event_id, type=event_type, body=orjson.dumps(body).decode())
+            store.NewEventRow(
+                id=event_id, type=event_type, body=orjson.dumps(body).decode(), trace_id=trace_id
+            )
         )
+        before = len(wanted)
         wanted += [
             store.NewDelivery(
                 event_id=event_id,
@@ -112,11 +120,13 @@ async def emit_many(
             for endpoint in subscribers
             if catalog.matches(endpoint.event_types, event_type)
         ]
+        trace_ids += [trace_id] * (len(wanted) - before)
     await store.insert_events(conn, workspace_id=workspace_id, rows=rows, now=now)
     delivery_ids = await store.insert_deliveries(
         conn, workspace_id=workspace_id, wanted=wanted, now=now
     )
-    await enqueue_attempts(conn, rt, delivery_ids, run_at=now)
+    await enqueue_attempts(conn, rt, delivery_ids, run_at=now, trace_ids=trace_ids)
+    telemetry.after_emitting(conn, rt, rows, workspace_id=workspace_id, now=now)
     return [row.id for row in rows]
 
 
@@ -126,10 +136,16 @@ def _pinned_body(body: dict[str, Any], pinned: int, latest: int) -> str | None:
 
 
 async def enqueue_attempts(
-    conn: AsyncConnection, rt: Runtime, delivery_ids: Sequence[int], *, run_at: datetime
+    conn: AsyncConnection,
+    rt: Runtime,
+    delivery_ids: Sequence[int],
+    *,
+    run_at: datetime,
+    trace_ids: Sequence[str | None] | None = None,
 ) -> None:
     """One deliver_event job per delivery, in the caller's transaction; an in-process worker
-    is woken once it commits (events written outside jobs, e.g. by the API, too)."""
+    is woken once it commits (events written outside jobs, e.g. by the API, too). A job joins
+    its event's trace (`trace_ids`, one per delivery; else the current one)."""
     if delivery_ids:
         db_engine.after_commit(conn, functools.partial(rt.notify_queue, WEBHOOKS_QUEUE))
     await job_store.enqueue(
@@ -141,8 +157,11 @@ async def enqueue_attempts(
                 payload={},
                 subject_id=delivery_id,
                 run_at=run_at,
+                trace_id=trace_id,
             )
-            for delivery_id in delivery_ids
+            for delivery_id, trace_id in zip(
+                delivery_ids, trace_ids or [None] * len(delivery_ids), strict=True
+            )
         ],
         now=rt.clock(),
         default_max_attempts=rt.settings.job_max_attempts,
@@ -311,7 +330,10 @@ async def delete_endpoint(rt: Runtime, principal: Principal, endpoint_id: str) -
     async with rt.db.transaction() as conn:
         _found(await store.get_endpoint(conn, principal.workspace_id, endpoint_id), endpoint_id)
         await store.update_endpoint(conn, endpoint_id, {"deleted_at": now, "updated_at": now})
-        await store.dead_letter_pending(conn, endpoint_id, reason="endpoint deleted", now=now)
+        dropped = await store.dead_letter_pending(
+            conn, endpoint_id, reason="endpoint deleted", now=now
+        )
+        telemetry.dead_lettered(conn, rt, dropped)
         await _audit(conn, principal, "endpoint.deleted", endpoint_id, now, {})
 
 
@@ -391,6 +413,7 @@ async def _disable(
     dropped = await store.dead_letter_pending(
         conn, endpoint.id, reason=f"endpoint disabled: {reason}", now=now
     )
+    telemetry.dead_lettered(conn, rt, dropped)
     await emit(
         conn,
         rt,

@@ -34,6 +34,7 @@ class NewEventRow:
     id: str
     type: str
     body: str  # the JSON every attempt sends, byte for byte (unless a pinned version's)
+    trace_id: str | None = None  # the trace of the update it announces, if one did
 
 
 async def insert_events(
@@ -49,6 +50,7 @@ async def insert_events(
                     "type": row.type,
                     "body": row.body,
                     "created_at": now,
+                    "trace_id": row.trace_id,
                 }
                 for row in rows
             ],
@@ -414,6 +416,7 @@ class Target:
     endpoint: Endpoint
     endpoint_deleted: bool
     secrets: SecretCiphertexts  # read with the rest: no second round trip per attempt
+    trace_id: str | None = None  # its event's: sent as `traceparent`
 
 
 async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[int, Target]:
@@ -433,12 +436,13 @@ async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[in
             endpoint=_endpoint_from(endpoint_columns),
             endpoint_deleted=endpoint_columns["deleted_at"] is not None,
             secrets=_secrets_from(endpoint_columns),
+            trace_id=mapping[events.c.trace_id],
         )
     return found
 
 
 _TARGETS = (
-    select(deliveries, events.c.body, endpoints)
+    select(deliveries, events.c.body, events.c.trace_id, endpoints)
     .join(events, events.c.id == deliveries.c.event_id)
     .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
     .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)))

@@ -42,7 +42,7 @@ async def announce(
             continue
         event_type, data = event
         announced.setdefault(inbound.workspace_id, []).append(
-            events.NewEvent(event_type=event_type, data=data)
+            events.NewEvent(event_type=event_type, data=data, trace_id=processed.trace_id)
         )
     for workspace_id, new_events in announced.items():
         await events.emit_many(conn, rt, workspace_id=workspace_id, events=new_events)

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
-from tgrelay.inbox import dispatch, processing, screening
+from tgrelay.inbox import dispatch, processing, screening, telemetry
 from tgrelay.inbox.models import PROCESS_UPDATE, Handler, Inbound, ProcessedUpdate
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import PermanentFailure
@@ -33,6 +33,7 @@ def register(registry: Registry, rt: Runtime, handlers: Sequence[Handler] = ()) 
     async def process_updates(
         conn: AsyncConnection, jobs: Sequence[Job], batch: list[ProcessedUpdate]
     ) -> None:
+        telemetry.after_processing(conn, rt, batch)
         held = await _of_current_holders(conn, batch)
         admitted = [inbound.processed for inbound in held]
         if screen is not None:

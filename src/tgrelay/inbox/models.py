@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay import tracing
 from tgrelay.bots.models import Holding
 from tgrelay.queue.retry import PermanentFailure
 from tgrelay.telegram.essentials import ChatSeen, UserSeen
@@ -90,6 +91,7 @@ class ProcessedUpdate:
     raw: dict[str, Any]  # the same update exactly as Telegram sent it
     chat: ChatSeen | None
     sender: UserSeen | None
+    trace_id: str | None = None  # given when it was stored (tgrelay.tracing)
 
     @functools.cached_property
     def update(self) -> Update:
@@ -138,6 +140,12 @@ class Handler:
         """A handler of one update, run for each update of a batch in turn."""
 
         async def handle_batch(conn: AsyncConnection, batch: Sequence[Inbound]) -> set[int]:
-            return {inbound.processed.row_id for inbound in batch if await handle(conn, inbound)}
+            consumed = set()
+            for inbound in batch:
+                # What the handler enqueues and emits joins this update's trace.
+                with tracing.bound(inbound.processed.trace_id):
+                    if await handle(conn, inbound):
+                        consumed.add(inbound.processed.row_id)
+            return consumed
 
         return cls(name=name, handle=handle_batch)

@@ -26,7 +26,14 @@ from tgrelay.telegram import essentials
 from tgrelay.telegram.updates import classify
 
 
-def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) -> ProcessedUpdate:
+def interpret(
+    bot_id: int,
+    payload: str,
+    *,
+    row_id: int,
+    received_at: datetime,
+    trace_id: str | None = None,
+) -> ProcessedUpdate:
     """The update as handlers see it; one whose essentials are malformed will never process."""
     raw = orjson.loads(payload)
     kind = classify(raw)
@@ -43,6 +50,7 @@ def interpret(bot_id: int, payload: str, *, row_id: int, received_at: datetime) 
         raw=raw,
         chat=chat,
         sender=sender,
+        trace_id=trace_id,
     )
 
 
@@ -62,7 +70,13 @@ async def load(db: Database, update_row_ids: Sequence[int]) -> list[ProcessedUpd
     if missing:
         raise PermanentFailure(f"update rows {missing} no longer exist")
     return [
-        interpret(rows[i].bot_id, rows[i].payload, row_id=i, received_at=rows[i].received_at)
+        interpret(
+            rows[i].bot_id,
+            rows[i].payload,
+            row_id=i,
+            received_at=rows[i].received_at,
+            trace_id=rows[i].trace_id,
+        )
         for i in update_row_ids
     ]
 
@@ -72,6 +86,7 @@ _UPDATE_ROWS = select(
     tables.updates.c.bot_id,
     tables.updates.c.payload,
     tables.updates.c.received_at,
+    tables.updates.c.trace_id,
 ).where(tables.updates.c.id.in_(bindparam("row_ids", expanding=True)))
 
 

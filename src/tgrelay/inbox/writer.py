@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tgrelay import audit, errors
+from tgrelay import audit, errors, tracing
 from tgrelay.db import dialects, tables
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import PROCESS_UPDATE, IncomingUpdate
@@ -36,7 +36,16 @@ log = structlog.get_logger(__name__)
 UPDATES_QUEUE = "updates"  # process_update's own queue, drained by a batching worker
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000
-UPDATE_COLUMNS = ("bot_id", "update_id", "kind", "chat_id", "source", "payload", "received_at")
+UPDATE_COLUMNS = (
+    "bot_id",
+    "update_id",
+    "kind",
+    "chat_id",
+    "source",
+    "payload",
+    "received_at",
+    "trace_id",
+)
 
 
 class GroupCommitWriter:
@@ -128,8 +137,10 @@ class GroupCommitWriter:
         unique: dict[UpdateKey, IncomingUpdate] = {}
         for update, _ in batch:
             unique.setdefault((update.bot_id, update.update_id), update)
+        # Each update's trace starts here, as it is stored (tgrelay.tracing).
+        traces = dict(zip(unique, tracing.new_trace_ids(len(unique)), strict=True))
         try:
-            created = await self._batches.write(unique, audits)
+            created = await self._batches.write(unique, traces, audits)
         except (SQLAlchemyError, WriterProcessError, OSError) as exc:
             log.error("intake.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
@@ -143,9 +154,29 @@ class GroupCommitWriter:
                 future.set_result(key in created and unique[key] is update)
         if created:
             self._rt.notify_queue(UPDATES_QUEUE)
+            if self._rt.tracer.enabled:
+                _trace_stored(self._rt, [(unique[key], traces[key]) for key in created])
 
 
-def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
+def _trace_stored(rt: Runtime, updates: Sequence[tuple[IncomingUpdate, str]]) -> None:
+    """Each update's root span: from its arrival to the commit that stored it."""
+    committed = rt.clock()
+    for update, trace_id in updates:
+        rt.tracer.record(
+            "update.stored",
+            trace_id=trace_id,
+            start=update.received_at,
+            end=committed,
+            attributes={
+                "bot_id": update.bot_id,
+                "update_id": update.update_id,
+                "source": update.source.value,
+            },
+            root=True,
+        )
+
+
+def _job_for(update: IncomingUpdate, subject_id: int | None, trace_id: str) -> NewJob:
     """The process_update job of a created update row (`subject_id` is the row's id)."""
     return NewJob(
         kind=PROCESS_UPDATE,
@@ -153,6 +184,7 @@ def _job_for(update: IncomingUpdate, subject_id: int | None) -> NewJob:
         payload=_job_payload(update),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
+        trace_id=trace_id,
     )
 
 
@@ -160,7 +192,7 @@ def _job_payload(update: IncomingUpdate) -> dict[str, int]:
     return {"bot_id": update.bot_id, "update_id": update.update_id}
 
 
-def _update_values(update: IncomingUpdate) -> dict[str, object]:
+def _update_values(update: IncomingUpdate, trace_id: str) -> dict[str, object]:
     return {
         "bot_id": update.bot_id,
         "update_id": update.update_id,
@@ -169,6 +201,7 @@ def _update_values(update: IncomingUpdate) -> dict[str, object]:
         "source": update.source.value,
         "payload": update.payload,
         "received_at": update.received_at,
+        "trace_id": trace_id,
     }
 
 
@@ -183,7 +216,10 @@ class _SqlAlchemyBatches:
         self._rt = rt
 
     async def write(
-        self, unique: dict[UpdateKey, IncomingUpdate], audits: list[audit.Entry]
+        self,
+        unique: dict[UpdateKey, IncomingUpdate],
+        traces: dict[UpdateKey, str],
+        audits: list[audit.Entry],
     ) -> set[UpdateKey]:
         rt = self._rt
         updates = tables.updates
@@ -195,13 +231,18 @@ class _SqlAlchemyBatches:
                     .on_conflict_do_nothing(index_elements=["bot_id", "update_id"])
                     .returning(updates.c.id, updates.c.bot_id, updates.c.update_id)
                 )
-                rows = await conn.execute(statement, [_update_values(u) for u in unique.values()])
+                rows = await conn.execute(
+                    statement, [_update_values(u, traces[key]) for key, u in unique.items()]
+                )
                 created = sorted(
                     ((r.bot_id, r.update_id, r.id) for r in rows), key=lambda row: row[:2]
                 )
                 await job_store.enqueue(
                     conn,
-                    [_job_for(unique[(bot, update)], row_id) for bot, update, row_id in created],
+                    [
+                        _job_for(unique[(bot, update)], row_id, traces[(bot, update)])
+                        for bot, update, row_id in created
+                    ],
                     now=rt.clock(),
                     default_max_attempts=rt.settings.job_max_attempts,
                 )
@@ -245,13 +286,17 @@ class _SqliteBatches:
         )
 
     async def write(
-        self, unique: dict[UpdateKey, IncomingUpdate], audits: list[audit.Entry]
+        self,
+        unique: dict[UpdateKey, IncomingUpdate],
+        traces: dict[UpdateKey, str],
+        audits: list[audit.Entry],
     ) -> set[UpdateKey]:
         request = write_request(
             list(unique.values()),
             audits,
             now=self._rt.clock(),
             default_max_attempts=self._rt.settings.job_max_attempts,
+            trace_ids=list(traces.values()),
         )
         return await self._process.write(request)
 
@@ -291,11 +336,14 @@ def write_request(
     *,
     now: datetime,
     default_max_attempts: int,
+    trace_ids: Sequence[str] | None = None,
 ) -> WriteRequest:
-    """The writer process's request for a batch: rows ready to bind, a job per update."""
+    """The writer process's request for a batch: rows ready to bind, a job per update, each
+    update and its job with the update's trace id (`trace_ids[i]`; new ones when None)."""
+    traces = tracing.new_trace_ids(len(updates)) if trace_ids is None else trace_ids
     return WriteRequest(
-        updates=_INSERT_UPDATES.params(map(_update_values, updates)),
-        jobs=_job_rows(updates, now=now, default_max_attempts=default_max_attempts),
+        updates=_INSERT_UPDATES.params(map(_update_values, updates, traces)),
+        jobs=_job_rows(updates, traces, now=now, default_max_attempts=default_max_attempts),
         audits=_INSERT_AUDIT.params(map(audit.values, audit.merge(audits))),
     )
 
@@ -303,28 +351,36 @@ def write_request(
 # Where the values that differ between a batch's jobs sit in a job row.
 _JOB_PAYLOAD = _INSERT_JOBS.columns.index("payload")
 _JOB_ORDERING_KEY = _INSERT_JOBS.columns.index("ordering_key")
+_JOB_TRACE_ID = _INSERT_JOBS.columns.index("trace_id")
 
 
 def _job_rows(
-    updates: Sequence[IncomingUpdate], *, now: datetime, default_max_attempts: int
+    updates: Sequence[IncomingUpdate],
+    trace_ids: Sequence[str],
+    *,
+    now: datetime,
+    default_max_attempts: int,
 ) -> list[Row]:
     """The process_update job row of each update, its subject_id left to the writer process.
 
-    A batch's jobs differ only in payload and ordering key: the first row is built the
-    general way, the others are copies of it with those two replaced, which costs a third
-    as much on the intake's hot path.
+    A batch's jobs differ only in payload, ordering key and trace id: the first row is built
+    the general way, the others are copies of it with those three replaced, which costs a
+    third as much on the intake's hot path.
     """
     if not updates:
         return []
     first = job_store.job_values(
-        _job_for(updates[0], subject_id=None), now=now, default_max_attempts=default_max_attempts
+        _job_for(updates[0], None, trace_ids[0]),
+        now=now,
+        default_max_attempts=default_max_attempts,
     )
     template = _INSERT_JOBS.params([first])[0]
     rows = []
-    for update in updates:
+    for update, trace_id in zip(updates, trace_ids, strict=True):
         row = template.copy()
         row[_JOB_PAYLOAD] = job_store.encode_payload(_job_payload(update))
         row[_JOB_ORDERING_KEY] = update.ordering_key
+        row[_JOB_TRACE_ID] = trace_id
         rows.append(row)
     return rows
 

@@ -46,6 +46,8 @@ class NewJob:
     subject_id: int | None = None  # the row this job is about, e.g. updates.id
     run_at: datetime | None = None  # None: as soon as possible
     max_attempts: int | None = None  # None: the queue's default
+    # The update's trace it belongs to; None: the current one (tracing.current_trace_id).
+    trace_id: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < len(self.kind) <= MAX_KIND_LENGTH:
@@ -80,3 +82,4 @@ class Job:
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None  # when it became done or dead
+    trace_id: str | None = None  # the trace of the update that caused it, if one did

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Update
 from sqlalchemy.sql.selectable import TextualSelect
 
+from tgrelay import tracing
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, links, retry
@@ -47,6 +48,7 @@ JOB_COLUMNS = (
     "max_attempts",
     "run_at",
     "created_at",
+    "trace_id",
 )
 
 
@@ -65,6 +67,8 @@ def job_values(job: NewJob, *, now: datetime, default_max_attempts: int) -> dict
         "max_attempts": job.max_attempts or default_max_attempts,
         "run_at": job.run_at or now,
         "created_at": now,
+        # A job enqueued while a job runs joins the running job's trace (the worker binds it).
+        "trace_id": job.trace_id or tracing.current_trace_id(),
     }
 
 
@@ -604,4 +608,5 @@ def _to_job(row: Row[Any]) -> Job:
         last_error=values["last_error"],
         created_at=values["created_at"],
         finished_at=values["finished_at"],
+        trace_id=values["trace_id"],
     )

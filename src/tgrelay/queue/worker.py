@@ -34,7 +34,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import crypto
+from tgrelay import crypto, tracing
 from tgrelay.clock import Clock, utcnow
 from tgrelay.db import write_turns
 from tgrelay.db.engine import Database
@@ -429,7 +429,9 @@ class Worker:
         started = loop.time()
         outcome = "cancelled"
         try:
-            outcome = await self._run_handler(job)
+            # What the job enqueues and emits, and every line it logs, joins its trace.
+            with tracing.bound(job.trace_id):
+                outcome = await self._run_handler(job)
         finally:
             if self.metrics is not None:
                 self.metrics.job_runs.labels(kind=job.kind, outcome=outcome).observe(
@@ -495,10 +497,12 @@ class Worker:
                     handlers_started = loop.time()
                     for (registration, kind_run), made in zip(chunk, prepared, strict=True):
                         if isinstance(registration, Batched):
-                            await registration.handler(conn, kind_run, made)
+                            with tracing.bound_many([job.trace_id for job in kind_run]):
+                                await registration.handler(conn, kind_run, made)
                         else:
                             for job in kind_run:
-                                await registration.handler(conn, job)
+                                with tracing.bound(job.trace_id):
+                                    await registration.handler(conn, job)
                     handling = loop.time() - handlers_started
                     held = await store.complete_many(
                         conn, [job.id for job in ran], worker_id=self.worker_id, now=self.clock()
@@ -556,7 +560,8 @@ class Worker:
 
     def _observe_batch(self, jobs: list[Job], seconds: float) -> None:
         # One line per transaction: a line per job cost a tenth of a job's time.
-        self._log.debug("jobs.done", count=len(jobs), first_job_id=jobs[0].id, seconds=seconds)
+        with tracing.bound_many([job.trace_id for job in jobs]):
+            self._log.debug("jobs.done", count=len(jobs), first_job_id=jobs[0].id, seconds=seconds)
         if self.metrics is not None:
             for job in jobs:
                 self.metrics.job_runs.labels(kind=job.kind, outcome="done").observe(

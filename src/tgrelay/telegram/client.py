@@ -11,6 +11,7 @@ until one probe call gets an answer. Any answer, 4xx and 429 included, proves Te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from tgrelay import breaker, crypto, errors
+from tgrelay import breaker, crypto, errors, tracing
 from tgrelay.clock import Clock, utcnow
 from tgrelay.telegram import aiogram_loading
 
@@ -61,10 +62,17 @@ class BotIdentity:
 class TelegramClient:
     """The Bot API as one bot sees it."""
 
-    def __init__(self, bot: Bot, metrics: Metrics, breakers: _Breakers) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        metrics: Metrics,
+        breakers: _Breakers,
+        tracer: tracing.Tracer = tracing.NO_TRACER,
+    ) -> None:
         self._bot = bot
         self._metrics = metrics
         self._breakers = breakers
+        self._tracer = tracer
 
     @property
     def bot_id(self) -> int:
@@ -185,7 +193,8 @@ class TelegramClient:
             self._metrics.telegram_calls.labels(method, type(refusal).__name__).inc()
             raise refusal
         try:
-            result = await call
+            with self._span(method):
+                result = await call
         except aiogram_errors.TelegramAPIError as exc:
             error = translate(exc, method)
         except aiogram_errors.ClientDecodeError as exc:
@@ -207,6 +216,18 @@ class TelegramClient:
             self._breakers.answered(bot_id)
         self._metrics.telegram_calls.labels(method, type(error).__name__).inc()
         raise error
+
+    def _span(self, method: str) -> contextlib.AbstractContextManager[object]:
+        """A "telegram.send" span when the call belongs to an update's trace and spans go
+        somewhere; nothing otherwise."""
+        trace_id = tracing.current_trace_id()
+        if trace_id is None or not self._tracer.enabled:
+            return contextlib.nullcontext()
+        return self._tracer.span(
+            "telegram.send",
+            trace_id=trace_id,
+            attributes={"telegram.method": method, "bot_id": self.bot_id},
+        )
 
 
 def translate(exc: aiogram_errors.TelegramAPIError, method: str) -> errors.TelegramError:
@@ -260,8 +281,10 @@ class TelegramClients:
         *,
         breaker_policy: breaker.BreakerPolicy = breaker.DEFAULT_POLICY,
         clock: Clock = utcnow,
+        tracer: tracing.Tracer = tracing.NO_TRACER,
     ) -> None:
         self._api_url = api_url
+        self._tracer = tracer
         self._session: AiohttpSession | None = None  # opened by the first client
         self._metrics = metrics
         self._bots: dict[str, Bot] = {}
@@ -286,7 +309,7 @@ class TelegramClients:
                     "that is not a bot token (expected 123456:ABC…)"
                 ) from None
             self._bots[token] = bot
-        return TelegramClient(bot, self._metrics, self._breakers)
+        return TelegramClient(bot, self._metrics, self._breakers, self._tracer)
 
     def forget(self, token: str) -> None:
         # The bot's breaker stays: it is about reaching Telegram, which a new token does not change.
