@@ -22,6 +22,8 @@ from tgrelay.groups import delivery, rules, store
 from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
 from tgrelay.inbox.processing import ProcessedUpdate, UpdateHandler
 from tgrelay.runtime import Runtime
+from tgrelay.telegram.outbox import jobs as outbox
+from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.updates import UpdateKind
 
 if TYPE_CHECKING:
@@ -138,15 +140,23 @@ async def _private_start(
         return
     await _verify(conn, session, user, now=now, ttl=rt.settings.connect_session_ttl_seconds)
     bot = await bots_service.get_bot(rt, session.workspace_id, bot_id)
-    await delivery.enqueue_message(
-        rt,
+    await outbox.enqueue(
         conn,
-        delivery.OutgoingMessage(
+        rt,
+        messages.SendText(
             bot_id=bot_id,
             chat_id=chat.id,
             text=VERIFIED_REPLY.format(name=user.first_name),
             # No token in this link: phase 2 trusts who adds the bot, not what the link says.
-            url_buttons=[("➕ Add to a group", _startgroup_link(bot.username))],
+            keyboard=messages.Keyboard(
+                rows=(
+                    (
+                        messages.UrlButton(
+                            text="➕ Add to a group", url=_startgroup_link(bot.username)
+                        ),
+                    ),
+                )
+            ),
         ),
     )
 
@@ -332,15 +342,14 @@ async def _connect(
         ),
         now=now,
     )
-    await delivery.enqueue_message(
+    await delivery.enqueue_confirmation(
         rt,
         conn,
-        delivery.OutgoingMessage(
-            bot_id=session.bot_id,
-            chat_id=chat.id,
-            text=CONNECTED_REPLY,
-            connection_id=connection_id,
-        ),
+        connection_id=connection_id,
+        bot_id=session.bot_id,
+        chat_id=chat.id,
+        text=CONNECTED_REPLY,
+        topic=session.topic if chat.is_forum else None,
     )
     log.info("group.connected", connection_id=connection_id, chat_id=chat.id)
 
@@ -369,9 +378,7 @@ def _bot_in(members: list[User], bot_id: int) -> bool:
 
 
 async def _reply(rt: Runtime, conn: AsyncConnection, bot_id: int, chat_id: int, text: str) -> None:
-    await delivery.enqueue_message(
-        rt, conn, delivery.OutgoingMessage(bot_id=bot_id, chat_id=chat_id, text=text)
-    )
+    await outbox.enqueue(conn, rt, messages.SendText(bot_id=bot_id, chat_id=chat_id, text=text))
 
 
 async def _audit_refusal(
