@@ -89,6 +89,7 @@ def job_registry(rt: Runtime) -> Registry:
     registry = Registry()
     bots_jobs.register(registry, rt)
     outbox_jobs.register(registry, rt, outbox_wiring(rt))
+    groups_delivery.register_legacy(registry, rt)
     return registry
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiogram import Bot
 from aiogram import exceptions as aiogram_errors
-from aiogram.methods import EditMessageText, SendMessage
+from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 
 from tgrelay import errors
 from tgrelay.telegram.client import translate
@@ -22,7 +23,7 @@ def answered(fixture: str, *, edit: bool = False) -> errors.TelegramError:
     """Our error for Telegram's answer in `fixture`, through aiogram's own response check."""
     body = json.loads((FIXTURES / fixture).read_text())
     bot = Bot("123456:" + "A" * 35)
-    method = (
+    method: TelegramMethod[Any] = (
         EditMessageText(chat_id=-100, message_id=7, text="same")
         if edit
         else SendMessage(chat_id=-100, text="hi")
