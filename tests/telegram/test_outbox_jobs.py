@@ -431,6 +431,43 @@ def test_callback_data_over_64_bytes_is_refused_when_the_button_is_built(data: s
         messages.CallbackButton(text="Close", callback_data=data)
 
 
-def test_sends_to_one_chat_share_an_ordering_key() -> None:
-    """Per-chat order by default: the key names the bot and the chat."""
-    assert outbox.chat_key(BOT, GROUP) == f"send:{BOT}:{GROUP}"
+async def test_a_send_is_written_in_the_callers_transaction_and_wakes_after_commit(
+    tmp_path: Path,
+) -> None:
+    """enqueue writes a job keyed per bot and chat (or by the domain's key; none for a callback
+    answer), and wakes the queue's worker only once the transaction commits."""
+    settings = Settings(_env_file=None, data_dir=tmp_path, log_level="WARNING")
+    async with open_runtime(settings) as rt:
+        wakes: list[str] = []
+        rt.notify_queue = wakes.append
+        async with rt.db.transaction() as conn:
+            await outbox.enqueue(conn, rt, TEXT)
+            await outbox.enqueue(conn, rt, TEXT, ordering_key="notify:conn_1")
+            await outbox.enqueue(
+                conn, rt, messages.AnswerCallback(bot_id=BOT, callback_query_id="cq1")
+            )
+            in_transaction = list(wakes)
+        async with rt.db.engine.connect() as conn:
+            jobs = await job_store.list_jobs(conn, state=None, kinds=[outbox.SEND])
+
+    assert [job.ordering_key for job in jobs] == [f"send:{BOT}:{GROUP}", "notify:conn_1", None]
+    assert [messages.load(job.payload[outbox.REQUEST]) for job in jobs[:1]] == [TEXT]
+    assert (in_transaction, wakes) == ([], ["default"] * 3)
+
+
+async def test_sends_of_one_key_go_in_the_order_asked(tmp_path: Path) -> None:
+    """Per-chat order: a later send to the same chat waits for the earlier one, even when the
+    earlier one is flood-controlled first."""
+    flood = errors.TelegramRetryAfter(
+        "sendMessage: Too Many Requests: retry after 0", method="sendMessage", retry_after=0
+    )
+    async with running(tmp_path, [flood]) as s:
+        async with s.rt.db.transaction() as conn:
+            for n in range(3):
+                await outbox.enqueue(
+                    conn, s.rt, messages.SendText(bot_id=BOT, chat_id=GROUP, text=f"#{n}")
+                )
+        s.worker.notify()
+        await s.settled()
+
+    assert [arguments["text"] for _, arguments in s.client.calls] == ["#0", "#0", "#1", "#2"]
