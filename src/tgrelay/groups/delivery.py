@@ -154,8 +154,8 @@ def register_legacy(registry: worker.Registry, rt: Runtime) -> None:
             )
             return
         buttons = [(str(label), str(url)) for label, url in payload.get("url_buttons") or []]
-        keyboard = messages.Keyboard(
-            rows=tuple((messages.UrlButton(text=label, url=url),) for label, url in buttons)
+        keyboard = messages.Keyboard.column(
+            *(messages.UrlButton(text=label, url=url) for label, url in buttons)
         )
         await outbox.enqueue(
             conn,

@@ -148,14 +148,8 @@ async def _private_start(
             chat_id=chat.id,
             text=VERIFIED_REPLY.format(name=user.first_name),
             # No token in this link: phase 2 trusts who adds the bot, not what the link says.
-            keyboard=messages.Keyboard(
-                rows=(
-                    (
-                        messages.UrlButton(
-                            text="➕ Add to a group", url=_startgroup_link(bot.username)
-                        ),
-                    ),
-                )
+            keyboard=messages.Keyboard.column(
+                messages.UrlButton(text="➕ Add to a group", url=_startgroup_link(bot.username))
             ),
         ),
     )

@@ -58,6 +58,11 @@ class Keyboard(_Model):
 
     rows: tuple[tuple[Button, ...], ...]
 
+    @classmethod
+    def column(cls, *buttons: Button) -> Keyboard:
+        """One button per row."""
+        return cls(rows=tuple((button,) for button in buttons))
+
 
 class Entity(_Model):
     """A MessageEntity (bold, link, mention…) over UTF-16 code units, as Telegram counts."""
