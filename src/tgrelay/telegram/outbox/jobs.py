@@ -206,8 +206,8 @@ class _Send:
                     raise exc  # the worker's backoff; the next run counts a possible duplicate
                 raise self._failed(decision.action, decision.reason) from None
             case Action.CHAT_GONE:
-                assert chat_id is not None
-                raise self._failed(decision.action, decision.reason, gone=(bot_id, chat_id))
+                gone = None if chat_id is None else (bot_id, chat_id)
+                raise self._failed(decision.action, decision.reason, gone=gone) from None
             case Action.FAIL:
                 raise self._failed(decision.action, decision.reason) from None
 
