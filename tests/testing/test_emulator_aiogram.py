@@ -20,9 +20,14 @@ from aiogram.types import (
     ChatMemberAdministrator,
     ChatMemberBanned,
     ChatMemberMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
     MessageEntity,
+    MessageId,
 )
 
+from tgrelay.testing.emulator import Limit
 from tgrelay.testing.emulator_server import RunningEmulator
 
 from .conftest import ALICE, BOB
@@ -187,3 +192,112 @@ async def test_aiogram_raises_group_and_flood_errors(running: RunningEmulator) -
         with pytest.raises(TelegramRetryAfter) as flooded:
             await bot.send_message(new_id, "second")
     assert (migrated.value.migrate_to_chat_id, flooded.value.retry_after) == (new_id, 1)
+
+
+async def test_aiogram_parses_the_outbox_methods(running: RunningEmulator) -> None:
+    """Media by file_id, copies, edits, topic management and callback answers parse in aiogram,
+    and so do the callback_query and edited_message updates users cause."""
+    emulator = running.emulator
+    record = emulator.create_bot("relay_alerts_bot", first_name="Relay")
+    forum = emulator.create_chat("supergroup", "Support Desk", is_forum=True)
+    emulator.add_bot(forum["id"], record.id, ALICE, status="administrator")
+    files = {
+        kind: emulator.send_media(record.id, ALICE, None, kind)["message"]
+        for kind in ("photo", "document", "video", "voice", "sticker")
+    }
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Close", callback_data="ticket:42:close")]]
+    )
+    async with aiogram_bot(running, record.token) as bot:
+        topic = await bot.create_forum_topic(forum["id"], "#42 Billing")
+        thread = topic.message_thread_id
+        media = [
+            await bot.send_photo(
+                forum["id"],
+                files["photo"]["photo"][-1]["file_id"],
+                caption="<b>Receipt</b>",
+                parse_mode="HTML",
+                message_thread_id=thread,
+                reply_markup=keyboard,
+            ),
+            await bot.send_document(forum["id"], files["document"]["document"]["file_id"]),
+            await bot.send_video(forum["id"], files["video"]["video"]["file_id"]),
+            await bot.send_voice(forum["id"], files["voice"]["voice"]["file_id"]),
+            await bot.send_sticker(forum["id"], files["sticker"]["sticker"]["file_id"]),
+        ]
+        copied = await bot.copy_message(
+            forum["id"], ALICE["id"], files["document"]["message_id"], message_thread_id=thread
+        )
+        header = await bot.send_message(
+            forum["id"], "Ticket #42 is open", message_thread_id=thread, reply_markup=keyboard
+        )
+        edited = await bot.edit_message_text(
+            "Ticket #42 is closed", chat_id=forum["id"], message_id=header.message_id
+        )
+        pressed = emulator.press_button(
+            record.id, BOB, forum["id"], media[0].message_id, "ticket:42:close"
+        )
+        emptied = await bot.edit_message_reply_markup(
+            chat_id=forum["id"], message_id=media[0].message_id
+        )
+        topic_changes = [
+            await bot.edit_forum_topic(forum["id"], thread, name="#42 Done"),
+            await bot.close_forum_topic(forum["id"], thread),
+            await bot.reopen_forum_topic(forum["id"], thread),
+        ]
+        with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+            await bot.send_photo(forum["id"], "AgACAgIAAxkBAAIBogus")
+        looking = emulator.send_message(
+            record.id, BOB, {"id": forum["id"]}, "looking", message_thread_id=thread
+        )
+        emulator.edit_message(
+            record.id, BOB, forum["id"], looking["message"]["message_id"], "on it"
+        )
+        with pytest.raises(TelegramBadRequest, match="message is not modified"):
+            await bot.edit_message_reply_markup(chat_id=forum["id"], message_id=media[0].message_id)
+        answered = await bot.answer_callback_query(
+            pressed["callback_query"]["id"], text="Closed", show_alert=True
+        )
+        polled = await bot.get_updates(offset=0, timeout=0)
+        emulator.set_topic_limit(Limit(count=1, window=60))
+        await bot.create_forum_topic(forum["id"], "#43")
+        with pytest.raises(TelegramRetryAfter) as limited:
+            await bot.create_forum_topic(forum["id"], "#44")
+    assert limited.value.retry_after == 60
+    photo, document, video, voice, sticker = media
+    assert (
+        [size.file_id for size in photo.photo or []],
+        photo.caption,
+        photo.message_thread_id,
+        document.document.file_id if document.document else None,
+        video.video.duration if video.video else None,
+        voice.voice.mime_type if voice.voice else None,
+        sticker.sticker.emoji if sticker.sticker else None,
+    ) == (
+        [size["file_id"] for size in files["photo"]["photo"]],
+        "Receipt",
+        thread,
+        files["document"]["document"]["file_id"],
+        12,
+        "audio/ogg",
+        "\N{THUMBS UP SIGN}",
+    )
+    assert isinstance(edited, Message)
+    assert isinstance(emptied, Message)
+    assert isinstance(copied, MessageId)
+    assert copied.message_id == header.message_id - 1
+    assert (edited.text, edited.reply_markup, emptied.reply_markup, topic_changes, answered) == (
+        "Ticket #42 is closed",
+        None,
+        None,
+        [True, True, True],
+        True,
+    )
+    queries = [update.callback_query for update in polled if update.callback_query]
+    edits = [update.edited_message for update in polled if update.edited_message]
+    assert [
+        (q.data, q.from_user.id, q.message.message_id if q.message else None) for q in queries
+    ] == [("ticket:42:close", BOB["id"], photo.message_id)]
+    assert [(e.text, e.message_thread_id, e.edit_date is not None) for e in edits] == [
+        ("on it", thread, True)
+    ]

@@ -175,3 +175,107 @@ async def test_control_surface_over_a_real_port(running: RunningEmulator) -> Non
         f"http://127.0.0.1:{running.port}",
         created["id"],
     )
+
+
+async def test_users_send_media_reply_edit_and_press_over_http(
+    client: httpx.AsyncClient, emulator: Emulator
+) -> None:
+    """The control surface lets users send media into a topic, reply, edit and press buttons."""
+    created = await create_bot(client, username="relay_alerts_bot")
+    bot_id = created["id"]
+    forum = (
+        await client.post(
+            "/_emulator/chats", json={"type": "supergroup", "title": "Desk", "is_forum": True}
+        )
+    ).json()
+    await client.post(
+        f"/_emulator/chats/{forum['id']}/members",
+        json={"bot_id": bot_id, "by": ALICE, "status": "administrator"},
+    )  # message 1
+    topic = (
+        await client.post(
+            f"/bot{created['token']}/createForumTopic", json={"chat_id": forum["id"], "name": "#42"}
+        )
+    ).json()["result"]  # message 2
+    where = {"bot_id": bot_id, "from": BOB, "chat": {"id": forum["id"]}, "message_thread_id": 2}
+    posted = await client.post(
+        "/_emulator/updates",
+        json={**where, "media": {"type": "document", "file_name": "log.txt"}, "caption": "logs"},
+    )  # message 3
+    keyboard = {"inline_keyboard": [[{"text": "Close", "callback_data": "close"}]]}
+    await client.post(
+        f"/bot{created['token']}/sendMessage",
+        json={
+            "chat_id": forum["id"],
+            "text": "Open",
+            "message_thread_id": 2,
+            "reply_markup": keyboard,
+        },
+    )  # message 4
+    reply = await client.post(
+        "/_emulator/updates", json={**where, "text": "see above", "reply_to_message_id": 4}
+    )  # message 5
+    edit = await client.post(
+        f"/_emulator/chats/{forum['id']}/messages/5/edit",
+        json={"bot_id": bot_id, "from": BOB, "text": "see the log"},
+    )
+    press = await client.post(
+        f"/_emulator/chats/{forum['id']}/messages/4/press",
+        json={"bot_id": bot_id, "from": BOB, "data": "close"},
+    )
+    query_id = press.json()["callback_query"]["id"]
+    await client.post(
+        f"/bot{created['token']}/answerCallbackQuery",
+        json={"callback_query_id": query_id, "text": "Closed"},
+    )
+    answer = await client.get(f"/_emulator/callbacks/{query_id}")
+    shown = await client.get(f"/_emulator/chats/{forum['id']}/messages/5")
+    document = posted.json()["message"]["document"]
+    assert (
+        topic["message_thread_id"],
+        document["file_name"],
+        posted.json()["message"]["caption"],
+    ) == (
+        2,
+        "log.txt",
+        "logs",
+    )
+    assert (
+        reply.json()["message"]["reply_to_message"]["message_id"],
+        edit.json()["edited_message"]["text"],
+        shown.json()["text"],
+        press.json()["callback_query"]["data"],
+        answer.json(),
+    ) == (
+        4,
+        "see the log",
+        "see the log",
+        "close",
+        {"answer": {"text": "Closed", "show_alert": False, "url": None, "cache_time": 0}},
+    )
+
+
+async def test_new_control_routes_refuse_bad_input(client: httpx.AsyncClient) -> None:
+    """Bad media, pressing unknown buttons and unknown queries answer JSON problems."""
+    created = await create_bot(client, username="relay_alerts_bot")
+    await client.post(
+        "/_emulator/updates", json={"bot_id": created["id"], "from": ALICE, "text": "hi"}
+    )
+    answers = [
+        await client.post(
+            "/_emulator/updates",
+            json={"bot_id": created["id"], "from": ALICE, "media": {"type": "gif"}},
+        ),
+        await client.post(
+            "/_emulator/updates",
+            json={"bot_id": created["id"], "from": ALICE, "media": {"type": "photo", "colour": 1}},
+        ),
+        await client.post(
+            f"/_emulator/chats/{ALICE['id']}/messages/1/press",
+            json={"bot_id": created["id"], "from": ALICE, "data": "x"},
+        ),
+        await client.get("/_emulator/callbacks/42"),
+        await client.put("/_emulator/topic-limit", json={"per_chat": [0, 60]}),
+    ]
+    assert [(r.status_code, list(r.json())) for r in answers] == [(400, ["error"])] * 5
+    assert answers[1].json() == {"error": "a photo has no colour"}

@@ -234,3 +234,22 @@ async def test_foreign_webhook_takes_the_updates(emulator: Emulator, bot: BotRec
         None,
         [first, second],
     )
+
+
+async def test_media_edits_and_button_presses_are_pushed_in_order(
+    client: httpx.AsyncClient, emulator: Emulator, bot: BotRecord
+) -> None:
+    """A user's photo, their edit and their button press reach the webhook in that order."""
+    keyboard = {"inline_keyboard": [[{"text": "Close", "callback_data": "ticket:42:close"}]]}
+    async with receiving() as running:
+        emulator.set_webhook(bot.id, running.url)
+        photo = emulator.send_media(bot.id, ALICE, None, "photo", caption="receipt")
+        await client.post(
+            f"/bot{bot.token}/sendMessage",
+            json={"chat_id": ALICE["id"], "text": "Thanks", "reply_markup": keyboard},
+        )
+        edited = emulator.edit_message(bot.id, ALICE, ALICE["id"], 1, "the receipt")
+        pressed = emulator.press_button(bot.id, ALICE, ALICE["id"], 2, "ticket:42:close")
+        deliveries = await running.receiver.wait_for(3)
+        await emulator.wait_until_delivered(bot.id)
+    assert [delivery.json() for delivery in deliveries] == [photo, edited, pressed]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -13,9 +11,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tgrelay.testing.emulator import errors, longpoll, objects, text, updates
+from tgrelay.testing.emulator import (
+    callbacks,
+    copies,
+    edits,
+    errors,
+    longpoll,
+    media,
+    objects,
+    outgoing,
+    text,
+    topics,
+    updates,
+)
+from tgrelay.testing.emulator.calls import Answer, Call, Method
 from tgrelay.testing.emulator.params import Params
-from tgrelay.testing.emulator.state import BotRecord
 
 if TYPE_CHECKING:
     from tgrelay.testing.emulator.service import Emulator
@@ -23,27 +33,6 @@ if TYPE_CHECKING:
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
 MAX_SECRET_TOKEN_LENGTH = 256
 MAX_POLL_TIMEOUT = 50  # seconds; Telegram clamps longer getUpdates timeouts to this
-
-
-@dataclass(frozen=True, kw_only=True)
-class Call:
-    """One Bot API call: who makes it and with what."""
-
-    emulator: Emulator
-    bot: BotRecord
-    token: str
-    params: Params
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A successful result, with the `description` Telegram adds to some of them."""
-
-    result: Any
-    description: str | None = None
-
-
-Method = Callable[[Call], Awaitable[Answer]]
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -159,51 +148,18 @@ async def send_message(call: Call) -> Answer:
     message_text, entities = text.outgoing(
         params.text("text") or "", params.text("parse_mode"), entities
     )
-    reply_markup = params.json("reply_markup", "reply keyboard markup")
-    if reply_markup is not None and not isinstance(reply_markup, dict):
-        raise errors.bad_request("can't parse reply keyboard markup JSON object")
-    reply = params.json("reply_parameters", "reply parameters") or {}
-    if not isinstance(reply, dict):
-        raise errors.bad_request("can't parse reply parameters JSON object")
+    options = outgoing.options(params)
     message = state.bot_message(
         call.bot.id,
         chat_id,
-        message_text,
-        entities=entities,
-        reply_markup=reply_markup,
-        link_preview_options=_link_preview_options(params),
-        message_thread_id=params.optional_integer("message_thread_id"),
-        reply_to_message_id=reply.get("message_id")
-        or params.optional_integer("reply_to_message_id"),
-        allow_sending_without_reply=bool(reply.get("allow_sending_without_reply"))
-        or params.flag("allow_sending_without_reply"),
+        {"text": message_text, "entities": entities},
+        reply_markup=options.reply_markup,
+        link_preview_options=outgoing.link_preview_options(params),
+        message_thread_id=options.message_thread_id,
+        reply_to_message_id=options.reply_to_message_id,
+        allow_sending_without_reply=options.allow_sending_without_reply,
     )
     return Answer(message)
-
-
-async def create_forum_topic(call: Call) -> Answer:
-    params = call.params
-    topic = call.emulator.create_forum_topic(
-        call.bot.id,
-        params.chat_id(),
-        params.text("name") or "",
-        icon_color=params.optional_integer("icon_color"),
-    )
-    return Answer(topic.to_json())
-
-
-def _link_preview_options(params: Params) -> dict[str, Any] | None:
-    """The message's link_preview_options: as sent, or the old disable_web_page_preview flag.
-
-    Telegram echoes them in the Message only when they change the default.
-    """
-    options = params.json("link_preview_options", "link preview options")
-    if options is None:
-        return {"is_disabled": True} if params.flag("disable_web_page_preview") else None
-    if not isinstance(options, dict):
-        raise errors.bad_request("can't parse link preview options JSON object")
-    changed = {key: value for key, value in options.items() if value not in (None, False)}
-    return changed or None
 
 
 def _apply_allowed_updates(call: Call) -> None:
@@ -224,5 +180,10 @@ METHODS: dict[str, Method] = {
     "getwebhookinfo": get_webhook_info,
     "getupdates": get_updates,
     "sendmessage": send_message,
-    "createforumtopic": create_forum_topic,
+    "copymessage": copies.copy_message,
+    "editmessagetext": edits.edit_message_text,
+    "editmessagereplymarkup": edits.edit_message_reply_markup,
+    "answercallbackquery": callbacks.answer_callback_query,
+    **media.METHODS,
+    **topics.METHODS,
 }

@@ -12,7 +12,7 @@ from tgrelay.testing.clock import Clock
 @dataclass(kw_only=True)
 class _Conversation:
     next_message_id: int = 1
-    # Messages by id, without their own reply_to_message (Telegram nests replies one level).
+    # Messages by id as they now are (edits change them in place).
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -76,7 +76,18 @@ class ChatBook:
     def message(
         self, bot_id: int, chat: Mapping[str, Any], message_id: int
     ) -> dict[str, Any] | None:
-        """A message of the conversation the bot sees in this chat."""
+        """A message of the conversation the bot sees in this chat, without the message it
+        replies to (Telegram nests replies one level): fit to be a reply_to_message."""
+        message = self._conversation(bot_id, chat).messages.get(message_id)
+        if message is None:
+            return None
+        return {key: value for key, value in message.items() if key != "reply_to_message"}
+
+    def full_message(
+        self, bot_id: int, chat: Mapping[str, Any], message_id: int
+    ) -> dict[str, Any] | None:
+        """A message of the conversation as it now is, reply_to_message included (shared:
+        callers copy before handing it out)."""
         return self._conversation(bot_id, chat).messages.get(message_id)
 
     def next_message_id(self, bot_id: int, chat: Mapping[str, Any]) -> int:
@@ -89,20 +100,21 @@ class ChatBook:
         chat: dict[str, Any],
         *,
         sender: dict[str, Any],
-        text: str,
-        entities: list[dict[str, Any]],
+        content: Mapping[str, Any],
         message_thread_id: int | None = None,
         reply_to_message: dict[str, Any] | None = None,
         link_preview_options: dict[str, Any] | None = None,
         reply_markup: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new message in the chat, numbered after the conversation's last, dated now."""
+        """A new message in the chat, numbered after the conversation's last, dated now.
+
+        `content` is what the message carries: `text` and `entities`, or a media field with
+        its `caption` and `caption_entities`.
+        """
         message = self._new(bot_id, chat, sender, message_thread_id=message_thread_id)
         if reply_to_message is not None:
             message["reply_to_message"] = reply_to_message
-        message["text"] = text
-        if entities:
-            message["entities"] = entities
+        message.update({key: value for key, value in content.items() if value})
         if link_preview_options is not None:
             message["link_preview_options"] = link_preview_options
         if reply_markup is not None:
@@ -156,9 +168,33 @@ class ChatBook:
     def _keep(
         self, bot_id: int, chat: Mapping[str, Any], message: dict[str, Any]
     ) -> dict[str, Any]:
-        self._conversation(bot_id, chat).messages[message["message_id"]] = {
-            k: v for k, v in message.items() if k != "reply_to_message"
-        }
+        # Kept whole: edits change this very dict, so the sent list shows them too.
+        self._conversation(bot_id, chat).messages[message["message_id"]] = message
+        return message
+
+    def edit(
+        self, bot_id: int, chat: Mapping[str, Any], message_id: int, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Change a kept message in place (a None value removes the field) and date the edit.
+
+        Returns the message as it now is, with its reply_to_message.
+        """
+        message = self._conversation(bot_id, chat).messages[message_id]
+        edited: dict[str, Any] = {}
+        for key, value in message.items():
+            if key in changes or key in {"edit_date", "reply_markup"}:
+                continue
+            edited[key] = value
+            if key == "date":
+                edited["edit_date"] = self._clock.timestamp()
+        edited.update({k: v for k, v in changes.items() if v is not None and k != "reply_markup"})
+        markup = (
+            changes["reply_markup"] if "reply_markup" in changes else message.get("reply_markup")
+        )
+        if markup is not None:
+            edited["reply_markup"] = markup
+        message.clear()
+        message.update(edited)
         return message
 
     def record_sent(self, bot_id: int, message: dict[str, Any]) -> None:

@@ -45,25 +45,62 @@ class SetWebhook(_Body):
     drop_pending_updates: bool = False
 
 
+class Media(BaseModel):
+    """A file a user sends: its kind and what differs from the defaults (`media.DEFAULTS`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["photo", "document", "video", "voice", "sticker"]
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class NewUpdate(_Body):
-    """Either a user's text message (`from`, optional `chat`, `text`) or a raw `update`."""
+    """Either a user's message (`from`, optional `chat`, `text` or `media` with a `caption`)
+    or a raw `update`."""
 
     bot_id: int
     from_user: dict[str, Any] | None = Field(default=None, alias="from")
     chat: dict[str, Any] | None = None
     text: str | None = None
+    media: Media | None = None
+    caption: str | None = None
     message_thread_id: int | None = None
+    reply_to_message_id: int | None = None
     update: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> NewUpdate:
+        message_fields = (
+            self.from_user,
+            self.chat,
+            self.text,
+            self.media,
+            self.caption,
+            self.message_thread_id,
+            self.reply_to_message_id,
+        )
         if self.update is not None:
-            message_fields = (self.from_user, self.chat, self.text, self.message_thread_id)
             if any(value is not None for value in message_fields):
-                raise ValueError("give either update, or from/chat/text/message_thread_id")
-        elif self.from_user is None or self.text is None:
-            raise ValueError("a message needs from and text")
+                raise ValueError("give either update, or the fields of a user's message")
+        elif self.from_user is None or (self.text is None) == (self.media is None):
+            raise ValueError("a message needs from and either text or media")
+        elif self.caption is not None and self.media is None:
+            raise ValueError("a caption goes with media")
         return self
+
+
+class UserEdit(_Body):
+    bot_id: int
+    from_user: dict[str, Any] = Field(alias="from")
+    text: str = Field(min_length=1)
+
+
+class ButtonPress(_Body):
+    bot_id: int
+    from_user: dict[str, Any] = Field(alias="from")
+    data: str = Field(min_length=1)
 
 
 class Advance(_Body):
@@ -82,6 +119,8 @@ class AddMember(_Body):
     bot_id: int
     by: dict[str, Any]
     status: Literal["member", "administrator"] = "member"
+    # An administrator's rights set to false (e.g. {"can_manage_topics": false}).
+    rights: dict[str, bool] | None = None
 
 
 class ActedBy(_Body):
@@ -110,6 +149,16 @@ class FloodSettings(_Body):
             per_group=flood.Limit(count=self.per_group[0], window=self.per_group[1]),
             per_bot=flood.Limit(count=self.per_bot[0], window=self.per_bot[1]),
         )
+
+
+class TopicLimit(_Body):
+    # [count, window seconds] per chat; null: no limit.
+    per_chat: LimitPair | None
+
+    def limit(self) -> flood.Limit | None:
+        if self.per_chat is None:
+            return None
+        return flood.Limit(count=self.per_chat[0], window=self.per_chat[1])
 
 
 class Latency(_Body):
@@ -164,6 +213,14 @@ def _int_param(request: Request, name: str) -> int:
         return int(request.path_params[name])
     except ValueError:
         raise errors.InvalidPayload(f"{name} must be an integer") from None
+
+
+def _bot_id_query(request: Request) -> int | None:
+    raw = request.query_params.get("bot_id")
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        raise errors.InvalidPayload("bot_id must be an integer") from None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -235,16 +292,59 @@ def routes(emulator: Emulator) -> list[Route]:
         if body.update is not None:
             return _json(emulator.inject_update(body.bot_id, body.update))
         assert body.from_user is not None
+        where = {
+            "message_thread_id": body.message_thread_id,
+            "reply_to_message_id": body.reply_to_message_id,
+        }
+        if body.media is not None:
+            return _json(
+                emulator.send_media(
+                    body.bot_id,
+                    body.from_user,
+                    body.chat,
+                    body.media.type,
+                    caption=body.caption,
+                    details=body.media.details(),
+                    **where,
+                )
+            )
         assert body.text is not None
         return _json(
-            emulator.send_message(
-                body.bot_id,
-                body.from_user,
-                body.chat,
-                body.text,
-                message_thread_id=body.message_thread_id,
-            )
+            emulator.send_message(body.bot_id, body.from_user, body.chat, body.text, **where)
         )
+
+    async def edit_message(request: Request) -> Response:
+        body = await _parse(request, UserEdit)
+        chat_id, message_id = _int_param(request, "chat_id"), _int_param(request, "message_id")
+        return _json(
+            emulator.edit_message(body.bot_id, body.from_user, chat_id, message_id, body.text)
+        )
+
+    async def press_button(request: Request) -> Response:
+        body = await _parse(request, ButtonPress)
+        chat_id, message_id = _int_param(request, "chat_id"), _int_param(request, "message_id")
+        return _json(
+            emulator.press_button(body.bot_id, body.from_user, chat_id, message_id, body.data)
+        )
+
+    async def get_message(request: Request) -> Response:
+        chat_id, message_id = _int_param(request, "chat_id"), _int_param(request, "message_id")
+        return _json(emulator.message(chat_id, message_id, bot_id=_bot_id_query(request)))
+
+    async def callback_answer(request: Request) -> Response:
+        return _json({"answer": emulator.callback_answer(request.path_params["query_id"])})
+
+    def topic_limit() -> dict[str, Any]:
+        limit = emulator.state.topic_limit.limit
+        return {"per_chat": None if limit is None else limit.as_json()}
+
+    async def get_topic_limit(request: Request) -> Response:
+        return _json(topic_limit())
+
+    async def put_topic_limit(request: Request) -> Response:
+        body = await _parse(request, TopicLimit)
+        emulator.set_topic_limit(body.limit())
+        return _json(topic_limit())
 
     async def create_chat(request: Request) -> Response:
         body = await _parse(request, CreateChat)
@@ -259,7 +359,9 @@ def routes(emulator: Emulator) -> list[Route]:
     async def add_member(request: Request) -> Response:
         body = await _parse(request, AddMember)
         chat_id = _int_param(request, "chat_id")
-        return _json(emulator.add_bot(chat_id, body.bot_id, body.by, status=body.status))
+        return _json(
+            emulator.add_bot(chat_id, body.bot_id, body.by, status=body.status, rights=body.rights)
+        )
 
     async def remove_member(request: Request) -> Response:
         body = await _parse(request, ActedBy)
@@ -302,12 +404,7 @@ def routes(emulator: Emulator) -> list[Route]:
 
     async def chat_messages(request: Request) -> Response:
         chat_id = _int_param(request, "chat_id")
-        raw_bot = request.query_params.get("bot_id")
-        try:
-            bot_id = int(raw_bot) if raw_bot else None
-        except ValueError:
-            raise errors.InvalidPayload("bot_id must be an integer") from None
-        return _json(emulator.sent_messages(chat_id, bot_id=bot_id))
+        return _json(emulator.sent_messages(chat_id, bot_id=_bot_id_query(request)))
 
     def now() -> dict[str, Any]:
         return {"now": emulator.clock.now().isoformat(), "timestamp": emulator.clock.timestamp()}
@@ -336,6 +433,12 @@ def routes(emulator: Emulator) -> list[Route]:
         ("/chats/{chat_id}/members/{bot_id}", "DELETE", remove_member),
         ("/chats/{chat_id}/migrate", "POST", migrate),
         ("/chats/{chat_id}/messages", "GET", chat_messages),
+        ("/chats/{chat_id}/messages/{message_id}", "GET", get_message),
+        ("/chats/{chat_id}/messages/{message_id}/edit", "POST", edit_message),
+        ("/chats/{chat_id}/messages/{message_id}/press", "POST", press_button),
+        ("/callbacks/{query_id}", "GET", callback_answer),
+        ("/topic-limit", "GET", get_topic_limit),
+        ("/topic-limit", "PUT", put_topic_limit),
         ("/users/{user_id}/block", "POST", block),
         ("/users/{user_id}/unblock", "POST", unblock),
         ("/flood", "GET", get_flood),

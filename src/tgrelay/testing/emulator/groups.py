@@ -1,5 +1,5 @@
 """Group life as the control surface plays it: groups made, bots added and removed,
-basic groups upgraded to supergroups, users blocking bots, forum topics opened.
+basic groups upgraded to supergroups, users blocking bots.
 
 Each change queues what Telegram sends: `my_chat_member` for the bot concerned and the
 service message for every bot in the chat. Functions return those deliveries so the
@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from tgrelay.testing.emulator import errors, forum, membership, objects
+from tgrelay.testing.emulator import errors, membership, objects
 from tgrelay.testing.emulator.state import EmulatorState
 
 Delivery = tuple[int, dict[str, Any]]  # (bot id, the Update as queued)
@@ -68,7 +68,10 @@ def view(state: EmulatorState, chat_id: int) -> dict[str, Any]:
         for bot_id, status in state.roster.of_chat(chat_id).items()
     ]
     if shown.get("is_forum"):
-        shown["topics"] = [topic.to_json() for topic in state.forums.of_chat(chat_id)]
+        shown["topics"] = [
+            {**topic.to_json(), "is_closed": topic.is_closed}
+            for topic in state.forums.of_chat(chat_id)
+        ]
     new_id = state.chats.migrated_to(chat_id)
     if new_id is not None:
         shown["migrated_to_chat_id"] = new_id
@@ -82,24 +85,33 @@ def add_bot(
     *,
     by: objects.User,
     status: membership.Status = membership.Status.MEMBER,
+    withheld: frozenset[str] = membership.NO_RIGHTS_WITHHELD,
 ) -> list[Delivery]:
-    """`by` adds the bot (or changes its status): `my_chat_member`, and when it joins, the
-    `new_chat_members` message for every bot in the group."""
+    """`by` adds the bot (or changes its status or an administrator's rights, less those
+    `withheld`): `my_chat_member`, and when it joins, the `new_chat_members` message for
+    every bot in the group."""
     chat = _group(state, chat_id)
     if status not in {membership.Status.MEMBER, membership.Status.ADMINISTRATOR}:
         raise errors.InvalidPayload("status must be member or administrator")
+    if withheld and status is not membership.Status.ADMINISTRATOR:
+        raise errors.InvalidPayload("only an administrator has rights")
+    if unknown := withheld - membership.RIGHT_NAMES:
+        raise errors.InvalidPayload(f"unknown rights: {', '.join(sorted(unknown))}")
+    withheld &= membership.ADMIN_RIGHTS  # withholding a right never granted changes nothing
     old = state.roster.status(chat_id, bot_id)
-    if old is status:
+    if old is status and state.roster.withheld(chat_id, bot_id) == withheld:
         raise errors.InvalidPayload(f"bot {bot_id} is already {status} in chat {chat_id}")
     actor = by.to_json()
-    deliveries = [(bot_id, state.change_status(bot_id, chat, actor=actor, new=status))]
+    deliveries = [
+        (bot_id, state.change_status(bot_id, chat, actor=actor, new=status, withheld=withheld))
+    ]
     if old is None or not old.is_in:
         bot_user = state.bot(bot_id).user_json()
         content: dict[str, Any] = {"new_chat_members": [bot_user]}
         if chat["type"] == "group":
             # Basic groups repeat the first new member in two legacy fields, first.
             content = {"new_chat_participant": bot_user, "new_chat_member": bot_user, **content}
-        deliveries += _announce(state, chat, sender=actor, content=content)
+        deliveries += announce(state, chat, sender=actor, content=content)
     return deliveries
 
 
@@ -120,7 +132,7 @@ def remove_bot(
     content: dict[str, Any] = {"left_chat_member": bot_user}
     if chat["type"] == "group":
         content = {"left_chat_participant": bot_user, **content}
-    deliveries += _announce(state, chat, sender=actor, content=content, audience=audience)
+    deliveries += announce(state, chat, sender=actor, content=content, audience=audience)
     return deliveries
 
 
@@ -146,14 +158,15 @@ def migrate(
         ).to_json(),
     )
     for bot_id, status in staying.items():
-        state.roster.set(new_chat["id"], bot_id, status)
+        withheld = state.roster.withheld(chat_id, bot_id)
+        state.roster.set(new_chat["id"], bot_id, status, withheld=withheld)
     sender = by.to_json() if by is not None else ANONYMOUS_ADMIN
     deliveries = []
     for where, content in (
         (chat, {"migrate_to_chat_id": new_chat["id"]}),
         (new_chat, {"migrate_from_chat_id": chat_id}),
     ):
-        deliveries += _announce(
+        deliveries += announce(
             state,
             where,
             sender=sender,
@@ -179,47 +192,7 @@ def set_blocked(state: EmulatorState, user_id: int, bot_id: int, *, blocked: boo
     return bot_id, state.change_status(bot_id, chat, actor=user, new=new)
 
 
-def create_topic(
-    state: EmulatorState,
-    bot_id: int,
-    chat_id: int | str,
-    *,
-    name: str,
-    icon_color: int | None = None,
-) -> tuple[forum.Topic, list[Delivery]]:
-    """createForumTopic: the bot, an admin of a forum, opens a topic; other bots get the
-    `forum_topic_created` message."""
-    chat = state.resolve_chat(bot_id, chat_id)
-    if not chat.get("is_forum"):
-        raise errors.bad_request("the chat is not a forum")
-    if state.roster.status(chat["id"], bot_id) not in {
-        membership.Status.ADMINISTRATOR,
-        membership.Status.CREATOR,
-    }:
-        raise errors.bad_request("not enough rights to create a topic")
-    if not name:
-        raise errors.bad_request("TOPIC_TITLE_EMPTY")
-    thread_id = state.chats.next_message_id(bot_id, chat)
-    topic = forum.Topic(
-        message_thread_id=thread_id,
-        name=name,
-        icon_color=icon_color if icon_color is not None else forum.default_icon_color(thread_id),
-    )
-    state.forums.add(chat["id"], topic)
-    others = [member for member in state.roster.members(chat["id"]) if member != bot_id]
-    deliveries = _announce(
-        state,
-        chat,
-        sender=state.bot(bot_id).user_json(),
-        content={"forum_topic_created": topic.created_json()},
-        message_thread_id=thread_id,
-        audience=others,
-        poster=bot_id,
-    )
-    return topic, deliveries
-
-
-def _announce(
+def announce(
     state: EmulatorState,
     chat: dict[str, Any],
     *,

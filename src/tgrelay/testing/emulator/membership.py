@@ -49,11 +49,26 @@ _ADMIN_RIGHTS: dict[str, bool] = {
 }
 
 
-def member_json(user: Mapping[str, Any], status: Status, chat_type: str) -> dict[str, Any]:
-    """A ChatMember object: the user, the status and what that status carries."""
+# Every administrator right by name (`can_be_edited` is not one: it says whether the bot
+# may edit the admin), and those the emulator's administrators hold unless withheld.
+RIGHT_NAMES = frozenset(
+    name for name in _ADMIN_RIGHTS if name.startswith("can_") and name != "can_be_edited"
+)
+ADMIN_RIGHTS = frozenset(name for name in RIGHT_NAMES if _ADMIN_RIGHTS[name])
+NO_RIGHTS_WITHHELD: frozenset[str] = frozenset()
+
+
+def member_json(
+    user: Mapping[str, Any],
+    status: Status,
+    chat_type: str,
+    withheld: frozenset[str] = NO_RIGHTS_WITHHELD,
+) -> dict[str, Any]:
+    """A ChatMember object: the user, the status and what that status carries (an
+    administrator's rights, but those `withheld`)."""
     member: dict[str, Any] = {"user": dict(user), "status": str(status)}
     if status is Status.ADMINISTRATOR:
-        rights = dict(_ADMIN_RIGHTS)
+        rights = {name: granted and name not in withheld for name, granted in _ADMIN_RIGHTS.items()}
         if chat_type != "supergroup":
             del rights["can_manage_topics"]  # a supergroup-only right
         member.update(rights)
@@ -70,14 +85,16 @@ def chat_member_updated(
     user: Mapping[str, Any],
     old: Status,
     new: Status,
+    old_withheld: frozenset[str] = NO_RIGHTS_WITHHELD,
+    new_withheld: frozenset[str] = NO_RIGHTS_WITHHELD,
 ) -> dict[str, Any]:
     """A ChatMemberUpdated (the body of `my_chat_member`), keys in Telegram's order."""
     return {
         "chat": dict(chat),
         "from": dict(actor),
         "date": date,
-        "old_chat_member": member_json(user, old, chat["type"]),
-        "new_chat_member": member_json(user, new, chat["type"]),
+        "old_chat_member": member_json(user, old, chat["type"], old_withheld),
+        "new_chat_member": member_json(user, new, chat["type"], new_withheld),
     }
 
 
@@ -102,14 +119,38 @@ class Roster:
 
     def __init__(self) -> None:
         self._status: dict[tuple[int, int], Status] = {}
+        # Rights an administrator was promoted without (absent: every right).
+        self._withheld: dict[tuple[int, int], frozenset[str]] = {}
 
     def status(self, chat_id: int, bot_id: int) -> Status | None:
         return self._status.get((chat_id, bot_id))
 
-    def set(self, chat_id: int, bot_id: int, status: Status) -> Status:
-        """Record a new status; returns the old one (`left` if the bot had none)."""
+    def withheld(self, chat_id: int, bot_id: int) -> frozenset[str]:
+        """The administrator rights the bot lacks in the chat."""
+        return self._withheld.get((chat_id, bot_id), NO_RIGHTS_WITHHELD)
+
+    def may(self, chat_id: int, bot_id: int, right: str) -> bool:
+        """Whether the bot holds an administrator right (`can_manage_topics`, …) there."""
+        status = self.status(chat_id, bot_id)
+        if status is Status.CREATOR:
+            return True
+        return status is Status.ADMINISTRATOR and right not in self.withheld(chat_id, bot_id)
+
+    def set(
+        self,
+        chat_id: int,
+        bot_id: int,
+        status: Status,
+        *,
+        withheld: frozenset[str] = NO_RIGHTS_WITHHELD,
+    ) -> Status:
+        """Record a new status (an administrator's rights but those `withheld`); returns the
+        old status (`left` if the bot had none)."""
         old = self._status.get((chat_id, bot_id), Status.LEFT)
         self._status[(chat_id, bot_id)] = status
+        self._withheld[(chat_id, bot_id)] = (
+            withheld if status is Status.ADMINISTRATOR else NO_RIGHTS_WITHHELD
+        )
         return old
 
     def admit(self, chat_id: int, bot_id: int) -> None:

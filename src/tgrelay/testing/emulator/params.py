@@ -24,8 +24,10 @@ class Params:
     """One request's parameters, read with Telegram's leniency about types."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
-        # Empty values count as absent, as on Telegram.
+        # Empty values count as absent, as on Telegram, except where emptiness means
+        # something (`raw_text`).
         self._values = {k: v for k, v in values.items() if v is not None and v != ""}
+        self._empty = {k for k, v in values.items() if v == ""}
 
     @classmethod
     async def read(cls, request: Request) -> Params:
@@ -48,6 +50,10 @@ class Params:
         if isinstance(value, int | float):
             return str(value)
         raise errors.bad_request(f'field "{name}" must be of type String')
+
+    def raw_text(self, name: str) -> str | None:
+        """A string parameter where sending it empty differs from leaving it out."""
+        return "" if name in self._empty else self.text(name)
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
         """An integer clamped to [low, high], as Telegram clamps limit, timeout and the like."""
@@ -74,11 +80,11 @@ class Params:
             return value.strip().lower() in {"true", "1"}
         return bool(value)
 
-    def chat_id(self) -> int | str:
-        """chat_id: a number, or `@username` of a public chat."""
-        value = self._values.get("chat_id")
+    def chat_id(self, name: str = "chat_id") -> int | str:
+        """A chat id (`chat_id`, `from_chat_id`): a number, or `@username` of a public chat."""
+        value = self._values.get(name)
         if value is None:
-            raise errors.bad_request("chat_id is empty")
+            raise errors.bad_request(f"{name} is empty")
         number = _to_int(value)
         if number is not None:
             return number

@@ -17,16 +17,21 @@ from starlette.types import Receive, Scope, Send
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import app as emulator_app
 from tgrelay.testing.emulator import (
+    callbacks,
+    edits,
     errors,
     flood,
     forum,
     groups,
     longpoll,
+    media,
     membership,
     objects,
     pusher,
+    topics,
     updates,
 )
+from tgrelay.testing.emulator import text as emulator_text
 from tgrelay.testing.emulator.state import BotRecord, EmulatorState, WebhookConfig
 
 _CONNECT_TIMEOUT = 10.0  # seconds
@@ -193,14 +198,59 @@ class Emulator:
         text: str,
         *,
         message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
     ) -> dict[str, Any]:
         """A user writes `text` to the bot; `chat` None means their private chat, and a chat
         given as just `{"id": …}` is one the emulator knows. `message_thread_id` writes in a
-        forum topic.
+        forum topic; `reply_to_message_id` replies to a message there.
 
         Returns the Update as queued (a user who had blocked the bot unblocks it first,
         which queues a `my_chat_member` before it).
         """
+        content = {"text": text, "entities": emulator_text.command_entities(text)}
+        return self._user_posts(
+            bot_id, from_user, chat, content, message_thread_id, reply_to_message_id
+        )
+
+    def send_media(
+        self,
+        bot_id: int,
+        from_user: Mapping[str, Any],
+        chat: Mapping[str, Any] | None,
+        kind: str,
+        *,
+        caption: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A user sends a photo, document, video, voice message or sticker (`kind`), which
+        gets fresh file_id / file_unique_id the bot can send again; `details` override the
+        file's defaults (`media.DEFAULTS`: file_name, mime_type, width, duration, …).
+
+        Chats and topics as in `send_message`; returns the Update as queued.
+        """
+        try:
+            media_kind = media.Kind(kind)
+        except ValueError:
+            raise errors.InvalidPayload(f"kind must be one of {', '.join(media.Kind)}") from None
+        if caption and not media_kind.has_caption:
+            raise errors.InvalidPayload(f"a {kind} has no caption")
+        file = self.state.files.new(bot_id, media_kind, details)
+        content = media.content(file, caption or "", emulator_text.command_entities(caption or ""))
+        return self._user_posts(
+            bot_id, from_user, chat, content, message_thread_id, reply_to_message_id
+        )
+
+    def _user_posts(
+        self,
+        bot_id: int,
+        from_user: Mapping[str, Any],
+        chat: Mapping[str, Any] | None,
+        content: Mapping[str, Any],
+        message_thread_id: int | None,
+        reply_to_message_id: int | None,
+    ) -> dict[str, Any]:
         user = objects.parse_user(from_user)
         if chat is not None and set(chat) == {"id"}:
             known = self.state.chat(chat["id"])
@@ -211,10 +261,43 @@ class Emulator:
             objects.parse_chat(chat) if chat is not None else objects.private_chat_of(user)
         )
         queued = self.state.user_message(
-            bot_id, user, parsed_chat, text, message_thread_id=message_thread_id
+            bot_id,
+            user,
+            parsed_chat,
+            content,
+            message_thread_id=message_thread_id,
+            reply_to_message_id=reply_to_message_id,
         )
         self._dispatch(bot_id)
         return copy.deepcopy(queued[-1])
+
+    def edit_message(
+        self, bot_id: int, from_user: Mapping[str, Any], chat_id: int, message_id: int, text: str
+    ) -> dict[str, Any]:
+        """The user edits their message's text (or a media message's caption); returns the
+        `edited_message` Update as queued."""
+        update = edits.user_edit(
+            self.state, bot_id, objects.parse_user(from_user), chat_id, message_id, text
+        )
+        self._dispatch(bot_id)
+        return copy.deepcopy(update)
+
+    def press_button(
+        self, bot_id: int, from_user: Mapping[str, Any], chat_id: int, message_id: int, data: str
+    ) -> dict[str, Any]:
+        """The user presses the inline button with this callback_data on the bot's message;
+        returns the `callback_query` Update as queued."""
+        update = callbacks.press(
+            self.state, bot_id, objects.parse_user(from_user), chat_id, message_id, data
+        )
+        self._dispatch(bot_id)
+        return copy.deepcopy(update)
+
+    def callback_answer(self, query_id: str) -> dict[str, Any] | None:
+        """How the bot answered a callback query (`text`, `show_alert`, `url`,
+        `cache_time`), or None while unanswered."""
+        reply = self.state.callbacks.reply_to(query_id)
+        return None if reply is None else reply.to_json()
 
     def inject_update(self, bot_id: int, update: Mapping[str, Any]) -> dict[str, Any]:
         """Deliver any Update body (update_id assigned when absent); returns it as queued.
@@ -262,8 +345,11 @@ class Emulator:
         by: Mapping[str, Any],
         *,
         status: str = "member",
+        rights: Mapping[str, bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """A user adds the bot to a group as member or administrator (or promotes it).
+        """A user adds the bot to a group as member or administrator (or promotes it, or
+        changes its rights). An administrator has every right but those `rights` sets to
+        False (e.g. `{"can_manage_topics": False}`).
 
         Returns the bot's updates: `my_chat_member`, then the `new_chat_members` message.
         """
@@ -271,8 +357,14 @@ class Emulator:
             wanted = membership.Status(status)
         except ValueError:
             raise errors.InvalidPayload("status must be member or administrator") from None
+        withheld = frozenset(name for name, granted in (rights or {}).items() if not granted)
         deliveries = groups.add_bot(
-            self.state, chat_id, bot_id, by=objects.parse_user(by), status=wanted
+            self.state,
+            chat_id,
+            bot_id,
+            by=objects.parse_user(by),
+            status=wanted,
+            withheld=withheld,
         )
         return self._deliver(deliveries, bot_id)
 
@@ -300,14 +392,59 @@ class Emulator:
         return self._deliver([groups.set_blocked(self.state, user_id, bot_id, blocked=False)])[0]
 
     def create_forum_topic(
-        self, bot_id: int, chat_id: int | str, name: str, *, icon_color: int | None = None
+        self,
+        bot_id: int,
+        chat_id: int | str,
+        name: str,
+        *,
+        icon_color: int | None = None,
+        icon_custom_emoji_id: str | None = None,
     ) -> forum.Topic:
         """What createForumTopic does: the bot opens a topic in a forum it administers."""
-        topic, deliveries = groups.create_topic(
-            self.state, bot_id, chat_id, name=name, icon_color=icon_color
+        topic, deliveries = topics.create(
+            self.state,
+            bot_id,
+            chat_id,
+            name=name,
+            icon_color=icon_color,
+            icon_custom_emoji_id=icon_custom_emoji_id,
         )
         self._deliver(deliveries)
         return topic
+
+    def edit_forum_topic(
+        self,
+        bot_id: int,
+        chat_id: int | str,
+        message_thread_id: int | None,
+        *,
+        name: str | None = None,
+        icon_custom_emoji_id: str | None = None,
+    ) -> None:
+        """What editForumTopic does: a new name or icon for a topic."""
+        self._deliver(
+            topics.edit(
+                self.state,
+                bot_id,
+                chat_id,
+                message_thread_id,
+                name=name,
+                icon_custom_emoji_id=icon_custom_emoji_id,
+            )
+        )
+
+    def set_forum_topic_closed(
+        self, bot_id: int, chat_id: int | str, message_thread_id: int | None, *, closed: bool
+    ) -> None:
+        """What closeForumTopic (`closed`) and reopenForumTopic do."""
+        self._deliver(
+            topics.set_closed(self.state, bot_id, chat_id, message_thread_id, closed=closed)
+        )
+
+    def set_topic_limit(self, limit: flood.Limit | None) -> None:
+        """At most `limit.count` topics opened per chat in any `limit.window` seconds of the
+        emulator's clock (more answer 429 with retry_after); None: no limit (the default)."""
+        self.state.topic_limit.configure(limit)
 
     # Flood control
 
@@ -350,6 +487,21 @@ class Emulator:
         return [copy.deepcopy(u) for bot, u in deliveries if bot_id in (None, bot)]
 
     # Observing
+
+    def message(
+        self, chat_id: int, message_id: int, *, bot_id: int | None = None
+    ) -> dict[str, Any]:
+        """A message as it now is (edits included); `bot_id` names the bot whose private
+        chat it is in (groups share one history)."""
+        chat = self.state.chat(chat_id)
+        if chat is None:
+            raise errors.UnknownChat(chat_id)
+        if chat["type"] == "private" and bot_id is None:
+            raise errors.InvalidPayload("a private chat's message needs the bot_id")
+        message = self.state.chats.full_message(bot_id or 0, chat, message_id)
+        if message is None:
+            raise errors.InvalidPayload(f"no message {message_id} in chat {chat_id}")
+        return copy.deepcopy(message)
 
     def sent_messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         """Messages bots sent to the chat, in order (optionally only one bot's)."""

@@ -7,6 +7,7 @@ client can see are raised as `errors.BotApiError` in Telegram's words.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ipaddress
 import itertools
 import random
@@ -20,13 +21,14 @@ from urllib.parse import urlsplit
 
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import (
+    callbacks,
     chats,
     errors,
     flood,
     forum,
+    media,
     membership,
     objects,
-    text,
     updates,
 )
 
@@ -124,6 +126,9 @@ class EmulatorState:
         self.chats = chats.ChatBook(clock=clock)
         self.roster = membership.Roster()
         self.forums = forum.Forums()
+        self.topic_limit = forum.CreationLimit()
+        self.files = media.Files(rng)
+        self.callbacks = callbacks.Queries(rng)
         self.flood = (
             flood.FloodControl() if monotonic is None else flood.FloodControl(monotonic=monotonic)
         )
@@ -323,14 +328,16 @@ class EmulatorState:
         bot_id: int,
         user: objects.User,
         chat: objects.Chat,
-        message_text: str,
+        content: Mapping[str, Any],
         *,
         message_thread_id: int | None = None,
+        reply_to_message_id: int | None = None,
     ) -> list[dict[str, Any]]:
         """A user writes in a chat the bot is in; returns the Updates as queued.
 
-        Writing to a bot one blocked unblocks it first (Telegram's "Restart" button), so
-        the bot then gets `my_chat_member` before the message.
+        `content` is the message's text and entities, or its media and caption. Writing to
+        a bot one blocked unblocks it first (Telegram's "Restart" button), so the bot then
+        gets `my_chat_member` before the message.
         """
         self._bot(bot_id)
         objects.check_sender(user, chat)
@@ -350,16 +357,19 @@ class EmulatorState:
         reply_to = None
         if message_thread_id is not None:
             reply_to = self._topic_root(bot_id, stored, message_thread_id, register=True)
+        if reply_to_message_id is not None:
+            reply_to = self.chats.message(bot_id, stored, reply_to_message_id)
+            if reply_to is None:
+                raise errors.InvalidPayload(f"no message {reply_to_message_id} in chat {chat.id}")
         message = self.chats.post(
             bot_id,
             stored,
             sender=sender,
-            text=message_text,
-            entities=text.command_entities(message_text),
+            content=content,
             message_thread_id=message_thread_id,
             reply_to_message=reply_to,
         )
-        queued.append(self.enqueue(bot_id, {"message": message}))
+        queued.append(self.enqueue(bot_id, {"message": copy.deepcopy(message)}))
         return queued
 
     def change_status(
@@ -369,9 +379,12 @@ class EmulatorState:
         *,
         actor: Mapping[str, Any],
         new: membership.Status,
+        withheld: frozenset[str] = membership.NO_RIGHTS_WITHHELD,
     ) -> dict[str, Any]:
-        """Set the bot's status in a chat and queue the `my_chat_member` saying so."""
-        old = self.roster.set(chat["id"], bot_id, new)
+        """Set the bot's status in a chat (an administrator's rights but those `withheld`)
+        and queue the `my_chat_member` saying so."""
+        old_withheld = self.roster.withheld(chat["id"], bot_id)
+        old = self.roster.set(chat["id"], bot_id, new, withheld=withheld)
         body = membership.chat_member_updated(
             chat=chat,
             actor=actor,
@@ -379,6 +392,8 @@ class EmulatorState:
             user=self.bot(bot_id).user_json(),
             old=old,
             new=new,
+            old_withheld=old_withheld,
+            new_withheld=self.roster.withheld(chat["id"], bot_id),
         )
         return self.enqueue(bot_id, {"my_chat_member": body})
 
@@ -386,16 +401,16 @@ class EmulatorState:
         self,
         bot_id: int,
         chat_id: int | str,
-        message_text: str,
+        content: Mapping[str, Any],
         *,
-        entities: list[dict[str, Any]],
         reply_markup: dict[str, Any] | None = None,
         link_preview_options: dict[str, Any] | None = None,
         message_thread_id: int | None = None,
         reply_to_message_id: int | None = None,
         allow_sending_without_reply: bool = False,
     ) -> dict[str, Any]:
-        """sendMessage: the bot writes in a chat it may write in; returns the Message."""
+        """sendMessage, sendPhoto and the like: the bot posts `content` (text and entities,
+        or media and caption) in a chat it may write in; returns the Message."""
         bot = self._bot(bot_id)
         chat = self.resolve_chat(bot_id, chat_id)
         # Outside forums Telegram ignores message_thread_id.
@@ -403,6 +418,9 @@ class EmulatorState:
         replied = None
         if thread_id is not None:
             replied = self._topic_root(bot_id, chat, thread_id, register=False)
+            topic = self.forums.get(chat["id"], thread_id)
+            if topic is not None and topic.is_closed and not self.manages_topics(bot_id, chat):
+                raise errors.bad_request("TOPIC_CLOSED")
         if reply_to_message_id:
             replied = self.chats.message(bot_id, chat, reply_to_message_id)
             if replied is None and not allow_sending_without_reply:
@@ -412,8 +430,7 @@ class EmulatorState:
             bot_id,
             chat,
             sender=bot.record.user_json(),
-            text=message_text,
-            entities=entities,
+            content=content,
             message_thread_id=thread_id,
             reply_to_message=replied,
             link_preview_options=link_preview_options,
@@ -425,6 +442,11 @@ class EmulatorState:
         self.flood.record(bot_id, chat["id"])
         self.chats.record_sent(bot_id, message)
         return message
+
+    def manages_topics(self, bot_id: int, chat: Mapping[str, Any]) -> bool:
+        """Whether the bot may open, edit, close and reopen topics (and write in closed ones):
+        an administrator with `can_manage_topics`."""
+        return self.roster.may(chat["id"], bot_id, "can_manage_topics")
 
     def sent_messages(self, chat_id: int, *, bot_id: int | None = None) -> list[dict[str, Any]]:
         """Messages bots sent to a chat through the Bot API, in send order."""
@@ -485,7 +507,8 @@ class EmulatorState:
         new = (update.get("my_chat_member") or {}).get("new_chat_member") or {}
         about_bot = isinstance(new, Mapping) and (new.get("user") or {}).get("id") == bot_id
         if about_bot and new.get("status") in set(membership.Status):
-            self.roster.set(chat_id, bot_id, membership.Status(new["status"]))
+            withheld = frozenset(name for name in membership.ADMIN_RIGHTS if new.get(name) is False)
+            self.roster.set(chat_id, bot_id, membership.Status(new["status"]), withheld=withheld)
         else:
             self.roster.admit(chat_id, bot_id)
 

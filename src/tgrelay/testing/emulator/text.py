@@ -10,6 +10,7 @@ from typing import Any
 from tgrelay.testing.emulator import errors
 
 MAX_TEXT_LENGTH = 4096  # characters after entity parsing (Bot API sendMessage)
+MAX_CAPTION_LENGTH = 1024  # characters after entity parsing (sendPhoto and the like)
 PARSE_MODES = frozenset({"html", "markdown", "markdownv2"})  # matched case-insensitively
 
 _COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![A-Za-z0-9_@/])")
@@ -55,16 +56,32 @@ def outgoing(
 
     Only HTML is parsed; Markdown and MarkdownV2 text is kept as sent.
     """
-    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
-        raise errors.bad_request("unsupported parse_mode")
-    if entities is None and parse_mode is not None and parse_mode.lower() == "html":
-        text, entities = _parse_html(text)
-    text, entities = _trim(text, entities or [])
+    text, entities = _parsed(text, parse_mode, entities)
     if not text:
         raise errors.bad_request("message text is empty")
     if len(text) > MAX_TEXT_LENGTH:
         raise errors.bad_request("message is too long")
     return text, entities
+
+
+def caption(
+    text: str, parse_mode: str | None, entities: list[dict[str, Any]] | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """A bot's media caption as Telegram stores it; it may be empty (no caption)."""
+    text, entities = _parsed(text, parse_mode, entities)
+    if len(text) > MAX_CAPTION_LENGTH:
+        raise errors.bad_request("message caption is too long")
+    return text, entities
+
+
+def _parsed(
+    text: str, parse_mode: str | None, entities: list[dict[str, Any]] | None
+) -> tuple[str, list[dict[str, Any]]]:
+    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
+        raise errors.bad_request("unsupported parse_mode")
+    if entities is None and parse_mode is not None and parse_mode.lower() == "html":
+        text, entities = _parse_html(text)
+    return _trim(text, entities or [])
 
 
 def _trim(text: str, entities: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
