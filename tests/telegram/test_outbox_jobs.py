@@ -471,3 +471,29 @@ async def test_sends_of_one_key_go_in_the_order_asked(tmp_path: Path) -> None:
         await s.settled()
 
     assert [arguments["text"] for _, arguments in s.client.calls] == ["#0", "#0", "#1", "#2"]
+
+
+async def test_a_send_naming_no_registered_recipient_dies_unsent(tmp_path: Path) -> None:
+    """A recipient missing from the wiring is a bug to see among dead jobs, not a send whose
+    outcome nobody records."""
+    async with running(tmp_path, []) as s:
+        async with s.rt.db.transaction() as conn:
+            await outbox.enqueue(conn, s.rt, TEXT, result=Result(handler="nobody", reference={}))
+        s.worker.notify()
+        [job] = await s.settled()
+
+    assert (job.state, s.client.calls) == (JobState.DEAD, [])
+    assert job.last_error is not None
+    assert "no outbox recipient 'nobody'" in job.last_error
+
+
+def test_a_recipient_name_is_registered_once() -> None:
+    """Two domains cannot share a recipient name: the second registration is refused."""
+
+    async def token_of(conn: AsyncConnection, bot_id: int) -> str:
+        return TOKEN
+
+    wiring = Outbox(token_of=token_of)
+    wiring.recipient("groups.notification")
+    with pytest.raises(ValueError, match="registered already"):
+        wiring.recipient("groups.notification")
