@@ -70,10 +70,6 @@ class Turn:
         self._save = save
         self._waited = waited  # told how long the send waited for its turn, once it starts
 
-    @property
-    def payload(self) -> dict[str, Any]:
-        return dict(self._payload)
-
     def attempted_unrecorded(self) -> bool:
         """Whether an earlier run recorded this send as about to go and then ended without
         an outcome (a crash, or a network error with the request maybe through). Forgets that
