@@ -35,6 +35,7 @@ from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import delivery as groups_delivery
 from tgrelay.groups import handlers as groups_handlers
+from tgrelay.groups import legacy_sends as groups_legacy_sends
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
 from tgrelay.inbox import processing as inbox_processing
@@ -89,7 +90,7 @@ def job_registry(rt: Runtime) -> Registry:
     registry = Registry()
     bots_jobs.register(registry, rt)
     outbox_jobs.register(registry, rt, outbox_wiring(rt))
-    groups_delivery.register_legacy(registry, rt)
+    groups_legacy_sends.register(registry, rt)
     return registry
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from tgrelay.db import tables
-from tgrelay.groups import delivery, handlers
+from tgrelay.groups import handlers, legacy_sends
 from tgrelay.groups import store as groups_store
 from tgrelay.groups.models import Notification, NotificationStatus
 from tgrelay.queue import store as job_store
@@ -572,8 +572,10 @@ async def test_sends_queued_before_the_outbox_still_go(
         await job_store.enqueue(
             conn,
             [
-                NewJob(kind=delivery.LEGACY_NOTIFICATION, payload={"notification_id": queued.id}),
-                NewJob(kind=delivery.LEGACY_MESSAGE, payload=reply),
+                NewJob(
+                    kind=legacy_sends.LEGACY_NOTIFICATION, payload={"notification_id": queued.id}
+                ),
+                NewJob(kind=legacy_sends.LEGACY_MESSAGE, payload=reply),
             ],
             now=now,
             default_max_attempts=8,

@@ -29,8 +29,6 @@ from tgrelay.groups.models import (
     Notification,
     NotificationStatus,
 )
-from tgrelay.queue import worker
-from tgrelay.queue.models import Job
 from tgrelay.runtime import Runtime
 from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages, outcomes
@@ -111,68 +109,6 @@ async def enqueue_confirmation(
     )
 
 
-# Job kinds of the sends queued before the outbox (issue 18). A hub upgraded while some were
-# pending hands them to the outbox, rather than leave their alerts queued for ever.
-LEGACY_NOTIFICATION = "send_notification"
-LEGACY_MESSAGE = "send_message"
-
-
-def register_legacy(registry: worker.Registry, rt: Runtime) -> None:
-    """Register the old send kinds: each becomes the outbox sends it stands for, in its
-    job's transaction."""
-
-    async def notification(conn: AsyncConnection, job: Job) -> None:
-        found = await store.notification(conn, str(job.payload.get("notification_id")))
-        if found is None or found.status is not NotificationStatus.QUEUED:
-            return
-        target = await store.connection(conn, found.connection_id)
-        if target is None:
-            refused = outcomes.Failed(
-                method="sendMessage", action=Action.FAIL, reason="the connection was deleted"
-            )
-            await _record_part(conn, rt, found.id, refused)
-            return
-        await enqueue_notification(rt, conn, found, target, first_part=len(found.message_ids))
-
-    async def message(conn: AsyncConnection, job: Job) -> None:
-        payload = job.payload
-        bot_id, chat_id, text = int(payload["bot_id"]), int(payload["chat_id"]), payload["text"]
-        connection_id = payload.get("connection_id")
-        if isinstance(connection_id, str):
-            target = await store.connection(conn, connection_id)
-            wants_topic = (
-                target is not None and target.is_forum and target.message_thread_id is None
-            )
-            await enqueue_confirmation(
-                rt,
-                conn,
-                connection_id=connection_id,
-                bot_id=bot_id,
-                chat_id=chat_id,
-                text=text,
-                topic=target.topic if target is not None and wants_topic else None,
-            )
-            return
-        buttons = [(str(label), str(url)) for label, url in payload.get("url_buttons") or []]
-        keyboard = messages.Keyboard.column(
-            *(messages.UrlButton(text=label, url=url) for label, url in buttons)
-        )
-        await outbox.enqueue(
-            conn,
-            rt,
-            messages.SendText(
-                bot_id=bot_id,
-                chat_id=chat_id,
-                text=text,
-                message_thread_id=payload.get("message_thread_id"),
-                keyboard=keyboard if buttons else None,
-            ),
-        )
-
-    registry.register(LEGACY_NOTIFICATION, notification)
-    registry.register(LEGACY_MESSAGE, message)
-
-
 def install(outbox_wiring: Outbox, rt: Runtime) -> None:
     """Give the outbox this domain's recipients and chat-fate hooks (app start-up)."""
 
@@ -199,7 +135,7 @@ def install(outbox_wiring: Outbox, rt: Runtime) -> None:
     async def notification_finished(
         conn: AsyncConnection, reference: Mapping[str, Any], outcome: outcomes.Outcome
     ) -> None:
-        await _record_part(conn, rt, str(reference["notification_id"]), outcome)
+        await record_part(conn, rt, str(reference["notification_id"]), outcome)
 
     async def topic_ready(
         conn: AsyncConnection, reference: Mapping[str, Any]
@@ -250,7 +186,7 @@ def _destination(target: Connection) -> messages.Destination:
 # --- notifications -------------------------------------------------------------------------
 
 
-async def _record_part(
+async def record_part(
     conn: AsyncConnection, rt: Runtime, notification_id: str, outcome: outcomes.Outcome
 ) -> None:
     """A part's outcome, in its send job's finishing transaction: its message id (and the
