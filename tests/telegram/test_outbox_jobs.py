@@ -278,6 +278,40 @@ async def test_a_429_reschedules_without_spending_an_attempt(tmp_path: Path) -> 
     assert (job.state, job.attempts, len(s.client.calls)) == (JobState.DONE, 1, 3)
 
 
+@pytest.mark.parametrize(
+    ("request_", "chat_held"),
+    [
+        (TEXT, True),
+        (messages.CreateTopic(bot_id=BOT, chat_id=GROUP, name="#43"), False),
+    ],
+)
+async def test_a_429_holds_the_chat_for_messages_not_for_topic_management(
+    tmp_path: Path, request_: messages.Request, chat_held: bool
+) -> None:
+    """A message's 429 holds its chat for retry_after; a topic limit's holds only that job, so
+    messages into the forum's other topics keep going."""
+    flood = errors.TelegramRetryAfter(
+        f"{request_.method}: Too Many Requests: retry after 30",
+        method=request_.method,
+        retry_after=30,
+    )
+    async with running(tmp_path, [flood]) as s:
+        await s.send(request_)
+        job: Job | None = None
+
+        async def rescheduled() -> bool:
+            nonlocal job
+            [job] = await s.jobs()
+            return job.state is JobState.PENDING and job.last_error is not None
+
+        await eventually(rescheduled)
+        slot = await s.rt.rate_limiter.reserve(BOT, GROUP)
+
+    assert job is not None
+    assert job.last_error == "Telegram flood control (429)"
+    assert (slot.wait_seconds > 25) is chat_held
+
+
 async def test_an_unchanged_edit_is_a_success(tmp_path: Path) -> None:
     """Telegram's "message is not modified" means the message already reads as asked."""
     same = errors.TelegramBadRequest(

@@ -162,7 +162,9 @@ class _Send:
                 return self._finished(outcomes.Sent(method=request.method, message_id=message_id))
             case Action.WAIT:
                 assert isinstance(exc, errors.TelegramRetryAfter)
-                if chat_id is not None:
+                # Topic management has limits of its own (a few topics a minute): a 429 there
+                # must not hold the messages going into the forum's other topics.
+                if chat_id is not None and not isinstance(request, messages.TopicRequest):
                     await self._rt.rate_limiter.hold_chat(bot_id, chat_id, exc.retry_after)
                 log.warning(
                     "telegram.flood_controlled",

@@ -221,6 +221,8 @@ InChat = (
     | ReopenTopic
 )
 
+TopicRequest = CreateTopic | EditTopic | CloseTopic | ReopenTopic
+
 _requests: TypeAdapter[Request] = TypeAdapter(Request)
 
 
