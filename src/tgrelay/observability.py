@@ -111,17 +111,6 @@ class Metrics:
             ["method", "outcome"],
             registry=r,
         )
-        self.possible_duplicate_sends = Counter(
-            "tgrelay_possible_duplicate_sends",
-            "Messages sent again after a crash hid whether the first send reached Telegram.",
-            registry=r,
-        )
-        self.telegram_breaker_open = Gauge(
-            "tgrelay_telegram_breaker_open",
-            "1 while a bot's circuit breaker holds its Bot API calls back (open or probing).",
-            ["bot_id"],
-            registry=r,
-        )
         self.telegram_flood_waits = Counter(
             "tgrelay_telegram_flood_waits",
             "Bot API calls Telegram answered with 429 (retry_after), by method.",
@@ -132,6 +121,17 @@ class Metrics:
             "tgrelay_telegram_turn_wait_seconds",
             "Time a send waited for its rate-limit turn before its request.",
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60),
+            registry=r,
+        )
+        self.possible_duplicate_sends = Counter(
+            "tgrelay_possible_duplicate_sends",
+            "Messages sent again after a crash hid whether the first send reached Telegram.",
+            registry=r,
+        )
+        self.telegram_breaker_open = Gauge(
+            "tgrelay_telegram_breaker_open",
+            "1 while a bot's circuit breaker holds its Bot API calls back (open or probing).",
+            ["bot_id"],
             registry=r,
         )
         self.processing_lag = Histogram(

@@ -12,7 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from tgrelay.db import tables
-from tgrelay.groups import handlers
+from tgrelay.groups import handlers, legacy_sends
+from tgrelay.groups import store as groups_store
+from tgrelay.groups.models import Notification, NotificationStatus
+from tgrelay.queue import store as job_store
+from tgrelay.queue.models import DEFAULT_QUEUE, NewJob
 from tgrelay.testing.emulator import flood
 from tgrelay.testing.emulator.state import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -422,3 +426,62 @@ async def test_forum_topic_is_created_and_alerts_go_there(
         for m in emulator.emulator.sent_messages(forum["id"])
     ]
     assert posted == [(handlers.CONNECTED_REPLY, thread_id), ("disk almost full", thread_id)]
+
+
+async def test_sends_queued_before_the_outbox_still_go(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Jobs of the old send kinds, pending when a hub upgrades, become outbox sends: the alert
+    is sent and recorded, the reply arrives with its button."""
+    bot = await _bot(relay, emulator)
+    chat, connection = await _connected_group(relay, emulator, bot)
+    await _until_texts(emulator, chat["id"], 1)
+    rt = relay.runtime
+    now = rt.clock()
+    queued = Notification(
+        id="ntf_legacy",
+        workspace_id=relay.workspace_id,
+        connection_id=connection["id"],
+        idempotency_key=None,
+        text="from before",
+        parse_mode=None,
+        parts=("from before",),
+        status=NotificationStatus.QUEUED,
+        message_ids=(),
+        error=None,
+        created_at=now,
+        updated_at=now,
+        sent_at=None,
+    )
+    reply = {
+        "bot_id": bot.id,
+        "chat_id": ANN["id"],
+        "text": "reply from before",
+        "message_thread_id": None,
+        "url_buttons": [["Open", "https://example.com/"]],
+        "connection_id": None,
+    }
+    async with rt.db.transaction() as conn:
+        await groups_store.add_notification(conn, queued)
+        await job_store.enqueue(
+            conn,
+            [
+                NewJob(
+                    kind=legacy_sends.LEGACY_NOTIFICATION, payload={"notification_id": queued.id}
+                ),
+                NewJob(kind=legacy_sends.LEGACY_MESSAGE, payload=reply),
+            ],
+            now=now,
+            default_max_attempts=8,
+        )
+    rt.notify_queue(DEFAULT_QUEUE)
+
+    settled = await _until_notification(relay, queued.id)
+
+    assert (settled["status"], len(settled["message_ids"])) == ("sent", 1)
+    assert (await _texts(emulator, chat["id"]))[1:] == ["from before"]
+
+    async def replied() -> bool:
+        return "reply from before" in await _texts(emulator, ANN["id"])
+
+    await eventually(replied)

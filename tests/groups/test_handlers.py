@@ -17,9 +17,10 @@ from tgrelay.bots import service as bots_service
 from tgrelay.db import tables
 from tgrelay.groups import handlers
 from tgrelay.groups import service as groups_service
-from tgrelay.groups.delivery import SEND_MESSAGE
 from tgrelay.groups.models import ConnectSession
 from tgrelay.inbox.models import Handler, Inbound
+from tgrelay.telegram.outbox import jobs as outbox
+from tgrelay.telegram.outbox import messages
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -59,9 +60,16 @@ async def _state(relay: Dispatching, session_id: str) -> ConnectSession:
     return view.session
 
 
+def _texts(produced: Produced) -> list[messages.SendText]:
+    """Each bot message the batch queued through the outbox."""
+    sent = [messages.load(job.payload[outbox.REQUEST]) for job in produced.of_kind(outbox.SEND)]
+    assert all(isinstance(request, messages.SendText) for request in sent)
+    return [request for request in sent if isinstance(request, messages.SendText)]
+
+
 def _replies(produced: Produced) -> list[tuple[int, str]]:
     """(chat id, text) of each bot message the batch queued."""
-    return [(j.payload["chat_id"], j.payload["text"]) for j in produced.of_kind(SEND_MESSAGE)]
+    return [(request.chat_id, request.text) for request in _texts(produced)]
 
 
 def _consumers(produced: Produced) -> list[tuple[str, str | None]]:
@@ -97,14 +105,13 @@ async def test_start_with_a_token_verifies_and_is_consumed(
     relay.emulator.emulator.send_message(bot.id, ANN, None, "thanks!")
     produced = await relay.process_pending(bot.id)
 
-    [reply] = produced.of_kind(SEND_MESSAGE)
-    assert (reply.payload["chat_id"], reply.payload["text"]) == (
-        ANN["id"],
-        handlers.VERIFIED_REPLY.format(name="Ann"),
+    [reply] = _texts(produced)
+    assert (reply.chat_id, reply.text) == (ANN["id"], handlers.VERIFIED_REPLY.format(name="Ann"))
+    assert reply.keyboard == messages.Keyboard.column(
+        messages.UrlButton(
+            text="➕ Add to a group", url="https://t.me/alerts_bot?startgroup=connect"
+        )
     )
-    assert reply.payload["url_buttons"] == [
-        ["➕ Add to a group", "https://t.me/alerts_bot?startgroup=connect"]
-    ]
     assert _consumers(produced) == [(f"/start {session.token}", "groups"), ("thanks!", None)]
     assert (await _state(relay, session.id)).state.value == "waiting_group"
 

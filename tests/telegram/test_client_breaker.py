@@ -394,3 +394,18 @@ async def test_a_new_token_for_the_bot_keeps_its_breaker(setup: Setup) -> None:
     setup.clients.forget(setup.bot.token)
     held_back = await outcome(setup.clients.for_token(new_token).get_me())
     assert (held_back, len(setup.reached())) == (circuit_open(setup.bot.id, "getMe"), 3)
+
+
+async def test_a_429_is_counted_as_a_flood_wait_of_its_method(setup: Setup) -> None:
+    """tgrelay_telegram_flood_waits counts Telegram's 429s by method, and nothing else."""
+    call = await _flood_controlled(setup)
+    for _ in range(2):
+        assert (await outcome(call())).startswith("TelegramRetryAfter")
+    await outcome(setup.client.get_me())
+
+    def waits(method: str) -> float | None:
+        return setup.metrics.registry.get_sample_value(
+            "tgrelay_telegram_flood_waits_total", {"method": method}
+        )
+
+    assert (waits("sendMessage"), waits("getMe")) == (2.0, None)

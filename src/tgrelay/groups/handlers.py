@@ -24,6 +24,8 @@ from tgrelay.groups import delivery, rules, store
 from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
 from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
+from tgrelay.telegram.outbox import jobs as outbox
+from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.updates import UpdateKind
 
 if TYPE_CHECKING:
@@ -150,15 +152,19 @@ async def _private_start(
         await _audit_refusal(conn, bot_id, session, user, refusal or UNKNOWN_LINK_REPLY, now)
         return
     await _verify(conn, session, user, now=now, ttl=rt.settings.connect_session_ttl_seconds)
-    await delivery.enqueue_message(
-        rt,
+    await outbox.enqueue(
         conn,
-        delivery.OutgoingMessage(
+        rt,
+        messages.SendText(
             bot_id=bot_id,
             chat_id=chat.id,
             text=VERIFIED_REPLY.format(name=user.first_name),
             # No token in this link: phase 2 trusts who adds the bot, not what the link says.
-            url_buttons=[("➕ Add to a group", _startgroup_link(inbound.bot.username))],
+            keyboard=messages.Keyboard.column(
+                messages.UrlButton(
+                    text="➕ Add to a group", url=_startgroup_link(inbound.bot.username)
+                )
+            ),
         ),
     )
 
@@ -359,15 +365,14 @@ async def _connect(
         ),
         now=now,
     )
-    await delivery.enqueue_message(
+    await delivery.enqueue_confirmation(
         rt,
         conn,
-        delivery.OutgoingMessage(
-            bot_id=session.bot_id,
-            chat_id=chat.id,
-            text=CONNECTED_REPLY,
-            connection_id=connection_id,
-        ),
+        connection_id=connection_id,
+        bot_id=session.bot_id,
+        chat_id=chat.id,
+        text=CONNECTED_REPLY,
+        topic=session.topic if chat.is_forum else None,
     )
     log.info("group.connected", connection_id=connection_id, chat_id=chat.id)
 
@@ -398,9 +403,7 @@ def _bot_in(members: list[User], bot_id: int) -> bool:
 
 
 async def _reply(rt: Runtime, conn: AsyncConnection, bot_id: int, chat_id: int, text: str) -> None:
-    await delivery.enqueue_message(
-        rt, conn, delivery.OutgoingMessage(bot_id=bot_id, chat_id=chat_id, text=text)
-    )
+    await outbox.enqueue(conn, rt, messages.SendText(bot_id=bot_id, chat_id=chat_id, text=text))
 
 
 async def _audit_refusal(

@@ -95,6 +95,6 @@ class Notification:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
-    # Parts handed to Telegram or about to be, each recorded before its request: more than
-    # len(message_ids) after a crash means a part may have been sent without being recorded.
+    # Written before the outbox (issue 18), whose send jobs now record each attempt in their
+    # own payload; kept for the rows written then.
     parts_attempted: int = 0

@@ -278,7 +278,7 @@ async def _queue_notification(
     )
     async with rt.db.transaction() as conn:
         await store.add_notification(conn, created)
-        await delivery.enqueue_notification(rt, conn, created.id, connection_id)
+        await delivery.enqueue_notification(rt, conn, created, target)
     return created, True
 
 

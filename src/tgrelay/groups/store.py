@@ -180,16 +180,6 @@ async def move_chat(
     return moved
 
 
-async def current_chat_id(conn: AsyncConnection, bot_id: int, chat_id: int) -> int:
-    """The chat id a group has now, following its migration alias if it has one."""
-    found = await conn.scalar(
-        select(aliases.c.chat_id).where(
-            aliases.c.bot_id == bot_id, aliases.c.old_chat_id == chat_id
-        )
-    )
-    return chat_id if found is None else int(found)
-
-
 def _to_connection(row: Row[Any]) -> Connection:
     return Connection(
         id=row.id,

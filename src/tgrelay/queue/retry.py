@@ -80,3 +80,9 @@ class Reschedule(Exception):
 
 class PermanentFailure(Exception):
     """Retrying cannot help: the job goes straight to dead, whatever attempts remain."""
+
+    def __init__(self, reason: str, *, record: Finish | None = None) -> None:
+        # Written in the transaction that marks the job dead, and only if this worker still
+        # held it: whoever asked for the job hears why it gave up, exactly once.
+        self.record = record
+        super().__init__(reason)

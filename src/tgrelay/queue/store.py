@@ -445,6 +445,19 @@ async def reschedule(
     return result.rowcount == 1
 
 
+async def note_payload(conn: AsyncConnection, job: Job, payload: Mapping[str, Any]) -> bool:
+    """Replace a running job's payload (what its run records for the next one, e.g. a send
+    recorded as attempted); False when its worker no longer holds it."""
+    if job.locked_by is None:
+        return False
+    result = await conn.execute(
+        _update_held_many([job.id], job.locked_by).values(
+            payload=orjson.dumps(dict(payload)).decode()
+        )
+    )
+    return result.rowcount == 1
+
+
 async def release(db: Database, job_ids: Sequence[int], *, worker_id: str) -> int:
     """Hand running jobs back on shutdown, attempts given back; returns how many were held."""
     if not job_ids:

@@ -601,6 +601,8 @@ class Worker:
                     held = await store.mark_dead(
                         conn, job, worker_id=self.worker_id, error=error, now=now
                     )
+                    if held and exc.record is not None:
+                        await exc.record(conn)
                     state = JobState.DEAD if held else None
                 else:
                     state = await store.fail(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,13 +22,21 @@ import structlog
 from tgrelay import breaker, crypto, errors, tracing
 from tgrelay.clock import Clock, utcnow
 from tgrelay.telegram import aiogram_loading
+from tgrelay.telegram.outbox.messages import Entity, Keyboard
 
 if TYPE_CHECKING:
     # aiogram is imported where it is called (see `load`); these are only its types.
     from aiogram import Bot
     from aiogram import exceptions as aiogram_errors
     from aiogram.client.session.aiohttp import AiohttpSession
-    from aiogram.types import Message, Update, WebhookInfo
+    from aiogram.types import (
+        InlineKeyboardMarkup,
+        Message,
+        MessageEntity,
+        ReplyParameters,
+        Update,
+        WebhookInfo,
+    )
 
     from tgrelay.observability import Metrics
 
@@ -142,42 +150,202 @@ class TelegramClient:
         chat_id: int,
         text: str,
         parse_mode: str | None = None,
+        entities: Sequence[Entity] = (),
+        keyboard: Keyboard | None = None,
+        reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
-        url_buttons: Sequence[tuple[str, str]] = (),
     ) -> Message:
-        """Send a text; `url_buttons` become an inline keyboard, one (label, url) per row."""
-        from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
-
-        keyboard = (
-            InlineKeyboardMarkup(
-                inline_keyboard=[
-                    [InlineKeyboardButton(text=label, url=url)] for label, url in url_buttons
-                ]
-            )
-            if url_buttons
-            else None
-        )
         return await self._call(
             "sendMessage",
             self._bot.send_message(
                 chat_id=chat_id,
                 text=text,
                 parse_mode=parse_mode,
+                entities=_entities(entities),
                 message_thread_id=message_thread_id,
-                reply_markup=keyboard,
+                reply_parameters=_reply_to(reply_to_message_id),
+                reply_markup=_markup(keyboard),
                 request_timeout=CALL_TIMEOUT_SECONDS,
             ),
         )
 
-    async def create_forum_topic(self, *, chat_id: int, name: str) -> int:
+    async def send_file(
+        self,
+        method: str,
+        *,
+        chat_id: int,
+        file_id: str,
+        caption: str | None = None,
+        parse_mode: str | None = None,
+        caption_entities: Sequence[Entity] = (),
+        keyboard: Keyboard | None = None,
+        reply_to_message_id: int | None = None,
+        message_thread_id: int | None = None,
+    ) -> Message:
+        """sendPhoto, sendDocument, sendVideo, sendVoice or sendSticker (`method`), by file_id."""
+        common: dict[str, Any] = {
+            "chat_id": chat_id,
+            "message_thread_id": message_thread_id,
+            "reply_parameters": _reply_to(reply_to_message_id),
+            "reply_markup": _markup(keyboard),
+            "request_timeout": CALL_TIMEOUT_SECONDS,
+        }
+        captioned = {
+            **common,
+            "caption": caption,
+            "parse_mode": parse_mode,
+            "caption_entities": _entities(caption_entities),
+        }
+        bot = self._bot
+        calls: dict[str, Callable[[], Coroutine[Any, Any, Message]]] = {
+            "sendPhoto": lambda: bot.send_photo(photo=file_id, **captioned),
+            "sendDocument": lambda: bot.send_document(document=file_id, **captioned),
+            "sendVideo": lambda: bot.send_video(video=file_id, **captioned),
+            "sendVoice": lambda: bot.send_voice(voice=file_id, **captioned),
+            "sendSticker": lambda: bot.send_sticker(sticker=file_id, **common),
+        }
+        if method not in calls:
+            raise ValueError(f"not a file-sending method: {method}")
+        return await self._call(method, calls[method]())
+
+    async def copy_message(
+        self,
+        *,
+        chat_id: int,
+        from_chat_id: int,
+        message_id: int,
+        caption: str | None = None,
+        parse_mode: str | None = None,
+        keyboard: Keyboard | None = None,
+        reply_to_message_id: int | None = None,
+        message_thread_id: int | None = None,
+    ) -> int:
+        """copyMessage; the id of the copy."""
+        copied = await self._call(
+            "copyMessage",
+            self._bot.copy_message(
+                chat_id=chat_id,
+                from_chat_id=from_chat_id,
+                message_id=message_id,
+                caption=caption,
+                parse_mode=parse_mode,
+                message_thread_id=message_thread_id,
+                reply_parameters=_reply_to(reply_to_message_id),
+                reply_markup=_markup(keyboard),
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+        return copied.message_id
+
+    async def edit_message_text(
+        self,
+        *,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        parse_mode: str | None = None,
+        entities: Sequence[Entity] = (),
+        keyboard: Keyboard | None = None,
+    ) -> None:
+        await self._call(
+            "editMessageText",
+            self._bot.edit_message_text(
+                chat_id=chat_id,
+                message_id=message_id,
+                text=text,
+                parse_mode=parse_mode,
+                entities=_entities(entities),
+                reply_markup=_markup(keyboard),
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+
+    async def edit_message_reply_markup(
+        self, *, chat_id: int, message_id: int, keyboard: Keyboard | None
+    ) -> None:
+        """A new inline keyboard for a message; None removes it."""
+        await self._call(
+            "editMessageReplyMarkup",
+            self._bot.edit_message_reply_markup(
+                chat_id=chat_id,
+                message_id=message_id,
+                reply_markup=_markup(keyboard),
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+
+    async def create_forum_topic(
+        self, *, chat_id: int, name: str, icon_custom_emoji_id: str | None = None
+    ) -> int:
         """Create a topic in a forum supergroup; its message_thread_id."""
         topic = await self._call(
             "createForumTopic",
             self._bot.create_forum_topic(
-                chat_id=chat_id, name=name, request_timeout=CALL_TIMEOUT_SECONDS
+                chat_id=chat_id,
+                name=name,
+                icon_custom_emoji_id=icon_custom_emoji_id,
+                request_timeout=CALL_TIMEOUT_SECONDS,
             ),
         )
         return topic.message_thread_id
+
+    async def edit_forum_topic(
+        self,
+        *,
+        chat_id: int,
+        message_thread_id: int,
+        name: str | None = None,
+        icon_custom_emoji_id: str | None = None,
+    ) -> None:
+        await self._call(
+            "editForumTopic",
+            self._bot.edit_forum_topic(
+                chat_id=chat_id,
+                message_thread_id=message_thread_id,
+                name=name,
+                icon_custom_emoji_id=icon_custom_emoji_id,
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+
+    async def close_forum_topic(self, *, chat_id: int, message_thread_id: int) -> None:
+        await self._call(
+            "closeForumTopic",
+            self._bot.close_forum_topic(
+                chat_id=chat_id,
+                message_thread_id=message_thread_id,
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+
+    async def reopen_forum_topic(self, *, chat_id: int, message_thread_id: int) -> None:
+        await self._call(
+            "reopenForumTopic",
+            self._bot.reopen_forum_topic(
+                chat_id=chat_id,
+                message_thread_id=message_thread_id,
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
+
+    async def answer_callback_query(
+        self,
+        *,
+        callback_query_id: str,
+        text: str | None = None,
+        show_alert: bool = False,
+        url: str | None = None,
+    ) -> None:
+        await self._call(
+            "answerCallbackQuery",
+            self._bot.answer_callback_query(
+                callback_query_id=callback_query_id,
+                text=text,
+                show_alert=show_alert,
+                url=url,
+                request_timeout=CALL_TIMEOUT_SECONDS,
+            ),
+        )
 
     async def _call(
         self, method: str, call: Coroutine[Any, Any, T], *, held_back: bool = True
@@ -214,6 +382,8 @@ class TelegramClient:
             self._breakers.failed(bot_id)
         else:
             self._breakers.answered(bot_id)
+        if isinstance(error, errors.TelegramRetryAfter):
+            self._metrics.telegram_flood_waits.labels(method).inc()
         self._metrics.telegram_calls.labels(method, type(error).__name__).inc()
         raise error
 
@@ -228,6 +398,38 @@ class TelegramClient:
             trace_id=trace_id,
             attributes={"telegram.method": method, "bot_id": self.bot_id},
         )
+
+
+def _markup(keyboard: Keyboard | None) -> InlineKeyboardMarkup | None:
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    if keyboard is None:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(**button.model_dump(exclude_none=True)) for button in row]
+            for row in keyboard.rows
+        ]
+    )
+
+
+def _entities(entities: Sequence[Entity]) -> list[MessageEntity] | None:
+    from aiogram.types import MessageEntity
+
+    if not entities:
+        return None
+    return [MessageEntity(**entity.model_dump(exclude_none=True)) for entity in entities]
+
+
+def _reply_to(message_id: int | None) -> ReplyParameters | None:
+    from aiogram.types import ReplyParameters
+
+    # A reply whose message was deleted meanwhile still goes, as a plain message.
+    return (
+        None
+        if message_id is None
+        else ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+    )
 
 
 def translate(exc: aiogram_errors.TelegramAPIError, method: str) -> errors.TelegramError:
