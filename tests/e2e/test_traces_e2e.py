@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.otlp_collector import collecting
 from tgrelay import tracing
 from tgrelay.db import tables
+from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.receiver import receiving
 
@@ -118,7 +119,7 @@ async def test_an_update_is_traced_to_its_delivery_and_its_telegram_send(
             ("deliver_event", trace),
             ("process_update", private_trace),
             ("deliver_event", private_trace),
-            ("send_message", private_trace),  # the reply, enqueued while its update ran
+            (outbox.SEND, private_trace),  # the reply, enqueued while its update ran
         ]
     )
 
