@@ -16,6 +16,7 @@ import structlog
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from tests.log_fields import log_fields
 from tests.otlp_collector import collecting
 from tgrelay import errors, observability, tracing
 from tgrelay.runtime import open_runtime
@@ -50,8 +51,8 @@ def test_root_span_id_is_derived_from_the_trace_and_never_zero() -> None:
 def test_bound_makes_the_trace_current_and_a_log_field_for_the_block() -> None:
     """Inside `bound` the trace is current and in the log context; after it, neither."""
     with tracing.bound(TRACE):
-        inside = (tracing.current_trace_id(), structlog.contextvars.get_contextvars())
-    after = (tracing.current_trace_id(), structlog.contextvars.get_contextvars())
+        inside = (tracing.current_trace_id(), log_fields())
+    after = (tracing.current_trace_id(), log_fields())
     assert inside == (TRACE, {"trace_id": TRACE})
     assert after == (None, {})
 
@@ -59,16 +60,16 @@ def test_bound_makes_the_trace_current_and_a_log_field_for_the_block() -> None:
 def test_bound_none_binds_nothing() -> None:
     """Work no update caused runs without a trace."""
     with tracing.bound(None):
-        assert (tracing.current_trace_id(), structlog.contextvars.get_contextvars()) == (None, {})
+        assert (tracing.current_trace_id(), log_fields()) == (None, {})
 
 
 def test_a_batch_of_one_trace_binds_it_and_of_several_lists_them() -> None:
     """A batch of several traces names them all in its logs and has no current trace."""
     other = "0af7651916cd43dd8448eb211c80319c"
     with tracing.bound_many([TRACE, None, TRACE]):
-        one = (tracing.current_trace_id(), structlog.contextvars.get_contextvars())
+        one = (tracing.current_trace_id(), log_fields())
     with tracing.bound_many([TRACE, other, TRACE]):
-        several = (tracing.current_trace_id(), structlog.contextvars.get_contextvars())
+        several = (tracing.current_trace_id(), log_fields())
     assert one == (TRACE, {"trace_id": TRACE})
     assert several == (None, {"trace_ids": [TRACE, other]})
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from tgrelay import crypto
+from tgrelay import crypto, tracing
 
 # Loggers of libraries that could print a URL with a bot token in it (/bot<token>/method).
 THIRD_PARTY_LOGGERS = ("aiogram", "aiohttp", "httpx", "httpcore", "uvicorn", "asyncio")
@@ -34,6 +34,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_trace_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import importlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -78,19 +78,32 @@ def current_trace_id() -> str | None:
 
 @contextlib.contextmanager
 def bound(trace_id: str | None) -> Iterator[None]:
-    """Make `trace_id` the current one and a field of every log line, for the block.
+    """Make `trace_id` the current one, for the block: every log line in it carries it
+    (`add_trace_id`, a processor of observability's logging).
 
     None binds nothing: work no update caused (an API call, a periodic task) has no trace.
+    Only our own context variable is set: processing binds each update of a batch in turn,
+    and structlog's bound_contextvars (a copy of every bound variable each time) cost ~2 % of
+    processing's CPU there.
     """
     if trace_id is None:
         yield
         return
     token = _current.set(trace_id)
     try:
-        with structlog.contextvars.bound_contextvars(trace_id=trace_id):
-            yield
+        yield
     finally:
         _current.reset(token)
+
+
+def add_trace_id(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the current trace id as the log line's `trace_id`."""
+    trace_id = _current.get()
+    if trace_id is not None:
+        event.setdefault("trace_id", trace_id)
+    return event
 
 
 @contextlib.contextmanager

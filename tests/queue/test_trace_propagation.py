@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.log_fields import log_fields
 from tests.queue.test_queue_worker import (
     START,
     enqueue,
@@ -51,7 +52,7 @@ async def test_a_job_enqueued_by_a_job_joins_its_trace(database: Database, clock
 
     async def spawn(conn: AsyncConnection, job: Job) -> None:
         name = job.payload["name"]
-        seen[name] = (tracing.current_trace_id(), structlog.contextvars.get_contextvars())
+        seen[name] = (tracing.current_trace_id(), log_fields())
         await store.enqueue(
             conn,
             [NewJob(kind="child", payload={"name": f"{name}/child"})],
@@ -62,7 +63,7 @@ async def test_a_job_enqueued_by_a_job_joins_its_trace(database: Database, clock
     async def child(conn: AsyncConnection, job: Job) -> None:
         seen[job.payload["name"]] = (
             tracing.current_trace_id(),
-            structlog.contextvars.get_contextvars(),
+            log_fields(),
         )
 
     registry = Registry()
@@ -105,7 +106,7 @@ async def test_a_batch_of_traced_jobs_names_every_trace(database: Database, cloc
         return None
 
     async def handle(conn: AsyncConnection, jobs: Sequence[Job], prepared: None) -> None:
-        seen.append((tracing.current_trace_id(), structlog.contextvars.get_contextvars()))
+        seen.append((tracing.current_trace_id(), log_fields()))
 
     registry = Registry()
     registry.register_batched("batched", handle, prepare=prepare)
@@ -116,7 +117,7 @@ async def test_a_batch_of_traced_jobs_names_every_trace(database: Database, cloc
         now=clock,
     )
     with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
+        processors=[structlog.contextvars.merge_contextvars, tracing.add_trace_id]
     ) as logged:
         async with running(make_worker(database, registry, clock, batch_size=10)):
             for job_id in ids:
