@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tgrelay.inbox import chat_limit
 from tgrelay.retention import policy
 from tgrelay.retention.policy import Kind, Policy
 from tgrelay.settings import Settings
@@ -86,3 +87,39 @@ def test_a_zero_age_in_a_policy_is_refused() -> None:
     """A Policy spells 'forever' as None, so a zero or negative age is an error."""
     with pytest.raises(ValueError, match="positive"):
         Policy(jobs=timedelta())
+
+
+def test_the_chat_window_comes_from_the_chat_limit_setting() -> None:
+    """TGRELAY_INBOUND_CHAT_LIMIT's seconds are the window's length; unset, there is none."""
+    assert (
+        policy.from_settings(Settings(inbound_chat_limit=(5, 90))).chat_window,
+        policy.from_settings(Settings()).chat_window,
+    ) == (timedelta(seconds=90), None)
+
+
+def test_windows_cutoff_is_now_minus_the_window_or_now_when_the_limit_is_off() -> None:
+    """A window started one window ago or earlier has ended; with the limit off, every one has."""
+    assert (
+        policy.windows_cutoff(Policy(chat_window=timedelta(seconds=60)), NOW),
+        policy.windows_cutoff(Policy(), NOW),
+        policy.windows_cutoff(policy.KEEP_FOREVER, NOW),
+    ) == (NOW - timedelta(seconds=60), NOW, NOW)
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_a_window_at_the_cutoff_is_one_chat_limit_would_replace(offset: int) -> None:
+    """Ended by the cutoff exactly when `chat_limit.admit` would open a new window at `now`."""
+    limit = chat_limit.ChatLimit(count=3, window=timedelta(seconds=60))
+    started = NOW - limit.window + timedelta(microseconds=offset)
+    window = chat_limit.Window(started_at=started, count=9, announced=True)
+
+    renewed, _ = chat_limit.admit(limit, window, at=NOW)
+
+    ended = started <= policy.windows_cutoff(Policy(chat_window=limit.window), NOW)
+    assert (ended, renewed.started_at == NOW) == (offset <= 0, offset <= 0)
+
+
+def test_a_zero_chat_window_is_refused() -> None:
+    """A Policy spells 'limit off' as None, so a zero window is an error."""
+    with pytest.raises(ValueError, match="chat window"):
+        Policy(chat_window=timedelta())

@@ -11,7 +11,8 @@ from sqlalchemy import Table, insert, select
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
-from tgrelay.inbox.models import PROCESS_UPDATE
+from tgrelay.inbox import chat_limit
+from tgrelay.inbox.models import PROCESS_UPDATE, IncomingUpdate, UpdateSource
 from tgrelay.retention import policy, prune
 from tgrelay.retention.policy import Policy
 from tgrelay.settings import Settings
@@ -380,5 +381,122 @@ async def test_the_walk_stops_at_the_first_young_row(db: Database) -> None:
     assert (first, later, await ids(db, tables.audit_log)) == (
         {"audit_log": 2},
         {"audit_log": 2},
+        [],
+    )
+
+
+# TGRELAY_INBOUND_CHAT_LIMIT=[3, 60] for the chat window tests.
+LIMIT = chat_limit.ChatLimit(count=3, window=timedelta(seconds=60))
+WINDOWED = Policy(chat_window=LIMIT.window)
+
+
+def window_row(
+    bot_id: int, chat_id: int, started: datetime, *, count: int = 1, announced: bool = False
+) -> dict[str, Any]:
+    return {
+        "bot_id": bot_id,
+        "chat_id": chat_id,
+        "started_at": started,
+        "count": count,
+        "announced": announced,
+    }
+
+
+async def windows(db: Database) -> list[tuple[int, int, int, bool]]:
+    """Every chat window left: (bot_id, chat_id, count, announced)."""
+    table = tables.chat_windows
+    query = select(table.c.bot_id, table.c.chat_id, table.c.count, table.c.announced)
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(query.order_by(table.c.bot_id, table.c.chat_id))
+        return [(row.bot_id, row.chat_id, row.count, row.announced) for row in rows]
+
+
+async def newest_job_of_chat(db: Database, bot_id: int, chat_id: int, job: dict[str, Any]) -> None:
+    """`job` becomes the chat's newest process_update job, under the key the intake gives."""
+    key = IncomingUpdate(
+        bot_id=bot_id,
+        update_id=job["id"],
+        kind="message",
+        chat_id=chat_id,
+        source=UpdateSource.WEBHOOK,
+        payload="{}",
+        received_at=job["created_at"],
+    ).ordering_key
+    await add(db, tables.jobs, [{**job, "ordering_key": key}])
+    await add(db, tables.job_keys, [{"ordering_key": key, "last_job_id": job["id"]}])
+
+
+async def test_ended_windows_go_and_an_open_one_keeps_its_count(db: Database) -> None:
+    """Windows whose end has passed go; an open one stays as it was, so its chat stays throttled."""
+    seconds = timedelta(seconds=1)
+    await add(
+        db,
+        tables.chat_windows,
+        [
+            window_row(1, 10, NOW - 2 * LIMIT.window, count=9, announced=True),  # ended: goes
+            window_row(1, -100_20, NOW - LIMIT.window),  # ends exactly now: goes
+            window_row(1, 30, NOW - LIMIT.window + seconds, count=8, announced=True),  # open
+            window_row(2, 10, NOW - LIMIT.window - seconds),  # ended, its job done: goes
+        ],
+    )
+    await newest_job_of_chat(
+        db, 2, 10, job_row(1, "done", created=NOW - 2 * seconds, finished=NOW - seconds)
+    )
+
+    deleted = await prune.prune(db, WINDOWED, now=NOW)
+
+    assert (deleted, await windows(db)) == ({"chat_windows": 3}, [(1, 30, 8, True)])
+    kept = chat_limit.Window(started_at=NOW - LIMIT.window + seconds, count=8, announced=True)
+    assert chat_limit.admit(LIMIT, kept, at=NOW) == (
+        chat_limit.Window(started_at=kept.started_at, count=9, announced=True),
+        chat_limit.Verdict.THROTTLED,
+    )
+
+
+@pytest.mark.parametrize("state", ["pending", "running"])
+async def test_an_ended_window_stays_while_its_chat_has_updates_to_process(
+    db: Database, state: str
+) -> None:
+    """A backlog is judged by arrival time, so an ended window goes only once the chat's jobs end."""
+    await add(db, tables.chat_windows, [window_row(1, 10, ago(1), count=7, announced=True)])
+    await newest_job_of_chat(db, 1, 10, job_row(1, state, created=ago(1)))
+    first = await prune.prune(db, WINDOWED, now=NOW)
+    kept = await windows(db)
+    async with db.transaction() as conn:
+        await conn.execute(tables.jobs.update().values(state="done", finished_at=NOW))
+
+    second = await prune.prune(db, WINDOWED, now=NOW)
+
+    assert (first, kept, second, await windows(db)) == (
+        {},
+        [(1, 10, 7, True)],
+        {"chat_windows": 1},
+        [],
+    )
+
+
+async def test_with_the_chat_limit_off_every_window_goes_in_bounded_batches(
+    db: Database,
+) -> None:
+    """With TGRELAY_INBOUND_CHAT_LIMIT unset every window has ended, however recent; batches hold."""
+    await add(
+        db,
+        tables.chat_windows,
+        [window_row(1, chat, ago(3)) for chat in (1, 2, 3)]
+        + [window_row(2, chat, NOW) for chat in (1, 2)],
+    )
+    batches: list[dict[str, int]] = []
+
+    deleted = await prune.prune(
+        db,
+        policy.from_settings(Settings(inbound_chat_limit=None)),
+        now=NOW,
+        batch_size=2,
+        observe=lambda batch: batches.append(dict(batch.deleted)),
+    )
+
+    assert (deleted, batches, await windows(db)) == (
+        {"chat_windows": 5},
+        [{"chat_windows": 2}, {"chat_windows": 2}, {"chat_windows": 1}],
         [],
     )

@@ -128,6 +128,8 @@ chat_windows = Table(
     Column("started_at", Timestamp, nullable=False),  # received_at of its first update
     Column("count", Integer, nullable=False),  # updates received in it, throttled ones too
     Column("announced", Boolean, nullable=False),  # chat.throttled was emitted for it
+    # Retention walks it to find the windows that have ended (retention/prune.py).
+    Index("ix_chat_windows_started_at", "started_at"),
 )
 
 # The part of a partial index's condition both backends accept word for word: SQLite's

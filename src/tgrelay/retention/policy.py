@@ -3,6 +3,8 @@
 Pure: the settings become a `Policy`; `cutoffs(policy, now)` gives, per kind of row that is
 pruned at all, the instant before which a finished row of that kind may go. What counts as
 finished is `prune`'s part, in SQL, because it must hold at the moment of the delete.
+`windows_cutoff(policy, now)` is the same for chat windows, which have no age to choose:
+one is worth nothing once it has ended.
 """
 
 from __future__ import annotations
@@ -33,11 +35,16 @@ class Policy:
     dead_jobs: timedelta | None = timedelta(days=30)
     events: timedelta | None = timedelta(days=30)
     audit: timedelta | None = timedelta(days=365)
+    # TGRELAY_INBOUND_CHAT_LIMIT's window: a chat_windows row has ended this long after it
+    # started. None when the limit is off: every row left from when it was on has ended.
+    chat_window: timedelta | None = None
 
     def __post_init__(self) -> None:
         for kind, age in self.ages().items():
             if age is not None and age <= timedelta():
                 raise ValueError(f"the age of {kind} must be positive (None keeps it forever)")
+        if self.chat_window is not None and self.chat_window <= timedelta():
+            raise ValueError("the chat window must be positive (None when the limit is off)")
 
     def ages(self) -> dict[Kind, timedelta | None]:
         return {
@@ -70,6 +77,11 @@ def from_settings(settings: Settings) -> Policy:
         dead_jobs=days(settings.retain_dead_jobs_days),
         events=days(settings.retain_events_days),
         audit=days(settings.retain_audit_days),
+        chat_window=(
+            None
+            if settings.inbound_chat_limit is None
+            else timedelta(seconds=settings.inbound_chat_limit[1])
+        ),
     )
 
 
@@ -78,6 +90,20 @@ def cutoffs(policy: Policy, now: datetime) -> dict[Kind, datetime]:
 
     A row exactly as old as its age stays: only rows strictly before the cutoff go.
     """
+    _check_aware(now)
+    return {kind: now - age for kind, age in policy.ages().items() if age is not None}
+
+
+def windows_cutoff(policy: Policy, now: datetime) -> datetime:
+    """The instant at or before which a chat window started has ended at `now`.
+
+    `chat_limit.admit` opens a new window for an update received at or after `started_at +
+    window`, so a window started exactly one window ago has ended and may go.
+    """
+    _check_aware(now)
+    return now if policy.chat_window is None else now - policy.chat_window
+
+
+def _check_aware(now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    return {kind: now - age for kind, age in policy.ages().items() if age is not None}

@@ -10,30 +10,48 @@ take the skew between concurrent writers, and a row left behind by that skew goe
 next round. Rows that are old but not finished (a job still pending) are read again each
 round; they are rare, as nothing stays unfinished for the weeks a retention spans.
 
-No index was added for this: every read goes by primary key or by an index the tables
+No index was added for these: every read goes by primary key or by an index the tables
 already had (`ix_jobs_kind_subject_id` for an update's job, `uq_deliveries_event_id_…` for an
 event's deliveries, `ix_delivery_attempts_delivery_id`, `ix_events_workspace_id_created_at`),
 so the intake's inserts pay nothing for retention.
+
+Chat windows (TGRELAY_INBOUND_CHAT_LIMIT) that have ended go too, oldest first by
+`ix_chat_windows_started_at` (without it each read scanned the table), unless the chat still
+has unprocessed updates: those are judged by when they arrived, possibly inside the ended
+window, which must still count them. Its newest job (`job_keys`, by primary key) tells.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import takewhile
 
 import structlog
-from sqlalchemy import Column, ColumnElement, Table, and_, delete, exists, or_, select, true
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    cast,
+    delete,
+    exists,
+    literal,
+    or_,
+    select,
+    true,
+)
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.events.models import DeliveryStatus
 from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.queue.models import JobState
-from tgrelay.retention.policy import Kind, Policy, cutoffs
+from tgrelay.retention.policy import Kind, Policy, cutoffs, windows_cutoff
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +122,8 @@ async def prune(
     between: Between = _always,
     observe: Observe = _ignore,
 ) -> dict[str, int]:
-    """One round: delete every finished row past its age at `now`. Returns rows per table.
+    """One round: delete every finished row past its age, and every ended chat window, at
+    `now`. Returns rows per table.
 
     Deliveries (with their attempts) go before events, as an event goes only once no
     delivery of it is left; `between` is awaited between any two batches.
@@ -122,6 +141,7 @@ async def prune(
         await _events(walk, cut[Kind.EVENTS])
     if Kind.AUDIT in cut:
         await _by_id(walk, _audit(cut[Kind.AUDIT]))
+    await _windows(walk, windows_cutoff(policy, now))
     return {table: count for table, count in walk.deleted.items() if count}
 
 
@@ -260,3 +280,66 @@ async def _events(walk: _Walk, cutoff: datetime) -> None:
             # delivery in between (a replay); leave them to the next round rather than loop.
             if len(ids) < walk.batch_size or result.rowcount == 0:
                 break
+
+
+def _ended_windows(cutoff: datetime) -> ColumnElement[bool]:
+    """A chat window that has ended at the cutoff, of a chat with no update left to process."""
+    windows, keys, jobs = tables.chat_windows, tables.job_keys, tables.jobs
+    # The chat's ordering key, as `StoredUpdate.ordering_key` spells it: "chat:{bot}:{chat}".
+    key = (
+        literal("chat:", String)
+        + cast(windows.c.bot_id, String)
+        + ":"
+        + cast(windows.c.chat_id, String)
+    )
+    # Jobs of a key run one after another, so while its newest job is unfinished the chat
+    # may have updates to be counted in this window; once that job is finished, none.
+    unprocessed = exists().where(
+        keys.c.ordering_key == key,
+        jobs.c.id == keys.c.last_job_id,
+        jobs.c.state.in_(UNFINISHED_JOB),
+    )
+    return and_(windows.c.started_at <= cutoff, ~unprocessed)
+
+
+async def _windows(walk: _Walk, cutoff: datetime) -> None:
+    """Ended chat windows, oldest first, a batch per write transaction."""
+    windows = tables.chat_windows
+    condition = _ended_windows(cutoff)
+    while not walk.stopped:
+        window = (
+            select(windows.c.bot_id, windows.c.chat_id)
+            .where(condition)
+            .order_by(windows.c.started_at)
+            .limit(walk.batch_size)
+        )
+        async with walk.db.engine.connect() as conn:  # a read: no write lock
+            chats = (await conn.execute(window)).all()
+        if not chats or not await walk.may_write():
+            return
+        # Per bot, its chats: both planners then look each one up by primary key, where
+        # SQLite scans the table for a `(bot_id, chat_id) IN (VALUES …)`.
+        by_bot: dict[int, list[int]] = defaultdict(list)
+        for bot_id, chat_id in chats:
+            by_bot[bot_id].append(chat_id)
+        chosen = or_(
+            *(
+                and_(windows.c.bot_id == bot_id, windows.c.chat_id.in_(chat_ids))
+                for bot_id, chat_ids in by_bot.items()
+            )
+        )
+        started = time.perf_counter()
+        async with walk.db.transaction() as conn:
+            # Re-checked: a chat whose window reopened (or got an update) in between keeps it.
+            result = await conn.execute(delete(windows).where(chosen, condition))
+        walk.record(
+            Batch(
+                table=windows.name,
+                deleted={windows.name: result.rowcount},
+                seconds=time.perf_counter() - started,
+            )
+        )
+        # As for events: fewer than asked ends the walk, and so does a batch that all
+        # reopened in between, left to the next round rather than read again at once.
+        if len(chats) < walk.batch_size or result.rowcount == 0:
+            return
