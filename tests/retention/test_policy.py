@@ -123,3 +123,17 @@ def test_a_zero_chat_window_is_refused() -> None:
     """A Policy spells 'limit off' as None, so a zero window is an error."""
     with pytest.raises(ValueError, match="chat window"):
         Policy(chat_window=timedelta())
+
+
+def test_the_chat_limit_alone_makes_a_pruner_run() -> None:
+    """Every kind kept forever but the chat limit on: its windows still need pruning."""
+    assert policy.from_settings(
+        Settings(
+            retain_updates_days=0,
+            retain_jobs_days=0,
+            retain_dead_jobs_days=0,
+            retain_events_days=0,
+            retain_audit_days=0,
+            inbound_chat_limit=(5, 60),
+        )
+    ).prunes_anything

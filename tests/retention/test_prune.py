@@ -408,7 +408,7 @@ async def windows(db: Database) -> list[tuple[int, int, int, bool]]:
     query = select(table.c.bot_id, table.c.chat_id, table.c.count, table.c.announced)
     async with db.engine.connect() as conn:
         rows = await conn.execute(query.order_by(table.c.bot_id, table.c.chat_id))
-        return [(row.bot_id, row.chat_id, row.count, row.announced) for row in rows]
+        return [(bot, chat, count, announced) for bot, chat, count, announced in rows]
 
 
 async def newest_job_of_chat(db: Database, bot_id: int, chat_id: int, job: dict[str, Any]) -> None:

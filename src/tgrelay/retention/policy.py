@@ -57,7 +57,9 @@ class Policy:
 
     @property
     def prunes_anything(self) -> bool:
-        return any(age is not None for age in self.ages().values())
+        """Whether a pruner runs at all. With the chat limit on, it must, for its windows,
+        even when every kind is kept forever; with it off no window is written any more."""
+        return self.chat_window is not None or any(age is not None for age in self.ages().values())
 
 
 KEEP_FOREVER = Policy(updates=None, jobs=None, dead_jobs=None, events=None, audit=None)
