@@ -285,7 +285,7 @@ async def _events(walk: _Walk, cutoff: datetime) -> None:
 def _ended_windows(cutoff: datetime) -> ColumnElement[bool]:
     """A chat window that has ended at the cutoff, of a chat with no update left to process."""
     windows, keys, jobs = tables.chat_windows, tables.job_keys, tables.jobs
-    # The chat's ordering key, as `StoredUpdate.ordering_key` spells it: "chat:{bot}:{chat}".
+    # The chat's ordering key, as `IncomingUpdate.ordering_key` spells it: "chat:{bot}:{chat}".
     key = (
         literal("chat:", String)
         + cast(windows.c.bot_id, String)
