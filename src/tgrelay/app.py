@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import structlog
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -25,7 +24,6 @@ from starlette.types import Receive, Scope, Send
 from tgrelay import apidocs, audit_api, problems, security_headers, wiring
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
-from tgrelay.bots import service as bots_service
 from tgrelay.clock import Clock, utcnow
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
@@ -33,7 +31,6 @@ from tgrelay.events import service as events_service
 from tgrelay.events import telemetry as events_telemetry
 from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
-from tgrelay.groups import delivery as groups_delivery
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.groups import legacy_sends as groups_legacy_sends
 from tgrelay.inbox import api as inbox_api
@@ -57,7 +54,6 @@ from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
-from tgrelay.telegram.outbox import registry as outbox_registry
 from tgrelay.ui import pages as ui_pages
 from tgrelay.workspaces import api as workspaces_api
 
@@ -87,21 +83,9 @@ def job_registry(rt: Runtime) -> Registry:
     """The default queue: Telegram sends (the outbox) and bot checks."""
     registry = Registry()
     bots_jobs.register(registry, rt)
-    outbox_jobs.register(registry, rt, outbox_wiring(rt))
+    outbox_jobs.register(registry, rt, wiring.outbox(rt))
     groups_legacy_sends.register(registry, rt)
     return registry
-
-
-def outbox_wiring(rt: Runtime) -> outbox_registry.Outbox:
-    """The outbox as the domains configure it: the bots' tokens, then each domain's
-    recipients and chat-fate hooks."""
-
-    async def token_of(conn: AsyncConnection, bot_id: int) -> str:
-        return await bots_service.read_token(conn, rt, bot_id)
-
-    outbox = outbox_registry.Outbox(token_of=token_of)
-    groups_delivery.install(outbox, rt)
-    return outbox
 
 
 # Events of this process wake the webhooks queue's worker at once; those written by another
