@@ -50,7 +50,7 @@ class UnknownRecipient(LookupError):
 
 @dataclass
 class Outbox:
-    """The outbox's wiring: built in app.py, filled by each domain's `install`."""
+    """The outbox's wiring: built by tgrelay.wiring, filled by each domain's `install`."""
 
     token_of: TokenSource
     _recipients: dict[str, Recipient] = field(default_factory=dict)
