@@ -16,6 +16,9 @@ from tgrelay.testing.emulator import BotRecord, Emulator, RetryPolicy
 from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "telegram"
+# The emulator fixture's standing clock: the fixtures' last_error_date.
+START = datetime(2025, 11, 21, 4, 48, 20, tzinfo=UTC)
+NOW = int(START.timestamp())  # 1763700500, as Telegram's dates count
 
 ALICE: dict[str, Any] = {
     "id": 5551234,
@@ -53,8 +56,8 @@ def swap(value: Any, replacements: dict[int, int]) -> Any:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
-    # A standing clock keeps dates exact; the start is the fixtures' last_error_date.
-    clock = Clock(start=datetime(2025, 11, 21, 4, 48, 20, tzinfo=UTC))
+    # A standing clock keeps dates exact.
+    clock = Clock(start=START)
     async with Emulator(clock=clock, retry=FAST_RETRY, webhook_timeout=2.0, seed=7) as emulator:
         yield emulator
 
@@ -77,3 +80,17 @@ async def running() -> AsyncIterator[RunningEmulator]:
     emulator = Emulator(retry=FAST_RETRY, webhook_timeout=2.0, clock=Clock())
     async with running_emulator(emulator=emulator) as running:
         yield running
+
+
+async def call(
+    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
+) -> tuple[int, dict[str, Any]]:
+    """A Bot API call through the emulator's HTTP API: its status code and JSON body."""
+    response = await client.post(f"/bot{bot.token}/{method}", json=params)
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
+
+
+def bad_request(description: str) -> tuple[int, dict[str, Any]]:
+    """Telegram's answer to a request it refuses as a bad request."""
+    return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {description}"}

@@ -9,9 +9,8 @@ import pytest
 
 from tgrelay.testing.emulator import BotRecord, Emulator, errors
 
-from .conftest import ALICE, BOB, FIXTURE_BOT_ID, SUPPORT_DESK_ID, load_fixture, swap
+from .conftest import ALICE, BOB, FIXTURE_BOT_ID, NOW, SUPPORT_DESK_ID, call, load_fixture, swap
 
-NOW = 1763700500  # the emulator fixture's standing clock
 CLOSE = {"inline_keyboard": [[{"text": "Close", "callback_data": "ticket:42:close"}]]}
 TOO_OLD = {
     "ok": False,
@@ -19,14 +18,6 @@ TOO_OLD = {
     "description": "Bad Request: query is too old and response timeout expired or query ID is "
     "invalid",
 }
-
-
-async def call(
-    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
-) -> tuple[int, dict[str, Any]]:
-    response = await client.post(f"/bot{bot.token}/{method}", json=params)
-    body: dict[str, Any] = response.json()
-    return response.status_code, body
 
 
 async def ticket_message(

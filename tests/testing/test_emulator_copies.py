@@ -8,21 +8,7 @@ import httpx
 
 from tgrelay.testing.emulator import BotRecord, Emulator
 
-from .conftest import ALICE, BOB, SUPPORT_DESK_ID
-
-NOW = 1763700500  # the emulator fixture's standing clock
-
-
-async def call(
-    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
-) -> tuple[int, dict[str, Any]]:
-    response = await client.post(f"/bot{bot.token}/{method}", json=params)
-    body: dict[str, Any] = response.json()
-    return response.status_code, body
-
-
-def bad_request(description: str) -> tuple[int, dict[str, Any]]:
-    return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {description}"}
+from .conftest import ALICE, BOB, NOW, SUPPORT_DESK_ID, bad_request, call
 
 
 def forum_with_topic(emulator: Emulator, bot: BotRecord) -> dict[str, Any]:

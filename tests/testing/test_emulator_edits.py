@@ -8,23 +8,14 @@ import httpx
 
 from tgrelay.testing.emulator import BotRecord, Emulator
 
-from .conftest import ALICE, FIXTURE_BOT_ID, load_fixture, swap
+from .conftest import ALICE, FIXTURE_BOT_ID, NOW, call, load_fixture, swap
 
-NOW = 1763700500  # the emulator fixture's standing clock
 CLOSE = {"inline_keyboard": [[{"text": "Close", "callback_data": "ticket:42:close"}]]}
 REOPEN = {"inline_keyboard": [[{"text": "Reopen", "callback_data": "ticket:42:reopen"}]]}
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup "
     "are exactly the same as a current content and reply markup of the message"
 )
-
-
-async def call(
-    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
-) -> tuple[int, dict[str, Any]]:
-    response = await client.post(f"/bot{bot.token}/{method}", json=params)
-    body: dict[str, Any] = response.json()
-    return response.status_code, body
 
 
 def refused(description: str) -> tuple[int, dict[str, Any]]:

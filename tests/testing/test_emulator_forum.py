@@ -9,18 +9,19 @@ import pytest
 
 from tgrelay.testing.emulator import BotRecord, Emulator
 
-from .conftest import ALICE, BOB, FIXTURE_BOT_ID, OPS_GROUP, SUPPORT_DESK_ID, load_fixture, swap
+from .conftest import (
+    ALICE,
+    BOB,
+    FIXTURE_BOT_ID,
+    NOW,
+    OPS_GROUP,
+    SUPPORT_DESK_ID,
+    call,
+    load_fixture,
+    swap,
+)
 
-NOW = 1763700500  # the emulator fixture's standing clock
 TOPIC = "#42 Billing: card declined"
-
-
-async def call(
-    client: httpx.AsyncClient, bot: BotRecord, method: str, **params: Any
-) -> tuple[int, dict[str, Any]]:
-    response = await client.post(f"/bot{bot.token}/{method}", json=params)
-    body: dict[str, Any] = response.json()
-    return response.status_code, body
 
 
 @pytest.fixture

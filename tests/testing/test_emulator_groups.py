@@ -13,13 +13,12 @@ from .conftest import (
     ALICE,
     BOB,
     FIXTURE_BOT_ID,
+    NOW,
     OPS_GROUP,
     OPS_SUPERGROUP_ID,
     load_fixture,
     swap,
 )
-
-NOW = 1763700500  # the emulator fixture's standing clock
 
 
 async def send(client: httpx.AsyncClient, bot: BotRecord, chat_id: int) -> tuple[int, Any]:
