@@ -325,24 +325,20 @@ async def test_edits_and_button_presses_arrive_and_a_pinned_endpoint_gets_its_ve
             {"edited_message": {**message, "edit_date": message["date"] + 60, "text": "fixed"}},
         )
         bot_user = {"id": bot.id, "is_bot": True, "first_name": bot.first_name}
-        emulator.emulator.inject_update(
-            bot.id,
-            {
-                "callback_query": {
-                    "id": "4382bfdwdsb323b2d9",
-                    "from": ANN,
-                    "chat_instance": "-8123456789",
-                    "data": "ack:17",
-                    "message": {
-                        "message_id": 900,
-                        "from": bot_user,
-                        "chat": TEAM_CHAT,
-                        "date": message["date"],
-                        "text": "incident 17",
-                    },
-                }
+        press = {
+            "id": "4382bfdwdsb323b2d9",
+            "from": ANN,
+            "chat_instance": "-8123456789",
+            "data": "ack:17",
+            "message": {
+                "message_id": 900,
+                "from": bot_user,
+                "chat": TEAM_CHAT,
+                "date": message["date"],
+                "text": "incident 17",
             },
-        )
+        }
+        emulator.emulator.inject_update(bot.id, {"callback_query": press})
         [old] = await pinned_receiver.receiver.wait_for(1)
         received = await latest_receiver.receiver.wait_for(3)
 
@@ -380,19 +376,7 @@ async def test_edits_and_button_presses_arrive_and_a_pinned_endpoint_gets_its_ve
         "data": "ack:17",
         "chat": chat_ref,
         "message_id": 900,
-        "callback_query": {
-            "id": "4382bfdwdsb323b2d9",
-            "from": ANN,
-            "chat_instance": "-8123456789",
-            "data": "ack:17",
-            "message": {
-                "message_id": 900,
-                "from": bot_user,
-                "chat": TEAM_CHAT,
-                "date": message["date"],
-                "text": "incident 17",
-            },
-        },
+        "callback_query": press,
     }
     shown = (await relay.api.get(f"/v1/endpoints/{pinned['id']}")).json()
     assert (pinned["versions"], shown["versions"], latest["versions"]) == (

@@ -196,19 +196,6 @@ class AnswerCallback(_Request):
     url: str | None = None
 
 
-Request = Annotated[
-    SendText
-    | SendFile
-    | CopyMessage
-    | EditText
-    | EditKeyboard
-    | CreateTopic
-    | EditTopic
-    | CloseTopic
-    | ReopenTopic
-    | AnswerCallback,
-    Field(discriminator="method"),
-]
 InChat = (
     SendText
     | SendFile
@@ -220,6 +207,7 @@ InChat = (
     | CloseTopic
     | ReopenTopic
 )
+Request = Annotated[InChat | AnswerCallback, Field(discriminator="method")]
 
 TopicRequest = CreateTopic | EditTopic | CloseTopic | ReopenTopic
 
