@@ -112,6 +112,21 @@ class _Walk:
         self.deleted.update(batch.deleted)
         self.observe(batch)
 
+    async def delete(self, table: Table, where: ColumnElement[bool]) -> int:
+        """One write transaction deleting `table`'s rows that match `where`, recorded as a
+        batch; how many went."""
+        started = time.perf_counter()
+        async with self.db.transaction() as conn:
+            deleted = (await conn.execute(delete(table).where(where))).rowcount
+        self.record(
+            Batch(
+                table=table.name,
+                deleted={table.name: deleted},
+                seconds=time.perf_counter() - started,
+            )
+        )
+        return deleted
+
 
 async def prune(
     db: Database,
@@ -266,19 +281,10 @@ async def _events(walk: _Walk, cutoff: datetime) -> None:
                 ids = list(await conn.scalars(window))
             if not ids or not await walk.may_write():
                 break
-            started = time.perf_counter()
-            async with walk.db.transaction() as conn:
-                result = await conn.execute(delete(events).where(events.c.id.in_(ids), condition))
-            walk.record(
-                Batch(
-                    table=events.name,
-                    deleted={events.name: result.rowcount},
-                    seconds=time.perf_counter() - started,
-                )
-            )
+            deleted = await walk.delete(events, and_(events.c.id.in_(ids), condition))
             # Fewer than asked: the workspace is done. None deleted: every one of them got a
             # delivery in between (a replay); leave them to the next round rather than loop.
-            if len(ids) < walk.batch_size or result.rowcount == 0:
+            if len(ids) < walk.batch_size or deleted == 0:
                 break
 
 
@@ -328,18 +334,9 @@ async def _windows(walk: _Walk, cutoff: datetime) -> None:
                 for bot_id, chat_ids in by_bot.items()
             )
         )
-        started = time.perf_counter()
-        async with walk.db.transaction() as conn:
-            # Re-checked: a chat whose window reopened (or got an update) in between keeps it.
-            result = await conn.execute(delete(windows).where(chosen, condition))
-        walk.record(
-            Batch(
-                table=windows.name,
-                deleted={windows.name: result.rowcount},
-                seconds=time.perf_counter() - started,
-            )
-        )
+        # Re-checked: a chat whose window reopened (or got an update) in between keeps it.
+        deleted = await walk.delete(windows, and_(chosen, condition))
         # As for events: fewer than asked ends the walk, and so does a batch that all
         # reopened in between, left to the next round rather than read again at once.
-        if len(chats) < walk.batch_size or result.rowcount == 0:
+        if len(chats) < walk.batch_size or deleted == 0:
             return
