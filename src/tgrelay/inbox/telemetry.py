@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,28 +17,13 @@ from tgrelay.inbox.models import ProcessedUpdate
 from tgrelay.runtime import Runtime
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Processed:
-    bot_id: int
-    update_id: int
-    received_at: datetime
-    trace_id: str | None
-
-
 def after_processing(conn: AsyncConnection, rt: Runtime, batch: Sequence[ProcessedUpdate]) -> None:
     """Observe the batch's updates as processed once `conn`'s transaction commits."""
-    if not batch:
-        return
-    processed = [
-        _Processed(
-            bot_id=p.bot_id, update_id=p.update_id, received_at=p.received_at, trace_id=p.trace_id
-        )
-        for p in batch
-    ]
-    db_engine.after_commit(conn, functools.partial(_observe, rt, processed))
+    if batch:
+        db_engine.after_commit(conn, functools.partial(_observe, rt, batch))
 
 
-def _observe(rt: Runtime, batch: Sequence[_Processed]) -> None:
+def _observe(rt: Runtime, batch: Sequence[ProcessedUpdate]) -> None:
     now = rt.clock()
     lag = rt.metrics.processing_lag
     tracer = rt.tracer
