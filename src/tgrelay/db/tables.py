@@ -408,3 +408,147 @@ delivery_attempts = Table(
     Column("error", Text),  # why it failed; null on success
     Column("succeeded", Boolean, nullable=False),
 )
+
+# --- support: desks, agents, tickets, their messages and history, canned replies ----------
+
+# A bot whose private chats open tickets, and the forum supergroup where they are answered.
+support_desks = Table(
+    "support_desks",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "dsk_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("bot_id", BigInteger, nullable=False),
+    Column("connection_id", String(40), nullable=False),  # the forum's group connection
+    Column("name", String(200), nullable=False),
+    Column("assignment", String(16), nullable=False),  # support.models.Assignment
+    Column("reopen_window_seconds", Integer, nullable=False),
+    Column("greeting_text", Text),  # sent to the customer when a ticket opens; null: none
+    Column("closing_text", Text),  # sent to the customer when a ticket is resolved; null: none
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("deleted_at", Timestamp),  # DELETE keeps the row for its tickets' history
+    Index("ix_support_desks_bot_id", "bot_id"),
+)
+
+# Who answers: a Telegram user of a desk group, per workspace. Seen agents are recorded on
+# their first message in a ticket's topic; PUT /v1/support/agents/{id} names and enables them.
+support_agents = Table(
+    "support_agents",
+    metadata,
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), primary_key=True),
+    Column("telegram_user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("username", String(64)),  # Telegram @username, as last seen (for /assign @name)
+    Column("external_id", String(200)),  # the team's own id for the agent
+    Column("capacity", Integer),  # open tickets round robin may give them; null: no limit
+    Column("active", Boolean, nullable=False),  # takes round-robin assignments
+    Column("last_assigned_at", Timestamp),  # round robin gives the next ticket to the longest idle
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# The last ticket number given per workspace (UPDATE … +1 serializes concurrent opens).
+support_counters = Table(
+    "support_counters",
+    metadata,
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), primary_key=True),
+    Column("last_number", Integer, nullable=False),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "tkt_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("number", Integer, nullable=False),  # per workspace, from 1
+    Column("desk_id", String(40), nullable=False),
+    Column("bot_id", BigInteger, nullable=False),
+    Column("customer_chat_id", BigInteger, nullable=False),  # the private chat with the bot
+    Column("customer_id", BigInteger, nullable=False),  # the customer's Telegram user id
+    # JSON {first_name, last_name, username, language_code} as Telegram last showed them.
+    Column("customer", Text, nullable=False),
+    Column("subject", String(200), nullable=False),  # the first words of the first message
+    Column("status", String(16), nullable=False),  # support.models.TicketStatus
+    Column("assignee_id", BigInteger),  # an agent's telegram_user_id
+    Column("topic_chat_id", BigInteger, nullable=False),  # the desk's forum when it opened
+    Column("topic_thread_id", BigInteger),  # its forum topic, once created
+    Column("header_message_id", BigInteger),  # the topic's first message, edited in place
+    Column("header_version", Integer, nullable=False, server_default=text("0")),
+    Column("resolution_note", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("first_response_at", Timestamp),
+    Column("resolved_at", Timestamp),
+    Column("closed_at", Timestamp),
+    UniqueConstraint("workspace_id", "number"),
+    Index(
+        "ix_tickets_bot_id_customer_chat_id_created_at", "bot_id", "customer_chat_id", "created_at"
+    ),
+    Index("ix_tickets_topic_chat_id_topic_thread_id", "topic_chat_id", "topic_thread_id"),
+    Index("ix_tickets_workspace_id_status_created_at", "workspace_id", "status", "created_at"),
+)
+
+# One message of a ticket in both chats: the customer's private chat and the ticket's topic.
+# A relayed message has both ids (the original's and its copy's), so replies and edits on
+# either side find the other; a note has only its topic id.
+ticket_messages = Table(
+    "ticket_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(40), nullable=False),
+    Column("direction", String(16), nullable=False),  # customer | agent | note (models.Direction)
+    Column("source", String(16), nullable=False),  # telegram | api
+    Column("author_id", BigInteger),  # the Telegram user who wrote it; null for the API
+    Column("kind", String(16), nullable=False),  # text | photo | document | … (what was sent)
+    Column("text", Text),  # the text or caption as it reads now
+    Column("customer_message_id", BigInteger),  # in the customer's private chat
+    Column("topic_message_id", BigInteger),  # in the ticket's forum topic
+    Column("relay_status", String(16), nullable=False),  # models.RelayStatus
+    Column("relay_error", Text),  # why the relay failed
+    Column("idempotency_key", String(128)),  # POST /v1/tickets/{id}/messages
+    Column("created_at", Timestamp, nullable=False),
+    Column("edited_at", Timestamp),
+    UniqueConstraint("ticket_id", "idempotency_key"),
+    Index("ix_ticket_messages_ticket_id_customer_message_id", "ticket_id", "customer_message_id"),
+    Index("ix_ticket_messages_ticket_id_topic_message_id", "ticket_id", "topic_message_id"),
+)
+
+# Every earlier version of an edited message's text, oldest first.
+ticket_message_edits = Table(
+    "ticket_message_edits",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", BigInteger, nullable=False, index=True),  # ticket_messages.id
+    Column("text", Text),  # the text as it read before this edit
+    Column("written_at", Timestamp, nullable=False),  # when that version was written
+    Column("replaced_at", Timestamp, nullable=False),  # when the edit replaced it
+)
+
+# What happened to a ticket, in order: statuses and assignments (SLA clocks read this).
+ticket_changes = Table(
+    "ticket_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(40), nullable=False, index=True),
+    Column("field", String(16), nullable=False),  # status | assignee
+    Column("previous", String(64)),
+    Column("value", String(64)),
+    Column(
+        "changed_by", String(64), nullable=False
+    ),  # "agent:<id>", "customer", "api:<key>", "system"
+    Column("note", Text),
+    Column("at", Timestamp, nullable=False),
+)
+
+# Canned replies: a name agents type (`/s <name>`) and a sandboxed Jinja2 template.
+support_snippets = Table(
+    "support_snippets",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "snp_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    UniqueConstraint("workspace_id", "name"),
+)

@@ -1,0 +1,1 @@
+"""The support desk: tickets from private chats, answered by agents in forum topics."""
