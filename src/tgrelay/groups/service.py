@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
@@ -178,6 +179,11 @@ async def get_connection(rt: Runtime, workspace_id: str, connection_id: str) -> 
     if found is None:
         raise errors.NotFound(f"no connection {connection_id}")
     return found
+
+
+async def connection_on(conn: AsyncConnection, connection_id: str) -> Connection | None:
+    """A connection not deleted, read on the caller's connection (e.g. a job's)."""
+    return await store.connection(conn, connection_id)
 
 
 async def delete_connection(rt: Runtime, principal: Principal, connection_id: str) -> None:
