@@ -67,6 +67,25 @@ class BotIdentity:
     first_name: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChatInfo:
+    """What getChat says about a chat that we use."""
+
+    id: int
+    type: str  # private | group | supergroup | channel
+    title: str | None
+    is_forum: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemberInfo:
+    """What getChatMember says about a user in a chat that we use."""
+
+    user_id: int
+    status: str  # creator | administrator | member | restricted | left | kicked
+    can_manage_topics: bool  # an owner may always; an administrator when granted
+
+
 class TelegramClient:
     """The Bot API as one bot sees it."""
 
@@ -328,6 +347,26 @@ class TelegramClient:
             ),
         )
 
+    async def get_chat(self, chat_id: int) -> ChatInfo:
+        chat = await self._call(
+            "getChat", self._bot.get_chat(chat_id=chat_id, request_timeout=CALL_TIMEOUT_SECONDS)
+        )
+        return ChatInfo(id=chat.id, type=chat.type, title=chat.title, is_forum=bool(chat.is_forum))
+
+    async def get_chat_member(self, chat_id: int, user_id: int) -> MemberInfo:
+        member = await self._call(
+            "getChatMember",
+            self._bot.get_chat_member(
+                chat_id=chat_id, user_id=user_id, request_timeout=CALL_TIMEOUT_SECONDS
+            ),
+        )
+        status = _value(member.status)
+        # A restricted member's can_manage_topics is a member permission, not an admin right.
+        manages = status == "creator" or (
+            status == "administrator" and bool(getattr(member, "can_manage_topics", False))
+        )
+        return MemberInfo(user_id=member.user.id, status=status, can_manage_topics=manages)
+
     async def answer_callback_query(
         self,
         *,
@@ -398,6 +437,12 @@ class TelegramClient:
             trace_id=trace_id,
             attributes={"telegram.method": method, "bot_id": self.bot_id},
         )
+
+
+def _value(name: object) -> str:
+    """An aiogram enum member (ChatType, ChatMemberStatus) as the Bot API spells it."""
+    value = getattr(name, "value", name)
+    return str(value)
 
 
 def _markup(keyboard: Keyboard | None) -> InlineKeyboardMarkup | None:

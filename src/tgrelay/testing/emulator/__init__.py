@@ -12,7 +12,11 @@ file_id (caption, parse_mode, caption_entities, and sendMessage's reply_markup, 
 reply), copyMessage (chat_id, from_chat_id, message_id, caption?, thread, reply, markup →
 `{"message_id"}`), editMessageText, editMessageReplyMarkup, answerCallbackQuery
 (callback_query_id, text, show_alert, url, cache_time), createForumTopic (chat_id, name,
-icon_color?, icon_custom_emoji_id?), editForumTopic, closeForumTopic, reopenForumTopic.
+icon_color?, icon_custom_emoji_id?), editForumTopic, closeForumTopic, reopenForumTopic,
+getChat (a ChatFullInfo: the Chat, `permissions` in groups, `accent_color_id`,
+`max_reaction_count`, `accepted_gift_types`), getChatMember (ChatMemberOwner /
+Administrator with its rights / Member / Left / Banned; bots from the roster, users the
+emulator has seen as members, "user not found" for others).
 Answers are `{"ok": true, "result": …}` or `{"ok": false, "error_code", "description",
 "parameters"?}` as Telegram shapes them: malformed token or unknown method 404 "Not
 Found", unknown, rotated or revoked token 401 "Unauthorized", getUpdates 409 while a

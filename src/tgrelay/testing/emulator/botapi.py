@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from tgrelay.testing.emulator import (
     callbacks,
+    chatinfo,
     copies,
     edits,
     errors,
@@ -186,4 +187,5 @@ METHODS: dict[str, Method] = {
     "answercallbackquery": callbacks.answer_callback_query,
     **media.METHODS,
     **topics.METHODS,
+    **chatinfo.METHODS,
 }

@@ -72,6 +72,8 @@ def member_json(
         if chat_type != "supergroup":
             del rights["can_manage_topics"]  # a supergroup-only right
         member.update(rights)
+    elif status is Status.CREATOR:
+        member["is_anonymous"] = False  # ChatMemberOwner always says whether it hides
     elif status is Status.KICKED:
         member["until_date"] = 0  # banned for ever
     return member
