@@ -52,6 +52,7 @@ from tgrelay.retention import policy as retention_policy
 from tgrelay.retention import runner as retention_runner
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
+from tgrelay.support import desk_api as support_desk_api
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -307,6 +308,7 @@ class TgrelayApp:
         api.include_router(events_api.router)
         api.include_router(audit_api.router)
         api.include_router(workspaces_api.router)
+        api.include_router(support_desk_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import tables
@@ -187,6 +187,37 @@ async def snippet_named(conn: AsyncConnection, workspace_id: str, name: str) -> 
         )
     ).first()
     return None if row is None else _to_snippet(row)
+
+
+async def snippet(conn: AsyncConnection, workspace_id: str, snippet_id: str) -> Snippet | None:
+    row = (
+        await conn.execute(
+            select(snippets).where(
+                snippets.c.workspace_id == workspace_id, snippets.c.id == snippet_id
+            )
+        )
+    ).first()
+    return None if row is None else _to_snippet(row)
+
+
+async def list_snippets(conn: AsyncConnection, workspace_id: str) -> list[Snippet]:
+    rows = await conn.execute(
+        select(snippets).where(snippets.c.workspace_id == workspace_id).order_by(snippets.c.name)
+    )
+    return [_to_snippet(row) for row in rows]
+
+
+async def add_snippet(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
+    await conn.execute(insert(snippets).values(**values))
+
+
+async def change_snippet(conn: AsyncConnection, snippet_id: str, **values: Any) -> None:
+    await conn.execute(update(snippets).where(snippets.c.id == snippet_id).values(**values))
+
+
+async def delete_snippet(conn: AsyncConnection, snippet_id: str) -> None:
+    """Snippets keep no history: a reply sent from one is in the ticket as text."""
+    await conn.execute(delete(snippets).where(snippets.c.id == snippet_id))
 
 
 def _to_snippet(row: Row[Any]) -> Snippet:
