@@ -24,14 +24,17 @@ from tgrelay.app import TgrelayApp
 from tgrelay.events import service as events
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import NotificationStatus, SessionState
-from tgrelay.testing.emulator import Emulator
+from tgrelay.support import agents, desks, snippets
+from tgrelay.testing.emulator import BotRecord, Emulator
 from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
 from tgrelay.testing.receiver import receiving
 from tgrelay.testing.serving import serving
 from tgrelay.workspaces import service as workspaces
+from tgrelay.workspaces.models import Principal
 
 from .conftest import needs_chromium
 from .harness import ANN, Telegram, browser, start_token
+from .support_scene import forum_connection
 from .test_pages import link_group
 
 pytestmark = [pytest.mark.slow, needs_chromium]
@@ -51,6 +54,8 @@ STAND_INS = [
     (r"cs_[0-9a-f]+", "cs_a3d93689c2e2009c"),
     (r"conn_[0-9a-f]+", "conn_b6db232416ff4880"),
     (r"ntf_[0-9a-f]+", "ntf_0c4f1e2d3a5b6978"),
+    (r"dsk_[0-9a-f]+", "dsk_7e3a9c1b5d2f4a68"),
+    (r"snp_[0-9a-f]+", "snp_4b8d2f6a0c1e3957"),
     (r"ws_[0-9a-f]+", "ws_a661f0540b5475ea"),
     (r"127\.0\.0\.1:\d+", "127.0.0.1:8000"),
     (r'"msg_id": "[^"]*"', '"msg_id": "m1"'),
@@ -95,7 +100,8 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
 @pytest.fixture
 async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scene]:
     """A workspace with healthy and unhealthy bots, updates (one dead), a linked group with
-    alerts, an endpoint with deliveries, and a second group halfway through linking."""
+    alerts, an endpoint with deliveries, a support desk with agents and snippets, and a
+    second group halfway through linking."""
     clock = FreezableClock()
     port = free_port()
     settings = settings_for(
@@ -187,6 +193,8 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     rt, relay.workspace_id, created.endpoint.id, status=None, before=None, limit=1
                 )
 
+                desk, snippet = await support_setup(relay, emulator, alerts, principal)
+
                 # Last: a second group halfway through linking, in phase 2.
                 started = await client.post("/ui/connect", data={"bot_id": str(alerts.id)})
                 session_id = started.headers["location"].rsplit("/", 1)[1]
@@ -220,8 +228,40 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     "delivery": f"/ui/deliveries/{delivery.public_id}",
                     "audit": "/ui/audit",
                     "api-keys": "/ui/api-keys",
+                    "desks": "/ui/desks",
+                    "desk": f"/ui/desks/{desk}",
+                    "agents": "/ui/agents",
+                    "snippets": "/ui/snippets",
+                    "snippet": f"/ui/snippets/{snippet}",
                 },
             )
+
+
+async def support_setup(
+    relay: Tgrelay, emulator: RunningEmulator, bot: BotRecord, principal: Principal
+) -> tuple[str, str]:
+    """A desk on a "Help desk" forum, two agents and two snippets; the desk's and a
+    snippet's ids."""
+    rt = relay.runtime
+    forum = await forum_connection(relay, emulator, bot, "Help desk")
+    desk = await desks.create_desk(rt, principal, bot_id=bot.id, connection_id=forum)
+    await agents.put_agent(
+        rt, principal, 5002, name="Bob", external_id="E-17", capacity=5, active=True
+    )
+    await agents.put_agent(
+        rt, principal, 5003, name="Cleo", external_id=None, capacity=None, active=False
+    )
+    refund = await snippets.create_snippet(
+        rt,
+        principal,
+        name="refund",
+        text="Hi {{ customer.first_name }}, your refund for ticket #{{ ticket.number }} "
+        "is on its way. {{ agent.name }}, {{ desk.name }}",
+    )
+    await snippets.create_snippet(
+        rt, principal, name="hours", text="We answer Monday to Friday, 9:00-18:00 CET."
+    )
+    return desk.id, refund.id
 
 
 async def sign_in(page: Page, relay: Tgrelay) -> None:
