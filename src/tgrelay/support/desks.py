@@ -139,6 +139,8 @@ async def update_desk(
         raise errors.InvalidInput(f"not a desk setting: {', '.join(sorted(unknown))}")
     current = await get_desk(rt, principal.workspace_id, desk_id)
     values = dict(changes)
+    if not values:
+        return current  # nothing to change, nothing to audit
     if values.get("assignment") is not None:
         values["assignment"] = Assignment(values["assignment"]).value
     if nulls := [key for key in SETTINGS[:4] if key in values and values[key] is None]:
@@ -151,8 +153,7 @@ async def update_desk(
     async with rt.db.transaction() as conn:
         if await store.desk(conn, desk_id, workspace_id=principal.workspace_id) is None:
             raise errors.NotFound(f"no desk {desk_id}")  # deleted meanwhile
-        if values:
-            await store.change_desk(conn, desk_id, **values, updated_at=now)
+        await store.change_desk(conn, desk_id, **values, updated_at=now)
         await audit.record(
             conn,
             action="desk.updated",

@@ -254,7 +254,8 @@ async def test_settings_are_validated(desk: Desk) -> None:
 
 
 async def test_patch_changes_settings_and_checks_a_new_connection(desk: Desk) -> None:
-    """PATCH changes what it names; a new connection is checked with Telegram again."""
+    """PATCH changes what it names (an empty one nothing, unaudited); a new connection is
+    checked with Telegram again."""
     acme = await desk.tenant("Acme")
     bot = await desk.bot(acme, "acme_desk_bot")
     connection_id = await desk.connection(acme, bot, desk.forum(bot))
@@ -271,6 +272,7 @@ async def test_patch_changes_settings_and_checks_a_new_connection(desk: Desk) ->
     new_forum = await desk.connection(acme, bot, desk.forum(bot, "Support 2"))
     desk.clock.advance(60)
 
+    empty = await desk.api.patch(f"/v1/support/desks/{desk_id}", json={}, headers=acme.admin)
     changed = await desk.api.patch(
         f"/v1/support/desks/{desk_id}",
         json={"assignment": "manual", "greeting_text": None, "reopen_window_seconds": 3600},
@@ -287,6 +289,7 @@ async def test_patch_changes_settings_and_checks_a_new_connection(desk: Desk) ->
     )
 
     later = "2026-01-05T09:01:00Z"
+    assert (empty.status_code, empty.json()) == (200, desk_view(desk_id, bot.id, connection_id))
     assert (changed.status_code, changed.json()) == (
         200,
         desk_view(
