@@ -52,6 +52,7 @@ from tgrelay.retention import policy as retention_policy
 from tgrelay.retention import runner as retention_runner
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
+from tgrelay.support import api as support_api
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
 from tgrelay.support import tickets as support_tickets
@@ -311,6 +312,7 @@ class TgrelayApp:
         api.include_router(events_api.router)
         api.include_router(audit_api.router)
         api.include_router(workspaces_api.router)
+        api.include_router(support_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

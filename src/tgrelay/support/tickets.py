@@ -217,9 +217,10 @@ async def add_note(
     author_id: int | None,
     topic_message_id: int | None,
     at: datetime,
-) -> None:
+    idempotency_key: str | None = None,
+) -> int:
     """An internal note: recorded, never relayed; the bot marks it in the topic (a reply to
-    the agent's message, or the note itself when it came from the API)."""
+    the agent's message, or the note itself when it came from the API). Its message id."""
     row_id = await ticket_store.add_message(
         conn,
         {
@@ -231,6 +232,7 @@ async def add_note(
             "text": text,
             "topic_message_id": topic_message_id,
             "relay_status": RelayStatus.INTERNAL.value,
+            "idempotency_key": idempotency_key,
             "created_at": at,
         },
     )
@@ -239,6 +241,7 @@ async def add_note(
     else:
         await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.TOPIC, text=text)
     await _message_added(conn, rt, ticket, row_id)
+    return row_id
 
 
 async def api_reply(
