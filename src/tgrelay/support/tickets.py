@@ -85,12 +85,14 @@ async def customer_wrote(
     )
     if route is CustomerRoute.NEW_TICKET or latest is None:
         return await open_ticket(conn, rt, desk, customer, written)
-    await _record_customer(conn, rt, latest, written)
+    ticket = latest
     if route is CustomerRoute.BACK_TO_OPEN or route is CustomerRoute.REOPEN:
+        # First: a reopened topic takes the copy that follows.
         changed = await change_status(conn, rt, latest, TicketStatus.OPEN, changed_by=CUSTOMER)
         assert not isinstance(changed, Refused)  # pending/resolved → open is always allowed
-        return changed
-    return latest
+        ticket = changed
+    await _record_customer(conn, rt, ticket, written)
+    return ticket
 
 
 async def open_ticket(
