@@ -421,9 +421,7 @@ async def test_a_recipient_may_replace_the_request_for_this_run(tmp_path: Path) 
         5,
         9,
     )
-    assert s.heard.told == [
-        (REFERENCE, outcomes.Sent(method="copyMessage", message_id=101), True)
-    ]
+    assert s.heard.told == [(REFERENCE, outcomes.Sent(method="copyMessage", message_id=101), True)]
 
 
 async def test_the_turn_wait_is_observed(tmp_path: Path) -> None:
