@@ -20,6 +20,11 @@ from tgrelay.testing.emulator_server import RunningEmulator
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 
+# A desk group takes 20 bot messages a minute (ratelimit.Limits.per_group): a step that
+# queues several (header edits, copies, topic changes) waits its turns, longer under load.
+STEP_SECONDS = 90.0
+
+
 @pytest.fixture
 async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgrelay]:
     port = free_port()
@@ -108,7 +113,7 @@ async def _opened(relay: Tgrelay, emulator: RunningEmulator, desk: Desk) -> Tick
         messages = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
         return bool(messages[0]["relay_status"] == "sent")
 
-    await eventually(relayed)
+    await eventually(relayed, timeout=STEP_SECONDS)
     ticket = await _ticket(relay, desk)
     assert ticket is not None
     return ticket
@@ -136,7 +141,7 @@ async def test_a_ticket_is_answered_edited_resolved_and_reopened(
     async def answered() -> bool:
         return "we are on it" in _texts(emulator, ADA["id"], desk.bot)
 
-    await eventually(answered)
+    await eventually(answered, timeout=STEP_SECONDS)
     view = await _api(relay, f"/v1/tickets/{ticket.id}")
     assert (view["status"], view["assignee"], view["first_response_at"] is not None) == (
         "open",
@@ -153,7 +158,7 @@ async def test_a_ticket_is_answered_edited_resolved_and_reopened(
         copy = emulator.emulator.message(desk.chat_id, first["topic_message_id"])
         return bool(copy.get("text") == "my order never came")
 
-    await eventually(mirrored)
+    await eventually(mirrored, timeout=STEP_SECONDS)
     [edited, *_] = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
     assert (edited["text"], [v["text"] for v in edited["versions"]]) == (
         "my order never came",
@@ -168,7 +173,7 @@ async def test_a_ticket_is_answered_edited_resolved_and_reopened(
         [shown] = emulator.emulator.chat(desk.chat_id)["topics"]
         return bool(shown["is_closed"]) and CLOSING in _texts(emulator, ADA["id"], desk.bot)
 
-    await eventually(resolved)
+    await eventually(resolved, timeout=STEP_SECONDS)
     [closed_topic] = emulator.emulator.chat(desk.chat_id)["topics"]
     assert closed_topic["name"] == "✅ #1 Ada Lovelace · my order never arrived"
     assert (await _api(relay, f"/v1/tickets/{ticket.id}"))["status"] == "resolved"
@@ -181,7 +186,7 @@ async def test_a_ticket_is_answered_edited_resolved_and_reopened(
             emulator, desk.chat_id, desk.bot
         )
 
-    await eventually(reopened)
+    await eventually(reopened, timeout=STEP_SECONDS)
     [open_topic] = emulator.emulator.chat(desk.chat_id)["topics"]
     after = await _api(relay, f"/v1/tickets/{ticket.id}")
     assert (after["status"], after["number"], open_topic["name"]) == (
@@ -208,7 +213,7 @@ async def test_a_blocked_customer_and_apps_answering_through_the_api(
             t.startswith("⚠️ Not delivered") for t in _texts(emulator, desk.chat_id, desk.bot)
         )
 
-    await eventually(failed)
+    await eventually(failed, timeout=STEP_SECONDS)
     reply = (await _api(relay, f"{path}/messages"))[-1]
     assert (reply["text"], reply["relay_status"]) == ("hello?", "failed")
     assert "blocked" in reply["relay_error"]
@@ -226,7 +231,7 @@ async def test_a_blocked_customer_and_apps_answering_through_the_api(
             t.endswith("VIP") for t in _texts(emulator, desk.chat_id, desk.bot)
         )
 
-    await eventually(delivered)
+    await eventually(delivered, timeout=STEP_SECONDS)
     assert _texts(emulator, ADA["id"], desk.bot).count("Your refund is on its way.") == 1
 
     pending = await relay.api.patch(path, json={"status": "pending", "assignee": BOB["id"]})
