@@ -19,7 +19,6 @@ from tgrelay.testing.emulator_server import RunningEmulator
 
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
-
 # A desk group takes 20 bot messages a minute (ratelimit.Limits.per_group): a step that
 # queues several (header edits, copies, topic changes) waits its turns, longer under load.
 STEP_SECONDS = 90.0
