@@ -102,7 +102,7 @@ def _texts(emulator: RunningEmulator, chat_id: int, bot: BotRecord) -> list[str]
 
 
 async def _opened(relay: Tgrelay, emulator: RunningEmulator, desk: Desk) -> Ticket:
-    """Ada writes; once the ticket's topic, header and copy exist, the ticket."""
+    """Ada writes; once the ticket's topic, header, copy and greeting exist, the ticket."""
     emulator.emulator.send_message(desk.bot.id, ADA, None, "my order never arrived")
 
     async def relayed() -> bool:
@@ -110,7 +110,9 @@ async def _opened(relay: Tgrelay, emulator: RunningEmulator, desk: Desk) -> Tick
         if ticket is None or ticket.header_message_id is None:
             return False
         messages = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
-        return bool(messages[0]["relay_status"] == "sent")
+        # The greeting is the ticket's last send of the opening.
+        greeted = GREETING in _texts(emulator, ADA["id"], desk.bot)
+        return bool(messages[0]["relay_status"] == "sent") and greeted
 
     await eventually(relayed, timeout=STEP_SECONDS)
     ticket = await _ticket(relay, desk)
