@@ -52,7 +52,11 @@ from tgrelay.retention import policy as retention_policy
 from tgrelay.retention import runner as retention_runner
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
+from tgrelay.support import api as support_api
 from tgrelay.support import desk_api as support_desk_api
+from tgrelay.support import handlers as support_handlers
+from tgrelay.support import jobs as support_jobs
+from tgrelay.support import tickets as support_tickets
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -77,7 +81,7 @@ def updates_registry(rt: Runtime) -> Registry:
 def update_handlers(rt: Runtime) -> list[inbox_models.Handler]:
     """The domain handlers of updates, in the order dispatch runs them: groups →
     conversations → support (DESIGN.md); later issues add theirs here."""
-    return [groups_handlers.handler(rt)]
+    return [groups_handlers.handler(rt), support_handlers.handler(rt)]
 
 
 def job_registry(rt: Runtime) -> Registry:
@@ -86,6 +90,7 @@ def job_registry(rt: Runtime) -> Registry:
     bots_jobs.register(registry, rt)
     outbox_jobs.register(registry, rt, wiring.outbox(rt))
     groups_legacy_sends.register(registry, rt)
+    support_jobs.register(registry, rt, support_tickets.close_if_still_resolved)
     return registry
 
 
@@ -309,6 +314,7 @@ class TgrelayApp:
         api.include_router(audit_api.router)
         api.include_router(workspaces_api.router)
         api.include_router(support_desk_api.router)
+        api.include_router(support_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

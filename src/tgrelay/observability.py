@@ -124,6 +124,12 @@ class Metrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60),
             registry=r,
         )
+        self.support_relay = Histogram(
+            "tgrelay_support_relay_seconds",
+            "From a ticket message's storing to Telegram accepting its relay (either way).",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300),
+            registry=r,
+        )
         self.possible_duplicate_sends = Counter(
             "tgrelay_possible_duplicate_sends",
             "Messages sent again after a crash hid whether the first send reached Telegram.",

@@ -9,14 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.bots import service as bots_service
 from tgrelay.groups import delivery as groups_delivery
+from tgrelay.groups import service as groups_service
 from tgrelay.groups import suspension as groups_suspension
 from tgrelay.runtime import Runtime
+from tgrelay.support import handlers as support_handlers
+from tgrelay.support import relay as support_relay
 from tgrelay.telegram.outbox.registry import Outbox
 
 
 def install(rt: Runtime) -> Runtime:
     """Add every domain listener to `rt`'s hooks; returns `rt`."""
     rt.hooks.add(bots_service.HOLD_CHANGED, groups_suspension.follow_hold)
+    rt.hooks.add(groups_service.BARE_START_TAKEN, support_handlers.takes_bare_start)
     return rt
 
 
@@ -29,4 +33,5 @@ def outbox(rt: Runtime) -> Outbox:
 
     wired = Outbox(token_of=token_of)
     groups_delivery.install(wired, rt)
+    support_relay.install(wired, rt)
     return wired

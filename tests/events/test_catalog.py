@@ -22,10 +22,19 @@ def test_every_event_type_has_one_spec() -> None:
     assert [spec.type for spec in catalog.CATALOG] == list(EventType)
 
 
-def test_only_ticket_types_are_reserved() -> None:
-    """The support desk's ticket.* types are the reserved ones, and only they."""
-    reserved = [spec.type.value for spec in catalog.CATALOG if spec.reserved]
-    assert reserved == ["ticket.created", "ticket.updated", "ticket.message_added"]
+def test_no_type_is_reserved_now_the_support_desk_emits_its_own() -> None:
+    """Every catalog type is emitted: the ticket.* types are no longer reserved."""
+    assert [spec.type.value for spec in catalog.CATALOG if spec.reserved] == []
+
+
+def test_a_stored_subscription_to_the_dropped_ticket_updated_is_harmless() -> None:
+    """An endpoint that subscribed to ticket.updated (reserved, then dropped) keeps its row and
+    simply receives nothing for it; a new subscription to it is refused as unknown."""
+    assert (
+        catalog.matches(("ticket.updated",), "ticket.status_changed"),
+        catalog.matches(("ticket.updated", "ticket.*"), "ticket.resolved"),
+        catalog.is_known_filter("ticket.updated"),
+    ) == (False, True, False)
 
 
 @pytest.mark.parametrize("spec", catalog.CATALOG, ids=SPEC_IDS)
@@ -120,7 +129,7 @@ def test_matches(subscribed: tuple[str, ...] | None, event_type: str, expected: 
     [
         ("message.received", True),
         ("endpoint.disabled", True),
-        ("ticket.message_added", True),  # reserved types are subscribable
+        ("ticket.message_added", True),
         ("group.*", True),
         ("ticket.*", True),
         ("message.deleted", False),
@@ -279,7 +288,7 @@ def test_each_version_of_the_example_validates_against_its_model(
     [
         ("message.received", 1, None),
         ("message.received", 2, None),
-        ("ticket.created", 1, None),  # reserved types have a version too
+        ("ticket.created", 1, None),
         ("message.received", 3, "message.received has no version 3 (its versions: 1, 2)"),
         ("bot.connected", 2, "bot.connected has no version 2 (its versions: 1)"),
         ("message.*", 1, "unknown event type 'message.*' (pin a type, not a family)"),

@@ -404,6 +404,26 @@ async def test_a_recipient_may_say_where_the_send_goes_now(tmp_path: Path) -> No
     assert (arguments["chat_id"], arguments["message_thread_id"]) == (SUPERGROUP, 77)
 
 
+async def test_a_recipient_may_replace_the_request_for_this_run(tmp_path: Path) -> None:
+    """A request from `ready` (ids known only at send time) is what goes, and what the
+    recipient hears of."""
+    derived = messages.CopyMessage(
+        bot_id=BOT, chat_id=GROUP, from_chat_id=USER, message_id=5, reply_to_message_id=9
+    )
+    async with running(tmp_path, []) as s:
+        s.heard.readiness = outcomes.Go(request=derived)
+        await s.send(TEXT, reference=REFERENCE)
+        await s.settled()
+
+    [(method, arguments)] = s.client.calls
+    assert (method, arguments["message_id"], arguments["reply_to_message_id"]) == (
+        "copyMessage",
+        5,
+        9,
+    )
+    assert s.heard.told == [(REFERENCE, outcomes.Sent(method="copyMessage", message_id=101), True)]
+
+
 async def test_the_turn_wait_is_observed(tmp_path: Path) -> None:
     """Every send that starts adds its wait for a turn to the histogram."""
     async with running(tmp_path, []) as s:

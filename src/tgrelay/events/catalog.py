@@ -35,10 +35,12 @@ class EventType(enum.StrEnum):
     NOTIFICATION_SENT = "notification.sent"  # every part of an alert is in its group
     NOTIFICATION_FAILED = "notification.failed"  # an alert will not be sent
     ENDPOINT_DISABLED = "endpoint.disabled"  # an endpoint stopped receiving events
-    # Reserved for the support desk: subscribable now, emitted once tickets exist.
-    TICKET_CREATED = "ticket.created"
-    TICKET_UPDATED = "ticket.updated"
-    TICKET_MESSAGE_ADDED = "ticket.message_added"
+    TICKET_CREATED = "ticket.created"  # a customer's message opened a ticket (and its topic)
+    TICKET_ASSIGNED = "ticket.assigned"  # a ticket got an agent, or lost one
+    TICKET_STATUS_CHANGED = "ticket.status_changed"  # new → open → pending → resolved → closed
+    TICKET_FIRST_RESPONSE = "ticket.first_response"  # the first agent reply reached the customer
+    TICKET_RESOLVED = "ticket.resolved"  # /resolve, the button or the API
+    TICKET_MESSAGE_ADDED = "ticket.message_added"  # a customer or agent message, or a note
 
 
 class _Data(BaseModel):
@@ -191,10 +193,70 @@ class EndpointDisabledData(_Data):
     reason: str
 
 
-class TicketData(_Data):
-    """ticket.*: reserved; the support desk will define the fields it adds."""
+class TicketCustomer(_Data):
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+
+class TicketCreatedData(_Data):
+    """ticket.created."""
 
     ticket_id: str
+    number: int  # per workspace, from 1
+    desk_id: str
+    customer_id: int  # the customer's Telegram user id
+    customer: TicketCustomer
+    message_text: str | None  # the first message's text or caption
+    topic_id: int | None  # the forum topic's message_thread_id; null: it could not be made
+    timestamp: datetime  # when the ticket opened
+
+
+class TicketAssignedData(_Data):
+    """ticket.assigned."""
+
+    ticket_id: str
+    agent_id: int | None  # the agent's Telegram user id; null: unassigned
+    external_id: str | None  # the team's own id for the agent
+    previous_agent_id: int | None
+    assignment_time: datetime
+
+
+class TicketStatusChangedData(_Data):
+    """ticket.status_changed."""
+
+    ticket_id: str
+    previous_status: str
+    new_status: str  # new | open | pending | resolved | closed
+    changed_by: str  # "agent:<telegram id>", "customer", "api", "system"
+
+
+class TicketFirstResponseData(_Data):
+    """ticket.first_response."""
+
+    ticket_id: str
+    agent_id: int | None  # null: an app answered through the API
+    response_time: float  # seconds from the ticket's opening
+
+
+class TicketResolvedData(_Data):
+    """ticket.resolved."""
+
+    ticket_id: str
+    resolution_time: float  # seconds from the ticket's opening
+    resolution_note: str | None
+
+
+class TicketMessageData(_Data):
+    """ticket.message_added."""
+
+    ticket_id: str
+    direction: str  # customer | agent | note
+    text: str | None  # the text or caption
+    agent_id: int | None  # the agent who wrote it (agent, note); null for the customer or API
+    customer_message_id: int | None  # in the customer's private chat
+    topic_message_id: int | None  # in the ticket's forum topic
 
 
 DataModel = type[_Data]
@@ -458,19 +520,80 @@ CATALOG: tuple[EventSpec, ...] = (
             "reason": "the endpoint answered 410 Gone",
         },
     ),
-    *(
-        EventSpec(
-            type=event_type,
-            description="Reserved for the support desk.",
-            versions=first_version(TicketData),
-            example={"ticket_id": "tkt_1a2b3c"},
-            reserved=True,
-        )
-        for event_type in (
-            EventType.TICKET_CREATED,
-            EventType.TICKET_UPDATED,
-            EventType.TICKET_MESSAGE_ADDED,
-        )
+    EventSpec(
+        type=EventType.TICKET_CREATED,
+        description=(
+            "A customer's private message to a desk's bot opened a ticket; sent once its forum"
+            " topic was created (topic_id null when it could not be)."
+        ),
+        versions=first_version(TicketCreatedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "number": 17,
+            "desk_id": "dsk_5e6f7a",
+            "customer_id": 777000123,
+            "customer": {
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "username": "ada",
+                "language_code": "en",
+            },
+            "message_text": "my order never arrived",
+            "topic_id": 4021,
+            "timestamp": "2026-11-21T12:10:00Z",
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_ASSIGNED,
+        description="A ticket was given to an agent (or unassigned: agent_id null).",
+        versions=first_version(TicketAssignedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "agent_id": 555000111,
+            "external_id": "crm-agent-9",
+            "previous_agent_id": None,
+            "assignment_time": "2026-11-21T12:12:00Z",
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_STATUS_CHANGED,
+        description="A ticket moved between new, open, pending, resolved and closed.",
+        versions=first_version(TicketStatusChangedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "previous_status": "new",
+            "new_status": "open",
+            "changed_by": "agent:555000111",
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_FIRST_RESPONSE,
+        description="The first agent reply of a ticket was relayed to the customer.",
+        versions=first_version(TicketFirstResponseData),
+        example={"ticket_id": "tkt_1a2b3c4d", "agent_id": 555000111, "response_time": 120.5},
+    ),
+    EventSpec(
+        type=EventType.TICKET_RESOLVED,
+        description="A ticket was resolved; its customer may reopen it within the window.",
+        versions=first_version(TicketResolvedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "resolution_time": 3600.0,
+            "resolution_note": "refund sent",
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_MESSAGE_ADDED,
+        description="A message joined a ticket: the customer's, an agent's, or an internal note.",
+        versions=first_version(TicketMessageData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "direction": "agent",
+            "text": "Sorry about that, the refund is on its way.",
+            "agent_id": 555000111,
+            "customer_message_id": 88,
+            "topic_message_id": 4025,
+        },
     ),
 )
 

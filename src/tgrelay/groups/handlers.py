@@ -20,7 +20,7 @@ from tgrelay import audit
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
-from tgrelay.groups import delivery, rules, store
+from tgrelay.groups import delivery, rules, service, store
 from tgrelay.groups.models import ConnectionStatus, ConnectSession, SessionState
 from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
@@ -102,6 +102,8 @@ async def _message(rt: Runtime, conn: AsyncConnection, inbound: Inbound, message
         return False
     if start.payload is None:
         if chat.type == "private" and rt.settings.reply_to_bare_start:
+            if await _start_taken(rt, conn, bot_id):
+                return False  # another domain's handler answers it
             await _reply(rt, conn, bot_id, chat.id, BARE_START_REPLY)
             return True  # answered: the app must not answer it a second time
         return False
@@ -387,6 +389,14 @@ async def _bot_gone(
 
 
 # --- shared --------------------------------------------------------------------------------
+
+
+async def _start_taken(rt: Runtime, conn: AsyncConnection, bot_id: int) -> bool:
+    """Whether another domain answers this bot's bare /start (groups.service.BARE_START_TAKEN)."""
+    for taken in rt.hooks[service.BARE_START_TAKEN]:
+        if await taken(conn, bot_id):
+            return True
+    return False
 
 
 def _legacy_new_members(message: Message) -> list[User]:

@@ -7,6 +7,7 @@ and the send jobs (`groups.delivery`) call the `store` inside theirs.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay import audit, errors
+from tgrelay import audit, errors, hooks
 from tgrelay.bots import service as bots_service
 from tgrelay.bots.models import BotStatus
 from tgrelay.groups import delivery, rules, store
@@ -30,6 +31,12 @@ from tgrelay.runtime import Runtime
 from tgrelay.workspaces.models import Principal
 
 log = structlog.get_logger(__name__)
+
+# Asked before the groups handler answers a bare /start in a private chat, with the bot's id:
+# True when another domain takes that bot's /start (support: a desk bot greets its customers
+# instead); that domain's handler, which runs later, answers it. tgrelay.wiring adds them.
+StartTaker = Callable[[AsyncConnection, int], Awaitable[bool]]
+BARE_START_TAKEN: hooks.Key[StartTaker] = hooks.Key("groups.bare_start_taken")
 
 # rules.TOKEN_LENGTH (32) URL-safe characters: 192 random bits, inside the 64-character
 # deep-link payload.

@@ -133,7 +133,7 @@ class _Send:
         if isinstance(ready, outcomes.Refuse) or token is None:
             reason = ready.reason if isinstance(ready, outcomes.Refuse) else "no token"
             raise self._failed(Action.FAIL, reason)
-        request = self._request
+        request = self._request if ready.request is None else ready.request
         if ready.destination is not None and not isinstance(request, messages.AnswerCallback):
             request = messages.aimed_at(request, ready.destination)
         client = self._rt.telegram.for_token(token)

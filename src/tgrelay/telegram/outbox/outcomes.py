@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tgrelay.telegram.outbox.actions import Action
-from tgrelay.telegram.outbox.messages import Destination
+from tgrelay.telegram.outbox.messages import Destination, Request
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,9 +39,12 @@ Outcome = Sent | Failed
 @dataclass(frozen=True, kw_only=True)
 class Go:
     """Send now; to `destination` when given (the chat and topic as the domain knows them
-    today), else where the request says."""
+    today), else where the request says. `request`, when given, replaces the queued request
+    for this run: ids known only at send time (a topic made, a copy to reply to or edit)
+    are derived from the domain's rows then; `destination` still applies to it."""
 
     destination: Destination | None = None
+    request: Request | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

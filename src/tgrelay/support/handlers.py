@@ -1,0 +1,348 @@
+"""The support domain's share of processing an update (DESIGN: groups → conversations →
+support), on the process_update job's connection.
+
+It consumes what the desk acted on: a desk bot's private messages and edits (tickets), the
+messages, edits and service messages of a ticket's topic (commands, notes, relays), and
+presses of a header's buttons. Anything else goes on (nothing runs after support today, but
+its inbound events say consumed_by only for what support kept).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay.inbox.models import Handler, Inbound
+from tgrelay.runtime import Runtime
+from tgrelay.support import commands, header, store, ticket_store, tickets
+from tgrelay.support.commands import Kind
+from tgrelay.support.models import Agent, Customer, Desk, Ticket, TicketStatus
+from tgrelay.support.rules import Refused
+from tgrelay.support.sends import in_topic
+from tgrelay.support.tickets import Written, agent_actor
+from tgrelay.telegram.outbox import jobs as outbox
+from tgrelay.telegram.outbox import messages
+from tgrelay.telegram.updates import UpdateKind
+
+log = structlog.get_logger(__name__)
+
+NAME = "support"
+MEDIA_KINDS = ("photo", "document", "video", "voice", "sticker")
+# Forum service messages: Telegram posts them in the topic when the bot manages it.
+SERVICE_KEYS = frozenset(
+    {
+        "forum_topic_created",
+        "forum_topic_edited",
+        "forum_topic_closed",
+        "forum_topic_reopened",
+        "general_forum_topic_hidden",
+        "general_forum_topic_unhidden",
+        "pinned_message",
+    }
+)
+STATUS_OF = {
+    Kind.PENDING: TicketStatus.PENDING,
+    Kind.RESOLVE: TicketStatus.RESOLVED,
+    Kind.REOPEN: TicketStatus.OPEN,
+    Kind.CLOSE: TicketStatus.CLOSED,
+}
+PRESSED_STATUS = {
+    header.Action.PENDING: TicketStatus.PENDING,
+    header.Action.RESOLVE: TicketStatus.RESOLVED,
+    header.Action.REOPEN: TicketStatus.OPEN,
+}
+DEFAULT_GREETING = "👋 Hi! Write your question here and our team will answer you in this chat."
+SNIPPETS_UNAVAILABLE = "Saved replies (/s) are not available on this server yet."
+NO_SUCH_AGENT = (
+    "Nobody called @{username} has written in a ticket's topic yet: "
+    "an agent is known once they write in one."
+)
+
+
+def handler(rt: Runtime) -> Handler:
+    """The handler dispatch runs for the support desk (last: groups → … → support)."""
+
+    async def handle(conn: AsyncConnection, inbound: Inbound) -> bool:
+        processed = inbound.processed
+        raw = processed.raw
+        if processed.kind is UpdateKind.CALLBACK_QUERY:
+            return await _pressed(rt, conn, inbound, raw["callback_query"])
+        if processed.kind not in (UpdateKind.MESSAGE, UpdateKind.EDITED_MESSAGE):
+            return False
+        edited = processed.kind is UpdateKind.EDITED_MESSAGE
+        message: dict[str, Any] = raw["edited_message" if edited else "message"]
+        chat_type = message.get("chat", {}).get("type")
+        sender = message.get("from")
+        if sender is None or sender.get("is_bot"):
+            return False
+        if chat_type == "private":
+            desk = await _desk(conn, inbound)
+            if desk is None:
+                return False
+            if edited:
+                return await _customer_edit(rt, conn, desk, message)
+            return await _customer_message(rt, conn, inbound, desk, message)
+        thread_id = message.get("message_thread_id")
+        if chat_type != "supergroup" or thread_id is None:
+            return False
+        ticket = await ticket_store.ticket_in_topic(
+            conn, message["chat"]["id"], thread_id, for_update=True
+        )
+        if ticket is None or ticket.bot_id != inbound.bot.bot_id:
+            return False
+        if ticket.workspace_id != inbound.workspace_id:
+            return False
+        if SERVICE_KEYS.intersection(message):
+            return True  # the topic's own service messages: nothing to do
+        agent = await _seen_agent(conn, rt, ticket.workspace_id, sender)
+        if edited:
+            text = _text_of(message)
+            return await tickets.agent_edited(conn, rt, ticket, message["message_id"], text)
+        return await _topic_message(rt, conn, inbound, ticket, agent, message)
+
+    return Handler.each(NAME, handle)
+
+
+async def takes_bare_start(conn: AsyncConnection, bot_id: int) -> bool:
+    """groups.service.BARE_START_TAKEN: a desk bot's bare /start is the desk's greeting."""
+    return await store.desk_of_bot(conn, bot_id) is not None
+
+
+# --- the customer's side -------------------------------------------------------------------
+
+
+async def _desk(conn: AsyncConnection, inbound: Inbound) -> Desk | None:
+    desk = await store.desk_of_bot(conn, inbound.bot.bot_id)
+    return desk if desk is not None and desk.workspace_id == inbound.workspace_id else None
+
+
+async def _customer_message(
+    rt: Runtime, conn: AsyncConnection, inbound: Inbound, desk: Desk, message: dict[str, Any]
+) -> bool:
+    text = message.get("text")
+    if text is not None and text.split("@")[0].strip() == "/start":
+        # A bare /start opens no ticket: it is how every chat with a bot begins.
+        await outbox.enqueue(
+            conn,
+            rt,
+            messages.SendText(
+                bot_id=desk.bot_id,
+                chat_id=message["chat"]["id"],
+                text=desk.greeting_text or DEFAULT_GREETING,
+            ),
+        )
+        return True
+    sender = message["from"]
+    customer = Customer(
+        id=sender["id"],
+        first_name=sender.get("first_name") or str(sender["id"]),
+        last_name=sender.get("last_name"),
+        username=sender.get("username"),
+        language_code=sender.get("language_code"),
+    )
+    try:
+        await tickets.customer_wrote(
+            conn, rt, desk, customer, _written(message, inbound.processed.received_at)
+        )
+    except tickets.NoDeskGroup as exc:
+        log.warning("support.no_desk_group", desk_id=desk.id, reason=str(exc))
+        return False
+    return True
+
+
+async def _customer_edit(
+    rt: Runtime, conn: AsyncConnection, desk: Desk, message: dict[str, Any]
+) -> bool:
+    latest = await ticket_store.latest_of_customer(
+        conn, desk.bot_id, message["chat"]["id"], for_update=True
+    )
+    if latest is None:
+        return False
+    return await tickets.customer_edited(conn, rt, latest, message["message_id"], _text_of(message))
+
+
+# --- the agents' side ----------------------------------------------------------------------
+
+
+async def _topic_message(
+    rt: Runtime,
+    conn: AsyncConnection,
+    inbound: Inbound,
+    ticket: Ticket,
+    agent: Agent,
+    message: dict[str, Any],
+) -> bool:
+    command = commands.parse(_text_of(message), bot_username=inbound.bot.username)
+    actor = agent_actor(agent.telegram_user_id)
+    at = inbound.processed.received_at
+    message_id = message["message_id"]
+    desk = await store.desk(conn, ticket.desk_id)
+    if desk is None:
+        return False
+    match command.kind:
+        case Kind.RELAY:
+            await tickets.agent_wrote(conn, rt, desk, ticket, _written(message, at))
+        case Kind.NOTE:
+            assert command.argument is not None
+            await tickets.add_note(
+                conn,
+                rt,
+                ticket,
+                command.argument,
+                author_id=agent.telegram_user_id,
+                topic_message_id=message_id,
+                at=at,
+            )
+        case Kind.ASSIGN:
+            target = agent
+            if command.argument is not None:
+                found = await store.agent_by_username(conn, ticket.workspace_id, command.argument)
+                if found is None:
+                    await _say(
+                        conn,
+                        rt,
+                        ticket,
+                        NO_SUCH_AGENT.format(username=command.argument),
+                        message_id,
+                    )
+                    return True
+                target = found
+            await tickets.assign(conn, rt, ticket, target, changed_by=actor)
+        case Kind.UNASSIGN:
+            await tickets.assign(conn, rt, ticket, None, changed_by=actor)
+        case Kind.PENDING | Kind.RESOLVE | Kind.REOPEN | Kind.CLOSE:
+            changed = await tickets.change_status(
+                conn,
+                rt,
+                ticket,
+                STATUS_OF[command.kind],
+                changed_by=actor,
+                note=command.argument if command.kind is Kind.RESOLVE else None,
+            )
+            if isinstance(changed, Refused):
+                await _say(conn, rt, ticket, f"⛔ {changed.reason}.", message_id)
+        case Kind.SNIPPET:
+            await _say(conn, rt, ticket, SNIPPETS_UNAVAILABLE, message_id)
+        case Kind.UNKNOWN:
+            await _say(
+                conn,
+                rt,
+                ticket,
+                f"Unknown command {command.argument}.\n\n{commands.HELP}",
+                message_id,
+            )
+        case Kind.INCOMPLETE:
+            await _say(
+                conn,
+                rt,
+                ticket,
+                f"{command.argument} needs some text after it.\n\n{commands.HELP}",
+                message_id,
+            )
+    return True
+
+
+async def _pressed(
+    rt: Runtime, conn: AsyncConnection, inbound: Inbound, query: dict[str, Any]
+) -> bool:
+    """A header button: act, and answer the press with a notice or the refusal."""
+    press = header.decode(query.get("data"))
+    if press is None:
+        return False
+    ticket = await ticket_store.ticket(
+        conn, press.ticket_id, workspace_id=inbound.workspace_id, for_update=True
+    )
+    if ticket is None or ticket.bot_id != inbound.bot.bot_id:
+        return False
+    agent = await _seen_agent(conn, rt, ticket.workspace_id, query["from"])
+    actor = agent_actor(agent.telegram_user_id)
+    if press.action is header.Action.ASSIGN_ME:
+        await tickets.assign(conn, rt, ticket, agent, changed_by=actor)
+        notice = f"Ticket #{ticket.number} is yours."
+    else:
+        target = PRESSED_STATUS[press.action]
+        changed = await tickets.change_status(conn, rt, ticket, target, changed_by=actor)
+        notice = (
+            changed.reason
+            if isinstance(changed, Refused)
+            else f"Ticket #{ticket.number}: {target}."
+        )
+    await outbox.enqueue(
+        conn,
+        rt,
+        messages.AnswerCallback(
+            bot_id=ticket.bot_id,
+            callback_query_id=query["id"],
+            text=notice[: messages.MAX_CALLBACK_ANSWER_CHARS],
+        ),
+    )
+    return True
+
+
+async def _seen_agent(
+    conn: AsyncConnection, rt: Runtime, workspace_id: str, user: dict[str, Any]
+) -> Agent:
+    """The writer as an agent: recorded on first sight (inactive: only PUT makes an agent
+    take round-robin turns), their @username kept current."""
+    now = rt.clock()
+    user_id = int(user["id"])
+    username = user.get("username")
+    found = await store.agent(conn, workspace_id, user_id)
+    if found is None:
+        name = " ".join(part for part in (user.get("first_name"), user.get("last_name")) if part)
+        await store.add_agent(
+            conn,
+            {
+                "workspace_id": workspace_id,
+                "telegram_user_id": user_id,
+                "name": name or str(user_id),
+                "username": username,
+                "active": False,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    elif found.username != username:
+        await store.change_agent(conn, workspace_id, user_id, username=username, updated_at=now)
+    agent = await store.agent(conn, workspace_id, user_id)
+    assert agent is not None
+    return agent
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+async def _say(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, reply_to: int
+) -> None:
+    await in_topic(conn, rt, ticket, text, reply_to=reply_to)
+
+
+def _written(message: dict[str, Any], at: datetime) -> Written:
+    replied = message.get("reply_to_message")
+    reply_to = None
+    # In a forum every topic message "replies" to the topic's creation: that is no reply.
+    if replied is not None and replied.get("message_id") != message.get("message_thread_id"):
+        reply_to = int(replied["message_id"])
+    return Written(
+        message_id=message["message_id"],
+        text=_text_of(message),
+        kind=_kind_of(message),
+        reply_to=reply_to,
+        author_id=message["from"]["id"],
+        at=at,
+    )
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    text = message.get("text", message.get("caption"))
+    return None if text is None else str(text)
+
+
+def _kind_of(message: dict[str, Any]) -> str:
+    if "text" in message:
+        return "text"
+    return next((kind for kind in MEDIA_KINDS if kind in message), "other")

@@ -1,0 +1,125 @@
+"""What a ticket's topic shows of it: the title, the header message and its buttons, and
+the codec of those buttons' callback data. Pure."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from tgrelay.support.models import Ticket, TicketStatus
+from tgrelay.telegram.outbox.messages import (
+    MAX_TOPIC_NAME_CHARS,
+    CallbackButton,
+    Keyboard,
+)
+
+RESOLVED_MARK = "✅ "
+CLOSED_MARK = "🔒 "
+SUBJECT_WORDS = 8  # the first words of the first message a title and subject show
+SUBJECT_CHARS = 200  # tickets.subject's width
+CALLBACK_PREFIX = "tkt"
+
+
+class Action(enum.StrEnum):
+    """What a header button does (its callback data's middle part)."""
+
+    ASSIGN_ME = "me"
+    PENDING = "pending"
+    RESOLVE = "resolve"
+    REOPEN = "reopen"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Press:
+    """A header button's press, decoded."""
+
+    action: Action
+    ticket_id: str
+
+
+def subject_of(text: str | None, kind: str) -> str:
+    """A ticket's subject: the first words of its first message (its kind for bare media)."""
+    words = (text or "").split()
+    if not words:
+        return f"({kind})"
+    subject = " ".join(words[:SUBJECT_WORDS])
+    if len(words) > SUBJECT_WORDS:
+        subject += "…"
+    return subject[:SUBJECT_CHARS]
+
+
+def topic_title(ticket: Ticket) -> str:
+    """`#<number> <customer name> · <first words>`, marked once resolved or closed, cut to
+    Telegram's 128 characters."""
+    mark = {TicketStatus.RESOLVED: RESOLVED_MARK, TicketStatus.CLOSED: CLOSED_MARK}.get(
+        ticket.status, ""
+    )
+    title = f"{mark}#{ticket.number} {ticket.customer.name} · {ticket.subject}"
+    if len(title) > MAX_TOPIC_NAME_CHARS:
+        title = title[: MAX_TOPIC_NAME_CHARS - 1] + "…"
+    return title
+
+
+def header_text(ticket: Ticket, *, assignee: str | None) -> str:
+    """The header message: who the customer is and where the ticket stands (`assignee`: the
+    assigned agent's name as the desk knows it)."""
+    customer = ticket.customer
+    lines = [
+        f"🎫 Ticket #{ticket.number} · {ticket.status.value}",
+        "",
+        f"Customer: {customer.name}",
+        f"Username: @{customer.username}" if customer.username else "Username: —",
+        f"Telegram id: {customer.id}",
+        f"Language: {customer.language_code or '—'}",
+        "",
+        f"Assignee: {assignee or 'nobody'}",
+        f"Created: {_when(ticket.created_at)}",
+        f"First response: {_when(ticket.first_response_at)}",
+    ]
+    if ticket.resolved_at is not None:
+        lines.append(f"Resolved: {_when(ticket.resolved_at)}")
+    if ticket.resolution_note:
+        lines.append(f"Resolution: {ticket.resolution_note}")
+    if ticket.closed_at is not None:
+        lines.append(f"Closed: {_when(ticket.closed_at)}")
+    return "\n".join(lines)
+
+
+def header_keyboard(ticket: Ticket) -> Keyboard | None:
+    """The buttons a ticket's status allows (none once closed)."""
+    if ticket.status is TicketStatus.CLOSED:
+        return None
+    if ticket.status is TicketStatus.RESOLVED:
+        return Keyboard(rows=((_button("↩️ Reopen", Action.REOPEN, ticket.id),),))
+    row = [_button("🙋 Assign to me", Action.ASSIGN_ME, ticket.id)]
+    if ticket.status is not TicketStatus.PENDING:
+        row.append(_button("⏳ Pending", Action.PENDING, ticket.id))
+    row.append(_button("✅ Resolve", Action.RESOLVE, ticket.id))
+    return Keyboard(rows=(tuple(row),))
+
+
+def encode(action: Action, ticket_id: str) -> str:
+    return f"{CALLBACK_PREFIX}:{action.value}:{ticket_id}"
+
+
+def decode(data: str | None) -> Press | None:
+    """A header button's press, or None for any other callback data."""
+    if data is None:
+        return None
+    parts = data.split(":")
+    if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or not parts[2]:
+        return None
+    try:
+        action = Action(parts[1])
+    except ValueError:
+        return None
+    return Press(action=action, ticket_id=parts[2])
+
+
+def _button(text: str, action: Action, ticket_id: str) -> CallbackButton:
+    return CallbackButton(text=text, callback_data=encode(action, ticket_id))
+
+
+def _when(at: datetime | None) -> str:
+    return "—" if at is None else at.strftime("%Y-%m-%d %H:%M UTC")

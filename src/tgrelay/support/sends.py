@@ -1,0 +1,198 @@
+"""What a ticket asks the outbox for, queued in the caller's transaction.
+
+Every send of a ticket shares the ordering key `ticket:<id>`: its topic exists before
+anything goes into it, and both directions keep their order. Most ids a send needs (the
+topic's thread, the copy to reply to, the message to edit) exist only once earlier sends of
+the ticket finished, so the queued request is a draft: the recipient named in `Result`
+re-derives the real one from the rows in its `ready` (see `support.relay`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tgrelay.runtime import Runtime
+from tgrelay.support.models import Ticket
+from tgrelay.telegram.outbox import jobs as outbox
+from tgrelay.telegram.outbox import messages
+from tgrelay.telegram.outbox.registry import Result
+
+# Outbox recipients of this domain (support.relay registers them).
+TOPIC = "support.topic"  # {"ticket_id"}: the ticket's forum topic was (not) created
+HEADER = "support.header"  # {"ticket_id", "version"}: the header, sent once then edited
+RELAY = "support.relay"  # {"message_id", "to", "reply_to"?}: a message copied across
+EDIT = "support.edit"  # {"message_id", "to"}: an edit mirrored on the other side
+TOPIC_STATE = "support.topic_state"  # {"ticket_id", "op"}: title, close, reopen
+IN_TOPIC = "support.in_topic"  # {"ticket_id"}: the bot's own text in the topic
+
+
+class Side(enum.StrEnum):
+    """Where a relayed message or edit goes."""
+
+    TOPIC = "topic"
+    CUSTOMER = "customer"
+
+
+class TopicOp(enum.StrEnum):
+    TITLE = "title"
+    CLOSE = "close"
+    REOPEN = "reopen"
+
+
+# A placeholder thread: the topic's real one is put in at send time.
+NO_THREAD = 0
+
+
+def ticket_key(ticket_id: str) -> str:
+    return f"ticket:{ticket_id}"
+
+
+async def create_topic(conn: AsyncConnection, rt: Runtime, ticket: Ticket, name: str) -> None:
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.CreateTopic(bot_id=ticket.bot_id, chat_id=ticket.topic_chat_id, name=name),
+        TOPIC,
+        {"ticket_id": ticket.id},
+    )
+
+
+async def header(conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str) -> None:
+    """The header at `ticket.header_version`: sent the first time, edited after."""
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.SendText(bot_id=ticket.bot_id, chat_id=ticket.topic_chat_id, text=text),
+        HEADER,
+        {"ticket_id": ticket.id, "version": ticket.header_version},
+    )
+
+
+async def relay(
+    conn: AsyncConnection,
+    rt: Runtime,
+    ticket: Ticket,
+    *,
+    message_id: int,
+    to: Side,
+    from_message_id: int,
+    reply_to: int | None,
+) -> None:
+    """Copy a ticket message across (`reply_to`: the id it replied to on its own side)."""
+    source, target = (
+        (ticket.customer_chat_id, ticket.topic_chat_id)
+        if to is Side.TOPIC
+        else (ticket.topic_chat_id, ticket.customer_chat_id)
+    )
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.CopyMessage(
+            bot_id=ticket.bot_id, chat_id=target, from_chat_id=source, message_id=from_message_id
+        ),
+        RELAY,
+        {"message_id": message_id, "to": to.value, "reply_to": reply_to},
+    )
+
+
+async def relay_text(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, *, message_id: int, to: Side, text: str
+) -> None:
+    """A text with no Telegram original (an app's answer through the API) sent to one side."""
+    chat_id = ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.SendText(bot_id=ticket.bot_id, chat_id=chat_id, text=text),
+        RELAY,
+        {"message_id": message_id, "to": to.value, "reply_to": None},
+    )
+
+
+async def edit(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, *, message_id: int, to: Side, text: str
+) -> None:
+    """Mirror an edited message's new text on the other side."""
+    chat_id = ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.SendText(bot_id=ticket.bot_id, chat_id=chat_id, text=text),
+        EDIT,
+        {"message_id": message_id, "to": to.value},
+    )
+
+
+async def topic_state(conn: AsyncConnection, rt: Runtime, ticket: Ticket, op: TopicOp) -> None:
+    """Rename (to the title the ticket has when it goes), close or reopen the topic."""
+    request: messages.Request
+    common: dict[str, Any] = {
+        "bot_id": ticket.bot_id,
+        "chat_id": ticket.topic_chat_id,
+        "message_thread_id": NO_THREAD,
+    }
+    if op is TopicOp.CLOSE:
+        request = messages.CloseTopic(**common)
+    elif op is TopicOp.REOPEN:
+        request = messages.ReopenTopic(**common)
+    else:
+        request = messages.EditTopic(**common)
+    await _send(conn, rt, ticket, request, TOPIC_STATE, {"ticket_id": ticket.id, "op": op.value})
+
+
+async def in_topic(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, *, reply_to: int | None = None
+) -> None:
+    """The bot's own text in the ticket's topic (a note's mark, a refusal, the help)."""
+    await _send(
+        conn,
+        rt,
+        ticket,
+        messages.SendText(
+            bot_id=ticket.bot_id,
+            chat_id=ticket.topic_chat_id,
+            text=text[: messages.MAX_TEXT_CHARS],
+            reply_to_message_id=reply_to,
+        ),
+        IN_TOPIC,
+        {"ticket_id": ticket.id},
+    )
+
+
+async def to_customer(conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str) -> None:
+    """The desk's own text to the customer (greeting, closing), in the ticket's order."""
+    await outbox.enqueue(
+        conn,
+        rt,
+        messages.SendText(
+            bot_id=ticket.bot_id,
+            chat_id=ticket.customer_chat_id,
+            text=text[: messages.MAX_TEXT_CHARS],
+        ),
+        ordering_key=ticket_key(ticket.id),
+    )
+
+
+async def _send(
+    conn: AsyncConnection,
+    rt: Runtime,
+    ticket: Ticket,
+    request: messages.Request,
+    handler: str,
+    reference: dict[str, Any],
+) -> None:
+    await outbox.enqueue(
+        conn,
+        rt,
+        request,
+        result=Result(handler=handler, reference=reference),
+        ordering_key=ticket_key(ticket.id),
+    )

@@ -1,0 +1,252 @@
+"""End to end through the emulator and the worker: a customer's ticket in a forum topic,
+answered, edited, resolved and reopened; a blocked customer; apps answering through the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.desks import ADA, BOB, CLOSING, GREETING
+from tgrelay.groups import store as groups_store
+from tgrelay.support import store, ticket_store
+from tgrelay.support.models import Assignment, Ticket
+from tgrelay.testing.emulator.state import BotRecord
+from tgrelay.testing.emulator_server import RunningEmulator
+
+from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+
+# A desk group takes 20 bot messages a minute (ratelimit.Limits.per_group): a step that
+# queues several (header edits, copies, topic changes) waits its turns, longer under load.
+STEP_SECONDS = 90.0
+
+
+@pytest.fixture
+async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgrelay]:
+    port = free_port()
+    async with running_tgrelay(
+        settings_for(emulator, tmp_path, webhook=False, port=port), port
+    ) as found:
+        yield found
+
+
+@dataclass(frozen=True, kw_only=True)
+class Desk:
+    bot: BotRecord
+    chat_id: int
+
+
+@pytest.fixture
+async def desk(relay: Tgrelay, emulator: RunningEmulator) -> Desk:
+    """A bot connected through the API, administrator of a forum, and a desk on the two."""
+    bot = emulator.emulator.create_bot("help_bot")
+    await relay.connect_bot(bot.token)
+    chat = emulator.emulator.create_chat("supergroup", "Support", is_forum=True)
+    emulator.emulator.add_bot(chat["id"], bot.id, BOB, status="administrator")
+    rt = relay.runtime
+    now = rt.clock()
+    async with rt.db.transaction() as conn:
+        await groups_store.add_connection(
+            conn,
+            {
+                "id": "conn_desk",
+                "workspace_id": relay.workspace_id,
+                "bot_id": bot.id,
+                "chat_id": chat["id"],
+                "chat_type": "supergroup",
+                "title": "Support",
+                "is_forum": True,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        await store.add_desk(
+            conn,
+            {
+                "id": "dsk_help",
+                "workspace_id": relay.workspace_id,
+                "bot_id": bot.id,
+                "connection_id": "conn_desk",
+                "name": "Help",
+                "assignment": Assignment.CLAIM_ON_REPLY.value,
+                "reopen_window_seconds": 3600,
+                "greeting_text": GREETING,
+                "closing_text": CLOSING,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    return Desk(bot=bot, chat_id=chat["id"])
+
+
+async def _ticket(relay: Tgrelay, desk: Desk) -> Ticket | None:
+    async with relay.runtime.db.engine.connect() as conn:
+        return await ticket_store.latest_of_customer(conn, desk.bot.id, ADA["id"])
+
+
+async def _api(relay: Tgrelay, path: str) -> Any:
+    response = await relay.api.get(path)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _texts(emulator: RunningEmulator, chat_id: int, bot: BotRecord) -> list[str]:
+    return [
+        m.get("text", m.get("caption", ""))
+        for m in emulator.emulator.sent_messages(chat_id, bot_id=bot.id)
+    ]
+
+
+async def _opened(relay: Tgrelay, emulator: RunningEmulator, desk: Desk) -> Ticket:
+    """Ada writes; once the ticket's topic, header, copy and greeting exist, the ticket."""
+    emulator.emulator.send_message(desk.bot.id, ADA, None, "my order never arrived")
+
+    async def relayed() -> bool:
+        ticket = await _ticket(relay, desk)
+        if ticket is None or ticket.header_message_id is None:
+            return False
+        messages = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
+        # The greeting is the ticket's last send of the opening.
+        greeted = GREETING in _texts(emulator, ADA["id"], desk.bot)
+        return bool(messages[0]["relay_status"] == "sent") and greeted
+
+    await eventually(relayed, timeout=STEP_SECONDS)
+    ticket = await _ticket(relay, desk)
+    assert ticket is not None
+    return ticket
+
+
+async def test_a_ticket_is_answered_edited_resolved_and_reopened(
+    relay: Tgrelay, emulator: RunningEmulator, desk: Desk
+) -> None:
+    """Topic with header and copy; the agent's answer reaches the customer (open, claimed,
+    first response); an edit is mirrored and versioned; /resolve closes and marks the
+    topic and says the closing text; the customer's next message reopens it."""
+    ticket = await _opened(relay, emulator, desk)
+    thread = ticket.topic_thread_id
+    [topic] = emulator.emulator.chat(desk.chat_id)["topics"]
+    in_topic = _texts(emulator, desk.chat_id, desk.bot)
+    assert topic["name"] == "#1 Ada Lovelace · my order never arrived"
+    assert in_topic[0].startswith("🎫 Ticket #1 · new")
+    assert in_topic[1] == "my order never arrived"
+    assert _texts(emulator, ADA["id"], desk.bot) == [GREETING]
+
+    emulator.emulator.send_message(
+        desk.bot.id, BOB, {"id": desk.chat_id}, "we are on it", message_thread_id=thread
+    )
+
+    async def answered() -> bool:
+        return "we are on it" in _texts(emulator, ADA["id"], desk.bot)
+
+    await eventually(answered, timeout=STEP_SECONDS)
+    view = await _api(relay, f"/v1/tickets/{ticket.id}")
+    assert (view["status"], view["assignee"], view["first_response_at"] is not None) == (
+        "open",
+        BOB["id"],
+        True,
+    )
+
+    [first, *_] = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
+    emulator.emulator.edit_message(
+        desk.bot.id, ADA, ADA["id"], first["customer_message_id"], "my order never came"
+    )
+
+    async def mirrored() -> bool:
+        copy = emulator.emulator.message(desk.chat_id, first["topic_message_id"])
+        return bool(copy.get("text") == "my order never came")
+
+    await eventually(mirrored, timeout=STEP_SECONDS)
+    [edited, *_] = await _api(relay, f"/v1/tickets/{ticket.id}/messages")
+    assert (edited["text"], [v["text"] for v in edited["versions"]]) == (
+        "my order never came",
+        ["my order never arrived"],
+    )
+
+    emulator.emulator.send_message(
+        desk.bot.id, BOB, {"id": desk.chat_id}, "/resolve refund sent", message_thread_id=thread
+    )
+
+    async def resolved() -> bool:
+        [shown] = emulator.emulator.chat(desk.chat_id)["topics"]
+        return bool(shown["is_closed"]) and CLOSING in _texts(emulator, ADA["id"], desk.bot)
+
+    await eventually(resolved, timeout=STEP_SECONDS)
+    [closed_topic] = emulator.emulator.chat(desk.chat_id)["topics"]
+    assert closed_topic["name"] == "✅ #1 Ada Lovelace · my order never arrived"
+    assert (await _api(relay, f"/v1/tickets/{ticket.id}"))["status"] == "resolved"
+
+    emulator.emulator.send_message(desk.bot.id, ADA, None, "it broke again")
+
+    async def reopened() -> bool:
+        [shown] = emulator.emulator.chat(desk.chat_id)["topics"]
+        return not shown["is_closed"] and "it broke again" in _texts(
+            emulator, desk.chat_id, desk.bot
+        )
+
+    await eventually(reopened, timeout=STEP_SECONDS)
+    [open_topic] = emulator.emulator.chat(desk.chat_id)["topics"]
+    after = await _api(relay, f"/v1/tickets/{ticket.id}")
+    assert (after["status"], after["number"], open_topic["name"]) == (
+        "open",
+        1,
+        "#1 Ada Lovelace · my order never arrived",
+    )
+
+
+async def test_a_blocked_customer_and_apps_answering_through_the_api(
+    relay: Tgrelay, emulator: RunningEmulator, desk: Desk
+) -> None:
+    """A reply to a customer who blocked the bot is marked failed and said in the topic; the
+    API answers (once per idempotency key), adds notes, and refuses a move with 409."""
+    ticket = await _opened(relay, emulator, desk)
+    path = f"/v1/tickets/{ticket.id}"
+    emulator.emulator.block_bot(ADA["id"], desk.bot.id)
+    emulator.emulator.send_message(
+        desk.bot.id, BOB, {"id": desk.chat_id}, "hello?", message_thread_id=ticket.topic_thread_id
+    )
+
+    async def failed() -> bool:
+        return any(
+            t.startswith("⚠️ Not delivered") for t in _texts(emulator, desk.chat_id, desk.bot)
+        )
+
+    await eventually(failed, timeout=STEP_SECONDS)
+    reply = (await _api(relay, f"{path}/messages"))[-1]
+    assert (reply["text"], reply["relay_status"]) == ("hello?", "failed")
+    assert "blocked" in reply["relay_error"]
+
+    emulator.emulator.unblock_bot(ADA["id"], desk.bot.id)
+    body = {"text": "Your refund is on its way.", "idempotency_key": "crm-1"}
+    first = await relay.api.post(f"{path}/messages", json=body)
+    again = await relay.api.post(f"{path}/messages", json=body)
+    note = await relay.api.post(f"{path}/messages", json={"text": "VIP", "internal": True})
+    assert (first.status_code, again.status_code, note.status_code) == (201, 200, 201)
+    assert again.json()["id"] == first.json()["id"]
+
+    async def delivered() -> bool:
+        return "Your refund is on its way." in _texts(emulator, ADA["id"], desk.bot) and any(
+            t.endswith("VIP") for t in _texts(emulator, desk.chat_id, desk.bot)
+        )
+
+    await eventually(delivered, timeout=STEP_SECONDS)
+    assert _texts(emulator, ADA["id"], desk.bot).count("Your refund is on its way.") == 1
+
+    pending = await relay.api.patch(path, json={"status": "pending", "assignee": BOB["id"]})
+    refused = await relay.api.patch(path, json={"status": "new"})
+    assert (pending.status_code, pending.json()["status"], pending.json()["assignee"]) == (
+        200,
+        "pending",
+        BOB["id"],
+    )
+    assert (refused.status_code, refused.headers["content-type"]) == (
+        409,
+        "application/problem+json",
+    )
+    assert "cannot go back to new" in refused.json()["detail"]
+    other = await relay.api.get("/v1/tickets/tkt_nope")
+    listed = await _api(relay, "/v1/tickets?status=pending")
+    assert (other.status_code, [t["id"] for t in listed["tickets"]]) == (404, [ticket.id])
