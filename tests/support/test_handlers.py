@@ -30,7 +30,7 @@ from tests.support.desks import (
 )
 from tgrelay.db import tables
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support import store, ticket_store, tickets
+from tgrelay.support import snippets, store, ticket_store, tickets
 from tgrelay.support.handlers import DEFAULT_GREETING
 from tgrelay.support.models import (
     Assignment,
@@ -488,3 +488,33 @@ async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
 async def _messages(relay: Dispatching, ticket_id: str) -> list[TicketMessage]:
     async with relay.rt.db.engine.connect() as conn:
         return await ticket_store.list_messages(conn, ticket_id)
+
+
+async def test_a_snippet_is_rendered_sent_to_the_customer_and_shown_in_the_topic(
+    relay: Dispatching, desk: DeskSetup
+) -> None:
+    """/s <name> renders the workspace's snippet for this ticket and agent and sends it like a
+    reply; an unknown name is answered in the topic with the snippets there are."""
+    await snippets.create_snippet(
+        relay.rt,
+        relay.principal,
+        name="thanks",
+        text="Thanks {{ customer.first_name }}, {{ agent.name }} here about #{{ ticket.number }}.",
+    )
+    ticket_id, thread_id = await _opened(relay, desk)
+    await _agent_writes(relay, desk, thread_id, "hello")  # Bob becomes a known agent
+    produced = await _agent_writes(relay, desk, thread_id, "/s thanks")
+    missing = await _agent_writes(relay, desk, thread_id, "/s nope")
+    ticket = await latest(relay, ticket_id)
+    expected = f"Thanks Ada, Bob here about #{ticket.number}."
+    assert [
+        (type(r).__name__, r.chat_id, getattr(r, "text", None)) for r in requests(produced)
+    ] == [
+        ("SendText", ADA["id"], expected),
+        ("SendText", desk.chat_id, expected),
+    ]
+    async with relay.rt.db.engine.connect() as conn:
+        last = (await ticket_store.list_messages(conn, ticket_id))[-1]
+    assert (last.direction, last.author_id, last.text) == (Direction.AGENT, BOB["id"], expected)
+    [refusal] = requests(missing)
+    assert getattr(refusal, "text", None) == "⛔ No snippet named “nope”. Snippets: thanks."

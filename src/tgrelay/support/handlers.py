@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
-from tgrelay.support import commands, header, store, ticket_store, tickets
+from tgrelay.support import commands, header, snippets, store, ticket_store, tickets
 from tgrelay.support.commands import Kind
 from tgrelay.support.models import Agent, Customer, Desk, Ticket, TicketStatus
 from tgrelay.support.rules import Refused
@@ -55,7 +55,6 @@ PRESSED_STATUS = {
     header.Action.REOPEN: TicketStatus.OPEN,
 }
 DEFAULT_GREETING = "👋 Hi! Write your question here and our team will answer you in this chat."
-SNIPPETS_UNAVAILABLE = "Saved replies (/s) are not available on this server yet."
 NO_SUCH_AGENT = (
     "Nobody called @{username} has written in a ticket's topic yet: "
     "an agent is known once they write in one."
@@ -225,7 +224,15 @@ async def _topic_message(
             if isinstance(changed, Refused):
                 await _say(conn, rt, ticket, f"⛔ {changed.reason}.", message_id)
         case Kind.SNIPPET:
-            await _say(conn, rt, ticket, SNIPPETS_UNAVAILABLE, message_id)
+            assert command.argument is not None
+            try:
+                text = await snippets.render_named(
+                    conn, name=command.argument, ticket=ticket, desk=desk, agent=agent
+                )
+            except snippets.SnippetUnavailable as exc:
+                await _say(conn, rt, ticket, f"⛔ {exc}", message_id)
+            else:
+                await tickets.reply(conn, rt, desk, ticket, text, author_id=agent.telegram_user_id)
         case Kind.UNKNOWN:
             await _say(
                 conn,

@@ -105,8 +105,8 @@ async def post_message(
                 )
             else:
                 desk = await _desk(conn, ticket)
-                _, message_id = await tickets.api_reply(
-                    conn, rt, desk, ticket, text, idempotency_key=idempotency_key
+                _, message_id = await tickets.reply(
+                    conn, rt, desk, ticket, text, author_id=None, idempotency_key=idempotency_key
                 )
             found = await ticket_store.message(conn, message_id)
     except IntegrityError:

@@ -246,16 +246,18 @@ async def add_note(
     return row_id
 
 
-async def api_reply(
+async def reply(
     conn: AsyncConnection,
     rt: Runtime,
     desk: Desk,
     ticket: Ticket,
     text: str,
     *,
-    idempotency_key: str | None,
+    author_id: int | None,
+    idempotency_key: str | None = None,
 ) -> tuple[Ticket, int]:
-    """An app's answer through the API: sent to the customer and mirrored in the topic; the
+    """A text answer with no Telegram original: an app's through the API (`author_id` None)
+    or an agent's canned reply (`/s`). Sent to the customer and shown in the topic; the
     ticket after, and the message's id."""
     now = rt.clock()
     row_id = await ticket_store.add_message(
@@ -263,7 +265,8 @@ async def api_reply(
         {
             "ticket_id": ticket.id,
             "direction": Direction.AGENT.value,
-            "source": MessageSource.API.value,
+            "source": (MessageSource.API if author_id is None else MessageSource.TELEGRAM).value,
+            "author_id": author_id,
             "kind": "text",
             "text": text,
             "relay_status": RelayStatus.PENDING.value,
@@ -274,7 +277,7 @@ async def api_reply(
     await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.CUSTOMER, text=text)
     await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.TOPIC, text=text)
     await _message_added(conn, rt, ticket, row_id)
-    return await _answered(conn, rt, desk, ticket, agent_id=None), row_id
+    return await _answered(conn, rt, desk, ticket, agent_id=author_id), row_id
 
 
 async def _answered(

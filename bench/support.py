@@ -1,0 +1,438 @@
+"""Benchmark the support desk: customers open tickets and talk with agents in forum topics.
+
+Starts the emulator and the default `tgrelay serve` (webhooks, worker in the process, SQLite
+unless --db postgres) as subprocesses on loopback, connects a bot, links a forum supergroup
+with the bot as administrator, and makes it a desk. Then:
+
+1. C customers each write a first message in private: each opens a ticket, whose topic and
+   header tgrelay creates in the forum (and whose greeting it sends).
+2. The customers' other messages and the agents' replies in the topics (M each way in all,
+   the first messages included) are written at once, each ticket's in order.
+
+It waits until the emulator holds every copy, then checks from the emulator's chats that each
+message was relayed exactly once and in order per ticket, and counts 429s. The relay latency
+(stored → sent) comes from tgrelay's own histogram, `tgrelay_support_relay_seconds`.
+
+    uv run python bench/support.py                        # 500 customers, 2,000 messages each way
+    uv run python bench/support.py --limits telegram --customers 20 --messages 60
+    uv run python bench/support.py --kills 3              # SIGKILL serve 3 times in phase 2
+    uv run python bench/support.py --db postgres
+
+`--limits none` (the default) turns Telegram's limits off on both sides, so the relay is
+measured where they do not bind (one forum gets at most 20 messages a minute from a bot:
+4,000 relays would take hours). `--limits telegram` sets Telegram's limits in the emulator and
+the same in tgrelay, with a topic creation limit, and expects zero 429s. Not part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from alerts import call, link_group, until
+from servers import create_workspace, free_port, process, recreate_postgres_database, serve_env
+from servers import wait_http
+
+POSTGRES_DATABASE = "tgrelay_bench_support"
+FIRST_CUSTOMER_ID = 300_001
+FIRST_AGENT_ID = 7001
+AGENTS = 10
+# Messages written to the emulator at once (each ticket's in order, by one writer).
+WRITERS = 32
+STEP_TIMEOUT_SECONDS = 60.0
+RUN_TIMEOUT_SECONDS = 900.0
+# Telegram's limits (1/s in a chat, 20/min in a group, 30/s per bot) and, for topics, a
+# figure Telegram does not publish: the emulator's and tgrelay's, the same.
+TELEGRAM_LIMITS = {"per_chat": [1, 1.0], "per_group": [20, 60.0], "per_bot": [30, 1.0]}
+TOPIC_LIMIT = [20, 60.0]
+UNBOUND = [100_000, 1.0]
+RELAY_HISTOGRAM = "tgrelay_support_relay_seconds"
+DUPLICATE_LOG = "telegram.possible_duplicate_send"
+
+
+def customer(index: int) -> dict[str, Any]:
+    user_id = FIRST_CUSTOMER_ID + index
+    return {
+        "id": user_id,
+        "is_bot": False,
+        "first_name": f"Customer{index}",
+        "username": f"customer{index}",
+        "language_code": "en",
+    }
+
+
+def agent(index: int) -> dict[str, Any]:
+    user_id = FIRST_AGENT_ID + index
+    return {"id": user_id, "is_bot": False, "first_name": f"Agent{index}", "username": f"agent{index}"}
+
+
+def customer_text(ticket: int, n: int) -> str:
+    return f"c{ticket}-{n}"
+
+
+def agent_text(ticket: int, n: int) -> str:
+    return f"a{ticket}-{n}"
+
+
+def spread(total: int, over: int) -> list[int]:
+    """`total` messages over `over` tickets, as evenly as they go (the first get the rest)."""
+    base, rest = divmod(total, over)
+    return [base + (1 if i < rest else 0) for i in range(over)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    customers: int
+    customer_messages: list[int]  # per ticket, the first included
+    agent_messages: list[int]  # per ticket
+
+    @classmethod
+    def of(cls, customers: int, messages: int) -> Plan:
+        return cls(
+            customers=customers,
+            customer_messages=spread(messages, customers),
+            agent_messages=spread(messages, customers),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    opening: float  # phase 1: from the first message until every topic existed
+    talking: float  # phase 2: from its first message until every copy arrived
+    relayed: int  # messages relayed in both directions
+    lost: int
+    duplicated: int
+    out_of_order: int  # tickets whose copies arrived in another order
+    rejected: int  # 429s
+    possible_duplicates: int  # sends tgrelay counted as possibly doubled (kills)
+    latency: dict[str, float]  # p50/p99 of stored → sent, from the histogram
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+class Serve:
+    """`tgrelay serve`, restartable after a SIGKILL; its logs accumulate in one file."""
+
+    def __init__(self, env: dict[str, str], log: Path, url: str) -> None:
+        self.env, self.log, self.url = env, log, url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tgrelay", "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_http(f"{self.url}/readyz", timeout=STEP_TIMEOUT_SECONDS)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def post_update(emulator: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    await call(emulator, "POST", "/_emulator/updates", json=body)
+
+
+async def tickets_of(api: httpx.AsyncClient, desk_id: str) -> list[dict[str, Any]]:
+    """Every ticket of the desk, page by page."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        params: dict[str, Any] = {"desk_id": desk_id, "limit": 200}
+        if before is not None:
+            params["before"] = before
+        page = (await call(api, "GET", "/v1/tickets", params=params))["tickets"]
+        found += page
+        if len(page) < 200:
+            return found
+        before = min(ticket["number"] for ticket in page)
+
+
+async def sent_count(emulator: httpx.AsyncClient, chat_ids: list[int]) -> int:
+    sent = (await call(emulator, "GET", "/_emulator/flood"))["sent_by_chat"]
+    return sum(sent.get(str(chat_id), 0) for chat_id in chat_ids)
+
+
+async def texts_by_thread(emulator: httpx.AsyncClient, chat_id: int) -> dict[int | None, list[str]]:
+    by_thread: dict[int | None, list[str]] = {}
+    for message in await call(emulator, "GET", f"/_emulator/chats/{chat_id}/messages"):
+        by_thread.setdefault(message.get("message_thread_id"), []).append(
+            message.get("text") or message.get("caption") or ""
+        )
+    return by_thread
+
+
+def compare(expected: list[str], got: list[str]) -> tuple[int, int, bool]:
+    """(lost, duplicated, in order) of `expected` messages among `got`."""
+    counts = Counter(got)
+    lost = sum(1 for text in expected if counts[text] == 0)
+    duplicated = sum(counts[text] - 1 for text in expected if counts[text] > 1)
+    seen: list[str] = []
+    for text in got:
+        if text in expected and text not in seen:
+            seen.append(text)
+    return lost, duplicated, seen == [text for text in expected if counts[text] > 0]
+
+
+def histogram_quantiles(metrics_text: str, name: str, quantiles: tuple[float, ...]) -> dict[str, float]:
+    """Quantiles of a Prometheus histogram, interpolated within buckets as histogram_quantile does."""
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return {}
+    total = buckets[-1][1]
+    found: dict[str, float] = {}
+    for q in quantiles:
+        rank = q * total
+        lower_bound, lower_count = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= rank:
+                if bound == float("inf"):
+                    found[f"p{q * 100:g}"] = lower_bound
+                else:
+                    share = (rank - lower_count) / max(count - lower_count, 1e-9)
+                    found[f"p{q * 100:g}"] = lower_bound + (bound - lower_bound) * share
+                break
+            lower_bound, lower_count = bound, count
+    return found
+
+
+async def drive(
+    api: httpx.AsyncClient,
+    emulator: httpx.AsyncClient,
+    serve: Serve,
+    *,
+    plan: Plan,
+    limits: str,
+    kills: int,
+) -> Result:
+    bot = await call(emulator, "POST", "/_emulator/bots", json={"username": "desk_bench_bot"})
+    await call(api, "POST", "/v1/bots", json={"token": bot["token"]})
+    bot_id = bot["id"]
+    connection = await link_group(api, emulator, bot_id, 0, forum=True)
+    desk_chat = connection["chat_id"]
+    desk = await call(
+        api, "POST", "/v1/support/desks", json={"bot_id": bot_id, "connection_id": connection["id"]}
+    )
+    if limits == "telegram":
+        await call(emulator, "PUT", "/_emulator/flood", json={"enabled": True, **TELEGRAM_LIMITS})
+        await call(emulator, "PUT", "/_emulator/topic-limit", json={"per_chat": TOPIC_LIMIT})
+    customer_chats = [customer(i)["id"] for i in range(plan.customers)]
+
+    # Phase 1: every customer's first message opens a ticket and its topic.
+    started = time.monotonic()
+    firsts = iter(range(plan.customers))
+
+    async def open_tickets() -> None:
+        for i in firsts:
+            await post_update(
+                emulator, {"bot_id": bot_id, "from": customer(i), "text": customer_text(i, 0)}
+            )
+
+    await asyncio.gather(*(open_tickets() for _ in range(WRITERS)))
+
+    async def topics_made() -> bool:
+        found = await tickets_of(api, desk["id"])
+        return len(found) == plan.customers and all(t["topic_id"] is not None for t in found)
+
+    await until(topics_made, f"{plan.customers} tickets' topics", timeout=RUN_TIMEOUT_SECONDS, every=0.25)
+    opening = time.monotonic() - started
+    threads = {
+        int(t["customer"]["id"]) - FIRST_CUSTOMER_ID: int(t["topic_id"])
+        for t in await tickets_of(api, desk["id"])
+    }
+    desk_before = await sent_count(emulator, [desk_chat])
+    customers_before = await sent_count(emulator, customer_chats)
+
+    # Phase 2: the rest, both ways at once; each ticket's messages in order by one writer.
+    async def converse(i: int) -> None:
+        for n in range(max(plan.customer_messages[i], plan.agent_messages[i])):
+            if 0 < n < plan.customer_messages[i]:
+                await post_update(
+                    emulator, {"bot_id": bot_id, "from": customer(i), "text": customer_text(i, n)}
+                )
+            if n < plan.agent_messages[i]:
+                await post_update(
+                    emulator,
+                    {
+                        "bot_id": bot_id,
+                        "from": agent(i % AGENTS),
+                        "chat": {"id": desk_chat},
+                        "message_thread_id": threads[i],
+                        "text": agent_text(i, n),
+                    },
+                )
+
+    tickets = iter(range(plan.customers))
+
+    async def writer() -> None:
+        for i in tickets:
+            await converse(i)
+
+    started = time.monotonic()
+    possible_duplicates = 0
+    writing = asyncio.gather(*(writer() for _ in range(WRITERS)))
+    for _ in range(kills):
+        await asyncio.sleep(2.0)
+        possible_duplicates += duplicate_logs(serve.log)
+        serve.kill()
+        serve.start()
+    await writing
+    expected_topic = sum(plan.customer_messages) - plan.customers
+    expected_customers = sum(plan.agent_messages)
+
+    async def all_copied() -> bool:
+        return (
+            await sent_count(emulator, [desk_chat]) - desk_before >= expected_topic
+            and await sent_count(emulator, customer_chats) - customers_before >= expected_customers
+        )
+
+    await until(all_copied, "every copy", timeout=RUN_TIMEOUT_SECONDS, every=0.25)
+    talking = time.monotonic() - started
+
+    lost = duplicated = out_of_order = 0
+    in_topics = await texts_by_thread(emulator, desk_chat)
+    for i in range(plan.customers):
+        wanted = [customer_text(i, n) for n in range(plan.customer_messages[i])]
+        got = [t for t in in_topics.get(threads[i], []) if t.startswith("c")]
+        missing, doubled, ordered = compare(wanted, got)
+        in_chat = [t for t in (await texts_by_thread(emulator, customer_chats[i])).get(None, [])]
+        wanted_back = [agent_text(i, n) for n in range(plan.agent_messages[i])]
+        missing_back, doubled_back, ordered_back = compare(
+            wanted_back, [t for t in in_chat if t.startswith("a")]
+        )
+        lost += missing + missing_back
+        duplicated += doubled + doubled_back
+        out_of_order += 0 if ordered and ordered_back else 1
+    flood = await call(emulator, "GET", "/_emulator/flood")
+    metrics = (await api.get("/metrics")).text
+    serve.stop()
+    return Result(
+        opening=opening,
+        talking=talking,
+        relayed=sum(plan.customer_messages) + sum(plan.agent_messages),
+        lost=lost,
+        duplicated=duplicated,
+        out_of_order=out_of_order,
+        rejected=flood["rejected"],
+        possible_duplicates=possible_duplicates + duplicate_logs(serve.log),
+        latency=histogram_quantiles(metrics, RELAY_HISTOGRAM, (0.5, 0.99)),
+    )
+
+
+def duplicate_logs(log: Path) -> int:
+    """Sends tgrelay logged as possibly doubled so far (its metric dies with a killed process)."""
+    return len(re.findall(DUPLICATE_LOG, log.read_text(errors="replace")))
+
+
+@contextmanager
+def database(db: str) -> Iterator[str | None]:
+    if db != "postgres":
+        yield None
+        return
+    url = asyncio.run(recreate_postgres_database(POSTGRES_DATABASE))
+    try:
+        yield url
+    finally:
+        asyncio.run(recreate_postgres_database(POSTGRES_DATABASE, drop_only=True))
+
+
+def run(*, plan: Plan, db: str, limits: str, kills: int) -> Result:
+    with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp, database(db) as url:
+        workdir = Path(tmp)
+        emulator_port, app_port = free_port(), free_port()
+        data_dir = workdir / "data"
+        data_dir.mkdir()
+        env = serve_env(data_dir, emulator_port=emulator_port, app_port=app_port, database_url=url)
+        env["TGRELAY_HEALTH_INTERVAL_SECONDS"] = "3600"
+        pair = TELEGRAM_LIMITS if limits == "telegram" else dict.fromkeys(TELEGRAM_LIMITS, UNBOUND)
+        env["TGRELAY_SEND_LIMIT_PER_CHAT"] = json.dumps(pair["per_chat"])
+        env["TGRELAY_SEND_LIMIT_PER_GROUP"] = json.dumps(pair["per_group"])
+        env["TGRELAY_SEND_LIMIT_PER_BOT"] = json.dumps(pair["per_bot"])
+        tgrelay = [sys.executable, "-m", "tgrelay"]
+        emulator_url, api_url = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{app_port}"
+        with process([*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / "emulator.log"):
+            wait_http(f"{emulator_url}/_emulator/flood", timeout=STEP_TIMEOUT_SECONDS)
+            api_key = create_workspace(tgrelay, env)
+            serve = Serve(env, workdir / "serve.log", api_url)
+            serve.start()
+            try:
+                return asyncio.run(drive_over_http(api_url, api_key, emulator_url, serve, plan, limits, kills))
+            finally:
+                serve.stop()
+
+
+async def drive_over_http(
+    api_url: str, api_key: str, emulator_url: str, serve: Serve, plan: Plan, limits: str, kills: int
+) -> Result:
+    async with (
+        httpx.AsyncClient(
+            base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+        ) as api,
+        httpx.AsyncClient(base_url=emulator_url, timeout=60) as emulator,
+    ):
+        return await drive(api, emulator, serve, plan=plan, limits=limits, kills=kills)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=2000, help="each way, first ones included")
+    parser.add_argument("--limits", choices=["none", "telegram"], default="none")
+    parser.add_argument("--kills", type=int, default=0)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+    if args.customers < 1 or args.messages < args.customers:
+        parser.error("--customers must be at least 1 and --messages at least --customers")
+    plan = Plan.of(args.customers, args.messages)
+    result = run(plan=plan, db=args.db, limits=args.limits, kills=args.kills)
+    latency = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.latency.items()) or "n/a"
+    print(
+        f"{args.db:8} limits {args.limits}, {args.customers} customers, {args.messages} messages "
+        f"each way, {args.kills} kills: topics for all in {result.opening:.1f} s; the talk "
+        f"{result.talking:.1f} s ({result.relayed / result.talking:.0f} relays/s); "
+        f"relay latency (stored → sent) {latency}; lost {result.lost}, duplicated "
+        f"{result.duplicated} (possible duplicates counted {result.possible_duplicates}), "
+        f"out of order {result.out_of_order} tickets; {result.rejected} 429s"
+    )
+
+
+if __name__ == "__main__":
+    main()
