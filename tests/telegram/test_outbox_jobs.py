@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -333,15 +334,22 @@ async def test_an_unchanged_edit_is_a_success(tmp_path: Path) -> None:
 
 async def test_retries_run_out_into_a_failure_the_recipient_hears(tmp_path: Path) -> None:
     """A network error is retried; on the last attempt the send fails for good, the recipient
-    told, and the retry counts as a possible duplicate (the first request may have arrived)."""
+    told, and the retry counts as a possible duplicate (the first request may have arrived),
+    in the metric and in a log line that outlives the process."""
     down = errors.TelegramUnavailable("sendMessage: ServerDisconnectedError", method="sendMessage")
-    async with running(tmp_path, [down, down]) as s:
-        await s.send(TEXT, reference=REFERENCE)
-        [job] = await s.settled()
-        duplicates = sample(s.rt, "tgrelay_possible_duplicate_sends_total")
+    with structlog.testing.capture_logs() as logged:
+        async with running(tmp_path, [down, down]) as s:
+            await s.send(TEXT, reference=REFERENCE)
+            [job] = await s.settled()
+            duplicates = sample(s.rt, "tgrelay_possible_duplicate_sends_total")
 
     assert (job.state, job.attempts, len(s.client.calls)) == (JobState.DEAD, 2, 2)
     assert duplicates == 1.0
+    assert [
+        (line["job_id"], line["method"], line["chat_id"])
+        for line in logged
+        if line["event"] == "telegram.possible_duplicate_send"
+    ] == [(job.id, "sendMessage", TEXT.chat_id)]
     assert [outcome for _, outcome, _ in s.heard.told] == [
         outcomes.Failed(
             method="sendMessage",

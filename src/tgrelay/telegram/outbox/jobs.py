@@ -115,8 +115,15 @@ class _Send:
 
     async def run(self) -> queue_models.Finish | None:
         if self._turn.attempted_unrecorded():
-            # An earlier run handed this send to Telegram and stopped before its outcome.
+            # An earlier run handed this send to Telegram and stopped before its outcome. The log
+            # line outlives a process killed later; the metric counts since this one started.
             self._rt.metrics.possible_duplicate_sends.inc()
+            log.warning(
+                "telegram.possible_duplicate_send",
+                job_id=self._job.id,
+                method=self._request.method,
+                chat_id=messages.chat_of(self._request),
+            )
         reference = self._result.reference if self._result is not None else {}
         async with self._rt.db.engine.connect() as conn:
             ready: outcomes.Readiness = outcomes.Go()
