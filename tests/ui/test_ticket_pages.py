@@ -98,6 +98,7 @@ async def test_the_list_filters_by_status_assignee_and_desk_and_pages_with_them(
         assert link is not None
         second_page = await client.get(link)
         bad = await client.get("/ui/tickets?status=done&assignee=bob")
+        bad_page = await client.get("/ui/tickets?before=two")
 
     assert timeless(table_rows(everything.text)) == [
         ["#3", "a quote for 40 seats?", "Cy @cy", "new", "—", "Sales", "<time>", "—"],
@@ -127,6 +128,10 @@ async def test_the_list_filters_by_status_assignee_and_desk_and_pages_with_them(
     assert (bad.status_code, flash(bad.text)) == (
         422,
         ["Not filtered: unknown status 'done': one of new, open, pending, resolved, closed"],
+    )
+    assert (bad_page.status_code, flash(bad_page.text)) == (
+        422,
+        ["Not filtered: before is a ticket number, not 'two'"],
     )
     assert '<option value="unassigned" selected>' in nobodys.text
 
@@ -217,6 +222,9 @@ async def test_refusals_show_on_their_forms_and_a_failed_relay_says_why(
         resolved = await client.post(
             f"{path}/status", data={"status": "resolved"}, follow_redirects=True
         )
+        same = await client.post(
+            f"{path}/status", data={"status": "resolved"}, follow_redirects=True
+        )
         refused = await client.post(f"{path}/status", data={"status": "pending"})
         unknown = await client.post(f"{path}/assignee", data={"assignee": "999"})
         empty = await client.post(f"{path}/messages", data={"text": "  ", "kind": "answer"})
@@ -226,6 +234,7 @@ async def test_refusals_show_on_their_forms_and_a_failed_relay_says_why(
         page = await client.get(path)
 
     assert flash(resolved.text) == ["Status changed."]
+    assert flash(same.text) == ["Nothing changed: the ticket was like that already."]
     assert (refused.status_code, form_errors(refused.text)) == (
         409,
         {

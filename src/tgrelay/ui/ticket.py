@@ -34,6 +34,7 @@ DONE = {
     "assignee": "Assignee changed.",
     "answer": "Answer queued for the customer (and shown in the topic).",
     "note": "Internal note added (shown in the topic, never sent to the customer).",
+    "unchanged": "Nothing changed: the ticket was like that already.",
 }
 ANSWER, NOTE = "answer", "note"
 SPEAKERS = {Direction.CUSTOMER: "Customer", Direction.AGENT: "Agent", Direction.NOTE: "Note"}
@@ -53,10 +54,12 @@ async def change_status(
     try:
         if status not in STATUSES:
             raise errors.InvalidInput(f"choose a status: one of {', '.join(STATUSES)}")
-        await support.change_ticket(rt, principal, ticket_id, status=TicketStatus(status))
+        before = await support.get_ticket(rt, principal.workspace_id, ticket_id)
+        after = await support.change_ticket(rt, principal, ticket_id, status=TicketStatus(status))
     except errors.TgrelayError as exc:
         return await _refused(request, rt, principal.workspace_id, ticket_id, "status", exc)
-    return RedirectResponse(f"/ui/tickets/{ticket_id}?done=status", status_code=303)
+    done = "status" if after.status is not before.status else "unchanged"
+    return RedirectResponse(f"/ui/tickets/{ticket_id}?done={done}", status_code=303)
 
 
 @router.post("/ui/tickets/{ticket_id}/assignee")
@@ -67,10 +70,12 @@ async def change_assignee(
         if assignee and not assignee.isdigit():
             raise errors.InvalidInput(f"choose an agent, not {assignee!r}")
         chosen = int(assignee) if assignee else None  # blank: nobody
-        await support.change_ticket(rt, principal, ticket_id, assignee_id=chosen)
+        before = await support.get_ticket(rt, principal.workspace_id, ticket_id)
+        after = await support.change_ticket(rt, principal, ticket_id, assignee_id=chosen)
     except errors.TgrelayError as exc:
         return await _refused(request, rt, principal.workspace_id, ticket_id, "assignee", exc)
-    return RedirectResponse(f"/ui/tickets/{ticket_id}?done=assignee", status_code=303)
+    done = "assignee" if after.assignee_id != before.assignee_id else "unchanged"
+    return RedirectResponse(f"/ui/tickets/{ticket_id}?done={done}", status_code=303)
 
 
 @router.post("/ui/tickets/{ticket_id}/messages")

@@ -34,7 +34,8 @@ class Filters:
     unassigned: bool = False
     desk_id: str | None = None
     limit: int = TICKETS_PER_PAGE
-    query: dict[str, str]
+    before: int | None = None  # a ticket number: the page of older ones
+    query: dict[str, str]  # the filters given, without `before`
 
 
 def read_filters(params: dict[str, str]) -> Filters:
@@ -52,12 +53,16 @@ def read_filters(params: dict[str, str]) -> Filters:
     limit = given["limit"]
     if limit and not (limit.isdigit() and 1 <= int(limit) <= support.MAX_PAGE):
         raise errors.InvalidInput(f"the page size is a number from 1 to {support.MAX_PAGE}")
+    before = params.get("before", "").strip()
+    if before and not before.isdigit():
+        raise errors.InvalidInput(f"before is a ticket number, not {before!r}")
     return Filters(
         status=TicketStatus(status) if status else None,
         assignee_id=int(assignee) if assignee.isdigit() else None,
         unassigned=assignee == UNASSIGNED,
         desk_id=given["desk"] or None,
         limit=int(limit) if limit else TICKETS_PER_PAGE,
+        before=int(before) if before else None,
         query=query,
     )
 
@@ -73,9 +78,7 @@ def agent_label(agent_id: int | None, by_id: dict[int, Agent]) -> str:
 
 
 @router.get("/ui/tickets")
-async def tickets_page(
-    request: Request, rt: pages.Rt, principal: SignedIn, before: int | None = None
-) -> Response:
+async def tickets_page(request: Request, rt: pages.Rt, principal: SignedIn) -> Response:
     workspace_id = principal.workspace_id
     agent_list = await agents.list_agents(rt, workspace_id)
     desk_list = await desks.list_desks(rt, workspace_id)
@@ -107,7 +110,7 @@ async def tickets_page(
         assignee_id=chosen.assignee_id,
         unassigned=chosen.unassigned,
         desk_id=chosen.desk_id,
-        before=before,
+        before=chosen.before,
         limit=chosen.limit + 1,  # one more than shown: whether an older page exists at all
     )
     shown = found.tickets[: chosen.limit]
@@ -128,7 +131,7 @@ async def tickets_page(
             for ticket in shown
         ],
         older=older,
-        filtered=bool(chosen.query.keys() - {"limit"}) or before is not None,
+        filtered=bool(chosen.query.keys() - {"limit"}) or chosen.before is not None,
         **context,
     )
 
