@@ -25,6 +25,8 @@ from tgrelay.events import service as events
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import NotificationStatus, SessionState
 from tgrelay.support import agents, desks, snippets
+from tgrelay.support import service as support
+from tgrelay.support.models import TicketStatus
 from tgrelay.testing.emulator import BotRecord, Emulator
 from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
 from tgrelay.testing.receiver import receiving
@@ -36,6 +38,8 @@ from .conftest import needs_chromium
 from .harness import ANN, Telegram, browser, start_token
 from .support_scene import forum_connection
 from .test_pages import link_group
+from .ticket_scene import ADA, BEN, CY, customer_writes, relayed
+from .ticket_scene import Desk as TicketDesk
 
 pytestmark = [pytest.mark.slow, needs_chromium]
 
@@ -56,6 +60,7 @@ STAND_INS = [
     (r"ntf_[0-9a-f]+", "ntf_0c4f1e2d3a5b6978"),
     (r"dsk_[0-9a-f]+", "dsk_7e3a9c1b5d2f4a68"),
     (r"snp_[0-9a-f]+", "snp_4b8d2f6a0c1e3957"),
+    (r"tkt_[0-9a-f]+", "tkt_9d1c7e3a5b2f4068"),
     (r"ws_[0-9a-f]+", "ws_a661f0540b5475ea"),
     (r"127\.0\.0\.1:\d+", "127.0.0.1:8000"),
     (r'"msg_id": "[^"]*"', '"msg_id": "m1"'),
@@ -100,12 +105,19 @@ async def emulator() -> AsyncIterator[RunningEmulator]:
 @pytest.fixture
 async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scene]:
     """A workspace with healthy and unhealthy bots, updates (one dead), a linked group with
-    alerts, an endpoint with deliveries, a support desk with agents and snippets, and a
-    second group halfway through linking."""
+    alerts, an endpoint with deliveries, a support desk with agents, snippets and tickets,
+    and a second group halfway through linking."""
     clock = FreezableClock()
     port = free_port()
+    # Send pacing lifted: the tickets' opening sends settle in a second, not a minute.
     settings = settings_for(
-        emulator, tmp_path, webhook=True, port=port, webhooks_allow_private=True
+        emulator,
+        tmp_path,
+        webhook=True,
+        port=port,
+        webhooks_allow_private=True,
+        send_limit_per_chat=(30, 1.0),
+        send_limit_per_group=(1800, 60.0),
     )
     app = TgrelayApp(settings, clock=clock)
     async with serving(app, port=port), receiving() as receiver:
@@ -194,6 +206,7 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                 )
 
                 desk, snippet = await support_setup(relay, emulator, alerts, principal)
+                ticket = await tickets_setup(relay, emulator, alerts, desk, principal)
 
                 # Last: a second group halfway through linking, in phase 2.
                 started = await client.post("/ui/connect", data={"bot_id": str(alerts.id)})
@@ -228,6 +241,8 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     "delivery": f"/ui/deliveries/{delivery.public_id}",
                     "audit": "/ui/audit",
                     "api-keys": "/ui/api-keys",
+                    "tickets": "/ui/tickets",
+                    "ticket": f"/ui/tickets/{ticket}",
                     "desks": "/ui/desks",
                     "desk": f"/ui/desks/{desk}",
                     "agents": "/ui/agents",
@@ -262,6 +277,42 @@ async def support_setup(
         rt, principal, name="hours", text="We answer Monday to Friday, 9:00-18:00 CET."
     )
     return desk.id, refund.id
+
+
+async def tickets_setup(
+    relay: Tgrelay, emulator: RunningEmulator, bot: BotRecord, desk_id: str, principal: Principal
+) -> str:
+    """Three customers' tickets on the desk: Ada's (an edited message, an answer, a note,
+    assigned to Bob, and an answer that failed as she blocked the bot), Ben's (new) and Cy's
+    (answered and resolved); Ada's ticket's id."""
+    rt, fake = relay.runtime, emulator.emulator
+    desk = TicketDesk(id=desk_id, name="Help desk", bot=bot)
+    typo = fake.send_message(bot.id, ADA, None, "My parcel #1042 never arived")
+    ada = await customer_writes(relay, emulator, desk, ADA, "It was due on Monday.")
+    fake.edit_message(
+        bot.id, ADA, ADA["id"], typo["message"]["message_id"], "My parcel #1042 never arrived"
+    )
+    await customer_writes(relay, emulator, desk, BEN, "Can I change the size of my order?")
+    cy = await customer_writes(relay, emulator, desk, CY, "Do you ship to Norway?")
+    await support.post_message(rt, principal, ada.id, text="Sorry! A new parcel leaves today.")
+    await support.post_message(
+        rt, principal, ada.id, text="Warehouse confirmed the resend.", internal=True
+    )
+    await support.change_ticket(rt, principal, ada.id, assignee_id=5002)
+    await support.post_message(rt, principal, cy.id, text="Yes, in 3 to 5 days.")
+    await support.change_ticket(rt, principal, cy.id, status=TicketStatus.RESOLVED)
+    await relayed(relay, ada.id, 4)
+    fake.block_bot(ADA["id"], bot.id)
+    await support.post_message(rt, principal, ada.id, text="Could you confirm your address?")
+    await relayed(relay, ada.id, 5)
+    await relayed(relay, cy.id, 2)
+
+    async def edit_recorded() -> bool:
+        found = await support.list_messages(rt, relay.workspace_id, ada.id)
+        return bool(found[0].versions)
+
+    await eventually(edit_recorded)
+    return ada.id
 
 
 async def sign_in(page: Page, relay: Tgrelay) -> None:

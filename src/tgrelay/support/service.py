@@ -37,17 +37,20 @@ async def list_tickets(
     *,
     status: TicketStatus | None = None,
     assignee_id: int | None = None,
+    unassigned: bool = False,
     desk_id: str | None = None,
     before: int | None = None,
     limit: int = 50,
 ) -> TicketPage:
-    """Newest first (by number); `before` a ticket number from `next_before`."""
+    """Newest first (by number); `before` a ticket number from `next_before`; `unassigned`
+    only tickets no agent has (the UI's "Unassigned" filter)."""
     async with rt.db.engine.connect() as conn:
         found = await ticket_store.list_tickets(
             conn,
             workspace_id,
             status=status,
             assignee_id=assignee_id,
+            unassigned=unassigned,
             desk_id=desk_id,
             before=before,
             limit=limit,

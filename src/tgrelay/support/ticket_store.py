@@ -123,16 +123,20 @@ async def list_tickets(
     *,
     status: TicketStatus | None = None,
     assignee_id: int | None = None,
+    unassigned: bool = False,
     desk_id: str | None = None,
     before: int | None = None,
     limit: int,
 ) -> list[Ticket]:
-    """Newest first by number; `before` a number: the page after the one that ended there."""
+    """Newest first by number; `before` a number: the page after the one that ended there;
+    `unassigned` only tickets no agent has."""
     query = select(tickets).where(tickets.c.workspace_id == workspace_id)
     if status is not None:
         query = query.where(tickets.c.status == status.value)
     if assignee_id is not None:
         query = query.where(tickets.c.assignee_id == assignee_id)
+    if unassigned:
+        query = query.where(tickets.c.assignee_id.is_(None))
     if desk_id is not None:
         query = query.where(tickets.c.desk_id == desk_id)
     if before is not None:

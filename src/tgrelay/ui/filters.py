@@ -31,7 +31,8 @@ TONES: dict[str, Tone] = {
     "enabled": Tone.GOOD,
     "delivered": Tone.GOOD,
     "connected": Tone.GOOD,
-    "closed": Tone.GOOD,  # a breaker letting deliveries through
+    "closed": Tone.GOOD,  # a breaker letting deliveries through; a ticket done for good
+    "resolved": Tone.GOOD,  # a ticket done (its customer may still reopen it)
     "pending": Tone.WAITING,
     "queued": Tone.WAITING,
     "waiting_private": Tone.WAITING,
@@ -44,7 +45,8 @@ TONES: dict[str, Tone] = {
     "dead_letter": Tone.BAD,
     "bot_removed": Tone.BAD,
     "expired": Tone.BAD,
-    "open": Tone.BAD,  # a breaker holding deliveries back
+    "open": Tone.BAD,  # a breaker holding deliveries back; a ticket the team owes a move
+    "new": Tone.BAD,  # a ticket nobody has answered yet
     "disconnected": Tone.OFF,
     "disabled": Tone.OFF,
     "cancelled": Tone.OFF,

@@ -60,12 +60,32 @@ Rt = Annotated[Runtime, Depends(runtime)]
 def install(api: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to the app."""
     # Imported here: these pages render through this module.
-    from tgrelay.ui import api_keys, audit, bots, endpoints, notifications, support, updates
+    from tgrelay.ui import (
+        api_keys,
+        audit,
+        bots,
+        endpoints,
+        notifications,
+        support,
+        ticket,
+        tickets,
+        updates,
+    )
 
     # The guard checks origin and CSRF token of every state-changing request of every page.
     guarded = [Depends(session.guard)]
     api.include_router(router, dependencies=guarded)
-    for module in (bots, updates, notifications, endpoints, audit, api_keys, support):
+    for module in (
+        bots,
+        updates,
+        notifications,
+        endpoints,
+        audit,
+        api_keys,
+        support,
+        tickets,
+        ticket,
+    ):
         api.include_router(module.router, dependencies=guarded)
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
     api.add_exception_handler(session.LoginRequired, session.on_login_required)
