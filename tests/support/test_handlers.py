@@ -508,7 +508,8 @@ async def test_a_snippet_is_rendered_sent_to_the_customer_and_shown_in_the_topic
     ticket = await latest(relay, ticket_id)
     expected = f"Thanks Ada, Bob here about #{ticket.number}."
     assert [
-        (type(r).__name__, r.chat_id, getattr(r, "text", None)) for r in requests(produced)
+        (type(r).__name__, messages.chat_of(r), getattr(r, "text", None))
+        for r in requests(produced)
     ] == [
         ("SendText", ADA["id"], expected),
         ("SendText", desk.chat_id, expected),
