@@ -29,8 +29,8 @@ from tests.support.desks import (
     topic_made,
 )
 from tgrelay.db import tables
+from tgrelay.support import conversation, lifecycle, snippets, store, ticket_store
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support import snippets, store, ticket_store, tickets
 from tgrelay.support.handlers import DEFAULT_GREETING
 from tgrelay.support.models import (
     Assignment,
@@ -288,12 +288,12 @@ async def test_the_close_timer_closes_only_a_ticket_still_resolved_then(
     resolved_at = (await latest(relay, ticket_id)).resolved_at
     assert resolved_at is not None
     async with relay.rt.db.transaction() as conn:
-        await tickets.close_if_still_resolved(
+        await lifecycle.close_if_still_resolved(
             conn, relay.rt, ticket_id, resolved_at.replace(year=2000)
         )
     still = (await latest(relay, ticket_id)).status
     async with relay.rt.db.transaction() as conn:
-        await tickets.close_if_still_resolved(conn, relay.rt, ticket_id, resolved_at)
+        await lifecycle.close_if_still_resolved(conn, relay.rt, ticket_id, resolved_at)
     closed = await latest(relay, ticket_id)
     assert (still, closed.status, closed.closed_at is not None) == (
         TicketStatus.RESOLVED,
@@ -336,8 +336,8 @@ async def test_notes_are_recorded_marked_and_never_relayed(
         (Direction.NOTE, "called the courier", RelayStatus.INTERNAL),
     ]
     assert [(type(r).__name__, getattr(r, "text", None)) for r in marks] == [
-        ("SendText", tickets.NOTE_MARK),
-        ("SendText", tickets.NOTE_MARK),
+        ("SendText", conversation.NOTE_MARK),
+        ("SendText", conversation.NOTE_MARK),
     ]
     assert (await latest(relay, ticket_id)).status is TicketStatus.NEW
 
@@ -508,7 +508,8 @@ async def test_a_snippet_is_rendered_sent_to_the_customer_and_shown_in_the_topic
     ticket = await latest(relay, ticket_id)
     expected = f"Thanks Ada, Bob here about #{ticket.number}."
     assert [
-        (type(r).__name__, r.chat_id, getattr(r, "text", None)) for r in requests(produced)
+        (type(r).__name__, getattr(r, "chat_id", None), getattr(r, "text", None))
+        for r in requests(produced)
     ] == [
         ("SendText", ADA["id"], expected),
         ("SendText", desk.chat_id, expected),
