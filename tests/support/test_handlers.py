@@ -452,6 +452,34 @@ async def test_a_customer_edit_keeps_the_old_text_and_mirrors_the_new(
     assert [s[:2] for s in sends(produced)] == [("support.edit", "sendMessage")]
 
 
+async def test_a_customer_edit_in_an_earlier_ticket_is_mirrored_there(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """Ada edits a message of her first ticket after a second one opened: the first ticket's
+    message takes the edit and its topic gets it; the second ticket is untouched."""
+    first, thread_id = await _opened(relay, desk)
+    [message] = await _messages(relay, first)
+    assert message.customer_message_id is not None
+    await _agent_writes(relay, desk, thread_id, "/resolve")
+    clock.advance(WINDOW_SECONDS + 60)
+    second = await _customer_writes(relay, desk, "a new problem")
+    relay.emulator.emulator.edit_message(
+        desk.bot.id, ADA, ADA["id"], message.customer_message_id, "my order never came"
+    )
+    produced = await relay.process_pending(desk.bot.id)
+
+    [edited] = await _messages(relay, first)
+    assert (edited.text, [v.text for v in edited.versions]) == (
+        "my order never came",
+        ["my order never arrived"],
+    )
+    assert [(m.text, m.versions) for m in await _messages(relay, second)] == [("a new problem", ())]
+    assert sends(produced) == [("support.edit", "sendMessage", f"ticket:{first}")]
+    assert [(e.type, e.data["consumed_by"]) for e in produced.events] == [
+        ("message.edited", "support")
+    ]
+
+
 async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
     relay: Dispatching, desk: DeskSetup
 ) -> None:

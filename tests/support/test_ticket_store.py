@@ -11,7 +11,14 @@ from sqlalchemy import text
 
 from tgrelay.db.engine import Database
 from tgrelay.support import ticket_store
-from tgrelay.support.models import Customer, Ticket, TicketStatus
+from tgrelay.support.models import (
+    Customer,
+    Direction,
+    MessageSource,
+    RelayStatus,
+    Ticket,
+    TicketStatus,
+)
 from tgrelay.workspaces import service as workspaces
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -55,11 +62,26 @@ async def test_workspaces_count_separately(database: Database) -> None:
 
 
 async def test_for_update_reads_find_the_ticket(database: Database) -> None:
-    """Each locking read (by id, the customer's latest, by topic) finds its ticket, and the
-    customer's latest is their newest."""
+    """Each locking read (by id, the customer's latest, by topic, by a message of the
+    customer's chat) finds its ticket, and the customer's latest is their newest."""
     workspace_id = await _workspace(database, "Acme")
     await _open(database, workspace_id, "tkt_old", None, thread_id=11)
     await _open(database, workspace_id, "tkt_new", None, thread_id=12)
+    async with database.transaction() as conn:
+        await ticket_store.add_message(
+            conn,
+            {
+                "ticket_id": "tkt_old",
+                "direction": Direction.CUSTOMER.value,
+                "source": MessageSource.TELEGRAM.value,
+                "author_id": ADA.id,
+                "kind": "text",
+                "text": "help",
+                "customer_message_id": 501,
+                "relay_status": RelayStatus.PENDING.value,
+                "created_at": NOW,
+            },
+        )
 
     async with database.transaction() as conn:
         by_id = await ticket_store.ticket(
@@ -70,11 +92,20 @@ async def test_for_update_reads_find_the_ticket(database: Database) -> None:
         other_workspace = await ticket_store.ticket(
             conn, "tkt_old", workspace_id="ws_other", for_update=True
         )
+        by_message = await ticket_store.ticket_of_customer_message(
+            conn, 1, ADA.id, 501, for_update=True
+        )
+        unknown_message = await ticket_store.ticket_of_customer_message(
+            conn, 1, ADA.id, 502, for_update=True
+        )
 
-    assert [_brief(t) for t in (by_id, latest, in_topic, other_workspace)] == [
+    found = (by_id, latest, in_topic, other_workspace, by_message, unknown_message)
+    assert [_brief(t) for t in found] == [
         ("tkt_old", 1, 11),
         ("tkt_new", 2, 12),
         ("tkt_new", 2, 12),
+        None,
+        ("tkt_old", 1, 11),
         None,
     ]
 

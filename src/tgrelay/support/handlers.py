@@ -163,14 +163,13 @@ async def _customer_message(
 async def _customer_edit(
     rt: Runtime, conn: AsyncConnection, desk: Desk, message: dict[str, Any]
 ) -> bool:
-    latest = await ticket_store.latest_of_customer(
-        conn, desk.bot_id, message["chat"]["id"], for_update=True
+    message_id = message["message_id"]
+    ticket = await ticket_store.ticket_of_customer_message(
+        conn, desk.bot_id, message["chat"]["id"], message_id, for_update=True
     )
-    if latest is None:
+    if ticket is None:
         return False
-    return await conversation.customer_edited(
-        conn, rt, latest, message["message_id"], _text_of(message)
-    )
+    return await conversation.customer_edited(conn, rt, ticket, message_id, _text_of(message))
 
 
 # --- the agents' side ----------------------------------------------------------------------
