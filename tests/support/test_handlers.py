@@ -480,6 +480,48 @@ async def test_a_customer_edit_in_an_earlier_ticket_is_mirrored_there(
     ]
 
 
+async def test_each_relay_accepted_is_observed_from_its_storing(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """A relay Telegram accepts observes tgrelay_support_relay_seconds with the time since
+    its message was stored (2.5 s to the topic, 0.75 s to the customer); a failed one not."""
+    ticket_id, thread_id = await _opened(relay, desk)
+    clock.advance(2.5)
+    [question] = await _messages(relay, ticket_id)
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": question.id, "to": "topic", "reply_to": None},
+        outcomes.Sent(method="copyMessage", message_id=900),
+    )
+    await _agent_writes(relay, desk, thread_id, "we are on it")
+    await _agent_writes(relay, desk, thread_id, "and shipping it again")
+    clock.advance(0.75)
+    answer, again = (await _messages(relay, ticket_id))[1:]
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": answer.id, "to": "customer", "reply_to": None},
+        outcomes.Sent(method="copyMessage", message_id=901),
+    )
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": again.id, "to": "customer", "reply_to": None},
+        outcomes.Failed(method="copyMessage", action=Action.CHAT_GONE, reason="blocked"),
+    )
+
+    sample = relay.rt.metrics.registry.get_sample_value
+    name = "tgrelay_support_relay_seconds"
+    assert [
+        sample(f"{name}_count"),
+        sample(f"{name}_sum"),
+        sample(f"{name}_bucket", {"le": "0.5"}),
+        sample(f"{name}_bucket", {"le": "1.0"}),
+        sample(f"{name}_bucket", {"le": "2.5"}),
+    ] == [2.0, 3.25, 0.0, 1.0, 2.0]
+
+
 async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
     relay: Dispatching, desk: DeskSetup
 ) -> None:
