@@ -4,10 +4,11 @@ messages, commands, edits and button presses do to tickets, and what they queue 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -31,7 +32,7 @@ from tests.support.desks import (
 from tgrelay.db import tables
 from tgrelay.support import conversation, lifecycle, snippets, store, ticket_store
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support.handlers import DEFAULT_GREETING
+from tgrelay.support.handlers import DEFAULT_GREETING, NO_SUCH_AGENT
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -40,6 +41,8 @@ from tgrelay.support.models import (
     TicketMessage,
     TicketStatus,
 )
+from tgrelay.support.relay import NOT_DELIVERED
+from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages, outcomes
 from tgrelay.telegram.outbox.actions import Action
 from tgrelay.testing.clock import Clock
@@ -121,8 +124,10 @@ async def test_a_first_message_opens_a_ticket_with_topic_header_copy_and_greetin
         RelayStatus.PENDING,
         "my order never arrived",
     )
-    assert event_types(produced) == ["ticket.message_added", "message.received"]
-    assert produced.events[-1].data["consumed_by"] == "support"
+    assert [(e.type, e.data.get("consumed_by")) for e in produced.events] == [
+        ("ticket.message_added", None),
+        ("message.received", "support"),
+    ]
 
     thread_id = await topic_made(relay, desk, ticket.id)
     async with relay.rt.db.engine.connect() as conn:
@@ -130,7 +135,21 @@ async def test_a_first_message_opens_a_ticket_with_topic_header_copy_and_greetin
             select(tables.events.c.body).where(tables.events.c.type == "ticket.created")
         )
     assert body is not None
-    assert f'"topic_id":{thread_id}' in body.replace(" ", "")
+    assert orjson.loads(body)["data"] == {
+        "ticket_id": ticket.id,
+        "number": 1,
+        "desk_id": desk.desk_id,
+        "customer_id": ADA["id"],
+        "customer": {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "username": "ada",
+            "language_code": "en",
+        },
+        "message_text": "my order never arrived",
+        "topic_id": thread_id,
+        "timestamp": ticket.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
     assert (await latest(relay, ticket.id)).topic_thread_id == thread_id
 
 
@@ -251,15 +270,25 @@ async def test_resolve_closes_the_topic_and_a_message_within_the_window_reopens(
         (None, "sendMessage"),
         ("support.header", "sendMessage"),
     ]
-    assert next(r.text for r in requests(produced) if isinstance(r, messages.SendText)) == CLOSING
-    assert len(timers) == 1
-    assert event_types(produced)[:2] == ["ticket.status_changed", "ticket.resolved"]
+    assert requests(produced)[2] == messages.SendText(
+        bot_id=desk.bot.id, chat_id=ADA["id"], text=CLOSING
+    )
+    assert resolved.resolved_at is not None
+    assert [row.run_at for row in timers] == [
+        resolved.resolved_at + timedelta(seconds=WINDOW_SECONDS)
+    ]
+    assert event_types(produced) == ["ticket.status_changed", "ticket.resolved", "message.received"]
 
     clock.advance(WINDOW_SECONDS - 60)
     produced = await _customer_says(relay, desk, "it broke again")
     reopened = await latest(relay, ticket_id)
     assert (reopened.status, reopened.resolved_at) == (TicketStatus.OPEN, None)
-    assert ("support.topic_state", "reopenForumTopic") in [s[:2] for s in sends(produced)]
+    assert [s[:2] for s in sends(produced)] == [
+        ("support.topic_state", "reopenForumTopic"),
+        ("support.topic_state", "editForumTopic"),
+        ("support.header", "sendMessage"),
+        ("support.relay", "copyMessage"),
+    ]
 
 
 async def _customer_says(relay: Dispatching, desk: DeskSetup, text: str) -> Produced:
@@ -368,7 +397,7 @@ async def test_assign_by_username_and_unassign(relay: Dispatching, desk: DeskSet
     [said] = requests(unknown)
     assert (assigned, (await latest(relay, ticket_id)).assignee_id) == (CAT["id"], None)
     assert isinstance(said, messages.SendText)
-    assert said.text.startswith("Nobody called @nobody")
+    assert said.text == NO_SUCH_AGENT.format(username="nobody")
 
 
 async def test_round_robin_gives_a_new_ticket_to_the_longest_idle_active_agent(
@@ -550,8 +579,15 @@ async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
         "Forbidden: bot was blocked by the user",
     )
     assert payload is not None
-    assert "Not delivered to the customer" in payload
-    assert str(reply.topic_message_id) in payload
+    assert messages.load(orjson.loads(payload)[outbox.REQUEST]) == messages.SendText(
+        bot_id=desk.bot.id,
+        chat_id=desk.chat_id,  # a draft: the topic's thread is derived when it is sent
+        reply_to_message_id=reply.topic_message_id,
+        text=NOT_DELIVERED.format(
+            reason="the customer blocked the bot or left the chat "
+            "(Forbidden: bot was blocked by the user)"
+        ),
+    )
     assert (await latest(relay, ticket_id)).status is TicketStatus.OPEN
 
 
