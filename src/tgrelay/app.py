@@ -56,7 +56,7 @@ from tgrelay.support import api as support_api
 from tgrelay.support import desk_api as support_desk_api
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support import tickets as support_tickets
+from tgrelay.support import lifecycle as support_lifecycle
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -90,7 +90,7 @@ def job_registry(rt: Runtime) -> Registry:
     bots_jobs.register(registry, rt)
     outbox_jobs.register(registry, rt, wiring.outbox(rt))
     groups_legacy_sends.register(registry, rt)
-    support_jobs.register(registry, rt, support_tickets.close_if_still_resolved)
+    support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
     return registry
 
 

@@ -4,10 +4,11 @@ messages, commands, edits and button presses do to tickets, and what they queue 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -29,9 +30,9 @@ from tests.support.desks import (
     topic_made,
 )
 from tgrelay.db import tables
+from tgrelay.support import conversation, lifecycle, snippets, store, ticket_store
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support import snippets, store, ticket_store, tickets
-from tgrelay.support.handlers import DEFAULT_GREETING
+from tgrelay.support.handlers import DEFAULT_GREETING, NO_SUCH_AGENT
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -40,6 +41,8 @@ from tgrelay.support.models import (
     TicketMessage,
     TicketStatus,
 )
+from tgrelay.support.relay import NOT_DELIVERED
+from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages, outcomes
 from tgrelay.telegram.outbox.actions import Action
 from tgrelay.testing.clock import Clock
@@ -121,8 +124,10 @@ async def test_a_first_message_opens_a_ticket_with_topic_header_copy_and_greetin
         RelayStatus.PENDING,
         "my order never arrived",
     )
-    assert event_types(produced) == ["ticket.message_added", "message.received"]
-    assert produced.events[-1].data["consumed_by"] == "support"
+    assert [(e.type, e.data.get("consumed_by")) for e in produced.events] == [
+        ("ticket.message_added", None),
+        ("message.received", "support"),
+    ]
 
     thread_id = await topic_made(relay, desk, ticket.id)
     async with relay.rt.db.engine.connect() as conn:
@@ -130,7 +135,21 @@ async def test_a_first_message_opens_a_ticket_with_topic_header_copy_and_greetin
             select(tables.events.c.body).where(tables.events.c.type == "ticket.created")
         )
     assert body is not None
-    assert f'"topic_id":{thread_id}' in body.replace(" ", "")
+    assert orjson.loads(body)["data"] == {
+        "ticket_id": ticket.id,
+        "number": 1,
+        "desk_id": desk.desk_id,
+        "customer_id": ADA["id"],
+        "customer": {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "username": "ada",
+            "language_code": "en",
+        },
+        "message_text": "my order never arrived",
+        "topic_id": thread_id,
+        "timestamp": ticket.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
     assert (await latest(relay, ticket.id)).topic_thread_id == thread_id
 
 
@@ -251,15 +270,25 @@ async def test_resolve_closes_the_topic_and_a_message_within_the_window_reopens(
         (None, "sendMessage"),
         ("support.header", "sendMessage"),
     ]
-    assert next(r.text for r in requests(produced) if isinstance(r, messages.SendText)) == CLOSING
-    assert len(timers) == 1
-    assert event_types(produced)[:2] == ["ticket.status_changed", "ticket.resolved"]
+    assert requests(produced)[2] == messages.SendText(
+        bot_id=desk.bot.id, chat_id=ADA["id"], text=CLOSING
+    )
+    assert resolved.resolved_at is not None
+    assert [row.run_at for row in timers] == [
+        resolved.resolved_at + timedelta(seconds=WINDOW_SECONDS)
+    ]
+    assert event_types(produced) == ["ticket.status_changed", "ticket.resolved", "message.received"]
 
     clock.advance(WINDOW_SECONDS - 60)
     produced = await _customer_says(relay, desk, "it broke again")
     reopened = await latest(relay, ticket_id)
     assert (reopened.status, reopened.resolved_at) == (TicketStatus.OPEN, None)
-    assert ("support.topic_state", "reopenForumTopic") in [s[:2] for s in sends(produced)]
+    assert [s[:2] for s in sends(produced)] == [
+        ("support.topic_state", "reopenForumTopic"),
+        ("support.topic_state", "editForumTopic"),
+        ("support.header", "sendMessage"),
+        ("support.relay", "copyMessage"),
+    ]
 
 
 async def _customer_says(relay: Dispatching, desk: DeskSetup, text: str) -> Produced:
@@ -288,12 +317,12 @@ async def test_the_close_timer_closes_only_a_ticket_still_resolved_then(
     resolved_at = (await latest(relay, ticket_id)).resolved_at
     assert resolved_at is not None
     async with relay.rt.db.transaction() as conn:
-        await tickets.close_if_still_resolved(
+        await lifecycle.close_if_still_resolved(
             conn, relay.rt, ticket_id, resolved_at.replace(year=2000)
         )
     still = (await latest(relay, ticket_id)).status
     async with relay.rt.db.transaction() as conn:
-        await tickets.close_if_still_resolved(conn, relay.rt, ticket_id, resolved_at)
+        await lifecycle.close_if_still_resolved(conn, relay.rt, ticket_id, resolved_at)
     closed = await latest(relay, ticket_id)
     assert (still, closed.status, closed.closed_at is not None) == (
         TicketStatus.RESOLVED,
@@ -336,8 +365,8 @@ async def test_notes_are_recorded_marked_and_never_relayed(
         (Direction.NOTE, "called the courier", RelayStatus.INTERNAL),
     ]
     assert [(type(r).__name__, getattr(r, "text", None)) for r in marks] == [
-        ("SendText", tickets.NOTE_MARK),
-        ("SendText", tickets.NOTE_MARK),
+        ("SendText", conversation.NOTE_MARK),
+        ("SendText", conversation.NOTE_MARK),
     ]
     assert (await latest(relay, ticket_id)).status is TicketStatus.NEW
 
@@ -368,7 +397,7 @@ async def test_assign_by_username_and_unassign(relay: Dispatching, desk: DeskSet
     [said] = requests(unknown)
     assert (assigned, (await latest(relay, ticket_id)).assignee_id) == (CAT["id"], None)
     assert isinstance(said, messages.SendText)
-    assert said.text.startswith("Nobody called @nobody")
+    assert said.text == NO_SUCH_AGENT.format(username="nobody")
 
 
 async def test_round_robin_gives_a_new_ticket_to_the_longest_idle_active_agent(
@@ -452,6 +481,76 @@ async def test_a_customer_edit_keeps_the_old_text_and_mirrors_the_new(
     assert [s[:2] for s in sends(produced)] == [("support.edit", "sendMessage")]
 
 
+async def test_a_customer_edit_in_an_earlier_ticket_is_mirrored_there(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """Ada edits a message of her first ticket after a second one opened: the first ticket's
+    message takes the edit and its topic gets it; the second ticket is untouched."""
+    first, thread_id = await _opened(relay, desk)
+    [message] = await _messages(relay, first)
+    assert message.customer_message_id is not None
+    await _agent_writes(relay, desk, thread_id, "/resolve")
+    clock.advance(WINDOW_SECONDS + 60)
+    second = await _customer_writes(relay, desk, "a new problem")
+    relay.emulator.emulator.edit_message(
+        desk.bot.id, ADA, ADA["id"], message.customer_message_id, "my order never came"
+    )
+    produced = await relay.process_pending(desk.bot.id)
+
+    [edited] = await _messages(relay, first)
+    assert (edited.text, [v.text for v in edited.versions]) == (
+        "my order never came",
+        ["my order never arrived"],
+    )
+    assert [(m.text, m.versions) for m in await _messages(relay, second)] == [("a new problem", ())]
+    assert sends(produced) == [("support.edit", "sendMessage", f"ticket:{first}")]
+    assert [(e.type, e.data["consumed_by"]) for e in produced.events] == [
+        ("message.edited", "support")
+    ]
+
+
+async def test_each_relay_accepted_is_observed_from_its_storing(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """A relay Telegram accepts observes tgrelay_support_relay_seconds with the time since
+    its message was stored (2.5 s to the topic, 0.75 s to the customer); a failed one not."""
+    ticket_id, thread_id = await _opened(relay, desk)
+    clock.advance(2.5)
+    [question] = await _messages(relay, ticket_id)
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": question.id, "to": "topic", "reply_to": None},
+        outcomes.Sent(method="copyMessage", message_id=900),
+    )
+    await _agent_writes(relay, desk, thread_id, "we are on it")
+    await _agent_writes(relay, desk, thread_id, "and shipping it again")
+    clock.advance(0.75)
+    answer, again = (await _messages(relay, ticket_id))[1:]
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": answer.id, "to": "customer", "reply_to": None},
+        outcomes.Sent(method="copyMessage", message_id=901),
+    )
+    await finish(
+        relay,
+        "support.relay",
+        {"message_id": again.id, "to": "customer", "reply_to": None},
+        outcomes.Failed(method="copyMessage", action=Action.CHAT_GONE, reason="blocked"),
+    )
+
+    sample = relay.rt.metrics.registry.get_sample_value
+    name = "tgrelay_support_relay_seconds"
+    assert [
+        sample(f"{name}_count"),
+        sample(f"{name}_sum"),
+        sample(f"{name}_bucket", {"le": "0.5"}),
+        sample(f"{name}_bucket", {"le": "1.0"}),
+        sample(f"{name}_bucket", {"le": "2.5"}),
+    ] == [2.0, 3.25, 0.0, 1.0, 2.0]
+
+
 async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
     relay: Dispatching, desk: DeskSetup
 ) -> None:
@@ -480,8 +579,15 @@ async def test_a_failed_agent_reply_is_marked_and_said_in_the_topic(
         "Forbidden: bot was blocked by the user",
     )
     assert payload is not None
-    assert "Not delivered to the customer" in payload
-    assert str(reply.topic_message_id) in payload
+    assert messages.load(orjson.loads(payload)[outbox.REQUEST]) == messages.SendText(
+        bot_id=desk.bot.id,
+        chat_id=desk.chat_id,  # a draft: the topic's thread is derived when it is sent
+        reply_to_message_id=reply.topic_message_id,
+        text=NOT_DELIVERED.format(
+            reason="the customer blocked the bot or left the chat "
+            "(Forbidden: bot was blocked by the user)"
+        ),
+    )
     assert (await latest(relay, ticket_id)).status is TicketStatus.OPEN
 
 

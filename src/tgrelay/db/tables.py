@@ -427,7 +427,14 @@ support_desks = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("deleted_at", Timestamp),  # DELETE keeps the row for its tickets' history
-    Index("ix_support_desks_bot_id", "bot_id"),
+    # A bot serves at most one live desk: its private chats' tickets go to one place.
+    Index(
+        "ux_support_desks_live_bot_id",
+        "bot_id",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
 )
 
 # Who answers: a Telegram user of a desk group, per workspace. Seen agents are recorded on

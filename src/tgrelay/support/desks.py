@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots
 from tgrelay.bots.models import BotStatus
@@ -86,14 +88,34 @@ async def create_desk(
         "closing_text": closing_text,
     }
     check_settings(settings)
-    now = rt.clock()
     desk_id = f"dsk_{secrets.token_hex(8)}"
+    try:
+        await _add_desk(rt, principal, desk_id, bot_id, connection_id, settings)
+    except IntegrityError:
+        # A create racing ours inserted the bot's desk first (ux_support_desks_live_bot_id).
+        async with rt.db.engine.connect() as conn:
+            existing = await store.desk_of_bot(conn, bot_id)
+        if existing is None:
+            raise
+        raise DeskExists(_serves(bot_id, existing)) from None
+    return await get_desk(rt, workspace_id, desk_id)
+
+
+async def _add_desk(
+    rt: Runtime,
+    principal: Principal,
+    desk_id: str,
+    bot_id: int,
+    connection_id: str,
+    settings: Mapping[str, Any],
+) -> None:
+    workspace_id = principal.workspace_id
+    now = rt.clock()
     async with rt.db.transaction() as conn:
-        # Checked in the write transaction; two creates racing on PostgreSQL may still both
-        # pass (no unique index on live desks' bot_id yet: see the design notes).
+        # Checked first for the common case; the unique index settles a race.
         existing = await store.desk_of_bot(conn, bot_id)
         if existing is not None:
-            raise DeskExists(f"bot {bot_id} already serves desk {existing.id} ({existing.name})")
+            raise DeskExists(_serves(bot_id, existing))
         await store.add_desk(
             conn,
             {
@@ -115,7 +137,10 @@ async def create_desk(
             bot_id=bot_id,
             detail={"desk_id": desk_id, "connection_id": connection_id, **settings},
         )
-    return await get_desk(rt, workspace_id, desk_id)
+
+
+def _serves(bot_id: int, desk: Desk) -> str:
+    return f"bot {bot_id} already serves desk {desk.id} ({desk.name})"
 
 
 async def list_desks(rt: Runtime, workspace_id: str) -> list[Desk]:

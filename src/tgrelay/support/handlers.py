@@ -17,12 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
-from tgrelay.support import commands, header, snippets, store, ticket_store, tickets
+from tgrelay.support import (
+    commands,
+    conversation,
+    header,
+    lifecycle,
+    snippets,
+    store,
+    ticket_store,
+)
 from tgrelay.support.commands import Kind
+from tgrelay.support.conversation import Written
 from tgrelay.support.models import Agent, Customer, Desk, Ticket, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sends import in_topic
-from tgrelay.support.tickets import Written, agent_actor
 from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.updates import UpdateKind
@@ -99,7 +107,7 @@ def handler(rt: Runtime) -> Handler:
         agent = await _seen_agent(conn, rt, ticket.workspace_id, sender)
         if edited:
             text = _text_of(message)
-            return await tickets.agent_edited(conn, rt, ticket, message["message_id"], text)
+            return await conversation.agent_edited(conn, rt, ticket, message["message_id"], text)
         return await _topic_message(rt, conn, inbound, ticket, agent, message)
 
     return Handler.each(NAME, handle)
@@ -143,10 +151,10 @@ async def _customer_message(
         language_code=sender.get("language_code"),
     )
     try:
-        await tickets.customer_wrote(
+        await conversation.customer_wrote(
             conn, rt, desk, customer, _written(message, inbound.processed.received_at)
         )
-    except tickets.NoDeskGroup as exc:
+    except conversation.NoDeskGroup as exc:
         log.warning("support.no_desk_group", desk_id=desk.id, reason=str(exc))
         return False
     return True
@@ -155,12 +163,13 @@ async def _customer_message(
 async def _customer_edit(
     rt: Runtime, conn: AsyncConnection, desk: Desk, message: dict[str, Any]
 ) -> bool:
-    latest = await ticket_store.latest_of_customer(
-        conn, desk.bot_id, message["chat"]["id"], for_update=True
+    message_id = message["message_id"]
+    ticket = await ticket_store.ticket_of_customer_message(
+        conn, desk.bot_id, message["chat"]["id"], message_id, for_update=True
     )
-    if latest is None:
+    if ticket is None:
         return False
-    return await tickets.customer_edited(conn, rt, latest, message["message_id"], _text_of(message))
+    return await conversation.customer_edited(conn, rt, ticket, message_id, _text_of(message))
 
 
 # --- the agents' side ----------------------------------------------------------------------
@@ -175,7 +184,7 @@ async def _topic_message(
     message: dict[str, Any],
 ) -> bool:
     command = commands.parse(_text_of(message), bot_username=inbound.bot.username)
-    actor = agent_actor(agent.telegram_user_id)
+    actor = lifecycle.agent_actor(agent.telegram_user_id)
     at = inbound.processed.received_at
     message_id = message["message_id"]
     desk = await store.desk(conn, ticket.desk_id)
@@ -183,10 +192,10 @@ async def _topic_message(
         return False
     match command.kind:
         case Kind.RELAY:
-            await tickets.agent_wrote(conn, rt, desk, ticket, _written(message, at))
+            await conversation.agent_wrote(conn, rt, desk, ticket, _written(message, at))
         case Kind.NOTE:
             assert command.argument is not None
-            await tickets.add_note(
+            await conversation.add_note(
                 conn,
                 rt,
                 ticket,
@@ -209,11 +218,11 @@ async def _topic_message(
                     )
                     return True
                 target = found
-            await tickets.assign(conn, rt, ticket, target, changed_by=actor)
+            await lifecycle.assign(conn, rt, ticket, target, changed_by=actor)
         case Kind.UNASSIGN:
-            await tickets.assign(conn, rt, ticket, None, changed_by=actor)
+            await lifecycle.assign(conn, rt, ticket, None, changed_by=actor)
         case Kind.PENDING | Kind.RESOLVE | Kind.REOPEN | Kind.CLOSE:
-            changed = await tickets.change_status(
+            changed = await lifecycle.change_status(
                 conn,
                 rt,
                 ticket,
@@ -232,7 +241,9 @@ async def _topic_message(
             except snippets.SnippetUnavailable as exc:
                 await _say(conn, rt, ticket, f"⛔ {exc}", message_id)
             else:
-                await tickets.reply(conn, rt, desk, ticket, text, author_id=agent.telegram_user_id)
+                await conversation.reply(
+                    conn, rt, desk, ticket, text, author_id=agent.telegram_user_id
+                )
         case Kind.UNKNOWN:
             await _say(
                 conn,
@@ -265,13 +276,13 @@ async def _pressed(
     if ticket is None or ticket.bot_id != inbound.bot.bot_id:
         return False
     agent = await _seen_agent(conn, rt, ticket.workspace_id, query["from"])
-    actor = agent_actor(agent.telegram_user_id)
+    actor = lifecycle.agent_actor(agent.telegram_user_id)
     if press.action is header.Action.ASSIGN_ME:
-        await tickets.assign(conn, rt, ticket, agent, changed_by=actor)
+        await lifecycle.assign(conn, rt, ticket, agent, changed_by=actor)
         notice = f"Ticket #{ticket.number} is yours."
     else:
         target = PRESSED_STATUS[press.action]
-        changed = await tickets.change_status(conn, rt, ticket, target, changed_by=actor)
+        changed = await lifecycle.change_status(conn, rt, ticket, target, changed_by=actor)
         notice = (
             changed.reason
             if isinstance(changed, Refused)

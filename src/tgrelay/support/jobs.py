@@ -14,7 +14,7 @@ from tgrelay.runtime import Runtime
 
 CLOSE_TICKET = "support_close_ticket"
 
-# (conn, rt, ticket_id, resolved_at): `tickets.close_if_still_resolved`, given at register
+# (conn, rt, ticket_id, resolved_at): `lifecycle.close_if_still_resolved`, given at register
 # time so that this module and the use cases do not import each other.
 Close = Callable[[AsyncConnection, Runtime, str, datetime], Awaitable[None]]
 

@@ -20,7 +20,7 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, sends, ticket_store, tickets
+from tgrelay.support import conversation, header, lifecycle, sends, ticket_store
 from tgrelay.support.models import Direction, MessageSource, RelayStatus, Ticket, TicketMessage
 from tgrelay.support.sends import Side, TopicOp
 from tgrelay.telegram.outbox import jobs as outbox_jobs
@@ -67,7 +67,7 @@ def install(outbox: Outbox, rt: Runtime) -> None:
             return outcomes.Drop()
         if ticket.topic_thread_id is None:
             return outcomes.Refuse(reason=NO_TOPIC)
-        text = header.header_text(ticket, assignee=await tickets.assignee_name(conn, ticket))
+        text = header.header_text(ticket, assignee=await lifecycle.assignee_name(conn, ticket))
         keyboard = header.header_keyboard(ticket)
         if ticket.header_message_id is None:
             return outcomes.Go(
@@ -185,7 +185,7 @@ def install(outbox: Outbox, rt: Runtime) -> None:
         if target is None or ticket.topic_thread_id is None:
             return outcomes.Refuse(reason="the message was never relayed, so there is no copy")
         chat_id = ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id
-        text = row.text or tickets.NO_TEXT
+        text = row.text or conversation.NO_TEXT
         if row.kind != "text":
             # The outbox has no editMessageCaption: a media message's new caption is said in
             # a reply to its copy instead, and the API keeps every version.
@@ -310,9 +310,9 @@ async def _mapped(conn: AsyncConnection, ticket: Ticket, reply_to: Any, to: Side
 
 
 def _api_text(ticket: Ticket, row: TicketMessage, to: Side) -> messages.SendText:
-    text = row.text or tickets.NO_TEXT
+    text = row.text or conversation.NO_TEXT
     if to is Side.TOPIC:
-        mark = tickets.NOTE_MARK if row.direction is Direction.NOTE else API_MARK
+        mark = conversation.NOTE_MARK if row.direction is Direction.NOTE else API_MARK
         text = f"{mark}\n\n{text}"
     return messages.SendText(
         bot_id=ticket.bot_id,

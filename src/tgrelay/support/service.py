@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import errors
 from tgrelay.runtime import Runtime
-from tgrelay.support import store, ticket_store, tickets
+from tgrelay.support import conversation, lifecycle, store, ticket_store
 from tgrelay.support.models import Desk, Ticket, TicketChange, TicketMessage, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.workspaces.models import Principal
@@ -96,7 +96,7 @@ async def post_message(
                 if earlier is not None:
                     return earlier, False
             if internal:
-                message_id = await tickets.add_note(
+                message_id = await conversation.add_note(
                     conn,
                     rt,
                     ticket,
@@ -108,7 +108,7 @@ async def post_message(
                 )
             else:
                 desk = await _desk(conn, ticket)
-                _, message_id = await tickets.reply(
+                _, message_id = await conversation.reply(
                     conn, rt, desk, ticket, text, author_id=None, idempotency_key=idempotency_key
                 )
             found = await ticket_store.message(conn, message_id)
@@ -137,7 +137,7 @@ async def change_ticket(
     a refused move; InvalidInput for an assignee who is no agent of the workspace."""
     async with rt.db.transaction() as conn:
         ticket = await _ticket(conn, principal.workspace_id, ticket_id, for_update=True)
-        changed_by = tickets.API
+        changed_by = lifecycle.API
         if not isinstance(assignee_id, Unset):
             agent = None
             if assignee_id is not None:
@@ -147,9 +147,9 @@ async def change_ticket(
                         f"no agent {assignee_id}: an agent is a Telegram user who wrote in a "
                         "ticket's topic, or one added with PUT /v1/support/agents/{id}"
                     )
-            ticket = await tickets.assign(conn, rt, ticket, agent, changed_by=changed_by)
+            ticket = await lifecycle.assign(conn, rt, ticket, agent, changed_by=changed_by)
         if not isinstance(status, Unset) and status is not ticket.status:
-            moved = await tickets.change_status(conn, rt, ticket, status, changed_by=changed_by)
+            moved = await lifecycle.change_status(conn, rt, ticket, status, changed_by=changed_by)
             if isinstance(moved, Refused):
                 raise errors.Conflict(f"ticket {ticket_id} cannot become {status}: {moved.reason}")
             ticket = moved

@@ -107,6 +107,29 @@ async def latest_of_customer(
     return await _one(conn, query, for_update)
 
 
+async def ticket_of_customer_message(
+    conn: AsyncConnection,
+    bot_id: int,
+    customer_chat_id: int,
+    customer_message_id: int,
+    *,
+    for_update: bool = False,
+) -> Ticket | None:
+    """Whichever of the customer's tickets with this bot holds this message of their chat
+    (an edit may come long after the ticket it belongs to was followed by others)."""
+    query = (
+        select(tickets)
+        .join(ticket_messages, ticket_messages.c.ticket_id == tickets.c.id)
+        .where(
+            tickets.c.bot_id == bot_id,
+            tickets.c.customer_chat_id == customer_chat_id,
+            ticket_messages.c.customer_message_id == customer_message_id,
+        )
+        .limit(1)
+    )
+    return await _one(conn, query, for_update)
+
+
 async def ticket_in_topic(
     conn: AsyncConnection, chat_id: int, thread_id: int, *, for_update: bool = False
 ) -> Ticket | None:
@@ -151,7 +174,7 @@ async def change_ticket(conn: AsyncConnection, ticket_id: str, **values: Any) ->
 
 async def _one(conn: AsyncConnection, query: Select[Any], for_update: bool) -> Ticket | None:
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(of=tickets)  # the ticket's row, not a joined message's
     row = (await conn.execute(query)).first()
     return None if row is None else _to_ticket(row)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +19,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from tests.databases import PostgresServer
 from tgrelay import problems, wiring
 from tgrelay.bots import service as bots_service
 from tgrelay.crypto import TokenCipher
-from tgrelay.db import tables
+from tgrelay.db import migrate, tables
 from tgrelay.db.engine import Database
 from tgrelay.groups import store as groups_store
 from tgrelay.groups.models import ConnectionStatus
@@ -142,6 +144,23 @@ async def desk(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Desk]
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'tgrelay.db'}")
     async with db.transaction() as conn:
         await conn.run_sync(tables.metadata.create_all)
+    async with _desk(emulator, tmp_path, db) as running:
+        yield running
+
+
+@pytest.fixture
+async def desk_on_postgres(
+    emulator: RunningEmulator, tmp_path: Path, postgres: PostgresServer
+) -> AsyncIterator[Desk]:
+    """The same, on a PostgreSQL database of its own brought to HEAD by the migrations."""
+    async with postgres.fresh_database() as url:
+        await migrate.upgrade(url)
+        async with _desk(emulator, tmp_path, Database(url)) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _desk(emulator: RunningEmulator, tmp_path: Path, db: Database) -> AsyncIterator[Desk]:
     settings = Settings.model_validate(
         {"data_dir": tmp_path, "telegram_api_url": emulator.base_url, "public_url": None}
     )

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from tgrelay.groups.models import ConnectionStatus
 from tgrelay.support import desks, store
 from tgrelay.support.models import DEFAULT_REOPEN_WINDOW_SECONDS
 
-from .conftest import ALICE, STAMP, Desk, problem
+from .conftest import ALICE, STAMP, START, Desk, Tenant, problem
 
 
 def desk_view(desk_id: str, bot_id: int, connection_id: str, **changes: Any) -> dict[str, Any]:
@@ -220,6 +225,55 @@ async def test_one_desk_per_bot(desk: Desk) -> None:
     assert [d.id for d in await store_desks(desk, acme.workspace_id)] == [after.json()["id"]]
 
 
+async def test_the_database_refuses_a_second_live_desk_of_a_bot(desk: Desk) -> None:
+    """A second live desk row for a bot is refused by the database itself; deleted rows are not
+    counted, so a bot may have any number of those."""
+    acme = await desk.tenant("Acme")
+    bot = await desk.bot(acme, "acme_desk_bot")
+    connection_id = await desk.connection(acme, bot, desk.forum(bot))
+    now = desk.clock()
+    async with desk.rt.db.transaction() as conn:
+        await store.add_desk(conn, desk_row("dsk_old", acme, bot.id, connection_id, deleted_at=now))
+        await store.add_desk(conn, desk_row("dsk_live", acme, bot.id, connection_id))
+        await store.add_desk(
+            conn, desk_row("dsk_older", acme, bot.id, connection_id, deleted_at=now)
+        )
+
+    with pytest.raises(IntegrityError):
+        async with desk.rt.db.transaction() as conn:
+            await store.add_desk(conn, desk_row("dsk_second", acme, bot.id, connection_id))
+
+    assert [d.id for d in await store_desks(desk, acme.workspace_id)] == ["dsk_live"]
+
+
+@pytest.mark.postgres
+async def test_racing_creates_make_one_desk(desk_on_postgres: Desk) -> None:
+    """On PostgreSQL a create that found no desk, while a racing create had yet to commit its
+    own, is 409 naming the winner's desk: the unique index decides, not the check."""
+    desk = desk_on_postgres
+    acme = await desk.tenant("Acme")
+    bot = await desk.bot(acme, "acme_desk_bot")
+    connection_id = await desk.connection(acme, bot, desk.forum(bot))
+
+    async with desk.rt.db.transaction() as racer:
+        await store.add_desk(racer, desk_row("dsk_racer", acme, bot.id, connection_id))
+        create = asyncio.create_task(
+            desk.api.post(
+                "/v1/support/desks",
+                json={"bot_id": bot.id, "connection_id": connection_id},
+                headers=acme.admin,
+            )
+        )
+        await blocked_on_a_lock(desk, create)
+    refused = await create
+
+    assert (refused.status_code, refused.json()) == (
+        409,
+        problem(409, "DeskExists", f"bot {bot.id} already serves desk dsk_racer (Racer)"),
+    )
+    assert [d.id for d in await store_desks(desk, acme.workspace_id)] == ["dsk_racer"]
+
+
 async def test_settings_are_validated(desk: Desk) -> None:
     """Unknown assignments, windows out of range and over-long texts are 422 before Telegram."""
     acme = await desk.tenant("Acme")
@@ -380,3 +434,41 @@ async def test_reads_need_a_key_writes_an_admin_key_and_workspaces_are_apart(des
 async def store_desks(desk: Desk, workspace_id: str) -> list[Any]:
     async with desk.rt.db.engine.connect() as conn:
         return await store.list_desks(conn, workspace_id)
+
+
+def desk_row(
+    desk_id: str, tenant: Tenant, bot_id: int, connection_id: str, **values: Any
+) -> dict[str, Any]:
+    """A desk row as create_desk writes it, named after its id's tail."""
+    return {
+        "id": desk_id,
+        "workspace_id": tenant.workspace_id,
+        "bot_id": bot_id,
+        "connection_id": connection_id,
+        "name": desk_id.removeprefix("dsk_").capitalize(),
+        "assignment": "claim_on_reply",
+        "reopen_window_seconds": DEFAULT_REOPEN_WINDOW_SECONDS,
+        "greeting_text": None,
+        "closing_text": None,
+        "created_at": START,
+        "updated_at": START,
+        **values,
+    }
+
+
+async def blocked_on_a_lock(desk: Desk, task: asyncio.Task[Any]) -> None:
+    """Wait (10 s at most) until a PostgreSQL session of this database waits for a lock."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        assert not task.done(), f"the create did not wait for the racing insert: {task.result()}"
+        async with desk.rt.db.engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no session waited for a lock within 10 s")

@@ -1,9 +1,9 @@
-"""The ticket use cases, inside the caller's transaction (a process_update job's, an API
-request's): each writes its rows, its ticket_changes line, its events and its sends.
+"""A ticket's conversation: the customer's messages (which open, join or reopen tickets),
+the agents' relayed replies, internal notes, API and canned replies, and edits of each,
+inside the caller's transaction (a process_update job's, an API request's).
 
-A ticket about to change is read `for_update` by the caller; each use case takes it and
-returns it as it is after. The header is re-rendered at the end of a change it shows
-(`show`), so a use case that changes status and assignee at once costs one edit.
+Each writes its message row, its ticket.message_added event and its sends; a change of
+state it causes (a reply opens the ticket, claims it) goes through `lifecycle`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.groups import service as groups
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, jobs, rules, sends, store, ticket_store
+from tgrelay.support import header, lifecycle, rules, sends, store, ticket_store
 from tgrelay.support.models import (
-    Agent,
     Assignment,
     ChangedField,
     Customer,
@@ -31,24 +30,16 @@ from tgrelay.support.models import (
     MessageSource,
     RelayStatus,
     Ticket,
-    TicketChange,
     TicketMessage,
     TicketStatus,
 )
 from tgrelay.support.rules import CustomerRoute, Refused
-from tgrelay.support.sends import Side, TopicOp
+from tgrelay.support.sends import Side
 
 log = structlog.get_logger(__name__)
 
-CUSTOMER = "customer"
-SYSTEM = "system"
-API = "api"
 NOTE_MARK = "📝 Internal note — not sent to the customer"
 NO_TEXT = "(no text)"
-
-
-def agent_actor(telegram_user_id: int) -> str:
-    return f"agent:{telegram_user_id}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +79,9 @@ async def customer_wrote(
     ticket = latest
     if route is CustomerRoute.BACK_TO_OPEN or route is CustomerRoute.REOPEN:
         # First: a reopened topic takes the copy that follows.
-        changed = await change_status(conn, rt, latest, TicketStatus.OPEN, changed_by=CUSTOMER)
+        changed = await lifecycle.change_status(
+            conn, rt, latest, TicketStatus.OPEN, changed_by=lifecycle.CUSTOMER
+        )
         assert not isinstance(changed, Refused)  # pending/resolved → open is always allowed
         ticket = changed
     await _record_customer(conn, rt, ticket, written)
@@ -122,14 +115,18 @@ async def open_ticket(
             "updated_at": now,
         },
     )
-    ticket = await _reread(conn, ticket_id)
-    await _history(conn, ticket, ChangedField.STATUS, None, TicketStatus.NEW, CUSTOMER, now)
+    ticket = await lifecycle.current(conn, ticket_id)
+    await lifecycle.record_change(
+        conn, ticket, ChangedField.STATUS, None, TicketStatus.NEW, lifecycle.CUSTOMER, now
+    )
     await sends.create_topic(conn, rt, ticket, header.topic_title(ticket))
     if desk.assignment is Assignment.ROUND_ROBIN:
         picked = await store.next_in_rotation(conn, desk.workspace_id)
         if picked is not None:
-            ticket = await assign(conn, rt, ticket, picked, changed_by=SYSTEM, show_header=False)
-    await sends.header(conn, rt, ticket, await _header_text(conn, ticket))
+            ticket = await lifecycle.assign(
+                conn, rt, ticket, picked, changed_by=lifecycle.SYSTEM, show_header=False
+            )
+    await sends.header(conn, rt, ticket, await lifecycle.header_text(conn, ticket))
     await _record_customer(conn, rt, ticket, written)
     if desk.greeting_text:
         await sends.to_customer(conn, rt, ticket, desk.greeting_text)
@@ -284,11 +281,11 @@ async def _answered(
     conn: AsyncConnection, rt: Runtime, desk: Desk, ticket: Ticket, *, agent_id: int | None
 ) -> Ticket:
     now = rt.clock()
-    changed_by = API if agent_id is None else agent_actor(agent_id)
+    changed_by = lifecycle.API if agent_id is None else lifecycle.agent_actor(agent_id)
     shown = False
     target = rules.after_agent_reply(ticket.status)
     if target is not None:
-        moved = await change_status(
+        moved = await lifecycle.change_status(
             conn, rt, ticket, target, changed_by=changed_by, show_header=False
         )
         assert not isinstance(moved, Refused)
@@ -300,7 +297,7 @@ async def _answered(
     ):
         claimer = await store.agent(conn, ticket.workspace_id, agent_id)
         if claimer is not None:
-            ticket = await assign(
+            ticket = await lifecycle.assign(
                 conn, rt, ticket, claimer, changed_by=changed_by, show_header=False
             )
             shown = True
@@ -319,173 +316,10 @@ async def _answered(
             now=now,
         )
         shown = True
-    return await show(conn, rt, ticket.id) if shown else ticket
+    return await lifecycle.show(conn, rt, ticket.id) if shown else ticket
 
 
-# --- status and assignment -----------------------------------------------------------------
-
-
-async def change_status(
-    conn: AsyncConnection,
-    rt: Runtime,
-    ticket: Ticket,
-    target: TicketStatus,
-    *,
-    changed_by: str,
-    note: str | None = None,
-    show_header: bool = True,
-) -> Ticket | Refused:
-    """Move the ticket if the state machine allows it (else why not), with what the move
-    does in Telegram: resolve closes and marks the topic and says the desk's closing text,
-    reopen opens it again, close marks it."""
-    refused = rules.check(ticket.status, target)
-    if refused is not None:
-        return refused
-    now = rt.clock()
-    values: dict[str, object] = {"status": target.value, "updated_at": now}
-    if target is TicketStatus.RESOLVED:
-        values.update(resolved_at=now, resolution_note=note)
-    elif target is TicketStatus.CLOSED:
-        values["closed_at"] = now
-    elif ticket.status is TicketStatus.RESOLVED:  # reopened
-        values.update(resolved_at=None, resolution_note=None)
-    await ticket_store.change_ticket(conn, ticket.id, **values)
-    await _history(conn, ticket, ChangedField.STATUS, ticket.status, target, changed_by, now, note)
-    await events.emit(
-        conn,
-        rt,
-        workspace_id=ticket.workspace_id,
-        event_type=EventType.TICKET_STATUS_CHANGED,
-        data=catalog.TicketStatusChangedData(
-            ticket_id=ticket.id,
-            previous_status=ticket.status.value,
-            new_status=target.value,
-            changed_by=changed_by,
-        ),
-        now=now,
-    )
-    changed = await _reread(conn, ticket.id)
-    if target is TicketStatus.RESOLVED:
-        await _resolved(conn, rt, changed, now)
-    elif target is TicketStatus.CLOSED:
-        await sends.topic_state(conn, rt, changed, TopicOp.TITLE)
-        if ticket.status is not TicketStatus.RESOLVED:  # a resolved ticket's topic is closed
-            await sends.topic_state(conn, rt, changed, TopicOp.CLOSE)
-    elif ticket.status is TicketStatus.RESOLVED:
-        await sends.topic_state(conn, rt, changed, TopicOp.REOPEN)
-        await sends.topic_state(conn, rt, changed, TopicOp.TITLE)
-    log.info("ticket.status_changed", ticket_id=ticket.id, status=target.value, by=changed_by)
-    return await show(conn, rt, ticket.id) if show_header else changed
-
-
-async def _resolved(conn: AsyncConnection, rt: Runtime, ticket: Ticket, now: datetime) -> None:
-    assert ticket.resolved_at is not None
-    await events.emit(
-        conn,
-        rt,
-        workspace_id=ticket.workspace_id,
-        event_type=EventType.TICKET_RESOLVED,
-        data=catalog.TicketResolvedData(
-            ticket_id=ticket.id,
-            resolution_time=(now - ticket.created_at).total_seconds(),
-            resolution_note=ticket.resolution_note,
-        ),
-        now=now,
-    )
-    await sends.topic_state(conn, rt, ticket, TopicOp.TITLE)
-    await sends.topic_state(conn, rt, ticket, TopicOp.CLOSE)
-    desk = await store.desk(conn, ticket.desk_id)
-    if desk is not None and desk.closing_text:
-        await sends.to_customer(conn, rt, ticket, desk.closing_text)
-    window = timedelta(seconds=desk.reopen_window_seconds if desk is not None else 0)
-    await jobs.schedule_close(
-        conn, rt, ticket.id, ticket.resolved_at, run_at=rules.closes_at(ticket.resolved_at, window)
-    )
-
-
-async def assign(
-    conn: AsyncConnection,
-    rt: Runtime,
-    ticket: Ticket,
-    agent: Agent | None,
-    *,
-    changed_by: str,
-    show_header: bool = True,
-) -> Ticket:
-    """Give the ticket to `agent` (None: nobody); nothing when it holds it already."""
-    new_id = None if agent is None else agent.telegram_user_id
-    if new_id == ticket.assignee_id:
-        return ticket
-    now = rt.clock()
-    await ticket_store.change_ticket(conn, ticket.id, assignee_id=new_id, updated_at=now)
-    if agent is not None:
-        await store.change_agent(
-            conn, ticket.workspace_id, agent.telegram_user_id, last_assigned_at=now, updated_at=now
-        )
-    await _history(
-        conn,
-        ticket,
-        ChangedField.ASSIGNEE,
-        None if ticket.assignee_id is None else str(ticket.assignee_id),
-        None if new_id is None else str(new_id),
-        changed_by,
-        now,
-    )
-    await events.emit(
-        conn,
-        rt,
-        workspace_id=ticket.workspace_id,
-        event_type=EventType.TICKET_ASSIGNED,
-        data=catalog.TicketAssignedData(
-            ticket_id=ticket.id,
-            agent_id=new_id,
-            external_id=None if agent is None else agent.external_id,
-            previous_agent_id=ticket.assignee_id,
-            assignment_time=now,
-        ),
-        now=now,
-    )
-    return await show(conn, rt, ticket.id) if show_header else await _reread(conn, ticket.id)
-
-
-async def close_if_still_resolved(
-    conn: AsyncConnection, rt: Runtime, ticket_id: str, resolved_at: datetime
-) -> None:
-    """The reopen window's end: close the ticket unless it was reopened or resolved again."""
-    ticket = await ticket_store.ticket(conn, ticket_id, for_update=True)
-    if ticket is None or ticket.status is not TicketStatus.RESOLVED:
-        return
-    if ticket.resolved_at != resolved_at:
-        return
-    await change_status(conn, rt, ticket, TicketStatus.CLOSED, changed_by=SYSTEM)
-
-
-# --- the header ----------------------------------------------------------------------------
-
-
-async def show(conn: AsyncConnection, rt: Runtime, ticket_id: str) -> Ticket:
-    """Re-render the header at a new version (older queued edits then drop themselves)."""
-    ticket = await _reread(conn, ticket_id)
-    await ticket_store.change_ticket(conn, ticket_id, header_version=ticket.header_version + 1)
-    ticket = await _reread(conn, ticket_id)
-    await sends.header(conn, rt, ticket, await _header_text(conn, ticket))
-    return ticket
-
-
-async def _header_text(conn: AsyncConnection, ticket: Ticket) -> str:
-    return header.header_text(ticket, assignee=await assignee_name(conn, ticket))
-
-
-async def assignee_name(conn: AsyncConnection, ticket: Ticket) -> str | None:
-    if ticket.assignee_id is None:
-        return None
-    agent = await store.agent(conn, ticket.workspace_id, ticket.assignee_id)
-    if agent is None:
-        return str(ticket.assignee_id)
-    return f"{agent.name} (@{agent.username})" if agent.username else agent.name
-
-
-# --- shared --------------------------------------------------------------------------------
+# --- shared -----------------------------------------------------------------------------------
 
 
 async def _add_message(
@@ -555,33 +389,3 @@ async def _message_added(conn: AsyncConnection, rt: Runtime, ticket: Ticket, row
             topic_message_id=added.topic_message_id,
         ),
     )
-
-
-async def _history(
-    conn: AsyncConnection,
-    ticket: Ticket,
-    field: ChangedField,
-    previous: str | None,
-    value: str | None,
-    changed_by: str,
-    at: datetime,
-    note: str | None = None,
-) -> None:
-    await ticket_store.add_change(
-        conn,
-        TicketChange(
-            ticket_id=ticket.id,
-            field=field,
-            previous=previous,
-            value=value,
-            changed_by=changed_by,
-            note=note,
-            at=at,
-        ),
-    )
-
-
-async def _reread(conn: AsyncConnection, ticket_id: str) -> Ticket:
-    ticket = await ticket_store.ticket(conn, ticket_id)
-    assert ticket is not None
-    return ticket

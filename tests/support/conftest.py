@@ -1,0 +1,87 @@
+"""A `database` for the ticket store's tests, on SQLite and on PostgreSQL in turn.
+
+PostgreSQL tests share one database made for the session (`tgrelay_test_<random>`, dropped
+at the end) and empty its tables before each test, as the queue's contract tests do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tests.databases import PostgresServer, administer
+from tgrelay.db import tables
+from tgrelay.db.engine import Database
+
+
+@pytest.fixture(scope="session")
+def support_postgres_url(postgres: PostgresServer) -> Iterator[str | None]:
+    """A database of this session's own with the declared schema; None without a server."""
+    if not postgres.reachable:
+        yield None
+        return
+    name = f"tgrelay_test_{secrets.token_hex(6)}"
+    url = postgres.server.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(administer(postgres.server, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_create_schema(url))
+        yield url
+    finally:
+        asyncio.run(administer(postgres.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    support_postgres_url: str | None,
+) -> AsyncIterator[Database]:
+    """A `Database` with the declared schema and no rows, on each backend in turn."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'support.db'}")
+        async with db.transaction() as conn:
+            await conn.run_sync(tables.metadata.create_all)
+    else:
+        db = await _emptied(postgres, support_postgres_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def postgres_database(
+    postgres: PostgresServer, support_postgres_url: str | None
+) -> AsyncIterator[Database]:
+    """The PostgreSQL `Database` alone, for locks SQLite's one writer at a time never needs."""
+    db = await _emptied(postgres, support_postgres_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def _emptied(postgres: PostgresServer, url: str | None) -> Database:
+    postgres.require()
+    assert url is not None
+    db = Database(url)
+    async with db.transaction() as conn:
+        for table in reversed(tables.metadata.sorted_tables):
+            await conn.execute(table.delete())
+    return db
+
+
+async def _create_schema(url: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(tables.metadata.create_all)
+    finally:
+        await engine.dispose()
