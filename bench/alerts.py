@@ -198,9 +198,15 @@ def admin(index: int) -> dict[str, Any]:
 
 
 async def link_group(
-    api: httpx.AsyncClient, emulator: httpx.AsyncClient, bot_id: int, index: int
+    api: httpx.AsyncClient,
+    emulator: httpx.AsyncClient,
+    bot_id: int,
+    index: int,
+    *,
+    forum: bool = False,
 ) -> dict[str, Any]:
-    """Both phases of linking a new supergroup; the connection once tgrelay confirms it."""
+    """Both phases of linking a new supergroup; the connection once tgrelay confirms it.
+    A `forum` gets the bot as an administrator (a support desk's group)."""
     session = await call(api, "POST", "/v1/connect-sessions", json={"bot_id": bot_id})
 
     async def state() -> dict[str, Any]:
@@ -219,13 +225,20 @@ async def link_group(
 
     await until(verified, f"group {index}'s private /start")
     chat = await call(
-        emulator, "POST", "/_emulator/chats", json={"type": "supergroup", "title": f"Bench {index}"}
+        emulator,
+        "POST",
+        "/_emulator/chats",
+        json={"type": "supergroup", "title": f"Bench {index}", "is_forum": forum},
     )
     await call(
         emulator,
         "POST",
         f"/_emulator/chats/{chat['id']}/members",
-        json={"bot_id": bot_id, "by": admin(index)},
+        json={
+            "bot_id": bot_id,
+            "by": admin(index),
+            "status": "administrator" if forum else "member",
+        },
     )
 
     async def connected() -> bool:

@@ -4,24 +4,28 @@ Starts the emulator and the default `tgrelay serve` (webhooks, worker in the pro
 unless --db postgres) as subprocesses on loopback, connects a bot, links a forum supergroup
 with the bot as administrator, and makes it a desk. Then:
 
-1. C customers each write a first message in private: each opens a ticket, whose topic and
-   header tgrelay creates in the forum (and whose greeting it sends).
+1. C customers each write a first message in private, all at once: each opens a ticket,
+   whose topic and header tgrelay creates in the forum (and whose greeting it sends).
 2. The customers' other messages and the agents' replies in the topics (M each way in all,
-   the first messages included) are written at once, each ticket's in order.
+   the first messages included) are written in rounds over the tickets, each ticket's in
+   order, at --rate messages a second (both ways together; 0: as fast as the emulator takes
+   them, which measures how fast a backlog drains rather than latency).
 
 It waits until the emulator holds every copy, then checks from the emulator's chats that each
 message was relayed exactly once and in order per ticket, and counts 429s. The relay latency
-(stored → sent) comes from tgrelay's own histogram, `tgrelay_support_relay_seconds`.
+(stored → sent) of phase 2 comes from tgrelay's own histogram, `tgrelay_support_relay_seconds`.
 
-    uv run python bench/support.py                        # 500 customers, 2,000 messages each way
-    uv run python bench/support.py --limits telegram --customers 20 --messages 60
-    uv run python bench/support.py --kills 3              # SIGKILL serve 3 times in phase 2
+    uv run python bench/support.py --rate 30              # 500 customers, 2,000 messages each way
+    uv run python bench/support.py --rate 0 --customers 100 --messages 1000   # the most it takes
+    uv run python bench/support.py --limits telegram --customers 5 --messages 10 --rate 1
+    uv run python bench/support.py --rate 20 --kills 3    # SIGKILL serve 3 times in phase 2
     uv run python bench/support.py --db postgres
 
-`--limits none` (the default) turns Telegram's limits off on both sides, so the relay is
-measured where they do not bind (one forum gets at most 20 messages a minute from a bot:
-4,000 relays would take hours). `--limits telegram` sets Telegram's limits in the emulator and
-the same in tgrelay, with a topic creation limit, and expects zero 429s. Not part of the tests.
+`--limits none` (the default) lifts Telegram's limits on both sides, so the relay is measured
+where they do not bind (a bot may send 30 messages a second in all, and one forum gets 20 a
+minute from it: 4,000 relays into one forum would take hours). `--limits telegram` sets
+Telegram's limits in the emulator, the same in tgrelay, and a topic creation limit in the
+emulator, and expects zero 429s. Not part of the tests.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -46,8 +49,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import call, link_group, until
-from servers import create_workspace, free_port, process, recreate_postgres_database, serve_env
-from servers import wait_http
+from servers import (
+    create_workspace,
+    free_port,
+    process,
+    recreate_postgres_database,
+    serve_env,
+    wait_http,
+)
 
 POSTGRES_DATABASE = "tgrelay_bench_support"
 FIRST_CUSTOMER_ID = 300_001
@@ -55,6 +64,8 @@ FIRST_AGENT_ID = 7001
 AGENTS = 10
 # Messages written to the emulator at once (each ticket's in order, by one writer).
 WRITERS = 32
+# Phase 2's pace: 500 customers and their agents each writing about every 10 s.
+DEFAULT_RATE = 100.0
 STEP_TIMEOUT_SECONDS = 60.0
 RUN_TIMEOUT_SECONDS = 900.0
 # Telegram's limits (1/s in a chat, 20/min in a group, 30/s per bot) and, for topics, a
@@ -79,7 +90,12 @@ def customer(index: int) -> dict[str, Any]:
 
 def agent(index: int) -> dict[str, Any]:
     user_id = FIRST_AGENT_ID + index
-    return {"id": user_id, "is_bot": False, "first_name": f"Agent{index}", "username": f"agent{index}"}
+    return {
+        "id": user_id,
+        "is_bot": False,
+        "first_name": f"Agent{index}",
+        "username": f"agent{index}",
+    }
 
 
 def customer_text(ticket: int, n: int) -> str:
@@ -112,16 +128,25 @@ class Plan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Options:
+    plan: Plan
+    db: str  # sqlite | postgres
+    limits: str  # none | telegram
+    kills: int  # SIGKILLs of serve during phase 2
+    rate: float  # phase 2's messages per second, both ways together; 0: as fast as taken
+
+
+@dataclass(frozen=True, kw_only=True)
 class Result:
     opening: float  # phase 1: from the first message until every topic existed
     talking: float  # phase 2: from its first message until every copy arrived
-    relayed: int  # messages relayed in both directions
+    talked: int  # messages relayed in phase 2, both directions
     lost: int
     duplicated: int
     out_of_order: int  # tickets whose copies arrived in another order
     rejected: int  # 429s
     possible_duplicates: int  # sends tgrelay counted as possibly doubled (kills)
-    latency: dict[str, float]  # p50/p99 of stored → sent, from the histogram
+    latency: dict[str, float]  # phase 2's p50/p99 of stored → sent, from the histogram
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -165,16 +190,13 @@ async def post_update(emulator: httpx.AsyncClient, body: dict[str, Any]) -> None
 async def tickets_of(api: httpx.AsyncClient, desk_id: str) -> list[dict[str, Any]]:
     """Every ticket of the desk, page by page."""
     found: list[dict[str, Any]] = []
-    before: int | None = None
+    params: dict[str, Any] = {"desk_id": desk_id, "limit": 200}
     while True:
-        params: dict[str, Any] = {"desk_id": desk_id, "limit": 200}
-        if before is not None:
-            params["before"] = before
-        page = (await call(api, "GET", "/v1/tickets", params=params))["tickets"]
-        found += page
-        if len(page) < 200:
+        page = await call(api, "GET", "/v1/tickets", params=params)
+        found += page["tickets"]
+        if page["next_before"] is None:
             return found
-        before = min(ticket["number"] for ticket in page)
+        params["before"] = page["next_before"]
 
 
 async def sent_count(emulator: httpx.AsyncClient, chat_ids: list[int]) -> int:
@@ -203,21 +225,35 @@ def compare(expected: list[str], got: list[str]) -> tuple[int, int, bool]:
     return lost, duplicated, seen == [text for text in expected if counts[text] > 0]
 
 
-def histogram_quantiles(metrics_text: str, name: str, quantiles: tuple[float, ...]) -> dict[str, float]:
-    """Quantiles of a Prometheus histogram, interpolated within buckets as histogram_quantile does."""
-    buckets: list[tuple[float, float]] = []
+Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
+
+
+def histogram_buckets(metrics_text: str, name: str) -> Buckets:
+    """A Prometheus histogram's cumulative buckets, from /metrics."""
+    buckets: Buckets = []
     for family in text_string_to_metric_families(metrics_text):
-        if family.name != name:
-            continue
-        for sample in family.samples:
-            if sample.name == f"{name}_bucket":
-                buckets.append((float(sample.labels["le"]), sample.value))
-    buckets.sort()
+        if family.name == name:
+            buckets += [
+                (float(sample.labels["le"]), sample.value)
+                for sample in family.samples
+                if sample.name == f"{name}_bucket"
+            ]
+    return sorted(buckets)
+
+
+def since(later: Buckets, earlier: Buckets) -> Buckets:
+    """The observations made between two readings of the same histogram."""
+    before = dict(earlier)
+    return [(bound, count - before.get(bound, 0.0)) for bound, count in later]
+
+
+def quantiles(buckets: Buckets, wanted: tuple[float, ...]) -> dict[str, float]:
+    """Quantiles interpolated within buckets, as PromQL's histogram_quantile does."""
     if not buckets or buckets[-1][1] == 0:
         return {}
     total = buckets[-1][1]
     found: dict[str, float] = {}
-    for q in quantiles:
+    for q in wanted:
         rank = q * total
         lower_bound, lower_count = 0.0, 0.0
         for bound, count in buckets:
@@ -232,15 +268,17 @@ def histogram_quantiles(metrics_text: str, name: str, quantiles: tuple[float, ..
     return found
 
 
+async def relays(api: httpx.AsyncClient) -> Buckets:
+    return histogram_buckets((await api.get("/metrics")).text, RELAY_HISTOGRAM)
+
+
 async def drive(
     api: httpx.AsyncClient,
     emulator: httpx.AsyncClient,
     serve: Serve,
-    *,
-    plan: Plan,
-    limits: str,
-    kills: int,
+    options: Options,
 ) -> Result:
+    plan, limits, kills, rate = options.plan, options.limits, options.kills, options.rate
     bot = await call(emulator, "POST", "/_emulator/bots", json={"username": "desk_bench_bot"})
     await call(api, "POST", "/v1/bots", json={"token": bot["token"]})
     bot_id = bot["id"]
@@ -266,52 +304,74 @@ async def drive(
 
     await asyncio.gather(*(open_tickets() for _ in range(WRITERS)))
 
-    async def topics_made() -> bool:
-        found = await tickets_of(api, desk["id"])
-        return len(found) == plan.customers and all(t["topic_id"] is not None for t in found)
+    async def opened() -> bool:
+        """Every first message is in its topic (which the ticket's first send made)."""
+        relayed = await relays(api)
+        return bool(relayed) and relayed[-1][1] >= plan.customers
 
-    await until(topics_made, f"{plan.customers} tickets' topics", timeout=RUN_TIMEOUT_SECONDS, every=0.25)
+    await until(
+        opened, f"{plan.customers} tickets' first messages", timeout=RUN_TIMEOUT_SECONDS, every=0.25
+    )
     opening = time.monotonic() - started
     threads = {
         int(t["customer"]["id"]) - FIRST_CUSTOMER_ID: int(t["topic_id"])
         for t in await tickets_of(api, desk["id"])
     }
+    relayed_before = await relays(api)
     desk_before = await sent_count(emulator, [desk_chat])
     customers_before = await sent_count(emulator, customer_chats)
 
-    # Phase 2: the rest, both ways at once; each ticket's messages in order by one writer.
-    async def converse(i: int) -> None:
-        for n in range(max(plan.customer_messages[i], plan.agent_messages[i])):
-            if 0 < n < plan.customer_messages[i]:
-                await post_update(
-                    emulator, {"bot_id": bot_id, "from": customer(i), "text": customer_text(i, n)}
-                )
-            if n < plan.agent_messages[i]:
-                await post_update(
-                    emulator,
-                    {
-                        "bot_id": bot_id,
-                        "from": agent(i % AGENTS),
-                        "chat": {"id": desk_chat},
-                        "message_thread_id": threads[i],
-                        "text": agent_text(i, n),
-                    },
-                )
+    # Phase 2: the rest, both ways, in rounds over the tickets (each ticket's in order).
+    def customer_says(i: int, n: int) -> dict[str, Any]:
+        return {"bot_id": bot_id, "from": customer(i), "text": customer_text(i, n)}
 
-    tickets = iter(range(plan.customers))
+    def agent_says(i: int, n: int) -> dict[str, Any]:
+        return {
+            "bot_id": bot_id,
+            "from": agent(i % AGENTS),
+            "chat": {"id": desk_chat},
+            "message_thread_id": threads[i],
+            "text": agent_text(i, n),
+        }
 
-    async def writer() -> None:
-        for i in tickets:
-            await converse(i)
+    rounds = max(max(plan.customer_messages), max(plan.agent_messages))
+    talk = [
+        (i, says(i, n))
+        for n in range(rounds)
+        for i in range(plan.customers)
+        for says, count, first in (
+            (customer_says, plan.customer_messages, 1),
+            (agent_says, plan.agent_messages, 0),
+        )
+        if first <= n < count[i]
+    ]
+
+    async def paced() -> None:
+        """One writer, message k at k / rate: every ticket's messages in order."""
+        start = time.monotonic()
+        for k, (_, body) in enumerate(talk):
+            await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+            await post_update(emulator, body)
+
+    by_ticket: dict[int, list[dict[str, Any]]] = {}
+    for i, body in talk:
+        by_ticket.setdefault(i, []).append(body)
+    queues = iter(by_ticket.values())
+
+    async def at_once() -> None:
+        """Writers as fast as the emulator takes them; a ticket's messages by one writer."""
+        for bodies in queues:
+            for body in bodies:
+                await post_update(emulator, body)
 
     started = time.monotonic()
     possible_duplicates = 0
-    writing = asyncio.gather(*(writer() for _ in range(WRITERS)))
+    writing = asyncio.gather(*([paced()] if rate > 0 else [at_once() for _ in range(WRITERS)]))
     for _ in range(kills):
         await asyncio.sleep(2.0)
         possible_duplicates += duplicate_logs(serve.log)
         serve.kill()
-        serve.start()
+        await asyncio.to_thread(serve.start)
     await writing
     expected_topic = sum(plan.customer_messages) - plan.customers
     expected_customers = sum(plan.agent_messages)
@@ -331,7 +391,7 @@ async def drive(
         wanted = [customer_text(i, n) for n in range(plan.customer_messages[i])]
         got = [t for t in in_topics.get(threads[i], []) if t.startswith("c")]
         missing, doubled, ordered = compare(wanted, got)
-        in_chat = [t for t in (await texts_by_thread(emulator, customer_chats[i])).get(None, [])]
+        in_chat = (await texts_by_thread(emulator, customer_chats[i])).get(None, [])
         wanted_back = [agent_text(i, n) for n in range(plan.agent_messages[i])]
         missing_back, doubled_back, ordered_back = compare(
             wanted_back, [t for t in in_chat if t.startswith("a")]
@@ -340,18 +400,19 @@ async def drive(
         duplicated += doubled + doubled_back
         out_of_order += 0 if ordered and ordered_back else 1
     flood = await call(emulator, "GET", "/_emulator/flood")
-    metrics = (await api.get("/metrics")).text
+    # A killed server's histogram died with it: only a run without kills has phase 2's whole.
+    relayed = None if kills else since(await relays(api), relayed_before)
     serve.stop()
     return Result(
         opening=opening,
         talking=talking,
-        relayed=sum(plan.customer_messages) + sum(plan.agent_messages),
+        talked=len(talk),
         lost=lost,
         duplicated=duplicated,
         out_of_order=out_of_order,
         rejected=flood["rejected"],
         possible_duplicates=possible_duplicates + duplicate_logs(serve.log),
-        latency=histogram_quantiles(metrics, RELAY_HISTOGRAM, (0.5, 0.99)),
+        latency={} if relayed is None else quantiles(relayed, (0.5, 0.99)),
     )
 
 
@@ -372,33 +433,42 @@ def database(db: str) -> Iterator[str | None]:
         asyncio.run(recreate_postgres_database(POSTGRES_DATABASE, drop_only=True))
 
 
-def run(*, plan: Plan, db: str, limits: str, kills: int) -> Result:
-    with tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp, database(db) as url:
+def run(options: Options) -> Result:
+    with (
+        tempfile.TemporaryDirectory(prefix="tgrelay-bench-") as tmp,
+        database(options.db) as url,
+    ):
         workdir = Path(tmp)
         emulator_port, app_port = free_port(), free_port()
         data_dir = workdir / "data"
         data_dir.mkdir()
         env = serve_env(data_dir, emulator_port=emulator_port, app_port=app_port, database_url=url)
         env["TGRELAY_HEALTH_INTERVAL_SECONDS"] = "3600"
-        pair = TELEGRAM_LIMITS if limits == "telegram" else dict.fromkeys(TELEGRAM_LIMITS, UNBOUND)
+        pair = (
+            TELEGRAM_LIMITS
+            if options.limits == "telegram"
+            else dict.fromkeys(TELEGRAM_LIMITS, UNBOUND)
+        )
         env["TGRELAY_SEND_LIMIT_PER_CHAT"] = json.dumps(pair["per_chat"])
         env["TGRELAY_SEND_LIMIT_PER_GROUP"] = json.dumps(pair["per_group"])
         env["TGRELAY_SEND_LIMIT_PER_BOT"] = json.dumps(pair["per_bot"])
         tgrelay = [sys.executable, "-m", "tgrelay"]
         emulator_url, api_url = f"http://127.0.0.1:{emulator_port}", f"http://127.0.0.1:{app_port}"
-        with process([*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / "emulator.log"):
+        with process(
+            [*tgrelay, "emulator", "--port", str(emulator_port)], env, workdir / "emulator.log"
+        ):
             wait_http(f"{emulator_url}/_emulator/flood", timeout=STEP_TIMEOUT_SECONDS)
             api_key = create_workspace(tgrelay, env)
             serve = Serve(env, workdir / "serve.log", api_url)
             serve.start()
             try:
-                return asyncio.run(drive_over_http(api_url, api_key, emulator_url, serve, plan, limits, kills))
+                return asyncio.run(drive_over_http(api_url, api_key, emulator_url, serve, options))
             finally:
                 serve.stop()
 
 
 async def drive_over_http(
-    api_url: str, api_key: str, emulator_url: str, serve: Serve, plan: Plan, limits: str, kills: int
+    api_url: str, api_key: str, emulator_url: str, serve: Serve, options: Options
 ) -> Result:
     async with (
         httpx.AsyncClient(
@@ -406,7 +476,7 @@ async def drive_over_http(
         ) as api,
         httpx.AsyncClient(base_url=emulator_url, timeout=60) as emulator,
     ):
-        return await drive(api, emulator, serve, plan=plan, limits=limits, kills=kills)
+        return await drive(api, emulator, serve, options)
 
 
 def main() -> None:
@@ -418,16 +488,29 @@ def main() -> None:
     parser.add_argument("--limits", choices=["none", "telegram"], default="none")
     parser.add_argument("--kills", type=int, default=0)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="phase 2's messages per second, both ways together (0: as fast as taken)",
+    )
     args = parser.parse_args()
     if args.customers < 1 or args.messages < args.customers:
         parser.error("--customers must be at least 1 and --messages at least --customers")
-    plan = Plan.of(args.customers, args.messages)
-    result = run(plan=plan, db=args.db, limits=args.limits, kills=args.kills)
+    options = Options(
+        plan=Plan.of(args.customers, args.messages),
+        db=args.db,
+        limits=args.limits,
+        kills=args.kills,
+        rate=args.rate,
+    )
+    result = run(options)
     latency = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.latency.items()) or "n/a"
     print(
         f"{args.db:8} limits {args.limits}, {args.customers} customers, {args.messages} messages "
-        f"each way, {args.kills} kills: topics for all in {result.opening:.1f} s; the talk "
-        f"{result.talking:.1f} s ({result.relayed / result.talking:.0f} relays/s); "
+        f"each way at {'full speed' if args.rate == 0 else f'{args.rate:g}/s'}, {args.kills} "
+        f"kills: topics for all in {result.opening:.1f} s; the talk {result.talking:.1f} s "
+        f"({result.talked / result.talking:.1f} relays/s); "
         f"relay latency (stored → sent) {latency}; lost {result.lost}, duplicated "
         f"{result.duplicated} (possible duplicates counted {result.possible_duplicates}), "
         f"out of order {result.out_of_order} tickets; {result.rejected} 429s"
