@@ -2,9 +2,8 @@
 is administrator, the group's connection and the desk's row.
 
 The row is written directly, not by `desks.create_desk`: its live getChat/getChatMember
-checks cost ~0.35 s a test here (aiogram rebuilds the pydantic model of each generic
-response once the garbage collector dropped it), +40% on the handler tests. The desk's
-checks are proven by tests/support/setup and the e2e tests, which do go through the API."""
+checks cost ~0.35 s a test here, +40% on the handler tests. The desk's checks are proven by
+tests/support/setup and the e2e tests, which do go through the API."""
 
 from __future__ import annotations
 
