@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,7 +139,12 @@ async def _record_customer(
     conn: AsyncConnection, rt: Runtime, ticket: Ticket, written: Written
 ) -> None:
     row_id = await _add_message(
-        conn, ticket, written, direction=Direction.CUSTOMER, customer_message_id=written.message_id
+        conn,
+        rt,
+        ticket,
+        written,
+        direction=Direction.CUSTOMER,
+        customer_message_id=written.message_id,
     )
     await sends.relay(
         conn,
@@ -149,7 +155,6 @@ async def _record_customer(
         from_message_id=written.message_id,
         reply_to=written.reply_to,
     )
-    await _message_added(conn, rt, ticket, row_id)
 
 
 async def customer_edited(
@@ -173,7 +178,7 @@ async def agent_wrote(
     """An agent's message in the topic: relayed to the customer; the first reply opens the
     ticket, may claim it (desk.assignment) and is its first response."""
     row_id = await _add_message(
-        conn, ticket, written, direction=Direction.AGENT, topic_message_id=written.message_id
+        conn, rt, ticket, written, direction=Direction.AGENT, topic_message_id=written.message_id
     )
     await sends.relay(
         conn,
@@ -184,7 +189,6 @@ async def agent_wrote(
         from_message_id=written.message_id,
         reply_to=written.reply_to,
     )
-    await _message_added(conn, rt, ticket, row_id)
     return await _answered(conn, rt, desk, ticket, agent_id=written.author_id)
 
 
@@ -220,8 +224,10 @@ async def add_note(
 ) -> int:
     """An internal note: recorded, never relayed; the bot marks it in the topic (a reply to
     the agent's message, or the note itself when it came from the API). Its message id."""
-    row_id = await ticket_store.add_message(
+    row_id = await _record(
         conn,
+        rt,
+        ticket,
         {
             "ticket_id": ticket.id,
             "direction": Direction.NOTE.value,
@@ -239,7 +245,6 @@ async def add_note(
         await sends.in_topic(conn, rt, ticket, NOTE_MARK, reply_to=topic_message_id)
     else:
         await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.TOPIC, text=text)
-    await _message_added(conn, rt, ticket, row_id)
     return row_id
 
 
@@ -257,8 +262,10 @@ async def reply(
     or an agent's canned reply (`/s`). Sent to the customer and shown in the topic; the
     ticket after, and the message's id."""
     now = rt.clock()
-    row_id = await ticket_store.add_message(
+    row_id = await _record(
         conn,
+        rt,
+        ticket,
         {
             "ticket_id": ticket.id,
             "direction": Direction.AGENT.value,
@@ -273,7 +280,6 @@ async def reply(
     )
     await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.CUSTOMER, text=text)
     await sends.relay_text(conn, rt, ticket, message_id=row_id, to=Side.TOPIC, text=text)
-    await _message_added(conn, rt, ticket, row_id)
     return await _answered(conn, rt, desk, ticket, agent_id=author_id), row_id
 
 
@@ -324,6 +330,7 @@ async def _answered(
 
 async def _add_message(
     conn: AsyncConnection,
+    rt: Runtime,
     ticket: Ticket,
     written: Written,
     *,
@@ -331,8 +338,10 @@ async def _add_message(
     customer_message_id: int | None = None,
     topic_message_id: int | None = None,
 ) -> int:
-    return await ticket_store.add_message(
+    return await _record(
         conn,
+        rt,
+        ticket,
         {
             "ticket_id": ticket.id,
             "direction": direction.value,
@@ -372,9 +381,13 @@ async def _edited(
         await sends.edit(conn, rt, ticket, message_id=found.id, to=to, text=text or NO_TEXT)
 
 
-async def _message_added(conn: AsyncConnection, rt: Runtime, ticket: Ticket, row_id: int) -> None:
-    added = await ticket_store.message(conn, row_id)
-    assert added is not None
+async def _record(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, values: dict[str, Any]
+) -> int:
+    """Store a ticket's message and announce it (ticket.message_added) from what was stored;
+    its row id."""
+    row_id = await ticket_store.add_message(conn, values)
+    direction = Direction(values["direction"])
     await events.emit(
         conn,
         rt,
@@ -382,10 +395,11 @@ async def _message_added(conn: AsyncConnection, rt: Runtime, ticket: Ticket, row
         event_type=EventType.TICKET_MESSAGE_ADDED,
         data=catalog.TicketMessageData(
             ticket_id=ticket.id,
-            direction=added.direction.value,
-            text=added.text,
-            agent_id=None if added.direction is Direction.CUSTOMER else added.author_id,
-            customer_message_id=added.customer_message_id,
-            topic_message_id=added.topic_message_id,
+            direction=direction.value,
+            text=values.get("text"),
+            agent_id=None if direction is Direction.CUSTOMER else values.get("author_id"),
+            customer_message_id=values.get("customer_message_id"),
+            topic_message_id=values.get("topic_message_id"),
         ),
     )
+    return row_id

@@ -61,12 +61,14 @@ def install(api: FastAPI) -> None:
     """Add the pages, their static files and the sign-in redirect to the app."""
     # Imported here: these pages render through this module.
     from tgrelay.ui import (
+        agents,
         api_keys,
         audit,
         bots,
+        desks,
         endpoints,
         notifications,
-        support,
+        snippets,
         ticket,
         tickets,
         updates,
@@ -82,7 +84,9 @@ def install(api: FastAPI) -> None:
         endpoints,
         audit,
         api_keys,
-        support,
+        desks,
+        agents,
+        snippets,
         tickets,
         ticket,
     ):
