@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.desks import ADA, BOB, CLOSING, GREETING
+from tests.support.desks import ADA, BOB, CAT, CLOSING, GREETING
 from tgrelay.groups import store as groups_store
 from tgrelay.support import header, ticket_store
+from tgrelay.support import relay as relay_marks
 from tgrelay.support.models import Assignment, Ticket
 from tgrelay.testing.emulator.state import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -267,3 +268,89 @@ async def test_a_blocked_customer_and_apps_answering_through_the_api(
     other = await relay.api.get("/v1/tickets/tkt_nope")
     listed = await _api(relay, "/v1/tickets?status=pending")
     assert (other.status_code, [t["id"] for t in listed["tickets"]]) == (404, [ticket.id])
+
+
+async def test_agents_work_a_ticket_with_buttons_notes_snippets_and_commands(
+    relay: Tgrelay, emulator: RunningEmulator, desk: Desk
+) -> None:
+    """An agent takes the ticket with the header's button, keeps a note, answers with a
+    snippet, waits on the customer, who answers back, and resolves it with a note: the
+    customer gets only what was meant for them, and the topic ends closed and marked."""
+    telegram = emulator.emulator
+    agent = await relay.api.put(
+        f"/v1/support/agents/{CAT['id']}", json={"name": "Cat Agent", "active": True}
+    )
+    snippet = await relay.api.post(
+        "/v1/support/snippets",
+        json={"name": "thanks", "text": "Thanks {{ customer.first_name }}, {{ agent.name }} here."},
+    )
+    assert (agent.status_code, snippet.status_code) == (201, 201)
+    ticket = await _opened(relay, emulator, desk)
+    assert ticket.header_message_id is not None
+    assert ticket.topic_thread_id is not None
+    thread = ticket.topic_thread_id
+    path = f"/v1/tickets/{ticket.id}"
+    press = telegram.press_button(
+        desk.bot.id,
+        CAT,
+        desk.chat_id,
+        ticket.header_message_id,
+        header.encode(header.Action.ASSIGN_ME, ticket.id),
+    )
+
+    async def taken() -> bool:
+        answer = telegram.callback_answer(press["callback_query"]["id"])
+        return answer is not None and (await _api(relay, path))["assignee"] == CAT["id"]
+
+    await eventually(taken, timeout=STEP_SECONDS)
+    for text in ("//they called twice", "/s thanks", "/pending"):
+        telegram.send_message(
+            desk.bot.id, CAT, {"id": desk.chat_id}, text, message_thread_id=thread
+        )
+
+    async def waiting() -> bool:
+        return (await _api(relay, path))["status"] == "pending" and (
+            "Thanks Ada, Cat Agent here." in _texts(emulator, ADA["id"], desk.bot)
+        )
+
+    await eventually(waiting, timeout=STEP_SECONDS)
+    telegram.send_message(desk.bot.id, ADA, None, "it came, thank you")
+
+    async def answered_back() -> bool:
+        return bool((await _api(relay, path))["status"] == "open")
+
+    await eventually(answered_back, timeout=STEP_SECONDS)
+    telegram.send_message(
+        desk.bot.id, CAT, {"id": desk.chat_id}, "/resolve delivered late", message_thread_id=thread
+    )
+
+    def topic() -> dict[str, Any]:
+        topics: list[dict[str, Any]] = telegram.chat(desk.chat_id)["topics"]
+        [found] = [t for t in topics if t["message_thread_id"] == thread]
+        return found
+
+    async def resolved() -> bool:
+        return bool(topic()["is_closed"]) and CLOSING in _texts(emulator, ADA["id"], desk.bot)
+
+    await eventually(resolved, timeout=STEP_SECONDS)
+    final = await _api(relay, path)
+    conversation = [(m["direction"], m["text"]) for m in await _api(relay, f"{path}/messages")]
+    assert (final["status"], final["assignee"], final["resolution_note"]) == (
+        "resolved",
+        CAT["id"],
+        "delivered late",
+    )
+    assert conversation == [
+        ("customer", "my order never arrived"),
+        ("note", "they called twice"),
+        ("agent", "Thanks Ada, Cat Agent here."),
+        ("customer", "it came, thank you"),
+    ]
+    assert topic()["name"].startswith(header.RESOLVED_MARK)
+    in_topic = _texts(emulator, desk.chat_id, desk.bot)
+    assert f"{relay_marks.SAVED_REPLY_MARK}\n\nThanks Ada, Cat Agent here." in in_topic
+    assert _texts(emulator, ADA["id"], desk.bot) == [
+        GREETING,
+        "Thanks Ada, Cat Agent here.",
+        CLOSING,
+    ]

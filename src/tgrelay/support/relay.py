@@ -35,6 +35,7 @@ NOT_DELIVERED = "⚠️ Not delivered to the customer: {reason}"
 TOPIC_FAILED = "⚠️ Ticket #{number} ({customer}) could not get a topic: {reason}"
 EDITED = "✏️ Edited:\n{text}"
 API_MARK = "📤 Sent to the customer through the API"
+SAVED_REPLY_MARK = "📤 Sent to the customer as a saved reply"
 
 
 def install(outbox: Outbox, rt: Runtime) -> None:
@@ -111,10 +112,10 @@ def install(outbox: Outbox, rt: Runtime) -> None:
             return outcomes.Refuse(reason=NO_TOPIC)
         to = Side(str(ref["to"]))
         reply_to = await _mapped(conn, ticket, ref.get("reply_to"), to)
-        if row.source is MessageSource.API:
-            # No original in Telegram (an app's answer or note): sent as text, and marked
-            # in the topic for what it is.
-            return outcomes.Go(request=_api_text(ticket, row, to))
+        if ref.get(sends.AS_TEXT) or row.source is MessageSource.API:
+            # No original in Telegram (an app's answer or note, an agent's saved reply): sent
+            # as text, and marked in the topic for what it is.
+            return outcomes.Go(request=_text_of(ticket, row, to))
         if to is Side.TOPIC:
             assert row.customer_message_id is not None
             request = messages.CopyMessage(
@@ -309,10 +310,13 @@ async def _mapped(conn: AsyncConnection, ticket: Ticket, reply_to: Any, to: Side
     return None if found is None else found.customer_message_id
 
 
-def _api_text(ticket: Ticket, row: TicketMessage, to: Side) -> messages.SendText:
+def _text_of(ticket: Ticket, row: TicketMessage, to: Side) -> messages.SendText:
     text = row.text or conversation.NO_TEXT
     if to is Side.TOPIC:
-        mark = conversation.NOTE_MARK if row.direction is Direction.NOTE else API_MARK
+        if row.direction is Direction.NOTE:
+            mark = conversation.NOTE_MARK
+        else:
+            mark = API_MARK if row.source is MessageSource.API else SAVED_REPLY_MARK
         text = f"{mark}\n\n{text}"
     return messages.SendText(
         bot_id=ticket.bot_id,

@@ -46,6 +46,10 @@ class TopicOp(enum.StrEnum):
 NO_THREAD = 0
 
 
+# A relay's reference key: the message has no Telegram original to copy; its text is sent.
+AS_TEXT = "as_text"
+
+
 def ticket_key(ticket_id: str) -> str:
     return f"ticket:{ticket_id}"
 
@@ -104,7 +108,8 @@ async def relay(
 async def relay_text(
     conn: AsyncConnection, rt: Runtime, ticket: Ticket, *, message_id: int, to: Side, text: str
 ) -> None:
-    """A text with no Telegram original (an app's answer through the API) sent to one side."""
+    """A text with no Telegram original (an app's answer through the API, an agent's saved
+    reply) sent to one side."""
     chat_id = ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id
     await _send(
         conn,
@@ -112,7 +117,7 @@ async def relay_text(
         ticket,
         messages.SendText(bot_id=ticket.bot_id, chat_id=chat_id, text=text),
         RELAY,
-        {"message_id": message_id, "to": to.value, "reply_to": None},
+        {"message_id": message_id, "to": to.value, "reply_to": None, AS_TEXT: True},
     )
 
 
