@@ -32,7 +32,7 @@ from tests.support.desks import (
 from tgrelay.db import tables
 from tgrelay.support import conversation, lifecycle, snippets, store, ticket_store
 from tgrelay.support import jobs as support_jobs
-from tgrelay.support.handlers import DEFAULT_GREETING, NO_SUCH_AGENT
+from tgrelay.support.handlers import BARE_START_REPLY, NO_SUCH_AGENT
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -191,7 +191,19 @@ async def test_a_bare_start_greets_and_opens_no_ticket(relay: Dispatching, desk:
         (ADA["id"], GREETING)
     ]
     assert [e.data["consumed_by"] for e in produced.events] == ["support"]
-    assert DEFAULT_GREETING != GREETING
+
+
+async def test_a_bare_start_is_answered_when_the_greeting_is_off(
+    relay: Dispatching, desk: DeskSetup
+) -> None:
+    """A desk whose greeting is turned off still answers a bare /start, with a reply of its own."""
+    async with relay.rt.db.transaction() as conn:
+        await store.change_desk(conn, desk.desk_id, greeting_text=None)
+    relay.emulator.emulator.send_message(desk.bot.id, ADA, None, "/start")
+    produced = await relay.process_pending(desk.bot.id)
+    assert [(messages.chat_of(r), getattr(r, "text", None)) for r in requests(produced)] == [
+        (ADA["id"], BARE_START_REPLY)
+    ]
 
 
 async def test_an_agent_reply_is_relayed_opens_claims_and_is_the_first_response(

@@ -62,7 +62,8 @@ PRESSED_STATUS = {
     header.Action.RESOLVE: TicketStatus.RESOLVED,
     header.Action.REOPEN: TicketStatus.OPEN,
 }
-DEFAULT_GREETING = "👋 Hi! Write your question here and our team will answer you in this chat."
+# A bare /start is answered even when the desk turned its greeting off: every chat begins so.
+BARE_START_REPLY = "👋 Hi! Write your question here and our team will answer you in this chat."
 NO_SUCH_AGENT = (
     "Nobody called @{username} has written in a ticket's topic yet: "
     "an agent is known once they write in one."
@@ -138,7 +139,7 @@ async def _customer_message(
             messages.SendText(
                 bot_id=desk.bot_id,
                 chat_id=message["chat"]["id"],
-                text=desk.greeting_text or DEFAULT_GREETING,
+                text=desk.greeting_text or BARE_START_REPLY,
             ),
         )
         return True
