@@ -129,10 +129,14 @@ def _attribute_of(node: nodes.Node) -> str | None:
 
 
 def _label(node: nodes.Node) -> str:
+    """How the template wrote the expression an attribute is taken of (`ticket.subject`)."""
     if isinstance(node, nodes.Name):
         return str(node.name)
     if isinstance(node, nodes.Const):
         return repr(node.value)
+    attribute = _attribute_of(node)
+    if attribute is not None:
+        return f"{_label(node.node)}.{attribute}"  # type: ignore[attr-defined]
     return type(node).__name__.lower()
 
 
