@@ -56,6 +56,7 @@ from tgrelay.support import api as support_api
 from tgrelay.support import desk_api as support_desk_api
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
+from tgrelay.support import kb_api as support_kb_api
 from tgrelay.support import lifecycle as support_lifecycle
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
@@ -315,6 +316,7 @@ class TgrelayApp:
         api.include_router(workspaces_api.router)
         api.include_router(support_desk_api.router)
         api.include_router(support_api.router)
+        api.include_router(support_kb_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -9,18 +9,22 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.databases import PostgresServer
 from tgrelay.db import migrate
 from tgrelay.db.engine import Database
-from tgrelay.db.tables import metadata
+from tgrelay.db.tables import in_declared_schema, metadata
 
 
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    # The search objects (tables.SEARCH_OBJECTS) are dialect-specific: left out here, and
+    # checked by test_*_search_objects_exist below.
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": in_declared_schema}
+    )
     return list(compare_metadata(context, metadata))
 
 
@@ -101,3 +105,63 @@ def test_a_start_on_a_current_database_does_not_load_alembic(tmp_path: Path) -> 
         check=True,
     )
     assert result.stdout == "False\n"
+
+
+async def _search_objects(url: str) -> set[str]:
+    """The names of the search objects the database holds (tables.SEARCH_OBJECTS' kinds)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                rows = await conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE name LIKE 'support_articles_fts%'")
+                )
+            else:
+                rows = await conn.execute(
+                    text(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_name = 'support_articles' AND is_generated = 'ALWAYS' "
+                        "UNION SELECT indexname FROM pg_indexes "
+                        "WHERE tablename = 'support_articles' AND indexdef LIKE '%USING gin%'"
+                    )
+                )
+            return {row[0] for row in rows}
+    finally:
+        await engine.dispose()
+
+
+SQLITE_SEARCH = {
+    "support_articles_fts",
+    "support_articles_fts_config",
+    "support_articles_fts_data",
+    "support_articles_fts_docsize",
+    "support_articles_fts_idx",
+    "support_articles_fts_insert",
+    "support_articles_fts_delete",
+    "support_articles_fts_update",
+}
+
+
+async def test_sqlite_search_objects_exist(tmp_path: Path) -> None:
+    """The schema comparison leaves the FTS5 table out, so this checks the migration and
+    create_all both make it, its shadow tables and its three triggers."""
+    migrated = f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}"
+    await migrate.upgrade(migrated)
+    created = Database(f"sqlite+aiosqlite:///{tmp_path / 'created.db'}")
+    async with created.transaction() as conn:
+        await conn.run_sync(metadata.create_all)
+    await created.dispose()
+    assert (await _search_objects(migrated), await _search_objects(created.url)) == (
+        SQLITE_SEARCH,
+        SQLITE_SEARCH,
+    )
+
+
+@pytest.mark.postgres
+async def test_postgres_search_objects_exist(postgres: PostgresServer) -> None:
+    """The comparison leaves the tsvector column and its GIN index out: the migration makes
+    them, generated, and nothing else of the kind."""
+    async with postgres.fresh_database() as url:
+        await migrate.upgrade(url)
+        found = await _search_objects(url)
+    assert found == {"search_vector", "ix_support_articles_search_vector"}

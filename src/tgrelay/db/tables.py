@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -14,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 
@@ -424,6 +427,10 @@ support_desks = Table(
     Column("reopen_window_seconds", Integer, nullable=False),
     Column("greeting_text", Text),  # sent to the customer when a ticket opens; null: none
     Column("closing_text", Text),  # sent to the customer when a ticket is resolved; null: none
+    # Search score above which an auto_answer article answers a new ticket; null: never.
+    Column("kb_auto_answer_threshold", Float),
+    # How long the customer has to say whether the auto-answer helped before agents take over.
+    Column("kb_answer_wait_seconds", Integer, nullable=False, server_default=text("600")),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("deleted_at", Timestamp),  # DELETE keeps the row for its tickets' history
@@ -559,3 +566,87 @@ support_snippets = Table(
     Column("updated_at", Timestamp, nullable=False),
     UniqueConstraint("workspace_id", "name"),
 )
+
+# The knowledge base: articles agents send from a ticket's topic, and auto-answers.
+support_articles = Table(
+    "support_articles",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "art_" + doc_id in hex
+    # The search index's integer key (FTS5's rowid): stable, unlike SQLite's implicit rowid,
+    # which VACUUM may renumber in a table without an INTEGER PRIMARY KEY.
+    Column("doc_id", BigInteger, nullable=False, unique=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False, index=True),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("tags", Text, nullable=False),  # JSON list of strings
+    Column("language", String(16)),  # an IETF tag's primary subtag, e.g. "en"; null: any
+    Column("auto_answer", Boolean, nullable=False),  # may answer a new ticket by itself
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# A ticket answered by an article as it opened, and what the customer made of it.
+support_auto_answers = Table(
+    "support_auto_answers",
+    metadata,
+    Column("ticket_id", String(40), primary_key=True),
+    Column("article_id", String(40), nullable=False),  # no FK: the article may be deleted
+    Column("title", String(200), nullable=False),  # the article's title as it was sent
+    Column("score", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),  # support.models.AutoAnswerOutcome
+    Column("asked_at", Timestamp, nullable=False),
+    Column("settled_at", Timestamp),  # when the customer answered, or the wait ran out
+)
+
+# Full-text search over support_articles with each database's own engine, made by the
+# migration 0017 and, for tests' create_all, by these DDL events (the same statements).
+# SQLite: an external-content FTS5 table kept in step by triggers; PostgreSQL: a generated
+# tsvector column and its GIN index. The schema comparison leaves these objects out
+# (SEARCH_OBJECTS); tests/db/test_migrations.py checks they exist.
+ARTICLES_FTS = "support_articles_fts"
+FTS5_SHADOWS = ("data", "idx", "docsize", "config")
+SEARCH_VECTOR = "search_vector"
+SEARCH_INDEX = "ix_support_articles_search_vector"
+SEARCH_OBJECTS = frozenset(
+    {ARTICLES_FTS, *(f"{ARTICLES_FTS}_{shadow}" for shadow in FTS5_SHADOWS)}
+    | {SEARCH_VECTOR, SEARCH_INDEX}
+)
+SQLITE_SEARCH_DDL = (
+    "CREATE VIRTUAL TABLE support_articles_fts USING fts5(title, body, "
+    "content='support_articles', content_rowid='doc_id', "
+    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER support_articles_fts_insert AFTER INSERT ON support_articles BEGIN "
+    "INSERT INTO support_articles_fts(rowid, title, body) "
+    "VALUES (new.doc_id, new.title, new.body); END",
+    "CREATE TRIGGER support_articles_fts_delete AFTER DELETE ON support_articles BEGIN "
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
+    "VALUES ('delete', old.doc_id, old.title, old.body); END",
+    "CREATE TRIGGER support_articles_fts_update AFTER UPDATE ON support_articles BEGIN "
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
+    "VALUES ('delete', old.doc_id, old.title, old.body); "
+    "INSERT INTO support_articles_fts(rowid, title, body) "
+    "VALUES (new.doc_id, new.title, new.body); END",
+)
+POSTGRES_SEARCH_DDL = (
+    "ALTER TABLE support_articles ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
+    "(setweight(to_tsvector('english', title), 'A') || "
+    "setweight(to_tsvector('english', body), 'B')) STORED",
+    "CREATE INDEX ix_support_articles_search_vector ON support_articles USING gin (search_vector)",
+)
+
+
+def _after_create(statement: str, dialect: str) -> None:
+    ddl = DDL(statement)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves DDL() untyped
+    event.listen(support_articles, "after_create", ddl.execute_if(dialect=dialect))
+
+
+for _statement in SQLITE_SEARCH_DDL:
+    _after_create(_statement, "sqlite")
+for _statement in POSTGRES_SEARCH_DDL:
+    _after_create(_statement, "postgresql")
+
+
+def in_declared_schema(name: str | None, type_: str, _parents: object) -> bool:
+    """Alembic's include_name: everything but the search objects (SEARCH_OBJECTS), which
+    the declared tables cannot express in a dialect-neutral way."""
+    return name not in SEARCH_OBJECTS

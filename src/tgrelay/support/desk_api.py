@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tgrelay.runtime import Runtime, runtime
 from tgrelay.support import agents, desks, snippets, templates
 from tgrelay.support.models import (
+    DEFAULT_KB_ANSWER_WAIT_SECONDS,
     DEFAULT_REOPEN_WINDOW_SECONDS,
     Agent,
     Assignment,
@@ -31,6 +32,10 @@ CustomerText = Annotated[str, Field(min_length=1, max_length=desks.MAX_TEXT_LENG
 SnippetName = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,64}$")]
 SnippetText = Annotated[str, Field(min_length=1, max_length=templates.MAX_TEXT_LENGTH)]
 UserId = Annotated[int, Path(ge=1)]
+Threshold = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Wait = Annotated[
+    int, Field(ge=desks.MIN_KB_ANSWER_WAIT_SECONDS, le=desks.MAX_KB_ANSWER_WAIT_SECONDS)
+]
 
 
 # --- desks ---------------------------------------------------------------------------------
@@ -50,6 +55,10 @@ class DeskRequest(BaseModel):
     reopen_window_seconds: Window = DEFAULT_REOPEN_WINDOW_SECONDS
     greeting_text: CustomerText | None = desks.DEFAULT_GREETING
     closing_text: CustomerText | None = desks.DEFAULT_CLOSING
+    # An auto_answer article scoring above this answers a new ticket by itself; null: off.
+    # Scores are the database engine's own (see GET /v1/support/articles/search).
+    kb_auto_answer_threshold: Threshold | None = None
+    kb_answer_wait_seconds: Wait = DEFAULT_KB_ANSWER_WAIT_SECONDS
 
 
 class DeskChange(BaseModel):
@@ -63,6 +72,8 @@ class DeskChange(BaseModel):
     reopen_window_seconds: Window | None = None
     greeting_text: CustomerText | None = None
     closing_text: CustomerText | None = None
+    kb_auto_answer_threshold: Threshold | None = None
+    kb_answer_wait_seconds: Wait | None = None
 
 
 class DeskView(BaseModel):
@@ -74,6 +85,8 @@ class DeskView(BaseModel):
     reopen_window_seconds: int
     greeting_text: str | None
     closing_text: str | None
+    kb_auto_answer_threshold: float | None
+    kb_answer_wait_seconds: int
     created_at: datetime
     updated_at: datetime
 
@@ -106,6 +119,8 @@ async def create_desk(body: DeskRequest, principal: AdminPrincipal, rt: CurrentR
         reopen_window_seconds=body.reopen_window_seconds,
         greeting_text=body.greeting_text,
         closing_text=body.closing_text,
+        kb_auto_answer_threshold=body.kb_auto_answer_threshold,
+        kb_answer_wait_seconds=body.kb_answer_wait_seconds,
     )
     return DeskView.of(desk)
 

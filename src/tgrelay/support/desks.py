@@ -21,7 +21,12 @@ from tgrelay.groups import service as groups
 from tgrelay.groups.models import ConnectionStatus
 from tgrelay.runtime import Runtime
 from tgrelay.support import store
-from tgrelay.support.models import DEFAULT_REOPEN_WINDOW_SECONDS, Assignment, Desk
+from tgrelay.support.models import (
+    DEFAULT_KB_ANSWER_WAIT_SECONDS,
+    DEFAULT_REOPEN_WINDOW_SECONDS,
+    Assignment,
+    Desk,
+)
 from tgrelay.workspaces.models import Principal
 
 # Sent to the customer when a ticket opens / is resolved, unless the desk says otherwise
@@ -33,6 +38,8 @@ DEFAULT_CLOSING = (
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 4096  # one Telegram message
 MAX_REOPEN_WINDOW_SECONDS = 365 * 24 * 3600
+MIN_KB_ANSWER_WAIT_SECONDS = 10
+MAX_KB_ANSWER_WAIT_SECONDS = 7 * 24 * 3600
 # Settings PATCH may change (connection_id is checked with Telegram again).
 SETTINGS = (
     "connection_id",
@@ -41,6 +48,8 @@ SETTINGS = (
     "reopen_window_seconds",
     "greeting_text",
     "closing_text",
+    "kb_auto_answer_threshold",
+    "kb_answer_wait_seconds",
 )
 
 
@@ -75,6 +84,8 @@ async def create_desk(
     reopen_window_seconds: int = DEFAULT_REOPEN_WINDOW_SECONDS,
     greeting_text: str | None = DEFAULT_GREETING,
     closing_text: str | None = DEFAULT_CLOSING,
+    kb_auto_answer_threshold: float | None = None,
+    kb_answer_wait_seconds: int = DEFAULT_KB_ANSWER_WAIT_SECONDS,
 ) -> Desk:
     """A new desk, after checking the bot, the connection and, live, the group."""
     workspace_id = principal.workspace_id
@@ -86,6 +97,8 @@ async def create_desk(
         "reopen_window_seconds": reopen_window_seconds,
         "greeting_text": greeting_text,
         "closing_text": closing_text,
+        "kb_auto_answer_threshold": kb_auto_answer_threshold,
+        "kb_answer_wait_seconds": kb_answer_wait_seconds,
     }
     check_settings(settings)
     desk_id = f"dsk_{secrets.token_hex(8)}"
@@ -168,8 +181,11 @@ async def update_desk(
         return current  # nothing to change, nothing to audit
     if values.get("assignment") is not None:
         values["assignment"] = Assignment(values["assignment"]).value
-    if nulls := [key for key in SETTINGS[:4] if key in values and values[key] is None]:
-        raise errors.InvalidInput(f"{', '.join(nulls)} cannot be null; only the texts can")
+    nullable = ("greeting_text", "closing_text", "kb_auto_answer_threshold")
+    if nulls := [k for k in SETTINGS if k not in nullable and k in values and values[k] is None]:
+        raise errors.InvalidInput(
+            f"{', '.join(nulls)} cannot be null; only the texts and the threshold can"
+        )
     check_settings(values)
     new_connection = values.get("connection_id")
     if new_connection is not None and new_connection != current.connection_id:
@@ -220,6 +236,15 @@ def check_settings(values: Mapping[str, Any]) -> None:
     if window is not None and not 0 <= window <= MAX_REOPEN_WINDOW_SECONDS:
         raise errors.InvalidInput(
             f"reopen_window_seconds must be 0 to {MAX_REOPEN_WINDOW_SECONDS} (365 days)"
+        )
+    threshold = values.get("kb_auto_answer_threshold")
+    if threshold is not None and not (0 <= threshold < float("inf")):
+        raise errors.InvalidInput("kb_auto_answer_threshold must be 0 or more, or null for off")
+    wait = values.get("kb_answer_wait_seconds")
+    if wait is not None and not MIN_KB_ANSWER_WAIT_SECONDS <= wait <= MAX_KB_ANSWER_WAIT_SECONDS:
+        raise errors.InvalidInput(
+            f"kb_answer_wait_seconds must be {MIN_KB_ANSWER_WAIT_SECONDS} to "
+            f"{MAX_KB_ANSWER_WAIT_SECONDS} (7 days)"
         )
     for field in ("greeting_text", "closing_text"):
         text = values.get(field)

@@ -8,6 +8,8 @@ from datetime import datetime
 
 # A desk's default reopen window: a resolved ticket's customer may write again this long.
 DEFAULT_REOPEN_WINDOW_SECONDS = 7 * 24 * 3600
+# How long a customer has to answer an auto-answer's question before agents take the ticket.
+DEFAULT_KB_ANSWER_WAIT_SECONDS = 600
 
 
 class Assignment(enum.StrEnum):
@@ -68,6 +70,8 @@ class Desk:
     closing_text: str | None
     created_at: datetime
     updated_at: datetime
+    kb_auto_answer_threshold: float | None = None  # auto-answers above this score; None: off
+    kb_answer_wait_seconds: int = DEFAULT_KB_ANSWER_WAIT_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,3 +175,44 @@ class Snippet:
     text: str  # a sandboxed Jinja2 template (support.templates)
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Article:
+    """A knowledge-base article agents send from a topic (and, if auto_answer, the desk)."""
+
+    id: str
+    workspace_id: str
+    title: str
+    body: str
+    tags: tuple[str, ...]
+    language: str | None  # a primary language subtag ("en"); None: any language
+    auto_answer: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit:
+    """A search result: the article and its score (higher is better; the engine's own)."""
+
+    article: Article
+    score: float
+
+
+class AutoAnswerOutcome(enum.StrEnum):
+    WAITING = "waiting"  # the customer has the article and the Yes / No buttons
+    DEFLECTED = "deflected"  # Yes: the article answered them; the ticket is resolved
+    DECLINED = "declined"  # No, I need a person: agents take it
+    TIMED_OUT = "timed_out"  # no answer within the desk's wait: agents take it
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoAnswer:
+    ticket_id: str
+    article_id: str
+    title: str  # the article's title as it was sent
+    score: float
+    outcome: AutoAnswerOutcome
+    asked_at: datetime
+    settled_at: datetime | None

@@ -74,6 +74,8 @@ def _to_desk(row: Row[Any]) -> Desk:
         closing_text=row.closing_text,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        kb_auto_answer_threshold=row.kb_auto_answer_threshold,
+        kb_answer_wait_seconds=row.kb_answer_wait_seconds,
     )
 
 

@@ -27,6 +27,8 @@ def desk_view(desk_id: str, bot_id: int, connection_id: str, **changes: Any) -> 
         "reopen_window_seconds": DEFAULT_REOPEN_WINDOW_SECONDS,
         "greeting_text": desks.DEFAULT_GREETING,
         "closing_text": desks.DEFAULT_CLOSING,
+        "kb_auto_answer_threshold": None,
+        "kb_answer_wait_seconds": 600,
         "created_at": STAMP,
         "updated_at": STAMP,
         **changes,
@@ -64,6 +66,8 @@ async def test_create_with_defaults_then_read_it(desk: Desk) -> None:
                 "reopen_window_seconds": DEFAULT_REOPEN_WINDOW_SECONDS,
                 "greeting_text": desks.DEFAULT_GREETING,
                 "closing_text": desks.DEFAULT_CLOSING,
+                "kb_auto_answer_threshold": None,
+                "kb_answer_wait_seconds": 600,
             },
         )
     ]
@@ -85,6 +89,8 @@ async def test_create_with_every_setting(desk: Desk) -> None:
             "reopen_window_seconds": 0,
             "greeting_text": None,
             "closing_text": "Bye!",
+            "kb_auto_answer_threshold": 2.5,
+            "kb_answer_wait_seconds": 60,
         },
         headers=acme.admin,
     )
@@ -100,6 +106,8 @@ async def test_create_with_every_setting(desk: Desk) -> None:
             reopen_window_seconds=0,
             greeting_text=None,
             closing_text="Bye!",
+            kb_auto_answer_threshold=2.5,
+            kb_answer_wait_seconds=60,
         ),
     )
 
@@ -285,6 +293,9 @@ async def test_settings_are_validated(desk: Desk) -> None:
         {"greeting_text": "x" * 4097},
         {"closing_text": ""},
         {"name": ""},
+        {"kb_auto_answer_threshold": -0.5},
+        {"kb_answer_wait_seconds": 9},
+        {"kb_answer_wait_seconds": desks.MAX_KB_ANSWER_WAIT_SECONDS + 1},
         {"colour": "red"},
     ]
 
@@ -303,6 +314,9 @@ async def test_settings_are_validated(desk: Desk) -> None:
         "greeting_text",
         "closing_text",
         "name",
+        "kb_auto_answer_threshold",
+        "kb_answer_wait_seconds",
+        "kb_answer_wait_seconds",
         "colour",
     ]
 
@@ -359,7 +373,7 @@ async def test_patch_changes_settings_and_checks_a_new_connection(desk: Desk) ->
     assert (refused.status_code, refused.json()["title"]) == (409, "NotAForum")
     assert (null_name.status_code, null_name.json()) == (
         422,
-        problem(422, "InvalidInput", "name cannot be null; only the texts can"),
+        problem(422, "InvalidInput", "name cannot be null; only the texts and the threshold can"),
     )
     assert (moved.status_code, moved.json()) == (
         200,
@@ -472,3 +486,45 @@ async def blocked_on_a_lock(desk: Desk, task: asyncio.Task[Any]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("no session waited for a lock within 10 s")
+
+
+async def test_patch_turns_auto_answers_on_and_off(desk: Desk) -> None:
+    """The threshold is set, then turned off with null; the wait cannot be null."""
+    acme = await desk.tenant("Acme")
+    bot = await desk.bot(acme, "acme_desk_bot")
+    connection_id = await desk.connection(acme, bot, desk.forum(bot))
+    desk_id = (
+        await desk.api.post(
+            "/v1/support/desks",
+            json={"bot_id": bot.id, "connection_id": connection_id},
+            headers=acme.admin,
+        )
+    ).json()["id"]
+    url = f"/v1/support/desks/{desk_id}"
+
+    on = await desk.api.patch(
+        url,
+        json={"kb_auto_answer_threshold": 1.5, "kb_answer_wait_seconds": 30},
+        headers=acme.admin,
+    )
+    off = await desk.api.patch(url, json={"kb_auto_answer_threshold": None}, headers=acme.admin)
+    null_wait = await desk.api.patch(url, json={"kb_answer_wait_seconds": None}, headers=acme.admin)
+
+    assert (on.status_code, on.json()) == (
+        200,
+        desk_view(
+            desk_id, bot.id, connection_id, kb_auto_answer_threshold=1.5, kb_answer_wait_seconds=30
+        ),
+    )
+    assert (off.status_code, off.json()) == (
+        200,
+        desk_view(desk_id, bot.id, connection_id, kb_answer_wait_seconds=30),
+    )
+    assert (null_wait.status_code, null_wait.json()) == (
+        422,
+        problem(
+            422,
+            "InvalidInput",
+            "kb_answer_wait_seconds cannot be null; only the texts and the threshold can",
+        ),
+    )
