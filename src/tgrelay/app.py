@@ -56,6 +56,7 @@ from tgrelay.support import api as support_api
 from tgrelay.support import desk_api as support_desk_api
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
+from tgrelay.support import kb_answers as support_kb_answers
 from tgrelay.support import kb_api as support_kb_api
 from tgrelay.support import lifecycle as support_lifecycle
 from tgrelay.telegram import client as telegram_client
@@ -92,6 +93,7 @@ def job_registry(rt: Runtime) -> Registry:
     outbox_jobs.register(registry, rt, wiring.outbox(rt))
     groups_legacy_sends.register(registry, rt)
     support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
+    support_kb_answers.register(registry, rt)
     return registry
 
 

@@ -130,6 +130,17 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300),
             registry=r,
         )
+        self.support_deflections = Counter(
+            "tgrelay_support_deflections",
+            "Tickets an auto-answered article resolved: the customer said it answered them.",
+            registry=r,
+        )
+        self.support_auto_answers = Counter(
+            "tgrelay_support_auto_answers",
+            "Auto-answers by what became of them: waiting (sent), deflected, declined, timed_out.",
+            ["outcome"],
+            registry=r,
+        )
         self.possible_duplicate_sends = Counter(
             "tgrelay_possible_duplicate_sends",
             "Messages sent again after a crash hid whether the first send reached Telegram.",

@@ -18,6 +18,7 @@ class Kind(enum.Enum):
     CLOSE = "close"
     NOTE = "note"  # argument: the note's text
     SNIPPET = "snippet"  # argument: the snippet's name
+    KB = "kb"  # argument: the words to search the knowledge base for
     RELAY = "relay"  # not a command: the message goes to the customer
     UNKNOWN = "unknown"  # argument: the command as typed
     INCOMPLETE = "incomplete"  # argument: the command missing its argument
@@ -38,8 +39,9 @@ NAMES = {
     "close": Kind.CLOSE,
     "note": Kind.NOTE,
     "s": Kind.SNIPPET,
+    "kb": Kind.KB,
 }
-NEEDS_ARGUMENT = frozenset({Kind.NOTE, Kind.SNIPPET})
+NEEDS_ARGUMENT = frozenset({Kind.NOTE, Kind.SNIPPET, Kind.KB})
 
 HELP = (
     "Commands in a ticket's topic:\n"
@@ -51,6 +53,7 @@ HELP = (
     "/close — close it for good\n"
     "/note <text> or //<text> — an internal note, not sent to the customer\n"
     "/s <name> — send a saved reply\n"
+    "/kb <words> — find knowledge-base articles to send\n"
     "Anything else you write here goes to the customer."
 )
 

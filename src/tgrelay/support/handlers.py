@@ -21,6 +21,8 @@ from tgrelay.support import (
     commands,
     conversation,
     header,
+    kb_answers,
+    kb_topic,
     lifecycle,
     snippets,
     store,
@@ -77,7 +79,11 @@ def handler(rt: Runtime) -> Handler:
         processed = inbound.processed
         raw = processed.raw
         if processed.kind is UpdateKind.CALLBACK_QUERY:
-            return await _pressed(rt, conn, inbound, raw["callback_query"])
+            query = raw["callback_query"]
+            kb_press = kb_topic.decode(query.get("data"))
+            if kb_press is not None:
+                return await _kb_pressed(rt, conn, inbound, query, kb_press)
+            return await _pressed(rt, conn, inbound, query)
         if processed.kind not in (UpdateKind.MESSAGE, UpdateKind.EDITED_MESSAGE):
             return False
         edited = processed.kind is UpdateKind.EDITED_MESSAGE
@@ -151,13 +157,15 @@ async def _customer_message(
         username=sender.get("username"),
         language_code=sender.get("language_code"),
     )
+    written = _written(message, inbound.processed.received_at)
+    before = await ticket_store.latest_of_customer(conn, desk.bot_id, customer.id)
     try:
-        await conversation.customer_wrote(
-            conn, rt, desk, customer, _written(message, inbound.processed.received_at)
-        )
+        ticket = await conversation.customer_wrote(conn, rt, desk, customer, written)
     except conversation.NoDeskGroup as exc:
         log.warning("support.no_desk_group", desk_id=desk.id, reason=str(exc))
         return False
+    if before is None or before.id != ticket.id:  # it opened a ticket
+        await kb_answers.opened(conn, rt, desk, ticket, written.text)
     return True
 
 
@@ -245,6 +253,9 @@ async def _topic_message(
                 await conversation.reply(
                     conn, rt, desk, ticket, text, author_id=agent.telegram_user_id
                 )
+        case Kind.KB:
+            assert command.argument is not None
+            await kb_topic.search_in_topic(conn, rt, ticket, command.argument, reply_to=message_id)
         case Kind.UNKNOWN:
             await _say(
                 conn,
@@ -297,6 +308,38 @@ async def _pressed(
             callback_query_id=query["id"],
             text=notice[: messages.MAX_CALLBACK_ANSWER_CHARS],
         ),
+    )
+    return True
+
+
+async def _kb_pressed(
+    rt: Runtime,
+    conn: AsyncConnection,
+    inbound: Inbound,
+    query: dict[str, Any],
+    press: kb_topic.Press,
+) -> bool:
+    """A knowledge-base button: an agent's "Send to customer" in the topic, or the
+    customer's Yes / No under an auto-answer in their private chat."""
+    ticket = await ticket_store.ticket(
+        conn, press.ticket_id, workspace_id=inbound.workspace_id, for_update=True
+    )
+    if ticket is None or ticket.bot_id != inbound.bot.bot_id:
+        return False
+    chat_id = query.get("message", {}).get("chat", {}).get("id")
+    if press.action is not kb_topic.Action.SEND:
+        if query["from"]["id"] != ticket.customer.id or chat_id != ticket.customer_chat_id:
+            return False
+        await kb_answers.customer_said(conn, rt, ticket, press, query)
+        return True
+    if chat_id != ticket.topic_chat_id or press.article_id is None:
+        return False
+    agent = await _seen_agent(conn, rt, ticket.workspace_id, query["from"])
+    notice = await kb_topic.send_article(conn, rt, ticket, agent, press.article_id)
+    await outbox.enqueue(
+        conn,
+        rt,
+        messages.AnswerCallback(bot_id=ticket.bot_id, callback_query_id=query["id"], text=notice),
     )
     return True
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.support import kb
-from tgrelay.support.models import Article, Hit
+from tgrelay.support import kb, kb_answers
+from tgrelay.support.models import Article, AutoAnswer, AutoAnswerOutcome, Hit
 from tgrelay.workspaces import service as workspaces
 
 router = APIRouter(prefix="/v1/support", tags=["knowledge base"])
@@ -145,3 +145,28 @@ async def update_article(
 async def delete_article(article_id: str, principal: AdminPrincipal, rt: CurrentRuntime) -> None:
     """Tickets keep what they were sent of it."""
     await kb.delete_article(rt, principal, article_id)
+
+
+class AutoAnswerView(BaseModel):
+    """What an auto-answer did: `deflected` when the customer's Yes resolved the ticket."""
+
+    article_id: str
+    title: str  # as it was sent
+    score: float
+    outcome: AutoAnswerOutcome
+    asked_at: datetime
+    settled_at: datetime | None  # when the customer answered or the wait ended
+
+    @classmethod
+    def of(cls, answer: AutoAnswer) -> AutoAnswerView:
+        return cls.model_validate(answer, from_attributes=True)
+
+
+@router.get(
+    "/tickets/{ticket_id}/auto_answer",
+    responses={404: {"description": "no such ticket, or it was not answered automatically"}},
+)
+async def get_auto_answer(
+    ticket_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+) -> AutoAnswerView:
+    return AutoAnswerView.of(await kb_answers.of_ticket(rt, principal.workspace_id, ticket_id))

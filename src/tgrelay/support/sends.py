@@ -154,9 +154,16 @@ async def topic_state(conn: AsyncConnection, rt: Runtime, ticket: Ticket, op: To
 
 
 async def in_topic(
-    conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, *, reply_to: int | None = None
+    conn: AsyncConnection,
+    rt: Runtime,
+    ticket: Ticket,
+    text: str,
+    *,
+    reply_to: int | None = None,
+    keyboard: messages.Keyboard | None = None,
 ) -> None:
-    """The bot's own text in the ticket's topic (a note's mark, a refusal, the help)."""
+    """The bot's own text in the ticket's topic (a note's mark, a refusal, the help, the
+    knowledge base's articles with their buttons)."""
     await _send(
         conn,
         rt,
@@ -166,14 +173,23 @@ async def in_topic(
             chat_id=ticket.topic_chat_id,
             text=text[: messages.MAX_TEXT_CHARS],
             reply_to_message_id=reply_to,
+            keyboard=keyboard,
         ),
         IN_TOPIC,
         {"ticket_id": ticket.id},
     )
 
 
-async def to_customer(conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str) -> None:
-    """The desk's own text to the customer (greeting, closing), in the ticket's order."""
+async def to_customer(
+    conn: AsyncConnection,
+    rt: Runtime,
+    ticket: Ticket,
+    text: str,
+    *,
+    keyboard: messages.Keyboard | None = None,
+) -> None:
+    """The desk's own text to the customer (greeting, closing, an auto-answer and its
+    question), in the ticket's order."""
     await outbox.enqueue(
         conn,
         rt,
@@ -181,6 +197,7 @@ async def to_customer(conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: 
             bot_id=ticket.bot_id,
             chat_id=ticket.customer_chat_id,
             text=text[: messages.MAX_TEXT_CHARS],
+            keyboard=keyboard,
         ),
         ordering_key=ticket_key(ticket.id),
     )
