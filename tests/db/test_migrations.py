@@ -114,7 +114,10 @@ async def _search_objects(url: str) -> set[str]:
         async with engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 rows = await conn.execute(
-                    text("SELECT name FROM sqlite_master WHERE name LIKE 'support_articles_fts%'")
+                    text(
+                        "SELECT name FROM sqlite_master WHERE name LIKE 'support_articles_fts%' "
+                        "OR name = 'support_articles_search'"
+                    )
                 )
             else:
                 rows = await conn.execute(
@@ -131,6 +134,7 @@ async def _search_objects(url: str) -> set[str]:
 
 
 SQLITE_SEARCH = {
+    "support_articles_search",
     "support_articles_fts",
     "support_articles_fts_config",
     "support_articles_fts_data",
@@ -144,7 +148,7 @@ SQLITE_SEARCH = {
 
 async def test_sqlite_search_objects_exist(tmp_path: Path) -> None:
     """The schema comparison leaves the FTS5 table out, so this checks the migration and
-    create_all both make it, its shadow tables and its three triggers."""
+    create_all both make it, its content view, shadow tables and three triggers."""
     migrated = f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}"
     await migrate.upgrade(migrated)
     created = Database(f"sqlite+aiosqlite:///{tmp_path / 'created.db'}")

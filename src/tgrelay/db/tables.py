@@ -607,25 +607,35 @@ ARTICLES_FTS = "support_articles_fts"
 FTS5_SHADOWS = ("data", "idx", "docsize", "config")
 SEARCH_VECTOR = "search_vector"
 SEARCH_INDEX = "ix_support_articles_search_vector"
+SEARCH_VIEW = "support_articles_search"
 SEARCH_OBJECTS = frozenset(
-    {ARTICLES_FTS, *(f"{ARTICLES_FTS}_{shadow}" for shadow in FTS5_SHADOWS)}
+    {ARTICLES_FTS, SEARCH_VIEW, *(f"{ARTICLES_FTS}_{shadow}" for shadow in FTS5_SHADOWS)}
     | {SEARCH_VECTOR, SEARCH_INDEX}
 )
+# The FTS5 table indexes the workspace, language ('0': none) and auto_answer too, so that one
+# MATCH filters and ranks, and only the top rows are joined back (see support.kb_store).
+# Its content is the view, which shows the values exactly as indexed ('rebuild' agrees).
+_INDEXED = "title, body, workspace_id, language, auto_answer"
+_NEW = "new.doc_id, new.title, new.body, new.workspace_id, coalesce(new.language, '0'), "
+_OLD = "old.doc_id, old.title, old.body, old.workspace_id, coalesce(old.language, '0'), "
 SQLITE_SEARCH_DDL = (
-    "CREATE VIRTUAL TABLE support_articles_fts USING fts5(title, body, "
-    "content='support_articles', content_rowid='doc_id', "
+    "CREATE VIEW support_articles_search AS SELECT doc_id, title, body, workspace_id, "
+    "coalesce(language, '0') AS language, auto_answer FROM support_articles",
+    "CREATE VIRTUAL TABLE support_articles_fts USING fts5("
+    + _INDEXED
+    + ", content='support_articles_search', content_rowid='doc_id', "
     "tokenize='porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER support_articles_fts_insert AFTER INSERT ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(rowid, title, body) "
-    "VALUES (new.doc_id, new.title, new.body); END",
+    "INSERT INTO support_articles_fts(rowid, " + _INDEXED + ") "
+    "VALUES (" + _NEW + "new.auto_answer); END",
     "CREATE TRIGGER support_articles_fts_delete AFTER DELETE ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
-    "VALUES ('delete', old.doc_id, old.title, old.body); END",
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, " + _INDEXED + ") "
+    "VALUES ('delete', " + _OLD + "old.auto_answer); END",
     "CREATE TRIGGER support_articles_fts_update AFTER UPDATE ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
-    "VALUES ('delete', old.doc_id, old.title, old.body); "
-    "INSERT INTO support_articles_fts(rowid, title, body) "
-    "VALUES (new.doc_id, new.title, new.body); END",
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, " + _INDEXED + ") "
+    "VALUES ('delete', " + _OLD + "old.auto_answer); "
+    "INSERT INTO support_articles_fts(rowid, " + _INDEXED + ") "
+    "VALUES (" + _NEW + "new.auto_answer); END",
 )
 POSTGRES_SEARCH_DDL = (
     "ALTER TABLE support_articles ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "

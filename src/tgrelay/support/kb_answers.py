@@ -15,7 +15,7 @@ from tgrelay.queue import store as job_store
 from tgrelay.queue import worker
 from tgrelay.queue.models import Job, NewJob
 from tgrelay.runtime import Runtime
-from tgrelay.support import kb, kb_store, kb_topic, lifecycle, sends, ticket_store
+from tgrelay.support import kb, kb_store, kb_topic, lifecycle, rules, sends, ticket_store
 from tgrelay.support.kb_topic import Action, Press
 from tgrelay.support.models import (
     AutoAnswer,
@@ -168,13 +168,15 @@ def register(registry: worker.Registry, rt: Runtime) -> None:
 
 
 async def _deflected(conn: AsyncConnection, rt: Runtime, ticket: Ticket, answer: AutoAnswer) -> str:
+    if rules.check(ticket.status, TicketStatus.RESOLVED) is not None:
+        return SETTLED  # closed meanwhile: nothing left to resolve
+    # Said before the resolve closes the topic, so that it reads in order there.
+    await sends.in_topic(conn, rt, ticket, SAID_YES.format(title=answer.title))
     changed = await lifecycle.change_status(
         conn, rt, ticket, TicketStatus.RESOLVED, changed_by=lifecycle.CUSTOMER, note=DEFLECTED
     )
-    if isinstance(changed, Refused):  # closed meanwhile: nothing left to resolve
-        return SETTLED
+    assert not isinstance(changed, Refused)  # checked above, on the row held for update
     await kb_store.settle(conn, ticket.id, AutoAnswerOutcome.DEFLECTED, rt.clock())
-    await sends.in_topic(conn, rt, ticket, SAID_YES.format(title=answer.title))
     rt.metrics.support_deflections.inc()
     rt.metrics.support_auto_answers.labels(outcome=AutoAnswerOutcome.DEFLECTED.value).inc()
     return THANKS

@@ -62,15 +62,25 @@ async def search(
     if not words:
         return []
     if conn.dialect.name == "sqlite":
-        match = " OR ".join(f'"{word}"' for word in words)  # a word holds no '"' (\w only)
+        # One MATCH filters (workspace, language, auto_answer are indexed columns) and ranks,
+        # so only the best `limit` rows are joined back to support_articles.
+        filters = [f"workspace_id : {_phrase(workspace_id)}"]
+        if language is not None:
+            filters.append(f'(language : {_phrase(language)} OR language : "0")')
+        if auto_answer_only:
+            filters.append('auto_answer : "1"')
+        match = " AND ".join([*filters, "(" + " OR ".join(map(_phrase, words)) + ")"])
         fts: ColumnElement[Any] = literal_column(tables.ARTICLES_FTS)
+        bm25 = func.bm25(fts, TITLE_WEIGHT, 1.0, 0.0, 0.0, 0.0)
         ranked = (
             select(
                 literal_column(f"{tables.ARTICLES_FTS}.rowid").label("doc_id"),
-                (-func.bm25(fts, TITLE_WEIGHT, 1.0)).label("score"),
+                (-bm25).label("score"),
             )
             .select_from(table(tables.ARTICLES_FTS))
             .where(fts.op("MATCH")(match))
+            .order_by(bm25)
+            .limit(limit)
             .subquery("ranked")
         )
         doc_id, score = ranked.c.doc_id, ranked.c.score
@@ -81,6 +91,7 @@ async def search(
         vector: ColumnElement[Any] = literal_column(f"support_articles.{tables.SEARCH_VECTOR}")
         score = func.ts_rank(vector, tsquery).label("score")
         query_ = select(articles, score).where(vector.op("@@")(tsquery))
+    # On SQLite the MATCH filtered already; these keep PostgreSQL's search to the same rows.
     query_ = query_.where(articles.c.workspace_id == workspace_id)
     if language is not None:
         query_ = query_.where((articles.c.language.is_(None)) | (articles.c.language == language))
@@ -90,6 +101,11 @@ async def search(
         query_.order_by(score.desc(), articles.c.title, articles.c.id).limit(limit)
     )
     return [Hit(article=_to_article(row), score=float(row.score)) for row in rows]
+
+
+def _phrase(value: str) -> str:
+    """An FTS5 string: quoted, its quotes doubled, so nothing in it is an operator."""
+    return '"' + value.replace('"', '""') + '"'
 
 
 # --- articles ------------------------------------------------------------------------------

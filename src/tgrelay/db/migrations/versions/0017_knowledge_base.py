@@ -2,7 +2,8 @@
 and the desks' auto-answer settings
 
 Issue 20, point 3. SQLite searches an external-content FTS5 table kept in step by triggers
-(keyed by the article's doc_id, which VACUUM cannot renumber); PostgreSQL a generated
+(keyed by the article's doc_id, which VACUUM cannot renumber; its content a view showing the
+indexed workspace, language and auto_answer as indexed); PostgreSQL a generated
 tsvector column (title weighted A, body B) under a GIN index. The statements are the ones
 tgrelay.db.tables attaches to the table for create_all, copied so this revision stays fixed.
 
@@ -24,20 +25,29 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SQLITE_SEARCH = (
-    "CREATE VIRTUAL TABLE support_articles_fts USING fts5(title, body, "
-    "content='support_articles', content_rowid='doc_id', "
+    "CREATE VIEW support_articles_search AS SELECT doc_id, title, body, workspace_id, "
+    "coalesce(language, '0') AS language, auto_answer FROM support_articles",
+    "CREATE VIRTUAL TABLE support_articles_fts USING fts5("
+    "title, body, workspace_id, language, auto_answer, "
+    "content='support_articles_search', content_rowid='doc_id', "
     "tokenize='porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER support_articles_fts_insert AFTER INSERT ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(rowid, title, body) "
-    "VALUES (new.doc_id, new.title, new.body); END",
+    "INSERT INTO support_articles_fts(rowid, title, body, workspace_id, language, auto_answer) "
+    "VALUES (new.doc_id, new.title, new.body, new.workspace_id, coalesce(new.language, '0'), "
+    "new.auto_answer); END",
     "CREATE TRIGGER support_articles_fts_delete AFTER DELETE ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
-    "VALUES ('delete', old.doc_id, old.title, old.body); END",
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body, workspace_id, "
+    "language, auto_answer) "
+    "VALUES ('delete', old.doc_id, old.title, old.body, old.workspace_id, "
+    "coalesce(old.language, '0'), old.auto_answer); END",
     "CREATE TRIGGER support_articles_fts_update AFTER UPDATE ON support_articles BEGIN "
-    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body) "
-    "VALUES ('delete', old.doc_id, old.title, old.body); "
-    "INSERT INTO support_articles_fts(rowid, title, body) "
-    "VALUES (new.doc_id, new.title, new.body); END",
+    "INSERT INTO support_articles_fts(support_articles_fts, rowid, title, body, workspace_id, "
+    "language, auto_answer) "
+    "VALUES ('delete', old.doc_id, old.title, old.body, old.workspace_id, "
+    "coalesce(old.language, '0'), old.auto_answer); "
+    "INSERT INTO support_articles_fts(rowid, title, body, workspace_id, language, auto_answer) "
+    "VALUES (new.doc_id, new.title, new.body, new.workspace_id, coalesce(new.language, '0'), "
+    "new.auto_answer); END",
 )
 POSTGRES_SEARCH = (
     "ALTER TABLE support_articles ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
@@ -98,6 +108,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE support_articles_fts")
+        op.execute("DROP VIEW support_articles_search")
     with op.batch_alter_table("support_desks", schema=None) as batch_op:
         batch_op.drop_column("kb_answer_wait_seconds")
         batch_op.drop_column("kb_auto_answer_threshold")
