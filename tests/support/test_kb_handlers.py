@@ -23,7 +23,7 @@ from tests.support.desks import (
     sends,
     topic_made,
 )
-from tgrelay import app
+from tgrelay import app, errors
 from tgrelay.db import tables
 from tgrelay.queue import store as job_store
 from tgrelay.queue.worker import Transactional
@@ -342,13 +342,32 @@ async def test_no_answer_within_the_wait_goes_to_agents(
     assert len(notices) == 1
 
 
-async def test_no_auto_answer_at_or_below_the_threshold_or_when_off(
-    relay: Dispatching, desk: DeskSetup
-) -> None:
-    """A best score not above the threshold, or no threshold, sends no auto-answer."""
+async def test_no_auto_answer_at_the_threshold(relay: Dispatching, desk: DeskSetup) -> None:
+    """A best score not above the threshold sends no auto-answer, and the API says so."""
     await _auto_answers(relay, above=0.0)
     ticket_id, produced = await _opens(relay, desk, PASSWORD)
     async with relay.rt.db.engine.connect() as conn:
         row = await kb_store.auto_answer(conn, ticket_id)
+    workspace_id = relay.principal.workspace_id
+    with pytest.raises(errors.NotFound) as none:
+        await kb_answers.of_ticket(relay.rt, workspace_id, ticket_id)
+    with pytest.raises(errors.NotFound) as unknown:
+        await kb_answers.of_ticket(relay.rt, workspace_id, "tkt_nope")
     assert row is None
+    assert [t[2] for t in _texts(produced) if t[1] == ADA["id"]] == ["Hi! We got your message."]
+    assert (str(none.value), str(unknown.value)) == (
+        f"ticket {ticket_id} was not answered automatically",
+        "no ticket tkt_nope",
+    )
+
+
+async def test_no_auto_answer_when_off(relay: Dispatching, desk: DeskSetup) -> None:
+    """With no threshold (the default) a matching auto_answer article is only suggested."""
+    ticket_id, produced = await _opens(relay, desk, PASSWORD)
+    async with relay.rt.db.engine.connect() as conn:
+        row = await kb_store.auto_answer(conn, ticket_id)
+        jobs = await conn.scalar(
+            select(tables.jobs.c.id).where(tables.jobs.c.kind == kb_answers.ANSWER_WAIT)
+        )
+    assert (row, jobs) == (None, None)
     assert [t[2] for t in _texts(produced) if t[1] == ADA["id"]] == ["Hi! We got your message."]
