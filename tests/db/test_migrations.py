@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,20 @@ async def test_postgres_search_objects_exist(postgres: PostgresServer) -> None:
         await migrate.upgrade(url)
         found = await _search_objects(url)
     assert found == {"search_vector", "ix_support_articles_search_vector"}
+
+
+def _down_and_up(url: str) -> None:
+    from alembic import command
+
+    config = migrate.alembic_config(url)
+    command.downgrade(config, "0015")
+    command.upgrade(config, "head")
+
+
+async def test_the_knowledge_base_migration_goes_down_and_up_again(tmp_path: Path) -> None:
+    """0017's downgrade removes its triggers before SQLite's next ALTER checks them, and the
+    upgrade after it leaves the declared schema and every search object."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'down.db'}"
+    await migrate.upgrade(url)
+    await asyncio.to_thread(_down_and_up, url)
+    assert (await _schema_diff(url), await _search_objects(url)) == ([], SQLITE_SEARCH)

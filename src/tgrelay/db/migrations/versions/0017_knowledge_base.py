@@ -107,6 +107,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        # The triggers first: SQLite checks them against the tables on every later ALTER.
+        for trigger in ("insert", "delete", "update"):
+            op.execute(f"DROP TRIGGER support_articles_fts_{trigger}")
         op.execute("DROP TABLE support_articles_fts")
         op.execute("DROP VIEW support_articles_search")
     with op.batch_alter_table("support_desks", schema=None) as batch_op:
