@@ -57,6 +57,8 @@ from tgrelay.support import desk_api as support_desk_api
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
 from tgrelay.support import lifecycle as support_lifecycle
+from tgrelay.support import sla_api as support_sla_api
+from tgrelay.support import sla_escalation as support_sla_escalation
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -91,6 +93,7 @@ def job_registry(rt: Runtime) -> Registry:
     outbox_jobs.register(registry, rt, wiring.outbox(rt))
     groups_legacy_sends.register(registry, rt)
     support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
+    support_sla_escalation.register(registry, rt)
     return registry
 
 
@@ -315,6 +318,7 @@ class TgrelayApp:
         api.include_router(workspaces_api.router)
         api.include_router(support_desk_api.router)
         api.include_router(support_api.router)
+        api.include_router(support_sla_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -21,7 +21,7 @@ from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.groups import service as groups
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, lifecycle, rules, sends, store, ticket_store
+from tgrelay.support import header, lifecycle, rules, sends, sla_timer, store, ticket_store
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -388,6 +388,8 @@ async def _record(
     its row id."""
     row_id = await ticket_store.add_message(conn, values)
     direction = Direction(values["direction"])
+    if direction is not Direction.NOTE:  # a note starts or meets no clock
+        await sla_timer.plan(conn, rt, ticket)
     await events.emit(
         conn,
         rt,

@@ -17,7 +17,7 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, jobs, rules, sends, store, ticket_store
+from tgrelay.support import header, jobs, rules, sends, sla_timer, store, ticket_store
 from tgrelay.support.models import Agent, ChangedField, Ticket, TicketChange, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sends import TopicOp
@@ -79,6 +79,7 @@ async def change_status(
         now=now,
     )
     changed = await current(conn, ticket.id)
+    await sla_timer.plan(conn, rt, changed)
     if target is TicketStatus.RESOLVED:
         await _resolved(conn, rt, changed, now)
     elif target is TicketStatus.CLOSED:
@@ -159,6 +160,7 @@ async def assign(
         ),
         now=now,
     )
+    await sla_timer.plan(conn, rt, await current(conn, ticket.id))
     return await show(conn, rt, ticket.id) if show_header else await current(conn, ticket.id)
 
 

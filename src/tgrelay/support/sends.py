@@ -154,9 +154,16 @@ async def topic_state(conn: AsyncConnection, rt: Runtime, ticket: Ticket, op: To
 
 
 async def in_topic(
-    conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, *, reply_to: int | None = None
+    conn: AsyncConnection,
+    rt: Runtime,
+    ticket: Ticket,
+    text: str,
+    *,
+    reply_to: int | None = None,
+    entities: tuple[messages.Entity, ...] = (),
 ) -> None:
-    """The bot's own text in the ticket's topic (a note's mark, a refusal, the help)."""
+    """The bot's own text in the ticket's topic (a note's mark, a refusal, the help, an SLA
+    escalation's mentions as `entities`)."""
     await _send(
         conn,
         rt,
@@ -166,6 +173,7 @@ async def in_topic(
             chat_id=ticket.topic_chat_id,
             text=text[: messages.MAX_TEXT_CHARS],
             reply_to_message_id=reply_to,
+            entities=entities,
         ),
         IN_TOPIC,
         {"ticket_id": ticket.id},
