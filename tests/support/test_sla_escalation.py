@@ -17,7 +17,15 @@ from sqlalchemy import func, literal_column, select
 from tests.dispatching import Dispatching, dispatching
 from tests.support.desks import ADA, BOB, DeskSetup, latest, make_desk, topic_made
 from tgrelay.db import tables
-from tgrelay.support import sla_api, sla_escalation, sla_store, sla_timer, store, ticket_store
+from tgrelay.support import (
+    header,
+    sla_api,
+    sla_escalation,
+    sla_store,
+    sla_timer,
+    store,
+    ticket_store,
+)
 from tgrelay.support.sla import Metric
 from tgrelay.support.sla_policy import PolicySpec
 from tgrelay.telegram.outbox import jobs as outbox
@@ -102,6 +110,19 @@ async def run_at(relay: Dispatching, ticket_id: str, wake: datetime) -> Ran:
         )
 
 
+async def breached_header(relay: Dispatching, desk: DeskSetup, ticket_id: str) -> messages.Request:
+    """The header edit a breach queues: the header as before, and the breached clock (the
+    header's draft; the recipient renders the same at send time)."""
+    ticket = await latest(relay, ticket_id)
+    due = ticket.created_at + timedelta(seconds=HOUR)
+    text = header.header_text(ticket, assignee=None)
+    return messages.SendText(
+        bot_id=desk.bot.id,
+        chat_id=desk.chat_id,
+        text=f"{text}\n⏱ First response: breached {due.strftime('%H:%M UTC')}",
+    )
+
+
 async def test_an_unanswered_ticket_breaches_once(
     relay: Dispatching, desk: DeskSetup, clock: Clock
 ) -> None:
@@ -130,7 +151,7 @@ async def test_an_unanswered_ticket_breaches_once(
                 },
             )
         ],
-        sends=[],
+        sends=[await breached_header(relay, desk, ticket_id)],
     )
     assert again == Ran(events=[], sends=[])
     assert [(b.metric, b.due_at, b.breached_at) for b in breaches] == [
@@ -185,7 +206,7 @@ async def test_the_ladder_warns_emits_then_messages_each_once(
         "step": 1,
         "reason": f"first_response breached at {due.isoformat()}",
     }
-    assert breached.sends == []
+    assert breached.sends == [await breached_header(relay, desk, ticket_id)]
     assert messaged == Ran(
         events=[],
         sends=[messages.SendText(bot_id=desk.bot.id, chat_id=555, text="Look at #1")],

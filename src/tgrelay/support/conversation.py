@@ -127,7 +127,7 @@ async def open_ticket(
             ticket = await lifecycle.assign(
                 conn, rt, ticket, picked, changed_by=lifecycle.SYSTEM, show_header=False
             )
-    await sends.header(conn, rt, ticket, await lifecycle.header_text(conn, ticket))
+    await sends.header(conn, rt, ticket, await lifecycle.header_text(conn, rt, ticket))
     await _record_customer(conn, rt, ticket, written)
     if desk.greeting_text:
         await sends.to_customer(conn, rt, ticket, desk.greeting_text)

@@ -184,13 +184,17 @@ async def show(conn: AsyncConnection, rt: Runtime, ticket_id: str) -> Ticket:
     ticket = await current(conn, ticket_id)
     await ticket_store.change_ticket(conn, ticket_id, header_version=ticket.header_version + 1)
     ticket = await current(conn, ticket_id)
-    await sends.header(conn, rt, ticket, await header_text(conn, ticket))
+    await sends.header(conn, rt, ticket, await header_text(conn, rt, ticket))
     return ticket
 
 
-async def header_text(conn: AsyncConnection, ticket: Ticket) -> str:
-    """The header as the ticket reads now, its assignee by name."""
-    return header.header_text(ticket, assignee=await assignee_name(conn, ticket))
+async def header_text(conn: AsyncConnection, rt: Runtime, ticket: Ticket) -> str:
+    """The header as the ticket reads now, its assignee by name, its SLA clocks if any."""
+    now = rt.clock()
+    clocks = await sla_timer.current_clocks(conn, ticket, now)
+    return header.header_text(
+        ticket, assignee=await assignee_name(conn, ticket), clocks=clocks or (), now=now
+    )
 
 
 async def assignee_name(conn: AsyncConnection, ticket: Ticket) -> str | None:

@@ -51,8 +51,9 @@ async def check(conn: AsyncConnection, rt: Runtime, ticket_id: str, wake_at: dat
     found = await sla_timer.runs_of(conn, ticket, now)
     if found is not None:
         spec, clocks = found
-        for clock in clocks:
-            await _record_breach(conn, rt, ticket, clock, now)
+        breached = [await _record_breach(conn, rt, ticket, clock, now) for clock in clocks]
+        if any(breached):  # the header says "breached" from now on
+            ticket = await lifecycle.show(conn, rt, ticket.id)
         for clock in clocks:
             if not sla_timer.live(clock, ticket):
                 continue
@@ -70,9 +71,10 @@ async def check(conn: AsyncConnection, rt: Runtime, ticket_id: str, wake_at: dat
 
 async def _record_breach(
     conn: AsyncConnection, rt: Runtime, ticket: Ticket, clock: Clock, now: datetime
-) -> None:
+) -> bool:
+    """Record and announce the run's breach unless it was; whether this call did."""
     if clock.breached_at is None or clock.due_at is None or clock.breached_at > now:
-        return
+        return False
     breach = sla_store.Breach(
         ticket_id=ticket.id,
         metric=clock.metric,
@@ -81,7 +83,7 @@ async def _record_breach(
         recorded_at=now,
     )
     if not await sla_store.add_breach(conn, breach):
-        return
+        return False
     log.info("ticket.sla_breached", ticket_id=ticket.id, metric=clock.metric.value)
     await events.emit(
         conn,
@@ -96,6 +98,7 @@ async def _record_breach(
         ),
         now=now,
     )
+    return True
 
 
 async def _fire(

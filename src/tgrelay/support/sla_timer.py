@@ -69,6 +69,16 @@ async def runs_of(
     return stored.spec, sla.runs(await history(conn, ticket), stored.spec.calculator(), now)
 
 
+async def current_clocks(
+    conn: AsyncConnection, ticket: Ticket, now: datetime
+) -> list[Clock] | None:
+    """Each tracked metric's latest run (None: the desk has no policy)."""
+    stored = await sla_store.policy(conn, ticket.desk_id)
+    if stored is None:
+        return None
+    return sla.clocks(await history(conn, ticket), stored.spec.calculator(), now)
+
+
 def live(clock: Clock, ticket: Ticket) -> bool:
     """A run the ladder still acts on: unmet, running, not paused, the ticket not resolved."""
     return (
