@@ -210,6 +210,18 @@ def test_each_waiting_message_starts_a_run_and_the_latest_is_the_clock() -> None
     assert sla.clocks(history([(5, S.OPEN)], messages), POLICY, at(60))[1] == found[2]
 
 
+def test_a_reply_in_the_same_instant_follows_the_message_it_answers() -> None:
+    """Messages in one instant count in their order: the reply meets the first response
+    and no next_response run starts from the message it answered."""
+    messages = [(0, Dir.CUSTOMER), (0, Dir.AGENT), (0, Dir.CUSTOMER), (0, Dir.AGENT)]
+    found = sla.runs(history([(0, S.OPEN)], messages), POLICY, at(1))
+    assert found == [
+        clock(Metric.FIRST_RESPONSE, 0, 60, met=0),
+        clock(Metric.NEXT_RESPONSE, 0, 30, met=0),
+        clock(Metric.RESOLUTION, 0, 480),
+    ]
+
+
 def test_resolving_meets_resolution_and_stops_the_rest() -> None:
     """Resolved unanswered at 30 minutes: resolution met, first response stopped unbreached."""
     found = sla.clocks(history([(30, S.RESOLVED), (40, S.CLOSED)]), POLICY, at(600))

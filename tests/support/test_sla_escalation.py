@@ -285,3 +285,100 @@ async def test_a_policy_plans_the_timers_of_tickets_already_open(
     assert (before, planned) == (None, created + timedelta(seconds=2 * HOUR))
     assert ran == Ran(events=[], sends=[])
     assert await wake_of(relay, ticket_id) is None
+
+
+async def agent_writes(relay: Dispatching, desk: DeskSetup, thread_id: int, text: str) -> None:
+    relay.emulator.emulator.send_message(
+        desk.bot.id, BOB, {"id": desk.chat_id}, text, message_thread_id=thread_id
+    )
+    await relay.process_pending(desk.bot.id)
+
+
+async def customer_writes(relay: Dispatching, desk: DeskSetup, text: str) -> None:
+    relay.emulator.emulator.send_message(desk.bot.id, ADA, None, text)
+    await relay.process_pending(desk.bot.id)
+
+
+async def test_pending_drops_the_timer_and_the_customers_answer_resumes_it(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """Twenty minutes in, /pending: no timer while the clock is paused; the customer writes
+    forty minutes later and the first response falls due forty minutes after that."""
+    await policy(relay, desk, first_response=HOUR)
+    ticket_id, thread_id = await opened(relay, desk)
+    created = (await latest(relay, ticket_id)).created_at
+    clock.advance(20 * 60)
+    await agent_writes(relay, desk, thread_id, "/pending")
+    paused = await wake_of(relay, ticket_id)
+    clock.advance(40 * 60)
+    await customer_writes(relay, desk, "here is the order number")
+    resumed = await wake_of(relay, ticket_id)
+
+    assert paused is None
+    assert resumed == created + timedelta(minutes=100)
+
+
+async def test_each_customer_message_after_an_answer_starts_a_next_response_clock(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """After the first answer nothing is due; the customer's next message plans the next
+    response half an hour on, and its breach is recorded for that run."""
+    await policy(relay, desk, first_response=HOUR, next_response=1800)
+    ticket_id, thread_id = await opened(relay, desk)
+    await agent_writes(relay, desk, thread_id, "on it")
+    answered = await wake_of(relay, ticket_id)
+    clock.advance(600)
+    written_at = clock()
+    await customer_writes(relay, desk, "any news?")
+    planned = await wake_of(relay, ticket_id)
+    ran = await run_timer(relay, clock, ticket_id)
+
+    assert answered is None
+    assert planned == written_at + timedelta(seconds=1800)
+    assert [(t, d["metric"]) for t, d in ran.events] == [("ticket.sla_breached", "next_response")]
+
+
+async def test_a_breach_passed_while_nobody_looked_is_recorded_when_paused(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """The due time passes before the timer ran and the ticket is then set pending: the
+    timer wakes at once and records the breach, though the clock is paused now."""
+    await policy(relay, desk, first_response=HOUR)
+    ticket_id, thread_id = await opened(relay, desk)
+    due = (await latest(relay, ticket_id)).created_at + timedelta(seconds=HOUR)
+    clock.advance(HOUR + 60)
+    await agent_writes(relay, desk, thread_id, "/pending")
+    wake = await wake_of(relay, ticket_id)
+    ran = await run_timer(relay, clock, ticket_id)
+
+    assert wake == clock()
+    assert [(t, d["due_at"]) for t, d in ran.events] == [
+        ("ticket.sla_breached", due.isoformat().replace("+00:00", "Z"))
+    ]
+    assert await wake_of(relay, ticket_id) is None
+
+
+async def test_a_post_to_connection_step_goes_through_the_connections_bot(
+    relay: Dispatching, desk: DeskSetup, clock: Clock
+) -> None:
+    """A post_to_connection step sends its text to the group of the connection named."""
+    await policy(
+        relay,
+        desk,
+        first_response=HOUR,
+        escalation=[
+            {
+                "after_seconds": 0,
+                "action": "post_to_connection",
+                "connection_id": "conn_desk",
+                "text": "Ticket #1 waits",
+            }
+        ],
+    )
+    ticket_id, _ = await opened(relay, desk)
+
+    ran = await run_timer(relay, clock, ticket_id)
+
+    assert ran.sends[1:] == [
+        messages.SendText(bot_id=desk.bot.id, chat_id=desk.chat_id, text="Ticket #1 waits")
+    ]

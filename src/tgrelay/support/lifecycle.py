@@ -160,7 +160,6 @@ async def assign(
         ),
         now=now,
     )
-    await sla_timer.plan(conn, rt, await current(conn, ticket.id))
     return await show(conn, rt, ticket.id) if show_header else await current(conn, ticket.id)
 
 

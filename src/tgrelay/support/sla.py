@@ -185,15 +185,17 @@ def _spans(
     """(metric, started_at, met_at) of each run."""
     first_reply = agent_times[0] if agent_times else None
     yield Metric.FIRST_RESPONSE, history.created_at, first_reply
-    waiting = False
+    # In the messages' order, not by time: a reply in the same instant still follows.
+    answered, waiting_since = False, None
     for at, direction in history.messages:
-        if first_reply is None or at < first_reply:
-            continue
-        if direction is Direction.CUSTOMER and not waiting:
-            waiting = True
-            yield Metric.NEXT_RESPONSE, at, next((t for t in agent_times if t > at), None)
-        elif direction is Direction.AGENT:
-            waiting = False
+        if direction is Direction.AGENT:
+            if waiting_since is not None:
+                yield Metric.NEXT_RESPONSE, waiting_since, at
+            answered, waiting_since = True, None
+        elif direction is Direction.CUSTOMER and answered and waiting_since is None:
+            waiting_since = at
+    if waiting_since is not None:
+        yield Metric.NEXT_RESPONSE, waiting_since, None
     resolved = None
     if current in STOPPED:  # since the first of the stopped statuses it is in now
         for at, status in reversed(history.statuses):
