@@ -59,6 +59,8 @@ from tgrelay.support import jobs as support_jobs
 from tgrelay.support import kb_answers as support_kb_answers
 from tgrelay.support import kb_api as support_kb_api
 from tgrelay.support import lifecycle as support_lifecycle
+from tgrelay.support import sla_api as support_sla_api
+from tgrelay.support import sla_escalation as support_sla_escalation
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -94,6 +96,7 @@ def job_registry(rt: Runtime) -> Registry:
     groups_legacy_sends.register(registry, rt)
     support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
     support_kb_answers.register(registry, rt)
+    support_sla_escalation.register(registry, rt)
     return registry
 
 
@@ -319,6 +322,7 @@ class TgrelayApp:
         api.include_router(support_desk_api.router)
         api.include_router(support_api.router)
         api.include_router(support_kb_api.router)
+        api.include_router(support_sla_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

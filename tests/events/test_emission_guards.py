@@ -52,6 +52,10 @@ GUARDS = {
     "test_an_agent_reply_is_relayed_opens_claims_and_is_the_first_response",
     "ticket.resolved": "tests/support/test_handlers.py::"
     "test_resolve_closes_the_topic_and_a_message_within_the_window_reopens",
+    "ticket.sla_breached": "tests/support/test_sla_escalation.py::"
+    "test_an_unanswered_ticket_breaches_once",
+    "ticket.escalated": "tests/support/test_sla_escalation.py::"
+    "test_the_ladder_warns_emits_then_messages_each_once",
 }
 
 

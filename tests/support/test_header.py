@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tgrelay.support import header
 from tgrelay.support.header import Action, Press
 from tgrelay.support.models import Customer, Ticket, TicketStatus
+from tgrelay.support.sla import Clock, Metric
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 TICKET = Ticket(
@@ -142,3 +143,45 @@ def test_callback_data_round_trips_within_64_bytes() -> None:
     assert [(len(e.encode()) <= 64, header.decode(e)) for e in encoded] == [
         (True, Press(action=action, ticket_id=ticket_id)) for action in Action
     ]
+
+
+def _clock(**fields: object) -> Clock:
+    values: dict[str, object] = {
+        "metric": Metric.FIRST_RESPONSE,
+        "started_at": AT,
+        "due_at": AT + timedelta(hours=2),
+        "paused": False,
+        "met_at": None,
+        "breached_at": None,
+    }
+    return Clock(**{**values, **fields})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("clock", "line"),
+    [
+        (_clock(), "⏱ First response: due 11:30 UTC (in 2 h)"),
+        (_clock(due_at=AT + timedelta(minutes=5)), "⏱ First response: due 09:35 UTC (in 5 min)"),
+        (
+            _clock(metric=Metric.RESOLUTION, due_at=AT + timedelta(days=3)),
+            "⏱ Resolution: due 2026-12-04 09:30 UTC (in 3 d)",
+        ),
+        (_clock(breached_at=AT - timedelta(minutes=1)), "⏱ First response: breached 09:29 UTC"),
+        (_clock(met_at=AT), "⏱ First response: met 09:30 UTC"),
+        (
+            _clock(met_at=AT, breached_at=AT - timedelta(minutes=1)),
+            "⏱ First response: met 09:30 UTC (late)",
+        ),
+        (_clock(due_at=None, paused=True), "⏱ First response: paused"),
+        (_clock(due_at=None), None),
+    ],
+)
+def test_an_sla_clock_reads_as_the_header_shows_it(clock: Clock, line: str | None) -> None:
+    """Due with how soon, breached, met (late or not), paused; a stopped clock is not shown."""
+    assert header.clock_line(clock, AT) == line
+
+
+def test_the_header_ends_with_its_clocks() -> None:
+    """The SLA clocks follow the first response line, stopped ones left out."""
+    text = header.header_text(TICKET, assignee=None, clocks=[_clock(), _clock(due_at=None)], now=AT)
+    assert text.endswith("First response: —\n⏱ First response: due 11:30 UTC (in 2 h)")

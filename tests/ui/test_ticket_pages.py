@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Tgrelay, eventually
-from tgrelay.support import agents
+from tgrelay.support import agents, sla_api
 from tgrelay.support import service as support
 from tgrelay.support.models import Direction, RelayStatus, TicketStatus
+from tgrelay.support.sla_policy import PolicySpec
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.workspaces import keys
 from tgrelay.workspaces import service as workspaces
@@ -315,3 +316,35 @@ async def test_another_workspaces_ticket_is_not_found(
     current = await support.get_ticket(relay.runtime, relay.workspace_id, ticket.id)
     messages = await support.list_messages(relay.runtime, relay.workspace_id, ticket.id)
     assert (current.status, len(messages)) == (TicketStatus.NEW, 1)
+
+
+async def test_a_ticket_page_shows_its_sla_clocks_once_the_desk_has_a_policy(
+    relay: Tgrelay, emulator: RunningEmulator
+) -> None:
+    """Without a policy the page has no SLA section; with one, each tracked metric's clock:
+    the first response met at the answer, the resolution due."""
+    desk = await make_desk(relay, emulator, "help_bot", "Help forum", "Help")
+    ticket = await customer_writes(relay, emulator, desk, ADA, "my order never arrived")
+    principal = await workspaces.authenticate(relay.runtime.db, relay.api_key)
+    path = f"/ui/tickets/{ticket.id}"
+    async with browser(relay, relay.api_key) as client:
+        without = await client.get(path)
+        await sla_api.put_policy(
+            relay.runtime,
+            principal,
+            desk.id,
+            PolicySpec(first_response=3600, resolution=86400),
+        )
+        await client.post(
+            f"{path}/messages",
+            data={"text": "We are on it.", "kind": "answer", "idempotency_key": "ui-sla"},
+        )
+        page = await client.get(path)
+
+    shown = re.search(r'<dl id="ticket-sla">(.*?)</dl>', page.text, re.S)
+    assert shown is not None
+    text = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(shown.group(1))).split())
+    assert 'id="ticket-sla"' not in without.text
+    assert re.fullmatch(
+        r"First response met (just now|\d+ s ago) Resolution due in (23|24) h", text
+    ), text

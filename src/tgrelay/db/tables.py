@@ -660,3 +660,53 @@ def in_declared_schema(name: str | None, type_: str, _parents: object) -> bool:
     """Alembic's include_name: everything but the search objects (SEARCH_OBJECTS), which
     the declared tables cannot express in a dialect-neutral way."""
     return name not in SEARCH_OBJECTS
+
+
+# A desk's SLA policy (issue 20): targets, business hours, pause statuses and the escalation
+# ladder, as the API validated them (support.sla_policy reads it back).
+support_sla_policies = Table(
+    "support_sla_policies",
+    metadata,
+    Column("desk_id", String(40), ForeignKey("support_desks.id"), primary_key=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("policy", Text, nullable=False),  # JSON, the PUT body's shape
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# A metric of a ticket that passed its due time unmet, recorded once per run (a run is known
+# by its due time) by the support_sla_check timer.
+ticket_sla_breaches = Table(
+    "ticket_sla_breaches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(40), nullable=False),
+    Column("metric", String(32), nullable=False),  # first_response | next_response | resolution
+    Column("due_at", Timestamp, nullable=False),
+    Column("breached_at", Timestamp, nullable=False),  # = due_at (the breach is at the due time)
+    Column("recorded_at", Timestamp, nullable=False),  # when the timer saw it
+    UniqueConstraint("ticket_id", "metric", "due_at"),
+)
+
+# An escalation step fired for one run of a metric: a step fires once per run.
+ticket_sla_escalations = Table(
+    "ticket_sla_escalations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ticket_id", String(40), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("due_at", Timestamp, nullable=False),
+    Column("step", Integer, nullable=False),  # its index in the policy's escalation list
+    Column("fired_at", Timestamp, nullable=False),
+    UniqueConstraint("ticket_id", "metric", "due_at", "step"),
+)
+
+# The one live SLA timer of a ticket: the support_sla_check job queued for `wake_at`. A job
+# whose wake_at is no longer this row's is stale (a later change re-planned it) and does
+# nothing, so changes do not pile up timers.
+ticket_sla_timers = Table(
+    "ticket_sla_timers",
+    metadata,
+    Column("ticket_id", String(40), primary_key=True),
+    Column("wake_at", Timestamp, nullable=False),
+)

@@ -41,6 +41,8 @@ class EventType(enum.StrEnum):
     TICKET_FIRST_RESPONSE = "ticket.first_response"  # the first agent reply reached the customer
     TICKET_RESOLVED = "ticket.resolved"  # /resolve, the button or the API
     TICKET_MESSAGE_ADDED = "ticket.message_added"  # a customer or agent message, or a note
+    TICKET_SLA_BREACHED = "ticket.sla_breached"  # a metric passed its due time unmet
+    TICKET_ESCALATED = "ticket.escalated"  # an escalation step with the emit action fired
 
 
 class _Data(BaseModel):
@@ -238,6 +240,23 @@ class TicketFirstResponseData(_Data):
     ticket_id: str
     agent_id: int | None  # null: an app answered through the API
     response_time: float  # seconds from the ticket's opening
+
+
+class TicketSlaBreachedData(_Data):
+    """ticket.sla_breached."""
+
+    ticket_id: str
+    metric: str  # first_response | next_response | resolution
+    due_at: datetime
+    breached_at: datetime  # the due time: a breach happens when the due time passes unmet
+
+
+class TicketEscalatedData(_Data):
+    """ticket.escalated."""
+
+    ticket_id: str
+    step: int  # the step's index in the desk's escalation list, from 0
+    reason: str  # e.g. "first_response breached at 2026-12-01T10:00:00+00:00"
 
 
 class TicketResolvedData(_Data):
@@ -593,6 +612,27 @@ CATALOG: tuple[EventSpec, ...] = (
             "agent_id": 555000111,
             "customer_message_id": 88,
             "topic_message_id": 4025,
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_SLA_BREACHED,
+        description="A ticket's SLA metric passed its due time without being met.",
+        versions=first_version(TicketSlaBreachedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "metric": "first_response",
+            "due_at": "2026-12-01T10:00:00Z",
+            "breached_at": "2026-12-01T10:00:00Z",
+        },
+    ),
+    EventSpec(
+        type=EventType.TICKET_ESCALATED,
+        description="A step of the desk's escalation ladder with the emit action fired.",
+        versions=first_version(TicketEscalatedData),
+        example={
+            "ticket_id": "tkt_1a2b3c4d",
+            "step": 1,
+            "reason": "first_response breached at 2026-12-01T10:00:00+00:00",
         },
     ),
 )

@@ -18,6 +18,7 @@ from tgrelay.support.models import (
     TicketMessage,
     TicketStatus,
 )
+from tgrelay.support.sla import Clock, Metric
 from tgrelay.telegram.outbox.messages import MAX_TEXT_CHARS
 from tgrelay.workspaces import service as workspaces
 
@@ -73,6 +74,31 @@ class TicketView(BaseModel):
             first_response_at=ticket.first_response_at,
             resolved_at=ticket.resolved_at,
             closed_at=ticket.closed_at,
+        )
+
+
+class ClockView(BaseModel):
+    """An SLA clock: due_at null while it is not running (paused, stopped)."""
+
+    metric: Metric
+    started_at: datetime
+    due_at: datetime | None
+    paused: bool
+    met_at: datetime | None
+    breached_at: datetime | None
+
+
+class TicketDetail(TicketView):
+    # The desk's SLA clocks of the ticket (each metric's latest run); null: no SLA policy.
+    sla: list[ClockView] | None
+
+    @classmethod
+    def with_clocks(cls, ticket: Ticket, clocks: list[Clock] | None) -> TicketDetail:
+        return cls(
+            **TicketView.of(ticket).model_dump(),
+            sla=None
+            if clocks is None
+            else [ClockView.model_validate(c, from_attributes=True) for c in clocks],
         )
 
 
@@ -169,8 +195,12 @@ async def list_tickets(
 
 
 @router.get("/v1/tickets/{ticket_id}")
-async def get_ticket(ticket_id: str, principal: CurrentPrincipal, rt: CurrentRuntime) -> TicketView:
-    return TicketView.of(await service.get_ticket(rt, principal.workspace_id, ticket_id))
+async def get_ticket(
+    ticket_id: str, principal: CurrentPrincipal, rt: CurrentRuntime
+) -> TicketDetail:
+    """The ticket, with its SLA clocks (`sla`) when its desk has a policy."""
+    ticket, clocks = await service.ticket_with_clocks(rt, principal.workspace_id, ticket_id)
+    return TicketDetail.with_clocks(ticket, clocks)
 
 
 @router.get("/v1/tickets/{ticket_id}/messages")

@@ -21,7 +21,7 @@ from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.groups import service as groups
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, lifecycle, rules, sends, store, ticket_store
+from tgrelay.support import header, lifecycle, rules, sends, sla_timer, store, ticket_store
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -127,7 +127,7 @@ async def open_ticket(
             ticket = await lifecycle.assign(
                 conn, rt, ticket, picked, changed_by=lifecycle.SYSTEM, show_header=False
             )
-    await sends.header(conn, rt, ticket, await lifecycle.header_text(conn, ticket))
+    await sends.header(conn, rt, ticket, await lifecycle.header_text(conn, rt, ticket))
     await _record_customer(conn, rt, ticket, written)
     if desk.greeting_text:
         await sends.to_customer(conn, rt, ticket, desk.greeting_text)
@@ -388,6 +388,8 @@ async def _record(
     its row id."""
     row_id = await ticket_store.add_message(conn, values)
     direction = Direction(values["direction"])
+    if direction is not Direction.NOTE:  # a note starts or meets no clock
+        await sla_timer.plan(conn, rt, ticket)
     await events.emit(
         conn,
         rt,

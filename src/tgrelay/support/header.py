@@ -4,10 +4,12 @@ the codec of those buttons' callback data. Pure."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tgrelay.support.models import Ticket, TicketStatus
+from tgrelay.support.sla import Clock
 from tgrelay.telegram.outbox.messages import (
     MAX_TOPIC_NAME_CHARS,
     CallbackButton,
@@ -61,9 +63,15 @@ def topic_title(ticket: Ticket) -> str:
     return title
 
 
-def header_text(ticket: Ticket, *, assignee: str | None) -> str:
+def header_text(
+    ticket: Ticket,
+    *,
+    assignee: str | None,
+    clocks: Sequence[Clock] = (),
+    now: datetime | None = None,
+) -> str:
     """The header message: who the customer is and where the ticket stands (`assignee`: the
-    assigned agent's name as the desk knows it)."""
+    assigned agent's name as the desk knows it; `clocks`: its SLA clocks as of `now`)."""
     customer = ticket.customer
     lines = [
         f"🎫 Ticket #{ticket.number} · {ticket.status.value}",
@@ -77,6 +85,10 @@ def header_text(ticket: Ticket, *, assignee: str | None) -> str:
         f"Created: {_when(ticket.created_at)}",
         f"First response: {_when(ticket.first_response_at)}",
     ]
+    for clock in clocks:
+        line = clock_line(clock, now or ticket.updated_at)
+        if line is not None:
+            lines.append(line)
     if ticket.resolved_at is not None:
         lines.append(f"Resolved: {_when(ticket.resolved_at)}")
     if ticket.resolution_note:
@@ -84,6 +96,38 @@ def header_text(ticket: Ticket, *, assignee: str | None) -> str:
     if ticket.closed_at is not None:
         lines.append(f"Closed: {_when(ticket.closed_at)}")
     return "\n".join(lines)
+
+
+def clock_line(clock: Clock, now: datetime) -> str | None:
+    """An SLA clock as the header shows it, e.g. "⏱ First response: due 14:30 UTC (in 2 h)";
+    None for a clock stopped before it fell due (the ticket was resolved)."""
+    name = clock.metric.value.replace("_", " ").capitalize()
+    if clock.met_at is not None:
+        late = " (late)" if clock.breached_at is not None else ""
+        return f"⏱ {name}: met {_short(clock.met_at, now)}{late}"
+    if clock.breached_at is not None:
+        return f"⏱ {name}: breached {_short(clock.breached_at, now)}"
+    if clock.paused:
+        return f"⏱ {name}: paused"
+    if clock.due_at is None:
+        return None
+    return f"⏱ {name}: due {_short(clock.due_at, now)} (in {_span(clock.due_at - now)})"
+
+
+def _short(at: datetime, now: datetime) -> str:
+    """The time alone on the day of `now`, with the date otherwise (UTC)."""
+    if at.date() == now.date():
+        return at.strftime("%H:%M UTC")
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _span(delta: timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"
 
 
 def header_keyboard(ticket: Ticket) -> Keyboard | None:

@@ -17,7 +17,7 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, jobs, rules, sends, store, ticket_store
+from tgrelay.support import header, jobs, rules, sends, sla_timer, store, ticket_store
 from tgrelay.support.models import Agent, ChangedField, Ticket, TicketChange, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sends import TopicOp
@@ -79,6 +79,7 @@ async def change_status(
         now=now,
     )
     changed = await current(conn, ticket.id)
+    await sla_timer.plan(conn, rt, changed)
     if target is TicketStatus.RESOLVED:
         await _resolved(conn, rt, changed, now)
     elif target is TicketStatus.CLOSED:
@@ -182,13 +183,17 @@ async def show(conn: AsyncConnection, rt: Runtime, ticket_id: str) -> Ticket:
     ticket = await current(conn, ticket_id)
     await ticket_store.change_ticket(conn, ticket_id, header_version=ticket.header_version + 1)
     ticket = await current(conn, ticket_id)
-    await sends.header(conn, rt, ticket, await header_text(conn, ticket))
+    await sends.header(conn, rt, ticket, await header_text(conn, rt, ticket))
     return ticket
 
 
-async def header_text(conn: AsyncConnection, ticket: Ticket) -> str:
-    """The header as the ticket reads now, its assignee by name."""
-    return header.header_text(ticket, assignee=await assignee_name(conn, ticket))
+async def header_text(conn: AsyncConnection, rt: Runtime, ticket: Ticket) -> str:
+    """The header as the ticket reads now, its assignee by name, its SLA clocks if any."""
+    now = rt.clock()
+    clocks = await sla_timer.current_clocks(conn, ticket, now)
+    return header.header_text(
+        ticket, assignee=await assignee_name(conn, ticket), clocks=clocks or (), now=now
+    )
 
 
 async def assignee_name(conn: AsyncConnection, ticket: Ticket) -> str | None:

@@ -68,7 +68,7 @@ def install(outbox: Outbox, rt: Runtime) -> None:
             return outcomes.Drop()
         if ticket.topic_thread_id is None:
             return outcomes.Refuse(reason=NO_TOPIC)
-        text = header.header_text(ticket, assignee=await lifecycle.assignee_name(conn, ticket))
+        text = await lifecycle.header_text(conn, rt, ticket)
         keyboard = header.header_keyboard(ticket)
         if ticket.header_message_id is None:
             return outcomes.Go(

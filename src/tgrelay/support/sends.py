@@ -161,9 +161,11 @@ async def in_topic(
     *,
     reply_to: int | None = None,
     keyboard: messages.Keyboard | None = None,
+    entities: tuple[messages.Entity, ...] = (),
 ) -> None:
     """The bot's own text in the ticket's topic (a note's mark, a refusal, the help, the
-    knowledge base's articles with their buttons)."""
+    knowledge base's articles with their buttons, an SLA escalation's mentions as
+    `entities`)."""
     await _send(
         conn,
         rt,
@@ -174,6 +176,7 @@ async def in_topic(
             text=text[: messages.MAX_TEXT_CHARS],
             reply_to_message_id=reply_to,
             keyboard=keyboard,
+            entities=entities,
         ),
         IN_TOPIC,
         {"ticket_id": ticket.id},

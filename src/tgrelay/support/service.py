@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import errors
 from tgrelay.runtime import Runtime
-from tgrelay.support import conversation, lifecycle, store, ticket_store
+from tgrelay.support import conversation, lifecycle, sla_timer, store, ticket_store
 from tgrelay.support.models import Desk, Ticket, TicketChange, TicketMessage, TicketStatus
 from tgrelay.support.rules import Refused
+from tgrelay.support.sla import Clock
 from tgrelay.workspaces.models import Principal
 
 MAX_PAGE = 200
@@ -61,6 +62,15 @@ async def list_tickets(
 async def get_ticket(rt: Runtime, workspace_id: str, ticket_id: str) -> Ticket:
     async with rt.db.engine.connect() as conn:
         return await _ticket(conn, workspace_id, ticket_id)
+
+
+async def ticket_with_clocks(
+    rt: Runtime, workspace_id: str, ticket_id: str
+) -> tuple[Ticket, list[Clock] | None]:
+    """A ticket and its SLA clocks now (None: its desk has no SLA policy)."""
+    async with rt.db.engine.connect() as conn:
+        ticket = await _ticket(conn, workspace_id, ticket_id)
+        return ticket, await sla_timer.current_clocks(conn, ticket, rt.clock())
 
 
 async def list_messages(rt: Runtime, workspace_id: str, ticket_id: str) -> list[TicketMessage]:

@@ -1,4 +1,4 @@
-"""The web UI's page of one ticket: its facts, the conversation with every earlier text of
+"""The web UI's page of one ticket: its facts and SLA clocks, the conversation with every earlier text of
 edited messages, its history, and (admin sessions) forms that change its status, assign it
 and answer the customer or add a note, through the same use cases as /v1/tickets.
 
@@ -147,7 +147,7 @@ async def _page(
     typed: str = "",
 ) -> Response:
     try:
-        ticket = await support.get_ticket(rt, workspace_id, ticket_id)
+        ticket, clocks = await support.ticket_with_clocks(rt, workspace_id, ticket_id)
         messages = await support.list_messages(rt, workspace_id, ticket_id)
         changes = await support.list_changes(rt, workspace_id, ticket_id)
     except errors.NotFound as exc:
@@ -160,6 +160,10 @@ async def _page(
         "ticket.html",
         status_code=status_code,
         ticket=ticket,
+        # The SLA clocks (None: the desk has no policy), each with its name as the page says it.
+        sla=None
+        if clocks is None
+        else [{"name": c.metric.value.replace("_", " "), "clock": c} for c in clocks],
         assignee=agent_label(ticket.assignee_id, by_id),
         desk=desk_name(ticket.desk_id, await desks.list_desks(rt, workspace_id)),
         messages=[

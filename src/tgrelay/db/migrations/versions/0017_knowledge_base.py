@@ -8,7 +8,7 @@ tsvector column (title weighted A, body B) under a GIN index. The statements are
 tgrelay.db.tables attaches to the table for create_all, copied so this revision stays fixed.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-06 12:45:00.000000
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import tgrelay.db.types
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
