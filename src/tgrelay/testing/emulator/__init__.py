@@ -50,6 +50,15 @@ sent); user messages get `bot_command` entities only; an administrator bot has e
 right but those it was promoted without (`rights`; none as a member); no uploads or URLs (only known file_ids); no inline_message_id edits; a bot's
 edit sends no update to other bots.
 
+Business (`business`): an account connects a bot (`business_connection` with rights and
+is_enabled), its customers' messages, edits and deletions arrive as `business_message`,
+`edited_business_message` and `deleted_business_messages`; sendMessage and sendPhoto & co.
+with `business_connection_id` post as the account ("BUSINESS_CONNECTION_INVALID",
+"BUSINESS_CONNECTION_NOT_ALLOWED", "chat not found"); control routes under
+/_emulator/business/connections (POST; PATCH / DELETE {id}; POST {id}/messages; GET
+{id}/chats/{chat_id}/messages; POST …/messages/{message_id}/edit; POST …/{chat_id}/delete).
+No 24-hour reply window and no flood control on business sends.
+
 Groups: a bot that gets an update from a group counts as its member. Adding a bot sends
 it `my_chat_member` (from the user who added it) and every bot in the group the
 `new_chat_members` service message (basic groups also fill the legacy `new_chat_member`

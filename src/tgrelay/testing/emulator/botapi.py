@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tgrelay.testing.emulator import (
+    business,
     callbacks,
     chatinfo,
     copies,
@@ -142,18 +143,23 @@ async def get_updates(call: Call) -> Answer:
 async def send_message(call: Call) -> Answer:
     params, state = call.params, call.emulator.state
     chat_id = params.chat_id()
-    state.resolve_chat(call.bot.id, chat_id)
+    connection_id = params.text("business_connection_id")
+    if connection_id is None:
+        state.resolve_chat(call.bot.id, chat_id)
     entities = params.json("entities", "entities")
     if entities is not None and not isinstance(entities, list):
         raise errors.bad_request("can't parse entities JSON object")
     message_text, entities = text.outgoing(
         params.text("text") or "", params.text("parse_mode"), entities
     )
+    content = {"text": message_text, "entities": entities}
+    if connection_id is not None:
+        return Answer(business.send(call, connection_id, chat_id, content))
     options = outgoing.options(params)
     message = state.bot_message(
         call.bot.id,
         chat_id,
-        {"text": message_text, "entities": entities},
+        content,
         reply_markup=options.reply_markup,
         link_preview_options=outgoing.link_preview_options(params),
         message_thread_id=options.message_thread_id,

@@ -129,6 +129,34 @@ class ActedBy(_Body):
     by: dict[str, Any] | None = None
 
 
+class BusinessConnect(_Body):
+    bot_id: int
+    user: dict[str, Any]
+    # BusinessBotRights granted (true) or not; absent: may read and reply.
+    rights: dict[str, bool] | None = None
+    is_enabled: bool = True
+
+
+class BusinessChange(_Body):
+    is_enabled: bool | None = None
+    rights: dict[str, bool] | None = None
+
+
+class BusinessMessage(_Body):
+    from_user: dict[str, Any] = Field(alias="from")
+    text: str | None = None
+    media: Media | None = None
+    caption: str | None = None
+
+
+class BusinessEdit(_Body):
+    text: str = Field(min_length=1)
+
+
+class BusinessDelete(_Body):
+    message_ids: list[int] = Field(min_length=1)
+
+
 class BotRef(_Body):
     bot_id: int
 
@@ -382,6 +410,56 @@ def routes(emulator: Emulator) -> list[Route]:
         body = await _parse(request, BotRef)
         return _json(emulator.unblock_bot(_int_param(request, "user_id"), body.bot_id))
 
+    async def connect_business(request: Request) -> Response:
+        body = await _parse(request, BusinessConnect)
+        update = emulator.connect_business(
+            body.bot_id, body.user, rights=body.rights, is_enabled=body.is_enabled
+        )
+        return _json(update, 201)
+
+    async def change_business(request: Request) -> Response:
+        body = await _parse(request, BusinessChange)
+        connection_id = request.path_params["connection_id"]
+        return _json(
+            emulator.change_business_connection(
+                connection_id, is_enabled=body.is_enabled, rights=body.rights
+            )
+        )
+
+    async def remove_business(request: Request) -> Response:
+        connection_id = request.path_params["connection_id"]
+        return _json(emulator.change_business_connection(connection_id, removed=True))
+
+    async def business_message(request: Request) -> Response:
+        body = await _parse(request, BusinessMessage)
+        connection_id = request.path_params["connection_id"]
+        return _json(
+            emulator.business_message(
+                connection_id,
+                body.from_user,
+                body.text,
+                media_kind=None if body.media is None else body.media.type,
+                caption=body.caption,
+            )
+        )
+
+    async def business_chat(request: Request) -> Response:
+        connection_id = request.path_params["connection_id"]
+        chat_id = _int_param(request, "chat_id")
+        return _json(emulator.business_messages(connection_id, chat_id))
+
+    async def business_edit(request: Request) -> Response:
+        body = await _parse(request, BusinessEdit)
+        connection_id = request.path_params["connection_id"]
+        chat_id, message_id = _int_param(request, "chat_id"), _int_param(request, "message_id")
+        return _json(emulator.edit_business_message(connection_id, chat_id, message_id, body.text))
+
+    async def business_delete(request: Request) -> Response:
+        body = await _parse(request, BusinessDelete)
+        connection_id = request.path_params["connection_id"]
+        chat_id = _int_param(request, "chat_id")
+        return _json(emulator.delete_business_messages(connection_id, chat_id, body.message_ids))
+
     async def get_flood(request: Request) -> Response:
         return _json(emulator.flood_report())
 
@@ -441,6 +519,17 @@ def routes(emulator: Emulator) -> list[Route]:
         ("/topic-limit", "PUT", put_topic_limit),
         ("/users/{user_id}/block", "POST", block),
         ("/users/{user_id}/unblock", "POST", unblock),
+        ("/business/connections", "POST", connect_business),
+        ("/business/connections/{connection_id}", "PATCH", change_business),
+        ("/business/connections/{connection_id}", "DELETE", remove_business),
+        ("/business/connections/{connection_id}/messages", "POST", business_message),
+        ("/business/connections/{connection_id}/chats/{chat_id}/messages", "GET", business_chat),
+        (
+            "/business/connections/{connection_id}/chats/{chat_id}/messages/{message_id}/edit",
+            "POST",
+            business_edit,
+        ),
+        ("/business/connections/{connection_id}/chats/{chat_id}/delete", "POST", business_delete),
         ("/flood", "GET", get_flood),
         ("/flood", "PUT", put_flood),
         ("/latency", "GET", get_latency),

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tgrelay.testing.emulator import errors, outgoing, text
+from tgrelay.testing.emulator import business, errors, outgoing, text
 from tgrelay.testing.emulator.calls import Answer, Call, Method
 
 
@@ -157,7 +157,9 @@ def sender(kind: Kind) -> Method:
     async def send(call: Call) -> Answer:
         params, state = call.params, call.emulator.state
         chat_id = params.chat_id()
-        state.resolve_chat(call.bot.id, chat_id)
+        connection_id = params.text("business_connection_id")
+        if connection_id is None:
+            state.resolve_chat(call.bot.id, chat_id)
         file = _named_file(call, kind)
         caption, entities = "", None
         if kind.has_caption:
@@ -167,6 +169,9 @@ def sender(kind: Kind) -> Method:
             caption, entities = text.caption(
                 params.text("caption") or "", params.text("parse_mode"), given
             )
+        if connection_id is not None:
+            shaped = content(file, caption, entities)
+            return Answer(business.send(call, connection_id, chat_id, shaped))
         options = outgoing.options(params)
         message = state.bot_message(
             call.bot.id,

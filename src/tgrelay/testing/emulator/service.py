@@ -391,6 +391,90 @@ class Emulator:
         """The user unblocks the bot; returns the `my_chat_member` update the bot gets."""
         return self._deliver([groups.set_blocked(self.state, user_id, bot_id, blocked=False)])[0]
 
+    # Telegram Business
+
+    def connect_business(
+        self,
+        bot_id: int,
+        account: Mapping[str, Any],
+        *,
+        rights: Mapping[str, bool] | None = None,
+        is_enabled: bool = True,
+    ) -> dict[str, Any]:
+        """A business account (a user) connects the bot, with `rights` (by default it may
+        read and reply); connecting again changes them. Returns the `business_connection`."""
+        self.bot(bot_id)
+        made = self.state.business.connect(bot_id, account, rights=rights, is_enabled=is_enabled)
+        return self._business_update(made.bot_id, {"business_connection": made.to_json()})
+
+    def change_business_connection(
+        self,
+        connection_id: str,
+        *,
+        is_enabled: bool | None = None,
+        rights: Mapping[str, bool] | None = None,
+        removed: bool = False,
+    ) -> dict[str, Any]:
+        """The account pauses or resumes the bot, changes its rights, or removes it (then the
+        id is invalid from now on); returns the `business_connection` update."""
+        changed = self.state.business.change(
+            connection_id, is_enabled=is_enabled, rights=rights, removed=removed
+        )
+        return self._business_update(changed.bot_id, {"business_connection": changed.to_json()})
+
+    def business_message(
+        self,
+        connection_id: str,
+        from_user: Mapping[str, Any],
+        text: str | None = None,
+        *,
+        media_kind: str | None = None,
+        caption: str | None = None,
+    ) -> dict[str, Any]:
+        """A customer writes `text` (or sends a file of `media_kind`) to the business
+        account; returns the `business_message` update."""
+        connection = self.state.business.get(connection_id)
+        if media_kind is None:
+            if not text:
+                raise errors.InvalidPayload("a message needs text or media")
+            content = {"text": text, "entities": emulator_text.command_entities(text)}
+        else:
+            try:
+                kind = media.Kind(media_kind)
+            except ValueError:
+                raise errors.InvalidPayload(
+                    f"kind must be one of {', '.join(media.Kind)}"
+                ) from None
+            file = self.state.files.new(connection.bot_id, kind, None)
+            content = media.content(file, caption or "")
+        message = self.state.business.customer_writes(connection_id, from_user, content)
+        return self._business_update(connection.bot_id, {"business_message": message})
+
+    def edit_business_message(
+        self, connection_id: str, chat_id: int, message_id: int, text: str
+    ) -> dict[str, Any]:
+        """The customer edits a text message; returns the `edited_business_message` update."""
+        edited = self.state.business.edit(connection_id, chat_id, message_id, text)
+        bot_id = self.state.business.get(connection_id).bot_id
+        return self._business_update(bot_id, {"edited_business_message": edited})
+
+    def delete_business_messages(
+        self, connection_id: str, chat_id: int, message_ids: list[int]
+    ) -> dict[str, Any]:
+        """Messages deleted from a business chat; returns `deleted_business_messages`."""
+        deleted = self.state.business.delete(connection_id, chat_id, message_ids)
+        bot_id = self.state.business.get(connection_id).bot_id
+        return self._business_update(bot_id, {"deleted_business_messages": deleted})
+
+    def business_messages(self, connection_id: str, chat_id: int) -> list[dict[str, Any]]:
+        """The account's chat with a customer as it now is (the bot's sends included)."""
+        return self.state.business.messages(connection_id, chat_id)
+
+    def _business_update(self, bot_id: int, update: Mapping[str, Any]) -> dict[str, Any]:
+        queued = self.state.enqueue(bot_id, copy.deepcopy(dict(update)))
+        self._dispatch(bot_id)
+        return copy.deepcopy(queued)
+
     def create_forum_topic(
         self,
         bot_id: int,

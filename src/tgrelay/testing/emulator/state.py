@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import (
+    business,
     callbacks,
     chats,
     errors,
@@ -129,6 +130,7 @@ class EmulatorState:
         self.topic_limit = forum.CreationLimit()
         self.files = media.Files(rng)
         self.callbacks = callbacks.Queries(rng)
+        self.business = business.Connections(clock=clock, rng=rng)
         self.flood = (
             flood.FloodControl() if monotonic is None else flood.FloodControl(monotonic=monotonic)
         )
