@@ -173,10 +173,12 @@ class TelegramClient:
         keyboard: Keyboard | None = None,
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
+        business_connection_id: str | None = None,
     ) -> Message:
         return await self._call(
             "sendMessage",
             self._bot.send_message(
+                business_connection_id=business_connection_id,
                 chat_id=chat_id,
                 text=text,
                 parse_mode=parse_mode,
@@ -200,9 +202,12 @@ class TelegramClient:
         keyboard: Keyboard | None = None,
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
+        business_connection_id: str | None = None,
     ) -> Message:
-        """sendPhoto, sendDocument, sendVideo, sendVoice or sendSticker (`method`), by file_id."""
+        """sendPhoto, sendDocument, sendVideo, sendVoice or sendSticker (`method`), by file_id;
+        with `business_connection_id`, as the business account that connected the bot."""
         common: dict[str, Any] = {
+            "business_connection_id": business_connection_id,
             "chat_id": chat_id,
             "message_thread_id": message_thread_id,
             "reply_parameters": _reply_to(reply_to_message_id),

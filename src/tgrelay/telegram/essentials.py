@@ -86,6 +86,7 @@ _MESSAGES = frozenset(
         UpdateKind.CHANNEL_POST,
         UpdateKind.EDITED_CHANNEL_POST,
         UpdateKind.BUSINESS_MESSAGE,
+        UpdateKind.EDITED_BUSINESS_MESSAGE,
     }
 )
 

@@ -31,6 +31,11 @@ ALLOWED_UPDATES: tuple[str, ...] = (
     "chat_member",
     "chat_join_request",
     "message_reaction",
+    # Telegram Business: chats of an account that connected the bot (support desks).
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
 )
 
 
@@ -39,7 +44,10 @@ class UpdateKind(StrEnum):
     EDITED_MESSAGE = "edited_message"
     CHANNEL_POST = "channel_post"
     EDITED_CHANNEL_POST = "edited_channel_post"
+    BUSINESS_CONNECTION = "business_connection"  # an account connected, paused or removed us
     BUSINESS_MESSAGE = "business_message"
+    EDITED_BUSINESS_MESSAGE = "edited_business_message"
+    DELETED_BUSINESS_MESSAGES = "deleted_business_messages"  # their chat; no sender
     CALLBACK_QUERY = "callback_query"
     INLINE_QUERY = "inline_query"
     CHOSEN_INLINE_RESULT = "chosen_inline_result"

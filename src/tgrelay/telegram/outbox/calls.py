@@ -23,6 +23,7 @@ async def perform(client: TelegramClient, request: messages.Request) -> Sent:
                 keyboard=request.keyboard,
                 reply_to_message_id=request.reply_to_message_id,
                 message_thread_id=request.message_thread_id,
+                business_connection_id=request.business_connection_id,
             )
             return Sent(method=method, message_id=sent.message_id)
         case messages.SendFile():
@@ -36,6 +37,7 @@ async def perform(client: TelegramClient, request: messages.Request) -> Sent:
                 keyboard=request.keyboard,
                 reply_to_message_id=request.reply_to_message_id,
                 message_thread_id=request.message_thread_id,
+                business_connection_id=request.business_connection_id,
             )
             return Sent(method=method, message_id=sent.message_id)
         case messages.CopyMessage():

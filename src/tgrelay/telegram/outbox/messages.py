@@ -93,6 +93,9 @@ class SendText(_InChat):
     keyboard: Keyboard | None = None
     reply_to_message_id: int | None = None
     message_thread_id: int | None = None  # a forum topic
+    # Sent as the Telegram Business account that connected the bot, in its chat with
+    # `chat_id`; copyMessage has no such parameter, hence only here and in SendFile.
+    business_connection_id: str | None = None
 
     @model_validator(mode="after")
     def _one_markup(self) -> SendText:
@@ -115,6 +118,7 @@ class SendFile(_InChat):
     keyboard: Keyboard | None = None
     reply_to_message_id: int | None = None
     message_thread_id: int | None = None
+    business_connection_id: str | None = None  # as in SendText
 
     @model_validator(mode="after")
     def _sticker_has_no_caption(self) -> SendFile:
