@@ -59,6 +59,7 @@ from tgrelay.support import jobs as support_jobs
 from tgrelay.support import kb_answers as support_kb_answers
 from tgrelay.support import kb_api as support_kb_api
 from tgrelay.support import lifecycle as support_lifecycle
+from tgrelay.support import report_api as support_report_api
 from tgrelay.support import sla_api as support_sla_api
 from tgrelay.support import sla_escalation as support_sla_escalation
 from tgrelay.telegram import client as telegram_client
@@ -323,6 +324,7 @@ class TgrelayApp:
         api.include_router(support_api.router)
         api.include_router(support_kb_api.router)
         api.include_router(support_sla_api.router)
+        api.include_router(support_report_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:
