@@ -54,11 +54,13 @@ from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.support import api as support_api
 from tgrelay.support import desk_api as support_desk_api
+from tgrelay.support import gauges as support_gauges
 from tgrelay.support import handlers as support_handlers
 from tgrelay.support import jobs as support_jobs
 from tgrelay.support import kb_answers as support_kb_answers
 from tgrelay.support import kb_api as support_kb_api
 from tgrelay.support import lifecycle as support_lifecycle
+from tgrelay.support import report_api as support_report_api
 from tgrelay.support import sla_api as support_sla_api
 from tgrelay.support import sla_escalation as support_sla_escalation
 from tgrelay.telegram import client as telegram_client
@@ -323,6 +325,7 @@ class TgrelayApp:
         api.include_router(support_api.router)
         api.include_router(support_kb_api.router)
         api.include_router(support_sla_api.router)
+        api.include_router(support_report_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:
@@ -349,9 +352,11 @@ class TgrelayApp:
                 counts = await job_store.count_by_state(conn)
                 depths = await queue_depth.by_kind(conn, now=rt.clock())
                 await events_telemetry.refresh_breakers_open(conn, rt)
+                support_figures = await support_gauges.read(conn)
             for state, count in counts.items():
                 rt.metrics.jobs.labels(state.value).set(count)
             queue_depth.publish(rt.metrics, depths)
+            support_gauges.publish(rt.metrics, support_figures)
             return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return api

@@ -141,6 +141,25 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.support_live_tickets = Gauge(
+            "tgrelay_support_tickets",
+            "Live tickets (new, open, pending) per desk and status, counted at scrape time.",
+            ["desk_id", "status"],
+            registry=r,
+        )
+        self.support_sla_breaches = Gauge(
+            "tgrelay_support_sla_breaches",
+            "SLA breaches ever recorded per desk and metric, counted at scrape time.",
+            ["desk_id", "metric"],
+            registry=r,
+        )
+        self.support_auto_answer_outcomes = Gauge(
+            "tgrelay_support_auto_answer_outcomes",
+            "Auto-answered tickets per desk by outcome (waiting, deflected, declined, "
+            "timed_out), counted at scrape time.",
+            ["desk_id", "outcome"],
+            registry=r,
+        )
         self.possible_duplicate_sends = Counter(
             "tgrelay_possible_duplicate_sends",
             "Messages sent again after a crash hid whether the first send reached Telegram.",

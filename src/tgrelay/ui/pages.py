@@ -68,6 +68,7 @@ def install(api: FastAPI) -> None:
         desks,
         endpoints,
         notifications,
+        report,
         snippets,
         ticket,
         tickets,
@@ -87,6 +88,7 @@ def install(api: FastAPI) -> None:
         desks,
         agents,
         snippets,
+        report,
         tickets,
         ticket,
     ):

@@ -30,7 +30,7 @@ from tgrelay.groups.models import ConnectionStatus
 from tgrelay.observability import Metrics
 from tgrelay.runtime import Runtime, send_limits
 from tgrelay.settings import Settings
-from tgrelay.support import desk_api, kb_api, sla_api
+from tgrelay.support import desk_api, kb_api, report_api, sla_api
 from tgrelay.telegram import ratelimit
 from tgrelay.telegram.client import TelegramClients
 from tgrelay.testing.clock import Clock
@@ -182,6 +182,7 @@ async def _desk(emulator: RunningEmulator, tmp_path: Path, db: Database) -> Asyn
     app.include_router(desk_api.router)
     app.include_router(kb_api.router)
     app.include_router(sla_api.router)
+    app.include_router(report_api.router)
     app.state.runtime = rt
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tgrelay") as api:
