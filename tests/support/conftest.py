@@ -1,4 +1,6 @@
-"""A `database` for the ticket store's tests, on SQLite and on PostgreSQL in turn.
+"""The support tests' fixtures: a `database` for the stores' tests, on SQLite and on
+PostgreSQL in turn; and for handler tests, a wired runtime (`relay`, tests/dispatching.py)
+on a movable `clock` with a `desk` on it.
 
 PostgreSQL tests share one database made for the session (`tgrelay_test_<random>`, dropped
 at the end) and empty its tables before each test, as the queue's contract tests do.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.databases import PostgresServer, administer
+from tests.dispatching import Dispatching, dispatching
+from tests.support.desks import DeskSetup, make_desk
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
+from tgrelay.testing.clock import Clock
+from tgrelay.testing.emulator_server import RunningEmulator
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +92,21 @@ async def _create_schema(url: str) -> None:
             await conn.run_sync(tables.metadata.create_all)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(start=datetime.now().astimezone())
+
+
+@pytest.fixture
+async def relay(
+    emulator: RunningEmulator, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Dispatching]:
+    async with dispatching(emulator, tmp_path, clock=clock) as found:
+        yield found
+
+
+@pytest.fixture
+async def desk(relay: Dispatching) -> DeskSetup:
+    return await make_desk(relay)

@@ -3,16 +3,13 @@ messages, commands, edits and button presses do to tickets, and what they queue 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, timedelta
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import select
 
-from tests.dispatching import Dispatching, Produced, dispatching
+from tests.dispatching import Dispatching, Produced
 from tests.support.desks import (
     ADA,
     BOB,
@@ -46,25 +43,6 @@ from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages, outcomes
 from tgrelay.telegram.outbox.actions import Action
 from tgrelay.testing.clock import Clock
-from tgrelay.testing.emulator_server import RunningEmulator
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(start=datetime.now().astimezone())
-
-
-@pytest.fixture
-async def relay(
-    emulator: RunningEmulator, tmp_path: Path, clock: Clock
-) -> AsyncIterator[Dispatching]:
-    async with dispatching(emulator, tmp_path, clock=clock) as found:
-        yield found
-
-
-@pytest.fixture
-async def desk(relay: Dispatching) -> DeskSetup:
-    return await make_desk(relay)
 
 
 async def _customer_writes(relay: Dispatching, desk: DeskSetup, text: str) -> str:

@@ -4,15 +4,13 @@ ticket opens, /kb, "Send to customer", and auto-answers' Yes / No / no answer.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from tests.dispatching import Dispatching, Produced, dispatching
+from tests.dispatching import Dispatching, Produced
 from tests.support.desks import (
     ADA,
     BOB,
@@ -33,7 +31,6 @@ from tgrelay.support.models import AutoAnswerOutcome, Direction, TicketStatus
 from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.outbox.messages import CallbackButton, Keyboard
 from tgrelay.testing.clock import Clock
-from tgrelay.testing.emulator_server import RunningEmulator
 
 PASSWORD = "I forgot my password and cannot log in"
 RESET = {"title": "Reset your password", "body": "Open Settings › Security › Reset password."}
@@ -45,19 +42,6 @@ ARTICLES: list[dict[str, Any]] = [
 ]
 WAIT = 300
 UPDATE_IDS = itertools.count(880001)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(start=datetime.now().astimezone())
-
-
-@pytest.fixture
-async def relay(
-    emulator: RunningEmulator, tmp_path: Path, clock: Clock
-) -> AsyncIterator[Dispatching]:
-    async with dispatching(emulator, tmp_path, clock=clock) as found:
-        yield found
 
 
 @pytest.fixture

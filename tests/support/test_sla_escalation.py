@@ -4,18 +4,15 @@ fire once each and stop once the ticket is answered."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import func, literal_column, select
 
-from tests.dispatching import Dispatching, dispatching
-from tests.support.desks import ADA, BOB, DeskSetup, latest, make_desk, topic_made
+from tests.dispatching import Dispatching
+from tests.support.desks import ADA, BOB, DeskSetup, latest, topic_made
 from tgrelay.db import tables
 from tgrelay.support import (
     header,
@@ -31,27 +28,8 @@ from tgrelay.support.sla_policy import PolicySpec
 from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages
 from tgrelay.testing.clock import Clock
-from tgrelay.testing.emulator_server import RunningEmulator
 
 HOUR = 3600
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(start=datetime.now().astimezone())
-
-
-@pytest.fixture
-async def relay(
-    emulator: RunningEmulator, tmp_path: Path, clock: Clock
-) -> AsyncIterator[Dispatching]:
-    async with dispatching(emulator, tmp_path, clock=clock) as found:
-        yield found
-
-
-@pytest.fixture
-async def desk(relay: Dispatching) -> DeskSetup:
-    return await make_desk(relay)
 
 
 @dataclass(frozen=True, kw_only=True)
