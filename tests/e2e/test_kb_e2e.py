@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.desks import ADA, BOB, CLOSING, GREETING
-from tgrelay.groups import store as groups_store
+from tests.support.desks import ADA, CLOSING, GREETING
 from tgrelay.support import kb_answers, ticket_store
 from tgrelay.support.models import Ticket
 from tgrelay.testing.emulator_server import RunningEmulator
 
+from .desks import make_desk
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 GENEROUS = (1000, 1.0)  # flows, not limits (as tests/e2e/test_support_e2e.py)
@@ -44,44 +44,6 @@ async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgre
         yield found
 
 
-async def _desk(relay: Tgrelay, emulator: RunningEmulator) -> tuple[int, int]:
-    """A desk through the API with auto-answers on (any score above 0); (bot id, chat id)."""
-    bot = emulator.emulator.create_bot("help_bot")
-    await relay.connect_bot(bot.token)
-    chat = emulator.emulator.create_chat("supergroup", "Support", is_forum=True)
-    emulator.emulator.add_bot(chat["id"], bot.id, BOB, status="administrator")
-    now = relay.runtime.clock()
-    async with relay.runtime.db.transaction() as conn:
-        await groups_store.add_connection(
-            conn,
-            {
-                "id": "conn_desk",
-                "workspace_id": relay.workspace_id,
-                "bot_id": bot.id,
-                "chat_id": chat["id"],
-                "chat_type": "supergroup",
-                "title": "Support",
-                "is_forum": True,
-                "status": "active",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    created = await relay.api.post(
-        "/v1/support/desks",
-        json={
-            "bot_id": bot.id,
-            "connection_id": "conn_desk",
-            "greeting_text": GREETING,
-            "closing_text": CLOSING,
-            "kb_auto_answer_threshold": 0,
-            "kb_answer_wait_seconds": 600,
-        },
-    )
-    assert created.status_code == 201, created.text
-    return bot.id, chat["id"]
-
-
 async def _ticket(relay: Tgrelay, bot_id: int) -> Ticket | None:
     async with relay.runtime.db.engine.connect() as conn:
         return await ticket_store.latest_of_customer(conn, bot_id, ADA["id"])
@@ -95,7 +57,16 @@ async def test_an_auto_answer_deflects_a_ticket(relay: Tgrelay, emulator: Runnin
     """The customer's first message gets the auto_answer article and the question at once;
     their Yes resolves the ticket as deflected (closing text, buttons gone, the topic told),
     and the API shows it."""
-    bot_id, chat_id = await _desk(relay, emulator)
+    # Auto-answers on: any score above 0 answers.
+    made = await make_desk(
+        relay,
+        emulator,
+        greeting_text=GREETING,
+        closing_text=CLOSING,
+        kb_auto_answer_threshold=0,
+        kb_answer_wait_seconds=600,
+    )
+    bot_id, chat_id = made.bot.id, made.chat_id
     ids = []
     for values in (RESET, *OTHERS):
         created = await relay.api.post("/v1/support/articles", json=values)

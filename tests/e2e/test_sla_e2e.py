@@ -12,16 +12,16 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from tests.support.desks import ADA, BOB
+from tests.support.desks import ADA
 from tgrelay.db import tables
-from tgrelay.groups import store as groups_store
 from tgrelay.support import ticket_store
 from tgrelay.support.models import Ticket
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator.state import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
 
-from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+from .desks import make_desk
+from .harness import eventually, free_port, running_tgrelay, settings_for
 
 GENEROUS = (1000, 1.0)  # the limiter stays on with short turns (see test_support_e2e)
 STEP_SECONDS = 30.0
@@ -38,37 +38,6 @@ def _texts(emulator: RunningEmulator, chat_id: int, bot: BotRecord) -> list[str]
 
 def _stamp(value: Any) -> str:
     return str(value.isoformat().replace("+00:00", "Z"))
-
-
-async def _desk(relay: Tgrelay, emulator: RunningEmulator) -> tuple[BotRecord, int, str]:
-    """A bot, a forum where it is administrator, and a desk made through the API."""
-    bot = emulator.emulator.create_bot("help_bot")
-    await relay.connect_bot(bot.token)
-    chat = emulator.emulator.create_chat("supergroup", "Support", is_forum=True)
-    emulator.emulator.add_bot(chat["id"], bot.id, BOB, status="administrator")
-    rt = relay.runtime
-    async with rt.db.transaction() as conn:
-        await groups_store.add_connection(
-            conn,
-            {
-                "id": "conn_desk",
-                "workspace_id": relay.workspace_id,
-                "bot_id": bot.id,
-                "chat_id": chat["id"],
-                "chat_type": "supergroup",
-                "title": "Support",
-                "is_forum": True,
-                "status": "active",
-                "created_at": rt.clock(),
-                "updated_at": rt.clock(),
-            },
-        )
-    created = await relay.api.post(
-        "/v1/support/desks",
-        json={"bot_id": bot.id, "connection_id": "conn_desk", "greeting_text": None},
-    )
-    assert created.status_code == 201, created.text
-    return bot, chat["id"], str(created.json()["id"])
 
 
 @pytest.fixture
@@ -92,7 +61,8 @@ async def test_a_breach_escalates_through_a_warning_and_a_mention(
         send_limit_per_chat=GENEROUS,
     )
     async with running_tgrelay(settings, port, clock=clock) as relay:
-        bot, chat_id, desk_id = await _desk(relay, emulator)
+        made = await make_desk(relay, emulator, greeting_text=None)
+        bot, chat_id, desk_id = made.bot, made.chat_id, made.id
         put = await relay.api.put(
             f"/v1/support/desks/{desk_id}/sla",
             json={"first_response": HOUR, "escalation": LADDER},

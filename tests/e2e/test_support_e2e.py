@@ -4,20 +4,19 @@ answered, edited, resolved and reopened; a blocked customer; apps answering thro
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.desks import ADA, BOB, CAT, CLOSING, GREETING
-from tgrelay.groups import store as groups_store
 from tgrelay.support import header, ticket_store
 from tgrelay.support import relay as relay_marks
 from tgrelay.support.models import Assignment, Ticket
 from tgrelay.testing.emulator.state import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
 
+from .desks import Desk, make_desk
 from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 # These tests are about flows, not limits: at Telegram's pace (a group's 20 bot messages a
@@ -43,54 +42,18 @@ async def relay(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Tgre
         yield found
 
 
-@dataclass(frozen=True, kw_only=True)
-class Desk:
-    bot: BotRecord
-    chat_id: int
-
-
 @pytest.fixture
 async def desk(relay: Tgrelay, emulator: RunningEmulator) -> Desk:
-    """A bot connected through the API, administrator of a forum, and a desk on the two made
-    through the API."""
-    bot = emulator.emulator.create_bot("help_bot")
-    await relay.connect_bot(bot.token)
-    chat = emulator.emulator.create_chat("supergroup", "Support", is_forum=True)
-    emulator.emulator.add_bot(chat["id"], bot.id, BOB, status="administrator")
-    rt = relay.runtime
-    now = rt.clock()
-    async with rt.db.transaction() as conn:
-        await groups_store.add_connection(
-            conn,
-            {
-                "id": "conn_desk",
-                "workspace_id": relay.workspace_id,
-                "bot_id": bot.id,
-                "chat_id": chat["id"],
-                "chat_type": "supergroup",
-                "title": "Support",
-                "is_forum": True,
-                "status": "active",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    # The group's link (groups' /start flow) is another domain's: its row is written as-is;
-    # the desk goes through the API, which checks the forum live with the emulator.
-    created = await relay.api.post(
-        "/v1/support/desks",
-        json={
-            "bot_id": bot.id,
-            "connection_id": "conn_desk",
-            "name": "Help",
-            "assignment": Assignment.CLAIM_ON_REPLY.value,
-            "reopen_window_seconds": 3600,
-            "greeting_text": GREETING,
-            "closing_text": CLOSING,
-        },
+    """A desk through the API: claim on reply, a one-hour window, greeting and closing texts."""
+    return await make_desk(
+        relay,
+        emulator,
+        name="Help",
+        assignment=Assignment.CLAIM_ON_REPLY.value,
+        reopen_window_seconds=3600,
+        greeting_text=GREETING,
+        closing_text=CLOSING,
     )
-    assert created.status_code == 201, created.text
-    return Desk(bot=bot, chat_id=chat["id"])
 
 
 async def _ticket(relay: Tgrelay, desk: Desk) -> Ticket | None:
