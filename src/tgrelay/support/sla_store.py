@@ -9,11 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import tables
+from tgrelay.db import dialects, tables
 from tgrelay.support.sla import Metric
 from tgrelay.support.sla_policy import PolicySpec
 
@@ -140,6 +138,7 @@ async def fired_steps(conn: AsyncConnection, ticket_id: str) -> set[tuple[Metric
 
 
 async def _insert_once(conn: AsyncConnection, table: Any, values: dict[str, Any]) -> bool:
-    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = await conn.execute(maker(table).values(**values).on_conflict_do_nothing())
+    result = await conn.execute(
+        dialects.upsert(conn.dialect.name, table).values(**values).on_conflict_do_nothing()
+    )
     return bool(result.rowcount)

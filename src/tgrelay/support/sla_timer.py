@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import tables
+from tgrelay.db import dialects, tables
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime
@@ -155,9 +153,10 @@ async def _set_timer(
         update(timers).where(timers.c.ticket_id == ticket_id).values(wake_at=wake)
     )
     if not changed.rowcount:
-        maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
-            maker(timers).values(ticket_id=ticket_id, wake_at=wake).on_conflict_do_nothing()
+            dialects.upsert(conn.dialect.name, timers)
+            .values(ticket_id=ticket_id, wake_at=wake)
+            .on_conflict_do_nothing()
         )
     await job_store.enqueue(
         conn,

@@ -14,11 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Select, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import tables
+from tgrelay.db import dialects, tables
 from tgrelay.support.models import (
     ChangedField,
     Customer,
@@ -45,10 +43,8 @@ changes = tables.ticket_changes
 async def next_number(conn: AsyncConnection, workspace_id: str) -> int:
     """The workspace's next ticket number: the counter row made if missing (either database's
     ON CONFLICT DO NOTHING), then one UPDATE … RETURNING, which serializes concurrent opens."""
-    dialect = conn.dialect.name
-    maker = pg_insert if dialect == "postgresql" else sqlite_insert
     await conn.execute(
-        maker(counters)
+        dialects.upsert(conn.dialect.name, counters)
         .values(workspace_id=workspace_id, last_number=0)
         .on_conflict_do_nothing(index_elements=["workspace_id"])
     )
