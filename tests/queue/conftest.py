@@ -7,36 +7,21 @@ on one server never collide and no test pays for CREATE DATABASE.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-from tests.databases import PostgresServer, administer
-from tgrelay.db import tables
+from tests.databases import PostgresServer, emptied, session_schema_database, sqlite_with_schema
 from tgrelay.db.engine import Database
 
 
 @pytest.fixture(scope="session")
 def queue_postgres_url(postgres: PostgresServer) -> Iterator[str | None]:
     """A database of this session's own with the declared schema; None without a server."""
-    if not postgres.reachable:
-        yield None
-        return
-    name = f"tgrelay_test_{secrets.token_hex(6)}"
-    url = postgres.server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(administer(postgres.server, f'CREATE DATABASE "{name}"'))
-    try:
-        asyncio.run(_create_schema(url))
-        yield url
-    finally:
-        asyncio.run(administer(postgres.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from session_schema_database(postgres)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -48,9 +33,9 @@ async def database(
 ) -> AsyncIterator[Database]:
     """A `Database` with the declared schema and no rows, on each backend in turn."""
     if request.param == "sqlite":
-        db = await _sqlite_database(tmp_path)
+        db = await sqlite_with_schema(tmp_path / "queue.db")
     else:
-        db = await _postgres_database(postgres, queue_postgres_url)
+        db = await emptied(postgres, queue_postgres_url)
     try:
         yield db
     finally:
@@ -62,7 +47,7 @@ async def postgres_database(
     postgres: PostgresServer, queue_postgres_url: str | None
 ) -> AsyncIterator[Database]:
     """The PostgreSQL `Database` alone, for behaviour SQLite's single writer cannot show."""
-    db = await _postgres_database(postgres, queue_postgres_url)
+    db = await emptied(postgres, queue_postgres_url)
     try:
         yield db
     finally:
@@ -74,30 +59,3 @@ def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture structlog events instead of rendering them (rich tracebacks are slow to draw)."""
     with structlog.testing.capture_logs() as captured:
         yield captured
-
-
-async def _sqlite_database(directory: Path) -> Database:
-    db = Database(f"sqlite+aiosqlite:///{directory / 'queue.db'}")
-    async with db.transaction() as conn:
-        await conn.run_sync(tables.metadata.create_all)
-    return db
-
-
-async def _postgres_database(postgres: PostgresServer, url: str | None) -> Database:
-    postgres.require()
-    assert url is not None
-    db = Database(url)
-    async with db.transaction() as conn:
-        # DELETE, not TRUNCATE: on tables this small it is ten times faster.
-        for table in reversed(tables.metadata.sorted_tables):
-            await conn.execute(table.delete())
-    return db
-
-
-async def _create_schema(url: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-    finally:
-        await engine.dispose()

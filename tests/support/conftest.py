@@ -8,20 +8,15 @@ at the end) and empty its tables before each test, as the queue's contract tests
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-from tests.databases import PostgresServer, administer
+from tests.databases import PostgresServer, emptied, session_schema_database, sqlite_with_schema
 from tests.dispatching import Dispatching, dispatching
 from tests.support.desks import DeskSetup, make_desk
-from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -30,17 +25,7 @@ from tgrelay.testing.emulator_server import RunningEmulator
 @pytest.fixture(scope="session")
 def support_postgres_url(postgres: PostgresServer) -> Iterator[str | None]:
     """A database of this session's own with the declared schema; None without a server."""
-    if not postgres.reachable:
-        yield None
-        return
-    name = f"tgrelay_test_{secrets.token_hex(6)}"
-    url = postgres.server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(administer(postgres.server, f'CREATE DATABASE "{name}"'))
-    try:
-        asyncio.run(_create_schema(url))
-        yield url
-    finally:
-        asyncio.run(administer(postgres.server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield from session_schema_database(postgres)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,11 +37,9 @@ async def database(
 ) -> AsyncIterator[Database]:
     """A `Database` with the declared schema and no rows, on each backend in turn."""
     if request.param == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'support.db'}")
-        async with db.transaction() as conn:
-            await conn.run_sync(tables.metadata.create_all)
+        db = await sqlite_with_schema(tmp_path / "support.db")
     else:
-        db = await _emptied(postgres, support_postgres_url)
+        db = await emptied(postgres, support_postgres_url)
     try:
         yield db
     finally:
@@ -68,30 +51,11 @@ async def postgres_database(
     postgres: PostgresServer, support_postgres_url: str | None
 ) -> AsyncIterator[Database]:
     """The PostgreSQL `Database` alone, for locks SQLite's one writer at a time never needs."""
-    db = await _emptied(postgres, support_postgres_url)
+    db = await emptied(postgres, support_postgres_url)
     try:
         yield db
     finally:
         await db.dispose()
-
-
-async def _emptied(postgres: PostgresServer, url: str | None) -> Database:
-    postgres.require()
-    assert url is not None
-    db = Database(url)
-    async with db.transaction() as conn:
-        for table in reversed(tables.metadata.sorted_tables):
-            await conn.execute(table.delete())
-    return db
-
-
-async def _create_schema(url: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
