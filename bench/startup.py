@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from servers import create_workspace, free_port
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 TGRELAY = [str(Path(sys.executable).parent / "tgrelay")]
 QUICK_TARGET_SECONDS = 0.6

@@ -29,10 +29,10 @@ from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
 from tgrelay.events import service as events_service
 from tgrelay.events import telemetry as events_telemetry
-from tgrelay.events import transport as events_transport
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.groups import legacy_sends as groups_legacy_sends
+from tgrelay.http import transport as http_transport
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
 from tgrelay.inbox import models as inbox_models
@@ -111,7 +111,7 @@ def job_registry(rt: Runtime) -> Registry:
 WEBHOOK_PACING = pacing.Pacing(busy_seconds=0.02, idle_seconds=2.0)
 
 
-def webhook_registry(rt: Runtime, client: events_transport.WebhookClient) -> Registry:
+def webhook_registry(rt: Runtime, client: http_transport.WebhookClient) -> Registry:
     """The webhooks queue: event deliveries, on a worker of their own."""
     registry = Registry()
     events_delivery.register(registry, rt, client)
@@ -152,9 +152,9 @@ async def background(
     updates_worker: Worker | None = None
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
-    client: events_transport.WebhookClient | None = None  # only workers send webhooks
+    client: http_transport.WebhookClient | None = None  # only workers send webhooks
     if run_worker:
-        client = events_transport.WebhookClient(
+        client = http_transport.WebhookClient(
             events_service.target_policy(rt),
             timeout_seconds=settings.webhooks_timeout_seconds,
             max_connections=settings.webhooks_concurrency,

@@ -17,9 +17,9 @@ TgrelayError
     └── TelegramUnavailable    network error, timeout or 5xx: worth retrying
         └── TelegramCircuitOpen  not sent: the bot's recent calls failed; carries retry_after
 
-Errors of one edge live beside it and join the tree from there: events.guard.TargetRefused
-and events.signing.VerificationFailed / InvalidSecret are InvalidInput (422);
-events.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on;
+Errors of one edge live beside it and join the tree from there: http.guard.TargetRefused
+and http.signing.VerificationFailed / InvalidSecret are InvalidInput (422);
+http.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on;
 demo.runner.StepFailed is a TgrelayError that ends `tgrelay demo`, naming the step.
 """
 

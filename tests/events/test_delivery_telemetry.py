@@ -14,8 +14,9 @@ from sqlalchemy import select
 from tests.events.test_delivery_record import T0, _attempted, _record, _state
 from tgrelay import tracing
 from tgrelay.db import tables
-from tgrelay.events import catalog, delivery, guard, service, store, transport
+from tgrelay.events import catalog, delivery, service, store
 from tgrelay.events.catalog import EventType
+from tgrelay.http import guard, transport
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 from tgrelay.testing.clock import Clock

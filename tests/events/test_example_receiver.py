@@ -15,7 +15,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 RECEIVER = Path(__file__).parents[2] / "examples" / "receiver.py"
 SECRET = signing.generate_secret()

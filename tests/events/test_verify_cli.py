@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tgrelay.cli import app
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER_SECRET = "whsec_" + "A" * 32

@@ -10,7 +10,7 @@ import typer
 
 from tgrelay import errors
 from tgrelay.cli import invocation
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 app = invocation.group("Outgoing event webhooks: verify what a receiver got.")
 

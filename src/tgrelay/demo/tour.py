@@ -21,7 +21,7 @@ import httpx
 
 from tgrelay.demo import children, runner
 from tgrelay.demo.runner import Report, Step, StepFailed
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 # tgrelay.testing ships with the product (`tgrelay emulator`); its receiver is the demo's app.
 from tgrelay.testing import receiver as receivers

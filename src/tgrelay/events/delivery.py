@@ -21,8 +21,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
-from tgrelay.events import schedule, service, signing, store, telemetry, transport
+from tgrelay.events import schedule, service, store, telemetry
 from tgrelay.events.models import Attempt, DeliveryStatus, Endpoint, EndpointStatus
+from tgrelay.http import signing, transport
 from tgrelay.queue.models import Job
 from tgrelay.queue.retry import Reschedule
 from tgrelay.queue.worker import Registry

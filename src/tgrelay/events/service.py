@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, breaker, errors, tracing
 from tgrelay.db import engine as db_engine
-from tgrelay.events import catalog, guard, signing, store, telemetry
+from tgrelay.events import catalog, store, telemetry
 from tgrelay.events.catalog import EventType
 from tgrelay.events.models import (
     Attempt,
@@ -30,6 +30,7 @@ from tgrelay.events.models import (
     EndpointStatus,
     parse_delivery_id,
 )
+from tgrelay.http import guard, signing
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime

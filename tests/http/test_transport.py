@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 
-from tgrelay.events import guard, transport
+from tgrelay.http import guard, transport
 from tgrelay.testing import receiver, serving
 from tgrelay.testing.resolver import StaticResolver
 

@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks import webhooks
 
 from tgrelay import errors
-from tgrelay.events import signing
+from tgrelay.http import signing
 
 # The Standard Webhooks specification's published test vector (also svix's).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from tgrelay import clock, errors
-from tgrelay.events import guard
+from tgrelay.http import guard
 
 USER_AGENT = "tgrelay-webhooks/0.1"
 # A Retry-After longer than a day is read as a day: the retry schedule ends there anyway.

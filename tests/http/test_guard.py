@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from starlette.responses import Response as StarletteResponse
 
 from tgrelay import errors, problems
-from tgrelay.events import guard, transport
+from tgrelay.http import guard, transport
 from tgrelay.testing import receiver
 from tgrelay.testing.resolver import StaticResolver
 
