@@ -111,7 +111,7 @@ def job_registry(rt: Runtime) -> Registry:
 WEBHOOK_PACING = pacing.Pacing(busy_seconds=0.02, idle_seconds=2.0)
 
 
-def webhook_registry(rt: Runtime, client: http_transport.WebhookClient) -> Registry:
+def webhook_registry(rt: Runtime, client: http_transport.Client) -> Registry:
     """The webhooks queue: event deliveries, on a worker of their own."""
     registry = Registry()
     events_delivery.register(registry, rt, client)
@@ -152,9 +152,9 @@ async def background(
     updates_worker: Worker | None = None
     webhook_worker: Worker | None = None
     pollers: PollerSupervisor | None = None
-    client: http_transport.WebhookClient | None = None  # only workers send webhooks
+    client: http_transport.Client | None = None  # only workers send webhooks
     if run_worker:
-        client = http_transport.WebhookClient(
+        client = http_transport.Client(
             events_service.target_policy(rt),
             timeout_seconds=settings.webhooks_timeout_seconds,
             max_connections=settings.webhooks_concurrency,

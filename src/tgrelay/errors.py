@@ -19,7 +19,7 @@ TgrelayError
 
 Errors of one edge live beside it and join the tree from there: http.guard.TargetRefused
 and http.signing.VerificationFailed / InvalidSecret are InvalidInput (422);
-http.transport.DeliveryFailed is a TgrelayError a webhook attempt records, never raises on;
+http.transport.RequestFailed is a TgrelayError that deliveries and calls record, never raise;
 demo.runner.StepFailed is a TgrelayError that ends `tgrelay demo`, naming the step.
 """
 

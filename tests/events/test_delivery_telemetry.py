@@ -94,7 +94,7 @@ async def test_a_delivery_sends_traceparent_and_is_counted_with_its_latency(
     async def broken(request: Delivery) -> int:
         return 500
 
-    client = transport.WebhookClient(guard.TargetPolicy(allow_private=True))
+    client = transport.Client(guard.TargetPolicy(allow_private=True))
     try:
         async with receiving(broken) as receiver:
             [target] = await _emitted(rt, receiver.url, [_removed(1)])

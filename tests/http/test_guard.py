@@ -293,19 +293,19 @@ async def canary() -> AsyncIterator[Canary]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[transport.WebhookClient]:
+async def client() -> AsyncIterator[transport.Client]:
     """A webhook client under the default policy, resolving the hostile test names."""
-    webhooks = transport.WebhookClient(DEFAULT, resolver=StaticResolver(HOSTILE_NAMES))
+    webhooks = transport.Client(DEFAULT, resolver=StaticResolver(HOSTILE_NAMES))
     yield webhooks
     await webhooks.aclose()
 
 
 @pytest.mark.parametrize(("url", "reason"), HOSTILE)
 async def test_hostile_target_is_refused_without_a_connection(
-    canary: Canary, client: transport.WebhookClient, url: str, reason: str
+    canary: Canary, client: transport.Client, url: str, reason: str
 ) -> None:
     """A POST to a hostile target fails as refused with the guard's reason, and nothing connects."""
-    with pytest.raises(transport.DeliveryFailed) as caught:
+    with pytest.raises(transport.RequestFailed) as caught:
         await client.post(url.format(port=canary.port), b'{"type":"ping"}', {})
 
     assert (caught.value.reason, caught.value.refused) == (f"refused: {reason}", True)
@@ -324,13 +324,13 @@ async def test_endpoint_creation_refuses_hostile_target(url: str, reason: str) -
 
 async def test_canary_sees_a_connection_the_policy_allows(canary: Canary) -> None:
     """With private targets allowed the same POST reaches the canary, so its silence above means something."""
-    webhooks = transport.WebhookClient(ON_PREMISE)
+    webhooks = transport.Client(ON_PREMISE)
     targets = [f"http://127.0.0.1:{canary.port}/"]
     if canary.ipv6:
         targets.append(f"http://[::1]:{canary.port}/")
     try:
         for url in targets:
-            with pytest.raises(transport.DeliveryFailed) as caught:
+            with pytest.raises(transport.RequestFailed) as caught:
                 await webhooks.post(url, b"{}", {})
             assert (caught.value.reason, caught.value.refused) == (
                 "server closed the connection without a response",
@@ -350,7 +350,7 @@ async def test_redirect_is_returned_not_followed(canary: Canary) -> None:
         return StarletteResponse(status_code=302, headers={"Location": location})
 
     policy = guard.TargetPolicy(allowed_networks=(IPv4Network("127.0.0.2/32"),))
-    webhooks = transport.WebhookClient(policy)
+    webhooks = transport.Client(policy)
     try:
         async with receiver.receiving(redirect, host="127.0.0.2") as running:
             response = await webhooks.post(running.url, b"{}", {})
@@ -366,11 +366,11 @@ async def test_redirect_is_returned_not_followed(canary: Canary) -> None:
 async def test_allowed_network_lets_exactly_that_network_through(canary: Canary) -> None:
     """An allow-list of 127.0.0.2/32 reaches a receiver there but still refuses 127.0.0.1."""
     policy = guard.TargetPolicy(allowed_networks=(IPv4Network("127.0.0.2/32"),))
-    webhooks = transport.WebhookClient(policy)
+    webhooks = transport.Client(policy)
     try:
         async with receiver.receiving(host="127.0.0.2") as running:
             response = await webhooks.post(running.url, b"{}", {})
-            with pytest.raises(transport.DeliveryFailed) as caught:
+            with pytest.raises(transport.RequestFailed) as caught:
                 await webhooks.post(f"http://127.0.0.1:{canary.port}/", b"{}", {})
             deliveries = len(running.receiver.deliveries)
     finally:
@@ -408,7 +408,7 @@ async def test_on_premise_receiver_gets_the_exact_post(host: str) -> None:
     """With allow_private a local receiver gets the POST with exactly our body and headers."""
     body = b'{"type":"message.received","data":{"text":"hi"}}'
     sent = {"Content-Type": "application/json", "webhook-id": "msg_1", "webhook-signature": "v1,x"}
-    webhooks = transport.WebhookClient(ON_PREMISE)
+    webhooks = transport.Client(ON_PREMISE)
     try:
         async with receiver.receiving(host=host) as running:
             response = await webhooks.post(running.url, body, sent)
@@ -440,7 +440,7 @@ async def test_on_premise_receiver_gets_the_exact_post(host: str) -> None:
 async def test_name_is_connected_at_its_checked_address() -> None:
     """A name resolved by the guard is connected to at that address and keeps its Host header."""
     names = StaticResolver({"hooks.test": ["127.0.0.1"]})
-    webhooks = transport.WebhookClient(ON_PREMISE, resolver=names)
+    webhooks = transport.Client(ON_PREMISE, resolver=names)
     try:
         async with receiver.receiving() as running:
             port = running.base_url.rsplit(":", 1)[1]

@@ -1,4 +1,4 @@
-"""The webhook client: every status is a Response, every transport failure a DeliveryFailed."""
+"""The HTTP client: every status is a Response, every transport failure a RequestFailed."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[transport.WebhookClient]:
+async def client() -> AsyncIterator[transport.Client]:
     """A client allowed to call loopback receivers, with a short timeout and a fixed clock."""
-    webhooks = transport.WebhookClient(ON_PREMISE, timeout_seconds=0.5, now=lambda: NOW)
+    webhooks = transport.Client(ON_PREMISE, timeout_seconds=0.5, now=lambda: NOW)
     yield webhooks
     await webhooks.aclose()
 
@@ -84,23 +84,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_timeout_is_a_delivery_failure(client: transport.WebhookClient) -> None:
+async def test_timeout_is_a_request_failure(client: transport.Client) -> None:
     """A server that never answers fails the POST after the timeout, not as a refusal."""
 
     async def silent(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
         await reader.read()  # until the client gives up and closes
 
     async with raw_server(silent) as port:
-        with pytest.raises(transport.DeliveryFailed) as caught:
+        with pytest.raises(transport.RequestFailed) as caught:
             await client.post(f"http://127.0.0.1:{port}/", b"{}", {})
 
     assert (caught.value.reason, caught.value.refused) == ("timeout after 0.5s", False)
     assert 0.5 <= caught.value.duration_seconds < 2
 
 
-async def test_closed_port_is_connection_refused(client: transport.WebhookClient) -> None:
+async def test_closed_port_is_connection_refused(client: transport.Client) -> None:
     """Nothing listening at the port fails the POST with "connection refused"."""
-    with pytest.raises(transport.DeliveryFailed) as caught:
+    with pytest.raises(transport.RequestFailed) as caught:
         await client.post(f"http://127.0.0.1:{_free_port()}/", b"{}", {})
 
     assert (caught.value.reason, caught.value.refused) == ("connection refused", False)
@@ -108,9 +108,9 @@ async def test_closed_port_is_connection_refused(client: transport.WebhookClient
 
 async def test_name_that_does_not_resolve_is_a_dns_failure() -> None:
     """A name without an address fails the POST as a DNS failure, which may heal, not a refusal."""
-    webhooks = transport.WebhookClient(ON_PREMISE, resolver=StaticResolver({}))
+    webhooks = transport.Client(ON_PREMISE, resolver=StaticResolver({}))
     try:
-        with pytest.raises(transport.DeliveryFailed) as caught:
+        with pytest.raises(transport.RequestFailed) as caught:
             await webhooks.post("https://nowhere.test/hook", b"{}", {})
     finally:
         await webhooks.aclose()
@@ -121,8 +121,8 @@ async def test_name_that_does_not_resolve_is_a_dns_failure() -> None:
     )
 
 
-async def test_server_closing_without_answer_is_a_delivery_failure(
-    client: transport.WebhookClient,
+async def test_server_closing_without_answer_is_a_request_failure(
+    client: transport.Client,
 ) -> None:
     """A server that reads the request and hangs up fails the POST."""
 
@@ -130,7 +130,7 @@ async def test_server_closing_without_answer_is_a_delivery_failure(
         await _read_head(reader)
 
     async with raw_server(hang_up) as port:
-        with pytest.raises(transport.DeliveryFailed) as caught:
+        with pytest.raises(transport.RequestFailed) as caught:
             await client.post(f"http://127.0.0.1:{port}/", b"{}", {})
 
     assert (caught.value.reason, caught.value.refused) == (
@@ -139,7 +139,7 @@ async def test_server_closing_without_answer_is_a_delivery_failure(
     )
 
 
-async def test_garbage_answer_is_a_delivery_failure(client: transport.WebhookClient) -> None:
+async def test_garbage_answer_is_a_request_failure(client: transport.Client) -> None:
     """A server that answers something other than HTTP fails the POST as an invalid response."""
 
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -149,7 +149,7 @@ async def test_garbage_answer_is_a_delivery_failure(client: transport.WebhookCli
         await reader.read()
 
     async with raw_server(garbage) as port:
-        with pytest.raises(transport.DeliveryFailed) as caught:
+        with pytest.raises(transport.RequestFailed) as caught:
             await client.post(f"http://127.0.0.1:{port}/", b"{}", {})
 
     assert caught.value.reason.startswith("invalid HTTP response: ")
@@ -192,12 +192,10 @@ async def test_untrusted_certificate_is_a_tls_failure(tmp_path: Path) -> None:
     async def answer(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
-    webhooks = transport.WebhookClient(
-        ON_PREMISE, resolver=StaticResolver({"tls.test": ["127.0.0.1"]})
-    )
+    webhooks = transport.Client(ON_PREMISE, resolver=StaticResolver({"tls.test": ["127.0.0.1"]}))
     try:
         async with raw_server(answer, _self_signed(tmp_path, "tls.test")) as port:
-            with pytest.raises(transport.DeliveryFailed) as caught:
+            with pytest.raises(transport.RequestFailed) as caught:
                 await webhooks.post(f"https://tls.test:{port}/", b"{}", {})
     finally:
         await webhooks.aclose()
@@ -230,7 +228,7 @@ DATE_A_MINUTE_LATER = "Wed, 21 Oct 2015 07:28:00 GMT"
     ],
 )
 async def test_every_status_is_a_response(
-    client: transport.WebhookClient,
+    client: transport.Client,
     status: int,
     body: bytes,
     headers: dict[str, str],
@@ -277,7 +275,7 @@ def test_retry_after_is_read_as_seconds(value: str | None, seconds: float | None
     assert transport.retry_after_seconds(value, NOW) == seconds
 
 
-async def test_big_body_is_cut_at_the_prefix(client: transport.WebhookClient) -> None:
+async def test_big_body_is_cut_at_the_prefix(client: transport.Client) -> None:
     """Of a 100 KiB answer only 2 KiB is read, and the client keeps working afterwards."""
     async with receiver.receiving(_answer(200, b"x" * 100_000)) as running:
         first = await client.post(running.url, b"{}", {})
@@ -286,7 +284,7 @@ async def test_big_body_is_cut_at_the_prefix(client: transport.WebhookClient) ->
     assert (first.body_prefix, second.body_prefix) == ("x" * 2048, "x" * 2048)
 
 
-async def test_prefix_cut_inside_a_character_is_replaced(client: transport.WebhookClient) -> None:
+async def test_prefix_cut_inside_a_character_is_replaced(client: transport.Client) -> None:
     """A prefix ending inside a UTF-8 sequence decodes with a replacement character."""
     async with receiver.receiving(_answer(500, "€".encode() * 1000)) as running:
         response = await client.post(running.url, b"{}", {})
@@ -294,7 +292,7 @@ async def test_prefix_cut_inside_a_character_is_replaced(client: transport.Webho
     assert response.body_prefix == "€" * 682 + "\ufffd"  # 2048 = 682 x 3 bytes + 2
 
 
-async def test_endless_body_is_not_read_to_the_end(client: transport.WebhookClient) -> None:
+async def test_endless_body_is_not_read_to_the_end(client: transport.Client) -> None:
     """An answer whose chunked body never ends still returns promptly with its prefix."""
 
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -311,7 +309,7 @@ async def test_endless_body_is_not_read_to_the_end(client: transport.WebhookClie
     assert response.duration_seconds < 0.5
 
 
-async def test_stalled_body_keeps_the_status(client: transport.WebhookClient) -> None:
+async def test_stalled_body_keeps_the_status(client: transport.Client) -> None:
     """An answer whose body stalls after the status line is still the answer, with what arrived."""
 
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -339,7 +337,7 @@ class _PeerRecorder:
         await StarletteResponse(status_code=204)(scope, receive, send)
 
 
-async def test_posts_reuse_one_connection(client: transport.WebhookClient) -> None:
+async def test_posts_reuse_one_connection(client: transport.Client) -> None:
     """Consecutive POSTs to one endpoint go over one kept-alive connection."""
     app = _PeerRecorder()
     async with serving.serving(app, lifespan="off") as served:
@@ -353,7 +351,7 @@ async def test_posts_reuse_one_connection(client: transport.WebhookClient) -> No
 
 async def test_closed_client_cannot_post() -> None:
     """After aclose the client refuses to open a new session."""
-    webhooks = transport.WebhookClient(ON_PREMISE)
+    webhooks = transport.Client(ON_PREMISE)
     await webhooks.aclose()
 
     with pytest.raises(RuntimeError, match="closed"):

@@ -126,7 +126,7 @@ class GivenUp(Outcome):
     reason: str
 
 
-def register(registry: Registry, rt: Runtime, client: transport.WebhookClient) -> None:
+def register(registry: Registry, rt: Runtime, client: transport.Client) -> None:
     """Register deliver_event, sending through `client` (opened and closed by the app)."""
     slots = EndpointSlots(rt.settings.webhooks_concurrency_per_endpoint)
     rules = schedule_of(rt)
@@ -199,7 +199,7 @@ async def _release_probe(rt: Runtime, endpoint_id: str, probing: breaker.Breaker
         await store.update_endpoint(conn, endpoint_id, store.breaker_values(released))
 
 
-async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Target) -> Result:
+async def _post(rt: Runtime, client: transport.Client, found: store.Target) -> Result:
     started = rt.clock()
     keys = service.signing_secrets(rt, found.secrets, now=started)
     headers = signing.headers(
@@ -209,7 +209,7 @@ async def _post(rt: Runtime, client: transport.WebhookClient, found: store.Targe
         with telemetry.attempt_span(rt, found) as span_id:
             headers = {**headers, **telemetry.headers_of(found.trace_id, span_id)}
             response = await client.post(found.endpoint.url, found.body.encode(), headers)
-    except transport.DeliveryFailed as failure:
+    except transport.RequestFailed as failure:
         telemetry.attempted(rt, schedule.Outcome.FAILED, failure.duration_seconds)
         return Result(
             started_at=started,

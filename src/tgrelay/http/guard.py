@@ -1,7 +1,7 @@
-"""Which webhook targets may be called: the SSRF guard of outgoing events.
+"""Which targets outgoing HTTP may call: the SSRF guard of event deliveries and call steps.
 
 Only globally routable addresses are callable unless the operator allows on-premise targets.
-A URL is checked when an endpoint is created (`check_target`) and again on every POST
+A URL is checked when it is saved (`check_target`) and again on every POST
 (`check_url`); at connect time `GuardedResolver` judges every address a name resolves to and
 hands aiohttp only checked addresses, so the connection goes to what was checked (pinned) and
 TLS still verifies the certificate against the hostname.

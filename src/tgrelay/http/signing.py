@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures of outgoing events, over the `standardwebhooks` reference signer.
+"""Standard Webhooks signatures of outgoing events and calls, over the reference signer.
 
 The signed content is `{webhook-id}.{webhook-timestamp}.{body}`, HMAC-SHA256 keyed with the
 base64-decoded secret (https://www.standardwebhooks.com, "Signature scheme").

@@ -1,7 +1,7 @@
 """The one HTTP edge of outgoing events: a POST to a customer's endpoint, guarded and bounded.
 
 Every answer with a status is a `Response`, whatever the status; everything else (timeout,
-refused connection, TLS, DNS, a target the guard refuses) is `DeliveryFailed`. aiohttp's
+refused connection, TLS, DNS, a target the guard refuses) is `RequestFailed`. aiohttp's
 exceptions stop here.
 """
 
@@ -39,8 +39,8 @@ class Response:
     location: str | None  # where a 3xx pointed (never followed)
 
 
-class DeliveryFailed(errors.TgrelayError):
-    """The webhook POST got no answer from the endpoint."""
+class RequestFailed(errors.TgrelayError):
+    """The POST got no answer from the customer's app."""
 
     def __init__(
         self, reason: str, *, refused: bool = False, duration_seconds: float = 0.0
@@ -89,31 +89,29 @@ def _connector_reason(exc: aiohttp.ClientConnectorError) -> str:
     return f"connection failed: {os_error.strerror or os_error}"
 
 
-def _failure(exc: aiohttp.ClientError, duration: float) -> DeliveryFailed:
+def _failure(exc: aiohttp.ClientError, duration: float) -> RequestFailed:
     """Our error for an aiohttp failure before an answer arrived."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, guard.RefusedAddress):
-            return DeliveryFailed(
+            return RequestFailed(
                 f"refused: {exc.os_error.reason}", refused=True, duration_seconds=duration
             )
-        return DeliveryFailed(_connector_reason(exc), duration_seconds=duration)
+        return RequestFailed(_connector_reason(exc), duration_seconds=duration)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         reason = "server closed the connection without a response"
     elif isinstance(exc, aiohttp.ClientResponseError):
         reason = f"invalid HTTP response: {exc.message}"
     elif isinstance(exc, aiohttp.InvalidURL):  # check_url lets nothing through that does this
-        return DeliveryFailed(
-            f"refused: invalid URL {exc}", refused=True, duration_seconds=duration
-        )
+        return RequestFailed(f"refused: invalid URL {exc}", refused=True, duration_seconds=duration)
     elif isinstance(exc, aiohttp.ClientOSError):
         reason = f"connection lost: {exc.strerror or exc}"
     else:
         reason = f"HTTP client error: {type(exc).__name__}: {exc}"
-    return DeliveryFailed(reason, duration_seconds=duration)
+    return RequestFailed(reason, duration_seconds=duration)
 
 
-class WebhookClient:
-    """POSTs webhooks over one keep-alive connection pool; never follows redirects.
+class Client:
+    """POSTs to customers' apps over one keep-alive connection pool; never follows redirects.
 
     Names are resolved by `resolver` (aiohttp's default when None) through the guard, so only
     checked addresses are connected to. Open it in the app's lifespan, close with `aclose`.
@@ -143,7 +141,7 @@ class WebhookClient:
     def _open(self) -> aiohttp.ClientSession:
         """The session, made on first use because aiohttp needs the running loop."""
         if self._closed:
-            raise RuntimeError("the WebhookClient is closed")
+            raise RuntimeError("the Client is closed")
         connector = aiohttp.TCPConnector(
             resolver=self._resolver,
             limit=self._max_connections,
@@ -160,12 +158,12 @@ class WebhookClient:
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        """POST `body` to `url`: the answer, whatever its status; DeliveryFailed without one."""
+        """POST `body` to `url`: the answer, whatever its status; RequestFailed without one."""
         started = time.perf_counter()
         try:
             target = guard.check_url(url, self._policy)
         except guard.TargetRefused as exc:
-            raise DeliveryFailed(f"refused: {exc.reason}", refused=True) from exc
+            raise RequestFailed(f"refused: {exc.reason}", refused=True) from exc
         session = self._session or self._open()
         try:
             async with session.post(
@@ -175,7 +173,7 @@ class WebhookClient:
                 status = answer.status
                 answer_headers = answer.headers
         except TimeoutError as exc:
-            raise DeliveryFailed(
+            raise RequestFailed(
                 f"timeout after {self._timeout_seconds:g}s",
                 duration_seconds=time.perf_counter() - started,
             ) from exc

@@ -1,6 +1,6 @@
 """A resolver that answers from a table: tests point names at any address without DNS.
 
-Pass it where aiohttp takes a resolver (`WebhookClient(resolver=…)`, `guard.check_target`);
+Pass it where aiohttp takes a resolver (`transport.Client(resolver=…)`, `guard.check_target`);
 like a hosts file for one test, and nothing is asked of the network.
 """
 
