@@ -358,7 +358,12 @@ async def test_redirect_is_returned_not_followed(canary: Canary) -> None:
         await webhooks.aclose()
 
     assert dataclasses.replace(response, duration_seconds=0.0) == transport.Response(
-        status=302, duration_seconds=0.0, body_prefix="", retry_after=None, location=location
+        status=302,
+        duration_seconds=0.0,
+        body=b"",
+        body_end=transport.BodyEnd.COMPLETE,
+        retry_after=None,
+        location=location,
     )
     assert canary.connections == []
 

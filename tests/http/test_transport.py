@@ -94,7 +94,11 @@ async def test_timeout_is_a_request_failure(client: transport.Client) -> None:
         with pytest.raises(transport.RequestFailed) as caught:
             await client.post(f"http://127.0.0.1:{port}/", b"{}", {})
 
-    assert (caught.value.reason, caught.value.refused) == ("timeout after 0.5s", False)
+    assert (caught.value.reason, caught.value.refused, caught.value.timed_out) == (
+        "timeout after 0.5s",
+        False,
+        True,
+    )
     assert 0.5 <= caught.value.duration_seconds < 2
 
 
@@ -243,10 +247,12 @@ async def test_every_status_is_a_response(
     assert dataclasses.replace(response, duration_seconds=0.0) == transport.Response(
         status=status,
         duration_seconds=0.0,
-        body_prefix=prefix,
+        body=body,
+        body_end=transport.BodyEnd.COMPLETE,
         retry_after=retry_after,
         location=location,
     )
+    assert response.body_prefix == prefix
     assert response.duration_seconds > 0
 
 
@@ -281,7 +287,37 @@ async def test_big_body_is_cut_at_the_prefix(client: transport.Client) -> None:
         first = await client.post(running.url, b"{}", {})
         second = await client.post(running.url, b"{}", {})
 
-    assert (first.body_prefix, second.body_prefix) == ("x" * 2048, "x" * 2048)
+    assert [(r.body_prefix, r.body_end) for r in (first, second)] == [
+        ("x" * 2048, transport.BodyEnd.CUT)
+    ] * 2
+
+
+async def test_body_of_exactly_the_limit_is_complete(client: transport.Client) -> None:
+    """A body of exactly the bytes asked for is read whole, not taken for a longer one."""
+    async with receiver.receiving(_answer(200, b"z" * 2048)) as running:
+        response = await client.post(running.url, b"{}", {})
+
+    assert (response.body, response.body_end) == (b"z" * 2048, transport.BodyEnd.COMPLETE)
+
+
+async def test_read_bytes_and_timeout_are_set_per_post(client: transport.Client) -> None:
+    """One POST may read more than the client's prefix and wait less than its timeout."""
+
+    async def silent(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with receiver.receiving(_answer(200, b"x" * 10_000)) as running:
+        response = await client.post(running.url, b"{}", {}, read_bytes=8192)
+    async with raw_server(silent) as port:
+        with pytest.raises(transport.RequestFailed) as caught:
+            await client.post(f"http://127.0.0.1:{port}/", b"{}", {}, timeout_seconds=0.1)
+
+    assert (response.body, response.body_end) == (b"x" * 8192, transport.BodyEnd.CUT)
+    assert (caught.value.reason, caught.value.timed_out, caught.value.refused) == (
+        "timeout after 0.1s",
+        True,
+        False,
+    )
 
 
 async def test_prefix_cut_inside_a_character_is_replaced(client: transport.Client) -> None:
@@ -321,7 +357,11 @@ async def test_stalled_body_keeps_the_status(client: transport.Client) -> None:
     async with raw_server(stall) as port:
         response = await client.post(f"http://127.0.0.1:{port}/", b"{}", {})
 
-    assert (response.status, response.body_prefix) == (202, "partial")
+    assert (response.status, response.body, response.body_end) == (
+        202,
+        b"partial",
+        transport.BodyEnd.BROKEN,
+    )
 
 
 class _PeerRecorder:

@@ -7,6 +7,7 @@ exceptions stop here.
 
 from __future__ import annotations
 
+import enum
 import errno
 import re
 import ssl
@@ -28,28 +29,48 @@ MAX_RETRY_AFTER_SECONDS = 86400.0
 _DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
+class BodyEnd(enum.StrEnum):
+    """How reading the answer's body ended."""
+
+    COMPLETE = "complete"  # read to its end
+    CUT = "cut"  # longer than the bytes asked for: the rest was left unread
+    BROKEN = "broken"  # the connection broke or the timeout struck before the body's end
+
+
 @dataclass(frozen=True, kw_only=True)
 class Response:
     """What the endpoint answered (any status: a 500 or a 410 is an answer, not an error)."""
 
     status: int
-    duration_seconds: float  # from the start of the POST to the end of the body prefix
-    body_prefix: str  # the body's first bytes (2 KiB by default), decoded with errors="replace"
+    duration_seconds: float  # from the start of the POST to the end of the body read
+    body: bytes  # the body's first bytes (2 KiB by default, `read_bytes` of the POST)
+    body_end: BodyEnd
     retry_after: float | None  # Retry-After in seconds, capped at a day; None if absent/invalid
     location: str | None  # where a 3xx pointed (never followed)
+
+    @property
+    def body_prefix(self) -> str:
+        """The body read, decoded with errors="replace" (a cut may fall inside a character)."""
+        return self.body.decode("utf-8", errors="replace")
 
 
 class RequestFailed(errors.TgrelayError):
     """The POST got no answer from the customer's app."""
 
     def __init__(
-        self, reason: str, *, refused: bool = False, duration_seconds: float = 0.0
+        self,
+        reason: str,
+        *,
+        refused: bool = False,
+        timed_out: bool = False,
+        duration_seconds: float = 0.0,
     ) -> None:
         super().__init__(reason)
         self.reason = reason  # "timeout after 15s", "connection refused", "refused: …"
         # The guard refused the target: no connection was made, and retrying will not help
         # until the URL or the policy changes.
         self.refused = refused
+        self.timed_out = timed_out  # the timeout struck before the status line arrived
         self.duration_seconds = duration_seconds
 
 
@@ -157,9 +178,27 @@ class Client:
         )
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        """POST `body` to `url`: the answer, whatever its status; RequestFailed without one."""
+    @property
+    def policy(self) -> guard.TargetPolicy:
+        """The targets this client may call."""
+        return self._policy
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        timeout_seconds: float | None = None,
+        read_bytes: int | None = None,
+    ) -> Response:
+        """POST `body` to `url`: the answer, whatever its status; RequestFailed without one.
+
+        `timeout_seconds` and `read_bytes` replace the client's defaults for this POST.
+        """
         started = time.perf_counter()
+        timeout = self._timeout_seconds if timeout_seconds is None else timeout_seconds
+        limit = self._prefix_bytes if read_bytes is None else read_bytes
         try:
             target = guard.check_url(url, self._policy)
         except guard.TargetRefused as exc:
@@ -167,14 +206,19 @@ class Client:
         session = self._session or self._open()
         try:
             async with session.post(
-                target, data=body, headers=headers, allow_redirects=False
+                target,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as answer:
-                prefix = await self._read_prefix(answer)
+                read, body_end = await _read_body(answer, limit)
                 status = answer.status
                 answer_headers = answer.headers
         except TimeoutError as exc:
             raise RequestFailed(
-                f"timeout after {self._timeout_seconds:g}s",
+                f"timeout after {timeout:g}s",
+                timed_out=True,
                 duration_seconds=time.perf_counter() - started,
             ) from exc
         except aiohttp.ClientError as exc:
@@ -183,24 +227,11 @@ class Client:
         return Response(
             status=status,
             duration_seconds=time.perf_counter() - started,
-            body_prefix=prefix.decode("utf-8", errors="replace"),
+            body=read,
+            body_end=body_end,
             retry_after=retry_after_seconds(answer_headers.get("Retry-After"), self._now()),
             location=location[: guard.MAX_URL_LENGTH] if location is not None else None,
         )
-
-    async def _read_prefix(self, answer: aiohttp.ClientResponse) -> bytes:
-        """At most the prefix of the body; the rest stays unread and the connection is then
-        closed instead of reused (aiohttp never pools a connection with an unread body)."""
-        prefix = bytearray()
-        try:
-            while len(prefix) < self._prefix_bytes:
-                chunk = await answer.content.read(self._prefix_bytes - len(prefix))
-                if not chunk:
-                    break
-                prefix += chunk
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # the status arrived; a body that breaks or stalls keeps what was read
-        return bytes(prefix)
 
     async def aclose(self) -> None:
         """Close the pooled connections; the client cannot be used afterwards."""
@@ -209,3 +240,23 @@ class Client:
             await self._session.close()
             self._session = None
         await self._resolver.close()
+
+
+async def _read_body(answer: aiohttp.ClientResponse, limit: int) -> tuple[bytes, BodyEnd]:
+    """At most `limit` bytes of the body, and how the reading ended.
+
+    One byte more than the limit is asked for, to tell a body of exactly `limit` bytes from a
+    longer one. The rest stays unread and the connection is then closed instead of reused
+    (aiohttp never pools a connection with an unread body).
+    """
+    read = bytearray()
+    try:
+        while len(read) <= limit:
+            chunk = await answer.content.read(limit + 1 - len(read))
+            if not chunk:
+                return bytes(read), BodyEnd.COMPLETE
+            read += chunk
+    except (aiohttp.ClientError, TimeoutError):
+        # The status arrived; a body that breaks or stalls keeps what was read.
+        return bytes(read[:limit]), BodyEnd.BROKEN
+    return bytes(read[:limit]), BodyEnd.CUT
