@@ -7,6 +7,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -290,7 +291,7 @@ async def test_call_posts_signed_json_and_returns_the_answer(
         outcome = await calls.call(
             client,
             app.url,
-            PAYLOAD,
+            MappingProxyType(PAYLOAD),  # any Mapping, not only a dict
             secret=SECRET,
             timeout=5,
             now=clock,

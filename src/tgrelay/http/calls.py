@@ -191,7 +191,7 @@ async def call(
             wait = admission.wait_seconds
             return Failed(reason=Reason.BREAKER_OPEN, detail=detail, retry_after=wait)
         probe = admission.probe
-    body = orjson.dumps(payload)
+    body = orjson.dumps(dict(payload))  # orjson serialises dicts, not every Mapping
     headers = signing.headers(
         [secret], msg_id=call_id or new_call_id(), timestamp=now(), body=body.decode()
     )
