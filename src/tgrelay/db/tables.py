@@ -710,3 +710,69 @@ ticket_sla_timers = Table(
     Column("ticket_id", String(40), primary_key=True),
     Column("wake_at", Timestamp, nullable=False),
 )
+
+# --- conversations (issue 21) ---------------------------------------------------------------
+
+# One version of a flow: the document as posted, never changed once stored (a conversation
+# runs the version it started with). Posting a flow's name again stores the next version.
+flows = Table(
+    "flows",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "flw_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),  # 1, 2, … per (workspace, name)
+    Column("document", Text, nullable=False),  # JSON, valid against the published schema
+    Column("trigger_kind", String(16), nullable=False),  # command | start | callback | api
+    Column("trigger_value", String(256)),  # the command, start parameter or callback data
+    Column("created_at", Timestamp, nullable=False),
+    Column("disabled_at", Timestamp),  # no new conversations; running ones go on
+    UniqueConstraint("workspace_id", "name", "version"),
+    Index("ix_flows_trigger", "workspace_id", "trigger_kind", "trigger_value"),
+)
+
+# A conversation: one run of a flow version with one user in one chat. `state` is the pure
+# engine's state as JSON; status and step_id repeat it for queries and the unique index.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(40), primary_key=True),  # "cnv_" + random
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("flow_id", String(40), ForeignKey("flows.id"), nullable=False),
+    Column("flow_name", String(100), nullable=False),  # lists filter by name without a join
+    Column("bot_id", BigInteger, nullable=False),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # active | calling | completed | abandoned
+    Column("step_id", String(64)),  # the step it waits at; null once ended
+    Column("state", Text, nullable=False),
+    Column("end_reason", String(16)),  # abandoned: timeout | cancel | failed
+    Column("started_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp),
+    # One live conversation per (bot, chat, user): a second start must find the first.
+    Index(
+        "ux_conversations_live_participant",
+        "bot_id",
+        "chat_id",
+        "user_id",
+        unique=True,
+        sqlite_where=text("ended_at IS NULL"),
+        postgresql_where=text("ended_at IS NULL"),
+    ),
+    Index("ix_conversations_workspace_started", "workspace_id", "started_at"),
+)
+
+# Every move of a conversation, in order: the history `GET /v1/conversations/{id}` shows.
+conversation_transitions = Table(
+    "conversation_transitions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id", String(40), ForeignKey("conversations.id"), nullable=False, index=True
+    ),
+    Column("from_step", String(64)),  # null: the conversation started
+    Column("to_step", String(64)),  # null: the conversation ended
+    Column("input_summary", Text),  # what moved it; a sensitive step's value masked
+    Column("at", Timestamp, nullable=False),
+)

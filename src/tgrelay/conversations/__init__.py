@@ -1,0 +1,1 @@
+"""Conversations: flows as data, the pure engine, persisted conversations and history."""
