@@ -263,7 +263,9 @@ class _Run:
     def say(self, step_id: str, template: str, buttons: tuple[Choice, ...] = ()) -> bool:
         """Send the rendered message; a message that does not render fails the conversation."""
         try:
-            text = templates.render(template, self.context(), checks.variables(self.flow))
+            text = templates.render(
+                template, self.context(), checks.variables(self.flow), kind="flow messages"
+            )
         except templates.RenderFailed as exc:
             self.fail(step_id, f"the message did not render: {exc.message}")
             return False
