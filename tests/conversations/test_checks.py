@@ -115,7 +115,7 @@ def test_the_example_flow_is_valid() -> None:
         ),
         (
             [{**ASK, "input": {"type": "number", "min": 5, "max": 3}}, END],
-            'steps[0] (id "zip").input.min: 5.0 is greater than max 3.0',
+            'steps[0] (id "zip").input.min: 5 is greater than max 3',
         ),
         (
             [{**ASK, "input": {"type": "date", "min": "2026-02-01", "max": "2026-01-01"}}, END],

@@ -236,7 +236,7 @@ def _bounds(expected: object) -> tuple[object, object] | None:
     if isinstance(expected, NumberInput):
         low, high = expected.min, expected.max
         if low is not None and high is not None and low > high:
-            return low, high
+            return f"{low:g}", f"{high:g}"
     if isinstance(expected, DateInput):
         first, last = expected.min, expected.max
         if first is not None and last is not None and first > last:

@@ -36,6 +36,7 @@ from tgrelay.conversations.flow import (
     next_of,
 )
 from tgrelay.conversations.models import (
+    TERMINAL,
     AbandonReason,
     Answer,
     Button,
@@ -135,7 +136,7 @@ def advance(
         run.emit("conversation.started", ConversationStartedData(**run.who()))
         run.go(None, flow.steps[0].id, "start")
         return run.finish()
-    if state.status in (Status.COMPLETED, Status.ABANDONED) or isinstance(event, Start):
+    if state.status in TERMINAL or isinstance(event, Start):
         return state, ()
     run = _Run(flow=flow, state=state, now=now)
     if isinstance(event, Cancel):

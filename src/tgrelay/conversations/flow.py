@@ -231,8 +231,6 @@ Step = Annotated[
     AskStep | CallStep | SayStep | BranchStep | ConfirmStep | HandoffStep | EndStep,
     Field(discriminator="kind"),
 ]
-WAITING = (AskStep, ConfirmStep, CallStep)  # a conversation stops here for an input
-TERMINAL = (HandoffStep, EndStep)
 
 
 class Flow(_Document):

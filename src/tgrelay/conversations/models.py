@@ -27,7 +27,7 @@ class AbandonReason(enum.StrEnum):
     FAILED = "failed"  # tries ran out, or a call failed past its deadline, with nowhere to go
 
 
-TERMINAL = frozenset((Status.COMPLETED, Status.ABANDONED))
+TERMINAL = frozenset((Status.COMPLETED, Status.ABANDONED))  # never moves again
 
 
 class _Record(BaseModel):
