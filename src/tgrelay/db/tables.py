@@ -723,7 +723,7 @@ flows = Table(
     Column("name", String(100), nullable=False),
     Column("version", Integer, nullable=False),  # 1, 2, … per (workspace, name)
     Column("document", Text, nullable=False),  # JSON, valid against the published schema
-    Column("trigger_kind", String(16), nullable=False),  # command | start | callback | api
+    Column("trigger_kind", String(16), nullable=False),  # command | deep_link | callback | api
     Column("trigger_value", String(256)),  # the command, start parameter or callback data
     Column("created_at", Timestamp, nullable=False),
     Column("disabled_at", Timestamp),  # no new conversations; running ones go on
