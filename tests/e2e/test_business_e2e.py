@@ -166,8 +166,11 @@ async def test_a_business_chat_is_answered_as_the_account_until_the_account_remo
     # Events of one instant have no order between them: compared as a set of states.
     assert sorted(c["state"] for c in await _changes(relay)) == ["active", "disabled", "removed"]
 
+    header_id = ticket.header_message_id
+    assert header_id is not None
+
     async def said_in_topic() -> bool:
-        header = telegram.message(desk.chat_id, ticket.header_message_id)
+        header = telegram.message(desk.chat_id, header_id)
         in_topic = [
             m.get("text", "") for m in telegram.sent_messages(desk.chat_id, bot_id=desk.bot.id)
         ]

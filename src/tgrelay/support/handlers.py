@@ -1,9 +1,9 @@
 """The support domain's share of processing an update (DESIGN: groups → conversations →
 support), on the process_update job's connection.
 
-It consumes what the desk acted on: a desk bot's private messages and edits (tickets), the
-messages, edits and service messages of a ticket's topic (commands, notes, relays), and
-presses of a header's buttons. Anything else goes on (nothing runs after support today, but
+It consumes what the desk acted on: a desk bot's private messages and edits (tickets), its
+Telegram Business updates (support.business), the messages, edits and service messages of a
+ticket's topic (commands, notes, relays), and presses of a header's buttons. Anything else goes on (nothing runs after support today, but
 its inbound events say consumed_by only for what support kept).
 """
 
