@@ -191,11 +191,11 @@ async def _page(
     )
 
 
-async def _channel(rt: Runtime, ticket: Ticket, desk_list: list[Desk]) -> str:
-    """Where the ticket's customer writes: the bot's chat, or a business account's and how
-    its connection stands."""
+async def _channel(rt: Runtime, ticket: Ticket, desk_list: list[Desk]) -> str | None:
+    """Where a business ticket's customer writes: the account's chat and how its connection
+    stands; None for the bot's own private chat (every other ticket's)."""
     if ticket.business_connection_id is None:
-        return "Private chat with the bot"
+        return None
     desk = next((d for d in desk_list if d.id == ticket.desk_id), None)
     connections = [] if desk is None else await desks.business_connections(rt, desk)
     found = next((c for c in connections if c.id == ticket.business_connection_id), None)
