@@ -442,3 +442,43 @@ async def test_a_header_warns_when_the_connection_cannot_reply(
         "Channel: via Business: @acme_shop",
         "⚠️ Replies cannot reach the customer: the account does not let the bot reply.",
     ]
+
+
+async def test_an_agents_edit_is_said_again_in_the_business_chat(
+    relay: Dispatching, desk: DeskSetup
+) -> None:
+    """An agent's edit of a delivered reply reaches the business chat as an "Edited" reply to
+    it, sent as the account (editMessageText cannot go through a business connection)."""
+    connection_id, ticket_id, thread_id = await _opened(relay, desk)
+    telegram = relay.emulator.emulator
+    sent = telegram.send_message(
+        desk.bot.id, BOB, {"id": desk.chat_id}, "it ships today", message_thread_id=thread_id
+    )
+    produced = await relay.process_pending(desk.bot.id)
+    [to_customer] = [
+        job
+        for job in _relays(produced)
+        if job.payload[outbox.RESULT]["reference"]["to"] == "customer"
+    ]
+    await finish(
+        relay,
+        "support.relay",
+        to_customer.payload[outbox.RESULT]["reference"],
+        outcomes.Sent(method="sendMessage", message_id=2),
+    )
+    telegram.edit_message(
+        desk.bot.id, BOB, desk.chat_id, sent["message"]["message_id"], "it ships tomorrow"
+    )
+    [edit] = (await relay.process_pending(desk.bot.id)).of_kind(outbox.SEND)
+    assert await _ready(relay, edit) == messages.SendText(
+        bot_id=desk.bot.id,
+        chat_id=ADA["id"],
+        text="✏️ Edited:\nit ships tomorrow",
+        reply_to_message_id=2,
+        business_connection_id=connection_id,
+    )
+    reply = (await _messages(relay, ticket_id))[-1]
+    assert (reply.text, [v.text for v in reply.versions]) == (
+        "it ships tomorrow",
+        ["it ships today"],
+    )

@@ -42,7 +42,10 @@ async def test_the_desk_page_shows_business_connections_and_a_ticket_its_channel
                 )
             return None if found is None else found.id
 
-        await eventually(opened, timeout=30.0)
+        async def is_open() -> bool:
+            return await opened() is not None
+
+        await eventually(is_open, timeout=30.0)
         ticket_id = await opened()
         after = await client.get(f"/ui/desks/{desk.id}")
         ticket_page = await client.get(f"/ui/tickets/{ticket_id}")
