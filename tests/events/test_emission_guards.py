@@ -56,6 +56,8 @@ GUARDS = {
     "test_an_unanswered_ticket_breaches_once",
     "ticket.escalated": "tests/support/test_sla_escalation.py::"
     "test_the_ladder_warns_emits_then_messages_each_once",
+    "desk.business_connection_changed": "tests/support/test_business.py::"
+    "test_a_connection_is_recorded_and_announced_once_per_real_change",
 }
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from aiogram.types import Message, Update
 
-from tgrelay.testing.emulator import BotRecord, Emulator
+from tgrelay.testing.emulator import BotRecord, Emulator, errors
 
 from .conftest import ALICE, BOB, NOW, bad_request, call
 
@@ -197,3 +198,24 @@ async def test_control_routes(
         "business_connection",
         "business_connection",
     ]
+
+
+def test_the_accounts_own_message_reaches_the_bot(emulator: Emulator, bot: BotRecord) -> None:
+    """What the account's owner writes in a customer's chat comes as a business_message from
+    the account, numbered in that chat; a chat nobody opened is refused."""
+    connection_id = emulator.connect_business(bot.id, SHOP)["business_connection"]["id"]
+    emulator.business_message(connection_id, ALICE, "hello?")
+    update = emulator.business_account_message(connection_id, ALICE["id"], "hi Alice!")
+    message = update["business_message"]
+    assert message == {
+        "message_id": 2,
+        "from": SHOP,
+        "chat": message["chat"],
+        "date": NOW,
+        "business_connection_id": connection_id,
+        "text": "hi Alice!",
+    }
+    assert message["chat"]["id"] == ALICE["id"]
+    assert parsed(update).business_message is not None
+    with pytest.raises(errors.InvalidPayload, match="no business chat"):
+        emulator.business_account_message(connection_id, BOB["id"], "hi Bob")

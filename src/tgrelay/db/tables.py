@@ -494,6 +494,9 @@ tickets = Table(
     Column("first_response_at", Timestamp),
     Column("resolved_at", Timestamp),
     Column("closed_at", Timestamp),
+    # Its channel: null, the bot's own private chat; else the Telegram Business connection
+    # whose account's chat with the customer it lives in (support_business_connections.id).
+    Column("business_connection_id", String(128)),
     UniqueConstraint("workspace_id", "number"),
     Index(
         "ix_tickets_bot_id_customer_chat_id_created_at", "bot_id", "customer_chat_id", "created_at"
@@ -710,6 +713,23 @@ ticket_sla_timers = Table(
     Column("ticket_id", String(40), primary_key=True),
     Column("wake_at", Timestamp, nullable=False),
 )
+
+# A desk bot's Telegram Business connections: an account that connected the bot, its rights
+# and state as the last business_connection update (or a refused send) told.
+support_business_connections = Table(
+    "support_business_connections",
+    metadata,
+    Column("id", String(128), primary_key=True),  # Telegram's business_connection_id
+    Column("workspace_id", String(40), ForeignKey("workspaces.id"), nullable=False),
+    Column("bot_id", BigInteger, nullable=False, index=True),
+    Column("user_id", BigInteger, nullable=False),  # the business account's Telegram user id
+    Column("user", Text, nullable=False),  # JSON {first_name, last_name, username}
+    Column("can_reply", Boolean, nullable=False),
+    Column("is_enabled", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),  # support.models.ConnectionState
+    Column("connected_at", Timestamp, nullable=False),  # Telegram's date of the connection
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
 
 # --- conversations (issue 21) ---------------------------------------------------------------
 

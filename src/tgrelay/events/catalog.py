@@ -43,6 +43,9 @@ class EventType(enum.StrEnum):
     TICKET_MESSAGE_ADDED = "ticket.message_added"  # a customer or agent message, or a note
     TICKET_SLA_BREACHED = "ticket.sla_breached"  # a metric passed its due time unmet
     TICKET_ESCALATED = "ticket.escalated"  # an escalation step with the emit action fired
+    # a desk bot's Telegram Business connection was made, paused, resumed, lost or gained the
+    # right to reply, was removed, or a send found it gone
+    DESK_BUSINESS_CONNECTION_CHANGED = "desk.business_connection_changed"
 
 
 class _Data(BaseModel):
@@ -257,6 +260,17 @@ class TicketEscalatedData(_Data):
     ticket_id: str
     step: int  # the step's index in the desk's escalation list, from 0
     reason: str  # e.g. "first_response breached at 2026-12-01T10:00:00+00:00"
+
+
+class DeskBusinessConnectionChangedData(_Data):
+    """desk.business_connection_changed."""
+
+    desk_id: str
+    business_connection_id: str
+    user: UserRef  # the Telegram Business account
+    state: str  # active | cannot_reply | disabled | removed
+    can_reply: bool
+    is_enabled: bool
 
 
 class TicketResolvedData(_Data):
@@ -633,6 +647,29 @@ CATALOG: tuple[EventSpec, ...] = (
             "ticket_id": "tkt_1a2b3c4d",
             "step": 1,
             "reason": "first_response breached at 2026-12-01T10:00:00+00:00",
+        },
+    ),
+    EventSpec(
+        type=EventType.DESK_BUSINESS_CONNECTION_CHANGED,
+        description=(
+            "A Telegram Business account connected the desk's bot, or its connection changed: "
+            "paused or resumed, the right to reply granted or withheld, removed."
+        ),
+        versions=first_version(DeskBusinessConnectionChangedData),
+        example={
+            "desk_id": "dsk_5e6f7a8b",
+            "business_connection_id": "AbCdEfGhIjKlMnOpQrStUvWx",
+            "user": {
+                "id": 5550001,
+                "is_bot": False,
+                "first_name": "Acme Shop",
+                "last_name": None,
+                "username": "acme_shop",
+                "language_code": None,
+            },
+            "state": "cannot_reply",
+            "can_reply": False,
+            "is_enabled": True,
         },
     ),
 )

@@ -54,6 +54,9 @@ class TicketView(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+    # Its channel: null, the bot's private chat; else the Telegram Business connection whose
+    # account's chat it lives in (see GET /v1/support/desks/{id}).
+    business_connection_id: str | None = None
 
     @classmethod
     def of(cls, ticket: Ticket) -> TicketView:
@@ -74,6 +77,7 @@ class TicketView(BaseModel):
             first_response_at=ticket.first_response_at,
             resolved_at=ticket.resolved_at,
             closed_at=ticket.closed_at,
+            business_connection_id=ticket.business_connection_id,
         )
 
 

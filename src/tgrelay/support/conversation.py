@@ -53,6 +53,7 @@ class Written:
     reply_to: int | None  # the message it replies to, in its own chat
     author_id: int
     at: datetime  # when tgrelay stored its update (the relay latency starts here)
+    file: sends.Attachment | None = None  # its file, sent again by file_id to a business chat
 
 
 class NoDeskGroup(LookupError):
@@ -63,12 +64,25 @@ class NoDeskGroup(LookupError):
 
 
 async def customer_wrote(
-    conn: AsyncConnection, rt: Runtime, desk: Desk, customer: Customer, written: Written
+    conn: AsyncConnection,
+    rt: Runtime,
+    desk: Desk,
+    customer: Customer,
+    written: Written,
+    *,
+    business_connection_id: str | None = None,
 ) -> Ticket:
-    """A customer's private message: it opens a ticket, joins one, or reopens one
-    (rules.route_customer_message); the ticket it went to."""
+    """A customer's private message (or business chat's, with `business_connection_id`): it
+    opens a ticket, joins one, or reopens one (rules.route_customer_message); the ticket it
+    went to."""
     now = rt.clock()
-    latest = await ticket_store.latest_of_customer(conn, desk.bot_id, customer.id, for_update=True)
+    latest = await ticket_store.latest_of_customer(
+        conn,
+        desk.bot_id,
+        customer.id,
+        business_connection_id=business_connection_id,
+        for_update=True,
+    )
     route = rules.route_customer_message(
         None if latest is None else latest.status,
         resolved_at=None if latest is None else latest.resolved_at,
@@ -76,7 +90,9 @@ async def customer_wrote(
         now=now,
     )
     if route is CustomerRoute.NEW_TICKET or latest is None:
-        return await open_ticket(conn, rt, desk, customer, written)
+        return await open_ticket(
+            conn, rt, desk, customer, written, business_connection_id=business_connection_id
+        )
     ticket = latest
     if route is CustomerRoute.BACK_TO_OPEN or route is CustomerRoute.REOPEN:
         # First: a reopened topic takes the copy that follows.
@@ -90,7 +106,13 @@ async def customer_wrote(
 
 
 async def open_ticket(
-    conn: AsyncConnection, rt: Runtime, desk: Desk, customer: Customer, written: Written
+    conn: AsyncConnection,
+    rt: Runtime,
+    desk: Desk,
+    customer: Customer,
+    written: Written,
+    *,
+    business_connection_id: str | None = None,
 ) -> Ticket:
     """A new ticket: its number, topic, header, first message and the desk's greeting."""
     now = rt.clock()
@@ -112,6 +134,7 @@ async def open_ticket(
             "subject": header.subject_of(written.text, written.kind),
             "status": TicketStatus.NEW.value,
             "topic_chat_id": group.chat_id,
+            "business_connection_id": business_connection_id,
             "created_at": now,
             "updated_at": now,
         },
@@ -154,6 +177,7 @@ async def _record_customer(
         to=Side.TOPIC,
         from_message_id=written.message_id,
         reply_to=written.reply_to,
+        file=written.file,
     )
 
 
@@ -188,6 +212,7 @@ async def agent_wrote(
         to=Side.CUSTOMER,
         from_message_id=written.message_id,
         reply_to=written.reply_to,
+        file=written.file,
     )
     return await _answered(conn, rt, desk, ticket, agent_id=written.author_id)
 

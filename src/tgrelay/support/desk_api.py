@@ -15,6 +15,8 @@ from tgrelay.support.models import (
     DEFAULT_REOPEN_WINDOW_SECONDS,
     Agent,
     Assignment,
+    BusinessConnection,
+    ConnectionState,
     Desk,
     Snippet,
 )
@@ -95,6 +97,34 @@ class DeskView(BaseModel):
         return cls.model_validate(desk, from_attributes=True)
 
 
+class BusinessAccountView(BaseModel):
+    id: int  # the account's Telegram user id
+    first_name: str
+    last_name: str | None
+    username: str | None
+
+
+class BusinessConnectionView(BaseModel):
+    """A Telegram Business account's connection to the desk's bot: where replies to its
+    chats stand (`state` active: they go out as the account)."""
+
+    id: str  # Telegram's business_connection_id
+    account: BusinessAccountView
+    state: ConnectionState
+    can_reply: bool
+    is_enabled: bool
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, connection: BusinessConnection) -> BusinessConnectionView:
+        return cls.model_validate(connection, from_attributes=True)
+
+
+class DeskDetail(DeskView):
+    # The desk bot's Telegram Business connections, the earliest first.
+    business_connections: list[BusinessConnectionView]
+
+
 @router.post(
     "/desks",
     status_code=status.HTTP_201_CREATED,
@@ -131,8 +161,14 @@ async def list_desks(principal: CurrentPrincipal, rt: CurrentRuntime) -> list[De
 
 
 @router.get("/desks/{desk_id}")
-async def get_desk(desk_id: str, principal: CurrentPrincipal, rt: CurrentRuntime) -> DeskView:
-    return DeskView.of(await desks.get_desk(rt, principal.workspace_id, desk_id))
+async def get_desk(desk_id: str, principal: CurrentPrincipal, rt: CurrentRuntime) -> DeskDetail:
+    """The desk, with its bot's Telegram Business connections and where each stands."""
+    desk = await desks.get_desk(rt, principal.workspace_id, desk_id)
+    connections = await desks.business_connections(rt, desk)
+    return DeskDetail(
+        **DeskView.of(desk).model_dump(),
+        business_connections=[BusinessConnectionView.of(c) for c in connections],
+    )
 
 
 @router.patch("/desks/{desk_id}")

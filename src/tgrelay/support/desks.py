@@ -20,11 +20,12 @@ from tgrelay.bots.models import BotStatus
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import ConnectionStatus
 from tgrelay.runtime import Runtime
-from tgrelay.support import store
+from tgrelay.support import business_store, store
 from tgrelay.support.models import (
     DEFAULT_KB_ANSWER_WAIT_SECONDS,
     DEFAULT_REOPEN_WINDOW_SECONDS,
     Assignment,
+    BusinessConnection,
     Desk,
 )
 from tgrelay.workspaces.models import Principal
@@ -167,6 +168,13 @@ async def get_desk(rt: Runtime, workspace_id: str, desk_id: str) -> Desk:
     if found is None:
         raise errors.NotFound(f"no desk {desk_id}")
     return found
+
+
+async def business_connections(rt: Runtime, desk: Desk) -> list[BusinessConnection]:
+    """The Telegram Business connections of the desk's bot (its workspace's), as last told."""
+    async with rt.db.engine.connect() as conn:
+        found = await business_store.of_bot(conn, desk.bot_id)
+    return [c for c in found if c.workspace_id == desk.workspace_id]
 
 
 async def update_desk(

@@ -1,9 +1,9 @@
 """The support domain's share of processing an update (DESIGN: groups → conversations →
 support), on the process_update job's connection.
 
-It consumes what the desk acted on: a desk bot's private messages and edits (tickets), the
-messages, edits and service messages of a ticket's topic (commands, notes, relays), and
-presses of a header's buttons. Anything else goes on (nothing runs after support today, but
+It consumes what the desk acted on: a desk bot's private messages and edits (tickets), its
+Telegram Business updates (support.business), the messages, edits and service messages of a
+ticket's topic (commands, notes, relays), and presses of a header's buttons. Anything else goes on (nothing runs after support today, but
 its inbound events say consumed_by only for what support kept).
 """
 
@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay.inbox.models import Handler, Inbound
 from tgrelay.runtime import Runtime
 from tgrelay.support import (
+    business,
     commands,
     conversation,
     header,
     kb_answers,
     kb_topic,
     lifecycle,
+    sends,
     snippets,
     store,
     ticket_store,
@@ -32,7 +34,6 @@ from tgrelay.support.commands import Kind
 from tgrelay.support.conversation import Written
 from tgrelay.support.models import Agent, Customer, Desk, Ticket, TicketStatus
 from tgrelay.support.rules import Refused
-from tgrelay.support.sends import in_topic
 from tgrelay.telegram.outbox import jobs as outbox
 from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.updates import UpdateKind
@@ -84,6 +85,8 @@ def handler(rt: Runtime) -> Handler:
             if kb_press is not None:
                 return await _kb_pressed(rt, conn, inbound, query, kb_press)
             return await _pressed(rt, conn, inbound, query)
+        if processed.kind in business.KINDS:
+            return await business.handle(rt, conn, inbound)
         if processed.kind not in (UpdateKind.MESSAGE, UpdateKind.EDITED_MESSAGE):
             return False
         edited = processed.kind is UpdateKind.EDITED_MESSAGE
@@ -380,7 +383,7 @@ async def _seen_agent(
 async def _say(
     conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, reply_to: int
 ) -> None:
-    await in_topic(conn, rt, ticket, text, reply_to=reply_to)
+    await sends.in_topic(conn, rt, ticket, text, reply_to=reply_to)
 
 
 def _written(message: dict[str, Any], at: datetime) -> Written:
@@ -396,6 +399,7 @@ def _written(message: dict[str, Any], at: datetime) -> Written:
         reply_to=reply_to,
         author_id=message["from"]["id"],
         at=at,
+        file=sends.attachment_of(message),
     )
 
 

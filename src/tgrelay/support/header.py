@@ -18,6 +18,7 @@ from tgrelay.telegram.outbox.messages import (
 
 RESOLVED_MARK = "✅ "
 CLOSED_MARK = "🔒 "
+BUSINESS_MARK = "💼 "  # a ticket of a Telegram Business chat
 SUBJECT_WORDS = 8  # the first words of the first message a title and subject show
 SUBJECT_CHARS = 200  # tickets.subject's width
 CALLBACK_PREFIX = "tkt"
@@ -52,11 +53,13 @@ def subject_of(text: str | None, kind: str) -> str:
 
 
 def topic_title(ticket: Ticket) -> str:
-    """`#<number> <customer name> · <first words>`, marked once resolved or closed, cut to
-    Telegram's 128 characters."""
+    """`#<number> <customer name> · <first words>`, marked once resolved or closed and when
+    from a business chat, cut to Telegram's 128 characters."""
     mark = {TicketStatus.RESOLVED: RESOLVED_MARK, TicketStatus.CLOSED: CLOSED_MARK}.get(
         ticket.status, ""
     )
+    if ticket.business_connection_id is not None:
+        mark += BUSINESS_MARK
     title = f"{mark}#{ticket.number} {ticket.customer.name} · {ticket.subject}"
     if len(title) > MAX_TOPIC_NAME_CHARS:
         title = title[: MAX_TOPIC_NAME_CHARS - 1] + "…"
@@ -69,9 +72,11 @@ def header_text(
     assignee: str | None,
     clocks: Sequence[Clock] = (),
     now: datetime | None = None,
+    channel: Sequence[str] = (),
 ) -> str:
     """The header message: who the customer is and where the ticket stands (`assignee`: the
-    assigned agent's name as the desk knows it; `clocks`: its SLA clocks as of `now`)."""
+    assigned agent's name as the desk knows it; `clocks`: its SLA clocks as of `now`;
+    `channel`: a business chat's lines, support.business_rules.header_lines)."""
     customer = ticket.customer
     lines = [
         f"🎫 Ticket #{ticket.number} · {ticket.status.value}",
@@ -80,6 +85,7 @@ def header_text(
         f"Username: @{customer.username}" if customer.username else "Username: —",
         f"Telegram id: {customer.id}",
         f"Language: {customer.language_code or '—'}",
+        *channel,
         "",
         f"Assignee: {assignee or 'nobody'}",
         f"Created: {_when(ticket.created_at)}",

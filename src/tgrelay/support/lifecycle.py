@@ -17,7 +17,17 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
-from tgrelay.support import header, jobs, rules, sends, sla_timer, store, ticket_store
+from tgrelay.support import (
+    business_rules,
+    business_store,
+    header,
+    jobs,
+    rules,
+    sends,
+    sla_timer,
+    store,
+    ticket_store,
+)
 from tgrelay.support.models import Agent, ChangedField, Ticket, TicketChange, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sends import TopicOp
@@ -188,11 +198,20 @@ async def show(conn: AsyncConnection, rt: Runtime, ticket_id: str) -> Ticket:
 
 
 async def header_text(conn: AsyncConnection, rt: Runtime, ticket: Ticket) -> str:
-    """The header as the ticket reads now, its assignee by name, its SLA clocks if any."""
+    """The header as the ticket reads now, its assignee by name, its SLA clocks if any, a
+    business chat's channel and its warning."""
     now = rt.clock()
     clocks = await sla_timer.current_clocks(conn, ticket, now)
+    channel: list[str] = []
+    if ticket.business_connection_id is not None:
+        connection = await business_store.connection(conn, ticket.business_connection_id)
+        channel = business_rules.header_lines(connection)
     return header.header_text(
-        ticket, assignee=await assignee_name(conn, ticket), clocks=clocks or (), now=now
+        ticket,
+        assignee=await assignee_name(conn, ticket),
+        clocks=clocks or (),
+        now=now,
+        channel=channel,
     )
 
 

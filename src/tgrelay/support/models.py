@@ -125,6 +125,9 @@ class Ticket:
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+    # Its channel: None, the bot's private chat; else the Telegram Business connection whose
+    # account's chat with the customer it lives in (replies go out as that account).
+    business_connection_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,3 +219,45 @@ class AutoAnswer:
     outcome: AutoAnswerOutcome
     asked_at: datetime
     settled_at: datetime | None
+
+
+class ConnectionState(enum.StrEnum):
+    """Where a desk bot's Telegram Business connection stands (what replies through it do)."""
+
+    ACTIVE = "active"  # enabled, may reply: agents' replies go out as the account
+    CANNOT_REPLY = "cannot_reply"  # enabled, but the account withheld the right to reply
+    # is_enabled false: paused by the account, or removed (Telegram says both the same way)
+    DISABLED = "disabled"
+    # Telegram refused a send with BUSINESS_CONNECTION_INVALID: the connection is gone
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusinessAccount:
+    """The Telegram Business account (a user) that connected the desk's bot."""
+
+    id: int
+    first_name: str
+    last_name: str | None
+    username: str | None
+
+    @property
+    def name(self) -> str:
+        """How the desk names it: @username, else its name."""
+        if self.username:
+            return f"@{self.username}"
+        return f"{self.first_name} {self.last_name}" if self.last_name else self.first_name
+
+
+@dataclass(frozen=True, kw_only=True)
+class BusinessConnection:
+    id: str  # Telegram's business_connection_id
+    workspace_id: str
+    bot_id: int
+    account: BusinessAccount
+    can_reply: bool
+    is_enabled: bool
+    state: ConnectionState
+    connected_at: datetime  # Telegram's date of the connection (or its last change)
+    created_at: datetime
+    updated_at: datetime

@@ -20,7 +20,15 @@ from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
 from tgrelay.runtime import Runtime
-from tgrelay.support import conversation, header, lifecycle, sends, ticket_store
+from tgrelay.support import (
+    business,
+    business_sends,
+    conversation,
+    header,
+    lifecycle,
+    sends,
+    ticket_store,
+)
 from tgrelay.support.models import Direction, MessageSource, RelayStatus, Ticket, TicketMessage
 from tgrelay.support.sends import Side, TopicOp
 from tgrelay.telegram.outbox import jobs as outbox_jobs
@@ -33,7 +41,6 @@ log = structlog.get_logger(__name__)
 NO_TOPIC = "the ticket has no forum topic"
 NOT_DELIVERED = "⚠️ Not delivered to the customer: {reason}"
 TOPIC_FAILED = "⚠️ Ticket #{number} ({customer}) could not get a topic: {reason}"
-EDITED = "✏️ Edited:\n{text}"
 API_MARK = "📤 Sent to the customer through the API"
 SAVED_REPLY_MARK = "📤 Sent to the customer as a saved reply"
 
@@ -116,6 +123,13 @@ def install(outbox: Outbox, rt: Runtime) -> None:
             # No original in Telegram (an app's answer or note, an agent's saved reply): sent
             # as text, and marked in the topic for what it is.
             return outcomes.Go(request=_text_of(ticket, row, to))
+        if ticket.business_connection_id is not None:
+            relayed = business_sends.relayed(
+                ticket, row, to, ref.get(sends.FILE), reply_to=reply_to
+            )
+            if isinstance(relayed, str):
+                return outcomes.Refuse(reason=relayed)
+            return outcomes.Go(request=relayed)
         if to is Side.TOPIC:
             assert row.customer_message_id is not None
             request = messages.CopyMessage(
@@ -149,16 +163,22 @@ def install(outbox: Outbox, rt: Runtime) -> None:
         # the customer's; an app's mirror in the topic only records its id.
         relays = to is Side.CUSTOMER or row.direction is Direction.CUSTOMER
         if isinstance(outcome, outcomes.Failed):
+            why = None
+            if to is Side.CUSTOMER and ticket.business_connection_id is not None:
+                why = await business.refused(conn, rt, ticket, outcome)
             if relays:
                 await ticket_store.change_message(
-                    conn, row.id, relay_status=RelayStatus.FAILED.value, relay_error=outcome.reason
+                    conn,
+                    row.id,
+                    relay_status=RelayStatus.FAILED.value,
+                    relay_error=why or outcome.reason,
                 )
             if to is Side.CUSTOMER and ticket.topic_thread_id is not None:
                 await sends.in_topic(
                     conn,
                     rt,
                     ticket,
-                    NOT_DELIVERED.format(reason=_why(outcome)),
+                    NOT_DELIVERED.format(reason=why or _why(outcome)),
                     reply_to=row.topic_message_id,
                 )
             log.warning("support.relay_failed", message_id=row.id, reason=outcome.reason)
@@ -185,6 +205,8 @@ def install(outbox: Outbox, rt: Runtime) -> None:
         target = row.topic_message_id if to is Side.TOPIC else row.customer_message_id
         if target is None or ticket.topic_thread_id is None:
             return outcomes.Refuse(reason="the message was never relayed, so there is no copy")
+        if to is Side.CUSTOMER and ticket.business_connection_id is not None:
+            return outcomes.Go(request=business_sends.edited_to_customer(ticket, row, target))
         chat_id = ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id
         text = row.text or conversation.NO_TEXT
         if row.kind != "text":
@@ -195,7 +217,7 @@ def install(outbox: Outbox, rt: Runtime) -> None:
                     bot_id=ticket.bot_id,
                     chat_id=chat_id,
                     message_thread_id=ticket.topic_thread_id if to is Side.TOPIC else None,
-                    text=EDITED.format(text=text)[: messages.MAX_TEXT_CHARS],
+                    text=sends.EDITED.format(text=text)[: messages.MAX_TEXT_CHARS],
                     reply_to_message_id=target,
                 )
             )
@@ -323,6 +345,7 @@ def _text_of(ticket: Ticket, row: TicketMessage, to: Side) -> messages.SendText:
         chat_id=ticket.topic_chat_id if to is Side.TOPIC else ticket.customer_chat_id,
         message_thread_id=ticket.topic_thread_id if to is Side.TOPIC else None,
         text=text[: messages.MAX_TEXT_CHARS],
+        business_connection_id=None if to is Side.TOPIC else ticket.business_connection_id,
     )
 
 

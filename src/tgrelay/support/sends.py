@@ -10,6 +10,7 @@ re-derives the real one from the rows in its `ready` (see `support.relay`).
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,12 +43,49 @@ class TopicOp(enum.StrEnum):
     REOPEN = "reopen"
 
 
+# A media message's new caption (or any edit in a business chat), said in a reply to its copy.
+EDITED = "✏️ Edited:\n{text}"
+
 # A placeholder thread: the topic's real one is put in at send time.
 NO_THREAD = 0
 
 
 # A relay's reference key: the message has no Telegram original to copy; its text is sent.
 AS_TEXT = "as_text"
+
+
+# A relay's reference key: the file the message carries, {"method", "file_id"} (a business
+# chat's message is sent again by file_id: copyMessage cannot reach that chat).
+FILE = "file"
+FILE_METHODS: dict[str, messages.FileMethod] = {
+    "photo": "sendPhoto",
+    "document": "sendDocument",
+    "video": "sendVideo",
+    "voice": "sendVoice",
+    "sticker": "sendSticker",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attachment:
+    """The file a Telegram message carries, as a send by file_id takes it."""
+
+    method: messages.FileMethod
+    file_id: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"method": self.method, "file_id": self.file_id}
+
+
+def attachment_of(message: dict[str, Any]) -> Attachment | None:
+    """A message's file (a photo's largest size), or None for a text or another kind."""
+    for kind, method in FILE_METHODS.items():
+        found = message.get(kind)
+        if isinstance(found, list) and found:
+            found = found[-1]
+        if isinstance(found, dict) and found.get("file_id"):
+            return Attachment(method=method, file_id=str(found["file_id"]))
+    return None
 
 
 def ticket_key(ticket_id: str) -> str:
@@ -86,8 +124,10 @@ async def relay(
     to: Side,
     from_message_id: int,
     reply_to: int | None,
+    file: Attachment | None = None,
 ) -> None:
-    """Copy a ticket message across (`reply_to`: the id it replied to on its own side)."""
+    """Copy a ticket message across (`reply_to`: the id it replied to on its own side;
+    `file`: its file, for a business chat, where it is sent again rather than copied)."""
     source, target = (
         (ticket.customer_chat_id, ticket.topic_chat_id)
         if to is Side.TOPIC
@@ -101,7 +141,12 @@ async def relay(
             bot_id=ticket.bot_id, chat_id=target, from_chat_id=source, message_id=from_message_id
         ),
         RELAY,
-        {"message_id": message_id, "to": to.value, "reply_to": reply_to},
+        {
+            "message_id": message_id,
+            "to": to.value,
+            "reply_to": reply_to,
+            **({} if file is None else {FILE: file.to_json()}),
+        },
     )
 
 
@@ -192,7 +237,7 @@ async def to_customer(
     keyboard: messages.Keyboard | None = None,
 ) -> None:
     """The desk's own text to the customer (greeting, closing, an auto-answer and its
-    question), in the ticket's order."""
+    question), in the ticket's order; as the business account in a business chat."""
     await outbox.enqueue(
         conn,
         rt,
@@ -201,6 +246,7 @@ async def to_customer(
             chat_id=ticket.customer_chat_id,
             text=text[: messages.MAX_TEXT_CHARS],
             keyboard=keyboard,
+            business_connection_id=ticket.business_connection_id,
         ),
         ordering_key=ticket_key(ticket.id),
     )

@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, insert, select, update
+from sqlalchemy import ColumnElement, Row, Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import dialects, tables
 from tgrelay.support.models import (
+    LIVE_STATUSES,
     ChangedField,
     Customer,
     Direction,
@@ -91,12 +92,22 @@ async def ticket(
 
 
 async def latest_of_customer(
-    conn: AsyncConnection, bot_id: int, customer_chat_id: int, *, for_update: bool = False
+    conn: AsyncConnection,
+    bot_id: int,
+    customer_chat_id: int,
+    *,
+    business_connection_id: str | None = None,
+    for_update: bool = False,
 ) -> Ticket | None:
-    """The customer's newest ticket with this bot (where their next message goes, or not)."""
+    """The customer's newest ticket with this bot in one channel (where their next message
+    goes, or not): the bot's private chat, or the business connection's chat."""
     query = (
         select(tickets)
-        .where(tickets.c.bot_id == bot_id, tickets.c.customer_chat_id == customer_chat_id)
+        .where(
+            tickets.c.bot_id == bot_id,
+            tickets.c.customer_chat_id == customer_chat_id,
+            _channel(business_connection_id),
+        )
         .order_by(tickets.c.created_at.desc(), tickets.c.number.desc())
         .limit(1)
     )
@@ -109,16 +120,19 @@ async def ticket_of_customer_message(
     customer_chat_id: int,
     customer_message_id: int,
     *,
+    business_connection_id: str | None = None,
     for_update: bool = False,
 ) -> Ticket | None:
-    """Whichever of the customer's tickets with this bot holds this message of their chat
-    (an edit may come long after the ticket it belongs to was followed by others)."""
+    """Whichever of the customer's tickets with this bot, in this channel, holds this message
+    of their chat (an edit may come long after the ticket it belongs to was followed by
+    others; a business chat numbers its messages apart from the bot's private chat)."""
     query = (
         select(tickets)
         .join(ticket_messages, ticket_messages.c.ticket_id == tickets.c.id)
         .where(
             tickets.c.bot_id == bot_id,
             tickets.c.customer_chat_id == customer_chat_id,
+            _channel(business_connection_id),
             ticket_messages.c.customer_message_id == customer_message_id,
         )
         .limit(1)
@@ -164,8 +178,26 @@ async def list_tickets(
     return [_to_ticket(row) for row in rows]
 
 
+async def live_of_connection(conn: AsyncConnection, business_connection_id: str) -> list[Ticket]:
+    """The live tickets (new, open, pending) of a business connection's chats."""
+    rows = await conn.execute(
+        select(tickets)
+        .where(
+            tickets.c.business_connection_id == business_connection_id,
+            tickets.c.status.in_([status.value for status in LIVE_STATUSES]),
+        )
+        .order_by(tickets.c.number)
+    )
+    return [_to_ticket(row) for row in rows]
+
+
 async def change_ticket(conn: AsyncConnection, ticket_id: str, **values: Any) -> None:
     await conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(**values))
+
+
+def _channel(business_connection_id: str | None) -> ColumnElement[bool]:
+    column = tickets.c.business_connection_id
+    return column.is_(None) if business_connection_id is None else column == business_connection_id
 
 
 async def _one(conn: AsyncConnection, query: Select[Any], for_update: bool) -> Ticket | None:
@@ -204,6 +236,7 @@ def _to_ticket(row: Row[Any]) -> Ticket:
         first_response_at=row.first_response_at,
         resolved_at=row.resolved_at,
         closed_at=row.closed_at,
+        business_connection_id=row.business_connection_id,
     )
 
 

@@ -184,6 +184,7 @@ async def _desk(
         "desk.html",
         status_code=status_code,
         desk=desk,
+        business_connections=await desks.business_connections(rt, desk),
         row=_row(desk, await bots.list_bots(rt, workspace_id), connections),
         forums=[c for c in _forums(connections) if c.bot_id == desk.bot_id],
         assignments=ASSIGNMENTS,

@@ -16,9 +16,17 @@ from starlette.responses import RedirectResponse, Response
 
 from tgrelay import errors, problems
 from tgrelay.runtime import Runtime
-from tgrelay.support import agents, desks
+from tgrelay.support import agents, business_rules, desks
 from tgrelay.support import service as support
-from tgrelay.support.models import Agent, ChangedField, Direction, TicketChange, TicketStatus
+from tgrelay.support.models import (
+    Agent,
+    ChangedField,
+    Desk,
+    Direction,
+    Ticket,
+    TicketChange,
+    TicketStatus,
+)
 from tgrelay.telegram.outbox.messages import MAX_TEXT_CHARS
 from tgrelay.ui import pages, session
 from tgrelay.ui.session import SignedIn
@@ -153,6 +161,7 @@ async def _page(
     except errors.NotFound as exc:
         return pages.render(request, "not_found.html", status_code=404, error=exc.message)
     agent_list = await agents.list_agents(rt, workspace_id)
+    desk_list = await desks.list_desks(rt, workspace_id)
     by_id = {agent.telegram_user_id: agent for agent in agent_list}
     found = session.found_session(request)
     return pages.render(
@@ -165,7 +174,8 @@ async def _page(
         if clocks is None
         else [{"name": c.metric.value.replace("_", " "), "clock": c} for c in clocks],
         assignee=agent_label(ticket.assignee_id, by_id),
-        desk=desk_name(ticket.desk_id, await desks.list_desks(rt, workspace_id)),
+        desk=desk_name(ticket.desk_id, desk_list),
+        channel=await _channel(rt, ticket, desk_list),
         messages=[
             {"message": m, "speaker": _speaker(m.direction, m.author_id, by_id)} for m in messages
         ],
@@ -179,6 +189,20 @@ async def _page(
         idempotency_key=f"ui-{secrets.token_urlsafe(16)}",
         notice=notice,
     )
+
+
+async def _channel(rt: Runtime, ticket: Ticket, desk_list: list[Desk]) -> str | None:
+    """Where a business ticket's customer writes: the account's chat and how its connection
+    stands; None for the bot's own private chat (every other ticket's)."""
+    if ticket.business_connection_id is None:
+        return None
+    desk = next((d for d in desk_list if d.id == ticket.desk_id), None)
+    connections = [] if desk is None else await desks.business_connections(rt, desk)
+    found = next((c for c in connections if c.id == ticket.business_connection_id), None)
+    if found is None:
+        return "Telegram Business (an unknown connection)"
+    lines = business_rules.header_lines(found)
+    return " · ".join(line.removeprefix("Channel: ") for line in lines)
 
 
 def _speaker(direction: Direction, author_id: int | None, by_id: dict[int, Agent]) -> str:

@@ -152,6 +152,17 @@ class Connections:
             chat = found.chats[user.id] = _Chat(customer=sender, chat=shaped)
         return self._post(found, chat, sender, content)
 
+    def account_writes(
+        self, connection_id: str, chat_id: int, content: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The account's owner writes in a chat from their own app; returns the Message
+        (Telegram sends it to the bot as a business_message too, `from` the account)."""
+        found = self.get(connection_id)
+        chat = found.chats.get(chat_id)
+        if chat is None or found.removed:
+            raise errors.InvalidPayload(f"no business chat {chat_id}")
+        return self._post(found, chat, found.user, content)
+
     def bot_sends(
         self,
         bot: Mapping[str, Any],

@@ -450,6 +450,16 @@ class Emulator:
         message = self.state.business.customer_writes(connection_id, from_user, content)
         return self._business_update(connection.bot_id, {"business_message": message})
 
+    def business_account_message(
+        self, connection_id: str, chat_id: int, text: str
+    ) -> dict[str, Any]:
+        """The business account's owner writes `text` in a chat from their app; returns the
+        `business_message` update (its sender is the account)."""
+        content = {"text": text, "entities": emulator_text.command_entities(text)}
+        message = self.state.business.account_writes(connection_id, chat_id, content)
+        bot_id = self.state.business.get(connection_id).bot_id
+        return self._business_update(bot_id, {"business_message": message})
+
     def edit_business_message(
         self, connection_id: str, chat_id: int, message_id: int, text: str
     ) -> dict[str, Any]:

@@ -5,7 +5,7 @@ engine's state as JSON beside the columns queries need; one live conversation pe
 chat, user) is a partial unique index over conversations not ended.
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-06 15:00:00.000000
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import tgrelay.db.types
 
 revision: str = "0019"
-down_revision: str | None = "0017"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
