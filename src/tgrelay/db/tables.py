@@ -730,6 +730,7 @@ support_business_connections = Table(
     Column("connected_at", Timestamp, nullable=False),  # Telegram's date of the connection
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+)
 
 # --- conversations (issue 21) ---------------------------------------------------------------
 
