@@ -11,6 +11,7 @@ acknowledged before it got here: a limit never loses one.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,7 +35,8 @@ log = structlog.get_logger(__name__)
 
 
 def message_key(processed: ProcessedUpdate) -> str | None:
-    """The "chat_id:message_id:edit_date" of the message an update carries (None: none).
+    """The "chat_id:message_id:edit_date" of the message an update carries (None: none),
+    prefixed with its business connection's digest for a business chat's message.
 
     Telegram never sends one message twice under new update_ids; a copy means a replay
     (a leaked secret) or a bot served twice. An edit has its own edit_date, so it is new.
@@ -47,7 +49,14 @@ def message_key(processed: ProcessedUpdate) -> str | None:
     if chat_id is None or not isinstance(message_id, int) or isinstance(message_id, bool):
         return None
     edit_date = body.get("edit_date")
-    return f"{chat_id}:{message_id}:{edit_date if isinstance(edit_date, int) else 0}"
+    key = f"{chat_id}:{message_id}:{edit_date if isinstance(edit_date, int) else 0}"
+    connection = body.get("business_connection_id")
+    if isinstance(connection, str):
+        # A business chat numbers its messages apart from the bot's private chat with the
+        # same user (same chat id): without the connection, message 5 there would pass for
+        # a copy of message 5 here. Hashed: the column holds 64 characters.
+        return f"b{hashlib.sha256(connection.encode()).hexdigest()[:12]}:{key}"
+    return key
 
 
 class Screen:
