@@ -6,7 +6,7 @@ as the runtime would."""
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,9 +18,10 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from tests.conversations.rows import write_conversation
 from tgrelay import problems
 from tgrelay.conversations import api, store
-from tgrelay.conversations.models import Facts, State, Status
+from tgrelay.conversations.models import Status
 from tgrelay.conversations.schema import flow_schema
 from tgrelay.crypto import TokenCipher
 from tgrelay.db.engine import Database
@@ -456,58 +457,15 @@ async def _conversation(
     tenant: Tenant,
     conversation_id: str,
     *,
-    flow: str = "billing",
-    user_id: int = 7001,
     started: int = 0,
-    step: str = "card",
-    status: Status = Status.ACTIVE,
-    variables: dict[str, Any] | None = None,
-    moves: Sequence[tuple[str | None, str | None, str]] = (),
+    user_id: int = 7001,
+    **values: Any,
 ) -> None:
-    """A conversation row (and its transitions) as the runtime writes them."""
-    started_at = START + timedelta(seconds=started)
-    ended = status in (Status.COMPLETED, Status.ABANDONED)
-    async with hub.rt.db.transaction() as conn:
-        found = await store.latest_version(conn, tenant.workspace_id, flow)
-        assert found is not None
-        state = State(
-            flow=flow,
-            version=found.version,
-            step=step,
-            variables=variables or {},
-            tries=0,
-            status=status,
-            facts=Facts(user_id=user_id, chat_id=7001, first_name="Ann", username="ann"),
-            started_at=started_at,
-            last_input_at=started_at,
-        )
-        await store.add_conversation(
-            conn,
-            {
-                "id": conversation_id,
-                "workspace_id": tenant.workspace_id,
-                "flow_id": found.id,
-                "flow_name": flow,
-                "bot_id": 42,
-                "chat_id": 7001,
-                "user_id": user_id,
-                "status": status.value,
-                "step_id": None if ended else step,
-                "state": state.model_dump_json(),
-                "end_reason": None,
-                "started_at": started_at,
-                "updated_at": started_at,
-                "ended_at": started_at if ended else None,
-            },
-        )
-        for second, (source, target, summary) in enumerate(moves):
-            await store.add_transition(
-                conn,
-                {
-                    "conversation_id": conversation_id,
-                    "from_step": source,
-                    "to_step": target,
-                    "input_summary": summary,
-                    "at": started_at + timedelta(seconds=second),
-                },
-            )
+    await write_conversation(
+        hub.rt.db,
+        tenant.workspace_id,
+        conversation_id,
+        started_at=START + timedelta(seconds=started),
+        user_id=user_id,
+        **values,
+    )

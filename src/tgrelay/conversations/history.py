@@ -126,6 +126,12 @@ async def get_conversation(
     )
 
 
+async def live_counts(rt: Runtime, workspace_id: str) -> dict[str, int]:
+    """How many conversations not yet ended each flow has, by name (flows without: absent)."""
+    async with rt.db.engine.connect() as conn:
+        return await store.live_counts(conn, workspace_id)
+
+
 def sensitive_variables(flow: Flow) -> set[str]:
     """The variables a `sensitive` ask step of the flow sets."""
     return {step.variable for step in flow.steps if isinstance(step, AskStep) and step.sensitive}
