@@ -240,3 +240,15 @@ async def test_another_workspace_and_a_read_key(relay: Tgrelay) -> None:
     assert save.status_code == 403
     found = await registry.get_flow(relay.runtime, relay.workspace_id, "billing")
     assert [(v.version, v.enabled) for v in found.versions] == [(1, True)]
+
+
+async def test_the_new_flow_editor_starts_with_a_flow_that_saves(relay: Tgrelay) -> None:
+    """The starter document in the empty editor is a valid flow: saving it as is stores
+    version 1 of "hello"."""
+    async with browser(relay, relay.api_key) as client:
+        empty = await client.get("/ui/flows")
+        saved = await client.post(
+            "/ui/flows", data={"document": editor_text(empty.text)}, follow_redirects=True
+        )
+
+    assert (str(saved.url.path), flash(saved.text)) == ("/ui/flows/hello", ["Version 1 saved."])
