@@ -5,6 +5,7 @@ as the runtime would."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -299,6 +300,27 @@ async def test_two_enabled_flows_may_not_share_a_trigger(hub: Hub) -> None:
         "disable it or choose another trigger",
     )
     assert [(r.status_code, r.json()["version"]) for r in by_api] == [(201, 1), (201, 1)]
+
+
+async def test_posts_at_the_same_time_never_share_a_trigger_or_a_version(hub: Hub) -> None:
+    """Ten flows posted at once on one command: one is stored, nine are 409; ten versions of
+    one name posted at once are versions 1 to 10."""
+    acme = await hub.tenant("Acme")
+    rivals = await asyncio.gather(
+        *(hub.post(acme, {**BILLING, "name": f"rival-{n}"}) for n in range(10))
+    )
+    edits = await asyncio.gather(
+        *(
+            hub.post(
+                acme,
+                {**with_city_prompt(f"City {n}?"), "trigger": {"type": "api"}, "name": "edited"},
+            )
+            for n in range(10)
+        )
+    )
+
+    assert sorted(r.status_code for r in rivals) == [201] + [409] * 9
+    assert sorted(r.json()["version"] for r in edits) == list(range(1, 11))
 
 
 async def test_disabling_stops_new_starts_and_posting_again_makes_an_enabled_version(

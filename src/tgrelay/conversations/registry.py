@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
@@ -99,46 +98,41 @@ async def post_flow(
     text = json.dumps(decoded, ensure_ascii=False, separators=(",", ":"))
     kind, value = trigger_key(flow)
     now = rt.clock()
-    try:
-        async with rt.db.transaction() as conn:
-            newest = await store.latest_version(conn, principal.workspace_id, flow.name)
-            if (
-                newest is not None
-                and newest.disabled_at is None
-                and Flow.model_validate_json(newest.document) == flow
-            ):
-                return Posted(flow=_version(newest, newest=True), created=False)
-            await _refuse_shared_trigger(conn, principal.workspace_id, flow.name, kind, value)
-            version = 1 if newest is None else newest.version + 1
-            flow_id = f"flw_{secrets.token_hex(8)}"
-            await store.add_flow(
-                conn,
-                {
-                    "id": flow_id,
-                    "workspace_id": principal.workspace_id,
-                    "name": flow.name,
-                    "version": version,
-                    "document": text,
-                    "trigger_kind": kind,
-                    "trigger_value": value,
-                    "created_at": now,
-                    "disabled_at": None,
-                },
-            )
-            await audit.record(
-                conn,
-                action="flow.created",
-                actor=principal.actor,
-                now=now,
-                workspace_id=principal.workspace_id,
-                detail={"flow_id": flow_id, "name": flow.name, "version": version},
-            )
-            stored = await store.flow_by_id(conn, flow_id)
-    except IntegrityError as exc:
-        # Two posts of the same name at once both chose the same next version.
-        raise errors.Conflict(
-            f"another version of flow {flow.name} was stored at the same time; post again"
-        ) from exc
+    async with rt.db.transaction() as conn:
+        await store.lock_flows(conn, principal.workspace_id)
+        newest = await store.latest_version(conn, principal.workspace_id, flow.name)
+        if (
+            newest is not None
+            and newest.disabled_at is None
+            and Flow.model_validate_json(newest.document) == flow
+        ):
+            return Posted(flow=_version(newest, newest=True), created=False)
+        await _refuse_shared_trigger(conn, principal.workspace_id, flow.name, kind, value)
+        version = 1 if newest is None else newest.version + 1
+        flow_id = f"flw_{secrets.token_hex(8)}"
+        await store.add_flow(
+            conn,
+            {
+                "id": flow_id,
+                "workspace_id": principal.workspace_id,
+                "name": flow.name,
+                "version": version,
+                "document": text,
+                "trigger_kind": kind,
+                "trigger_value": value,
+                "created_at": now,
+                "disabled_at": None,
+            },
+        )
+        await audit.record(
+            conn,
+            action="flow.created",
+            actor=principal.actor,
+            now=now,
+            workspace_id=principal.workspace_id,
+            detail={"flow_id": flow_id, "name": flow.name, "version": version},
+        )
+        stored = await store.flow_by_id(conn, flow_id)
     assert stored is not None
     return Posted(flow=_version(stored, newest=True), created=True)
 

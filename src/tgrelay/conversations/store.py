@@ -337,3 +337,12 @@ async def conversations_page(
         query.order_by(conversations.c.started_at.desc(), conversations.c.id.desc()).limit(limit)
     )
     return [_to_conversation(row) for row in rows]
+
+
+async def lock_flows(conn: AsyncConnection, workspace_id: str) -> None:
+    """Hold the workspace's flows for this transaction: posts of flows wait for each other, so
+    the trigger check and the next version number see every earlier post. PostgreSQL takes a
+    transaction advisory lock; SQLite's one writer at a time already serialises them."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtextextended(f"flows:{workspace_id}", 0)
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
