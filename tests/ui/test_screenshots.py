@@ -66,6 +66,7 @@ STAND_INS = [
     (r"dsk_[0-9a-f]+", "dsk_7e3a9c1b5d2f4a68"),
     (r"snp_[0-9a-f]+", "snp_4b8d2f6a0c1e3957"),
     (r"tkt_[0-9a-f]+", "tkt_9d1c7e3a5b2f4068"),
+    (r"flw_[0-9a-f]+", "flw_2b1b5b97b9b15a6f"),
     (r"ws_[0-9a-f]+", "ws_a661f0540b5475ea"),
     (r"127\.0\.0\.1:\d+", "127.0.0.1:8000"),
     (r'"msg_id": "[^"]*"', '"msg_id": "m1"'),
