@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from tests.conversations.rows import write_conversation
 from tgrelay import problems
-from tgrelay.conversations import api, store
+from tgrelay.conversations import api, registry, store
 from tgrelay.conversations.models import Status
 from tgrelay.conversations.schema import flow_schema
 from tgrelay.crypto import TokenCipher
@@ -200,8 +200,8 @@ async def test_an_invalid_document_is_422_with_every_problem_at_its_step_and_fie
     hub: Hub,
 ) -> None:
     """A bad regex at steps[2], an unknown next and an unknown variable are all listed, each
-    naming its step and field; text that is not JSON and the reserved name are refused too;
-    nothing is stored."""
+    naming its step and field; text that is not JSON and the reserved name are refused too,
+    a body over 1 MiB is 413; nothing is stored."""
     acme = await hub.tenant("Acme")
     bad = {
         "name": "address",
@@ -235,6 +235,9 @@ async def test_an_invalid_document_is_422_with_every_problem_at_its_step_and_fie
     refused = await hub.post(acme, bad)
     not_json = await hub.http.post("/v1/flows", content=b"{steps", headers=acme.admin)
     reserved = await hub.post(acme, {**BILLING, "name": "schema"})
+    too_large = await hub.http.post(
+        "/v1/flows", content=b" " * (registry.MAX_DOCUMENT_BYTES + 1), headers=acme.admin
+    )
     listed = await hub.http.get("/v1/flows", headers=acme.admin)
 
     assert (refused.status_code, refused.json()) == (
@@ -262,6 +265,10 @@ async def test_an_invalid_document_is_422_with_every_problem_at_its_step_and_fie
     assert (reserved.status_code, reserved.json()["errors"]) == (
         422,
         ['name: "schema" is reserved (GET /v1/flows/schema is the JSON Schema)'],
+    )
+    assert (too_large.status_code, too_large.json()) == (
+        413,
+        problem(413, "PayloadTooLarge", "a flow document is at most 1048576 bytes"),
     )
     assert listed.json() == []
 
