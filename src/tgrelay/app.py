@@ -25,6 +25,7 @@ from tgrelay import apidocs, audit_api, problems, security_headers, wiring
 from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
+from tgrelay.conversations import api as conversations_api
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
 from tgrelay.events import service as events_service
@@ -326,6 +327,7 @@ class TgrelayApp:
         api.include_router(support_kb_api.router)
         api.include_router(support_sla_api.router)
         api.include_router(support_report_api.router)
+        api.include_router(conversations_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

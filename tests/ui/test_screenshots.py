@@ -9,6 +9,7 @@ ports, timestamps inside bodies) are written as fixed stand-ins before each shot
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ import httpx
 import pytest
 from playwright.async_api import Page, ViewportSize
 
+from tests.conversations.rows import write_conversation
 from tests.e2e.harness import Tgrelay, eventually, free_port, settings_for
 from tgrelay.app import TgrelayApp
+from tgrelay.conversations import registry
+from tgrelay.conversations.models import AbandonReason, Status
 from tgrelay.events import service as events
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import NotificationStatus, SessionState
@@ -44,6 +48,7 @@ from .ticket_scene import Desk as TicketDesk
 pytestmark = [pytest.mark.slow, needs_chromium]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+BILLING_FLOW = Path(__file__).resolve().parents[2] / "examples" / "flows" / "billing_address.json"
 PHONE_WIDTH = 390
 DESKTOP: ViewportSize = {"width": 1200, "height": 800}
 BOB = {"id": 5002, "is_bot": False, "first_name": "Bob", "username": "bob"}
@@ -61,6 +66,7 @@ STAND_INS = [
     (r"dsk_[0-9a-f]+", "dsk_7e3a9c1b5d2f4a68"),
     (r"snp_[0-9a-f]+", "snp_4b8d2f6a0c1e3957"),
     (r"tkt_[0-9a-f]+", "tkt_9d1c7e3a5b2f4068"),
+    (r"flw_[0-9a-f]+", "flw_2b1b5b97b9b15a6f"),
     (r"ws_[0-9a-f]+", "ws_a661f0540b5475ea"),
     (r"127\.0\.0\.1:\d+", "127.0.0.1:8000"),
     (r'"msg_id": "[^"]*"', '"msg_id": "m1"'),
@@ -207,6 +213,7 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
 
                 desk, snippet = await support_setup(relay, emulator, alerts, principal)
                 ticket = await tickets_setup(relay, emulator, alerts, desk, principal)
+                await flows_setup(relay, principal)
 
                 # Last: a second group halfway through linking, in phase 2.
                 started = await client.post("/ui/connect", data={"bot_id": str(alerts.id)})
@@ -248,6 +255,9 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     "agents": "/ui/agents",
                     "snippets": "/ui/snippets",
                     "snippet": f"/ui/snippets/{snippet}",
+                    "flows": "/ui/flows",
+                    "flow": "/ui/flows/billing-address",
+                    "conversations": "/ui/conversations",
                 },
             )
 
@@ -313,6 +323,49 @@ async def tickets_setup(
 
     await eventually(edit_recorded)
     return ada.id
+
+
+async def flows_setup(relay: Tgrelay, principal: Principal) -> None:
+    """The shipped billing-address flow (two versions) and an API-started survey, with four
+    conversations: one waiting, one at the app, one completed and one timed out."""
+    rt = relay.runtime
+    billing = json.loads(BILLING_FLOW.read_text())
+    await registry.post_flow(rt, principal, json.dumps(billing))
+    billing["timeout_seconds"] = 1800
+    await registry.post_flow(rt, principal, json.dumps(billing))
+    survey = {
+        "name": "survey",
+        "trigger": {"type": "api"},
+        "steps": [
+            {
+                "id": "score",
+                "kind": "ask",
+                "message": "How likely are you to recommend us, 0 to 10?",
+                "input": {"type": "number", "min": 0, "max": 10, "integer": True},
+                "variable": "score",
+            },
+            {"id": "thanks", "kind": "end", "message": "Thank you!"},
+        ],
+    }
+    await registry.post_flow(rt, principal, json.dumps(survey))
+    now = rt.clock()
+    for minutes, conversation_id, flow, user_id, step, status, reason in [
+        (40, "cnv_1", "survey", 7101, "thanks", Status.COMPLETED, None),
+        (30, "cnv_2", "billing-address", 7102, "zip", Status.ABANDONED, AbandonReason.TIMEOUT),
+        (3, "cnv_3", "billing-address", 7103, "validate", Status.CALLING, None),
+        (1, "cnv_4", "billing-address", 7104, "city", Status.ACTIVE, None),
+    ]:
+        await write_conversation(
+            rt.db,
+            relay.workspace_id,
+            conversation_id,
+            started_at=now - timedelta(minutes=minutes),
+            flow=flow,
+            user_id=user_id,
+            step=step,
+            status=status,
+            reason=reason,
+        )
 
 
 async def sign_in(page: Page, relay: Tgrelay) -> None:

@@ -287,3 +287,62 @@ async def history(conn: AsyncConnection, conversation_id: str) -> list[StoredTra
         )
         for row in rows
     ]
+
+
+# --- reads for the API and the pages (issue 21's flows API) ----------------------------------
+
+
+async def version_counts(conn: AsyncConnection, workspace_id: str) -> dict[str, int]:
+    """How many versions each flow of the workspace has, by name."""
+    rows = await conn.execute(
+        select(flows.c.name, func.count())
+        .where(flows.c.workspace_id == workspace_id)
+        .group_by(flows.c.name)
+    )
+    return {str(name): int(count) for name, count in rows}
+
+
+async def live_counts(conn: AsyncConnection, workspace_id: str) -> dict[str, int]:
+    """How many conversations not yet ended each flow of the workspace has, by name."""
+    rows = await conn.execute(
+        select(conversations.c.flow_name, func.count())
+        .where(conversations.c.workspace_id == workspace_id, conversations.c.ended_at.is_(None))
+        .group_by(conversations.c.flow_name)
+    )
+    return {str(name): int(count) for name, count in rows}
+
+
+async def conversations_page(
+    conn: AsyncConnection,
+    workspace_id: str,
+    *,
+    flow: str | None = None,
+    status: str | None = None,
+    after: StoredConversation | None = None,
+    limit: int,
+) -> list[StoredConversation]:
+    """Newest first by start, then id; `after` the last conversation of the previous page
+    (a (started_at, id) cursor: conversations started in the same instant are not skipped)."""
+    query = select(conversations).where(conversations.c.workspace_id == workspace_id)
+    if flow is not None:
+        query = query.where(conversations.c.flow_name == flow)
+    if status is not None:
+        query = query.where(conversations.c.status == status)
+    if after is not None:
+        query = query.where(
+            (conversations.c.started_at < after.started_at)
+            | ((conversations.c.started_at == after.started_at) & (conversations.c.id < after.id))
+        )
+    rows = await conn.execute(
+        query.order_by(conversations.c.started_at.desc(), conversations.c.id.desc()).limit(limit)
+    )
+    return [_to_conversation(row) for row in rows]
+
+
+async def lock_flows(conn: AsyncConnection, workspace_id: str) -> None:
+    """Hold the workspace's flows for this transaction: posts of flows wait for each other, so
+    the trigger check and the next version number see every earlier post. PostgreSQL takes a
+    transaction advisory lock; SQLite's one writer at a time already serialises them."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtextextended(f"flows:{workspace_id}", 0)
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))

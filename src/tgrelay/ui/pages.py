@@ -65,8 +65,10 @@ def install(api: FastAPI) -> None:
         api_keys,
         audit,
         bots,
+        conversations,
         desks,
         endpoints,
+        flows,
         notifications,
         report,
         snippets,
@@ -91,6 +93,8 @@ def install(api: FastAPI) -> None:
         report,
         tickets,
         ticket,
+        flows,
+        conversations,
     ):
         api.include_router(module.router, dependencies=guarded)
     api.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="ui-static")
