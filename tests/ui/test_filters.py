@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tgrelay.conversations.models import Status
 from tgrelay.ui import filters
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -69,3 +70,14 @@ def test_exact_times_are_utc_to_the_second() -> None:
         "2026-01-01 14:30:05 UTC",
         "2026-01-01T14:30:05+00:00",
     )
+
+
+def test_conversation_statuses_have_their_badge_tones() -> None:
+    """A conversation waiting on the user reads good, one waiting on the team's app
+    waiting, a finished one good and a stopped one a warning."""
+    assert {status.value: filters.tone(status.value) for status in Status} == {
+        "active": "good",
+        "calling": "waiting",
+        "completed": "good",
+        "abandoned": "warn",
+    }

@@ -33,10 +33,12 @@ TONES: dict[str, Tone] = {
     "connected": Tone.GOOD,
     "closed": Tone.GOOD,  # a breaker letting deliveries through; a ticket done for good
     "resolved": Tone.GOOD,  # a ticket done (its customer may still reopen it)
+    "completed": Tone.GOOD,  # a conversation that reached its end
     "pending": Tone.WAITING,
     "queued": Tone.WAITING,
     "waiting_private": Tone.WAITING,
     "waiting_group": Tone.WAITING,
+    "calling": Tone.WAITING,  # a conversation waiting for the team's app
     "webhook_conflict": Tone.WARN,
     "half_open": Tone.WARN,
     "token_revoked": Tone.BAD,
@@ -45,6 +47,7 @@ TONES: dict[str, Tone] = {
     "dead_letter": Tone.BAD,
     "bot_removed": Tone.BAD,
     "expired": Tone.BAD,
+    "abandoned": Tone.WARN,  # a conversation stopped: timeout, cancel or failure
     "open": Tone.BAD,  # a breaker holding deliveries back; a ticket the team owes a move
     "new": Tone.BAD,  # a ticket nobody has answered yet
     "disconnected": Tone.OFF,
