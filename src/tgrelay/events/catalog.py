@@ -43,6 +43,10 @@ class EventType(enum.StrEnum):
     TICKET_MESSAGE_ADDED = "ticket.message_added"  # a customer or agent message, or a note
     TICKET_SLA_BREACHED = "ticket.sla_breached"  # a metric passed its due time unmet
     TICKET_ESCALATED = "ticket.escalated"  # an escalation step with the emit action fired
+    CONVERSATION_STARTED = "conversation.started"  # a flow's trigger (or the API) started one
+    CONVERSATION_COMPLETED = "conversation.completed"  # it reached an end or handoff step
+    CONVERSATION_ABANDONED = "conversation.abandoned"  # timeout, /cancel, or failed
+    CONVERSATION_STEP_FAILED = "conversation.step_failed"  # tries ran out, or a call failed
 
 
 class _Data(BaseModel):
@@ -276,6 +280,39 @@ class TicketMessageData(_Data):
     agent_id: int | None  # the agent who wrote it (agent, note); null for the customer or API
     customer_message_id: int | None  # in the customer's private chat
     topic_message_id: int | None  # in the ticket's forum topic
+
+
+# The conversations' data: the same shapes as conversations.models' payloads, which the
+# engine builds (events sits below conversations, so it declares its own; a test compares).
+
+
+class ConversationStartedData(_Data):
+    """conversation.started."""
+
+    flow: str  # the flow's name
+    version: int  # the flow's version the conversation runs
+    chat_id: int
+    user_id: int
+
+
+class ConversationCompletedData(ConversationStartedData):
+    """conversation.completed: the variables in full, sensitive ones included."""
+
+    variables: dict[str, Any]
+
+
+class ConversationAbandonedData(ConversationStartedData):
+    """conversation.abandoned."""
+
+    reason: str  # timeout | cancel | failed
+    step: str  # where it stopped
+
+
+class ConversationStepFailedData(ConversationStartedData):
+    """conversation.step_failed."""
+
+    step: str
+    reason: str  # never the user's answer
 
 
 DataModel = type[_Data]
@@ -633,6 +670,58 @@ CATALOG: tuple[EventSpec, ...] = (
             "ticket_id": "tkt_1a2b3c4d",
             "step": 1,
             "reason": "first_response breached at 2026-12-01T10:00:00+00:00",
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_STARTED,
+        description="A conversation of a flow started: its trigger fired, or the API started it.",
+        versions=first_version(ConversationStartedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_COMPLETED,
+        description="A conversation reached an end or handoff step; variables in full.",
+        versions=first_version(ConversationCompletedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "variables": {"street": "1 Main St", "zip": "10115", "city": "Berlin", "country": "DE"},
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_ABANDONED,
+        description="A conversation stopped before its end: idle timeout, /cancel, or failed.",
+        versions=first_version(ConversationAbandonedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "reason": "timeout",
+            "step": "zip",
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_STEP_FAILED,
+        description=(
+            "A step failed: invalid answers ran out, a call to the app failed (at its first"
+            " failure and again at its deadline), or the app's answer was unusable."
+        ),
+        versions=first_version(ConversationStepFailedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "step": "validate",
+            "reason": "HTTP 503",
         },
     ),
 )
