@@ -24,8 +24,8 @@ from tgrelay.queue.worker import NonTransactional, Transactional
 from tgrelay.telegram.outbox import messages
 from tgrelay.telegram.outbox.messages import CallbackButton
 
-ADA = {"id": 7001, "is_bot": False, "first_name": "Ada", "language_code": "en"}
-BOB = {"id": 7002, "is_bot": False, "first_name": "Bob"}
+ADA: dict[str, Any] = {"id": 7001, "is_bot": False, "first_name": "Ada", "language_code": "en"}
+BOB: dict[str, Any] = {"id": 7002, "is_bot": False, "first_name": "Bob"}
 UPDATE_IDS = itertools.count(910001)
 QUERY_IDS = itertools.count(1)
 
