@@ -27,7 +27,7 @@ from tests.conversations.running import (
     state_of,
 )
 from tests.dispatching import Dispatching, dispatching
-from tgrelay.conversations import jobs, runtime
+from tgrelay.conversations import call_targets, checks, jobs, runtime
 from tgrelay.conversations.models import Status
 from tgrelay.events import service as events
 from tgrelay.http import breakers, signing, transport
@@ -295,3 +295,30 @@ async def test_without_an_endpoint_of_its_origin_the_call_fails_unsent(
             "reason": f"the app did not answer before the deadline: {jobs.NO_ENDPOINT}",
         },
     )
+
+
+async def test_a_flow_whose_call_has_no_endpoint_of_its_origin_is_unsigned(
+    relay: Dispatching, app: tuple[receiver.RunningReceiver, Switchable]
+) -> None:
+    """The check POST /v1/flows makes: a call step is pointed at until an endpoint of the
+    workspace shares its origin (another port is another origin)."""
+    running, _ = app
+    flow = checks.parse(lookup(running.url))
+    workspace_id = relay.principal.workspace_id
+    async with relay.rt.db.engine.connect() as conn:
+        before = await call_targets.unsigned(conn, relay.rt, workspace_id, flow)
+    await events.create_endpoint(
+        relay.rt,
+        relay.principal,
+        url=running.base_url.replace("127.0.0.1", "localhost"),
+        event_types=None,
+        description=None,
+    )
+    async with relay.rt.db.engine.connect() as conn:
+        other_host = await call_targets.unsigned(conn, relay.rt, workspace_id, flow)
+    await _set_up(relay, running)
+    async with relay.rt.db.engine.connect() as conn:
+        after = await call_targets.unsigned(conn, relay.rt, workspace_id, flow)
+
+    problem = f'steps[1] (id "check").url: {call_targets.NO_ENDPOINT}'
+    assert (before, other_host, after) == ([problem], [problem], [])

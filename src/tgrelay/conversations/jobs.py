@@ -23,7 +23,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.conversations import runtime
+from tgrelay.conversations import call_targets, runtime
 from tgrelay.conversations.models import (
     CallFailed,
     CallSucceeded,
@@ -40,7 +40,7 @@ from tgrelay.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-NO_ENDPOINT = "no endpoint of this workspace has this origin, so the call cannot be signed"
+NO_ENDPOINT = f"{call_targets.NO_ENDPOINT}: the call cannot be signed"
 # Retries of a failed call: the queue's exponential backoff, capped so that a call whose
 # app came back is resumed within a minute (the step's deadline bounds them all).
 CALL_RETRY = retry.RetryPolicy(base_delay=1.0, factor=2.0, max_delay=60.0)

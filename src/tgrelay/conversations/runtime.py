@@ -52,6 +52,7 @@ from tgrelay.db import engine as db_engine
 from tgrelay.events import catalog
 from tgrelay.events import service as events
 from tgrelay.events.catalog import EventType
+from tgrelay.http import calls
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime
@@ -317,9 +318,8 @@ async def _enqueue_call(
             "timeout_seconds": request.timeout_seconds,
             "deadline": request.deadline.isoformat(),
             # The webhook-id of every attempt of this call: the app can drop repeats.
-            "call_id": f"call_{secrets.token_urlsafe(16)}",
+            "call_id": calls.new_call_id(),
         },
-        max_attempts=1_000,  # failures are rescheduled up to the deadline, not counted
     )
     db_engine.after_commit(conn, functools.partial(rt.notify_queue, job.queue))
     await job_store.enqueue(conn, [job], now=now, default_max_attempts=rt.settings.job_max_attempts)
