@@ -172,3 +172,37 @@ async def _at_least(sent: Any, count: int) -> bool:
 def _buttons(message: dict[str, Any]) -> list[str]:
     markup = message.get("reply_markup") or {}
     return [b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def test_the_same_update_twice_moves_the_conversation_once(
+    team: Team, emulator: RunningEmulator
+) -> None:
+    """Telegram re-sends Ada's street answer (same update_id) after it moved the conversation:
+    it is absorbed, so the street is not taken again as her postal code (which would have
+    been refused with the retry message), and her next answer moves on as usual."""
+    telegram = emulator.emulator
+
+    def sent() -> list[dict[str, Any]]:
+        return telegram.sent_messages(ADA["id"], bot_id=team.bot_id)
+
+    telegram.send_message(team.bot_id, ADA, None, "/billing")
+    await eventually(lambda: _at_least(sent, 1))
+    street = telegram.send_message(team.bot_id, ADA, None, "1 Main Street")
+    await eventually(lambda: _at_least(sent, 2))
+    telegram.inject_update(team.bot_id, street)  # the very same update again
+    telegram.send_message(team.bot_id, ADA, None, "10115")
+    await eventually(lambda: _at_least(sent, 3))
+
+    async with team.relay.runtime.db.engine.connect() as conn:
+        [row] = await store.list_conversations(conn, team.relay.workspace_id, limit=5)
+        moves = await store.history(conn, row.id)
+    assert [m["text"] for m in sent()] == [
+        "Hi Ada! What is the street and house number of your billing address?",
+        "The postal code?",
+        "The city?",
+    ]
+    assert [(m.from_step, m.to_step) for m in moves] == [
+        (None, "street"),
+        ("street", "zip"),
+        ("zip", "city"),
+    ]
