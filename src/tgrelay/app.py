@@ -26,6 +26,9 @@ from tgrelay.bots import api as bots_api
 from tgrelay.bots import jobs as bots_jobs
 from tgrelay.clock import Clock, utcnow
 from tgrelay.conversations import api as conversations_api
+from tgrelay.conversations import handlers as conversations_handlers
+from tgrelay.conversations import jobs as conversations_jobs
+from tgrelay.conversations import start_api as conversations_start_api
 from tgrelay.events import api as events_api
 from tgrelay.events import delivery as events_delivery
 from tgrelay.events import service as events_service
@@ -33,6 +36,7 @@ from tgrelay.events import telemetry as events_telemetry
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.groups import legacy_sends as groups_legacy_sends
+from tgrelay.http import breakers as http_breakers
 from tgrelay.http import transport as http_transport
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
@@ -88,7 +92,11 @@ def updates_registry(rt: Runtime) -> Registry:
 def update_handlers(rt: Runtime) -> list[inbox_models.Handler]:
     """The domain handlers of updates, in the order dispatch runs them: groups →
     conversations → support (DESIGN.md); later issues add theirs here."""
-    return [groups_handlers.handler(rt), support_handlers.handler(rt)]
+    return [
+        groups_handlers.handler(rt),
+        conversations_handlers.handler(rt),
+        support_handlers.handler(rt),
+    ]
 
 
 def job_registry(rt: Runtime) -> Registry:
@@ -100,6 +108,7 @@ def job_registry(rt: Runtime) -> Registry:
     support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
     support_kb_answers.register(registry, rt)
     support_sla_escalation.register(registry, rt)
+    conversations_jobs.register_timer(registry, rt)
     return registry
 
 
@@ -112,10 +121,14 @@ def job_registry(rt: Runtime) -> Registry:
 WEBHOOK_PACING = pacing.Pacing(busy_seconds=0.02, idle_seconds=2.0)
 
 
-def webhook_registry(rt: Runtime, client: http_transport.Client) -> Registry:
-    """The webhooks queue: event deliveries, on a worker of their own."""
+def webhook_registry(
+    rt: Runtime, client: http_transport.Client, breakers: http_breakers.Breakers
+) -> Registry:
+    """The webhooks queue: event deliveries and conversations' calls to the teams' apps
+    (the same client and SSRF guard; a breaker per call origin), on a worker of their own."""
     registry = Registry()
     events_delivery.register(registry, rt, client)
+    conversations_jobs.register(registry, rt, client, breakers)
     return registry
 
 
@@ -162,7 +175,7 @@ async def background(
         )
         webhook_worker = Worker(
             rt.db,
-            webhook_registry(rt, client),
+            webhook_registry(rt, client, http_breakers.Breakers()),
             concurrency=settings.webhooks_concurrency,
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,
@@ -328,6 +341,7 @@ class TgrelayApp:
         api.include_router(support_sla_api.router)
         api.include_router(support_report_api.router)
         api.include_router(conversations_api.router)
+        api.include_router(conversations_start_api.router)
 
         @api.get("/healthz", tags=["operations"])
         async def healthz() -> dict[str, str]:

@@ -58,6 +58,13 @@ GUARDS = {
     "test_the_ladder_warns_emits_then_messages_each_once",
     "desk.business_connection_changed": "tests/support/test_business.py::"
     "test_a_connection_is_recorded_and_announced_once_per_real_change",
+    "conversation.started": "tests/conversations/test_handlers.py::test_a_command_starts_its_flow",
+    "conversation.completed": "tests/conversations/test_handlers.py::"
+    "test_each_answer_moves_the_conversation_to_its_end",
+    "conversation.abandoned": "tests/conversations/test_handlers.py::"
+    "test_cancel_ends_the_conversation_and_frees_the_chat",
+    "conversation.step_failed": "tests/conversations/test_calls.py::"
+    "test_the_first_failure_sends_the_fallback_at_once_and_the_answer_resumes",
 }
 
 

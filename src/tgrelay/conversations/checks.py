@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tgrelay import errors, templates
+from tgrelay.conversations import inputs
 from tgrelay.conversations.flow import (
     AskStep,
     BranchStep,
@@ -224,10 +225,11 @@ def _input_problems(step: AskStep) -> Iterator[tuple[str, str]]:
         for position, key in enumerate(keys):
             if key in keys[:position]:
                 yield f"input.choices[{position}]", f'the value "{key}" is already a choice'
-            elif len(f"{step.id}:{key}".encode()) > 64:
+            elif len(inputs.button_data(step.id, key).encode()) > inputs.MAX_BUTTON_DATA_BYTES:
                 yield (
                     f"input.choices[{position}]",
-                    "the step id and the value make callback data longer than 64 bytes",
+                    "the step id and the value make callback data longer than "
+                    f"{inputs.MAX_BUTTON_DATA_BYTES} bytes",
                 )
 
 

@@ -235,7 +235,14 @@ def choice(expected: ChoiceInput, step_id: str, answer: Answer) -> Verdict:
     return Rejected(reason="Please choose one of the buttons.")
 
 
+# What the runtime puts before a button's `step:value` in the callback data Telegram carries,
+# so the conversations handler knows its own buttons from other handlers' (and the app's).
+CALLBACK_TAG = "cv:"
+# Telegram's limit on callback data is 64 bytes: this much is left for `step:value`.
+MAX_BUTTON_DATA_BYTES = 64 - len(CALLBACK_TAG)
+
+
 def button_data(step_id: str, value: str) -> str:
-    """The callback data of a conversation's button: the step, then the value (≤ 64 bytes,
-    which the flow's checks ensure)."""
+    """A conversation's button as the engine names it: the step, then the value (at most
+    MAX_BUTTON_DATA_BYTES, which the flow's checks ensure)."""
     return f"{step_id}:{value}"

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
-from tgrelay.conversations import checks, store
+from tgrelay.conversations import call_targets, checks, store
 from tgrelay.conversations.flow import CallbackTrigger, CommandTrigger, DeepLinkTrigger, Flow
 from tgrelay.runtime import Runtime
 from tgrelay.workspaces.models import Principal
@@ -100,6 +100,9 @@ async def post_flow(
     now = rt.clock()
     async with rt.db.transaction() as conn:
         await store.lock_flows(conn, principal.workspace_id)
+        unsigned = await call_targets.unsigned(conn, rt, principal.workspace_id, flow)
+        if unsigned:
+            raise checks.FlowInvalid(unsigned)
         newest = await store.latest_version(conn, principal.workspace_id, flow.name)
         if (
             newest is not None

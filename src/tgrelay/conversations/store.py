@@ -346,3 +346,19 @@ async def lock_flows(conn: AsyncConnection, workspace_id: str) -> None:
     if conn.dialect.name == "postgresql":
         key = func.hashtextextended(f"flows:{workspace_id}", 0)
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+# --- the runtime's writes (issue 21) -------------------------------------------------------
+
+
+async def move_conversation(
+    conn: AsyncConnection, conversation_id: str, *, expected_state: str, **values: Any
+) -> bool:
+    """Change the conversation only if its state is still `expected_state` (compare-and-set):
+    false when another job moved it since it was read."""
+    changed = await conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id, conversations.c.state == expected_state)
+        .values(**values)
+    )
+    return bool(changed.rowcount)

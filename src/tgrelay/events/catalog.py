@@ -46,6 +46,10 @@ class EventType(enum.StrEnum):
     # a desk bot's Telegram Business connection was made, paused, resumed, lost or gained the
     # right to reply, was removed, or a send found it gone
     DESK_BUSINESS_CONNECTION_CHANGED = "desk.business_connection_changed"
+    CONVERSATION_STARTED = "conversation.started"  # a flow's trigger (or the API) started one
+    CONVERSATION_COMPLETED = "conversation.completed"  # it reached an end or handoff step
+    CONVERSATION_ABANDONED = "conversation.abandoned"  # timeout, /cancel, or failed
+    CONVERSATION_STEP_FAILED = "conversation.step_failed"  # tries ran out, or a call failed
 
 
 class _Data(BaseModel):
@@ -290,6 +294,39 @@ class TicketMessageData(_Data):
     agent_id: int | None  # the agent who wrote it (agent, note); null for the customer or API
     customer_message_id: int | None  # in the customer's private chat
     topic_message_id: int | None  # in the ticket's forum topic
+
+
+# The conversations' data: the same shapes as conversations.models' payloads, which the
+# engine builds (events sits below conversations, so it declares its own; a test compares).
+
+
+class ConversationStartedData(_Data):
+    """conversation.started."""
+
+    flow: str  # the flow's name
+    version: int  # the flow's version the conversation runs
+    chat_id: int
+    user_id: int
+
+
+class ConversationCompletedData(ConversationStartedData):
+    """conversation.completed: the variables in full, sensitive ones included."""
+
+    variables: dict[str, Any]
+
+
+class ConversationAbandonedData(ConversationStartedData):
+    """conversation.abandoned."""
+
+    reason: str  # timeout | cancel | failed
+    step: str  # where it stopped
+
+
+class ConversationStepFailedData(ConversationStartedData):
+    """conversation.step_failed."""
+
+    step: str
+    reason: str  # never the user's answer
 
 
 DataModel = type[_Data]
@@ -670,6 +707,58 @@ CATALOG: tuple[EventSpec, ...] = (
             "state": "cannot_reply",
             "can_reply": False,
             "is_enabled": True,
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_STARTED,
+        description="A conversation of a flow started: its trigger fired, or the API started it.",
+        versions=first_version(ConversationStartedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_COMPLETED,
+        description="A conversation reached an end or handoff step; variables in full.",
+        versions=first_version(ConversationCompletedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "variables": {"street": "1 Main St", "zip": "10115", "city": "Berlin", "country": "DE"},
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_ABANDONED,
+        description="A conversation stopped before its end: idle timeout, /cancel, or failed.",
+        versions=first_version(ConversationAbandonedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "reason": "timeout",
+            "step": "zip",
+        },
+    ),
+    EventSpec(
+        type=EventType.CONVERSATION_STEP_FAILED,
+        description=(
+            "A step failed: invalid answers ran out, a call to the app failed (at its first"
+            " failure and again at its deadline), or the app's answer was unusable."
+        ),
+        versions=first_version(ConversationStepFailedData),
+        example={
+            "flow": "billing-address",
+            "version": 3,
+            "chat_id": 777000123,
+            "user_id": 777000123,
+            "step": "validate",
+            "reason": "HTTP 503",
         },
     ),
 )

@@ -30,7 +30,7 @@ from tgrelay.events.models import (
     EndpointStatus,
     parse_delivery_id,
 )
-from tgrelay.http import guard, signing
+from tgrelay.http import breakers, guard, signing
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import NewJob
 from tgrelay.runtime import Runtime
@@ -589,3 +589,19 @@ async def _audit(
         workspace_id=principal.workspace_id,
         detail={"endpoint_id": endpoint_id, **detail},
     )
+
+
+# --- the secret that signs a conversation's call (issue 21) -------------------------------
+
+
+async def call_secret(
+    conn: AsyncConnection, rt: Runtime, workspace_id: str, url: str
+) -> str | None:
+    """The current secret of the workspace's enabled endpoint whose URL has the same origin
+    (scheme://host:port) as `url`, which signs a conversation's call to it; None when no
+    endpoint has that origin. Oldest endpoint first when several share it."""
+    wanted = breakers.origin(url)
+    for endpoint in await store.list_endpoints(conn, workspace_id):
+        if endpoint.status is EndpointStatus.ENABLED and breakers.origin(endpoint.url) == wanted:
+            return rt.cipher.decrypt((await store.secret_ciphertexts(conn, endpoint.id)).current)
+    return None

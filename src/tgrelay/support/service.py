@@ -4,14 +4,15 @@ transaction and reads only the principal's workspace (another's ids are NotFound
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import errors
 from tgrelay.runtime import Runtime
-from tgrelay.support import conversation, lifecycle, sla_timer, store, ticket_store
-from tgrelay.support.models import Desk, Ticket, TicketChange, TicketMessage, TicketStatus
+from tgrelay.support import conversation, handoff, lifecycle, sla_timer, store, ticket_store
+from tgrelay.support.models import Customer, Desk, Ticket, TicketChange, TicketMessage, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sla import Clock
 from tgrelay.workspaces.models import Principal
@@ -182,3 +183,32 @@ async def _desk(conn: AsyncConnection, ticket: Ticket) -> Desk:
     if found is None:
         raise errors.Conflict(f"ticket {ticket.id}'s desk {ticket.desk_id} was deleted")
     return found
+
+
+# --- a conversation's handoff (issue 21) ----------------------------------------------------
+
+
+async def open_handoff(
+    conn: AsyncConnection,
+    rt: Runtime,
+    *,
+    bot_id: int,
+    chat_id: int,
+    customer: Customer,
+    title: str,
+    summary: str,
+    at: datetime,
+) -> str | None:
+    """A conversation's handoff step, in the caller's transaction: the customer's ticket
+    (opened, or the one still taking their messages) with `summary` noted in its topic.
+    None when done; why not otherwise (the bot has no desk, the chat is not private)."""
+    return await handoff.open_handoff(
+        conn,
+        rt,
+        bot_id=bot_id,
+        chat_id=chat_id,
+        customer=customer,
+        title=title,
+        summary=summary,
+        at=at,
+    )
