@@ -26,6 +26,7 @@ from tgrelay.conversations.models import Status
 from tgrelay.conversations.schema import flow_schema
 from tgrelay.crypto import TokenCipher
 from tgrelay.db.engine import Database
+from tgrelay.events import service as events
 from tgrelay.observability import Metrics
 from tgrelay.runtime import Runtime, send_limits
 from tgrelay.settings import Settings
@@ -98,7 +99,12 @@ class Hub:
 async def hub(database: Database, tmp_path: Path) -> AsyncIterator[Hub]:
     """The conversations routes on a runtime over `database` (each backend in turn)."""
     settings = Settings.model_validate(
-        {"data_dir": tmp_path, "telegram_api_url": "http://127.0.0.1:9", "public_url": None}
+        {
+            "data_dir": tmp_path,
+            "telegram_api_url": "http://127.0.0.1:9",
+            "public_url": None,
+            "webhooks_allow_private": True,  # the team's app runs on this machine
+        }
     )
     metrics = Metrics()
     clock = Clock(start=START)
@@ -498,3 +504,43 @@ async def _conversation(
         user_id=user_id,
         **values,
     )
+
+
+async def test_a_call_no_endpoint_can_sign_is_refused_until_the_app_is_an_endpoint(
+    hub: Hub,
+) -> None:
+    """A call step's URL must share its origin with an endpoint of the workspace, whose secret
+    signs the call: without one the flow is 422 at the step's url, with one it is stored."""
+    acme = await hub.tenant("Acme")
+    flow = {
+        "name": "address",
+        "trigger": {"type": "command", "command": "/address"},
+        "steps": [
+            {
+                "id": "check",
+                "kind": "call",
+                "url": "http://127.0.0.1:8765/flows/check",
+                "fallback_text": "One moment.",
+                "next": "done",
+                "on_failure": "done",
+            },
+            {"id": "done", "kind": "end"},
+        ],
+    }
+
+    refused = await hub.post(acme, flow)
+    principal = await workspaces.authenticate(hub.rt.db, acme.admin["Authorization"][7:])
+    await events.create_endpoint(
+        hub.rt,
+        principal,
+        url="http://127.0.0.1:8765/events",
+        event_types=["conversation.*"],
+        description="The team's app",
+    )
+    stored = await hub.post(acme, flow)
+
+    assert (refused.status_code, refused.json()["errors"]) == (
+        422,
+        ['steps[0] (id "check").url: no endpoint of this workspace has this origin'],
+    )
+    assert (stored.status_code, stored.json()["version"]) == (201, 1)

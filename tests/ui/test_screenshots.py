@@ -329,6 +329,14 @@ async def flows_setup(relay: Tgrelay, principal: Principal) -> None:
     """The shipped billing-address flow (two versions) and an API-started survey, with four
     conversations: one waiting, one at the app, one completed and one timed out."""
     rt = relay.runtime
+    # The flow's calls go to the team's app: an endpoint of that origin signs them.
+    await events.create_endpoint(
+        rt,
+        principal,
+        url="http://127.0.0.1:8765/events",
+        event_types=["conversation.*"],
+        description="Billing app",
+    )
     billing = json.loads(BILLING_FLOW.read_text())
     await registry.post_flow(rt, principal, json.dumps(billing))
     billing["timeout_seconds"] = 1800
