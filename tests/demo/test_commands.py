@@ -74,7 +74,7 @@ def test_the_processes_get_the_demos_settings_and_none_of_the_operators(
     monkeypatch.setenv("TGRELAY_DATABASE_URL", "postgresql://prod@db/tgrelay")
     monkeypatch.setenv("TGRELAY_PUBLIC_URL", "https://relay.example.com")
     monkeypatch.setenv("DEMO_TEST_OTHER", "kept")
-    places = tour.Places(workdir=tmp_path, emulator_port=8081, api_port=8000)
+    places = tour.Places(workdir=tmp_path, emulator_port=8081, api_port=8000, flow_app_port=8765)
 
     env = children.environment(places.settings())
 

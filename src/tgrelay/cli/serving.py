@@ -164,8 +164,16 @@ def demo(
     timeout: Annotated[
         float, typer.Option(min=1, help="seconds a step may wait for what it expects")
     ] = 20,
+    flows: Annotated[
+        bool,
+        typer.Option(
+            "--flows",
+            help="then a conversation: examples/flow_app.py and the billing-address flow "
+            "(from a source checkout)",
+        ),
+    ] = False,
 ) -> None:
     """The offline tour, end to end: emulator, service, bot, group, alert, signed webhook."""
     from tgrelay.demo import command
 
-    raise typer.Exit(command.main(keep=keep, step_timeout=timeout))
+    raise typer.Exit(command.main(keep=keep, step_timeout=timeout, flows=flows))

@@ -1,7 +1,8 @@
-"""The demo's child processes: the emulator and `tgrelay serve`, each logging to its own file.
+"""The demo's child processes: the emulator and `tgrelay serve` (with `--flows`, also
+examples/flow_app.py), each logging to its own file.
 
-They run the real commands (`python -m tgrelay …` with this interpreter), so the demo
-exercises what a user runs. Whatever ends the demo (success, a failed step, Ctrl-C,
+They run the real commands (`python -m tgrelay …`, `python examples/flow_app.py …` with this
+interpreter), so the demo exercises what a user runs. Whatever ends the demo (success, a failed step, Ctrl-C,
 SIGTERM), every child is stopped: SIGTERM first, then SIGKILL if it lingers.
 """
 
@@ -74,9 +75,17 @@ class Children:
 
     async def start(self, name: str, args: list[str], log: Path) -> Child:
         """Start `tgrelay ARGS…` in the background, its output going to `log`."""
+        return await self.start_program(name, tgrelay(*args), log)
+
+    async def start_script(self, name: str, script: Path, args: list[str], log: Path) -> Child:
+        """Start `python SCRIPT ARGS…` (an example app) under the demo's interpreter."""
+        return await self.start_program(name, [sys.executable, str(script), *args], log)
+
+    async def start_program(self, name: str, argv: list[str], log: Path) -> Child:
+        """Start `argv` in the background, its output going to `log`."""
         with log.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
-                *tgrelay(*args),
+                *argv,
                 cwd=self._cwd,
                 env=self._env,
                 stdin=asyncio.subprocess.DEVNULL,

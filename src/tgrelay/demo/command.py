@@ -14,8 +14,11 @@ from tgrelay.demo import runner
 from tgrelay.demo.tour import Deadlines, Tour
 
 
-async def run(out: TextIO, err: TextIO, *, keep: bool, deadlines: Deadlines) -> int:
-    """Run the tour; with `keep`, stay up after it until interrupted. The exit status."""
+async def run(
+    out: TextIO, err: TextIO, *, keep: bool, deadlines: Deadlines, flows: bool = False
+) -> int:
+    """Run the tour (with `flows`, its conversations part too); with `keep`, stay up after
+    it until interrupted. The exit status."""
     this = asyncio.current_task()
     assert this is not None
     loop = asyncio.get_running_loop()
@@ -26,7 +29,7 @@ async def run(out: TextIO, err: TextIO, *, keep: bool, deadlines: Deadlines) -> 
         with tempfile.TemporaryDirectory(prefix="tgrelay-demo-") as tmp:
             workdir = Path(tmp)
             async with contextlib.AsyncExitStack() as stack:
-                tour = await Tour.open(workdir, stack, deadlines)
+                tour = await Tour.open(workdir, stack, deadlines, flows=flows)
                 outcome = await runner.run(tour.steps(), out)
                 if outcome.failed is not None:
                     print(
@@ -57,12 +60,12 @@ async def run(out: TextIO, err: TextIO, *, keep: bool, deadlines: Deadlines) -> 
             loop.remove_signal_handler(signum)
 
 
-def main(*, keep: bool, step_timeout: float) -> int:
+def main(*, keep: bool, step_timeout: float, flows: bool = False) -> int:
     """`tgrelay demo`'s exit status: 0 when every step held, 1 when one failed, 130 when
     interrupted before the end."""
     deadlines = Deadlines(step=step_timeout)
     try:
-        return asyncio.run(run(sys.stdout, sys.stderr, keep=keep, deadlines=deadlines))
+        return asyncio.run(run(sys.stdout, sys.stderr, keep=keep, deadlines=deadlines, flows=flows))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("demo interrupted: its processes are stopped, its data deleted", file=sys.stderr)
         return 130

@@ -4,6 +4,11 @@ The emulator and `tgrelay serve` run as child processes on free loopback ports, 
 temporary data directory, in polling mode; a small receiver in this process stands in for
 the team's app. Each step prints what happened and the `curl` line that does the same by
 hand, with the real ports and ids (the API key as `$KEY`).
+
+With `flows`, the tour goes on with conversations (issue 21): examples/flow_app.py runs as
+a third child, registered as an endpoint (its secret signs the flow's calls), the shipped
+examples/flows/billing_address.json is posted, and a user walks it to conversation.completed.
+The examples live in the source tree, not in the package: `--flows` needs a checkout.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+import tgrelay
 from tgrelay.demo import children, runner
 from tgrelay.demo.runner import Report, Step, StepFailed
 from tgrelay.http import signing
@@ -37,6 +43,19 @@ ALERT = "Deploy finished: version 1.4.2 is live"
 QUESTION = "Thanks! Is the changelog out too?"
 # Seconds an API or emulator request may take before the step fails.
 REQUEST_TIMEOUT = 10.0
+# The conversations part (`--flows`): the shipped example, its app and Ann's answers.
+EXAMPLES = Path(tgrelay.__file__).resolve().parents[2] / "examples"
+FLOW_APP = EXAMPLES / "flow_app.py"
+BILLING_FLOW = EXAMPLES / "flows" / "billing_address.json"
+SHIPPED_ORIGIN = "http://127.0.0.1:8765"  # the app's origin the shipped flow names
+BILLING_ANSWERS: tuple[tuple[str, str], ...] = (  # ("text" | "press", what Ann does)
+    ("text", "/billing"),
+    ("text", "1 Main Street"),
+    ("text", "10115"),
+    ("text", "Berlin"),
+    ("press", "cv:country:DE"),  # the "Germany" button
+    ("press", "cv:confirm:yes"),  # the "Save" button
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +87,7 @@ class Places:
     workdir: Path  # a temporary directory, deleted when the demo ends
     emulator_port: int
     api_port: int
+    flow_app_port: int  # examples/flow_app.py's, with --flows
 
     @classmethod
     def free(cls, workdir: Path) -> Places:
@@ -75,7 +95,12 @@ class Places:
             workdir=workdir,
             emulator_port=children.free_port(HOST),
             api_port=children.free_port(HOST),
+            flow_app_port=children.free_port(HOST),
         )
+
+    @property
+    def flow_app_url(self) -> str:
+        return f"http://{HOST}:{self.flow_app_port}"
 
     @property
     def emulator_url(self) -> str:
@@ -111,6 +136,8 @@ class Tour:
     endpoint_id: str
     endpoint_secret: str
     delivery_files: tuple[Path, Path]  # the signed delivery's headers and body, as received
+    flow_app_secret: str  # the app's endpoint's secret, which signs the flow's calls
+    conversation_id: str
 
     def __init__(
         self,
@@ -118,6 +145,8 @@ class Tour:
         processes: children.Children,
         stack: contextlib.AsyncExitStack,
         deadlines: Deadlines,
+        *,
+        flows: bool = False,
     ) -> None:
         self.places = places
         self.workdir = places.workdir
@@ -127,20 +156,27 @@ class Tour:
         self.processes = processes
         self.stack = stack
         self.deadlines = deadlines
+        self.flows = flows
         self.receiver: receivers.RunningReceiver | None = None
 
     @classmethod
     async def open(
-        cls, workdir: Path, stack: contextlib.AsyncExitStack, deadlines: Deadlines
+        cls,
+        workdir: Path,
+        stack: contextlib.AsyncExitStack,
+        deadlines: Deadlines,
+        *,
+        flows: bool = False,
     ) -> Tour:
         """A tour whose processes, clients and receiver are closed when `stack` closes."""
         places = Places.free(workdir)
         processes = await stack.enter_async_context(
             children.running(workdir, children.environment(places.settings()))
         )
-        tour = cls(places, processes, stack, deadlines)
+        tour = cls(places, processes, stack, deadlines, flows=flows)
         await stack.enter_async_context(tour.emulator)
         await stack.enter_async_context(tour.api)
+        await stack.enter_async_context(tour.flow_app)
         return tour
 
     @functools.cached_property
@@ -151,7 +187,23 @@ class Tour:
     def api(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.api_url, timeout=REQUEST_TIMEOUT)
 
+    @functools.cached_property
+    def flow_app(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.places.flow_app_url, timeout=REQUEST_TIMEOUT)
+
     def steps(self) -> list[Step]:
+        return self.first_steps() + (self.flow_steps() if self.flows else [])
+
+    def flow_steps(self) -> list[Step]:
+        """`--flows`: the conversations part, after the tour's first steps."""
+        return [
+            Step(name="start the billing app, an endpoint of the workspace", run=self.start_app),
+            Step(name="post the billing-address flow", run=self.post_flow),
+            Step(name="a user updates her billing address with the bot", run=self.converse),
+            Step(name="the app receives conversation.completed", run=self.completed),
+        ]
+
+    def first_steps(self) -> list[Step]:
         return [
             Step(name="start the Telegram emulator and tgrelay serve", run=self.start),
             Step(name="create a workspace", run=self.create_workspace),
@@ -405,6 +457,141 @@ class Tour:
             f"after {recorded['attempts']} attempt(s)"
         )
 
+    # --- the conversations part (--flows) -----------------------------------------------
+
+    async def start_app(self, report: Report) -> None:
+        if not FLOW_APP.is_file() or not BILLING_FLOW.is_file():
+            raise StepFailed(
+                f"{FLOW_APP} is not here: `tgrelay demo --flows` runs from a source checkout, "
+                "whose examples/ directory holds the flow and its app"
+            )
+        app_url = self.places.flow_app_url
+        endpoint = await self._post(
+            report,
+            self.api,
+            "/v1/endpoints",
+            {
+                "url": f"{app_url}/events",
+                "event_types": ["conversation.*"],
+                "description": "the billing-address flow's app",
+            },
+            expect=201,
+        )
+        self.flow_app_secret = str(endpoint["secret"])
+        report.said(
+            f"endpoint {endpoint['id']} gets conversation.* events at {app_url}/events; its "
+            "secret also signs the flow's calls to the same origin"
+        )
+        args = ["--host", HOST, "--port", str(self.places.flow_app_port)]
+        await self.processes.start_script(
+            "the billing app",
+            FLOW_APP,
+            [*args, "--secret", self.flow_app_secret],
+            self.workdir / "flow_app.log",
+        )
+        report.command(
+            shlex.join(["python", "examples/flow_app.py", *args, "--secret", "$SECRET"]) + " &"
+        )
+        await self._until(
+            lambda: self._answers(self.flow_app, "/addresses"),
+            f"the billing app to answer at {app_url}",
+            timeout=self.deadlines.start,
+        )
+        report.said(
+            f"the billing app (examples/flow_app.py) answers at {app_url}: it validates and "
+            "saves addresses, and checks every request's signature with that secret"
+        )
+
+    async def post_flow(self, report: Report) -> None:
+        app_url = self.places.flow_app_url
+        document = BILLING_FLOW.read_text().replace(SHIPPED_ORIGIN, app_url)
+        report.command(
+            f"sed 's|{SHIPPED_ORIGIN}|{app_url}|' examples/flows/billing_address.json | "
+            f'curl -s -H "Authorization: Bearer $KEY" --json @- {self.api_url}/v1/flows'
+        )
+        flow = await self._call(
+            self.api,
+            "POST",
+            "/v1/flows",
+            content=document.encode(),
+            headers={"Content-Type": "application/json"},
+            expect=201,
+        )
+        steps = flow["document"]["steps"]
+        calls = sum(1 for step in steps if step["kind"] == "call")
+        report.said(
+            f"flow {flow['name']!r} version {flow['version']} is enabled: "
+            f"{flow['trigger']['command']} starts it; {len(steps)} steps, {calls} of them calls "
+            f"to the app at {app_url}"
+        )
+
+    async def converse(self, report: Report) -> None:
+        chat = f"/_emulator/chats/{ANN['id']}/messages"
+        params = {"bot_id": self.bot_id}
+        earlier = len(await self._call(self.emulator, "GET", chat, params=params))
+        for number, (kind, answer) in enumerate(BILLING_ANSWERS, start=1):
+            if kind == "text":
+                body = {"bot_id": self.bot_id, "from": ANN, "text": answer}
+                await self._post(report, self.emulator, "/_emulator/updates", body)
+                report.said(f"Ann wrote {answer!r}")
+            else:
+                last = (await self._call(self.emulator, "GET", chat, params=params))[-1]
+                press = f"{chat}/{last['message_id']}/press"
+                body = {"bot_id": self.bot_id, "from": ANN, "data": answer}
+                await self._post(report, self.emulator, press, body)
+                label = _button_label(last, answer)
+                report.said(f"Ann pressed {label!r} (callback data {answer!r})")
+
+            async def replied(count: int = earlier + number) -> dict[str, Any] | None:
+                found = await self._call(self.emulator, "GET", chat, params=params)
+                return found[count - 1] if len(found) >= count else None
+
+            reply = await self._until(replied, f"the bot's reply to {answer!r}")
+            buttons = [label for row in _keyboard(reply) for label, _ in row]
+            shown = f" [{' | '.join(buttons)}]" if buttons else ""
+            text = str(reply.get("text", "")).replace("\n", " / ")
+            report.said(f"the bot: {text!r}{shown}")
+        path = "/v1/conversations"
+        query = {"flow": "billing-address", "status": "completed"}
+        report.command(
+            curl("GET", f"{self.api_url}{path}?flow=billing-address&status=completed", auth=True)
+        )
+
+        async def completed() -> dict[str, Any] | None:
+            page = await self._call(self.api, "GET", path, params=query)
+            found = [c for c in page["conversations"] if c["user_id"] == ANN["id"]]
+            return found[0] if found else None
+
+        conversation = await self._until(completed, "Ann's conversation to be completed")
+        self.conversation_id = str(conversation["id"])
+        report.said(
+            f"conversation {self.conversation_id} is {conversation['status']} "
+            f"(flow {conversation['flow']!r} version {conversation['version']}); its history:"
+        )
+        report.command(curl("GET", f"{self.api_url}{path}/{self.conversation_id}", auth=True))
+        detail = await self._call(self.api, "GET", f"{path}/{self.conversation_id}")
+        moves = [f"{m['from'] or '(start)'} → {m['to'] or '(end)'}" for m in detail["history"]]
+        report.said(", ".join(moves))
+
+    async def completed(self, report: Report) -> None:
+        report.command(curl("GET", f"{self.places.flow_app_url}/events"))
+
+        async def received() -> dict[str, Any] | None:
+            for event in await self._call(self.flow_app, "GET", "/events"):
+                if event.get("type") == "conversation.completed":
+                    found: dict[str, Any] = event
+                    return found
+            return None
+
+        event = await self._until(received, "the billing app to get conversation.completed")
+        variables = event["data"]["variables"]
+        report.said(
+            f"the app got {event['type']} (signature verified) with the variables: "
+            + ", ".join(f"{k}={v!r}" for k, v in variables.items() if k != "formatted")
+        )
+        saved = await self._call(self.flow_app, "GET", "/addresses")
+        report.said(f"and saved Ann's address once, at the Save button: {saved[str(ANN['id'])]}")
+
     # --- after the steps ----------------------------------------------------------------
 
     def running_summary(self) -> list[str]:
@@ -420,6 +607,15 @@ class Tour:
             "  verify the delivery again, as a receiver would:",
             f"    tgrelay webhooks verify --secret {self.endpoint_secret} "
             f"--headers @{headers} --body @{body}",
+            *(
+                [
+                    f"  billing app: {self.places.flow_app_url}  (/addresses, /events; "
+                    f"log: {self.workdir}/flow_app.log)",
+                    f"  conversation: {self.api_url}/ui/conversations/{self.conversation_id}",
+                ]
+                if self.flows
+                else []
+            ),
         ]
 
     # --- helpers ------------------------------------------------------------------------
@@ -489,3 +685,19 @@ class Tour:
             return session if session["state"] == state else None
 
         return check
+
+
+def _keyboard(message: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """A message's inline keyboard as rows of (label, callback data)."""
+    markup = message.get("reply_markup") or {}
+    return [
+        [(str(b.get("text", "")), str(b.get("callback_data", ""))) for b in row]
+        for row in markup.get("inline_keyboard", [])
+    ]
+
+
+def _button_label(message: dict[str, Any], data: str) -> str:
+    labels = [label for row in _keyboard(message) for label, d in row if d == data]
+    if not labels:
+        raise StepFailed(f"the bot's last message has no button {data!r}: {message}")
+    return labels[0]
