@@ -18,7 +18,7 @@ six expected messages, that `GET /v1/conversations?status=completed` lists all N
 app saved N addresses. The serve process's RSS (its writer child included) is sampled every
 second from /proc; "memory flat" compares the first and the last minute of the run.
 
-    .venv/bin/python bench/conversations.py                    # 1,000 users, 50 starts/s, think 20 s
+    .venv/bin/python bench/conversations.py                    # 1,000 users, 3.33 starts/s, think 60 s
     .venv/bin/python bench/conversations.py --conversations 200 --think 0
     .venv/bin/python bench/conversations.py --db postgres
 
@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alerts import call, until
 from servers import (
+    cpu_seconds,
     create_workspace,
     free_port,
     process,
@@ -68,6 +69,13 @@ FIRST_USER_ID = 500_001
 UNBOUND = [100_000, 1.0]
 STEP_TIMEOUT_SECONDS = 120.0
 RUN_TIMEOUT_SECONDS = 1800.0
+# Six messages a conversation: 3.33 starts a second are 20 answers a second, about what one
+# SQLite serve took with its asks' p99 near 200 ms on the shared 2-core machine (2026-12-06);
+# users who think 60 s keep a conversation 5 minutes, as long as the starts take: all 1,000
+# are live at once in the middle of the run.
+DEFAULT_RATE = 3.33
+DEFAULT_THINK = 60.0
+SEND_LOG_LENGTH = 10_000  # the emulator's log of send times (GET /_emulator/flood's sent_at)
 POLL_SECONDS = 0.1  # how often the users look for their replies (GET /_emulator/flood)
 REQUESTS_AT_ONCE = 32  # the users' requests to the emulator in flight
 # What moved the conversation before each of the bot's six messages, in order.
@@ -117,7 +125,9 @@ class Result:
     rss_first_minute: float  # MB, mean
     rss_last_minute: float
     rss_peak: float
+    rss_by_minute: list[float]  # MB, the mean of each minute of the run
     clock_error: float  # half the round trip of the PUT that maps the emulator's clock
+    cpu_per_step: float  # serve's CPU seconds (its writer child's included) per step
 
 
 # --- memory ---------------------------------------------------------------------------------
@@ -329,6 +339,7 @@ async def drive(
     log_start, clock_error = (before + after) / 2, (after - before) / 2
 
     users = Users(emulator, bot["id"], options)
+    cpu_before = sum(cpu_seconds(sampler_pid).values())
     with Sampler(sampler_pid) as sampler:
         began = time.monotonic()
         watching = asyncio.create_task(users.watch())
@@ -336,6 +347,7 @@ async def drive(
         async with asyncio.timeout(RUN_TIMEOUT_SECONDS):
             await watching
         ended = time.monotonic()
+        cpu = sum(cpu_seconds(sampler_pid).values()) - cpu_before
         await asyncio.sleep(1.5)  # one more sample at rest
 
     flood = await call(emulator, "GET", "/_emulator/flood")
@@ -384,7 +396,13 @@ async def drive(
         rss_first_minute=statistics.fmean(first) if first else 0.0,
         rss_last_minute=statistics.fmean(last) if last else 0.0,
         rss_peak=max((mb for _, mb in sampler.samples), default=0.0),
+        rss_by_minute=[
+            statistics.fmean(minute)
+            for start in range(0, int(ended - began), 60)
+            if (minute := sampler.between(began + start, min(began + start + 60, ended)))
+        ],
         clock_error=clock_error,
+        cpu_per_step=cpu / (options.conversations * len(STEPS)),
     )
 
 
@@ -498,14 +516,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--conversations", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=50.0, help="conversations started a second")
     parser.add_argument(
-        "--think", type=float, default=20.0, help="seconds each user takes to answer"
+        "--rate", type=float, default=DEFAULT_RATE, help="conversations started a second"
+    )
+    parser.add_argument(
+        "--think", type=float, default=DEFAULT_THINK, help="seconds each user takes to answer"
     )
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     if args.conversations < 1 or args.rate <= 0 or args.think < 0:
         parser.error("--conversations ≥ 1, --rate > 0 and --think ≥ 0, please")
+    if args.conversations * len(STEPS) > SEND_LOG_LENGTH:
+        parser.error(f"the emulator times its last {SEND_LOG_LENGTH:,} sends: 1,666 at most")
     options = Options(
         conversations=args.conversations, rate=args.rate, think=args.think, db=args.db
     )
@@ -517,10 +539,12 @@ def main() -> None:
         f"{result.clock_error * 1000:.1f} ms) {milliseconds(result.latency)}; "
         f"chats not exactly as expected {result.wrong_chats}; completed {result.completed}; "
         f"addresses saved {result.saved}; serve RSS first minute {result.rss_first_minute:.0f} "
-        f"MB, last minute {result.rss_last_minute:.0f} MB, peak {result.rss_peak:.0f} MB"
+        f"MB, last minute {result.rss_last_minute:.0f} MB, peak {result.rss_peak:.0f} MB; "
+        f"serve's CPU {result.cpu_per_step * 1000:.1f} ms a step"
     )
     for step, figures in result.by_step.items():
         print(f"  {step:20} {milliseconds(figures)}")
+    print("  serve RSS by minute:", ", ".join(f"{mb:.0f}" for mb in result.rss_by_minute), "MB")
 
 
 if __name__ == "__main__":
