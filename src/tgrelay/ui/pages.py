@@ -63,6 +63,7 @@ def install(api: FastAPI) -> None:
     from tgrelay.ui import (
         agents,
         api_keys,
+        articles,
         audit,
         bots,
         desks,
@@ -88,6 +89,7 @@ def install(api: FastAPI) -> None:
         desks,
         agents,
         snippets,
+        articles,
         report,
         tickets,
         ticket,
