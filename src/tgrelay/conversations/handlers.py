@@ -69,8 +69,8 @@ async def _message(
         return False
     bot_id, chat_id, user_id = inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
     command = _command(message.get("text"), inbound.bot.username)
-    found = await runtime.live_of(conn, bot_id, chat_id, user_id)
-    if found is not None and found.row.workspace_id == inbound.workspace_id:
+    found = await _live(conn, rt, inbound, chat_id, user_id)
+    if found is not None:
         if command is not None and command[0] == CANCEL:
             await runtime.feed(conn, rt, found, Cancel())
             await outbox.enqueue(
@@ -107,9 +107,9 @@ async def _pressed(
         return False
     bot_id, chat_id, user_id = inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
     if data.startswith(inputs.CALLBACK_TAG):
-        found = await runtime.live_of(conn, bot_id, chat_id, user_id)
+        found = await _live(conn, rt, inbound, chat_id, user_id)
         notice: str | None = ENDED
-        if found is not None and found.row.workspace_id == inbound.workspace_id:
+        if found is not None:
             button = Button(data=data.removeprefix(inputs.CALLBACK_TAG))
             moved = (await runtime.feed(conn, rt, found, button)).moved
             notice = None if moved else STALE_BUTTON
@@ -118,10 +118,24 @@ async def _pressed(
     flow_row = await store.flow_for_trigger(conn, inbound.workspace_id, "callback", data)
     if flow_row is None:
         return False
-    if await store.live_conversation(conn, bot_id, chat_id, user_id) is None:
+    if await _live(conn, rt, inbound, chat_id, user_id) is None:
         await runtime.start(conn, rt, flow_row, bot_id=bot_id, facts=_facts(sender, chat_id))
     await _answer_press(conn, rt, bot_id, query, None)
     return True
+
+
+async def _live(
+    conn: AsyncConnection, rt: Runtime, inbound: Inbound, chat_id: int, user_id: int
+) -> runtime.Live | None:
+    """The participant's live conversation in the workspace holding the bot. One left from a
+    workspace that held the bot before is ended (cancelled): it can no longer be answered,
+    and the participant may start anew here."""
+    found = await runtime.live_of(conn, inbound.bot.bot_id, chat_id, user_id)
+    if found is None or found.row.workspace_id == inbound.workspace_id:
+        return found
+    await runtime.feed(conn, rt, found, Cancel())
+    log.info("conversation.left_behind", conversation_id=found.row.id)
+    return None
 
 
 async def _answer_press(
