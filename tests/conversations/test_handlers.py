@@ -269,3 +269,43 @@ async def test_a_conversation_of_the_bots_former_workspace_is_ended_not_continue
     assert [(c.status, c.end_reason) for c in first] == [("abandoned", "cancel")]
     assert [(c.status, c.step_id) for c in second] == [("active", "zip")]
     assert replies(produced) == [ZIP_QUESTION]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "first"),
+    [
+        pytest.param({"type": "deep_link", "start": "promo-7"}, "/start promo-7", id="deep-link"),
+        pytest.param({"type": "command", "command": "/linked"}, "/linked@shop_bot", id="@bot"),
+    ],
+)
+async def test_deep_links_and_addressed_commands_start_flows(
+    relay: Dispatching, bot: BotRecord, trigger: dict[str, Any], first: str
+) -> None:
+    """`/start <parameter>` starts the flow of that deep link; a command addressed to this
+    bot by name starts like a bare one, and one addressed to another bot starts nothing."""
+    await add_flow(relay, {**ADDRESS, "name": "linked", "trigger": trigger})
+    elsewhere = await says(relay, bot.id, "/linked@other_bot")
+    produced = await says(relay, bot.id, first)
+
+    row = await only_conversation(relay)
+    assert [e.data["consumed_by"] for e in elsewhere.events] == [None]
+    assert replies(produced) == [ZIP_QUESTION]
+    assert (row.flow_name, row.status) == ("linked", "active")
+
+
+async def test_a_button_with_a_flows_callback_data_starts_it(
+    relay: Dispatching, bot: BotRecord
+) -> None:
+    """A press whose data is a callback trigger's starts that flow and is answered; pressed
+    again while it runs, it starts nothing more."""
+    await add_flow(
+        relay, {**ADDRESS, "name": "pressed", "trigger": {"type": "callback", "data": "go"}}
+    )
+    produced = await presses(relay, bot.id, "go")
+    again = await presses(relay, bot.id, "go")
+
+    row = await only_conversation(relay)
+    assert (replies(produced), answers(produced)) == ([ZIP_QUESTION], [None])
+    assert conversation_events(produced) == [("conversation.started", {**WHO, "flow": "pressed"})]
+    assert (replies(again), answers(again), conversation_events(again)) == ([], [None], [])
+    assert (row.flow_name, row.step_id) == ("pressed", "zip")
