@@ -309,3 +309,24 @@ async def test_a_button_with_a_flows_callback_data_starts_it(
     assert conversation_events(produced) == [("conversation.started", {**WHO, "flow": "pressed"})]
     assert (replies(again), answers(again), conversation_events(again)) == ([], [None], [])
     assert (row.flow_name, row.step_id) == ("pressed", "zip")
+
+
+async def test_a_start_and_its_answers_in_one_batch_all_move_it(
+    relay: Dispatching, bot: BotRecord
+) -> None:
+    """The batch's one look-up of live conversations happens before /address starts one: the
+    answers after it in the same batch still reach the conversation, Bob's do not."""
+    telegram = relay.emulator.emulator
+    telegram.send_message(bot.id, ADA, None, "/address")
+    telegram.send_message(bot.id, BOB, None, "hello")
+    telegram.send_message(bot.id, ADA, None, "10115")
+    produced = await relay.process_pending(bot.id)
+
+    row = await only_conversation(relay)
+    assert replies(produced) == [ZIP_QUESTION, COUNTRY_QUESTION]
+    assert [e.data["consumed_by"] for e in produced.events if e.type == "message.received"] == [
+        "conversations",
+        None,
+        "conversations",
+    ]
+    assert (row.status, row.step_id) == ("active", "country")

@@ -11,11 +11,13 @@ button whose callback data is a flow's. Everything else goes on to support.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay import tracing
 from tgrelay.conversations import inputs, runtime, store
 from tgrelay.conversations.models import (
     Answer,
@@ -47,7 +49,12 @@ ENDED = "This conversation has ended."
 
 
 def handler(rt: Runtime) -> Handler:
-    """The handler dispatch runs for conversations (between groups and support)."""
+    """The handler dispatch runs for conversations (between groups and support).
+
+    One query tells which of a batch's participants have a live conversation; only their
+    updates, commands and button presses are looked at one by one (with their own reads),
+    so the plain messages of everyone else cost that one statement between them.
+    """
 
     async def handle(conn: AsyncConnection, inbound: Inbound) -> bool:
         processed = inbound.processed
@@ -57,7 +64,49 @@ def handler(rt: Runtime) -> Handler:
             return await _message(rt, conn, inbound, processed.raw["message"])
         return False
 
-    return Handler.each(NAME, handle)
+    async def handle_batch(conn: AsyncConnection, batch: Sequence[Inbound]) -> set[int]:
+        keys = {inbound.processed.row_id: _participant(inbound) for inbound in batch}
+        live = await store.live_participants(conn, {k for k in keys.values() if k is not None})
+        touched: set[tuple[int, int, int]] = set()  # may have started or moved in this batch
+        consumed = set()
+        for inbound in batch:
+            key = keys[inbound.processed.row_id]
+            if key is None or not (key in live or key in touched or _may_start(inbound)):
+                continue
+            touched.add(key)
+            with tracing.bound(inbound.processed.trace_id):
+                if await handle(conn, inbound):
+                    consumed.add(inbound.processed.row_id)
+        return consumed
+
+    return Handler(name=NAME, handle=handle_batch)
+
+
+def _participant(inbound: Inbound) -> tuple[int, int, int] | None:
+    """(bot, chat, user) of a message or a button press; None for other updates."""
+    processed = inbound.processed
+    if processed.kind is UpdateKind.MESSAGE:
+        message = processed.raw["message"]
+    elif processed.kind is UpdateKind.CALLBACK_QUERY:
+        query = processed.raw["callback_query"]
+        message = {"from": query.get("from"), "chat": (query.get("message") or {}).get("chat")}
+    else:
+        return None
+    sender, chat = message.get("from"), message.get("chat")
+    if not isinstance(sender, dict) or not isinstance(chat, dict):
+        return None
+    if "id" not in sender or "id" not in chat:
+        return None
+    return inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
+
+
+def _may_start(inbound: Inbound) -> bool:
+    """Whether the update could start a flow (a command, or any press: a trigger's data)."""
+    processed = inbound.processed
+    if processed.kind is UpdateKind.CALLBACK_QUERY:
+        return True
+    text = processed.raw["message"].get("text")
+    return isinstance(text, str) and text.lstrip().startswith("/")
 
 
 async def _message(
