@@ -175,7 +175,7 @@ async def background(
         )
         webhook_worker = Worker(
             rt.db,
-            webhook_registry(rt, client, http_breakers.Breakers()),
+            webhook_registry(rt, client, http_breakers.Breakers(conversations_jobs.CALL_BREAKER)),
             concurrency=settings.webhooks_concurrency,
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tests.conversations.running import (
     queued,
     replies,
     run_call,
+    run_timer,
     says,
     state_of,
 )
@@ -322,3 +323,48 @@ async def test_a_flow_whose_call_has_no_endpoint_of_its_origin_is_unsigned(
 
     problem = f'steps[1] (id "check").url: {call_targets.NO_ENDPOINT}'
     assert (before, other_host, after) == ([problem], [problem], [])
+
+
+async def test_a_long_call_leaves_the_user_the_whole_idle_timeout_after_it(
+    relay: Dispatching,
+    app: tuple[receiver.RunningReceiver, Switchable],
+    client: transport.Client,
+    clock: Clock,
+) -> None:
+    """An answer that comes after longer than timeout_seconds restarts the idle clock: the
+    timer set before the call finds the conversation moved and does nothing, and the next
+    one is due timeout_seconds after the answer."""
+    running, _ = app
+    flow = lookup(running.url)
+    flow["steps"][1]["next"] = "floor"
+    flow["steps"].insert(
+        2,
+        {
+            "id": "floor",
+            "kind": "ask",
+            "message": "Which floor?",
+            "input": {"type": "number"},
+            "variable": "floor",
+            "next": "done",
+        },
+    )
+    await add_flow(relay, flow)
+    await events.create_endpoint(
+        relay.rt, relay.principal, url=running.base_url, event_types=None, description=None
+    )
+    bot = await relay.connect_bot("shop_bot")
+    await _calling(relay, bot)
+    [call] = await queued(relay, runtime.CALL)
+
+    clock.advance(900)  # longer than the flow's 600 s of idleness
+    resumed, _ = await run_call(relay, call, client, breakers.Breakers())
+    old, new = await queued(relay, runtime.TIMEOUT)
+    stale = await run_timer(relay, old)
+
+    row = await only_conversation(relay)
+    assert replies(resumed) == [("Which floor?", [])]
+    assert (old.run_at, new.run_at) == (
+        START + timedelta(seconds=600),
+        clock() + timedelta(seconds=600),
+    )
+    assert (stale.jobs, stale.events, row.status, row.step_id) == ([], [], "active", "floor")

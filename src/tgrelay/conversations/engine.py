@@ -391,6 +391,8 @@ class _Run:
             self.say(step.id, step.message, _yes_no(step))
 
     def answered(self, step: CallStep, answer: Any) -> None:
+        # The idle clock restarts: the user waited for the app, not the other way round.
+        self.update(last_input_at=self.now)
         problem, variables, chosen = _read_answer(self.flow, answer)
         if problem is not None:
             self.failed_towards(step.id, step.on_failure, problem)
@@ -404,6 +406,7 @@ class _Run:
         tries = self.state.tries + 1
         self.update(tries=tries)
         if failure.deadline_passed:
+            self.update(last_input_at=self.now)  # as for an answer: the user was not idle
             reason = f"the app did not answer before the deadline: {failure.reason}"
             self.failed_towards(step.id, step.on_failure, reason)
             return

@@ -56,7 +56,8 @@ class State(_Record):
     status: Status
     facts: Facts
     started_at: datetime
-    last_input_at: datetime  # the start or the user's latest input: the idle clock
+    # The idle clock: the start, the user's latest input, or the end of a call's wait.
+    last_input_at: datetime
     reason: AbandonReason | None = None  # set when abandoned
 
 
