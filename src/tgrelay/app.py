@@ -68,6 +68,7 @@ from tgrelay.support import lifecycle as support_lifecycle
 from tgrelay.support import report_api as support_report_api
 from tgrelay.support import sla_api as support_sla_api
 from tgrelay.support import sla_escalation as support_sla_escalation
+from tgrelay.support import sla_replan as support_sla_replan
 from tgrelay.telegram import client as telegram_client
 from tgrelay.telegram.outbox import jobs as outbox_jobs
 from tgrelay.ui import pages as ui_pages
@@ -108,6 +109,7 @@ def job_registry(rt: Runtime) -> Registry:
     support_jobs.register(registry, rt, support_lifecycle.close_if_still_resolved)
     support_kb_answers.register(registry, rt)
     support_sla_escalation.register(registry, rt)
+    support_sla_replan.register(registry, rt)
     conversations_jobs.register_timer(registry, rt)
     return registry
 
@@ -175,7 +177,7 @@ async def background(
         )
         webhook_worker = Worker(
             rt.db,
-            webhook_registry(rt, client, http_breakers.Breakers()),
+            webhook_registry(rt, client, http_breakers.Breakers(conversations_jobs.CALL_BREAKER)),
             concurrency=settings.webhooks_concurrency,
             lease_seconds=settings.job_lease_seconds,
             clock=rt.clock,

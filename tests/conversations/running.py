@@ -30,18 +30,25 @@ UPDATE_IDS = itertools.count(910001)
 QUERY_IDS = itertools.count(1)
 
 
-async def add_flow(relay: Dispatching, document: dict[str, Any], *, version: int = 1) -> str:
+async def add_flow(
+    relay: Dispatching,
+    document: dict[str, Any],
+    *,
+    version: int = 1,
+    workspace_id: str | None = None,
+) -> str:
     """Store a checked flow version of the workspace (as POST /v1/flows would); its id."""
     flow = checks.parse(document)
     trigger = flow.trigger
     value = {"command": "command", "deep_link": "start", "callback": "data"}.get(trigger.type)
-    flow_id = f"flw_{flow.name}_{version}"
+    workspace = workspace_id or relay.principal.workspace_id
+    flow_id = f"flw_{flow.name}_{version}_{workspace}"
     async with relay.rt.db.transaction() as conn:
         await store.add_flow(
             conn,
             {
                 "id": flow_id,
-                "workspace_id": relay.principal.workspace_id,
+                "workspace_id": workspace,
                 "name": flow.name,
                 "version": version,
                 "document": json.dumps(document),

@@ -27,11 +27,14 @@ from tests.conversations.running import (
     state_of,
 )
 from tests.dispatching import Dispatching, dispatching
-from tgrelay.conversations import handlers, runtime
+from tgrelay.bots import service as bots
+from tgrelay.conversations import handlers, runtime, store
 from tgrelay.conversations.models import Status
 from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator import BotRecord
 from tgrelay.testing.emulator_server import RunningEmulator
+from tgrelay.workspaces import service as workspaces
+from tgrelay.workspaces.models import Principal
 
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 WHO = {"flow": "address", "version": 1, "chat_id": ADA["id"], "user_id": ADA["id"]}
@@ -237,3 +240,93 @@ async def test_other_users_and_other_callbacks_are_left_alone(
     assert [e.data["consumed_by"] for e in bob.events] == [None]
     assert [e.data["consumed_by"] for e in foreign.events] == [None]
     assert (row.step_id, state_of(row).status) == ("zip", Status.ACTIVE)
+
+
+async def test_a_conversation_of_the_bots_former_workspace_is_ended_not_continued(
+    relay: Dispatching, bot: BotRecord, clock: Clock
+) -> None:
+    """After another workspace takes the bot over, Ada's conversation of the first one is
+    cancelled (its workspace hears conversation.abandoned) and /address starts the new
+    holder's flow."""
+    await says(relay, bot.id, "/address")
+    other, _key = await workspaces.create_workspace(relay.rt.db, "Other", now=clock())
+    await add_flow(relay, ADDRESS, workspace_id=other.id)
+    await bots.connect(
+        relay.rt, Principal(workspace_id=other.id, actor="test"), bot.token, take_over=True
+    )
+    clock.advance(1)  # the new holder owns the updates received after it connected
+
+    produced = await says(relay, bot.id, "/address")
+
+    async with relay.rt.db.engine.connect() as conn:
+        first = await store.list_conversations(conn, relay.principal.workspace_id, limit=5)
+        second = await store.list_conversations(conn, other.id, limit=5)
+    assert [(e.type, e.workspace_id) for e in produced.events] == [
+        ("conversation.abandoned", relay.principal.workspace_id),
+        ("conversation.started", other.id),
+        ("message.received", other.id),
+    ]
+    assert [(c.status, c.end_reason) for c in first] == [("abandoned", "cancel")]
+    assert [(c.status, c.step_id) for c in second] == [("active", "zip")]
+    assert replies(produced) == [ZIP_QUESTION]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "first"),
+    [
+        pytest.param({"type": "deep_link", "start": "promo-7"}, "/start promo-7", id="deep-link"),
+        pytest.param({"type": "command", "command": "/linked"}, "/linked@shop_bot", id="@bot"),
+    ],
+)
+async def test_deep_links_and_addressed_commands_start_flows(
+    relay: Dispatching, bot: BotRecord, trigger: dict[str, Any], first: str
+) -> None:
+    """`/start <parameter>` starts the flow of that deep link; a command addressed to this
+    bot by name starts like a bare one, and one addressed to another bot starts nothing."""
+    await add_flow(relay, {**ADDRESS, "name": "linked", "trigger": trigger})
+    elsewhere = await says(relay, bot.id, "/linked@other_bot")
+    produced = await says(relay, bot.id, first)
+
+    row = await only_conversation(relay)
+    assert [e.data["consumed_by"] for e in elsewhere.events] == [None]
+    assert replies(produced) == [ZIP_QUESTION]
+    assert (row.flow_name, row.status) == ("linked", "active")
+
+
+async def test_a_button_with_a_flows_callback_data_starts_it(
+    relay: Dispatching, bot: BotRecord
+) -> None:
+    """A press whose data is a callback trigger's starts that flow and is answered; pressed
+    again while it runs, it starts nothing more."""
+    await add_flow(
+        relay, {**ADDRESS, "name": "pressed", "trigger": {"type": "callback", "data": "go"}}
+    )
+    produced = await presses(relay, bot.id, "go")
+    again = await presses(relay, bot.id, "go")
+
+    row = await only_conversation(relay)
+    assert (replies(produced), answers(produced)) == ([ZIP_QUESTION], [None])
+    assert conversation_events(produced) == [("conversation.started", {**WHO, "flow": "pressed"})]
+    assert (replies(again), answers(again), conversation_events(again)) == ([], [None], [])
+    assert (row.flow_name, row.step_id) == ("pressed", "zip")
+
+
+async def test_a_start_and_its_answers_in_one_batch_all_move_it(
+    relay: Dispatching, bot: BotRecord
+) -> None:
+    """The batch's one look-up of live conversations happens before /address starts one: the
+    answers after it in the same batch still reach the conversation, Bob's do not."""
+    telegram = relay.emulator.emulator
+    telegram.send_message(bot.id, ADA, None, "/address")
+    telegram.send_message(bot.id, BOB, None, "hello")
+    telegram.send_message(bot.id, ADA, None, "10115")
+    produced = await relay.process_pending(bot.id)
+
+    row = await only_conversation(relay)
+    assert replies(produced) == [ZIP_QUESTION, COUNTRY_QUESTION]
+    assert [e.data["consumed_by"] for e in produced.events if e.type == "message.received"] == [
+        "conversations",
+        None,
+        "conversations",
+    ]
+    assert (row.status, row.step_id) == ("active", "country")

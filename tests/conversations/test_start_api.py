@@ -34,12 +34,12 @@ from tgrelay.workspaces import service as workspaces
 START = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 NOTIFY: dict[str, Any] = {
     "name": "renewal",
-    "trigger": {"type": "api"},
+    "trigger": {"type": "api", "variables": ["plan"]},
     "steps": [
         {
             "id": "renew",
             "kind": "confirm",
-            "message": "Your plan ends soon, {{ user.first_name }}. Renew it?",
+            "message": "Your {{ plan }} plan ends soon, {{ user.first_name }}. Renew it?",
             "yes": "thanks",
             "no": "bye",
         },
@@ -70,6 +70,9 @@ async def served(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Ser
         bot = emulator.emulator.create_bot("renew_bot")
         await bots.connect(rt, principal, bot.token)
         other = await relay.connect_bot("other_bot")  # the dispatching helper's workspace
+        # Ada wrote to the bot once: tgrelay knows her name from that update.
+        emulator.emulator.send_message(bot.id, ADA, None, "hello")
+        await relay.process_pending(bot.id)
         async with rt.db.transaction() as conn:
             await store.add_flow(
                 conn,
@@ -149,7 +152,7 @@ async def test_the_api_starts_a_conversation_and_refuses_a_second(served: Served
         "started_at": "2026-12-06T12:00:00Z",
     }
     assert view["id"].startswith("cnv_")
-    assert await _sent(served) == [(ADA["id"], "Your plan ends soon, . Renew it?")]
+    assert await _sent(served) == [(ADA["id"], "Your Pro plan ends soon, Ada. Renew it?")]
     assert await _variables(served, view["id"]) == {"plan": "Pro"}
     assert (again.status_code, again.json()["detail"]) == (409, start_api._LIVE)
 
@@ -181,3 +184,24 @@ async def test_another_workspaces_bot_is_404(served: Served) -> None:
         404,
         f"no bot {served.other_bot_id} in this workspace",
     )
+
+
+async def test_only_the_variables_the_api_trigger_declares_may_be_given(served: Served) -> None:
+    """A variable the flow does not declare is 422 naming it and the declared ones, and no
+    conversation starts; a user the bot never saw is greeted without a name."""
+    body = {"flow": "renewal", "bot_id": served.bot_id, "chat_id": 7002}
+    refused = await served.api.post(
+        "/v1/conversations",
+        json={**body, "variables": {"plan": "Pro", "pln": "typo"}},
+        headers=served.admin,
+    )
+    started = await served.api.post(
+        "/v1/conversations", json={**body, "variables": {"plan": "Team"}}, headers=served.admin
+    )
+
+    assert (refused.status_code, refused.json()["detail"]) == (
+        422,
+        "variables not declared by the flow's api trigger: pln; declared: plan",
+    )
+    assert started.status_code == 201, started.text
+    assert await _sent(served) == [(7002, "Your Team plan ends soon, . Renew it?")]

@@ -5,16 +5,22 @@ conversation.completed delivered to the app's endpoint."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from starlette.responses import Response
 
-from tgrelay.conversations import checks, store
+from tgrelay.conversations import checks, runtime, store
+from tgrelay.db import tables
+from tgrelay.testing import receiver
+from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.serving import serving
 
@@ -206,3 +212,125 @@ async def test_the_same_update_twice_moves_the_conversation_once(
         ("street", "zip"),
         ("zip", "city"),
     ]
+
+
+class _Outage:
+    """An app that answers 503 while `down`, else sets the city."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    async def __call__(self, _delivery: receiver.Delivery) -> Response:
+        if self.down:
+            return Response(status_code=503)
+        return Response(content=b'{"variables": {"city": "Berlin"}}', media_type="application/json")
+
+
+async def test_every_conversation_completes_after_a_ten_minute_outage(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """While the app answers 503, each user waiting on a call gets the fallback text; ten
+    minutes later (a moved clock: the durable retries ran meanwhile) the app is back, and
+    every conversation completes."""
+    clock = Clock()  # real time, plus what the test adds
+    port = free_port()
+    settings = settings_for(
+        emulator,
+        tmp_path,
+        webhook=False,
+        port=port,
+        webhooks_allow_private=True,
+        send_limit_per_chat=GENEROUS,
+        send_limit_per_group=GENEROUS,
+    )
+    outage = _Outage()
+    users = [{"id": 8300 + i, "is_bot": False, "first_name": f"U{i}"} for i in range(10)]
+    telegram = emulator.emulator
+    async with (
+        running_tgrelay(settings, port, clock=clock) as relay,
+        receiver.receiving(outage) as app,
+    ):
+        created = await relay.api.post(
+            "/v1/endpoints", json={"url": f"{app.base_url}/events", "event_types": ["bot.*"]}
+        )
+        assert created.status_code == 201, created.text
+        document = json.dumps(_lookup(app.url))
+        await _post_flow(relay, document)
+        bot = emulator.emulator.create_bot("outage_bot")
+        await relay.connect_bot(bot.token)
+
+        def texts(user: dict[str, Any]) -> list[str]:
+            return [m["text"] for m in telegram.sent_messages(user["id"], bot_id=bot.id)]
+
+        def all_have(count: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return all(len(texts(user)) >= count for user in users)
+
+            return check
+
+        for user in users:
+            telegram.send_message(bot.id, user, None, "/lookup")
+        await eventually(all_have(1))
+        for user in users:
+            telegram.send_message(bot.id, user, None, "10115")
+        await eventually(all_have(2))  # the fallback, after the first failed attempt
+
+        for _ in range(10):  # ten minutes down: each call retried on its backoff meanwhile
+            clock.advance(60)
+            await eventually(_all_retried(relay, clock))
+        outage.down = False
+        for _ in range(3):  # a minute covers the breaker's probe, another its followers
+            clock.advance(60)  # past every call's next attempt (pauses cap at 60 s)
+            await eventually(_all_retried(relay, clock))
+            if await all_have(3)():
+                break
+        await eventually(all_have(3))
+
+    assert [texts(user) for user in users] == [
+        ["Postal code?", "One moment, the register is slow.", "You live in Berlin."]
+    ] * len(users)
+
+
+def _lookup(url: str) -> dict[str, Any]:
+    return {
+        "name": "lookup",
+        "trigger": {"type": "command", "command": "/lookup"},
+        "steps": [
+            {
+                "id": "zip",
+                "kind": "ask",
+                "message": "Postal code?",
+                "input": {"type": "text"},
+                "variable": "zip",
+            },
+            {
+                "id": "check",
+                "kind": "call",
+                "url": url,
+                "timeout_seconds": 2,
+                "sets": ["city"],
+                "fallback_text": "One moment, the register is slow.",
+                "deadline_seconds": 1800,
+            },
+            {"id": "done", "kind": "end", "message": "You live in {{ city }}."},
+        ],
+    }
+
+
+def _all_retried(relay: Tgrelay, clock: Clock) -> Callable[[], Awaitable[bool]]:
+    """No call job is due any more at the clock's time: each ran and was rescheduled."""
+
+    async def check() -> bool:
+        async with relay.runtime.db.engine.connect() as conn:
+            due = await conn.scalar(
+                select(func.count())
+                .select_from(tables.jobs)
+                .where(
+                    tables.jobs.c.kind == runtime.CALL,
+                    tables.jobs.c.state.in_(("pending", "running")),
+                    tables.jobs.c.run_at <= clock(),
+                )
+            )
+        return due == 0
+
+    return check

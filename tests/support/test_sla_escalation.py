@@ -18,6 +18,7 @@ from tgrelay.support import (
     header,
     sla_api,
     sla_escalation,
+    sla_replan,
     sla_store,
     sla_timer,
     store,
@@ -360,3 +361,57 @@ async def test_a_post_to_connection_step_goes_through_the_connections_bot(
     assert ran.sends[1:] == [
         messages.SendText(bot_id=desk.bot.id, chat_id=desk.chat_id, text="Ticket #1 waits")
     ]
+
+
+async def test_a_policy_replans_a_large_desk_a_page_per_transaction(
+    relay: Dispatching, desk: DeskSetup
+) -> None:
+    """Re-planning walks the desk's live tickets a page at a time: the first page in the
+    change's transaction, the rest in a support_sla_replan job that plans what is left and
+    queues nothing more once the desk is done."""
+    customers = [{"id": 9100 + n, "is_bot": False, "first_name": f"C{n}"} for n in range(3)]
+    for customer in customers:
+        relay.emulator.emulator.send_message(desk.bot.id, customer, None, "where is my order")
+    await relay.process_pending(desk.bot.id)
+    spec = PolicySpec(resolution=2 * HOUR)
+    async with relay.rt.db.transaction() as conn:
+        await sla_store.put_policy(
+            conn, relay.principal.workspace_id, desk.desk_id, spec, relay.rt.clock()
+        )
+        await sla_replan.replan(conn, relay.rt, relay.principal.workspace_id, desk.desk_id, page=2)
+    first_page, queued = await _planned(relay), await _replan_jobs(relay)
+
+    async with relay.rt.db.transaction() as conn:
+        [payload] = queued
+        await sla_replan.replan_from(conn, relay.rt, sla_replan.Cursor.of(payload), page=2)
+    after_job, queued_after = await _planned(relay), await _replan_jobs(relay)
+
+    assert (len(first_page), len(after_job)) == (2, 3)
+    assert queued == [
+        {
+            "workspace_id": relay.principal.workspace_id,
+            "desk_id": desk.desk_id,
+            "status_index": 0,
+            "before": min(first_page),
+        }
+    ]
+    assert queued_after == queued  # the job itself is the queue's to complete; none was added
+
+
+async def _planned(relay: Dispatching) -> list[int]:
+    """The numbers of the tickets that have an SLA timer."""
+    tickets, timers = tables.tickets, tables.ticket_sla_timers
+    async with relay.rt.db.engine.connect() as conn:
+        rows = await conn.scalars(
+            select(tickets.c.number).join(timers, timers.c.ticket_id == tickets.c.id)
+        )
+        return sorted(rows.all())
+
+
+async def _replan_jobs(relay: Dispatching) -> list[dict[str, Any]]:
+    jobs = tables.jobs
+    async with relay.rt.db.engine.connect() as conn:
+        payloads = await conn.scalars(
+            select(jobs.c.payload).where(jobs.c.kind == sla_replan.SLA_REPLAN).order_by(jobs.c.id)
+        )
+        return [orjson.loads(p) for p in payloads.all()]

@@ -28,7 +28,7 @@ from tgrelay.conversations.models import AbandonReason, Status
 from tgrelay.events import service as events
 from tgrelay.groups import service as groups
 from tgrelay.groups.models import NotificationStatus, SessionState
-from tgrelay.support import agents, desks, snippets
+from tgrelay.support import agents, desks, kb, snippets
 from tgrelay.support import service as support
 from tgrelay.support.models import TicketStatus
 from tgrelay.testing.emulator import BotRecord, Emulator
@@ -66,6 +66,7 @@ STAND_INS = [
     (r"dsk_[0-9a-f]+", "dsk_7e3a9c1b5d2f4a68"),
     (r"snp_[0-9a-f]+", "snp_4b8d2f6a0c1e3957"),
     (r"tkt_[0-9a-f]+", "tkt_9d1c7e3a5b2f4068"),
+    (r"art_[0-9a-f]+", "art_2c6e0a8f4b1d3957"),
     (r"flw_[0-9a-f]+", "flw_2b1b5b97b9b15a6f"),
     (r"ws_[0-9a-f]+", "ws_a661f0540b5475ea"),
     (r"127\.0\.0\.1:\d+", "127.0.0.1:8000"),
@@ -255,6 +256,8 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
                     "agents": "/ui/agents",
                     "snippets": "/ui/snippets",
                     "snippet": f"/ui/snippets/{snippet}",
+                    "articles": "/ui/articles",
+                    "report": "/ui/report",
                     "flows": "/ui/flows",
                     "flow": "/ui/flows/billing-address",
                     "conversations": "/ui/conversations",
@@ -265,8 +268,8 @@ async def scene(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Scen
 async def support_setup(
     relay: Tgrelay, emulator: RunningEmulator, bot: BotRecord, principal: Principal
 ) -> tuple[str, str]:
-    """A desk on a "Help desk" forum, two agents and two snippets; the desk's and a
-    snippet's ids."""
+    """A desk on a "Help desk" forum, two agents, two snippets and three articles; the desk's
+    and a snippet's ids."""
     rt = relay.runtime
     forum = await forum_connection(relay, emulator, bot, "Help desk")
     desk = await desks.create_desk(rt, principal, bot_id=bot.id, connection_id=forum)
@@ -285,6 +288,30 @@ async def support_setup(
     )
     await snippets.create_snippet(
         rt, principal, name="hours", text="We answer Monday to Friday, 9:00-18:00 CET."
+    )
+    await kb.create_article(
+        rt,
+        principal,
+        title="Where is my parcel?",
+        body="Track it with the link in your confirmation e-mail; parcels arrive in 2 to 4 days.",
+        tags=["orders", "shipping"],
+        language="en",
+        auto_answer=True,
+    )
+    await kb.create_article(
+        rt,
+        principal,
+        title="Refunds",
+        body="A refund reaches your card within 5 working days of our confirmation.",
+        tags=["billing"],
+    )
+    await kb.create_article(
+        rt,
+        principal,
+        title="Versand nach Norwegen",
+        body="Wir liefern nach Norwegen in 3 bis 5 Tagen.",
+        tags=["shipping"],
+        language="de",
     )
     return desk.id, refund.id
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tgrelay import errors, templates
 from tgrelay.conversations import inputs
 from tgrelay.conversations.flow import (
+    ApiTrigger,
     AskStep,
     BranchStep,
     CallStep,
@@ -108,8 +109,11 @@ def _id_note(steps: list[Any], index: int) -> str:
 
 def variables(flow: Flow) -> dict[str, tuple[str, ...] | None]:
     """The names a flow's templates and conditions may use: the variables its ask and call
-    steps set, and the built-in `user.*` and `chat.id`."""
+    steps set, those an API start gives, and the built-in `user.*` and `chat.id`."""
     names: dict[str, tuple[str, ...] | None] = dict(BUILTINS)
+    if isinstance(flow.trigger, ApiTrigger):
+        for name in flow.trigger.variables:
+            names.setdefault(name, None)
     for step in flow.steps:
         if isinstance(step, AskStep):
             names.setdefault(step.variable, None)

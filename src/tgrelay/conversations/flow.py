@@ -58,6 +58,9 @@ class ApiTrigger(_Document):
     """Started only by the API, for a given chat."""
 
     type: Literal["api"]
+    # The variables POST /v1/conversations gives at the start (e.g. an order id the app
+    # knows): declared, so that templates and conditions may name them.
+    variables: Annotated[tuple[VariableName, ...], Field(max_length=100)] = ()
 
 
 Trigger = Annotated[

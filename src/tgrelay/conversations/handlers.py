@@ -11,11 +11,13 @@ button whose callback data is a flow's. Everything else goes on to support.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay import tracing
 from tgrelay.conversations import inputs, runtime, store
 from tgrelay.conversations.models import (
     Answer,
@@ -47,7 +49,12 @@ ENDED = "This conversation has ended."
 
 
 def handler(rt: Runtime) -> Handler:
-    """The handler dispatch runs for conversations (between groups and support)."""
+    """The handler dispatch runs for conversations (between groups and support).
+
+    One query tells which of a batch's participants have a live conversation; only their
+    updates, commands and button presses are looked at one by one (with their own reads),
+    so the plain messages of everyone else cost that one statement between them.
+    """
 
     async def handle(conn: AsyncConnection, inbound: Inbound) -> bool:
         processed = inbound.processed
@@ -57,7 +64,49 @@ def handler(rt: Runtime) -> Handler:
             return await _message(rt, conn, inbound, processed.raw["message"])
         return False
 
-    return Handler.each(NAME, handle)
+    async def handle_batch(conn: AsyncConnection, batch: Sequence[Inbound]) -> set[int]:
+        keys = {inbound.processed.row_id: _participant(inbound) for inbound in batch}
+        live = await store.live_participants(conn, {k for k in keys.values() if k is not None})
+        touched: set[tuple[int, int, int]] = set()  # may have started or moved in this batch
+        consumed = set()
+        for inbound in batch:
+            key = keys[inbound.processed.row_id]
+            if key is None or not (key in live or key in touched or _may_start(inbound)):
+                continue
+            touched.add(key)
+            with tracing.bound(inbound.processed.trace_id):
+                if await handle(conn, inbound):
+                    consumed.add(inbound.processed.row_id)
+        return consumed
+
+    return Handler(name=NAME, handle=handle_batch)
+
+
+def _participant(inbound: Inbound) -> tuple[int, int, int] | None:
+    """(bot, chat, user) of a message or a button press; None for other updates."""
+    processed = inbound.processed
+    if processed.kind is UpdateKind.MESSAGE:
+        message = processed.raw["message"]
+    elif processed.kind is UpdateKind.CALLBACK_QUERY:
+        query = processed.raw["callback_query"]
+        message = {"from": query.get("from"), "chat": (query.get("message") or {}).get("chat")}
+    else:
+        return None
+    sender, chat = message.get("from"), message.get("chat")
+    if not isinstance(sender, dict) or not isinstance(chat, dict):
+        return None
+    if "id" not in sender or "id" not in chat:
+        return None
+    return inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
+
+
+def _may_start(inbound: Inbound) -> bool:
+    """Whether the update could start a flow (a command, or any press: a trigger's data)."""
+    processed = inbound.processed
+    if processed.kind is UpdateKind.CALLBACK_QUERY:
+        return True
+    text = processed.raw["message"].get("text")
+    return isinstance(text, str) and text.lstrip().startswith("/")
 
 
 async def _message(
@@ -69,8 +118,8 @@ async def _message(
         return False
     bot_id, chat_id, user_id = inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
     command = _command(message.get("text"), inbound.bot.username)
-    found = await runtime.live_of(conn, bot_id, chat_id, user_id)
-    if found is not None and found.row.workspace_id == inbound.workspace_id:
+    found = await _live(conn, rt, inbound, chat_id, user_id)
+    if found is not None:
         if command is not None and command[0] == CANCEL:
             await runtime.feed(conn, rt, found, Cancel())
             await outbox.enqueue(
@@ -107,9 +156,9 @@ async def _pressed(
         return False
     bot_id, chat_id, user_id = inbound.bot.bot_id, int(chat["id"]), int(sender["id"])
     if data.startswith(inputs.CALLBACK_TAG):
-        found = await runtime.live_of(conn, bot_id, chat_id, user_id)
+        found = await _live(conn, rt, inbound, chat_id, user_id)
         notice: str | None = ENDED
-        if found is not None and found.row.workspace_id == inbound.workspace_id:
+        if found is not None:
             button = Button(data=data.removeprefix(inputs.CALLBACK_TAG))
             moved = (await runtime.feed(conn, rt, found, button)).moved
             notice = None if moved else STALE_BUTTON
@@ -118,10 +167,24 @@ async def _pressed(
     flow_row = await store.flow_for_trigger(conn, inbound.workspace_id, "callback", data)
     if flow_row is None:
         return False
-    if await store.live_conversation(conn, bot_id, chat_id, user_id) is None:
+    if await _live(conn, rt, inbound, chat_id, user_id) is None:
         await runtime.start(conn, rt, flow_row, bot_id=bot_id, facts=_facts(sender, chat_id))
     await _answer_press(conn, rt, bot_id, query, None)
     return True
+
+
+async def _live(
+    conn: AsyncConnection, rt: Runtime, inbound: Inbound, chat_id: int, user_id: int
+) -> runtime.Live | None:
+    """The participant's live conversation in the workspace holding the bot. One left from a
+    workspace that held the bot before is ended (cancelled): it can no longer be answered,
+    and the participant may start anew here."""
+    found = await runtime.live_of(conn, inbound.bot.bot_id, chat_id, user_id)
+    if found is None or found.row.workspace_id == inbound.workspace_id:
+        return found
+    await runtime.feed(conn, rt, found, Cancel())
+    log.info("conversation.left_behind", conversation_id=found.row.id)
+    return None
 
 
 async def _answer_press(

@@ -23,6 +23,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay import breaker
 from tgrelay.conversations import call_targets, runtime
 from tgrelay.conversations.models import (
     CallFailed,
@@ -42,8 +43,12 @@ log = structlog.get_logger(__name__)
 
 NO_ENDPOINT = f"{call_targets.NO_ENDPOINT}: the call cannot be signed"
 # Retries of a failed call: the queue's exponential backoff, capped so that a call whose
-# app came back is resumed within a minute (the step's deadline bounds them all).
+# app came back is resumed within a minute (the step's deadline bounds them all). An app's
+# Retry-After or the open breaker's wait lengthens a pause, up to the same cap.
 CALL_RETRY = retry.RetryPolicy(base_delay=1.0, factor=2.0, max_delay=60.0)
+# Each origin's breaker in a worker process: users are waiting, so a dead app is probed at
+# least once a minute (events' endpoints wait up to 10 minutes between probes).
+CALL_BREAKER = breaker.BreakerPolicy(open_seconds=10.0, max_open_seconds=60.0)
 
 
 def register(
@@ -130,7 +135,8 @@ async def _call(
         failed = CallFailed(step=step, reason=result.detail, deadline_passed=True)
         return _finish(rt, conversation_id, step, failed)
     delay = retry.delay_seconds(CALL_RETRY, attempts=failures + 1, rand=rand())
-    delay = min(max(delay, result.retry_after or 0.0), (deadline - now).total_seconds())
+    delay = max(delay, result.retry_after or 0.0)
+    delay = min(delay, CALL_RETRY.max_delay, (deadline - now).total_seconds())
     raise retry.Reschedule(
         delay,
         result.detail,

@@ -119,19 +119,21 @@ def flow_of(document: str) -> Flow:
 async def live(conn: AsyncConnection, conversation_id: str) -> Live | None:
     """The conversation with its flow version and state; None when there is no such row."""
     row = await store.conversation(conn, conversation_id)
-    if row is None:
-        return None
-    stored_flow = await store.flow_by_id(conn, row.flow_id)
-    assert stored_flow is not None  # a conversation's flow version is never deleted
-    return Live(
-        row=row, flow=flow_of(stored_flow.document), state=State.model_validate_json(row.state)
-    )
+    return None if row is None else await _loaded(conn, row)
 
 
 async def live_of(conn: AsyncConnection, bot_id: int, chat_id: int, user_id: int) -> Live | None:
     """The participant's conversation not ended, if any."""
     row = await store.live_conversation(conn, bot_id, chat_id, user_id)
-    return None if row is None else await live(conn, row.id)
+    return None if row is None else await _loaded(conn, row)
+
+
+async def _loaded(conn: AsyncConnection, row: store.StoredConversation) -> Live:
+    stored_flow = await store.flow_by_id(conn, row.flow_id)
+    assert stored_flow is not None  # a conversation's flow version is never deleted
+    return Live(
+        row=row, flow=flow_of(stored_flow.document), state=State.model_validate_json(row.state)
+    )
 
 
 async def start(
@@ -182,14 +184,6 @@ async def feed(conn: AsyncConnection, rt: Runtime, found: Live, event: Input) ->
         return Outcome(conversation_id=found.row.id, moved=False, state=state)
     state = await _apply(conn, rt, found.row, found.flow, found.state, state, effects, now)
     return Outcome(conversation_id=found.row.id, moved=True, state=state)
-
-
-async def feed_by_id(
-    conn: AsyncConnection, rt: Runtime, conversation_id: str, event: Input
-) -> Outcome | None:
-    """`feed` for a job that names the conversation; None when its row is gone."""
-    found = await live(conn, conversation_id)
-    return None if found is None else await feed(conn, rt, found, event)
 
 
 # --- carrying out the effects ------------------------------------------------------------

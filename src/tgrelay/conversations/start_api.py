@@ -13,11 +13,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import errors
 from tgrelay.bots import service as bots
 from tgrelay.conversations import runtime, store
+from tgrelay.conversations.flow import ApiTrigger, Flow
 from tgrelay.conversations.models import Facts
+from tgrelay.inbox import service as inbox
 from tgrelay.runtime import Runtime
 from tgrelay.runtime import runtime as current_runtime
 from tgrelay.workspaces import service as workspaces
@@ -80,7 +83,9 @@ async def start(rt: Runtime, principal: Principal, body: StartRequest) -> Conver
                 raise errors.NotFound(f"no bot {body.bot_id} in this workspace")
             if await store.live_conversation(conn, body.bot_id, body.chat_id, user_id):
                 raise errors.Conflict(_LIVE)
-            facts = Facts(user_id=user_id, chat_id=body.chat_id, first_name="")
+            flow = runtime.flow_of(flow_row.document)
+            _check_variables(flow, body.variables or {})
+            facts = await _facts(conn, body.bot_id, body.chat_id, user_id)
             outcome = await runtime.start(
                 conn, rt, flow_row, bot_id=body.bot_id, facts=facts, variables=body.variables
             )
@@ -102,3 +107,31 @@ async def start(rt: Runtime, principal: Principal, body: StartRequest) -> Conver
 
 
 _LIVE = "this user already has a live conversation in this chat: end it (/cancel) first"
+
+
+def _check_variables(flow: Flow, given: dict[str, Any]) -> None:
+    """Only the variables the flow's api trigger declares may be given: any other name would
+    be set where no template or condition can read it (a typo, most likely)."""
+    declared = flow.trigger.variables if isinstance(flow.trigger, ApiTrigger) else ()
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise errors.InvalidInput(
+            f"variables not declared by the flow's api trigger: {', '.join(unknown)}; "
+            f"declared: {', '.join(declared) or 'none'}"
+        )
+
+
+async def _facts(conn: AsyncConnection, bot_id: int, chat_id: int, user_id: int) -> Facts:
+    """Who the conversation is with, as the bot's updates last showed them (templates greet
+    by `user.first_name`); only the ids for a user the bot has never seen."""
+    seen = await inbox.user_seen(conn, bot_id, user_id)
+    if seen is None:
+        return Facts(user_id=user_id, chat_id=chat_id, first_name="")
+    return Facts(
+        user_id=user_id,
+        chat_id=chat_id,
+        first_name=seen.first_name,
+        last_name=seen.last_name,
+        username=seen.username,
+        language_code=seen.language_code,
+    )

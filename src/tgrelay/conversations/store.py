@@ -7,7 +7,7 @@ Only the conversations domain calls this; other domains ask `conversations.servi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -362,3 +362,21 @@ async def move_conversation(
         .values(**values)
     )
     return bool(changed.rowcount)
+
+
+async def live_participants(
+    conn: AsyncConnection, participants: Collection[tuple[int, int, int]]
+) -> set[tuple[int, int, int]]:
+    """Which of these (bot_id, chat_id, user_id) have a live conversation: one query for a
+    batch of updates, so the many that belong to none cost one statement between them."""
+    if not participants:
+        return set()
+    rows = await conn.execute(
+        select(conversations.c.bot_id, conversations.c.chat_id, conversations.c.user_id).where(
+            conversations.c.ended_at.is_(None),
+            conversations.c.bot_id.in_({bot_id for bot_id, _, _ in participants}),
+            conversations.c.chat_id.in_({chat_id for _, chat_id, _ in participants}),
+        )
+    )
+    found = {(int(row.bot_id), int(row.chat_id), int(row.user_id)) for row in rows}
+    return found & set(participants)

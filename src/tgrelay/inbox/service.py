@@ -1,4 +1,5 @@
-"""Use cases over stored updates: list them with their processing status, re-run dead ones."""
+"""Use cases over stored updates: list them with their processing status, re-run dead ones;
+the users a bot has seen in them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tgrelay.inbox.models import (
 )
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
+from tgrelay.telegram.essentials import UserSeen
 
 
 def status_of(job_state: str | None, attempts: int, disposition: str | None = None) -> UpdateStatus:
@@ -148,3 +150,23 @@ async def retry_dead(
         again = await _get(conn, bot_id, update_id, since)
     assert again is not None
     return again[0]
+
+
+async def user_seen(conn: AsyncConnection, bot_id: int, user_id: int) -> UserSeen | None:
+    """The user as the bot's updates last showed them (telegram_users); None if never seen."""
+    users = tables.telegram_users
+    row = (
+        await conn.execute(
+            select(users).where(users.c.bot_id == bot_id, users.c.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return UserSeen(
+        id=row.user_id,
+        is_bot=row.is_bot,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        username=row.username,
+        language_code=row.language_code,
+    )

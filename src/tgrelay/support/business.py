@@ -27,13 +27,13 @@ from tgrelay.support import (
     business_rules,
     business_store,
     conversation,
+    incoming,
     kb_answers,
     lifecycle,
     sends,
     store,
     ticket_store,
 )
-from tgrelay.support.conversation import Written
 from tgrelay.support.models import (
     LIVE_STATUSES,
     BusinessAccount,
@@ -56,7 +56,6 @@ KINDS = frozenset(
         UpdateKind.DELETED_BUSINESS_MESSAGES,
     }
 )
-MEDIA_KINDS = tuple(sends.FILE_METHODS)
 DELETED = "🗑 The customer deleted this message in their chat; the ticket keeps it."
 DELETED_UNSEEN = "🗑 The customer deleted a message in their chat; the ticket keeps it:\n{text}"
 OWNER_WROTE = "📱 {account} answered in the chat from the app:\n{text}"
@@ -236,7 +235,7 @@ async def _message(
         username=sender.get("username"),
         language_code=sender.get("language_code"),
     )
-    written = _written(message, inbound.processed.received_at)
+    written = incoming.written(message, inbound.processed.received_at)
     before = await ticket_store.latest_of_customer(
         conn, desk.bot_id, customer.id, business_connection_id=connection.id
     )
@@ -267,7 +266,7 @@ async def _owner_wrote(
     )
     if ticket is None or ticket.status not in LIVE_STATUSES:
         return False
-    text = _text_of(message) or f"({_kind_of(message)})"
+    text = incoming.text_of(message) or f"({incoming.kind_of(message)})"
     await sends.in_topic(
         conn, rt, ticket, OWNER_WROTE.format(account=connection.account.name, text=text)
     )
@@ -289,7 +288,9 @@ async def _edited(rt: Runtime, conn: AsyncConnection, desk: Desk, message: dict[
     )
     if ticket is None:
         return False
-    return await conversation.customer_edited(conn, rt, ticket, message_id, _text_of(message))
+    return await conversation.customer_edited(
+        conn, rt, ticket, message_id, incoming.text_of(message)
+    )
 
 
 async def _deleted(rt: Runtime, conn: AsyncConnection, desk: Desk, body: dict[str, Any]) -> bool:
@@ -315,27 +316,3 @@ async def _deleted(rt: Runtime, conn: AsyncConnection, desk: Desk, body: dict[st
             await sends.in_topic(conn, rt, ticket, DELETED_UNSEEN.format(text=text))
         noted = True
     return noted
-
-
-def _written(message: dict[str, Any], at: datetime) -> Written:
-    replied = message.get("reply_to_message")
-    return Written(
-        message_id=int(message["message_id"]),
-        text=_text_of(message),
-        kind=_kind_of(message),
-        reply_to=None if replied is None else int(replied["message_id"]),
-        author_id=int(message["from"]["id"]),
-        at=at,
-        file=sends.attachment_of(message),
-    )
-
-
-def _text_of(message: dict[str, Any]) -> str | None:
-    text = message.get("text", message.get("caption"))
-    return None if text is None else str(text)
-
-
-def _kind_of(message: dict[str, Any]) -> str:
-    if "text" in message:
-        return "text"
-    return next((kind for kind in MEDIA_KINDS if kind in message), "other")

@@ -9,7 +9,6 @@ state it causes (a reply opens the ticket, claims it) goes through `lifecycle`.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from tgrelay.events.catalog import EventType
 from tgrelay.groups import service as groups
 from tgrelay.runtime import Runtime
 from tgrelay.support import header, lifecycle, rules, sends, sla_timer, store, ticket_store
+from tgrelay.support.incoming import Written
 from tgrelay.support.models import (
     Assignment,
     ChangedField,
@@ -41,19 +41,6 @@ log = structlog.get_logger(__name__)
 
 NOTE_MARK = "📝 Internal note — not sent to the customer"
 NO_TEXT = "(no text)"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Written:
-    """A Telegram message as a ticket records it."""
-
-    message_id: int
-    text: str | None  # the text or caption
-    kind: str  # text | photo | document | video | voice | sticker | other
-    reply_to: int | None  # the message it replies to, in its own chat
-    author_id: int
-    at: datetime  # when tgrelay stored its update (the relay latency starts here)
-    file: sends.Attachment | None = None  # its file, sent again by file_id to a business chat
 
 
 class NoDeskGroup(LookupError):

@@ -9,7 +9,6 @@ its inbound events say consumed_by only for what support kept).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -22,6 +21,7 @@ from tgrelay.support import (
     commands,
     conversation,
     header,
+    incoming,
     kb_answers,
     kb_topic,
     lifecycle,
@@ -31,7 +31,6 @@ from tgrelay.support import (
     ticket_store,
 )
 from tgrelay.support.commands import Kind
-from tgrelay.support.conversation import Written
 from tgrelay.support.models import Agent, Customer, Desk, Ticket, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.telegram.outbox import jobs as outbox
@@ -41,7 +40,6 @@ from tgrelay.telegram.updates import UpdateKind
 log = structlog.get_logger(__name__)
 
 NAME = "support"
-MEDIA_KINDS = ("photo", "document", "video", "voice", "sticker")
 # Forum service messages: Telegram posts them in the topic when the bot manages it.
 SERVICE_KEYS = frozenset(
     {
@@ -116,7 +114,7 @@ def handler(rt: Runtime) -> Handler:
             return True  # the topic's own service messages: nothing to do
         agent = await _seen_agent(conn, rt, ticket.workspace_id, sender)
         if edited:
-            text = _text_of(message)
+            text = incoming.text_of(message)
             return await conversation.agent_edited(conn, rt, ticket, message["message_id"], text)
         return await _topic_message(rt, conn, inbound, ticket, agent, message)
 
@@ -160,7 +158,7 @@ async def _customer_message(
         username=sender.get("username"),
         language_code=sender.get("language_code"),
     )
-    written = _written(message, inbound.processed.received_at)
+    written = incoming.written(message, inbound.processed.received_at)
     before = await ticket_store.latest_of_customer(conn, desk.bot_id, customer.id)
     try:
         ticket = await conversation.customer_wrote(conn, rt, desk, customer, written)
@@ -181,7 +179,9 @@ async def _customer_edit(
     )
     if ticket is None:
         return False
-    return await conversation.customer_edited(conn, rt, ticket, message_id, _text_of(message))
+    return await conversation.customer_edited(
+        conn, rt, ticket, message_id, incoming.text_of(message)
+    )
 
 
 # --- the agents' side ----------------------------------------------------------------------
@@ -195,7 +195,7 @@ async def _topic_message(
     agent: Agent,
     message: dict[str, Any],
 ) -> bool:
-    command = commands.parse(_text_of(message), bot_username=inbound.bot.username)
+    command = commands.parse(incoming.text_of(message), bot_username=inbound.bot.username)
     actor = lifecycle.agent_actor(agent.telegram_user_id)
     at = inbound.processed.received_at
     message_id = message["message_id"]
@@ -204,7 +204,7 @@ async def _topic_message(
         return False
     match command.kind:
         case Kind.RELAY:
-            await conversation.agent_wrote(conn, rt, desk, ticket, _written(message, at))
+            await conversation.agent_wrote(conn, rt, desk, ticket, incoming.written(message, at))
         case Kind.NOTE:
             assert command.argument is not None
             await conversation.add_note(
@@ -384,31 +384,3 @@ async def _say(
     conn: AsyncConnection, rt: Runtime, ticket: Ticket, text: str, reply_to: int
 ) -> None:
     await sends.in_topic(conn, rt, ticket, text, reply_to=reply_to)
-
-
-def _written(message: dict[str, Any], at: datetime) -> Written:
-    replied = message.get("reply_to_message")
-    reply_to = None
-    # In a forum every topic message "replies" to the topic's creation: that is no reply.
-    if replied is not None and replied.get("message_id") != message.get("message_thread_id"):
-        reply_to = int(replied["message_id"])
-    return Written(
-        message_id=message["message_id"],
-        text=_text_of(message),
-        kind=_kind_of(message),
-        reply_to=reply_to,
-        author_id=message["from"]["id"],
-        at=at,
-        file=sends.attachment_of(message),
-    )
-
-
-def _text_of(message: dict[str, Any]) -> str | None:
-    text = message.get("text", message.get("caption"))
-    return None if text is None else str(text)
-
-
-def _kind_of(message: dict[str, Any]) -> str:
-    if "text" in message:
-        return "text"
-    return next((kind for kind in MEDIA_KINDS if kind in message), "other")

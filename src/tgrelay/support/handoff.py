@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.runtime import Runtime
 from tgrelay.support import conversation, store, ticket_store
-from tgrelay.support.conversation import Written
+from tgrelay.support.incoming import Written
 from tgrelay.support.models import Customer, MessageSource, TicketStatus
 
 log = structlog.get_logger(__name__)

@@ -8,6 +8,7 @@ returns it as it is after. The header is re-rendered at the end of a change it s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -31,6 +32,7 @@ from tgrelay.support import (
 from tgrelay.support.models import Agent, ChangedField, Ticket, TicketChange, TicketStatus
 from tgrelay.support.rules import Refused
 from tgrelay.support.sends import TopicOp
+from tgrelay.support.sla import Clock
 
 log = structlog.get_logger(__name__)
 
@@ -188,20 +190,26 @@ async def close_if_still_resolved(
 # --- the header ----------------------------------------------------------------------------
 
 
-async def show(conn: AsyncConnection, rt: Runtime, ticket_id: str) -> Ticket:
-    """Re-render the header at a new version (older queued edits then drop themselves)."""
+async def show(
+    conn: AsyncConnection, rt: Runtime, ticket_id: str, *, clocks: Sequence[Clock] | None = None
+) -> Ticket:
+    """Re-render the header at a new version (older queued edits then drop themselves);
+    `clocks` when the caller computed them already (else they are read)."""
     ticket = await current(conn, ticket_id)
     await ticket_store.change_ticket(conn, ticket_id, header_version=ticket.header_version + 1)
     ticket = await current(conn, ticket_id)
-    await sends.header(conn, rt, ticket, await header_text(conn, rt, ticket))
+    await sends.header(conn, rt, ticket, await header_text(conn, rt, ticket, clocks=clocks))
     return ticket
 
 
-async def header_text(conn: AsyncConnection, rt: Runtime, ticket: Ticket) -> str:
+async def header_text(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, *, clocks: Sequence[Clock] | None = None
+) -> str:
     """The header as the ticket reads now, its assignee by name, its SLA clocks if any, a
     business chat's channel and its warning."""
     now = rt.clock()
-    clocks = await sla_timer.current_clocks(conn, ticket, now)
+    if clocks is None:
+        clocks = await sla_timer.current_clocks(conn, ticket, now)
     channel: list[str] = []
     if ticket.business_connection_id is not None:
         connection = await business_store.connection(conn, ticket.business_connection_id)

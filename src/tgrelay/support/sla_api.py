@@ -1,6 +1,6 @@
 """/v1/support/desks/{desk_id}/sla: a desk's SLA policy, and its use cases (each opens its
 own transaction and reads only the principal's workspace). A change re-plans the timers of
-the desk's live tickets."""
+the desk's live tickets (sla_replan: the first page at once, the rest in jobs)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay import errors
 from tgrelay.groups import service as groups
 from tgrelay.runtime import Runtime, runtime
-from tgrelay.support import sla_store, sla_timer, store, ticket_store
-from tgrelay.support.models import LIVE_STATUSES
+from tgrelay.support import sla_replan, sla_store, store
 from tgrelay.support.sla_policy import Action, PolicySpec
 from tgrelay.workspaces import service as workspaces
 from tgrelay.workspaces.models import Principal
@@ -24,7 +23,6 @@ router = APIRouter(prefix="/v1/support", tags=["support"])
 CurrentRuntime = Annotated[Runtime, Depends(runtime)]
 CurrentPrincipal = workspaces.CurrentPrincipal
 AdminPrincipal = workspaces.AdminPrincipal
-REPLAN_PAGE = 500
 
 
 class PolicyView(PolicySpec):
@@ -56,7 +54,7 @@ async def put_policy(
         created = await sla_store.put_policy(
             conn, principal.workspace_id, desk_id, spec, rt.clock()
         )
-        await replan(conn, rt, principal.workspace_id, desk_id)
+        await sla_replan.replan(conn, rt, principal.workspace_id, desk_id)
         stored = await sla_store.policy(conn, desk_id)
     assert stored is not None
     return stored, created
@@ -77,22 +75,7 @@ async def delete_policy(rt: Runtime, principal: Principal, desk_id: str) -> None
         await _desk(conn, principal.workspace_id, desk_id)
         if not await sla_store.delete_policy(conn, desk_id):
             raise errors.NotFound(f"desk {desk_id} has no SLA policy")
-        await replan(conn, rt, principal.workspace_id, desk_id)
-
-
-async def replan(conn: AsyncConnection, rt: Runtime, workspace_id: str, desk_id: str) -> None:
-    """Plan the timer of each of the desk's live tickets again under its current policy."""
-    for live in LIVE_STATUSES:
-        before: int | None = None
-        while True:
-            page = await ticket_store.list_tickets(
-                conn, workspace_id, status=live, desk_id=desk_id, before=before, limit=REPLAN_PAGE
-            )
-            for ticket in page:
-                await sla_timer.plan(conn, rt, ticket)
-            if len(page) < REPLAN_PAGE:
-                break
-            before = page[-1].number
+        await sla_replan.replan(conn, rt, principal.workspace_id, desk_id)
 
 
 async def _desk(conn: AsyncConnection, workspace_id: str, desk_id: str) -> None:

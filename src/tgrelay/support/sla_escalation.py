@@ -48,16 +48,18 @@ async def check(conn: AsyncConnection, rt: Runtime, ticket_id: str, wake_at: dat
     if ticket is None or await sla_timer.current_wake(conn, ticket_id) != wake_at:
         return
     now = rt.clock()
-    found = await sla_timer.runs_of(conn, ticket, now)
-    if found is not None:
-        spec, clocks = found
+    # Read once: breaches, steps, the header and the next plan all follow from this history
+    # (nothing below adds a status or a customer/agent message to it).
+    reading = await sla_timer.read(conn, ticket)
+    if reading is not None:
+        clocks = reading.runs(now)
         breached = [await _record_breach(conn, rt, ticket, clock, now) for clock in clocks]
         if any(breached):  # the header says "breached" from now on
-            ticket = await lifecycle.show(conn, rt, ticket.id)
+            ticket = await lifecycle.show(conn, rt, ticket.id, clocks=reading.clocks(now))
         for clock in clocks:
             if not sla_timer.live(clock, ticket):
                 continue
-            for due in sla_timer.steps_of(spec, clock):
+            for due in sla_timer.steps_of(reading.spec, clock):
                 if due.at > now:
                     continue
                 assert clock.due_at is not None
@@ -66,7 +68,7 @@ async def check(conn: AsyncConnection, rt: Runtime, ticket_id: str, wake_at: dat
                 ):
                     ticket = await _fire(conn, rt, ticket, due.index, due.step, clock)
     await sla_timer.forget(conn, ticket_id)
-    await sla_timer.plan(conn, rt, ticket)
+    await sla_timer.plan_from(conn, rt, ticket, reading)
 
 
 async def _record_breach(

@@ -56,25 +56,38 @@ async def history(conn: AsyncConnection, ticket: Ticket) -> History:
     )
 
 
-async def runs_of(
-    conn: AsyncConnection, ticket: Ticket, now: datetime
-) -> tuple[PolicySpec, list[Clock]] | None:
-    """The desk's policy and every run of the ticket's clocks (None: the desk has no
-    policy)."""
+@dataclass(frozen=True, kw_only=True)
+class Reading:
+    """What a ticket's clocks are computed from, read once per transaction: the desk's
+    policy and the ticket's history. A timer's check renders the header and plans the next
+    wake from one reading (each read is ~3 statements and a policy parse)."""
+
+    spec: PolicySpec
+    history: History
+
+    def runs(self, now: datetime) -> list[Clock]:
+        """Every run of the ticket's clocks."""
+        return sla.runs(self.history, self.spec.calculator(), now)
+
+    def clocks(self, now: datetime) -> list[Clock]:
+        """Each tracked metric's latest run."""
+        return sla.clocks(self.history, self.spec.calculator(), now)
+
+
+async def read(conn: AsyncConnection, ticket: Ticket) -> Reading | None:
+    """The ticket's policy and history (None: the desk has no policy)."""
     stored = await sla_store.policy(conn, ticket.desk_id)
     if stored is None:
         return None
-    return stored.spec, sla.runs(await history(conn, ticket), stored.spec.calculator(), now)
+    return Reading(spec=stored.spec, history=await history(conn, ticket))
 
 
 async def current_clocks(
     conn: AsyncConnection, ticket: Ticket, now: datetime
 ) -> list[Clock] | None:
     """Each tracked metric's latest run (None: the desk has no policy)."""
-    stored = await sla_store.policy(conn, ticket.desk_id)
-    if stored is None:
-        return None
-    return sla.clocks(await history(conn, ticket), stored.spec.calculator(), now)
+    reading = await read(conn, ticket)
+    return None if reading is None else reading.clocks(now)
 
 
 def live(clock: Clock, ticket: Ticket) -> bool:
@@ -105,11 +118,17 @@ def steps_of(spec: PolicySpec, clock: Clock) -> list[Due]:
 async def plan(conn: AsyncConnection, rt: Runtime, ticket: Ticket) -> datetime | None:
     """Queue the ticket's timer for the next moment a breach or step may happen (none when
     nothing will); its wake time. A breach not yet recorded wakes it at once."""
-    now = rt.clock()
-    found = await runs_of(conn, ticket, now)
-    if found is None:
+    return await plan_from(conn, rt, ticket, await read(conn, ticket))
+
+
+async def plan_from(
+    conn: AsyncConnection, rt: Runtime, ticket: Ticket, reading: Reading | None
+) -> datetime | None:
+    """`plan` from a reading the caller already holds (its history must be current)."""
+    if reading is None:
         return None  # no policy: a timer left from one finds none when it runs, and ends
-    spec, runs = found
+    now = rt.clock()
+    spec, runs = reading.spec, reading.runs(now)
     fired = await sla_store.fired_steps(conn, ticket.id)
     recorded = {(b.metric, b.due_at) for b in await sla_store.list_breaches(conn, ticket.id)}
     moments: list[datetime] = []

@@ -63,6 +63,7 @@ def install(api: FastAPI) -> None:
     from tgrelay.ui import (
         agents,
         api_keys,
+        articles,
         audit,
         bots,
         conversations,
@@ -90,6 +91,7 @@ def install(api: FastAPI) -> None:
         desks,
         agents,
         snippets,
+        articles,
         report,
         tickets,
         ticket,
