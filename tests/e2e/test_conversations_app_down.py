@@ -12,8 +12,7 @@ import orjson
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from tgrelay import breaker
-from tgrelay.conversations import runtime
+from tgrelay.conversations import jobs, runtime
 from tgrelay.db import tables
 from tgrelay.testing import receiver
 from tgrelay.testing.clock import Clock
@@ -101,10 +100,10 @@ async def test_the_app_down_for_ten_minutes_delays_every_conversation_and_loses_
     """Five users answer the question before a call step while nothing listens at the app's
     port: each gets the fallback text once, before either clock moves; the clocks move 10
     minutes in 30-second steps, every due retry running (and failing) at each, the
-    conversations still calling; the app comes back and, by the origin breaker's next probe
-    (within its longest cool-off), every conversation completes with the app's answer: one
-    request per conversation reached the app, and nobody got the fallback twice or the
-    on_failure text."""
+    conversations still calling; the app comes back and, within the calls' breaker's longest
+    cool-off plus the retry's longest pause, every conversation completes with the app's
+    answer: one request per conversation reached the app, and nobody got the fallback twice
+    or the on_failure text."""
     clock = Clock()
     telegram = emulator.emulator
     port, app_port = free_port(), free_port()
@@ -162,9 +161,9 @@ async def test_the_app_down_for_ten_minutes_delays_every_conversation_and_loses_
         app = receiver.Receiver(app_answers)
         async with serving(app, port=app_port, lifespan="off"):
             # The origin's breaker opened during the outage: the calls wait for its next
-            # probe, at most its longest cool-off after the app came back.
+            # probe, then each for its own next retry.
             back_for = 0
-            while back_for < breaker.DEFAULT_POLICY.max_open_seconds and not all(
+            while back_for < OUTAGE_SECONDS and not all(
                 status == "completed" for _, status, _ in await statuses(relay)
             ):
                 moved(CLOCK_STEP_SECONDS)
@@ -176,10 +175,12 @@ async def test_the_app_down_for_ten_minutes_delays_every_conversation_and_loses_
             checks = [d for d in app.deliveries if d.path == "/check"]
 
     assert during == [(user["id"], "calling", "check") for user in USERS]
-    # Retried as the clock moved: the first failure, the backoff's, then the breaker's probes
-    # (30, 60, 120, 240 s apart), some short-circuited while it was open.
-    assert min(attempts) >= 4, attempts
-    assert back_for <= breaker.DEFAULT_POLICY.max_open_seconds
+    # Retried as the clock moved: at least once a minute (the backoff's and the calls'
+    # breaker's longest wait), some short-circuited while the breaker was open.
+    assert min(attempts) >= OUTAGE_SECONDS // 60, attempts
+    # The breaker's probe within its longest cool-off; the calls it turned away meanwhile
+    # sleep out their pause (at most the retry's longest) even once the probe succeeded.
+    assert back_for <= jobs.CALL_BREAKER.max_open_seconds + jobs.CALL_RETRY.max_delay
     assert after == [(user["id"], "completed", "done") for user in USERS]
     assert sorted(orjson.loads(d.body)["variables"]["zip"] for d in checks) == [
         f"1011{n}" for n in range(len(USERS))
