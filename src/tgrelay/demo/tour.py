@@ -589,8 +589,10 @@ class Tour:
             f"the app got {event['type']} (signature verified) with the variables: "
             + ", ".join(f"{k}={v!r}" for k, v in variables.items() if k != "formatted")
         )
-        saved = await self._call(self.flow_app, "GET", "/addresses")
-        report.said(f"and saved Ann's address once, at the Save button: {saved[str(ANN['id'])]}")
+        saved = (await self._call(self.flow_app, "GET", "/addresses")).get(str(ANN["id"]))
+        if saved is None:
+            raise StepFailed("the billing app saved no address for Ann")
+        report.said(f"and saved Ann's address once, at the Save button: {saved}")
 
     # --- after the steps ----------------------------------------------------------------
 
