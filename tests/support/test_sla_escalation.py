@@ -13,7 +13,10 @@ from sqlalchemy import func, literal_column, select
 
 from tests.dispatching import Dispatching
 from tests.support.desks import ADA, BOB, DeskSetup, latest, topic_made
+from tgrelay import app
 from tgrelay.db import tables
+from tgrelay.queue import store as job_store
+from tgrelay.queue import worker
 from tgrelay.support import (
     header,
     sla_api,
@@ -381,9 +384,14 @@ async def test_a_policy_replans_a_large_desk_a_page_per_transaction(
         await sla_replan.replan(conn, relay.rt, relay.principal.workspace_id, desk.desk_id, page=2)
     first_page, queued = await _planned(relay), await _replan_jobs(relay)
 
+    # The rest as the worker runs it: the handler `serve` registers for the job.
+    registration = app.job_registry(relay.rt).lookup(sla_replan.SLA_REPLAN)
+    assert isinstance(registration, worker.Transactional)
     async with relay.rt.db.transaction() as conn:
-        [payload] = queued
-        await sla_replan.replan_from(conn, relay.rt, sla_replan.Cursor.of(payload), page=2)
+        [job_id] = await _replan_job_ids(relay)
+        job = await job_store.get(conn, job_id)
+        assert job is not None
+        await registration.handler(conn, job)
     after_job, queued_after = await _planned(relay), await _replan_jobs(relay)
 
     assert (len(first_page), len(after_job)) == (2, 3)
@@ -406,6 +414,15 @@ async def _planned(relay: Dispatching) -> list[int]:
             select(tickets.c.number).join(timers, timers.c.ticket_id == tickets.c.id)
         )
         return sorted(rows.all())
+
+
+async def _replan_job_ids(relay: Dispatching) -> list[int]:
+    jobs = tables.jobs
+    async with relay.rt.db.engine.connect() as conn:
+        found = await conn.scalars(
+            select(jobs.c.id).where(jobs.c.kind == sla_replan.SLA_REPLAN).order_by(jobs.c.id)
+        )
+        return list(found.all())
 
 
 async def _replan_jobs(relay: Dispatching) -> list[dict[str, Any]]:
