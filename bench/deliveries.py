@@ -459,7 +459,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="phase 1 events per transaction")
     parser.add_argument("--rate", type=float, default=1000, help="phase 2 events/s")
     parser.add_argument("--duration", type=float, default=10, help="phase 2 seconds; 0 skips it")
-    # Longer than an idle lane's slowest look (2 s, app.WEBHOOK_PACING): the figure is the
+    # Longer than an idle lane's slowest look (2 s, lanes/webhooks.WEBHOOK_PACING): the figure is the
     # steady state, not how soon an idle worker finds another process's first event.
     parser.add_argument("--warmup", type=float, default=5, help="phase 2 unmeasured seconds")
     parser.add_argument("--tick", type=float, default=0.01, help="phase 2 seconds per commit")

@@ -13,6 +13,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from fastapi import FastAPI
@@ -30,13 +31,11 @@ from tgrelay.conversations import handlers as conversations_handlers
 from tgrelay.conversations import jobs as conversations_jobs
 from tgrelay.conversations import start_api as conversations_start_api
 from tgrelay.events import api as events_api
-from tgrelay.events import delivery as events_delivery
 from tgrelay.events import service as events_service
 from tgrelay.events import telemetry as events_telemetry
 from tgrelay.groups import api as groups_api
 from tgrelay.groups import handlers as groups_handlers
 from tgrelay.groups import legacy_sends as groups_legacy_sends
-from tgrelay.http import breakers as http_breakers
 from tgrelay.http import transport as http_transport
 from tgrelay.inbox import api as inbox_api
 from tgrelay.inbox import jobs as inbox_jobs
@@ -48,8 +47,10 @@ from tgrelay.inbox.rejections import RejectionTally
 from tgrelay.inbox.secret_breaker import SecretBreaker
 from tgrelay.inbox.sharing import IntakeShare
 from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
+from tgrelay.lanes import metrics as lanes_metrics
+from tgrelay.lanes import webhooks as webhooks_lane
+from tgrelay.lanes.parent import LaneProcess
 from tgrelay.queue import depth as queue_depth
-from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import DEFAULT_QUEUE
 from tgrelay.queue.worker import Registry, Worker
@@ -114,26 +115,6 @@ def job_registry(rt: Runtime) -> Registry:
     return registry
 
 
-# Events of this process wake the webhooks queue's worker at once; those written by another
-# process (an API or a worker beside this one) are found by looking: every 20 ms while they
-# flow, which keeps bench/deliveries.py's p99 under 100 ms, and after a quiet up to every
-# 2 s, like the other workers (queue/pacing.py). A look costs ~1 ms of CPU: at 0.5 s this
-# worker alone took 0.2 % of an idle core (bench/idle.py). Issue 22's LISTEN/NOTIFY will
-# make the first event prompt.
-WEBHOOK_PACING = pacing.Pacing(busy_seconds=0.02, idle_seconds=2.0)
-
-
-def webhook_registry(
-    rt: Runtime, client: http_transport.Client, breakers: http_breakers.Breakers
-) -> Registry:
-    """The webhooks queue: event deliveries and conversations' calls to the teams' apps
-    (the same client and SSRF guard; a breaker per call origin), on a worker of their own."""
-    registry = Registry()
-    events_delivery.register(registry, rt, client)
-    conversations_jobs.register(registry, rt, client, breakers)
-    return registry
-
-
 @dataclass(kw_only=True)
 class Background:
     """What runs beside the HTTP app: the intake writer, and optionally worker and pollers."""
@@ -143,14 +124,19 @@ class Background:
     breaker: SecretBreaker  # rotates the secret of a bot flooded with forged requests
     worker: Worker | None
     updates_worker: Worker | None
-    webhook_worker: Worker | None
+    webhook_worker: Worker | None  # the webhooks queue's, when it runs in this process
+    lane: LaneProcess | None  # or its child process, under `tgrelay serve`
 
 
 @asynccontextmanager
 async def background(
-    rt: Runtime, *, run_worker: bool, run_pollers: bool
+    rt: Runtime, *, run_worker: bool, run_pollers: bool, lane_process: bool = False
 ) -> AsyncIterator[Background]:
-    """Start the process's background tasks; on exit stop them, finishing in-flight work."""
+    """Start the process's background tasks; on exit stop them, finishing in-flight work.
+
+    With `lane_process`, the webhooks queue's worker runs in a child process (lanes/) rather
+    than here: `tgrelay serve` asks for it; tests that move the clock keep it in process.
+    """
     settings = rt.settings
     writer = GroupCommitWriter(rt)
     tasks = [asyncio.create_task(writer.run(), name="intake-writer")]
@@ -167,26 +153,21 @@ async def background(
     worker: Worker | None = None
     updates_worker: Worker | None = None
     webhook_worker: Worker | None = None
+    lane: LaneProcess | None = None
     pollers: PollerSupervisor | None = None
     client: http_transport.Client | None = None  # only workers send webhooks
     if run_worker:
-        client = http_transport.Client(
-            events_service.target_policy(rt),
-            timeout_seconds=settings.webhooks_timeout_seconds,
-            max_connections=settings.webhooks_concurrency,
-        )
-        webhook_worker = Worker(
-            rt.db,
-            webhook_registry(rt, client, http_breakers.Breakers(conversations_jobs.CALL_BREAKER)),
-            concurrency=settings.webhooks_concurrency,
-            lease_seconds=settings.job_lease_seconds,
-            clock=rt.clock,
-            metrics=rt.metrics,
-            queue=events_service.WEBHOOKS_QUEUE,
-            # How long events written by other processes (an API or worker beside this one)
-            # may wait; those of this process wake the lane at once.
-            pacing=WEBHOOK_PACING,
-        )
+        webhooks: Worker | LaneProcess
+        if lane_process:
+            webhooks = lane = LaneProcess(
+                settings,
+                expected=lambda: events_service.deliveries_expected(rt),
+                on_wake=lambda queue: rt.notify_queue(queue),
+                look_seconds=webhooks_lane.WEBHOOK_PACING.idle_seconds,
+            )
+        else:
+            client = webhooks_lane.client(rt)
+            webhooks = webhook_worker = webhooks_lane.worker(rt, client)
         worker = Worker(
             rt.db,
             job_registry(rt),
@@ -214,12 +195,16 @@ async def background(
             {
                 UPDATES_QUEUE: updates_worker,
                 DEFAULT_QUEUE: worker,
-                events_service.WEBHOOKS_QUEUE: webhook_worker,
+                events_service.WEBHOOKS_QUEUE: webhooks,
             }
         )
         for name, each in (("updates-worker", updates_worker), ("worker", worker)):
             tasks.append(asyncio.create_task(_after(telegram_loaded, each.run), name=name))
-        tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
+        if lane is not None:
+            tasks.append(asyncio.create_task(lane.run(), name="webhooks-lane"))
+        else:
+            assert webhook_worker is not None
+            tasks.append(asyncio.create_task(webhook_worker.run(), name="webhook-worker"))
         tasks.append(
             asyncio.create_task(bots_jobs.health_scheduler(rt).run(), name="health-checks")
         )
@@ -244,6 +229,7 @@ async def background(
             worker=worker,
             updates_worker=updates_worker,
             webhook_worker=webhook_worker,
+            lane=lane,
         )
     finally:
         # Pollers first (no new updates), then the workers (finish or release), then the writer.
@@ -255,6 +241,8 @@ async def background(
             await worker.stop()
         if webhook_worker is not None:
             await webhook_worker.stop()
+        if lane is not None:
+            await lane.stop()
         if client is not None:
             await client.aclose()
         flusher.cancel()
@@ -275,7 +263,11 @@ async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) 
     await run()
 
 
-def _notify_queue(workers: Mapping[str, Worker]) -> Callable[[str], None]:
+class _Wakeable(Protocol):
+    def notify(self) -> None: ...
+
+
+def _notify_queue(workers: Mapping[str, _Wakeable]) -> Callable[[str], None]:
     def notify(queue: str) -> None:
         worker = workers.get(queue)
         if worker is not None:
@@ -295,10 +287,13 @@ class TgrelayApp:
         run_pollers: bool | None = None,
         clock: Clock = utcnow,
         on_started: Callable[[Runtime], Awaitable[None]] | None = None,
+        lane_process: bool = False,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.run_worker = run_worker
+        # The webhooks lane in a child process (`tgrelay serve`); in process otherwise.
+        self.lane_process = lane_process
         # Pollers go with the worker unless told otherwise: `serve --no-worker` is a pure
         # API/intake node, and `tgrelay worker` polls.
         self.run_pollers = run_worker if run_pollers is None else run_pollers
@@ -375,7 +370,10 @@ class TgrelayApp:
                 rt.metrics.jobs.labels(state.value).set(count)
             queue_depth.publish(rt.metrics, depths)
             support_gauges.publish(rt.metrics, support_figures)
-            return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+            lane: LaneProcess | None = getattr(request.app.state, "lane", None)
+            lane_families = [] if lane is None else await lane.samples()
+            exposed = lanes_metrics.Merged(rt.metrics.registry, lane_families)
+            return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
         return api
 
@@ -385,9 +383,13 @@ class TgrelayApp:
             wiring.install(rt)
             _warn_about_settings(rt)
             async with background(
-                rt, run_worker=self.run_worker, run_pollers=self.run_pollers
+                rt,
+                run_worker=self.run_worker,
+                run_pollers=self.run_pollers,
+                lane_process=self.lane_process,
             ) as bg:
                 api.state.runtime = rt
+                api.state.lane = bg.lane
                 self.receiver = WebhookReceiver(
                     rt, bg.writer, rejections=bg.rejections, breaker=bg.breaker
                 )

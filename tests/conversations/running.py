@@ -17,6 +17,7 @@ from tgrelay.conversations import checks, runtime, store
 from tgrelay.conversations.models import State
 from tgrelay.db import tables
 from tgrelay.http import breakers, transport
+from tgrelay.lanes import webhooks as webhooks_lane
 from tgrelay.queue import retry
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import Job
@@ -154,7 +155,7 @@ async def run_call(
 ) -> tuple[Produced, float | None]:
     """Run a call job as the webhooks worker would: the POST, then its outcome recorded in a
     transaction; what that wrote, and the delay when it was rescheduled."""
-    registration = app.webhook_registry(relay.rt, client, origins).lookup(runtime.CALL)
+    registration = webhooks_lane.registry(relay.rt, client, origins).lookup(runtime.CALL)
     assert isinstance(registration, NonTransactional)
     delay: float | None = None
     try:

@@ -55,3 +55,23 @@ def test_transactions_are_short_while_updates_arrive_and_long_once_the_intake_is
     clock.seconds += sharing.QUIET_AFTER_SECONDS / 2
     seen.append(share.transaction_seconds())
     assert seen == [busy, quiet, busy, busy, quiet]
+
+
+async def test_a_worker_behind_takes_long_transactions_unless_updates_come_in_a_burst() -> None:
+    intake, clock = Intake(), Clock()
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    share = IntakeShare(intake, clock=clock, sleep=sleep)
+    busy, long = sharing.BUSY_TRANSACTION_SECONDS, sharing.QUIET_TRANSACTION_SECONDS
+    behind, caught_up = sharing.BEHIND_JOBS, sharing.BEHIND_JOBS - 1
+    intake.arrived += 10  # a steady trickle: well below the burst rate
+    clock.seconds += 0.01
+    await share.pause(0.004)
+    seen = [share.transaction_seconds(behind), share.transaction_seconds(caught_up)]
+    intake.arrived += int(sharing.BURST_RATE * 0.01 * 2)  # a burst: the intake goes first
+    clock.seconds += 0.01
+    await share.pause(0.004)
+    seen.append(share.transaction_seconds(behind))
+    assert seen == [long, busy, busy]

@@ -867,7 +867,7 @@ async def test_batch_transactions_never_shrink_below_the_least_chunk(database: D
     """Every transaction looks too slow for a budget it can never meet, and the budget is
     asked before each one: sizes still stay at LEAST_CHUNK, not one job each."""
     sizes: list[int] = []
-    budgets_asked: list[float] = []
+    budgets_asked: list[int] = []
 
     async def record(conn: AsyncConnection, job: Job) -> None:
         if "test_transaction" not in conn.info:
@@ -877,8 +877,8 @@ async def test_batch_transactions_never_shrink_below_the_least_chunk(database: D
             )
         conn.info["test_transaction"].append(job.id)
 
-    def budget() -> float:
-        budgets_asked.append(1e-9)
+    def budget(waiting: int) -> float:
+        budgets_asked.append(waiting)
         return 1e-9
 
     registry = Registry()
@@ -889,7 +889,8 @@ async def test_batch_transactions_never_shrink_below_the_least_chunk(database: D
     async with running(batching):
         await wait_until(lambda: _all_done(database, count))
     assert sizes == [worker.LEAST_CHUNK] * 4
-    assert len(budgets_asked) == len(sizes)
+    # Asked after each transaction, with the jobs of the claim still to run.
+    assert budgets_asked == [3 * worker.LEAST_CHUNK, 2 * worker.LEAST_CHUNK, worker.LEAST_CHUNK, 0]
 
 
 async def _all_done(database: Database, count: int) -> bool:

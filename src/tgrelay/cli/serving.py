@@ -53,7 +53,12 @@ def serve(
     async def announce(rt: Runtime) -> None:
         typer.echo(await _banner(rt, bind_host, listening.getsockname()[1], worker), err=True)
 
-    tgrelay_app = TgrelayApp(settings, run_worker=worker, on_started=announce)
+    tgrelay_app = TgrelayApp(
+        settings,
+        run_worker=worker,
+        on_started=announce,
+        lane_process=worker,
+    )
     _freeze_start_up()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -178,6 +178,15 @@ class EndpointWithSecret:
     secret: str  # whsec_…, shown once
 
 
+async def deliveries_expected(rt: Runtime) -> bool:
+    """Whether the webhooks queue may get work: an endpoint exists (deliveries follow events;
+    conversations' calls are signed by one), or its jobs are waiting already."""
+    async with rt.db.engine.connect() as conn:
+        return await store.any_endpoint(conn) or await job_store.has_unfinished(
+            conn, queue=WEBHOOKS_QUEUE
+        )
+
+
 def target_policy(rt: Runtime) -> guard.TargetPolicy:
     return guard.TargetPolicy(
         allow_private=rt.settings.webhooks_allow_private,

@@ -96,6 +96,14 @@ async def insert_endpoint(conn: AsyncConnection, values: Mapping[str, Any]) -> N
     await conn.execute(insert(endpoints).values(**values))
 
 
+async def any_endpoint(conn: AsyncConnection) -> bool:
+    """Whether any workspace has an endpoint (enabled or not; deleted ones do not count)."""
+    found = await conn.scalar(
+        select(endpoints.c.id).where(endpoints.c.deleted_at.is_(None)).limit(1)
+    )
+    return found is not None
+
+
 async def get_endpoint(
     conn: AsyncConnection, workspace_id: str, endpoint_id: str, *, for_update: bool = False
 ) -> Endpoint | None:

@@ -13,7 +13,13 @@ backlog wants them in large ones. `IntakeShare` decides from the intake's arriva
   the longest an ack should wait for the write lock; once nothing has arrived for
   QUIET_AFTER_SECONDS, at QUIET_TRANSACTION_SECONDS: nobody then waits for the lock, and
   fewer, larger transactions work a backlog off faster (bench/process.py, with an endpoint
-  subscribed: 425 → 665 updates/s on one machine, within the hour).
+  subscribed: 425 → 665 updates/s on one machine, within the hour);
+- but when the worker is behind (its claim brought BEHIND_JOBS or more still to run) while
+  updates arrive below BURST_RATE, it takes the long transactions too: a short one holds
+  the lock for its fixed statements, stretched by the intake's requests on the same event
+  loop (~25 ms for 16 updates at 1,000 arrivals/s), so short ones could not keep up with a
+  steady 1,000/s and the backlog grew without end (bench/e2e.py). Acks then wait for the
+  lock up to a long transaction, until the worker has caught up.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ SHARE_PAUSE = 1.0  # the pause, per second the transaction took
 BUSY_TRANSACTION_SECONDS = 0.005
 QUIET_TRANSACTION_SECONDS = 0.05
 QUIET_AFTER_SECONDS = 1.0
+BEHIND_JOBS = 100  # jobs of the worker's claim still to run
 
 
 class Arrivals(Protocol):
@@ -49,21 +56,26 @@ class IntakeShare:
         now = self._clock()
         self._last_look = (now, intake.arrived)  # the previous pause's reading
         self._last_arrival = (now, intake.arrived)  # when the count last moved
+        self._bursting = False  # as the last pause found
 
-    def transaction_seconds(self) -> float:
-        """How long the worker's next transaction should take."""
+    def transaction_seconds(self, waiting: int = 0) -> float:
+        """How long the worker's next transaction should take, with `waiting` jobs of its
+        claim still to run."""
         now, arrived = self._clock(), self._intake.arrived
         at, before = self._last_arrival
         if arrived != before:
             self._last_arrival = (now, arrived)
-            return BUSY_TRANSACTION_SECONDS
-        quiet = now - at >= QUIET_AFTER_SECONDS
-        return QUIET_TRANSACTION_SECONDS if quiet else BUSY_TRANSACTION_SECONDS
+        elif now - at >= QUIET_AFTER_SECONDS:
+            return QUIET_TRANSACTION_SECONDS
+        behind = waiting >= BEHIND_JOBS and not self._bursting
+        return QUIET_TRANSACTION_SECONDS if behind else BUSY_TRANSACTION_SECONDS
 
     async def pause(self, took: float) -> None:
         """After a transaction that took `took` seconds: the intake's share, during a burst."""
         now, arrived = self._clock(), self._intake.arrived
         since, before = self._last_look
         self._last_look = (now, arrived)
-        if now > since and (arrived - before) / (now - since) > BURST_RATE:
+        if now > since:
+            self._bursting = (arrived - before) / (now - since) > BURST_RATE
+        if self._bursting:
             await self._sleep(took * SHARE_PAUSE)

@@ -331,6 +331,13 @@ def _next_run_at(postgres: bool) -> TextualSelect:
     ).columns(run_at=jobs.c.run_at.type)
 
 
+async def has_unfinished(conn: AsyncConnection, *, queue: str) -> bool:
+    """Whether any job of `queue` is pending (due or not) or running."""
+    unfinished = jobs.c.state.in_([JobState.PENDING.value, JobState.RUNNING.value])
+    found = await conn.scalar(select(jobs.c.id).where(jobs.c.queue == queue, unfinished).limit(1))
+    return found is not None
+
+
 async def complete(conn: AsyncConnection, job_id: int, *, worker_id: str, now: datetime) -> bool:
     """Mark a job done; False when `worker_id` no longer holds it (its lease was rescued)."""
     return job_id in await complete_many(conn, [job_id], worker_id=worker_id, now=now)

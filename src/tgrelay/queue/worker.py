@@ -18,7 +18,6 @@ and the rest of the batch runs one job per transaction, so each outcome is recor
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import os
 import random
@@ -212,7 +211,7 @@ class Worker:
         rescue_interval: float = 5.0,
         queue: str = DEFAULT_QUEUE,
         batch_size: int = 0,
-        batch_seconds: float | Callable[[], float] = DEFAULT_BATCH_SECONDS,
+        batch_seconds: float | Callable[[int], float] = DEFAULT_BATCH_SECONDS,
         between_transactions: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
@@ -226,7 +225,7 @@ class Worker:
         if not callable(batch_seconds):
             if batch_seconds <= 0:
                 raise ValueError("batch_seconds must be positive")
-            batch_seconds = functools.partial(float, batch_seconds)
+            batch_seconds = _fixed(float(batch_seconds))
         self.db = db
         self.registry = registry
         self.worker_id = worker_id or default_worker_id()
@@ -243,9 +242,10 @@ class Worker:
         self.queue = queue
         # 0: a task per job. Otherwise each claim takes up to batch_size jobs for one task.
         self.batch_size = batch_size
-        # How long each transaction of a batch should take, asked before each: a rule may
-        # move it (the updates worker's shortens its transactions while the intake is busy).
-        self.batch_seconds: Callable[[], float] = batch_seconds
+        # How long each transaction of a batch should take, asked after each with the number
+        # of the claim's jobs still to run: a rule may move it (the updates worker's shortens
+        # its transactions while the intake is busy, unless it is behind).
+        self.batch_seconds: Callable[[int], float] = batch_seconds
         self._chunk_size = min(batch_size, FIRST_CHUNK) or 1  # jobs per transaction, adapted
         # Awaited after each transaction of a batch, given how long it took: where the
         # process gives others (the intake) their share before the next one.
@@ -518,7 +518,7 @@ class Worker:
             self._chunk_size = next_chunk_size(
                 len(ran),
                 handling,
-                target=self.batch_seconds(),
+                target=self.batch_seconds(len(remaining) - len(ran)),
                 least=min(LEAST_CHUNK, self.batch_size),
                 most=self.batch_size,
             )
@@ -720,6 +720,10 @@ class _GroupCommitter:
         for job, _, done in group:
             if not done.done():
                 done.set_result(job.id in held)
+
+
+def _fixed(seconds: float) -> Callable[[int], float]:
+    return lambda waiting: seconds
 
 
 def next_chunk_size(ran: int, elapsed: float, *, target: float, least: int, most: int) -> int:
