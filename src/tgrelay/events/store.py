@@ -15,7 +15,7 @@ from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
-from tgrelay.db import tables
+from tgrelay.db import ids, tables
 from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
 
 events = tables.events
@@ -283,8 +283,10 @@ async def insert_deliveries(
     """One pending delivery per item of `wanted`; ids in its order."""
     if not wanted:
         return []
+    delivery_ids = await ids.new_ids(conn, deliveries, len(wanted))
     rows = [
         {
+            "id": delivery_id,
             "workspace_id": workspace_id,
             "endpoint_id": delivery.endpoint_id,
             "event_id": delivery.event_id,
@@ -297,12 +299,13 @@ async def insert_deliveries(
             "updated_at": now,
             "body": delivery.body,
         }
-        for delivery in wanted
+        for delivery_id, delivery in zip(delivery_ids, wanted, strict=True)
     ]
-    return [int(row.id) for row in await conn.execute(_INSERT_DELIVERIES, rows)]
+    await conn.execute(_INSERT_DELIVERIES, rows)
+    return delivery_ids
 
 
-_INSERT_DELIVERIES = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_INSERT_DELIVERIES = insert(deliveries)
 
 
 async def get_delivery(

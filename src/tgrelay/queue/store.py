@@ -22,7 +22,7 @@ from sqlalchemy.sql import Update
 from sqlalchemy.sql.selectable import TextualSelect
 
 from tgrelay import tracing
-from tgrelay.db import tables
+from tgrelay.db import ids, tables
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, links, retry
 from tgrelay.queue.models import DEFAULT_QUEUE, Job, JobState, NewJob
@@ -87,32 +87,17 @@ async def enqueue(
     """
     if not new_jobs:
         return []
-    ids = await _new_ids(conn, len(new_jobs))
+    job_ids = await ids.new_ids(conn, jobs, len(new_jobs))
     keys = [job.ordering_key for job in new_jobs]
-    after_ids, newest = links.link(ids, keys, await chains.newest_jobs(conn, keys))
+    after_ids, newest = links.link(job_ids, keys, await chains.newest_jobs(conn, keys))
     rows = []
-    for job, job_id, after_id in zip(new_jobs, ids, after_ids, strict=True):
+    for job, job_id, after_id in zip(new_jobs, job_ids, after_ids, strict=True):
         row = job_values(job, now=now, default_max_attempts=default_max_attempts)
         row["id"], row["after_id"] = job_id, after_id
         rows.append(row)
     await conn.execute(jobs.insert(), rows)
     await chains.move_newest(conn, newest)
-    return ids
-
-
-async def _new_ids(conn: AsyncConnection, count: int) -> list[int]:
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(_POSTGRES_IDS, {"count": count})
-        return sorted(int(job_id) for (job_id,) in rows)
-    # SQLite gives a new row the largest id plus one; as sole writer, so can we.
-    (largest,) = (await conn.execute(_SQLITE_LARGEST_ID)).one()
-    return list(range(int(largest) + 1, int(largest) + 1 + count))
-
-
-_POSTGRES_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :count)"
-)
-_SQLITE_LARGEST_ID = text("SELECT coalesce(max(id), 0) FROM jobs")
+    return job_ids
 
 
 @dataclass(frozen=True, kw_only=True)

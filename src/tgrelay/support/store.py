@@ -6,7 +6,7 @@ Only the support domain calls this; other domains ask `support.service`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, or_, select, update
@@ -46,6 +46,16 @@ async def desk_of_bot(conn: AsyncConnection, bot_id: int) -> Desk | None:
         )
     ).first()
     return None if row is None else _to_desk(row)
+
+
+async def desks_of_bots(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, Desk]:
+    """The desks of these bots, by bot id (bots without a desk are left out)."""
+    if not bot_ids:
+        return {}
+    rows = await conn.execute(
+        select(desks).where(desks.c.bot_id.in_(sorted(bot_ids)), desks.c.deleted_at.is_(None))
+    )
+    return {desk.bot_id: desk for desk in map(_to_desk, rows)}
 
 
 async def list_desks(conn: AsyncConnection, workspace_id: str) -> list[Desk]:
