@@ -118,12 +118,13 @@ async def usage(rt: Runtime) -> Usage:
     """Count, for every stored ciphertext, the key that opens it (reads only)."""
     cipher = rt.cipher
     values: Counter[tuple[str, int | None]] = Counter()
-    async with rt.db.engine.connect() as conn:
-        for spec in STORED:
-            columns = (spec.table.c.id, *(spec.table.c[c] for c in spec.columns))
-            async for row in await conn.stream(select(*columns)):
-                for column, ciphertext in ciphertexts(spec, dict(row._mapping)):
+    for spec in STORED:
+        after = None
+        while rows := await read_batch(rt.db, spec, after=after, limit=BATCH_SIZE):
+            for row in rows:
+                for column, ciphertext in ciphertexts(spec, row):
                     values[(f"{spec.table.name}.{column}", cipher.key_position(ciphertext))] += 1
+            after = rows[-1]["id"]
     now = rt.clock()
     holders = await bots.webhook_holders(rt)
     graces = [
@@ -209,36 +210,53 @@ async def _rotate_bots(rt: Runtime, done: Rotation, progress: Progress, batch_si
 async def _rotate_endpoints(
     rt: Runtime, done: Rotation, progress: Progress, batch_size: int
 ) -> None:
-    spec, table = ENDPOINTS, tables.endpoints
     after: str | None = None
     while True:
-        async with rt.db.engine.connect() as conn:
-            query = select(table.c.id, *(table.c[c] for c in spec.columns)).order_by(table.c.id)
-            if after is not None:
-                query = query.where(table.c.id > after)
-            rows = [dict(r._mapping) for r in await conn.execute(query.limit(batch_size))]
+        rows = await read_batch(rt.db, ENDPOINTS, after=after, limit=batch_size)
         if not rows:
             return
         pending = rows
         for _ in range(MAX_READINGS):
-            pending = await _write_batch(rt, spec, pending, done)
+            pending = await write_batch(rt, ENDPOINTS, pending, done)
             if not pending:
                 break
-            pending = await _read_again(rt.db, spec, [r["id"] for r in pending])
-        done.note(table.name, bots.Rekeyed.CHANGED, len(pending))
+            pending = await read_batch(rt.db, ENDPOINTS, ids=[r["id"] for r in pending])
+        done.note(ENDPOINTS.table.name, bots.Rekeyed.CHANGED, len(pending))
         progress(len(rows))
         after = rows[-1]["id"]
 
 
-async def _write_batch(
+async def read_batch(
+    db: Database,
+    spec: SecretColumns,
+    *,
+    after: Any = None,
+    limit: int | None = None,
+    ids: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows' ids and secret columns by id: the next `limit` after `after`, or these `ids`."""
+    table = spec.table
+    query = select(table.c.id, *(table.c[c] for c in spec.columns)).order_by(table.c.id)
+    if after is not None:
+        query = query.where(table.c.id > after)
+    if ids is not None:
+        query = query.where(table.c.id.in_(ids))
+    if limit is not None:
+        query = query.limit(limit)
+    async with db.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def write_batch(
     rt: Runtime, spec: SecretColumns, rows: Sequence[dict[str, Any]], done: Rotation
 ) -> list[dict[str, Any]]:
-    """Write the re-encrypted rows in one transaction; the rows that changed since read."""
+    """Write rows re-encrypted, as read by `read_batch`, in one transaction; each UPDATE only
+    while the row still holds what was read. Returns the rows that changed since."""
     table = spec.table
     planned = [(row, reencrypted(rt.cipher, spec, row)) for row in rows]
-    changed: list[dict[str, Any]] = []
     writes = [(row, values) for row, values in planned if values is not None]
     done.note(table.name, bots.Rekeyed.ALREADY, len(planned) - len(writes))
+    changed: list[dict[str, Any]] = []
     if not writes:
         return changed
     async with rt.db.transaction() as conn:
@@ -253,15 +271,6 @@ async def _write_batch(
             else:
                 changed.append(row)
     return changed
-
-
-async def _read_again(
-    db: Database, spec: SecretColumns, ids: Sequence[Any]
-) -> list[dict[str, Any]]:
-    table = spec.table
-    async with db.engine.connect() as conn:
-        query = select(table.c.id, *(table.c[c] for c in spec.columns)).where(table.c.id.in_(ids))
-        return [dict(r._mapping) for r in await conn.execute(query.order_by(table.c.id))]
 
 
 async def _ids_after(db: Database, table: Table, after: Any, limit: int) -> list[Any]:

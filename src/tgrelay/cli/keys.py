@@ -58,9 +58,7 @@ def _usage_record(found: Usage) -> dict[str, object]:
                 "position": position + 1,
                 "fingerprint": fingerprint,
                 "primary": position == 0,
-                "values": {
-                    column: n for (column, at), n in sorted(found.values.items()) if at == position
-                },
+                "values": dict(_columns(found, position)),
                 "webhooks": found.webhooks.get(position, 0),
                 "removable": position in found.removable and found.grace_until is None,
             }
@@ -71,13 +69,16 @@ def _usage_record(found: Usage) -> dict[str, object]:
     }
 
 
+def _columns(found: Usage, position: int | None) -> list[tuple[str, int]]:
+    """(table.column, values) the key at `position` opens, by column."""
+    return sorted((column, n) for (column, at), n in found.values.items() if at == position)
+
+
 def verdict_lines(found: Usage) -> list[str]:
     """What `keys check` prints: one line per key, then what to do."""
     lines = []
     for position in range(len(found.fingerprints)):
-        columns = ", ".join(
-            f"{column} {n}" for (column, at), n in sorted(found.values.items()) if at == position
-        )
+        columns = ", ".join(f"{column} {n}" for column, n in _columns(found, position))
         lines.append(
             f"{_name(position, found.fingerprints)}: {found.count(position)} stored secrets"
             + (f" ({columns})" if columns else "")
