@@ -404,3 +404,67 @@ async def test_an_undecryptable_secret_stops_rotate_naming_its_row(
         "1 stored secrets open with no configured key (0 of them bots' webhooks): "
         "a key they need is missing"
     )
+
+
+@pytest.mark.usefixtures("environment")
+async def test_bots_telegram_cannot_move_now_are_left_for_a_later_run(
+    monkeypatch: pytest.MonkeyPatch, emulator: RunningEmulator
+) -> None:
+    """A bot within a token rotation's grace is left (its previous secret may still be in
+    flight), a revoked token is only re-encrypted (Telegram dropped its webhook), and
+    `keys rotate` ends with status 1 asking for another run."""
+    scene = await stored_scene(emulator)
+    in_grace, revoked = [b for b in scene.bot_ids if b != scene.disconnected]
+    async with (
+        open_runtime(Settings()) as opened,
+        httpx.AsyncClient(base_url=emulator.base_url) as control,
+    ):
+        new_token = (await control.post(f"/_emulator/bots/{in_grace}/rotate")).json()["token"]
+        await bots.rotate_token(wiring.install(opened), scene.principal, in_grace, new_token)
+        await control.post(f"/_emulator/bots/{revoked}/revoke")
+    use_keys(monkeypatch, NEW_KEY, OLD_KEY)
+
+    result = await tgrelay("keys", "rotate")
+
+    after = await current_secrets()
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[1:] == [
+        "endpoints: 3 re-encrypted",
+        "some rows are still under an old key: run `tgrelay keys rotate` again",
+    ]
+    assert sorted(result.stdout.splitlines()[0].removeprefix("bots: ").split("; ")) == [
+        "1 in a webhook secret's grace period (left for a later run)",
+        "2 re-encrypted",
+    ]
+    assert [after[("bots", str(b), "token_ciphertext#0")][0] for b in (in_grace, revoked)] == [1, 0]
+    assert (await webhook_of(emulator, in_grace) or {}).get(
+        "secret_token"
+    ) == crypto.webhook_secret(base64.urlsafe_b64decode(OLD_KEY), in_grace, 2)
+
+
+@pytest.mark.usefixtures("environment")
+async def test_bots_are_left_while_telegram_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, emulator: RunningEmulator
+) -> None:
+    """Without Telegram, bots whose webhook we hold keep their old key (token and webhook
+    together); the rest moves, and `keys check` still needs the old key."""
+    scene = await stored_scene(emulator)
+    use_keys(monkeypatch, NEW_KEY, OLD_KEY)
+    monkeypatch.setenv("TGRELAY_TELEGRAM_API_URL", "http://127.0.0.1:9")
+
+    result = await tgrelay("keys", "rotate")
+    checked = await tgrelay("keys", "check")
+
+    after = await current_secrets()
+    assert result.exit_code == 1, result.output
+    assert sorted(result.stdout.splitlines()[0].removeprefix("bots: ").split("; ")) == [
+        "1 re-encrypted",
+        "2 not re-registered: Telegram unreachable (left for a later run)",
+    ]
+    assert {b: after[("bots", str(b), "token_ciphertext#0")][0] for b in scene.bot_ids} == {
+        b: 0 if b == scene.disconnected else 1 for b in scene.bot_ids
+    }
+    assert checked.stdout.splitlines()[1:] == [
+        f"key #2 {OLD_FP}: 2 stored secrets (bots.token_ciphertext 2), 2 bots' webhooks",
+        "still needed: key #2; run `tgrelay keys rotate` to move everything to the primary key",
+    ]
