@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 
 from tgrelay import errors
 from tgrelay.bots import service as bots
@@ -25,8 +25,9 @@ from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.runtime import Runtime
 
-# Rows per read and per write transaction: 500 endpoints re-encrypt in about 20 ms, so a
-# running serve waits at most that long for SQLite's write lock.
+# Rows per read and per write transaction: 500 endpoints (three secrets each) hold SQLite's
+# write lock for ~5 ms, 8 ms at most; their re-encryption (~45 ms) happens before the
+# transaction (bench/keys.py, on the project's 2-core machine with tests running beside).
 BATCH_SIZE = 500
 
 
@@ -70,11 +71,13 @@ def reencrypted(
 ) -> dict[str, str] | None:
     """The row's secret columns re-encrypted under the primary key; None when every one is
     there already. UndecryptableSecret names the first that no key opens."""
-    row_id = str(row["id"])
-    for column, ciphertext in ciphertexts(spec, row):
-        if cipher.key_position(ciphertext) is None:
-            raise errors.UndecryptableSecret(table=spec.table.name, row_id=row_id, column=column)
-    if all(cipher.key_position(c) == 0 for _, c in ciphertexts(spec, row)):
+    positions = [(column, cipher.key_position(c)) for column, c in ciphertexts(spec, row)]
+    for column, position in positions:
+        if position is None:
+            raise errors.UndecryptableSecret(
+                table=spec.table.name, row_id=str(row["id"]), column=column
+            )
+    if all(position == 0 for _, position in positions):
         return None
     values = {c: cipher.reencrypt(row[c]) for c in spec.plain if row[c] is not None}
     for column in spec.json_pairs:
@@ -250,26 +253,44 @@ async def read_batch(
 async def write_batch(
     rt: Runtime, spec: SecretColumns, rows: Sequence[dict[str, Any]], done: Rotation
 ) -> list[dict[str, Any]]:
-    """Write rows re-encrypted, as read by `read_batch`, in one transaction; each UPDATE only
-    while the row still holds what was read. Returns the rows that changed since."""
+    """Write rows re-encrypted, as read by `read_batch`, in one transaction; each row only
+    while it still holds what was read. Returns the rows that changed since."""
     table = spec.table
     planned = [(row, reencrypted(rt.cipher, spec, row)) for row in rows]
     writes = [(row, values) for row, values in planned if values is not None]
     done.note(table.name, bots.Rekeyed.ALREADY, len(planned) - len(writes))
-    changed: list[dict[str, Any]] = []
     if not writes:
-        return changed
+        return []
+    # One executemany: a statement per row cost a thread hop each on SQLite (aiosqlite), and
+    # held the write lock about four times as long for 500 rows.
+    statement = (
+        update(table)
+        .where(
+            table.c.id == bindparam("old_id"),
+            *(table.c[c].is_not_distinct_from(bindparam(f"old_{c}")) for c in spec.columns),
+        )
+        .values({c: bindparam(f"new_{c}") for c in spec.columns})
+    )
+    parameters = [
+        {
+            "old_id": row["id"],
+            **{f"old_{c}": row[c] for c in spec.columns},
+            # A null column stays null: the comparison above holds it to what was read.
+            **{f"new_{c}": values.get(c) for c in spec.columns},
+        }
+        for row, values in writes
+    ]
     async with rt.db.transaction() as conn:
-        for row, values in writes:
-            unchanged = and_(
-                table.c.id == row["id"],
-                *(table.c[c].is_not_distinct_from(row[c]) for c in spec.columns),
-            )
-            result = await conn.execute(update(table).where(unchanged).values(**values))
-            if result.rowcount == 1:
-                done.note(table.name, bots.Rekeyed.DONE)
-            else:
-                changed.append(row)
+        await conn.execute(statement, parameters)
+        # Which rows took the new values: a fresh ciphertext (random IV) is found nowhere else;
+        # executemany's rowcount is a total at best, and asyncpg gives none.
+        first = spec.plain[0]
+        query = select(table.c.id, table.c[first]).where(
+            table.c.id.in_([row["id"] for row, _ in writes])
+        )
+        stored = {found[0]: found[1] for found in await conn.execute(query)}
+    changed = [row for row, values in writes if stored.get(row["id"]) != values[first]]
+    done.note(table.name, bots.Rekeyed.DONE, len(writes) - len(changed))
     return changed
 
 
