@@ -9,10 +9,13 @@ values read, so a secret rotated meanwhile by a running `serve` is never put bac
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -86,6 +89,24 @@ def reencrypted(
             moved = [[cipher.reencrypt(pair[0]), *pair[1:]] for pair in pairs]
             values[column] = orjson.dumps(moved).decode()
     return values
+
+
+def undecryptable_in(path: Path, cipher: TokenCipher | None) -> int:
+    """How many secrets a SQLite database file holds that no configured key opens (what
+    `tgrelay restore` warns about), every one without keys; a column its migration lacks
+    holds none."""
+    found = 0
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        conn.row_factory = sqlite3.Row
+        for spec in STORED:
+            for row in conn.execute(f"SELECT * FROM {spec.table.name}"):  # noqa: S608 (ours)
+                present = row.keys()
+                values = {c: row[c] if c in present else None for c in ("id", *spec.columns)}
+                found += sum(
+                    cipher is None or cipher.key_position(c) is None
+                    for _, c in ciphertexts(spec, values)
+                )
+    return found
 
 
 # --- keys check ---------------------------------------------------------------------------

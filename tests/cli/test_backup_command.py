@@ -17,10 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from tgrelay import errors
 from tgrelay.cli import app
+from tgrelay.crypto import TokenCipher
 from tgrelay.db import migrate, sqlite_users
 from tgrelay.db.engine import Database
 
@@ -35,6 +38,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
     monkeypatch.setenv("TGRELAY_DATA_DIR", str(path))
     monkeypatch.delenv("TGRELAY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TGRELAY_SECRET_KEYS", raising=False)  # the data directory's key file
     assert runner.invoke(app, ["workspace", "create", "Ops"]).exit_code == 0
     return path
 
@@ -270,3 +274,42 @@ async def test_a_database_cannot_be_opened_while_a_restore_replaces_it(tmp_path:
         f"{database} is being restored (tgrelay restore); start again once it has finished"
     )
     assert not created_by_the_refused_start
+
+
+def test_restore_warns_when_the_keys_do_not_open_the_backups_secrets(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restored where no key is configured, or another one, restore says how many stored
+    secrets will not open and where the right keys go; with the backup's key it says nothing."""
+    key = (data_dir / "secret_keys").read_text().strip()
+    with closing(sqlite3.connect(data_dir / "tgrelay.db")) as conn, conn:
+        conn.execute(
+            "INSERT INTO endpoints (id, workspace_id, url, status, secret_ciphertext, "
+            "breaker_state, created_at, updated_at) SELECT 'ep_1', id, 'https://example.com', "
+            "'enabled', ?, 'closed', created_at, created_at FROM workspaces",
+            (TokenCipher([SecretStr(key)]).encrypt("whsec_1"),),
+        )
+    copy = tmp_path / "copy.db"
+    assert runner.invoke(app, ["backup", str(copy)]).exit_code == 0
+    same = runner.invoke(app, ["restore", str(copy)])
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("TGRELAY_DATA_DIR", str(elsewhere))
+    keyless = runner.invoke(app, ["restore", str(copy)])
+    monkeypatch.setenv("TGRELAY_SECRET_KEYS", Fernet.generate_key().decode())
+    other_key = runner.invoke(app, ["restore", str(copy)])
+
+    assert [(r.exit_code, r.stderr) for r in (same, keyless, other_key)] == [
+        (0, ""),
+        (
+            0,
+            "warning: 1 stored secrets open with no key (none is configured yet): put the "
+            "keys in use when the backup was made into TGRELAY_SECRET_KEYS (or "
+            f"{elsewhere / 'secret_keys'}) before starting tgrelay\n",
+        ),
+        (
+            0,
+            "warning: 1 stored secrets open with the configured keys: put the keys in use "
+            "when the backup was made into TGRELAY_SECRET_KEYS (or "
+            f"{elsewhere / 'secret_keys'}) before starting tgrelay\n",
+        ),
+    ]

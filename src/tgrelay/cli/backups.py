@@ -66,3 +66,24 @@ def restore(path: PathArgument) -> None:
         typer.echo(f"the database it replaced is kept at {restored.aside}")
     if restored.revision != migrate.HEAD:
         typer.echo(f"the next start migrates it from {restored.revision} to {migrate.HEAD}")
+    _warn_about_keys(found, database)
+
+
+def _warn_about_keys(found: Settings, database: Path) -> None:
+    """Say so when the restored secrets do not open with the keys this tgrelay would use: a
+    start without keys would generate a new one, which opens none of them."""
+    from tgrelay import keyring
+    from tgrelay.crypto import TokenCipher
+    from tgrelay.settings import known_secret_keys
+
+    keys = known_secret_keys(found)
+    with invocation.errors_as_exit():
+        missing = keyring.undecryptable_in(database, TokenCipher(keys) if keys else None)
+    if missing:
+        where = "the configured keys" if keys else "no key (none is configured yet)"
+        typer.echo(
+            f"warning: {missing} stored secrets open with {where}: put the keys in use when "
+            "the backup was made into TGRELAY_SECRET_KEYS (or "
+            f"{found.data_dir / 'secret_keys'}) before starting tgrelay",
+            err=True,
+        )
