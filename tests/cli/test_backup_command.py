@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from tgrelay import errors
 from tgrelay.cli import app
 from tgrelay.crypto import TokenCipher
+from tgrelay.db import backup as backups
 from tgrelay.db import migrate, sqlite_users
 from tgrelay.db.engine import Database
 
@@ -313,3 +315,21 @@ def test_restore_warns_when_the_keys_do_not_open_the_backups_secrets(
             f"{elsewhere / 'secret_keys'}) before starting tgrelay\n",
         ),
     ]
+
+
+def test_restoring_twice_within_a_second_keeps_both_replaced_databases(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Each replaced database gets a name of its own, even within the same UTC second."""
+    database, copy = data_dir / "tgrelay.db", tmp_path / "copy.db"
+    assert runner.invoke(app, ["backup", str(copy)]).exit_code == 0
+    assert runner.invoke(app, ["workspace", "create", "Later"]).exit_code == 0
+    now = datetime(2026, 12, 6, 17, 30, 5, tzinfo=UTC)
+
+    first, second = (backups.restore(copy, database, now=now) for _ in range(2))
+
+    assert (first.aside, second.aside) == (
+        data_dir / "tgrelay.db.replaced-20261206T173005Z",
+        data_dir / "tgrelay.db.replaced-20261206T173005Z-2",
+    )
+    assert [names(p) for p in (first.aside, second.aside) if p] == [["Later", "Ops"], ["Ops"]]
