@@ -17,7 +17,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import select, update
 from typer.testing import CliRunner, Result
 
 from tests.databases import PostgresServer
@@ -193,6 +193,18 @@ async def test_rotate_moves_every_secret_and_webhook_to_the_new_key(
     assert await webhook_of(emulator, scene.disconnected) is None
     async with open_runtime(Settings()) as rt:
         accepted = await bots.intake_credentials(rt, connected[0])
+        async with rt.db.engine.connect() as conn:
+            log = tables.audit_log
+            audited = (
+                await conn.execute(
+                    select(log.c.bot_id, log.c.actor, log.c.detail)
+                    .where(log.c.action == "bot.secret_rotated")
+                    .order_by(log.c.bot_id)
+                )
+            ).all()
+    assert [(bot_id, actor, json.loads(detail)["reason"]) for bot_id, actor, detail in audited] == [
+        (b, "system", "key rotation") for b in connected
+    ]
     assert accepted is not None
     assert accepted.secrets[0] == new_webhook_secret(connected[0], 2)
 
