@@ -117,7 +117,7 @@ def verdict_lines(found: Usage) -> list[str]:
 def rotate(
     batch_size: Annotated[
         int, typer.Option(min=1, help="rows per transaction (endpoints) and per read")
-    ] = 500,
+    ] = 500,  # keyring.BATCH_SIZE, not imported here: keyring loads SQLAlchemy
 ) -> None:
     """Re-encrypt every stored token and secret under the primary key (the first in
     TGRELAY_SECRET_KEYS); bots' webhooks are registered again under its secret.
