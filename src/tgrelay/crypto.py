@@ -59,6 +59,37 @@ class TokenCipher:
         self._decrypted[ciphertext] = plaintext
         return plaintext
 
+    def key_fingerprints(self) -> list[str]:
+        """A short stand-in per configured key, in order: 8 hex digits of its SHA-256.
+
+        Safe to print: a hash of 256 random bits tells nothing about the key.
+        """
+        return [hashlib.sha256(raw).hexdigest()[:8] for raw in self._raw_keys]
+
+    def key_position(self, ciphertext: str) -> int | None:
+        """The position of the configured key a ciphertext was encrypted under; None if no
+        key opens it. 0 is the primary key: a value there needs no re-encryption."""
+        token = ciphertext.encode()
+        for position, fernet in enumerate(self._fernets):
+            try:
+                fernet.decrypt(token)
+            except InvalidToken:
+                continue
+            return position
+        return None
+
+    def reencrypt(self, ciphertext: str) -> str:
+        """The same plaintext encrypted under the primary key (key rotation).
+
+        Raises InvalidToken's translation, ConfigurationError, when no key opens it.
+        """
+        try:
+            return self._multi.rotate(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise errors.ConfigurationError(
+                "a stored secret cannot be decrypted with the configured keys"
+            ) from exc
+
     def webhook_secrets(self, bot_id: int, generation: int) -> list[str]:
         """The secret of one generation under each key; the first is the one to register.
 

@@ -2,6 +2,7 @@
 
 TgrelayError
 ├── ConfigurationError         settings that cannot work (fail closed)
+│   └── UndecryptableSecret    a stored ciphertext no configured key opens; names where
 ├── NotFound                   no such record in this workspace (HTTP 404)
 ├── Conflict                   the request clashes with current state (HTTP 409)
 ├── InvalidInput               a request that parsed but makes no sense (HTTP 422)
@@ -39,6 +40,19 @@ class TgrelayError(Exception):
 
 class ConfigurationError(TgrelayError):
     """The settings cannot work as given."""
+
+
+class UndecryptableSecret(ConfigurationError):
+    """A stored secret cannot be decrypted with any configured key."""
+
+    def __init__(self, *, table: str, row_id: str, column: str) -> None:
+        super().__init__(
+            f"{table} row {row_id}: {column} cannot be decrypted with any key in "
+            "TGRELAY_SECRET_KEYS (was the key it was encrypted under removed?)"
+        )
+        self.table = table
+        self.row_id = row_id
+        self.column = column
 
 
 class NotFound(TgrelayError):

@@ -242,9 +242,19 @@ def with_secret_keys(settings: Settings) -> Settings:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "w") as handle:
             handle.write(Fernet.generate_key().decode() + "\n")
-    keys = tuple(
-        SecretStr(line.strip()) for line in key_file.read_text().splitlines() if line.strip()
-    )
+    keys = known_secret_keys(settings)
     if not keys:
         raise errors.ConfigurationError(f"{key_file} holds no key")
     return settings.model_copy(update={"secret_keys": keys})
+
+
+def known_secret_keys(settings: Settings) -> tuple[SecretStr, ...]:
+    """The keys configured, or else those in the data directory's key file; none generated."""
+    if settings.secret_keys:
+        return settings.secret_keys
+    key_file = settings.data_dir / SECRET_KEYS_FILE
+    if not key_file.exists():
+        return ()
+    return tuple(
+        SecretStr(line.strip()) for line in key_file.read_text().splitlines() if line.strip()
+    )

@@ -120,6 +120,26 @@ def test_may_rotate_secret(
 
 
 @pytest.mark.parametrize(
+    ("mode", "status", "kind", "holds"),
+    [
+        (BotMode.WEBHOOK, BotStatus.HEALTHY, None, True),
+        (BotMode.WEBHOOK, BotStatus.TOKEN_REVOKED, None, True),
+        (BotMode.WEBHOOK, BotStatus.WEBHOOK_CONFLICT, ConflictKind.EMPTY, True),
+        (BotMode.WEBHOOK, BotStatus.WEBHOOK_CONFLICT, ConflictKind.FOREIGN, False),
+        (BotMode.WEBHOOK, BotStatus.DISCONNECTED, None, False),
+        (BotMode.POLLING, BotStatus.HEALTHY, None, False),
+    ],
+)
+def test_holds_webhook(
+    mode: BotMode, status: BotStatus, kind: ConflictKind | None, holds: bool
+) -> None:
+    """Key rotation registers our webhook again only where it belongs: a connected webhook
+    bot, never over another service's webhook."""
+    bot = replace(_bot(3, None), mode=mode, status=status, conflict_kind=kind)
+    assert rules.holds_webhook(bot) is holds
+
+
+@pytest.mark.parametrize(
     ("status", "kind", "advice"),
     [
         (BotStatus.HEALTHY, None, None),

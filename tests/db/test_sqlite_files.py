@@ -10,7 +10,8 @@ from tgrelay.db.engine import Database
 
 
 async def test_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> None:
-    """A new database, its -wal and its -shm are created 0600 inside a 0700 directory."""
+    """A new database, its -wal, its -shm and its .inuse lock file are created 0600 inside a
+    0700 directory."""
     data_dir = tmp_path / "data"
     url = f"sqlite+aiosqlite:///{data_dir / 'tgrelay.db'}"
     db = Database(url)
@@ -24,4 +25,9 @@ async def test_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> None
     finally:
         await db.dispose()
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
-    assert modes == {"tgrelay.db": 0o600, "tgrelay.db-shm": 0o600, "tgrelay.db-wal": 0o600}
+    assert modes == {
+        "tgrelay.db": 0o600,
+        "tgrelay.db-shm": 0o600,
+        "tgrelay.db-wal": 0o600,
+        "tgrelay.db.inuse": 0o600,
+    }

@@ -79,6 +79,16 @@ def valid_secret_generations(bot: ConnectedBot, now: datetime) -> list[int]:
     return generations
 
 
+def holds_webhook(bot: ConnectedBot) -> bool:
+    """Whether our webhook should be registered at Telegram for this bot: webhook mode and
+    connected, with no foreign webhook in its place (which we must not overwrite)."""
+    return (
+        bot.mode is BotMode.WEBHOOK
+        and bot.status is not BotStatus.DISCONNECTED
+        and bot.conflict_kind is not ConflictKind.FOREIGN
+    )
+
+
 def may_rotate_secret(bot: ConnectedBot, now: datetime) -> bool:
     """Whether the forged-request breaker may move a bot to its next secret generation.
 

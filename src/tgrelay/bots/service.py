@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -474,6 +475,118 @@ async def rotate_secret_after_forgery(
         "bot.secret_rotated", bot_id=bot_id, secret_generation=generation, forged=forged_requests
     )
     return rotated
+
+
+# --- the operator's key rotation (tgrelay keys rotate) -------------------------------------
+
+
+class Rekeyed(StrEnum):
+    """How moving one bot to the primary key went."""
+
+    DONE = "done"  # its token (and, if we hold its webhook, the webhook's secret) moved
+    ALREADY = "already"  # its token was under the primary key before
+    GONE = "gone"  # no such bot (any more)
+    CHANGED = "changed"  # the row changed meanwhile; nothing written: read it again
+    IN_GRACE = "in_grace"  # a secret rotation's grace lasts; left for a later run
+    UNREACHABLE = "unreachable"  # Telegram could not be told; left for a later run
+
+
+async def rekey(rt: Runtime, bot_id: int) -> Rekeyed:
+    """Re-encrypt a bot's token under the primary key and, while our webhook is registered,
+    register it again under the primary key's secret first.
+
+    Invariant that `tgrelay keys check` relies on: a webhook-mode bot whose token is under a
+    key has its webhook secret derived from that key (or a newer one). So the webhook moves
+    to the next secret generation (the previous one stays valid for `secret_grace_seconds`,
+    like any rotation) and the row is written only if neither the token nor the generation
+    changed meanwhile. A token Telegram refuses has no webhook to move: only re-encrypted.
+    """
+    async with rt.db.engine.connect() as conn:
+        row = await store.load(conn, bot_id)
+    if row is None:
+        return Rekeyed.GONE
+    ciphertext = str(row.token_ciphertext)
+    position = rt.cipher.key_position(ciphertext)
+    if position is None:
+        raise errors.UndecryptableSecret(
+            table="bots", row_id=str(bot_id), column="token_ciphertext"
+        )
+    if position == 0:
+        return Rekeyed.ALREADY
+    bot = store.to_bot(rt.settings, row)
+    now = rt.clock()
+    values: dict[str, Any] = {"token_ciphertext": rt.cipher.reencrypt(ciphertext)}
+    if rules.holds_webhook(bot):
+        if not rules.may_rotate_secret(bot, now):
+            return Rekeyed.IN_GRACE
+        generation = bot.secret_generation + 1
+        grace_end = now + timedelta(seconds=rt.settings.secret_grace_seconds)
+        client = rt.telegram.for_token(rt.cipher.decrypt(ciphertext))
+        try:
+            await _register(rt, client, bot_id, bot.mode, generation)
+        except errors.TelegramUnauthorized:
+            pass  # a revoked token: Telegram dropped its webhook; rotate_token sets a new one
+        except errors.TelegramError as exc:
+            log.warning("bot.rekey_unreachable", bot_id=bot_id, error=type(exc).__name__)
+            return Rekeyed.UNREACHABLE
+        else:
+            values |= {
+                "secret_generation": generation,
+                "previous_secret_valid_until": grace_end,
+                "updated_at": now,
+            }
+    async with rt.db.transaction() as conn:
+        changed = await store.change(
+            conn,
+            bot_id,
+            values,
+            if_token_ciphertext=ciphertext,
+            if_generation=bot.secret_generation if "secret_generation" in values else None,
+        )
+        if not changed:
+            return Rekeyed.CHANGED
+        if "secret_generation" in values:
+            await audit.record(
+                conn,
+                action="bot.secret_rotated",
+                actor=audit.SYSTEM,
+                now=now,
+                workspace_id=bot.workspace_id,
+                bot_id=bot_id,
+                detail={
+                    "reason": "key rotation",
+                    "secret_generation": values["secret_generation"],
+                    "previous_secret_valid_until": values["previous_secret_valid_until"],
+                },
+            )
+    log.info("bot.rekeyed", bot_id=bot_id, secret_generation=values.get("secret_generation"))
+    return Rekeyed.DONE
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookHolder:
+    """A bot whose webhook we hold at Telegram, as `tgrelay keys check` needs it."""
+
+    bot_id: int
+    # The key this opens is the one the registered webhook's secret derives from (`rekey`).
+    token_ciphertext: str
+    # Till then the previous generation's secret is accepted too (maybe from an older key).
+    previous_secret_valid_until: datetime | None
+
+
+async def webhook_holders(rt: Runtime) -> list[WebhookHolder]:
+    """Every bot whose webhook we hold (rules.holds_webhook)."""
+    async with rt.db.engine.connect() as conn:
+        rows = await store.every(conn)
+    return [
+        WebhookHolder(
+            bot_id=bot.id,
+            token_ciphertext=str(row.token_ciphertext),
+            previous_secret_valid_until=bot.previous_secret_valid_until,
+        )
+        for row in rows
+        if rules.holds_webhook(bot := store.to_bot(rt.settings, row))
+    ]
 
 
 # --- what the intake and the poller ask ---------------------------------------------------

@@ -42,6 +42,11 @@ async def reload(conn: AsyncConnection, bot_id: int) -> Row[Any]:
     return row
 
 
+async def every(conn: AsyncConnection) -> list[Row[Any]]:
+    """Every bots row, by id (an operator's tool: bots number in the hundreds at most)."""
+    return list(await conn.execute(select(bots).order_by(bots.c.id)))
+
+
 async def in_workspace(conn: AsyncConnection, workspace_id: str, bot_id: int) -> Row[Any]:
     """A workspace's bot; another workspace's is NotFound exactly like a missing one."""
     row = (
@@ -113,17 +118,22 @@ async def change(
     values: Mapping[str, Any],
     *,
     if_generation: int | None = None,
+    if_token_ciphertext: str | None = None,
 ) -> bool:
     """Update a bot's columns; True if it did.
 
     With `if_generation`, only while the bot still has that secret generation and is not
     disconnected, so a rotation or disconnect that landed meanwhile is not overwritten.
+    With `if_token_ciphertext`, only while that is still the stored token's ciphertext (key
+    rotation: a token changed meanwhile is not put back).
     """
     statement = update(bots).where(bots.c.id == bot_id)
     if if_generation is not None:
         statement = statement.where(
             bots.c.secret_generation == if_generation, bots.c.status != BotStatus.DISCONNECTED
         )
+    if if_token_ciphertext is not None:
+        statement = statement.where(bots.c.token_ciphertext == if_token_ciphertext)
     result = await conn.execute(statement.values(**values))
     return result.rowcount == 1
 

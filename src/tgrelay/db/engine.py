@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tgrelay.db import aiosqlite_one_hop, write_turns
+from tgrelay.db import aiosqlite_one_hop, sqlite_users, write_turns
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +42,14 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self._in_use: weakref.finalize[[int], Database] | None = None
         if self.is_sqlite and parsed.database not in (None, "", ":memory:"):
             # The database holds encrypted tokens and the audit trail: owner only.
             path = Path(parsed.database)
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Shows `tgrelay restore` that this process uses the file, until disposed;
+            # first, so that no file is created while a restore replaces it.
+            self._in_use = weakref.finalize(self, os.close, sqlite_users.hold(path))
             # SQLite gives its -wal and -shm files the mode of the database file.
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self.engine: AsyncEngine = create_async_engine(
@@ -97,6 +102,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._in_use is not None:
+            self._in_use()  # runs once: closing the descriptor releases the lock
 
 
 def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:

@@ -24,6 +24,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0019"
 
 
+def revisions() -> list[str]:
+    """Every revision this tgrelay can migrate from, oldest first, read from the file names
+    ("0007_bot_ownership.py" is revision 0007) without loading Alembic."""
+    return sorted(path.name.partition("_")[0] for path in (MIGRATIONS / "versions").glob("0*.py"))
+
+
 def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
