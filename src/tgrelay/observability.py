@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from tgrelay import crypto, tracing
 
@@ -80,6 +80,9 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_cpu_seconds_total, resident memory, open fds: what capacity is read from
+        # (docs/scaling.md). Under `serve`, the webhooks lane child's CPU seconds are added in.
+        ProcessCollector(registry=r)
         self.updates_received = Counter(
             "tgrelay_updates_received",
             "Updates that reached the intake, by source (webhook/polling) and outcome.",

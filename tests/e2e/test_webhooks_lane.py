@@ -144,6 +144,8 @@ async def test_serve_delivers_from_its_lane_child_which_comes_back_after_a_kill(
                 assert f'tgrelay_delivery_attempts_total{{outcome="delivered"}} {EVENTS}.0' in (
                     metrics
                 )
+                # The processes' CPU, for the capacity model (docs/scaling.md).
+                assert "\nprocess_cpu_seconds_total " in metrics
 
                 os.kill(first_lane, signal.SIGKILL)
                 await emit(rt, workspace.id, first=EVENTS)
