@@ -1,5 +1,6 @@
-"""Shared fixtures: the PostgreSQL server (real, skipped with a reason when absent) and the
-Telegram emulator on a loopback port (tests/testing overrides it with the in-process one)."""
+"""Shared fixtures: the PostgreSQL server (real, skipped with a reason when absent), a
+migrated database to copy, and the Telegram emulator on a loopback port (tests/testing
+overrides it with the in-process one)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,35 @@ from tests.databases import (
     POSTGRES_URL_VARIABLE,
     PostgresServer,
     administer,
+    migrated_template,
 )
+from tgrelay.telegram import aiogram_loading
 from tgrelay.testing.emulator_server import RunningEmulator, running_emulator
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_tls_grace_over_plain_http() -> Iterator[None]:
+    """aiogram's session sleeps 250 ms on close so that TLS connections wind down; the tests'
+    Bot API (the emulator) is plain HTTP on loopback, where there is none. Hundreds of tests
+    close a runtime (about a minute a run): over http:// they close at once, as aiohttp
+    itself does; an https:// session still gets aiogram's wait."""
+    aiogram_loading.import_aiogram()  # as tgrelay imports it, before anything else does
+    from aiogram.client.session.aiohttp import AiohttpSession
+
+    tls_close = AiohttpSession.close
+
+    async def close(self: AiohttpSession) -> None:
+        if self.api.base.startswith("https:"):
+            await tls_close(self)
+            return
+        session = self._session
+        if session is not None and not session.closed:
+            await session.close()
+            await asyncio.sleep(0)  # aiohttp closes its transports on the next iteration
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AiohttpSession, "close", close)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +65,13 @@ def postgres() -> Iterator[PostgresServer]:
         yield PostgresServer(server=server, reachable=False, skip_reason=reason)
         return
     yield PostgresServer(server=server, reachable=True, skip_reason="")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> Iterator[str | None]:
+    """A database at HEAD that tests copy (`postgres.fresh_database(template=...)`) instead of
+    migrating one each; None without a server."""
+    yield from migrated_template(postgres)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, literal_column, select
 
+from tests.databases import at_head
 from tgrelay import app, wiring
 from tgrelay.bots import service as bots_service
 from tgrelay.clock import Clock, utcnow
@@ -216,6 +217,7 @@ async def dispatching(
     found = Settings.model_validate(
         {"data_dir": data_dir, "telegram_api_url": emulator.base_url, **settings}
     )
+    await at_head(found)
     async with open_runtime(found, clock=clock) as rt:
         wiring.install(rt)
         workspace, _ = await workspaces.create_workspace(rt.db, "dispatching", now=rt.clock())

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.databases import PostgresServer
-from tgrelay.db import engine, migrate, tables
+from tgrelay.db import engine, tables
 from tgrelay.db.engine import Database
 
 pytestmark = pytest.mark.postgres
@@ -21,9 +21,8 @@ STARTED = text("SELECT transaction_timestamp()")
 
 
 @pytest.fixture
-async def db(postgres: PostgresServer) -> AsyncIterator[Database]:
-    async with postgres.fresh_database() as url:
-        await migrate.upgrade(url)
+async def db(postgres: PostgresServer, postgres_template: str | None) -> AsyncIterator[Database]:
+    async with postgres.fresh_database(template=postgres_template) as url:
         # One connection, so every block below reuses the one a transaction returned.
         database = Database(url, postgres_pool_size=1)
         yield database

@@ -14,6 +14,7 @@ import httpx
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
+from tests.databases import at_head
 from tgrelay import crypto
 from tgrelay.app import TgrelayApp
 from tgrelay.clock import Clock, utcnow
@@ -84,6 +85,7 @@ async def running_tgrelay(
     run_worker: bool = True,
 ) -> AsyncIterator[Tgrelay]:
     """Serve tgrelay on `port`; without `run_worker`, jobs wait until a test runs a worker."""
+    await at_head(settings)
     app = TgrelayApp(settings, clock=clock, run_worker=run_worker)
     async with serving(app, port=port, forwarded_allow_ips=settings.forwarded_allow_ips):
         rt = app.api.state.runtime

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import migrated_sqlite
 from tests.inbox.updates import NOW, incoming
 from tgrelay import audit
-from tgrelay.db import migrate
 from tgrelay.inbox.sqlite_transactions import WriteRequest
 from tgrelay.inbox.sqlite_writer import SqliteWriterProcess, WriterProcessError
 from tgrelay.inbox.writer import write_request, writer_config
@@ -28,7 +28,7 @@ def _request(*update_ids: int, audits: tuple[audit.Entry, ...] = ()) -> WriteReq
 @pytest.fixture
 async def database(tmp_path: Path) -> Path:
     path = tmp_path / "tgrelay.db"
-    await migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    await migrated_sqlite(path)
     return path
 
 

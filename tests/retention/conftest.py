@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import PostgresServer
-from tgrelay.db import migrate
+from tests.databases import PostgresServer, migrated_sqlite
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres: PostgresServer
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    postgres_template: str | None,
 ) -> AsyncIterator[str]:
     """The URL of an empty, migrated database; both kinds, so the contract holds on each."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}"
-        await migrate.upgrade(url)
-        yield url
+        await migrated_sqlite(tmp_path / "retention.db")
+        yield f"sqlite+aiosqlite:///{tmp_path / 'retention.db'}"
         return
-    async with postgres.fresh_database() as url:
-        await migrate.upgrade(url)
+    async with postgres.fresh_database(template=postgres_template) as url:
         yield url

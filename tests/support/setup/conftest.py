@@ -23,7 +23,7 @@ from tests.databases import PostgresServer
 from tgrelay import problems, wiring
 from tgrelay.bots import service as bots_service
 from tgrelay.crypto import TokenCipher
-from tgrelay.db import migrate, tables
+from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.groups import store as groups_store
 from tgrelay.groups.models import ConnectionStatus
@@ -150,13 +150,17 @@ async def desk(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Desk]
 
 @pytest.fixture
 async def desk_on_postgres(
-    emulator: RunningEmulator, tmp_path: Path, postgres: PostgresServer
+    emulator: RunningEmulator,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    postgres_template: str | None,
 ) -> AsyncIterator[Desk]:
-    """The same, on a PostgreSQL database of its own brought to HEAD by the migrations."""
-    async with postgres.fresh_database() as url:
-        await migrate.upgrade(url)
-        async with _desk(emulator, tmp_path, Database(url)) as running:
-            yield running
+    """The same, on a PostgreSQL database of its own at HEAD (a copy of the migrated one)."""
+    async with (
+        postgres.fresh_database(template=postgres_template) as url,
+        _desk(emulator, tmp_path, Database(url)) as running,
+    ):
+        yield running
 
 
 @asynccontextmanager
