@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -78,6 +79,10 @@ async def run(settings: Settings, reader: asyncio.StreamReader, answer: Answer) 
 
 
 if __name__ == "__main__":
+    # Its life is serve's: Ctrl-C in a terminal (or a service manager's SIGTERM to the group)
+    # reaches serve, which closes this child's stdin once its own work is done.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     # The frames go out on the stdout the parent gave; fd 1 itself then points at stderr.
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -37,6 +37,10 @@ MAX_RESTART_DELAY = 30.0
 STEADY_RUN_SECONDS = 60.0
 
 
+# Sent after every commit that enqueued deliveries: framed once.
+_WAKE = frames.frame(frames.Wake(events_service.WEBHOOKS_QUEUE))
+
+
 class LaneProcess:
     def __init__(
         self,
@@ -64,7 +68,7 @@ class LaneProcess:
     def notify(self) -> None:
         """Jobs of the webhooks queue were enqueued: wake the child, or have it started."""
         self._wanted.set()
-        self._send(frames.Wake(events_service.WEBHOOKS_QUEUE))
+        self._send(_WAKE)
 
     async def run(self) -> None:
         """Start the child once wanted, and again whenever it exits, until `stop()`."""
@@ -122,7 +126,7 @@ class LaneProcess:
         answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._scrapes[number] = answer
         try:
-            self._send(frames.Scrape(number))
+            self._send(frames.frame(frames.Scrape(number)))
             async with asyncio.timeout(SCRAPE_TIMEOUT_SECONDS):
                 return await answer
         except TimeoutError:
@@ -140,7 +144,7 @@ class LaneProcess:
             stdout=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
-        self._send(frames.Start(self._settings))
+        self._send(frames.frame(frames.Start(self._settings)))
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             ready = await frames.read(process.stdout)
         if not isinstance(ready, frames.Ready):
@@ -158,11 +162,11 @@ class LaneProcess:
         if not self._stopping:
             log.error("lane.died", pid=process.pid, returncode=process.returncode)
 
-    def _send(self, message: object) -> None:
+    def _send(self, framed: bytes) -> None:
         process = self._process
         if process is None or process.returncode is not None or process.stdin is None:
             return  # not started yet: a new child claims at once anyway
         if process.stdin.is_closing():
             return
         with contextlib.suppress(ConnectionError):
-            process.stdin.write(frames.frame(message))
+            process.stdin.write(framed)
