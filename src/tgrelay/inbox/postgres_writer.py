@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy.engine import make_url
 
 from tgrelay import audit
@@ -38,6 +39,11 @@ from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
 
 UpdateKey = tuple[int, int]  # (bot_id, update_id)
+APPLICATION_NAME = "tgrelay-intake"
+# Tries of a batch while its connection is lost: the second on a new connection.
+CONNECTION_ATTEMPTS = 2
+
+log = structlog.get_logger(__name__)
 
 
 class PostgresWriteError(Exception):
@@ -135,24 +141,39 @@ class PostgresBatches:
         *,
         now: datetime,
     ) -> set[UpdateKey]:
-        """Store a batch in one transaction; the keys of the updates it created."""
-        try:
-            conn, statements = await self._connected()
-            async with conn.transaction():
-                rows = await statements.store_updates.fetch(
-                    *_update_columns(unique, traces), *_audit_columns(audits)
+        """Store a batch in one transaction; the keys of the updates it created.
+
+        A batch whose connection was lost (a server restart ends an idle one unseen) goes
+        once more on a new one. That is safe even when the lost answer was COMMIT's: the
+        updates are then found stored (not new), their jobs already with them.
+        """
+        for attempt in range(1, CONNECTION_ATTEMPTS + 1):
+            try:
+                return await self._write(unique, traces, audits, now)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                lost = self._conn is None or self._conn.is_closed()
+                if not lost or attempt == CONNECTION_ATTEMPTS:
+                    raise PostgresWriteError(f"{type(exc).__name__}: {exc}") from exc
+                log.warning("intake.reconnecting", error=str(exc), batch=len(unique))
+        raise AssertionError("unreachable")
+
+    async def _write(
+        self,
+        unique: Mapping[UpdateKey, IncomingUpdate],
+        traces: Mapping[UpdateKey, str],
+        audits: Sequence[audit.Entry],
+        now: datetime,
+    ) -> set[UpdateKey]:
+        conn, statements = await self._connected()
+        async with conn.transaction():
+            rows = await statements.store_updates.fetch(
+                *_update_columns(unique, traces), *_audit_columns(audits)
+            )
+            created, newest = _created_and_newest(rows)
+            if created:
+                await statements.enqueue.fetch(
+                    *_job_columns(created, newest, unique, traces), *self._job_constants, now
                 )
-                created, newest = _created_and_newest(rows)
-                if created:
-                    await statements.enqueue.fetch(
-                        *_job_columns(created, newest, unique, traces),
-                        *self._job_constants,
-                        now,
-                    )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            # Whatever state the connection is in, the next batch starts on a new one.
-            self._discard()
-            raise PostgresWriteError(f"{type(exc).__name__}: {exc}") from exc
         return {(bot_id, update_id) for _, bot_id, update_id, _ in created}
 
     async def close(self) -> None:
@@ -163,6 +184,7 @@ class PostgresBatches:
     async def _connected(self) -> tuple[asyncpg.Connection, _Statements]:
         if self._conn is not None and self._statements is not None and not self._conn.is_closed():
             return self._conn, self._statements
+        self._conn = self._statements = None
         conn = await asyncpg.connect(**self._connect_args)
         try:
             statements = _Statements(
@@ -174,11 +196,6 @@ class PostgresBatches:
             raise
         self._conn, self._statements = conn, statements
         return conn, statements
-
-    def _discard(self) -> None:
-        conn, self._conn, self._statements = self._conn, None, None
-        if conn is not None:
-            conn.terminate()
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,11 @@ def connect_args(database_url: str) -> dict[str, Any]:
     # The SQLAlchemy adapter's own options, not asyncpg's.
     options.pop("prepared_statement_cache_size", None)
     options.pop("prepared_statement_name_func", None)
+    # Named, so that pg_stat_activity tells the intake's connection from the pool's.
+    options["server_settings"] = {
+        **options.get("server_settings", {}),
+        "application_name": APPLICATION_NAME,
+    }
     return dict(options)
 
 
