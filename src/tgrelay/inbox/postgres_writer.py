@@ -119,7 +119,7 @@ WHERE job_keys.ordering_key = moved.ordering_key
 
 
 class PostgresBatches:
-    """One connection, opened on first use and again after a failure; a batch at a time."""
+    """One connection, opened on first use and again once it is lost; a batch at a time."""
 
     # Concurrent batches of one process could commit a chat's later update first.
     max_in_flight = 1
