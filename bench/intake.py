@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servers import (
@@ -60,6 +61,30 @@ async def stored_and_processed(database_url: str, bot_id: int) -> tuple[int, int
         )
     await engine.dispose()
     return int(stored or 0), int(processed or 0)
+
+
+async def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the database (ours excluded)."""
+    engine = create_async_engine(async_database_url(database_url))
+    async with engine.connect() as conn:
+        pids = await conn.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        found = [int(pid) for pid in pids]
+    await engine.dispose()
+    return found
+
+
+def backends_cpu_seconds(pids: list[int]) -> float:
+    """CPU time so far of the backends still running (the same machine's /proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            total += cpu_seconds(pid)[pid]
+    return total
 
 
 def run_one(
@@ -136,9 +161,13 @@ def run_one(
             if warmup:
                 drive(warmup, first_update_id=0)
             before, processed_before = asyncio.run(stored_and_processed(database_url, bot["id"]))
+            # PostgreSQL's share: the backends serving the database, open since the warm-up.
+            backends = asyncio.run(database_backends(database_url)) if db == "postgres" else []
+            backends_before = backends_cpu_seconds(backends)
             cpu_before = cpu_seconds(serve.pid)
             wrk = drive(duration, first_update_id=10**12)
             cpu_after = cpu_seconds(serve.pid)
+            backends_used = backends_cpu_seconds(backends) - backends_before
             after, processed_after = asyncio.run(stored_and_processed(database_url, bot["id"]))
         match = RESULT.search(wrk.stdout)
         if match is None:
@@ -161,6 +190,7 @@ def run_one(
         "p99_ms": int(fields["p99_us"]) / 1000,
         "server_cpu_us": cpu_used[0] / requests * 1e6,
         "children_cpu_us": sum(cpu_used[1:]) / requests * 1e6,
+        "database_cpu_us": backends_used / requests * 1e6,
     }
 
 
@@ -205,7 +235,13 @@ def main() -> None:
                 f"({result['stored']:,} stored of {result['requests']:,} requests, "
                 f"{result['failed']} errors/non-2xx); CPU per request: "
                 f"{result['server_cpu_us']:.0f} µs server process, "
-                f"{result['children_cpu_us']:.0f} µs its children{processing}"
+                f"{result['children_cpu_us']:.0f} µs its children"
+                + (
+                    f", {result['database_cpu_us']:.0f} µs PostgreSQL's backends"
+                    if db == "postgres"
+                    else ""
+                )
+                + processing
             )
 
 

@@ -65,6 +65,10 @@ class IncomingUpdate:
         """Per-chat order: one chat's updates are processed one at a time, oldest first."""
         return None if self.chat_id is None else f"chat:{self.bot_id}:{self.chat_id}"
 
+    def job_payload(self) -> dict[str, int]:
+        """The payload of its process_update job."""
+        return {"bot_id": self.bot_id, "update_id": self.update_id}
+
 
 @dataclass(frozen=True, kw_only=True)
 class StoredUpdate:

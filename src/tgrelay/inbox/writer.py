@@ -13,12 +13,12 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from tgrelay import audit, errors, tracing
-from tgrelay.db import dialects, tables
+from tgrelay.db import tables
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 from tgrelay.inbox.models import PROCESS_UPDATE, IncomingUpdate
+from tgrelay.inbox.postgres_writer import PostgresBatches, PostgresWriteError
 from tgrelay.inbox.sqlite_transactions import (
     InsertSql,
     Row,
@@ -53,8 +53,15 @@ class GroupCommitWriter:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._batches: _SqliteBatches | _SqlAlchemyBatches = (
-            _SqliteBatches(rt) if rt.db.is_sqlite else _SqlAlchemyBatches(rt)
+        self._batches: _SqliteBatches | PostgresBatches = (
+            _SqliteBatches(rt)
+            if rt.db.is_sqlite
+            else PostgresBatches(
+                rt.settings.resolved_database_url,
+                queue=UPDATES_QUEUE,
+                kind=PROCESS_UPDATE,
+                default_max_attempts=rt.settings.job_max_attempts,
+            )
         )
         # Made on the loop it serves; kept, as asking for the running loop costs a getpid()
         # call per request on Python 3.11.
@@ -140,8 +147,8 @@ class GroupCommitWriter:
         # Each update's trace starts here, as it is stored (tgrelay.tracing).
         traces = dict(zip(unique, tracing.new_trace_ids(len(unique)), strict=True))
         try:
-            created = await self._batches.write(unique, traces, audits)
-        except (SQLAlchemyError, WriterProcessError, OSError) as exc:
+            created = await self._batches.write(unique, traces, audits, now=self._rt.clock())
+        except (PostgresWriteError, WriterProcessError, OSError) as exc:
             log.error("intake.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 if not future.done():
@@ -181,15 +188,11 @@ def _job_for(update: IncomingUpdate, subject_id: int | None, trace_id: str) -> N
     return NewJob(
         kind=PROCESS_UPDATE,
         queue=UPDATES_QUEUE,
-        payload=_job_payload(update),
+        payload=update.job_payload(),
         ordering_key=update.ordering_key,
         subject_id=subject_id,
         trace_id=trace_id,
     )
-
-
-def _job_payload(update: IncomingUpdate) -> dict[str, int]:
-    return {"bot_id": update.bot_id, "update_id": update.update_id}
 
 
 def _update_values(update: IncomingUpdate, trace_id: str) -> dict[str, object]:
@@ -203,54 +206,6 @@ def _update_values(update: IncomingUpdate, trace_id: str) -> dict[str, object]:
         "received_at": update.received_at,
         "trace_id": trace_id,
     }
-
-
-class _SqlAlchemyBatches:
-    """PostgreSQL (or any async SQLAlchemy database): INSERT … ON CONFLICT DO NOTHING RETURNING."""
-
-    # One transaction at a time: concurrent ones inserting overlapping keys in arrival
-    # order could deadlock on the unique index.
-    max_in_flight = 1
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    async def write(
-        self,
-        unique: dict[UpdateKey, IncomingUpdate],
-        traces: dict[UpdateKey, str],
-        audits: list[audit.Entry],
-    ) -> set[UpdateKey]:
-        rt = self._rt
-        updates = tables.updates
-        async with rt.db.transaction() as conn:
-            created: list[tuple[int, int, int]] = []  # (bot_id, update_id, row id)
-            if unique:
-                statement = (
-                    dialects.upsert(rt.db.dialect, updates)
-                    .on_conflict_do_nothing(index_elements=["bot_id", "update_id"])
-                    .returning(updates.c.id, updates.c.bot_id, updates.c.update_id)
-                )
-                rows = await conn.execute(
-                    statement, [_update_values(u, traces[key]) for key, u in unique.items()]
-                )
-                created = sorted(
-                    ((r.bot_id, r.update_id, r.id) for r in rows), key=lambda row: row[:2]
-                )
-                await job_store.enqueue(
-                    conn,
-                    [
-                        _job_for(unique[(bot, update)], row_id, traces[(bot, update)])
-                        for bot, update, row_id in created
-                    ],
-                    now=rt.clock(),
-                    default_max_attempts=rt.settings.job_max_attempts,
-                )
-            await audit.record_many(conn, audits)
-        return {(bot_id, update_id) for bot_id, update_id, _ in created}
-
-    async def close(self) -> None:
-        return None
 
 
 _INSERT_UPDATES = prepare_insert(
@@ -290,11 +245,13 @@ class _SqliteBatches:
         unique: dict[UpdateKey, IncomingUpdate],
         traces: dict[UpdateKey, str],
         audits: list[audit.Entry],
+        *,
+        now: datetime,
     ) -> set[UpdateKey]:
         request = write_request(
             list(unique.values()),
             audits,
-            now=self._rt.clock(),
+            now=now,
             default_max_attempts=self._rt.settings.job_max_attempts,
             trace_ids=list(traces.values()),
         )
@@ -378,7 +335,7 @@ def _job_rows(
     rows = []
     for update, trace_id in zip(updates, trace_ids, strict=True):
         row = template.copy()
-        row[_JOB_PAYLOAD] = job_store.encode_payload(_job_payload(update))
+        row[_JOB_PAYLOAD] = job_store.encode_payload(update.job_payload())
         row[_JOB_ORDERING_KEY] = update.ordering_key
         row[_JOB_TRACE_ID] = trace_id
         rows.append(row)
