@@ -7,13 +7,12 @@ test process sends count as another process's (a process skips its own).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text, update
 
+from tests.listening import Heard, listening
 from tgrelay.clock import utcnow
 from tgrelay.db import notifications, tables
 from tgrelay.db.engine import Database
@@ -22,7 +21,6 @@ from tgrelay.queue.models import Job, NewJob
 from tgrelay.queue.worker import Registry, Worker, wait_for
 
 WAIT_LIMIT = 20.0
-ANOTHER_PROCESS = "another-process"
 
 
 # --- pure parts ------------------------------------------------------------------------------
@@ -80,55 +78,6 @@ def test_a_listening_worker_looks_at_most_once_a_second_when_busy(
 
 
 # --- on PostgreSQL ---------------------------------------------------------------------------
-
-
-class Heard:
-    """What a listener reported: the queues, and each time it started or stopped listening."""
-
-    def __init__(self) -> None:
-        self.queues: list[str] = []
-        self.states: list[bool] = []
-        self.changed = asyncio.Event()
-
-    def queue(self, queue: str) -> None:
-        self.queues.append(queue)
-        self.changed.set()
-
-    def listening(self, listening: bool) -> None:
-        self.states.append(listening)
-        self.changed.set()
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        async with asyncio.timeout(WAIT_LIMIT):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@asynccontextmanager
-async def listening(
-    db: Database, heard: Heard, *, on_queue: Callable[[str], None] | None = None
-) -> AsyncIterator[notifications.Listener]:
-    """A listener on `db`'s server, started and listening, as another process's."""
-
-    def on_queue_heard(queue: str) -> None:
-        heard.queue(queue)
-        if on_queue is not None:
-            on_queue(queue)
-
-    listener = notifications.Listener(
-        notifications.connector(db.engine),
-        on_queue=on_queue_heard,
-        on_listening=heard.listening,
-        origin=ANOTHER_PROCESS,
-    )
-    task = asyncio.create_task(listener.run())
-    try:
-        await heard.until(lambda: heard.states == [True])
-        yield listener
-    finally:
-        await listener.stop()
-        await task
 
 
 async def enqueue(db: Database, *jobs: NewJob) -> list[int]:
