@@ -59,7 +59,12 @@ async def test_a_worker_process_hears_the_jobs_another_process_writes(
                         await asyncio.sleep(0.01)
                 woken: list[str] = []
                 wake = rt.notify_queue
-                rt.notify_queue = lambda queue: (woken.append(queue), wake(queue))[1]
+
+                def recording(queue: str) -> None:
+                    woken.append(queue)
+                    wake(queue)
+
+                rt.notify_queue = recording
                 enqueuer = await asyncio.create_subprocess_exec(sys.executable, "-c", ENQUEUE, url)
                 assert await enqueuer.wait() == 0
                 async with asyncio.timeout(WAIT_LIMIT):
