@@ -272,15 +272,16 @@ async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) 
 
 def _listener(rt: Runtime, lanes: Mapping[str, Worker | LaneProcess]) -> notifications.Listener:
     """Wakes this process's lanes for jobs other processes wrote (PostgreSQL NOTIFY). While it
-    listens, the workers here look for jobs seldom (pacing.listening); when it connects, each
-    lane is woken for what came while it was down."""
+    listens, the workers here look for jobs seldom (pacing.listening); when it connects or
+    stops, each is woken, to look for what came meanwhile and to take its new pacing. Not
+    serve's lane child: a wake would start it with nothing to deliver, and its parent's
+    look every 2 s (`deliveries_expected`) finds what it missed."""
     own = {each: each.pacing for each in lanes.values() if isinstance(each, Worker)}
 
     def on_listening(listening: bool) -> None:
         for each, usual in own.items():
             each.pacing = pacing.listening(usual) if listening else usual
-        for queue in lanes:
-            rt.notify_queue(queue)
+            each.notify()
 
     return notifications.Listener(
         notifications.connector(rt.db.engine),
