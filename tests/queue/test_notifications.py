@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.listening import Heard, listening
 from tgrelay.clock import utcnow
@@ -249,3 +250,24 @@ async def test_a_listener_skips_what_its_own_process_sent(postgres_database: Dat
     finally:
         await listener.stop()
         await task
+
+
+def test_the_listener_connects_with_the_engines_settings_less_the_adapters_own() -> None:
+    """Host, credentials and asyncpg's options come from the engine's URL; the options
+    SQLAlchemy's adapter keeps for itself do not reach asyncpg.connect."""
+    engine = create_async_engine(
+        "postgresql+asyncpg://u:p@db.example:6432/relay"
+        "?prepared_statement_cache_size=100&ssl=require"
+    )
+    assert notifications.connect_arguments(engine) == (
+        [],
+        {
+            "host": "db.example",
+            "port": 6432,
+            "user": "u",
+            "password": "p",
+            "database": "relay",
+            "ssl": "require",
+            "timeout": notifications.CONNECT_TIMEOUT_SECONDS,
+        },
+    )

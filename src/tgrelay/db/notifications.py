@@ -74,13 +74,28 @@ def reconnect_delay(failures: int) -> float:
 
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+# URL options that SQLAlchemy's asyncpg adapter keeps for itself (its `connect`).
+ADAPTER_OPTIONS = (
+    "async_creator_fn",
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+)
+
+
+def connect_arguments(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]]:
+    """asyncpg.connect's arguments for the engine's own settings (host, credentials, SSL and
+    the URL's other options, as SQLAlchemy translates them)."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    # Options of SQLAlchemy's adapter, which it takes out before calling asyncpg.connect.
+    for adapter_option in ADAPTER_OPTIONS:
+        kwargs.pop(adapter_option, None)
+    kwargs.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
+    return list(args), dict(kwargs)
 
 
 def connector(engine: AsyncEngine) -> Connect:
-    """Opens an asyncpg connection with the settings the engine's own connections use (host,
-    credentials, SSL and the URL's other options, as SQLAlchemy translates them)."""
-    args, kwargs = engine.dialect.create_connect_args(engine.url)
-    kwargs.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
+    """Opens an asyncpg connection as the engine's own connections are opened."""
+    args, kwargs = connect_arguments(engine)
 
     async def connect() -> asyncpg.Connection:
         return await asyncpg.connect(*args, **kwargs)
