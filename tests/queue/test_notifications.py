@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -271,3 +272,38 @@ def test_the_listener_connects_with_the_engines_settings_less_the_adapters_own()
             "timeout": notifications.CONNECT_TIMEOUT_SECONDS,
         },
     )
+
+
+@pytest.mark.postgres
+async def test_a_listener_that_cannot_connect_tries_again_with_growing_waits(
+    postgres_database: Database,
+) -> None:
+    """While connecting fails (PostgreSQL down), the listener waits longer after each failure
+    and listens once the server answers; the idle looks cover the meantime."""
+    real = notifications.connector(postgres_database.engine)
+    attempts = 0
+
+    async def connect() -> asyncpg.Connection:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:
+            raise ConnectionRefusedError("PostgreSQL is restarting")
+        return await real()
+
+    waits: list[int] = []
+
+    def delay(failures: int) -> float:
+        waits.append(failures)
+        return 0.0
+
+    heard = Heard()
+    listener = notifications.Listener(
+        connect, on_queue=heard.queue, on_listening=heard.listening, delay=delay
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        await heard.until(lambda: heard.states == [True])
+    finally:
+        await listener.stop()
+        await task
+    assert (attempts, waits) == (4, [1, 2, 3])
