@@ -4,8 +4,11 @@ Three processes on loopback: a fast receiver (this script with --serve-receiver:
 and httptools, answering 200 at once and noting when each webhook-id arrived), `tgrelay
 worker` (both lanes; the process under test), and this script, which writes events into the
 same database with `events.service.emit_many` (a transaction per batch or tick, as the app's
-code writes events with the change they describe). The worker finds the events' jobs by
-polling: an in-process notify does not cross processes.
+code writes events with the change they describe). This script stands for an API process
+(`serve --no-worker`): it runs no worker, and the worker is another process, so the run is
+split by construction. An in-process wake does not cross processes: on SQLite the worker
+finds the events' jobs by its looks; on PostgreSQL their NOTIFY wakes it
+(db/notifications.py).
 httptools and uvloop come with uvicorn[standard]; --profile needs py-spy (`pip install
 py-spy`). Not part of the test suite.
 
@@ -344,6 +347,7 @@ async def latency(
     duration: float,
     warmup: float,
     tick: float,
+    worker_pid: int,
 ) -> None:
     if warmup > 0:
         await producer.steadily(rate, warmup, tick)
@@ -353,10 +357,12 @@ async def latency(
     # Only this phase's events are judged; earlier ones are all delivered by now.
     before = set(producer.created)
     before_states = await delivery_states(rt, endpoint_id)
+    cpu_before = cpu_seconds(worker_pid)
     took = await producer.steadily(rate, duration, tick)
     measured = {k: v for k, v in producer.created.items() if k not in before}
     await await_arrivals(receiver, len(measured))
     arrivals = await arrivals_of(receiver, measured)
+    cpu = cpu_seconds(worker_pid) - cpu_before  # the phase and its tail, settled
     states = await await_settled(rt, endpoint_id, len(producer.created))
     states = {k: v - before_states.get(k, 0) for k, v in states.items()}
     lags = [(arrivals.first[k] - measured[k]) * 1000 for k in arrivals.first]
@@ -368,7 +374,8 @@ async def latency(
         f"  latency at {len(measured) / took:,.0f} events/s for {took:.1f} s "
         f"(asked {rate:g}/s, a transaction every {tick * 1000:g} ms): "
         f"p50 {percentiles[49]:.1f} ms, p90 {percentiles[89]:.1f} ms, "
-        f"p99 {percentiles[98]:.1f} ms, max {max(lags):.1f} ms"
+        f"p99 {percentiles[98]:.1f} ms, max {max(lags):.1f} ms; "
+        f"worker CPU {cpu:.1f} s = {cpu / took:.0%} of a core"
     )
     print(f"  {check(arrivals, states, len(measured))}")
 
@@ -414,7 +421,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path, url:
                     profile=args.profile,
                 )
             if args.duration:
-                start_worker()
+                pid = start_worker()
                 await latency(
                     rt,
                     producer,
@@ -424,6 +431,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path, url:
                     duration=args.duration,
                     warmup=args.warmup,
                     tick=args.tick,
+                    worker_pid=pid,
                 )
 
 

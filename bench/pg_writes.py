@@ -20,8 +20,8 @@ import asyncpg
 
 from servers import recreate_postgres_database
 from tgrelay.db import migrate
+from tgrelay.db.asyncpg_connections import connect_arguments
 from tgrelay.db.engine import Database
-from tgrelay.inbox.postgres_writer import connect_args
 from tgrelay.settings import async_database_url
 
 # Statements built from these constants only, never from input (hence the S608 waivers).
@@ -62,7 +62,8 @@ async def main() -> None:
     db = Database(async_database_url(url))
     await migrate.upgrade_if_behind(db)
     await db.dispose()
-    conn = await asyncpg.connect(**connect_args(async_database_url(url)))
+    connect_args, connect_kwargs = connect_arguments(async_database_url(url), timeout=10)
+    conn = await asyncpg.connect(*connect_args, **connect_kwargs)
     await conn.execute(
         "CREATE TEMP TABLE staging (LIKE updates INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )

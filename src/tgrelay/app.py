@@ -30,6 +30,7 @@ from tgrelay.conversations import api as conversations_api
 from tgrelay.conversations import handlers as conversations_handlers
 from tgrelay.conversations import jobs as conversations_jobs
 from tgrelay.conversations import start_api as conversations_start_api
+from tgrelay.db import notifications
 from tgrelay.events import api as events_api
 from tgrelay.events import service as events_service
 from tgrelay.events import telemetry as events_telemetry
@@ -51,6 +52,7 @@ from tgrelay.lanes import metrics as lanes_metrics
 from tgrelay.lanes import webhooks as webhooks_lane
 from tgrelay.lanes.parent import LaneProcess
 from tgrelay.queue import depth as queue_depth
+from tgrelay.queue import pacing
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import DEFAULT_QUEUE
 from tgrelay.queue.worker import Registry, Worker
@@ -156,6 +158,7 @@ async def background(
     lane: LaneProcess | None = None
     pollers: PollerSupervisor | None = None
     client: http_transport.Client | None = None  # only workers send webhooks
+    listener: notifications.Listener | None = None
     if run_worker:
         webhooks: Worker | LaneProcess
         if lane_process:
@@ -191,13 +194,15 @@ async def background(
         )
         # Each queue's worker is woken by what enqueues for it alone: a wake costs a claim,
         # a write transaction, and the intake enqueues many times a second.
-        rt.notify_queue = _notify_queue(
-            {
-                UPDATES_QUEUE: updates_worker,
-                DEFAULT_QUEUE: worker,
-                events_service.WEBHOOKS_QUEUE: webhooks,
-            }
-        )
+        lanes: dict[str, Worker | LaneProcess] = {
+            UPDATES_QUEUE: updates_worker,
+            DEFAULT_QUEUE: worker,
+            events_service.WEBHOOKS_QUEUE: webhooks,
+        }
+        rt.notify_queue = _notify_queue(lanes)
+        if rt.db.is_postgres:  # jobs written by other processes wake these lanes too
+            listener = _listener(rt, lanes)
+            tasks.append(asyncio.create_task(listener.run(), name="job-notifications"))
         for name, each in (("updates-worker", updates_worker), ("worker", worker)):
             tasks.append(asyncio.create_task(_after(telegram_loaded, each.run), name=name))
         if lane is not None:
@@ -233,6 +238,8 @@ async def background(
         )
     finally:
         # Pollers first (no new updates), then the workers (finish or release), then the writer.
+        if listener is not None:
+            await listener.stop()
         if pollers is not None:
             await pollers.stop()
         if updates_worker is not None:
@@ -261,6 +268,26 @@ async def background(
 async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
     await asyncio.shield(ready)  # one waiter's cancellation must not cancel the others' load
     await run()
+
+
+def _listener(rt: Runtime, lanes: Mapping[str, Worker | LaneProcess]) -> notifications.Listener:
+    """Wakes this process's lanes for jobs other processes wrote (PostgreSQL NOTIFY). While it
+    listens, the workers here look for jobs seldom (pacing.listening); when it connects or
+    stops, each is woken, to look for what came meanwhile and to take its new pacing. Not
+    serve's lane child: a wake would start it with nothing to deliver, and its parent's
+    look every 2 s (`deliveries_expected`) finds what it missed."""
+    own = {each: each.pacing for each in lanes.values() if isinstance(each, Worker)}
+
+    def on_listening(listening: bool) -> None:
+        for each, usual in own.items():
+            each.pacing = pacing.listening(usual) if listening else usual
+            each.notify()
+
+    return notifications.Listener(
+        notifications.connector(rt.db.engine),
+        on_queue=lambda queue: rt.notify_queue(queue),
+        on_listening=on_listening,
+    )
 
 
 class _Wakeable(Protocol):

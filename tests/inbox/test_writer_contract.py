@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from tests.databases import PostgresServer
 from tests.inbox.updates import NOW, incoming
+from tests.listening import Heard, listening
 from tgrelay import audit
 from tgrelay.db import tables
 from tgrelay.inbox import rejections
-from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.inbox.writer import UPDATES_QUEUE, GroupCommitWriter
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 
@@ -173,3 +174,25 @@ async def _traces(rt: Runtime) -> list[tuple[int, str | None, str | None]]:
             .order_by(u.c.update_id)
         )
         return [(r.update_id, r.trace_id, r.job_trace_id) for r in rows]
+
+
+@pytest.mark.postgres
+async def test_a_batch_on_postgres_wakes_the_updates_workers_of_other_processes(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The group commit announces the updates queue with its batch: a worker process beside
+    this API process is woken by it, without looking."""
+    keys = (SecretStr(Fernet.generate_key().decode()),)
+    async with postgres.fresh_database() as url:
+        settings = Settings(data_dir=tmp_path, database_url=url, secret_keys=keys)
+        async with open_runtime(settings, clock=lambda: NOW) as rt:
+            heard = Heard()
+            async with listening(rt.db, heard):
+                writer = GroupCommitWriter(rt)
+                task = asyncio.create_task(writer.run())
+                try:
+                    assert await writer.store(incoming(1, chat_id=1)) is True
+                    await heard.until(lambda: heard.queues == [UPDATES_QUEUE])
+                finally:
+                    await writer.stop()
+                    await task

@@ -30,9 +30,9 @@ from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy.engine import make_url
 
 from tgrelay import audit
+from tgrelay.db import asyncpg_connections, notifications
 from tgrelay.inbox.models import IncomingUpdate
 from tgrelay.queue import chains, links
 from tgrelay.queue import store as job_store
@@ -40,6 +40,8 @@ from tgrelay.queue.models import JobState
 
 UpdateKey = tuple[int, int]  # (bot_id, update_id)
 APPLICATION_NAME = "tgrelay-intake"
+# A batch waits this long for a new connection before it is refused (503: Telegram retries).
+CONNECT_TIMEOUT_SECONDS = 10.0
 # Tries of a batch while its connection is lost: the second on a new connection.
 CONNECTION_ATTEMPTS = 2
 
@@ -127,9 +129,12 @@ class PostgresBatches:
     def __init__(
         self, database_url: str, *, queue: str, kind: str, default_max_attempts: int
     ) -> None:
-        self._connect_args = connect_args(database_url)
+        self._connect_args = asyncpg_connections.connect_arguments(
+            database_url, timeout=CONNECT_TIMEOUT_SECONDS, application_name=APPLICATION_NAME
+        )
         # What every job of the intake shares: bound once per batch, not once per job.
         self._job_constants = (kind, queue, JobState.PENDING.value, default_max_attempts)
+        self._announcement = notifications.payload(queue)
         self._conn: asyncpg.Connection | None = None
         self._statements: _Statements | None = None
 
@@ -174,6 +179,8 @@ class PostgresBatches:
                 await statements.enqueue.fetch(
                     *_job_columns(created, newest, unique, traces), *self._job_constants, now
                 )
+                # Workers of other processes wake when it commits (db/notifications.py).
+                await statements.announce.fetch(self._announcement)
         return {(bot_id, update_id) for _, bot_id, update_id, _ in created}
 
     async def close(self) -> None:
@@ -185,11 +192,13 @@ class PostgresBatches:
         if self._conn is not None and self._statements is not None and not self._conn.is_closed():
             return self._conn, self._statements
         self._conn = self._statements = None
-        conn = await asyncpg.connect(**self._connect_args)
+        args, kwargs = self._connect_args
+        conn = await asyncpg.connect(*args, **kwargs)
         try:
             statements = _Statements(
                 store_updates=await conn.prepare(_STORE_UPDATES),
                 enqueue=await conn.prepare(_ENQUEUE),
+                announce=await conn.prepare(notifications.NOTIFY_SQL),
             )
         except BaseException:
             conn.terminate()
@@ -202,22 +211,7 @@ class PostgresBatches:
 class _Statements:
     store_updates: asyncpg.PreparedStatement
     enqueue: asyncpg.PreparedStatement
-
-
-def connect_args(database_url: str) -> dict[str, Any]:
-    """asyncpg.connect's arguments for the URL the engine uses, read as SQLAlchemy reads it
-    (host, port, user, password, database, and query options such as `ssl`)."""
-    url = make_url(database_url)
-    _, options = url.get_dialect()().create_connect_args(url)
-    # The SQLAlchemy adapter's own options, not asyncpg's.
-    options.pop("prepared_statement_cache_size", None)
-    options.pop("prepared_statement_name_func", None)
-    # Named, so that pg_stat_activity tells the intake's connection from the pool's.
-    options["server_settings"] = {
-        **options.get("server_settings", {}),
-        "application_name": APPLICATION_NAME,
-    }
-    return dict(options)
+    announce: asyncpg.PreparedStatement
 
 
 # A created update: (row id, bot_id, update_id, its job's id), in (bot_id, update_id) order.

@@ -22,7 +22,7 @@ from sqlalchemy.sql import Update
 from sqlalchemy.sql.selectable import TextualSelect
 
 from tgrelay import tracing
-from tgrelay.db import ids, tables
+from tgrelay.db import ids, notifications, tables
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, links, retry
 from tgrelay.queue.models import DEFAULT_QUEUE, Job, JobState, NewJob
@@ -97,7 +97,14 @@ async def enqueue(
         rows.append(row)
     await conn.execute(jobs.insert(), rows)
     await chains.move_newest(conn, newest)
+    # Workers of other processes wake at commit; jobs for later wait for a worker's timer.
+    await notifications.announce(conn, due_queues(new_jobs, now=now))
     return job_ids
+
+
+def due_queues(new_jobs: Sequence[NewJob], *, now: datetime) -> set[str]:
+    """The queues of the jobs due at once (`run_at` unset or not after `now`)."""
+    return {job.queue for job in new_jobs if job.run_at is None or job.run_at <= now}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -456,14 +463,19 @@ async def release(db: Database, job_ids: Sequence[int], *, worker_id: str) -> in
         return 0
     async with db.transaction() as conn:
         result = await conn.execute(
-            _update_held_many(job_ids, worker_id).values(
+            _update_held_many(job_ids, worker_id)
+            .values(
                 state=JobState.PENDING.value,
                 attempts=jobs.c.attempts - 1,
                 locked_by=None,
                 lease_expires_at=None,
             )
+            .returning(jobs.c.queue)
         )
-        return result.rowcount
+        released = [queue for (queue,) in result]
+        # For a worker of another process: this one is stopping.
+        await notifications.announce(conn, released)
+        return len(released)
 
 
 async def extend_leases(
@@ -507,11 +519,14 @@ async def rescue_expired(db: Database, *, now: datetime) -> int:
                 locked_by=case((exhausted, jobs.c.locked_by), else_=None),
                 lease_expires_at=None,
             )
-            .returning(jobs.c.id, jobs.c.state)
+            .returning(jobs.c.id, jobs.c.state, jobs.c.queue)
         )
         rescued = result.all()
         await chains.free_successors(
             conn, [row.id for row in rescued if row.state == JobState.DEAD.value]
+        )
+        await notifications.announce(
+            conn, [row.queue for row in rescued if row.state == JobState.PENDING.value]
         )
         return len(rescued)
 
