@@ -16,7 +16,13 @@ from tgrelay import errors
 from tgrelay.queue import retry
 from tgrelay.telegram.outbox import turn as send_turn
 from tgrelay.telegram.outbox.turn import Turn
-from tgrelay.telegram.ratelimit import CLOCK_RATE_MARGIN, InProcessRateLimiter, Limits, Rate
+from tgrelay.telegram.ratelimit import (
+    CLOCK_RATE_MARGIN,
+    WINDOW_EDGE_SECONDS,
+    InProcessRateLimiter,
+    Limits,
+    Rate,
+)
 
 BOT = 7
 GROUP = -100
@@ -29,7 +35,7 @@ LIMITS = Limits(
     safety=0,
 )
 # The bot's window as the limiter checks it.
-WINDOW = 1 * (1 + CLOCK_RATE_MARGIN)
+WINDOW = 1 * (1 + CLOCK_RATE_MARGIN) + WINDOW_EDGE_SECONDS
 ATTEMPT = 1
 
 
@@ -261,7 +267,7 @@ async def test_a_send_counts_until_a_window_after_its_request_ended(
         async with new_turn({}).sending(BOT, GROUP):
             pass
 
-    group_window = 3 * (1 + CLOCK_RATE_MARGIN)
+    group_window = 3 * (1 + CLOCK_RATE_MARGIN) + WINDOW_EDGE_SECONDS
     assert refused.value.reason == "recent sends fill the window"
     assert refused.value.delay == pytest.approx(
         0.3 + group_window - 3.0 - send_turn.SEND_LEAD_SECONDS

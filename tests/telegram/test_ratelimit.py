@@ -22,7 +22,7 @@ BOT_INTERVAL = 1 / 30 * 1.04
 CHAT_INTERVAL = 1.04
 GROUP_INTERVAL = 3 * 1.04
 # The bot's and a chat's 1 s window, as the window check counts it.
-WINDOW = 1 + ratelimit.CLOCK_RATE_MARGIN
+WINDOW = 1 + ratelimit.CLOCK_RATE_MARGIN + ratelimit.WINDOW_EDGE_SECONDS
 
 
 class FakeClock:

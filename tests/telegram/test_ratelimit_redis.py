@@ -46,7 +46,7 @@ def about(seconds: float) -> object:
 
 def window(seconds: float) -> float:
     """A window as the window check counts it."""
-    return seconds * (1 + ratelimit.CLOCK_RATE_MARGIN)
+    return seconds * (1 + ratelimit.CLOCK_RATE_MARGIN) + ratelimit.WINDOW_EDGE_SECONDS
 
 
 def answer(slot: Slot) -> tuple[bool, float]:

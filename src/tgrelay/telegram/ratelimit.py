@@ -39,6 +39,11 @@ IN_FLIGHT_SECONDS = float(CALL_TIMEOUT_SECONDS)
 # The window check's windows are this fraction longer than Telegram's: our clock (Redis's,
 # when shared) and Telegram's may tick at rates up to 500 ppm apart while NTP slews them.
 CLOCK_RATE_MARGIN = 0.001
+# And this much longer still, whatever their length: `arrived_by` subtracts the least round
+# trip a process has seen, and a worker restarted onto starved cores learns that from slow
+# first answers, so it dates earlier sends' arrivals up to a few milliseconds early. The
+# cluster test (tests/cluster/) caught one send 0.1 ms inside a per-bot window that way.
+WINDOW_EDGE_SECONDS = 0.005
 ROUND_TRIPS_TRUSTED = 8  # see RoundTrips
 
 
@@ -163,11 +168,11 @@ def confirmed(
 
 def windows_for(bot_id: int, chat_id: int, limits: Limits) -> dict[str, tuple[int, float]]:
     """The sliding windows a send's start must fit, per key of `keys_for`: at most `count`
-    sends in any window of `per_seconds` (plus CLOCK_RATE_MARGIN; no safety stretch, as
-    `admit` bounds arrivals instead of guessing them)."""
+    sends in any window of `per_seconds` (plus CLOCK_RATE_MARGIN and WINDOW_EDGE_SECONDS; no
+    safety stretch, as `admit` bounds arrivals instead of guessing them)."""
     rates = [limits.per_bot, limits.per_chat, limits.per_group]
     return {
-        key: (rate.count, rate.per_seconds * (1 + CLOCK_RATE_MARGIN))
+        key: (rate.count, rate.per_seconds * (1 + CLOCK_RATE_MARGIN) + WINDOW_EDGE_SECONDS)
         for key, rate in zip(keys_for(bot_id, chat_id, limits), rates, strict=False)
     }
 
