@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ class Process:
     kills: list[float] = field(default_factory=list)  # time.monotonic() of each SIGKILL
 
     async def start(self) -> None:
+        _note(self.log, f"start {self.name}")
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "tgrelay", *self.args],
@@ -55,6 +57,7 @@ class Process:
         self.popen.kill()
         self.popen.wait()
         self.kills.append(time.monotonic())
+        _note(self.log, f"SIGKILL {self.name}")
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -67,3 +70,10 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+def _note(log: Path, what: str) -> None:
+    """A line in the test's own timeline (beside the logs), in the processes' time."""
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    with (log.parent / "timeline.log").open("a") as out:
+        out.write(f"{stamp} {what}\n")

@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 REDIS_URL = os.environ.get("TGRELAY_TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 LOAD_SECONDS = 60.0
-KILLS_PER_PROCESS = 2
+KILLS_PER_PROCESS = int(os.environ.get("TGRELAY_CLUSTER_KILLS", "2"))
 # Kills fall in [KILL_MARGIN, LOAD_SECONDS - KILL_MARGIN], at least KILL_GAP apart per process.
 KILL_MARGIN = 4.0
 KILL_GAP = 8.0
@@ -60,7 +61,11 @@ ALERTS_PER_GROUP_PER_SECOND = 1.5  # 9/s in all: above the bot's limit, so sends
 # Both sides enforce the same limits ([count, seconds]); the emulator refuses what Telegram
 # would. 6 groups x 2/s = 12/s wanted of a bot allowed 8/s: the limiter decides the pace, and
 # only a limit shared across both workers (Redis) keeps it.
-LIMITS = {"per_chat": [1, 0.5], "per_group": [4, 2.0], "per_bot": [8, 1.0]}
+LIMITS: dict[str, tuple[int, float]] = {
+    "per_chat": (1, 0.5),
+    "per_group": (4, 2.0),
+    "per_bot": (8, 1.0),
+}
 FIRST_ADMIN_ID = 5001
 FIRST_USER_ID = 9001
 
@@ -294,6 +299,8 @@ async def run_cluster(
     await eventually(lambda: _no_work_left(database_url), timeout=60, interval=0.2)
     await asyncio.sleep(2.5)
     flood = await call(emulator, "PUT", "/_emulator/flood", json={"enabled": True, **LIMITS})
+    with (logs[0].parent / "timeline.log").open("a") as out:
+        out.write(f"{datetime.now(UTC).isoformat(timespec='milliseconds')} flood control on\n")
     assert flood["rejected"] == 0
 
     loop = asyncio.get_running_loop()
@@ -373,6 +380,7 @@ async def run_cluster(
                 for log in logs
             ),
             seed=seed,
+            timeline=logs[0].parent / "timeline.log",
         )
     finally:
         await engine.dispose()
@@ -387,6 +395,26 @@ async def _no_work_left(database_url: str) -> bool:
     return not any(left.values())
 
 
+def refusals(flood: dict[str, Any]) -> list[str]:
+    """Each 429 the emulator answered, placed among the sends accepted before it: which
+    windows were full, and how long before the refusal their oldest send counted arrived."""
+    sent: list[tuple[int, float]] = [(chat, at) for chat, at in flood["sent_at"]]
+    found = []
+    for chat, at in flood["rejected_at"]:
+        full = []
+        for name, keep in (
+            ("per_chat", lambda c: c == chat),  # noqa: B023 - used within this iteration
+            ("per_group", lambda c: c == chat and chat < 0),  # noqa: B023
+            ("per_bot", lambda c: True),
+        ):
+            count, window = LIMITS[name]
+            recent = sorted(t for c, t in sent if keep(c) and at - window < t <= at)
+            if len(recent) >= count:
+                full.append(f"{name} {len(recent)} since {at - recent[-count]:.4f} s")
+        found.append(f"chat {chat} at {at:.4f} s: {', '.join(full) or 'no window full'}")
+    return found
+
+
 async def check_outcome(
     *,
     engine: AsyncEngine,
@@ -399,6 +427,7 @@ async def check_outcome(
     worker_kills: list[float],
     duplicate_warnings: int,
     seed: int,
+    timeline: Path,
 ) -> None:
     context = f"seed {seed}"
     async with engine.connect() as conn:
@@ -505,4 +534,5 @@ async def check_outcome(
 
     # Telegram's limits held across both workers: the emulator refused nothing.
     flood = await call(emulator, "GET", "/_emulator/flood")
-    assert flood["rejected"] == 0, (context, flood["rejected_by_chat"])
+    (timeline.parent / "flood.json").write_text(json.dumps(flood))
+    assert flood["rejected"] == 0, (context, refusals(flood))
