@@ -66,6 +66,9 @@ LIMITS: dict[str, tuple[int, float]] = {
     "per_group": (4, 2.0),
     "per_bot": (8, 1.0),
 }
+# A request sent just before its worker died is recorded by the receiver (on the test's busy
+# event loop) a little later: a kill this long before a first arrival still explains a second.
+RECEIVER_LAG_SECONDS = 1.0
 FIRST_ADMIN_ID = 5001
 FIRST_USER_ID = 9001
 
@@ -514,8 +517,11 @@ async def check_outcome(
             continue
         if webhook_id not in first_arrival:
             first_arrival[webhook_id] = at
-        elif not any(first_arrival[webhook_id] <= kill <= at for kill in worker_kills):
-            unexplained.append(webhook_id)
+        elif not any(
+            first_arrival[webhook_id] - RECEIVER_LAG_SECONDS <= kill <= at for kill in worker_kills
+        ):
+            nearest = min(worker_kills, key=lambda k: abs(k - at), default=None)
+            unexplained.append(f"{webhook_id} at {first_arrival[webhook_id]}, {at}: {nearest}")
     assert set(first_arrival) == set(update_of_event), context
     assert unexplained == [], context
 
