@@ -58,9 +58,9 @@ CHATS = 20  # private chats writing to the bot
 UPDATES_PER_SECOND = 25
 GROUPS = 6
 ALERTS_PER_GROUP_PER_SECOND = 1.5  # 9/s in all: above the bot's limit, so sends queue
-# Both sides enforce the same limits ([count, seconds]); the emulator refuses what Telegram
-# would. 6 groups x 2/s = 12/s wanted of a bot allowed 8/s: the limiter decides the pace, and
-# only a limit shared across both workers (Redis) keeps it.
+# Both sides enforce the same limits ((count, seconds)); the emulator refuses what Telegram
+# would. The groups could take 12/s (6 x 2/s) and get 9 alerts/s, from a bot allowed 8/s: the
+# bot's limit sets the pace, and only a limit shared by both workers (Redis) keeps it.
 LIMITS: dict[str, tuple[int, float]] = {
     "per_chat": (1, 0.5),
     "per_group": (4, 2.0),
