@@ -120,6 +120,7 @@ async def test_flood_is_off_by_default(client: httpx.AsyncClient, emulator: Emul
             "rejected_by_chat": {},
             "sent_by_chat": {str(ALICE["id"]): 5},
             "sent_at": [[ALICE["id"], 0.0]] * 5,  # the fake clock stands still
+            "rejected_at": [],
         },
     )
 
@@ -177,6 +178,7 @@ async def test_sends_over_a_limit_get_429_and_are_not_stored(
         report["rejected_by_chat"],
         report["sent_by_chat"],
         report["sent_at"],
+        report["rejected_at"],
     ) == (
         [2, 60.0],
         3,
@@ -184,6 +186,7 @@ async def test_sends_over_a_limit_get_429_and_are_not_stored(
         {str(ALICE["id"]): 1, str(BOB["id"]): 1, str(OPS_GROUP["id"]): 2},
         # Accepted sends only, timed from the PUT that switched flood control on.
         [[ALICE["id"], 0.0], [BOB["id"], 0.25], [OPS_GROUP["id"], 0.25], [OPS_GROUP["id"], 1.25]],
+        [[ALICE["id"], 0.0], [OPS_GROUP["id"], 0.25], [OPS_GROUP["id"], 2.25]],
     )
 
 

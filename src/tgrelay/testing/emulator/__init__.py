@@ -162,7 +162,8 @@ Control surface (same port, JSON in and out; errors are `{"error": "…"}` with 
                                                   {chat_id: n}, "sent_by_chat": {chat_id: n},
                                                   "sent_at": [[chat_id, seconds], …] (the
                                                   latest 10,000 sends, timed from the last
-                                                  PUT)}
+                                                  PUT), "rejected_at": the same of the
+                                                  latest 10,000 refusals}
     PUT    /_emulator/flood                       {"enabled", "per_chat"?: [1, 1.0],
                                                   "per_group"?: [20, 60.0], "per_bot"?: [30,
                                                   1.0]} ([count, window seconds]; absent:

@@ -101,12 +101,17 @@ class FloodControl:
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque(
             maxlen=SEND_LOG_LENGTH
         )
+        # (chat_id, seconds as above) of recent refusals: where a 429 fell among the sends.
+        self._rejected_at: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=SEND_LOG_LENGTH
+        )
         self._configured_at = self._monotonic()
 
     def configure(self, *, enabled: bool, limits: Limits) -> None:
         self.enabled = enabled
         self.limits = limits
         self._sent_at.clear()
+        self._rejected_at.clear()
         self._configured_at = self._monotonic()
 
     def check(self, bot_id: int, chat_id: int) -> None:
@@ -123,6 +128,7 @@ class FloodControl:
         )
         if retry is not None:
             self.rejected_by_chat[chat_id] += 1
+            self._rejected_at.append((chat_id, self._monotonic() - self._configured_at))
             raise errors.BotApiError(
                 429, f"Too Many Requests: retry after {retry}", {"retry_after": retry}
             )
@@ -151,4 +157,5 @@ class FloodControl:
             "rejected_by_chat": {str(k): v for k, v in self.rejected_by_chat.items()},
             "sent_by_chat": {str(k): v for k, v in self.sent_by_chat.items()},
             "sent_at": [[chat_id, round(at, 6)] for chat_id, at in self._sent_at],
+            "rejected_at": [[chat_id, round(at, 6)] for chat_id, at in self._rejected_at],
         }
