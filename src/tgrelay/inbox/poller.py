@@ -20,6 +20,7 @@ from datetime import datetime
 import orjson
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from tgrelay import audit, errors
 from tgrelay.bots import service as bots_service
@@ -33,7 +34,13 @@ from tgrelay.telegram import updates as update_facts
 
 log = structlog.get_logger(__name__)
 
-LEASE_SECONDS = 90.0
+# A poller renews its bot's lease every RENEW_SECONDS while it polls, whatever the long poll
+# is doing; a process that dies stops renewing, and another's supervisor (which looks every
+# SCAN_INTERVAL_SECONDS) takes the bot over within LEASE_SECONDS + SCAN_INTERVAL_SECONDS of
+# the last renewal: 8 s, inside issue 22's 10 s. Three renewals fit in a lease, so one slow
+# write (SQLite's lock, a PostgreSQL failover) does not hand the bot over.
+LEASE_SECONDS = 6.0
+RENEW_SECONDS = 2.0
 SCAN_INTERVAL_SECONDS = 2.0
 BATCH_LIMIT = 100  # getUpdates' maximum
 
@@ -63,38 +70,68 @@ class Poller:
         self._backoff = Backoff()
 
     async def run(self) -> None:
+        """Poll while this process holds the bot's lease; return once another holds it."""
+        if not await self._acquire():
+            return
+        polling = asyncio.create_task(self._poll(), name=f"poll-{self.bot.bot_id}")
+        renewing = asyncio.create_task(self._renew(), name=f"lease-{self.bot.bot_id}")
+        try:
+            # The lease lost (renewing ends) stops the poll mid-request: an update fetched
+            # but not yet stored was not confirmed to Telegram either (the next getUpdates'
+            # offset confirms), so the new holder fetches it again.
+            await asyncio.wait({polling, renewing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (polling, renewing):
+                task.cancel()
+            for task in (polling, renewing):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await leases.release(self._rt.db, self._lease, holder=self._holder)
+
+    async def _acquire(self) -> bool:
+        return await leases.acquire(
+            self._rt.db, self._lease, holder=self._holder, now=self._rt.clock(), ttl=LEASE_SECONDS
+        )
+
+    async def _renew(self) -> None:
+        """Returns when the lease could not be renewed: another process holds it now."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                if not await self._acquire():
+                    log.warning("poller.lease_lost", bot_id=self.bot.bot_id)
+                    return
+            except (SQLAlchemyError, OSError) as exc:  # try again; the lease has time left
+                log.warning("poller.lease_renewal_failed", bot_id=self.bot.bot_id, error=str(exc))
+
+    async def _poll(self) -> None:
         rt, bot_id = self._rt, self.bot.bot_id
         client = rt.telegram.for_token(self.bot.token)
         offset = await self._committed_offset()
         failures = 0
-        try:
-            while await leases.acquire(
-                rt.db, self._lease, holder=self._holder, now=rt.clock(), ttl=LEASE_SECONDS
-            ):
-                try:
-                    raw_updates = await client.get_updates(
-                        offset=offset,
-                        timeout=rt.settings.poll_timeout_seconds,
-                        limit=BATCH_LIMIT,
-                        allowed_updates=update_facts.ALLOWED_UPDATES,
-                    )
-                    if raw_updates:
-                        await self._commit(raw_updates)
-                        offset = max(u["update_id"] for u in raw_updates) + 1
-                    failures = 0
-                except errors.TelegramUnauthorized:
-                    await bots_service.record_status(
-                        rt, bot_id, BotStatus.TOKEN_REVOKED, reason="getUpdates answered 401"
-                    )
-                    return
-                except (errors.TelegramError, errors.StorageUnavailable) as exc:
-                    failures += 1
-                    delay = self._backoff.delay(failures, random.random())
-                    log.warning("poller.backoff", bot_id=bot_id, error=str(exc), delay=delay)
-                    await asyncio.sleep(delay)
-        finally:
-            with contextlib.suppress(Exception):
-                await leases.release(rt.db, self._lease, holder=self._holder)
+        while True:
+            try:
+                raw_updates = await client.get_updates(
+                    offset=offset,
+                    timeout=rt.settings.poll_timeout_seconds,
+                    limit=BATCH_LIMIT,
+                    allowed_updates=update_facts.ALLOWED_UPDATES,
+                )
+                if raw_updates:
+                    await self._commit(raw_updates)
+                    offset = max(u["update_id"] for u in raw_updates) + 1
+                failures = 0
+            except errors.TelegramUnauthorized:
+                await bots_service.record_status(
+                    rt, bot_id, BotStatus.TOKEN_REVOKED, reason="getUpdates answered 401"
+                )
+                return
+            except (errors.TelegramError, errors.StorageUnavailable) as exc:
+                failures += 1
+                delay = self._backoff.delay(failures, random.random())
+                log.warning("poller.backoff", bot_id=bot_id, error=str(exc), delay=delay)
+                await asyncio.sleep(delay)
 
     async def _committed_offset(self) -> int | None:
         """One past the newest stored update: Telegram forgets everything below it."""
