@@ -46,6 +46,19 @@ async def main(stdin: int, answers: int) -> None:
     await run(start.settings, reader, transport.write)
 
 
+def notifier(wake_lane: Callable[[], None], answer: Answer) -> Callable[[str], None]:
+    """The child's `rt.notify_queue`: its own queue wakes its worker; any other (the outbox,
+    timers: they run in the serving process) is told to the parent."""
+
+    def notify(queue: str) -> None:
+        if queue == events_service.WEBHOOKS_QUEUE:
+            wake_lane()
+        else:
+            answer(frames.frame(frames.Wake(queue)))
+
+    return notify
+
+
 async def run(settings: Settings, reader: asyncio.StreamReader, answer: Answer) -> None:
     configure_logging(settings.log_level)
     async with open_runtime(settings) as rt:
@@ -53,13 +66,7 @@ async def run(settings: Settings, reader: asyncio.StreamReader, answer: Answer) 
         client = webhooks_lane.client(rt)
         worker = webhooks_lane.worker(rt, client)
 
-        def notify(queue: str) -> None:
-            if queue == events_service.WEBHOOKS_QUEUE:
-                worker.notify()
-            else:  # the outbox and timers run in the serving process
-                answer(frames.frame(frames.Wake(queue)))
-
-        rt.notify_queue = notify
+        rt.notify_queue = notifier(worker.notify, answer)
         running = asyncio.create_task(worker.run(), name="webhook-worker")
         answer(frames.frame(frames.Ready()))
         log.info("lane.started", queue=events_service.WEBHOOKS_QUEUE, pid=os.getpid())

@@ -42,6 +42,8 @@ _WAKE = frames.frame(frames.Wake(events_service.WEBHOOKS_QUEUE))
 
 
 class LaneProcess:
+    """serve's webhooks lane child: started when wanted, woken, scraped, restarted, stopped."""
+
     def __init__(
         self,
         settings: Settings,
