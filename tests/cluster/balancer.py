@@ -9,7 +9,8 @@ Telegram, retries an update until it gets a 2xx).
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+import time
+from dataclasses import dataclass
 
 import httpx
 from starlette.requests import Request
@@ -20,6 +21,16 @@ from starlette.types import Receive, Scope, Send
 _DROPPED = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
 
 
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """A backend's answer, as the balancer passed it on."""
+
+    at: float  # time.monotonic() when it came
+    backend: str  # the backend's base URL
+    path: str
+    status: int
+
+
 class RoundRobin:
     """An ASGI app forwarding every HTTP request to `backends` in turn."""
 
@@ -27,7 +38,7 @@ class RoundRobin:
         self._backends = backends
         self._turns = itertools.cycle(range(len(backends)))
         self._client = httpx.AsyncClient(timeout=30)
-        self.answered: Counter[str] = Counter()  # backend base URL -> requests it answered
+        self.answers: list[Answer] = []
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -51,7 +62,14 @@ class RoundRobin:
                 continue  # nothing was sent: the next backend may take it
             except httpx.TransportError:
                 break  # sent, then cut (the backend died mid-request): 502, the caller retries
-            self.answered[backend] += 1
+            self.answers.append(
+                Answer(
+                    at=time.monotonic(),
+                    backend=backend,
+                    path=request.url.path,
+                    status=answer.status_code,
+                )
+            )
             kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
             kept.pop("content-encoding", None)  # httpx has decoded the body
             response = Response(answer.content, status_code=answer.status_code, headers=kept)

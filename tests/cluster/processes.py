@@ -27,7 +27,7 @@ class Process:
     kills: list[float] = field(default_factory=list)  # time.monotonic() of each SIGKILL
 
     async def start(self) -> None:
-        _note(self.log, f"start {self.name}")
+        note(self.log, f"start {self.name}")
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "tgrelay", *self.args],
@@ -57,7 +57,7 @@ class Process:
         self.popen.kill()
         self.popen.wait()
         self.kills.append(time.monotonic())
-        _note(self.log, f"SIGKILL {self.name}")
+        note(self.log, f"SIGKILL {self.name}")
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -72,7 +72,7 @@ class Process:
                 self.popen.wait()
 
 
-def _note(log: Path, what: str) -> None:
+def note(log: Path, what: str) -> None:
     """A line in the test's own timeline (beside the logs), in the processes' time."""
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
     with (log.parent / "timeline.log").open("a") as out:

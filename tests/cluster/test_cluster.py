@@ -1,5 +1,7 @@
 """Cluster proof: 2 `serve --no-worker` + 2 `worker` on one PostgreSQL database and one Redis,
-every process SIGKILLed at random moments under load; nothing acknowledged is lost.
+every process SIGKILLed at random moments under load, then PostgreSQL restarted and Redis
+stopped and started again (servers of the test's own: tests/cluster/servers.py); the
+processes carry on by themselves, and nothing acknowledged is lost.
 
 The emulator runs in a process of its own (its flood control stamps sends when they arrive:
 sharing the test's event loop would shift them) and pushes updates through a round-robin
@@ -12,29 +14,31 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio
-import redis.exceptions
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tests.cluster import servers
 from tests.cluster.balancer import RoundRobin
-from tests.cluster.processes import Process
-from tests.databases import PostgresServer
+from tests.cluster.processes import Process, note
+from tests.databases import administer
 from tests.e2e.harness import eventually, free_port
 from tgrelay.db import tables
 from tgrelay.testing.receiver import Delivery, receiving
@@ -42,15 +46,18 @@ from tgrelay.testing.serving import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-# A database number of its own: the limiter's keys name emulated bot ids, which other tests'
-# emulators hand out too.
-REDIS_URL = os.environ.get("TGRELAY_TEST_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-LOAD_SECONDS = 60.0
+# The load runs through the kills, then through the servers' restart and outage, and
+# TAIL_SECONDS more.
+CHAOS_SECONDS = 36.0
 KILLS_PER_PROCESS = int(os.environ.get("TGRELAY_CLUSTER_KILLS", "2"))
-# Kills fall in [KILL_MARGIN, LOAD_SECONDS - KILL_MARGIN], at least KILL_GAP apart per process.
+# Kills fall in [KILL_MARGIN, CHAOS_SECONDS - KILL_MARGIN], at least KILL_GAP apart per process.
 KILL_MARGIN = 4.0
 KILL_GAP = 8.0
+REDIS_DOWN_SECONDS = 5.0
+# What the processes get, after PostgreSQL is up again and after Redis is, to show that each
+# works again by itself (they need a few seconds: reconnection and retry backoffs).
+RECOVERY_SECONDS = 30.0
+TAIL_SECONDS = 3.0
 DRAIN_SECONDS = 90.0
 LEASE_SECONDS = 3  # a killed worker's jobs wait this long before another takes them
 
@@ -69,25 +76,24 @@ LIMITS: dict[str, tuple[int, float]] = {
 # A request sent just before its worker died is recorded by the receiver (on the test's busy
 # event loop) a little later: a kill this long before a first arrival still explains a second.
 RECEIVER_LAG_SECONDS = 1.0
+# A send that got its turn just before Redis stopped may reach the emulator this much later.
+SEND_LAG_SECONDS = 1.0
 FIRST_ADMIN_ID = 5001
 FIRST_USER_ID = 9001
 
 
 @pytest.fixture
-async def redis_db() -> AsyncIterator[str]:
-    """The test's Redis database, emptied before and after; skipped when Redis is absent."""
-    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except (redis.exceptions.RedisError, OSError) as exc:
-        await client.aclose()
-        pytest.skip(f"Redis not reachable at {REDIS_URL} ({type(exc).__name__})")
-    try:
-        await client.flushdb()
-        yield REDIS_URL
-        await client.flushdb()
-    finally:
-        await client.aclose()
+async def cluster_postgres() -> AsyncIterator[servers.PostgresCluster]:
+    """A PostgreSQL cluster of the test's own (it restarts it), dropped afterwards."""
+    async with servers.postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_redis(tmp_path: Path) -> AsyncIterator[servers.RedisServer]:
+    """A redis-server of the test's own (it stops and starts it), stopped afterwards."""
+    async with servers.redis_server(tmp_path / "redis.log") as server:
+        yield server
 
 
 async def call(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
@@ -138,7 +144,7 @@ def kill_schedule(rng: random.Random) -> list[float]:
     """KILLS_PER_PROCESS moments in the load, KILL_GAP apart at least (time to start again)."""
     while True:
         times = sorted(
-            rng.uniform(KILL_MARGIN, LOAD_SECONDS - KILL_MARGIN) for _ in range(KILLS_PER_PROCESS)
+            rng.uniform(KILL_MARGIN, CHAOS_SECONDS - KILL_MARGIN) for _ in range(KILLS_PER_PROCESS)
         )
         if all(b - a >= KILL_GAP for a, b in itertools.pairwise(times)):
             return times
@@ -166,109 +172,134 @@ async def unfinished(engine: AsyncEngine) -> dict[str, int]:
     return {"jobs": jobs or 0, "deliveries": deliveries or 0, "alerts": alerts or 0}
 
 
-async def test_cluster_survives_sigkills_of_every_process(
-    postgres: PostgresServer, redis_db: str, tmp_path: Path
+async def test_cluster_survives_sigkills_restarts_and_outages(
+    cluster_postgres: servers.PostgresCluster,
+    cluster_redis: servers.RedisServer,
+    tmp_path: Path,
 ) -> None:
     """Under SIGKILLs of both APIs and both workers: every acknowledged update is stored and
     processed once in per-chat order, every alert sent in order, every event delivered, no
-    finished job runs again, and the emulator refused no send (limits held across workers)."""
+    finished job runs again, and the emulator refused no send (limits held across workers);
+    after a PostgreSQL restart and while and after Redis is down, the same processes carry
+    on by themselves, and no send goes out while Redis is down."""
     seed = int(os.environ.get("TGRELAY_CLUSTER_SEED", random.SystemRandom().randrange(2**32)))
     rng = random.Random(seed)
     started = time.monotonic()
-    async with postgres.fresh_database() as database_url:
-        emulator_port, api_ports = free_port(), [free_port(), free_port()]
-        emulator_url = f"http://127.0.0.1:{emulator_port}"
-        arrivals: list[tuple[str, float]] = []  # (webhook-id, time.monotonic()) per request
+    await administer(make_url(cluster_postgres.url("postgres")), 'CREATE DATABASE "tgrelay"')
+    database_url = cluster_postgres.url("tgrelay")
+    emulator_port, api_ports = free_port(), [free_port(), free_port()]
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    arrivals: list[tuple[str, float]] = []  # (webhook-id, time.monotonic()) per request
 
-        async def record(delivery: Delivery) -> int:
-            arrivals.append((delivery.headers["webhook-id"], time.monotonic()))
-            return 200
+    async def record(delivery: Delivery) -> int:
+        arrivals.append((delivery.headers["webhook-id"], time.monotonic()))
+        return 200
 
-        balancer = RoundRobin([f"http://127.0.0.1:{port}" for port in api_ports])
-        async with (
-            serving(balancer, lifespan="off") as balanced,
-            receiving(record) as receiver,
-        ):
-            env = {
-                **os.environ,
-                "TGRELAY_DATA_DIR": str(tmp_path),
-                "TGRELAY_DATABASE_URL": database_url,
-                "TGRELAY_DATABASE_POOL_SIZE": "6",
-                "TGRELAY_WORKER_CONCURRENCY": "4",
-                "TGRELAY_REDIS_URL": redis_db,
-                "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
-                "TGRELAY_TELEGRAM_API_URL": emulator_url,
-                "TGRELAY_PUBLIC_URL": balanced.base_url,
-                "TGRELAY_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-                "TGRELAY_HEALTH_INTERVAL_SECONDS": "3600",
-                "TGRELAY_WEBHOOKS_ALLOW_PRIVATE": "true",
-                "TGRELAY_SEND_LIMIT_PER_CHAT": json.dumps(LIMITS["per_chat"]),
-                "TGRELAY_SEND_LIMIT_PER_GROUP": json.dumps(LIMITS["per_group"]),
-                "TGRELAY_SEND_LIMIT_PER_BOT": json.dumps(LIMITS["per_bot"]),
-                "TGRELAY_LOG_LEVEL": "WARNING",
-            }
-            emulator_process = Process(
-                name="emulator",
-                args=["emulator", "--port", str(emulator_port)],
+    api_urls = [f"http://127.0.0.1:{port}" for port in api_ports]
+    balancer = RoundRobin(api_urls)
+    async with (
+        serving(balancer, lifespan="off") as balanced,
+        receiving(record) as receiver,
+    ):
+        env = {
+            **os.environ,
+            "TGRELAY_DATA_DIR": str(tmp_path),
+            "TGRELAY_DATABASE_URL": database_url,
+            "TGRELAY_DATABASE_POOL_SIZE": "6",
+            "TGRELAY_WORKER_CONCURRENCY": "4",
+            "TGRELAY_REDIS_URL": cluster_redis.url,
+            "TGRELAY_SECRET_KEYS": Fernet.generate_key().decode(),
+            "TGRELAY_TELEGRAM_API_URL": emulator_url,
+            "TGRELAY_PUBLIC_URL": balanced.base_url,
+            "TGRELAY_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            "TGRELAY_HEALTH_INTERVAL_SECONDS": "3600",
+            "TGRELAY_WEBHOOKS_ALLOW_PRIVATE": "true",
+            "TGRELAY_SEND_LIMIT_PER_CHAT": json.dumps(LIMITS["per_chat"]),
+            "TGRELAY_SEND_LIMIT_PER_GROUP": json.dumps(LIMITS["per_group"]),
+            "TGRELAY_SEND_LIMIT_PER_BOT": json.dumps(LIMITS["per_bot"]),
+            "TGRELAY_LOG_LEVEL": "WARNING",
+        }
+        emulator_process = Process(
+            name="emulator",
+            args=["emulator", "--port", str(emulator_port)],
+            env=env,
+            log=tmp_path / "emulator.log",
+            ready_url=f"{emulator_url}/_emulator/flood",
+        )
+        setup = Process(name="setup", args=["migrate"], env=env, log=tmp_path / "setup.log")
+        apis = [
+            Process(
+                name=f"api-{n}",
+                args=["serve", "--no-worker", "--port", str(port)],
                 env=env,
-                log=tmp_path / "emulator.log",
-                ready_url=f"{emulator_url}/_emulator/flood",
+                log=tmp_path / f"api-{n}.log",
+                ready_url=f"http://127.0.0.1:{port}/readyz",
             )
-            setup = Process(name="setup", args=["migrate"], env=env, log=tmp_path / "setup.log")
-            apis = [
-                Process(
-                    name=f"api-{n}",
-                    args=["serve", "--no-worker", "--port", str(port)],
-                    env=env,
-                    log=tmp_path / f"api-{n}.log",
-                    ready_url=f"http://127.0.0.1:{port}/readyz",
+            for n, port in enumerate(api_ports, 1)
+        ]
+        workers = [
+            Process(name=f"worker-{n}", args=["worker"], env=env, log=tmp_path / f"w{n}.log")
+            for n in (1, 2)
+        ]
+        cluster = [*apis, *workers]
+        await emulator_process.start()
+        try:
+            await setup.start()
+            assert setup.popen is not None
+            assert setup.popen.wait(timeout=120) == 0
+            created = subprocess.run(
+                [sys.executable, "-m", "tgrelay", "workspace", "create", "c", "--json"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            api_key = json.loads(created.stdout)["api_key"]
+            await asyncio.gather(*(p.start() for p in cluster))
+            async with (
+                httpx.AsyncClient(
+                    base_url=balanced.base_url,
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    timeout=30,
+                ) as api,
+                httpx.AsyncClient(base_url=emulator_url, timeout=30) as emulator,
+            ):
+                await run_cluster(
+                    rng=rng,
+                    api=api,
+                    emulator=emulator,
+                    receiver_url=receiver.url,
+                    balancer=balancer,
+                    apis=dict(zip(api_urls, apis, strict=True)),
+                    workers=workers,
+                    postgres=cluster_postgres,
+                    redis_server=cluster_redis,
+                    database_url=database_url,
+                    arrivals=arrivals,
+                    seed=seed,
                 )
-                for n, port in enumerate(api_ports, 1)
-            ]
-            workers = [
-                Process(name=f"worker-{n}", args=["worker"], env=env, log=tmp_path / f"w{n}.log")
-                for n in (1, 2)
-            ]
-            cluster = [*apis, *workers]
-            await emulator_process.start()
-            try:
-                await setup.start()
-                assert setup.popen is not None
-                assert setup.popen.wait(timeout=120) == 0
-                created = subprocess.run(
-                    [sys.executable, "-m", "tgrelay", "workspace", "create", "c", "--json"],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                api_key = json.loads(created.stdout)["api_key"]
-                await asyncio.gather(*(p.start() for p in cluster))
-                async with (
-                    httpx.AsyncClient(
-                        base_url=balanced.base_url,
-                        headers={"Authorization": f"Bearer {api_key}"},
-                        timeout=30,
-                    ) as api,
-                    httpx.AsyncClient(base_url=emulator_url, timeout=30) as emulator,
-                ):
-                    await run_cluster(
-                        rng=rng,
-                        api=api,
-                        emulator=emulator,
-                        receiver_url=receiver.url,
-                        cluster=cluster,
-                        workers=workers,
-                        database_url=database_url,
-                        arrivals=arrivals,
-                        logs=[w.log for w in workers],
-                        seed=seed,
-                    )
-            finally:
-                for process in [*cluster, emulator_process]:
-                    process.stop()
-                await balancer.aclose()
+        finally:
+            for process in [*cluster, emulator_process]:
+                process.stop()
+            await balancer.aclose()
     print(f"cluster test: seed {seed}, {time.monotonic() - started:.1f} s")
+
+
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(kw_only=True)
+class Outages:
+    """When the servers went away and were back (time.monotonic()), and the wall clock's time
+    of each return (jobs record their ends in it)."""
+
+    postgres_restarting: float = math.nan  # pg_ctlcluster restart called
+    postgres_up: float = math.nan  # ... and returned: the server accepts connections
+    postgres_up_wall: datetime = NEVER
+    redis_stopped: float = math.nan  # redis-server has exited
+    redis_starting: float = math.nan
+    redis_up: float = math.nan  # it answers PING again
+    redis_up_wall: datetime = NEVER
 
 
 async def run_cluster(
@@ -277,13 +308,18 @@ async def run_cluster(
     api: httpx.AsyncClient,
     emulator: httpx.AsyncClient,
     receiver_url: str,
-    cluster: list[Process],
+    balancer: RoundRobin,
+    apis: dict[str, Process],  # by the base URL the balancer forwards to
     workers: list[Process],
+    postgres: servers.PostgresCluster,
+    redis_server: servers.RedisServer,
     database_url: str,
     arrivals: list[tuple[str, float]],
-    logs: list[Path],
     seed: int,
 ) -> None:
+    cluster = [*apis.values(), *workers]
+    logs = [w.log for w in workers]
+    timeline = logs[0].parent / "timeline.log"
     bot = await call(emulator, "POST", "/_emulator/bots", json={"username": "cluster_bot"})
     bot_id = bot["id"]
     await call(api, "POST", "/v1/bots", json={"token": bot["token"]})
@@ -301,19 +337,24 @@ async def run_cluster(
     # for them and for a slowest spacing, so the run measures the load's sends only.
     await eventually(lambda: _no_work_left(database_url), timeout=60, interval=0.2)
     await asyncio.sleep(2.5)
+    # The emulator times its sends from this PUT (`sent_at`) on time.monotonic(), which is
+    # CLOCK_MONOTONIC: one clock for every process of the machine.
+    before = time.monotonic()
     flood = await call(emulator, "PUT", "/_emulator/flood", json={"enabled": True, **LIMITS})
-    with (logs[0].parent / "timeline.log").open("a") as out:
-        out.write(f"{datetime.now(UTC).isoformat(timespec='milliseconds')} flood control on\n")
+    flood_on = (before + time.monotonic()) / 2
+    note(logs[0], "flood control on")
     assert flood["rejected"] == 0
 
     loop = asyncio.get_running_loop()
     load_started = loop.time()
+    load_over = asyncio.Event()
     injected: dict[int, int] = {}  # update_id -> chat (the user's private chat)
     posted: dict[str, list[str]] = {c["id"]: [] for c in connections}
+    posted_at: list[float] = []  # time.monotonic() of each alert's acceptance
 
     async def inject() -> None:
         count = 0
-        while loop.time() - load_started < LOAD_SECONDS:
+        while not load_over.is_set():
             chat = FIRST_USER_ID + count % CHATS
             update = await call(
                 emulator,
@@ -328,11 +369,11 @@ async def run_cluster(
     async def alert(connection_id: str) -> None:
         # One poster per group: a group's alerts are accepted in this order.
         count = 0
-        while loop.time() - load_started < LOAD_SECONDS:
+        while not load_over.is_set():
             text = f"alert {connection_id[-6:]} {count:04d}"
             body = {"connection_id": connection_id, "text": text, "idempotency_key": text}
-            while True:  # a 502 (its API killed) is retried; the key keeps it one alert
-                try:
+            while True:  # a 5xx (its API killed, PostgreSQL restarting) is retried; the key
+                try:  # keeps it one alert
                     response = await api.post("/v1/notifications", json=body)
                     if response.status_code == 202:
                         break
@@ -341,6 +382,7 @@ async def run_cluster(
                     pass
                 await asyncio.sleep(0.1)
             posted[connection_id].append(text)
+            posted_at.append(time.monotonic())
             count += 1
             await asyncio.sleep(
                 max(0.0, load_started + count / ALERTS_PER_GROUP_PER_SECOND - loop.time())
@@ -353,11 +395,135 @@ async def run_cluster(
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             await process.start()
 
-    await asyncio.gather(
-        inject(),
-        *(alert(c["id"]) for c in connections),
-        *(chaos(p) for p in cluster),
-    )
+    engine = create_async_engine(database_url, poolclass=NullPool)
+
+    async def done_by(worker: Process, *, since: datetime, kind: str | None = None) -> bool:
+        """Whether `worker`'s current process finished a job (of `kind`) after `since`."""
+        assert worker.popen is not None
+        query = (
+            select(func.count())
+            .select_from(tables.jobs)
+            .where(
+                tables.jobs.c.state == "done",
+                # A worker's id names its process: host:pid:random (queue.worker).
+                tables.jobs.c.locked_by.like(f"%:{worker.popen.pid}:%"),
+                tables.jobs.c.finished_at > since,
+            )
+        )
+        if kind is not None:
+            query = query.where(tables.jobs.c.kind == kind)
+        async with engine.connect() as conn:
+            return bool(await conn.scalar(query))
+
+    async def processed_since(moment: datetime) -> bool:
+        """Whether an update received after `moment` (so pushed after it; its push is
+        acknowledged once it is stored) was stored and processed."""
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                select(func.count())
+                .select_from(tables.updates)
+                .join(tables.jobs, tables.jobs.c.subject_id == tables.updates.c.id)
+                .where(
+                    tables.jobs.c.kind == "process_update",
+                    tables.jobs.c.state == "done",
+                    tables.updates.c.bot_id == bot_id,
+                    tables.updates.c.received_at > moment,
+                )
+            )
+        return bool(found)
+
+    async def sent_since(moment: float) -> bool:
+        """Whether a send reached the emulator after `moment`."""
+        report = await call(emulator, "GET", "/_emulator/flood")
+        return any(flood_on + at > moment for _, at in report["sent_at"])
+
+    async def after_postgres(outages: Outages) -> list[str]:
+        """What has not happened yet since PostgreSQL was up again."""
+        up, up_wall = outages.postgres_up, outages.postgres_up_wall
+        missing = [
+            f"{process.name} acknowledged no update"
+            for url, process in apis.items()
+            if not any(
+                a.backend == url and a.path.startswith("/telegram/") and a.status == 200
+                for a in balancer.answers
+                if a.at > up
+            )
+        ]
+        missing += [
+            f"{w.name} finished no job" for w in workers if not await done_by(w, since=up_wall)
+        ]
+        if not await processed_since(up_wall):
+            missing.append("no update pushed since was processed")
+        if not any(at > up for _, at in arrivals):
+            missing.append("no event was delivered")
+        if not await sent_since(up):
+            missing.append("no alert was sent")
+        return missing
+
+    async def after_redis(outages: Outages) -> list[str]:
+        """What has not happened yet since Redis was up again."""
+        missing = [
+            f"{w.name} finished no send"
+            for w in workers
+            if not await done_by(w, since=outages.redis_up_wall, kind="telegram_send")
+        ]
+        if not await sent_since(outages.redis_up):
+            missing.append("no alert was sent")
+        return missing
+
+    async def working() -> list[str]:
+        """Which workers have finished no job yet (one started again may not have)."""
+        return [f"{w.name} finished no job" for w in workers if not await done_by(w, since=NEVER)]
+
+    async def disrupt() -> Outages:
+        """The kills, then the restart and the outage, each once the processes work."""
+        await asyncio.gather(*(chaos(p) for p in cluster))
+        await asyncio.sleep(max(0.0, load_started + CHAOS_SECONDS - loop.time()))
+        await until_nothing_missing(working, "before PostgreSQL's restart", log=logs[0])
+        pids = {p.name: p.popen.pid for p in cluster if p.popen is not None}
+        outages = Outages()
+        note(logs[0], "PostgreSQL restarting")
+        outages.postgres_restarting = time.monotonic()
+        await postgres.restart()
+        outages.postgres_up = time.monotonic()
+        outages.postgres_up_wall = datetime.now(UTC)
+        note(logs[0], "PostgreSQL up")
+        await until_nothing_missing(
+            lambda: after_postgres(outages), "after PostgreSQL's restart", log=logs[0]
+        )
+
+        note(logs[0], "Redis stopping")
+        await redis_server.stop()
+        outages.redis_stopped = time.monotonic()
+        note(logs[0], "Redis stopped")
+        await asyncio.sleep(REDIS_DOWN_SECONDS)  # the outage itself
+        outages.redis_starting = time.monotonic()
+        await redis_server.start()
+        outages.redis_up = time.monotonic()
+        outages.redis_up_wall = datetime.now(UTC)
+        note(logs[0], "Redis up")
+        await until_nothing_missing(
+            lambda: after_redis(outages), "after Redis was back", log=logs[0]
+        )
+
+        # Nobody restarted a process for them: the same ones ran on.
+        assert {p.name: p.popen.pid for p in cluster if p.popen is not None} == pids
+        assert all(p.alive() for p in cluster)
+        await asyncio.sleep(TAIL_SECONDS)
+        return outages
+
+    async def load_until(disruptions: Awaitable[Outages]) -> Outages:
+        try:
+            return await disruptions
+        finally:
+            load_over.set()
+
+    disrupting = asyncio.ensure_future(load_until(disrupt()))
+    try:
+        await asyncio.gather(disrupting, inject(), *(alert(c["id"]) for c in connections))
+    finally:
+        await engine.dispose()
+    outages = disrupting.result()
     assert all(p.alive() for p in cluster)
 
     # Drain: Telegram's side has nothing left to push, tgrelay's nothing left to do.
@@ -365,7 +531,19 @@ async def run_cluster(
         pending = await call(emulator, "GET", f"/_emulator/bots/{bot_id}/updates")
         return not pending and await _no_work_left(database_url)
 
+    note(logs[0], "load over")
     await eventually(drained, timeout=DRAIN_SECONDS, interval=0.5)
+    note(logs[0], "drained")
+
+    # While Redis was down no send went out (fail closed); alerts were asked for meanwhile.
+    flood = await call(emulator, "GET", "/_emulator/flood")
+    during = [
+        flood_on + at
+        for _, at in flood["sent_at"]
+        if outages.redis_stopped + SEND_LAG_SECONDS < flood_on + at < outages.redis_starting
+    ]
+    assert during == [], (f"seed {seed}", outages, during)
+    assert any(outages.redis_stopped < at < outages.redis_starting for at in posted_at)
 
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
@@ -377,16 +555,42 @@ async def run_cluster(
             connections=connections,
             posted=posted,
             arrivals=arrivals,
-            worker_kills=sorted(t for w in workers for t in w.kills),
+            # A worker killed, or PostgreSQL restarting under it, may leave a delivery or a
+            # send done but not recorded: it runs again once its lease expires.
+            disruptions=sorted(
+                [t for w in workers for t in w.kills]
+                + [outages.postgres_restarting, outages.postgres_up]
+            ),
             duplicate_warnings=sum(
                 log.read_text(errors="replace").count("telegram.possible_duplicate_send")
                 for log in logs
             ),
             seed=seed,
-            timeline=logs[0].parent / "timeline.log",
+            timeline=timeline,
         )
     finally:
         await engine.dispose()
+
+
+async def until_nothing_missing(
+    missing: Callable[[], Awaitable[list[str]]], when: str, *, log: Path
+) -> None:
+    """Wait until `missing()` names nothing, noting in the timeline what it names as that
+    changes; fail with what it still named after RECOVERY_SECONDS."""
+    last: list[str] | None = None
+
+    async def complete() -> bool:
+        nonlocal last
+        found = await missing()
+        if found != last:
+            note(log, f"{when}: missing {found}")
+        last = found
+        return not found
+
+    try:
+        await eventually(complete, timeout=RECOVERY_SECONDS, interval=0.25)
+    except TimeoutError:
+        raise AssertionError(f"{when}, within {RECOVERY_SECONDS:g} s: {last}") from None
 
 
 async def _no_work_left(database_url: str) -> bool:
@@ -427,7 +631,7 @@ async def check_outcome(
     connections: list[dict[str, Any]],
     posted: dict[str, list[str]],
     arrivals: list[tuple[str, float]],
-    worker_kills: list[float],
+    disruptions: list[float],
     duplicate_warnings: int,
     seed: int,
     timeline: Path,
@@ -506,8 +710,9 @@ async def check_outcome(
     for chat, processed in by_chat.items():
         assert processed == sorted(processed), (context, chat)
 
-    # Every event delivered; a delivery arrived twice only when a worker died between its
-    # first and its second arrival (at least once, never again once its outcome committed).
+    # Every event delivered; a delivery arrived twice only when a worker died (or PostgreSQL
+    # restarted) between its first and its second arrival (at least once, never again once
+    # its outcome committed).
     delivery_ids = [delivery_id for delivery_id, _, _ in announced]
     assert all(succeeded[d] == 1 for d in delivery_ids), context
     first_arrival: dict[str, float] = {}
@@ -518,9 +723,10 @@ async def check_outcome(
         if webhook_id not in first_arrival:
             first_arrival[webhook_id] = at
         elif not any(
-            first_arrival[webhook_id] - RECEIVER_LAG_SECONDS <= kill <= at for kill in worker_kills
+            first_arrival[webhook_id] - RECEIVER_LAG_SECONDS <= moment <= at
+            for moment in disruptions
         ):
-            nearest = min(worker_kills, key=lambda k: abs(k - at), default=None)
+            nearest = min(disruptions, key=lambda k: abs(k - at), default=None)
             unexplained.append(f"{webhook_id} at {first_arrival[webhook_id]}, {at}: {nearest}")
     assert set(first_arrival) == set(update_of_event), context
     assert unexplained == [], context

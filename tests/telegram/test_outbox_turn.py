@@ -22,6 +22,7 @@ from tgrelay.telegram.ratelimit import (
     InProcessRateLimiter,
     Limits,
     Rate,
+    Slot,
 )
 
 BOT = 7
@@ -336,3 +337,76 @@ async def test_a_send_is_answered_unless_the_way_to_telegram_failed(
         with pytest.raises(type(raised)):
             await send()
     assert limiter.answered == [answered]
+
+
+class Unreachable(InProcessRateLimiter):
+    """The limiter while its Redis is down (after `down()`): no call grants a turn."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(LIMITS, clock=clock.now)
+        self.is_down = False
+
+    def down(self) -> None:
+        self.is_down = True
+
+    async def reserve(self, bot_id: int, chat_id: int) -> Slot:
+        self._fail()
+        return await super().reserve(bot_id, chat_id)
+
+    async def start(self, bot_id: int, chat_id: int, send_id: str) -> float:
+        self._fail()
+        return await super().start(bot_id, chat_id, send_id)
+
+    def _fail(self) -> None:
+        if self.is_down:
+            raise errors.StorageUnavailable("Redis failed for the rate limiter (ConnectionError)")
+
+
+async def test_an_unreachable_limiter_reschedules_a_new_send_without_a_slot(
+    clock: Clock, saves: Saves
+) -> None:
+    """With the limiter unreachable, a send asking for its turn is rescheduled to ask again
+    soon, carrying no slot, and nothing is written for it (fail closed)."""
+    limiter = Unreachable(clock)
+    limiter.down()
+    turn = Turn(
+        limiter=limiter, payload={}, attempt=1, clock=clock.now, sleep=clock.sleep, save=saves
+    )
+
+    with pytest.raises(retry.Reschedule) as rescheduled:
+        await turn.wait_for_slot(BOT, GROUP)
+
+    assert (rescheduled.value.delay, rescheduled.value.reason, rescheduled.value.payload) == (
+        send_turn.LIMITER_DOWN_RETRY_SECONDS,
+        "the rate limiter is unreachable",
+        {send_turn.ASKED_AT: clock.seconds},
+    )
+    assert saves.written == []
+
+
+async def test_an_unreachable_limiter_at_the_start_keeps_the_request_from_going(
+    clock: Clock, saves: Saves
+) -> None:
+    """A send whose slot came while the limiter was reachable, and whose start finds it
+    unreachable, never reaches its request; it comes back to reserve anew, and its next run
+    (the reschedule gives the attempt back) counts no possible duplicate."""
+    limiter = Unreachable(clock)
+    turn = Turn(
+        limiter=limiter, payload={}, attempt=1, clock=clock.now, sleep=clock.sleep, save=saves
+    )
+    await turn.wait_for_slot(BOT, GROUP)  # free: records the attempt, and goes now
+    limiter.down()
+    requests = []
+
+    with pytest.raises(retry.Reschedule) as rescheduled:
+        async with turn.sending(BOT, GROUP):
+            requests.append("sendMessage")
+
+    assert requests == []
+    assert rescheduled.value.delay == send_turn.LIMITER_DOWN_RETRY_SECONDS
+    payload = rescheduled.value.payload
+    assert payload == {send_turn.ASKED_AT: clock.seconds, send_turn.ATTEMPTED: 1}
+    again = Turn(
+        limiter=limiter, payload=payload, attempt=1, clock=clock.now, sleep=clock.sleep, save=saves
+    )
+    assert (again.attempted_unrecorded(), again.marked()) == (False, True)

@@ -6,6 +6,10 @@ The turn also records the send as attempted before its request (DESIGN promise 2
 payload of the reschedule that carries its slot (no transaction of its own), or else with
 `save` right before the slot's last wait.
 
+A limiter that cannot be asked (its Redis unreachable) gives no turn: the send is
+rescheduled, its attempt unspent, and asks again until it can (fail closed), however long
+the outage; it never goes unlimited.
+
 Its clock (unix seconds) and its sleep are parameters, so tests drive time themselves.
 """
 
@@ -13,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
+
+import structlog
 
 from tgrelay import errors
 from tgrelay.queue import retry
@@ -35,6 +41,11 @@ SEND_LEAD_SECONDS = 0.05
 # did here): a job that slept exactly until its chat freed found it still busy, and went
 # round the queue again for nothing. Its sleeps here run this much longer.
 TIMER_SLACK_SECONDS = 0.001
+# How soon a send asks again while the limiter cannot be reached. redis-py itself retries a
+# failed command for a few seconds (10 times, backoff up to 1 s) before the limiter gives up.
+LIMITER_DOWN_RETRY_SECONDS = 1.0
+
+log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -112,7 +123,8 @@ class Turn:
             await self._ready_at(slot_at)
             return
         for _ in range(2):  # once more after a short wait for the chat or group to free
-            slot = await self._limiter.reserve(bot_id, chat_id)
+            with self._failing_closed(bot_id, chat_id):
+                slot = await self._limiter.reserve(bot_id, chat_id)
             if slot.wait_seconds > SEND_LEAD_SECONDS:
                 break
             if slot.reserved or slot.wait_seconds <= 0:
@@ -152,7 +164,11 @@ class Turn:
         or group busy with this very slot (on bench/alerts.py, a 3 s group interval lost).
         """
         send_id = secrets.token_hex(8)
-        while (wait := await self._limiter.start(bot_id, chat_id, send_id)) > 0:
+        while True:
+            with self._failing_closed(bot_id, chat_id):
+                wait = await self._limiter.start(bot_id, chat_id, send_id)
+            if wait <= 0:
+                break
             if wait > SEND_LEAD_SECONDS:
                 raise retry.Reschedule(
                     wait - SEND_LEAD_SECONDS,
@@ -173,6 +189,21 @@ class Turn:
             raise
         finally:
             await self._limiter.finish(bot_id, chat_id, send_id, answered=answered)
+
+    @contextlib.contextmanager
+    def _failing_closed(self, bot_id: int, chat_id: int) -> Iterator[None]:
+        """Around a call to the limiter: unreachable, it reschedules the send to reserve anew
+        (a restarted Redis forgot every slot); the payload keeps this attempt's record, and
+        the reschedule gives the attempt back, so the next run counts no possible duplicate."""
+        try:
+            yield
+        except errors.StorageUnavailable as exc:
+            log.warning("ratelimit.unavailable", bot_id=bot_id, chat_id=chat_id, error=str(exc))
+            raise retry.Reschedule(
+                LIMITER_DOWN_RETRY_SECONDS,
+                "the rate limiter is unreachable",
+                payload=self.forget_slot(),
+            ) from None
 
     def forget_slot(self) -> dict[str, Any]:
         """The payload for a run that must reserve again (after a 429 or a migration)."""
