@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.clock import utcnow
@@ -934,6 +935,41 @@ async def test_a_failure_in_a_batch_undoes_it_and_the_rest_runs_one_by_one(
     )
     assert (a3.state, a3.attempts) == (JobState.PENDING, 0)  # held back, its attempt given back
     assert calls.count("a3") == 0
+
+
+async def test_jobs_held_back_while_the_database_is_away_are_left_to_their_lease(
+    database: Database,
+    clock: Clock,
+    logs: list[MutableMapping[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Handing held-back jobs back fails (PostgreSQL restarting, say): the batch ends with a
+    warning, not a crash, and the jobs stay the worker's until their lease lapses."""
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        if job.payload["name"] == "a1":
+            raise RuntimeError("a1 failed")
+
+    async def away(*args: object, **kwargs: object) -> int:
+        raise OperationalError("UPDATE jobs", {}, Exception("the database is shutting down"))
+
+    monkeypatch.setattr(store, "release", away)
+    registry = Registry()
+    registry.register("record", record)
+    a1, a2 = await enqueue(
+        database,
+        *(NewJob(kind="record", payload={"name": n}, ordering_key="a") for n in ("a1", "a2")),
+        now=clock,
+    )
+    async with running(make_worker(database, registry, clock, batch_size=10)):
+
+        async def warned() -> bool:
+            return any(entry["event"] == "jobs.release_failed" for entry in logs)
+
+        await wait_until(warned)
+    assert not [entry for entry in logs if entry["event"] == "job.crashed"]
+    assert (await get(database, a1)).state == JobState.PENDING  # its retry
+    assert (await get(database, a2)).state == JobState.RUNNING  # the lease will free it
 
 
 async def test_a_job_waits_for_its_predecessors_retry_and_a_dead_one_lets_it_go(

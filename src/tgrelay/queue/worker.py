@@ -556,7 +556,14 @@ class Worker:
                 stopped_keys.add(job.ordering_key)
         if held_back:
             # Pending again with their attempt given back; they wait for their predecessor.
-            await store.release(self.db, [job.id for job in held_back], worker_id=self.worker_id)
+            try:
+                await store.release(
+                    self.db, [job.id for job in held_back], worker_id=self.worker_id
+                )
+            except TRANSIENT_ERRORS as exc:
+                # The database away (a restart): their leases lapse and rescue hands them
+                # back, attempts counted, like the jobs of a worker that died.
+                self._log.warning("jobs.release_failed", count=len(held_back), error=str(exc))
 
     def _observe_batch(self, jobs: list[Job], seconds: float) -> None:
         # One line per transaction: a line per job cost a tenth of a job's time.
