@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.databases import PostgresServer
+from tests.databases import PostgresServer, migrated_sqlite
 from tgrelay.db import engine, tables
 from tgrelay.db.engine import Database
 
@@ -81,6 +83,28 @@ async def insert_then_fail(db: Database) -> None:
             )
         )
         raise RuntimeError("after the insert")
+
+
+async def test_a_sqlite_write_transaction_tells_how_long_it_held_the_lock(
+    tmp_path: Path,
+) -> None:
+    """From BEGIN IMMEDIATE to COMMIT, once per committed transaction; a rolled back one tells
+    nothing (what tgrelay_sqlite_write_lock_seconds{writer="transactions"} observes)."""
+    await migrated_sqlite(tmp_path / "tgrelay.db")
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'tgrelay.db'}")
+    held: list[float] = []
+    database.on_write_lock_held = held.append
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(text("SELECT 1"))
+            await asyncio.sleep(0.02)  # work done while holding the lock
+        with pytest.raises(RuntimeError):
+            async with database.transaction():
+                raise RuntimeError("undone")
+    finally:
+        await database.dispose()
+    assert len(held) == 1
+    assert 0.02 <= held[0] < 5
 
 
 async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:

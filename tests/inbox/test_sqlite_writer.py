@@ -79,6 +79,21 @@ async def test_pipelined_transactions_commit_in_the_order_they_were_sent(
     ]
 
 
+async def test_each_transaction_tells_how_long_it_held_the_write_lock(database: Path) -> None:
+    """What tgrelay_sqlite_write_lock_seconds{writer="intake"} observes: one figure a batch."""
+    held: list[float] = []
+    writer = SqliteWriterProcess(
+        writer_config(str(database), synchronous="FULL"), on_lock_held=held.append
+    )
+    try:
+        await writer.write(_request(1, 2))
+        await writer.write(_request(3))
+    finally:
+        await writer.close()
+    assert len(held) == 2
+    assert all(0 < seconds < 5 for seconds in held)
+
+
 async def test_a_failed_transaction_is_answered_rolled_back_and_the_process_goes_on(
     database: Path,
 ) -> None:

@@ -56,6 +56,9 @@ class Database:
             url, **_engine_options(parsed.drivername, postgres_pool_size)
         )
         self._sqlite_writers = write_turns.WriteTurns()
+        # Told how long each SQLite write transaction of this process held the write lock
+        # (the runtime sets it to a metric): the lock's busy share is where SQLite's limit shows.
+        self.on_write_lock_held: Callable[[float], None] | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
@@ -87,8 +90,12 @@ class Database:
             return
         async with self._sqlite_writers.turn(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
-            async with _calling_after_commit(conn), conn.begin():
-                yield conn
+            async with _calling_after_commit(conn):
+                async with conn.begin():  # BEGIN IMMEDIATE: the lock is this process's now
+                    locked_at = time.monotonic()
+                    yield conn
+                if self.on_write_lock_held is not None:
+                    self.on_write_lock_held(time.monotonic() - locked_at)
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

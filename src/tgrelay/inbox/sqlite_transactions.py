@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import struct
 import sys
+import time
 from typing import IO, Any, TypedDict
 
 import orjson
@@ -79,9 +80,12 @@ class _Transactions:
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
 
-    def write(self, request: WriteRequest) -> list[UpdateKey]:
+    def write(self, request: WriteRequest) -> tuple[list[UpdateKey], float]:
+        """Run one transaction: the (bot_id, update_id) of the updates it created, and the
+        seconds it held the write lock (from BEGIN IMMEDIATE to COMMIT)."""
         conn, config = self._conn, self._config
         sqlite_locks.patiently(conn.execute, "BEGIN IMMEDIATE")
+        locked_at = time.monotonic()
         try:
             created: list[UpdateKey] = []
             if request["updates"]:
@@ -103,13 +107,14 @@ class _Transactions:
                 _insert(conn, config["insert_jobs"], jobs)
             _insert(conn, config["insert_audits"], request["audits"])
             conn.execute("COMMIT")
+            held = time.monotonic() - locked_at
         except BaseException:
             # A failed COMMIT (a full disk) leaves the transaction open: the next BEGIN would
             # then fail for every batch to come.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return created
+        return created, held
 
     def _link(self, jobs: list[Row]) -> None:
         """Give the jobs ids and predecessors, and move their keys' newest job on to them."""
@@ -190,7 +195,8 @@ def main() -> None:
     _write(answers, {"ready": True})
     while (request := _read(requests)) is not None:
         try:
-            reply: dict[str, object] = {"created": transactions.write(request)}
+            created, held = transactions.write(request)
+            reply: dict[str, object] = {"created": created, "held": held}
         except Exception as exc:  # the parent turns it into a 503; Telegram sends again
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         _write(answers, reply)

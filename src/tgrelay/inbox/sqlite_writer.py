@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,11 @@ class SqliteWriterProcess:
     trip through the event loop.
     """
 
-    def __init__(self, config: WriterConfig) -> None:
+    def __init__(
+        self, config: WriterConfig, *, on_lock_held: Callable[[float], None] | None = None
+    ) -> None:
         self._config = config
+        self._on_lock_held = on_lock_held  # told how long each transaction held the lock
         self._child: _Child | None = None
         self._starting = asyncio.Lock()
         self._ending: set[asyncio.Task[int]] = set()  # children killed, not yet reaped
@@ -70,6 +74,8 @@ class SqliteWriterProcess:
     async def write(self, request: WriteRequest) -> set[UpdateKey]:
         """Run one transaction; the (bot_id, update_id) of the updates it created."""
         reply = await self._exchange(await self._running(), request)
+        if self._on_lock_held is not None:
+            self._on_lock_held(reply["held"])
         return {(bot_id, update_id) for bot_id, update_id in reply["created"]}
 
     async def close(self) -> None:

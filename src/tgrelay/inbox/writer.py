@@ -237,7 +237,8 @@ class _SqliteBatches:
         if not database:
             raise ValueError("the SQLite intake writer needs a database file")
         self._process = SqliteWriterProcess(
-            writer_config(database, synchronous=rt.settings.sqlite_synchronous)
+            writer_config(database, synchronous=rt.settings.sqlite_synchronous),
+            on_lock_held=rt.metrics.sqlite_write_lock.labels("intake").observe,
         )
 
     async def write(
