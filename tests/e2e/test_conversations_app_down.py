@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from starlette.responses import Response
 
 from tgrelay.conversations import jobs, runtime
@@ -73,16 +73,16 @@ async def app_answers(delivery: receiver.Delivery) -> Response:
 
 
 async def calls_due(relay: Tgrelay, clock: Clock) -> int:
-    """Call jobs waiting whose retry is due by the service's clock."""
+    """Call jobs whose retry is due by the service's clock, or that a worker runs now: a
+    claimed one has not yet failed and come back for later (moving the clock before it has
+    would let its next retry skip a step)."""
+    jobs_ = tables.jobs.c
+    due = and_(jobs_.state == "pending", jobs_.run_at <= clock())
     async with relay.runtime.db.engine.connect() as conn:
         found = await conn.scalar(
             select(func.count())
             .select_from(tables.jobs)
-            .where(
-                tables.jobs.c.kind == runtime.CALL,
-                tables.jobs.c.state == "pending",
-                tables.jobs.c.run_at <= clock(),
-            )
+            .where(jobs_.kind == runtime.CALL, or_(due, jobs_.state == "running"))
         )
     return int(found or 0)
 
