@@ -62,6 +62,7 @@ from servers import (
     recreate_postgres_database,
     serve_env,
     wait_http,
+    write_lock_seconds,
 )
 from tgrelay.db import tables
 from tgrelay.settings import async_database_url
@@ -289,6 +290,7 @@ class Result:
     healthz_at: float  # time.time() then
     spans: list[Span]  # jobs done, events, deliveries (with an endpoint)
     cpu: float  # seconds of serve and its children, from /healthz to the end
+    lock_seconds: float | None  # SQLite's write lock held by serve's transactions (SQLite only)
 
 
 def bench_env(
@@ -420,6 +422,7 @@ async def measure(
                     timeout=args.timeout,
                 )
             cpu_after = cpu_seconds(serve.pid)
+            lock = await asyncio.to_thread(write_lock_seconds, app) if args.db == "sqlite" else {}
     finally:
         await engine.dispose()
     return Result(
@@ -428,6 +431,7 @@ async def measure(
         healthz_at=healthz_at,
         spans=spans,
         cpu=sum(cpu_after.values()) - sum(cpu_before.values()),
+        lock_seconds=lock.get("transactions"),
     )
 
 
@@ -458,6 +462,11 @@ def report(args: argparse.Namespace, result: Result) -> None:
         f"{result.cpu / n * 1e6:,.0f} µs per update, "
         f"{result.cpu / (processed.all_seen - result.healthz_at):.0%} of a core"
     )
+    if result.lock_seconds is not None:
+        print(
+            f"  SQLite write lock held by serve's transactions (worker and lane): "
+            f"{result.lock_seconds:.1f} s = {result.lock_seconds / n * 1e6:,.0f} µs per update"
+        )
     target = TARGETS.get(args.chats)
     if target is None or args.db != "sqlite":
         return

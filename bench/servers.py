@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -98,6 +99,22 @@ def cpu_seconds(pid: int) -> dict[int, float]:
         fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
         seconds[each] = (int(fields[11]) + int(fields[12])) / ticks
     return seconds
+
+
+def write_lock_seconds(app: str) -> dict[str, float]:
+    """Seconds SQLite's write lock was held so far, by writer, from serve's /metrics.
+
+    Where SQLite is the limit, the lock's time per update is the figure a change to the
+    writers moves; it varies much less with the host's load than a rate does.
+    """
+    scraped = httpx.get(f"{app}/metrics", timeout=30).raise_for_status().text
+    return {
+        sample.labels["writer"]: sample.value
+        for family in text_string_to_metric_families(scraped)
+        if family.name == "tgrelay_sqlite_write_lock_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_sum")
+    }
 
 
 @contextmanager
