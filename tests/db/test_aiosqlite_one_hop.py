@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tgrelay.db import aiosqlite_one_hop, sqlite_locks
@@ -124,3 +125,53 @@ async def test_a_writer_gives_up_after_the_busy_timeout(
             await _insert_twice(database, many=True)
     finally:
         holder.join()
+
+
+async def test_a_write_transactions_statements_run_on_the_event_loops_thread(
+    tmp_path: Path,
+) -> None:
+    """Between BEGIN IMMEDIATE and its end, no statement hops to aiosqlite's thread: each hop
+    would hold the write lock through a turn of the event loop. The rest still hops."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'threads.db'}")
+    loop_thread = threading.get_ident()
+    ran: list[tuple[str, bool]] = []  # (statement's first word, ran on the loop's thread)
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        raw: sqlite3.Connection = dbapi_connection._connection._conn
+        raw.set_trace_callback(
+            lambda sql: ran.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
+        )
+
+    try:
+        async with db.transaction() as conn:
+            await conn.run_sync(metadata.create_all)
+        ran.clear()
+        async with db.transaction() as conn:
+            await conn.execute(insert(items), [{"name": "a"}, {"name": "b"}])
+            await conn.execute(select(items.c.id))
+        async with db.engine.connect() as conn:
+            await conn.execute(select(items.c.name))
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as conn:
+                await conn.execute(insert(items).values(name="a"))
+        async with db.engine.connect() as conn:
+            await conn.execute(select(items.c.name))
+    finally:
+        await db.dispose()
+    assert [entry for entry in ran if entry[0] != "PRAGMA"] == [
+        ("BEGIN", False),  # waits for the lock: on aiosqlite's thread
+        ("INSERT", True),
+        ("INSERT", True),
+        ("SELECT", True),
+        ("COMMIT", False),
+        ("BEGIN", False),  # a read
+        ("SELECT", False),
+        ("ROLLBACK", False),
+        ("BEGIN", False),
+        ("INSERT", True),  # fails: the transaction rolls back
+        ("ROLLBACK", False),
+        ("BEGIN", False),  # reads hop again once the write lock is given back
+        ("SELECT", False),
+        ("ROLLBACK", False),
+    ]
