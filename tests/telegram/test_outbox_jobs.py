@@ -15,6 +15,7 @@ import pytest
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from structlog.testing import capture_logs
 
 from tests.e2e.harness import eventually
 from tgrelay import errors
@@ -277,6 +278,31 @@ async def test_a_429_reschedules_without_spending_an_attempt(tmp_path: Path) -> 
         [job] = await s.settled()
 
     assert (job.state, job.attempts, len(s.client.calls)) == (JobState.DONE, 1, 3)
+
+
+async def test_a_429_waits_its_retry_after_even_when_the_limiter_cannot_hold_the_chat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis down when a 429 comes: the chat cannot be held for the other sends (they wait for
+    the limiter anyway), but this job is still rescheduled with its attempt given back."""
+    flood = errors.TelegramRetryAfter(
+        "sendMessage: Too Many Requests: retry after 0", method="sendMessage", retry_after=0
+    )
+    async with running(tmp_path, [flood]) as s:
+
+        async def unreachable(bot_id: int, chat_id: int, seconds: float) -> None:
+            raise errors.StorageUnavailable("Redis failed for the rate limiter (ConnectionError)")
+
+        monkeypatch.setattr(s.rt.rate_limiter, "hold_chat", unreachable)
+        with capture_logs() as logs:
+            await s.send(TEXT)
+            [job] = await s.settled()
+
+    assert (job.state, job.attempts, len(s.client.calls)) == (JobState.DONE, 1, 2)
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
+        "ratelimit.hold_lost",
+        "telegram.flood_controlled",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,25 @@ class _Send:
             return await self._refused(request, exc)
         return self._finished(sent)
 
+    async def _hold_chat(self, bot_id: int, chat_id: int, seconds: float) -> None:
+        """Hold the chat's other sends for a 429's retry_after, if the limiter can be told.
+
+        Unreachable, it is not: this job still waits retry_after (its reschedule below), and
+        the chat's other sends wait for the limiter to come back (they fail closed). Raising
+        instead would fail the job, spend its attempt and retry it after the queue's backoff,
+        which may come before retry_after.
+        """
+        try:
+            await self._rt.rate_limiter.hold_chat(bot_id, chat_id, seconds)
+        except errors.StorageUnavailable as exc:
+            log.warning(
+                "ratelimit.hold_lost",
+                bot_id=bot_id,
+                chat_id=chat_id,
+                retry_after=seconds,
+                error=str(exc),
+            )
+
     async def _refused(
         self, request: messages.Request, exc: errors.TelegramError
     ) -> queue_models.Finish | None:
@@ -172,7 +191,7 @@ class _Send:
                 # Topic management has limits of its own (a few topics a minute): a 429 there
                 # must not hold the messages going into the forum's other topics.
                 if chat_id is not None and not isinstance(request, messages.TopicRequest):
-                    await self._rt.rate_limiter.hold_chat(bot_id, chat_id, exc.retry_after)
+                    await self._hold_chat(bot_id, chat_id, exc.retry_after)
                 log.warning(
                     "telegram.flood_controlled",
                     bot_id=bot_id,
