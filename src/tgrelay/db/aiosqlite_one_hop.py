@@ -1,4 +1,5 @@
-"""SQLAlchemy's aiosqlite driver with one thread hop per statement instead of four.
+"""SQLAlchemy's aiosqlite driver with one thread hop per statement instead of four, and none
+inside a write transaction (`OneHopConnection`).
 
 aiosqlite runs sqlite3 on a thread of its own; each call crosses to it and back. SQLAlchemy's
 adapter makes four crossings per statement (open a cursor, execute, fetch, close), and on
@@ -30,7 +31,7 @@ from sqlalchemy.util.concurrency import await_
 
 from tgrelay.db import sqlite_locks
 
-BEGIN_WRITE = "BEGIN IMMEDIATE"  # as engine.py begins a write transaction
+BEGIN_WRITE = "BEGIN IMMEDIATE"  # how engine.py begins a write transaction: the lock, up front
 
 
 class _Outcome:

@@ -198,5 +198,5 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(
-            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+            aiosqlite_one_hop.BEGIN_WRITE if conn.get_execution_options().get(_WRITE) else "BEGIN"
         )

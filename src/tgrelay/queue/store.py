@@ -164,9 +164,9 @@ async def claim(
             if followers:
                 await conn.execute(_START, _start_params(followers, worker_id, now, lease_seconds))
                 claimed = heads + followers
-        rows = (await conn.execute(_CLAIMED, {"ids": claimed})).all()
+        claimed_rows = (await conn.execute(_CLAIMED, {"ids": claimed})).all()
     # Made into jobs once the write lock is given back (3 % of serve's time in a py-spy profile).
-    by_id = {int(row.id): _to_job(row) for row in rows}
+    by_id = {int(row.id): _to_job(row) for row in claimed_rows}
     return _in_running_order([by_id[job_id] for job_id in claimed if job_id in by_id])
 
 
