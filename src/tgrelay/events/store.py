@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
 from tgrelay.db import ids, tables
+from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
 
 events = tables.events
@@ -41,8 +42,8 @@ async def insert_events(
     conn: AsyncConnection, *, workspace_id: str, rows: Sequence[NewEventRow], now: datetime
 ) -> None:
     if rows:
-        await conn.execute(
-            _INSERT_EVENT,
+        await _INSERT_EVENTS(
+            conn,
             [
                 {
                     "id": row.id,
@@ -57,9 +58,9 @@ async def insert_events(
         )
 
 
-# Statements every emit runs are built once: hashing a fresh statement for SQLAlchemy's
-# compiled cache cost about as much as SQLite took to run it.
-_INSERT_EVENT = insert(events)
+_INSERT_EVENTS = BulkInsert(
+    events, ("id", "workspace_id", "type", "body", "created_at", "trace_id")
+)
 
 
 # --- endpoints -------------------------------------------------------------------------
@@ -301,11 +302,27 @@ async def insert_deliveries(
         }
         for delivery_id, delivery in zip(delivery_ids, wanted, strict=True)
     ]
-    await conn.execute(_INSERT_DELIVERIES, rows)
+    await _INSERT_DELIVERIES(conn, rows)
     return delivery_ids
 
 
-_INSERT_DELIVERIES = insert(deliveries)
+_INSERT_DELIVERIES = BulkInsert(
+    deliveries,
+    (
+        "id",
+        "workspace_id",
+        "endpoint_id",
+        "event_id",
+        "event_type",
+        "status",
+        "attempts",
+        "schedule_attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+        "body",
+    ),
+)
 
 
 async def get_delivery(
@@ -468,8 +485,8 @@ async def record_attempts(conn: AsyncConnection, recorded: Sequence[Attempt]) ->
     """Insert attempt rows, many in one executemany."""
     if not recorded:
         return
-    await conn.execute(
-        insert(attempts),
+    await _INSERT_ATTEMPTS(
+        conn,
         [
             {
                 "delivery_id": attempt.delivery_id,
@@ -483,6 +500,20 @@ async def record_attempts(conn: AsyncConnection, recorded: Sequence[Attempt]) ->
             for attempt in recorded
         ],
     )
+
+
+_INSERT_ATTEMPTS = BulkInsert(
+    attempts,
+    (
+        "delivery_id",
+        "started_at",
+        "duration_ms",
+        "status_code",
+        "response_body",
+        "error",
+        "succeeded",
+    ),
+)
 
 
 async def mark_delivered(

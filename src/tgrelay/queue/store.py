@@ -23,6 +23,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from tgrelay import tracing
 from tgrelay.db import ids, notifications, tables
+from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, links, retry
 from tgrelay.queue.models import DEFAULT_QUEUE, Job, JobState, NewJob
@@ -95,11 +96,14 @@ async def enqueue(
         row = job_values(job, now=now, default_max_attempts=default_max_attempts)
         row["id"], row["after_id"] = job_id, after_id
         rows.append(row)
-    await conn.execute(jobs.insert(), rows)
+    await _INSERT_JOBS(conn, rows)
     await chains.move_newest(conn, newest)
     # Workers of other processes wake at commit; jobs for later wait for a worker's timer.
     await notifications.announce(conn, due_queues(new_jobs, now=now))
     return job_ids
+
+
+_INSERT_JOBS = BulkInsert(jobs, JOB_COLUMNS)
 
 
 def due_queues(new_jobs: Sequence[NewJob], *, now: datetime) -> set[str]:
