@@ -27,7 +27,7 @@ samples = Table(
     Column("ok", Boolean, nullable=False),
     Column("note", Text, nullable=True),
 )
-SAMPLE_ROWS = [
+SAMPLE_ROWS: list[dict[str, Any]] = [
     {"at": NOW, "ok": True, "note": "first"},
     {"at": None, "ok": False, "note": None},
     {"at": datetime(2026, 1, 1, tzinfo=UTC), "ok": True, "note": "ü, ' and \""},
