@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, Column, Integer, MetaData, Table, Text, event, insert, text
+from sqlalchemy import Boolean, Column, Integer, MetaData, Table, Text, event, insert, select, text
 
 from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.db.engine import Database
-from tgrelay.db.tables import jobs
+from tgrelay.db.tables import jobs, telegram_chats
 from tgrelay.db.types import Timestamp
 from tgrelay.queue.models import NewJob
 from tgrelay.queue.store import JOB_COLUMNS, job_values
@@ -97,3 +97,32 @@ async def test_rows_with_other_columns_are_refused(tmp_path: Path) -> None:
                 await BulkInsert(samples, ["at", "ok", "note"])(conn, [{"at": NOW, "ok": True}])
     finally:
         await db.dispose()
+
+
+async def test_an_upsert_overwrites_the_row_with_its_key_and_inserts_the_others(
+    db: Database,
+) -> None:
+    columns = ["bot_id", "chat_id", "type", "title", "username", "updated_at"]
+    upsert = BulkInsert(telegram_chats, columns, replace_conflicts_on=["bot_id", "chat_id"])
+    first = {"bot_id": 1, "chat_id": -5, "type": "group", "title": "Ops", "username": None}
+    async with db.transaction() as conn:
+        await upsert(conn, [first | {"updated_at": NOW}])
+    later = datetime(2026, 12, 7, tzinfo=UTC)
+    async with db.transaction() as conn:
+        await upsert(
+            conn,
+            [
+                first | {"type": "supergroup", "title": "Ops!", "updated_at": later},
+                first | {"chat_id": 9, "type": "private", "title": None, "updated_at": later},
+            ],
+        )
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(telegram_chats.c.chat_id, telegram_chats.c.type, telegram_chats.c.title)
+            .add_columns(telegram_chats.c.updated_at)
+            .order_by(telegram_chats.c.chat_id)
+        )
+        assert [tuple(row) for row in rows] == [
+            (-5, "supergroup", "Ops!", later),
+            (9, "private", None, later),
+        ]

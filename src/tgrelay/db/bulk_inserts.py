@@ -13,18 +13,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Insert, Table, insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db.sqlite_inserts import PreparedInsert, prepare_insert
 
 
 class BulkInsert:
-    """An INSERT of `columns` into `table`; every row given must have exactly those keys."""
+    """An INSERT of `columns` into `table`; every row given must have exactly those keys.
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    With `replace_conflicts_on` (a unique key), a row whose key is there already overwrites
+    that row's other columns instead (an upsert: last written wins).
+    """
+
+    def __init__(
+        self, table: Table, columns: Sequence[str], *, replace_conflicts_on: Sequence[str] = ()
+    ) -> None:
+        self._table = table.name
         self._columns = frozenset(columns)
-        self._statement: Insert = insert(table)
-        self._sqlite: PreparedInsert = prepare_insert(table, columns)
+        self._statement = _statement(table, columns, replace_conflicts_on)
+        self._sqlite: PreparedInsert = prepare_insert(
+            table, columns, replace_conflicts_on=replace_conflicts_on
+        )
         self._sqlite_sql = self._sqlite.head + self._sqlite.group + self._sqlite.tail
 
     async def __call__(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -35,8 +45,19 @@ class BulkInsert:
             return
         if rows[0].keys() != self._columns:  # a row with other keys fails in its itemgetter
             raise ValueError(
-                f"rows for {self._statement.table} must have the columns "
+                f"rows for {self._table} must have the columns "
                 f"{sorted(self._columns)}, not {sorted(rows[0])}"
             )
         values = self._sqlite.params(rows)
         await conn.exec_driver_sql(self._sqlite_sql, [tuple(row) for row in values])
+
+
+def _statement(table: Table, columns: Sequence[str], key: Sequence[str]) -> Insert:
+    """SQLAlchemy's statement, for PostgreSQL."""
+    if not key:
+        return insert(table)
+    statement = postgresql.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: statement.excluded[name] for name in columns if name not in key},
+    )

@@ -9,16 +9,15 @@ view), outside the transaction; in it, one write of their chats and senders
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 
 import orjson
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 
-from tgrelay.db import dialects, tables
+from tgrelay.db import tables
+from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.db.engine import Database
 from tgrelay.inbox.models import ProcessedUpdate, unprocessable
 from tgrelay.queue.retry import PermanentFailure
@@ -117,28 +116,16 @@ async def record_participants(
                 "language_code": user.language_code,
                 "updated_at": now,
             }
-    dialect = conn.dialect.name
-    if chats:
-        # In key order: two transactions upserting the same rows take their locks alike.
-        await conn.execute(
-            _upsert(dialect, tables.telegram_chats), [chats[k] for k in sorted(chats)]
-        )
-    if users:
-        await conn.execute(
-            _upsert(dialect, tables.telegram_users), [users[k] for k in sorted(users)]
-        )
+    # In key order: two transactions upserting the same rows take their locks alike.
+    await _UPSERT_CHATS(conn, [chats[k] for k in sorted(chats)])
+    await _UPSERT_USERS(conn, [users[k] for k in sorted(users)])
 
 
-@functools.cache
-def _upsert(dialect: str, table: Table) -> Insert:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE of every other column; built once."""
-    statement = dialects.upsert(dialect, table)
+def _upsert(table: Table) -> BulkInsert:
+    """INSERT … ON CONFLICT (primary key) DO UPDATE of every other column."""
     key = [column.name for column in table.primary_key.columns]
-    return statement.on_conflict_do_update(
-        index_elements=key,
-        set_={
-            column.name: statement.excluded[column.name]
-            for column in table.columns
-            if column.name not in key
-        },
-    )
+    return BulkInsert(table, [column.name for column in table.columns], replace_conflicts_on=key)
+
+
+_UPSERT_CHATS = _upsert(tables.telegram_chats)
+_UPSERT_USERS = _upsert(tables.telegram_users)
