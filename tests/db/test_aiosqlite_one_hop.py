@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tgrelay.db import aiosqlite_one_hop, sqlite_locks
+from tgrelay.db import aiosqlite_one_hop, engine, sqlite_locks
 from tgrelay.db.engine import Database
 
 metadata = MetaData()
@@ -174,4 +174,39 @@ async def test_a_write_transactions_statements_run_on_the_event_loops_thread(
         ("BEGIN", False),  # reads hop again once the write lock is given back
         ("SELECT", False),
         ("ROLLBACK", False),
+    ]
+
+
+async def test_a_connection_that_committed_hops_again_within_its_checkout(tmp_path: Path) -> None:
+    """The pool's rollback on return is not what ends the write lock's mode: a connection that
+    committed and goes on (a read, as a deferred transaction) waits off the loop again."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'commit.db'}")
+    loop_thread = threading.get_ident()
+    ran: list[tuple[str, bool]] = []
+
+    @event.listens_for(db.engine.sync_engine, "connect")
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        raw: sqlite3.Connection = dbapi_connection._connection._conn
+        raw.set_trace_callback(
+            lambda sql: ran.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
+        )
+
+    try:
+        async with db.transaction() as conn:
+            await conn.run_sync(metadata.create_all)
+        async with db.engine.connect() as conn:
+            await conn.execution_options(**{engine._WRITE: True})
+            ran.clear()
+            async with conn.begin():
+                await conn.execute(insert(items).values(name="a"))
+            await conn.execution_options(**{engine._WRITE: False})
+            await conn.execute(select(items.c.name))
+    finally:
+        await db.dispose()
+    assert [entry for entry in ran if entry[0] != "PRAGMA"][:5] == [
+        ("BEGIN", False),
+        ("INSERT", True),
+        ("COMMIT", False),
+        ("BEGIN", False),
+        ("SELECT", False),
     ]
