@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -210,3 +211,32 @@ async def test_a_connection_that_committed_hops_again_within_its_checkout(tmp_pa
         ("BEGIN", False),
         ("SELECT", False),
     ]
+
+
+async def test_a_checkout_hops_only_for_statements_that_do_something(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's rollback when a connection comes back finds no transaction after a commit
+    (or after a read's own rollback): it costs no hop to aiosqlite's thread."""
+    hops: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+        hops.append(getattr(fn, "__name__", "?"))
+        return await execute(self, fn, *args)
+
+    async with database.engine.connect() as conn:  # a pooled connection, opened already
+        await conn.execute(select(items.c.id))
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    async with database.transaction() as conn:
+        await conn.execute(insert(items).values(name="a"))
+    assert hops == ["run", "commit"]  # BEGIN IMMEDIATE, then the INSERT in place; COMMIT
+    hops.clear()
+    async with database.engine.connect() as conn:
+        await conn.execute(select(items.c.name))
+    assert hops == ["run", "run", "rollback"]  # BEGIN, SELECT, the read's ROLLBACK
+    hops.clear()
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as conn:
+            await conn.execute(insert(items).values(name="a"))
+    assert hops == ["run", "rollback"]  # a failed write still rolls back on the thread

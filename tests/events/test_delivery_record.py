@@ -147,3 +147,45 @@ async def test_failures_together_count_one_each_and_a_given_up_delivery_is_dead(
         2,
         True,
     )
+
+
+async def test_one_read_gives_each_attempt_its_own_endpoint_and_body(rt: Runtime) -> None:
+    """Attempts to two endpoints read together: each gets its endpoint (URL, status, secret),
+    and the body its delivery holds (a pinned version's) or else its event's."""
+    workspace, _ = await workspaces.create_workspace(rt.db, "Acme", now=T0)
+    principal = Principal(workspace_id=workspace.id, actor="test")
+    urls = ["http://127.0.0.1:9/one", "http://127.0.0.1:9/two"]
+    for url in urls:
+        await service.create_endpoint(rt, principal, url=url, event_types=None, description=None)
+    removed = service.NewEvent(
+        event_type=EventType.GROUP_STATUS_CHANGED,
+        data=catalog.GroupStatusData(
+            connection_id="conn_1", bot_id=1, chat_id=-1, status="bot_removed"
+        ),
+    )
+    async with rt.db.transaction() as conn:
+        await service.emit_many(conn, rt, workspace_id=workspace.id, events=[removed, removed])
+        rows = (await conn.execute(select(tables.deliveries).order_by("id"))).all()
+        pinned = rows[-1]
+        await conn.execute(
+            tables.deliveries.update()
+            .where(tables.deliveries.c.id == pinned.id)
+            .values(body='{"pinned":true}')
+        )
+    async with rt.db.engine.connect() as conn:
+        found = await store.targets(conn, [row.id for row in rows])
+        endpoint_urls = dict(
+            (await conn.execute(select(tables.endpoints.c.id, tables.endpoints.c.url))).all()
+        )
+        event_bodies = dict(
+            (await conn.execute(select(tables.events.c.id, tables.events.c.body))).all()
+        )
+    assert len(found) == 4
+    for row in rows:
+        target = found[row.id]
+        assert target.delivery.endpoint_id == row.endpoint_id == target.endpoint.id
+        assert target.endpoint.url == endpoint_urls[row.endpoint_id]
+        expected_body = '{"pinned":true}' if row.id == pinned.id else event_bodies[row.event_id]
+        assert target.body == expected_body
+    assert {found[row.id].endpoint.url for row in rows} == set(urls)
+    assert len({found[row.id].secrets.current for row in rows}) == 2

@@ -654,3 +654,13 @@ async def test_refused_name_says_what_it_resolves_to_but_not_the_address() -> No
         f"webhook target refused: private.test resolves to a private address; {remedy}",
     )
     assert "10.1.2.3" not in caught.value.message
+
+
+def test_a_url_allowed_under_one_policy_is_judged_again_under_another() -> None:
+    """check_url keeps its verdicts per policy: one that allows private targets lets a
+    loopback URL through, and the default policy still refuses the same URL afterwards."""
+    url = "http://127.0.0.1:8080/hook"
+    assert guard.check_url(url, ON_PREMISE) == url
+    assert guard.check_url(url, ON_PREMISE) == url
+    with pytest.raises(guard.TargetRefused, match="loopback"):
+        guard.check_url(url, DEFAULT)

@@ -141,6 +141,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         self.holds_write_lock = False
+        raw = self._connection._connection  # None once closed: the adapter skips it then
+        if raw is not None and not raw.in_transaction:
+            # Nothing to undo: the pool's reset after a commit, or after a read's own rollback
+            # (each checkout ended with two). sqlite3 would do nothing on its thread; the hop
+            # alone cost a wake-up of that thread and a turn of the event loop.
+            return
         super().rollback()
 
 

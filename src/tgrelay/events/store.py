@@ -453,18 +453,30 @@ async def targets(conn: AsyncConnection, delivery_ids: Sequence[int]) -> dict[in
         return {}
     rows = await conn.execute(_TARGETS, {"delivery_ids": list(delivery_ids)})
     found = {}
+    # A claim's attempts mostly go to a few endpoints: each endpoint's row is made into its
+    # objects once (they are immutable), not once per attempt.
+    endpoints_seen: dict[tuple[Any, ...], tuple[Endpoint, bool, SecretCiphertexts]] = {}
     for row in rows:
-        mapping = row._mapping
-        delivery_columns = {column.name: mapping[column] for column in deliveries.c}
-        endpoint_columns = {column.name: mapping[column] for column in endpoints.c}
+        endpoint_values = tuple(row[_ENDPOINT_AT:])
+        endpoint_seen = endpoints_seen.get(endpoint_values)
+        if endpoint_seen is None:
+            endpoint_columns = dict(zip(_ENDPOINT_NAMES, endpoint_values, strict=True))
+            endpoint_seen = endpoints_seen[endpoint_values] = (
+                _endpoint_from(endpoint_columns),
+                endpoint_columns["deleted_at"] is not None,
+                _secrets_from(endpoint_columns),
+            )
+        endpoint, endpoint_deleted, secrets = endpoint_seen
+        delivery_columns = dict(zip(_DELIVERY_NAMES, row[:_EVENT_BODY_AT], strict=True))
         delivery = _delivery_from(delivery_columns)
+        event_body, trace_id = row[_EVENT_BODY_AT:_ENDPOINT_AT]
         found[delivery.id] = Target(
             delivery=delivery,
-            body=mapping[deliveries.c.body] or mapping[events.c.body],
-            endpoint=_endpoint_from(endpoint_columns),
-            endpoint_deleted=endpoint_columns["deleted_at"] is not None,
-            secrets=_secrets_from(endpoint_columns),
-            trace_id=mapping[events.c.trace_id],
+            body=delivery_columns["body"] or event_body,
+            endpoint=endpoint,
+            endpoint_deleted=endpoint_deleted,
+            secrets=secrets,
+            trace_id=trace_id,
         )
     return found
 
@@ -475,6 +487,12 @@ _TARGETS = (
     .join(endpoints, endpoints.c.id == deliveries.c.endpoint_id)
     .where(deliveries.c.id.in_(bindparam("delivery_ids", expanding=True)))
 )
+# _TARGETS' row by position (names of a joined select's columns repeat): the delivery's
+# columns, its event's body and trace_id, the endpoint's columns.
+_DELIVERY_NAMES = tuple(column.name for column in deliveries.c)
+_EVENT_BODY_AT = len(_DELIVERY_NAMES)
+_ENDPOINT_AT = _EVENT_BODY_AT + 2
+_ENDPOINT_NAMES = tuple(column.name for column in endpoints.c)
 
 
 async def target(conn: AsyncConnection, delivery_id: int) -> Target | None:

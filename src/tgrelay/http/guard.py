@@ -10,6 +10,7 @@ TLS still verifies the certificate against the hostname.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import socket
@@ -357,6 +358,13 @@ def _is_localhost(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")  # RFC 6761 §6.3
 
 
+# URLs judged callable, kept per policy: a delivery lane posts to a few endpoints' URLs
+# thousands of times a second, and parsing and judging one cost more than signing the body.
+# A refused URL raises, so it is judged afresh each time (and its error says why).
+_CHECKED_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=_CHECKED_KEPT)
 def check_url(url: str, policy: TargetPolicy) -> str:
     """The URL normalised, if its form allows a call; raises TargetRefused otherwise.
 
