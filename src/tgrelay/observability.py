@@ -41,6 +41,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     ]
     structlog.configure(
         processors=[
+            # First: a line below the level costs a lookup, not the chain (timestamp and
+            # all), which the stdlib logger would drop at the end (a debug line per job).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

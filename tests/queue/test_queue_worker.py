@@ -534,6 +534,39 @@ async def test_grouped_jobs_finishing_together_commit_in_one_transaction(
     assert await workspace_names(database) == names[:-1]
 
 
+async def test_a_busy_worker_claims_once_enough_slots_are_free(
+    database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With claim_at_least=4 of 8 slots, jobs ending one by one are replaced four at a time,
+    not one claim (a write transaction) per ended job."""
+    released = [asyncio.Event() for _ in range(16)]
+    claims: list[tuple[int, int]] = []  # (jobs claimed, jobs left to claim before it)
+    claim = store.claim
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Job]:
+        jobs = await claim(*args, **kwargs)
+        if jobs:
+            claims.append((len(jobs), len(released) - sum(taken for taken, _ in claims)))
+        return jobs
+
+    async def run(job: Job) -> None:
+        await released[job.payload["n"]].wait()
+
+    monkeypatch.setattr(store, "claim", counted)
+    registry = Registry()
+    registry.register("held", run, transactional=False)
+    job_ids = await enqueue(
+        database, *(NewJob(kind="held", payload={"n": n}) for n in range(16)), now=clock
+    )
+    async with running(make_worker(database, registry, clock, concurrency=8, claim_at_least=4)):
+        for n, job_id in enumerate(job_ids):
+            released[n].set()
+            await wait_until(in_state(database, job_id, JobState.DONE))
+    assert claims[0] == (8, 16)
+    assert all(taken >= min(4, left) for taken, left in claims), claims
+    assert sum(taken for taken, _ in claims) == 16
+
+
 async def test_an_outcome_that_cannot_be_committed_fails_only_its_own_job(
     database: Database, clock: Clock
 ) -> None:

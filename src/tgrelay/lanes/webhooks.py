@@ -54,4 +54,8 @@ def worker(rt: Runtime, client: http_transport.Client) -> Worker:
         # How long events written by other processes (an API or worker beside this one)
         # may wait; those of this process wake the lane at once.
         pacing=WEBHOOK_PACING,
+        # A claim per eighth of the slots: a busy lane (a slot freed per finished POST)
+        # claimed one or two jobs at a time, a write transaction and a read each. A job
+        # found meanwhile waits at most for an eighth of the running ones to end.
+        claim_at_least=max(1, rt.settings.webhooks_concurrency // 8),
     )

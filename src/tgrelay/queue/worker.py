@@ -215,9 +215,12 @@ class Worker:
         between_transactions: Callable[[float], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
+        claim_at_least: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not 1 <= claim_at_least <= concurrency:
+            raise ValueError("claim_at_least must be between 1 and concurrency")
         if lease_seconds <= 0 or rescue_interval <= 0:
             raise ValueError("lease_seconds and rescue_interval must be positive")
         if batch_size < 0:
@@ -230,6 +233,10 @@ class Worker:
         self.registry = registry
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = concurrency
+        # While jobs run, the next claim waits until this many slots are free: each claim
+        # (and the read of its jobs' data that follows) costs a write transaction, and a
+        # busy lane freeing one slot at a time would pay it for every job.
+        self.claim_at_least = claim_at_least
         self.lease_seconds = lease_seconds
         # The sleeps between looks when nobody wakes the worker: what a job enqueued by another
         # process may wait. An idle worker only reads (store.next_run_at); it claims when told,
@@ -314,6 +321,8 @@ class Worker:
                 await self._maintain()
                 next_maintenance = now() + self.maintenance_interval
             free = self.concurrency - len(self._running)
+            if self._running and free < self.claim_at_least:
+                free = 0  # let more finish (each end wakes the loop): one claim for many
             try:
                 claimed = await self._claim(free, probe=probe)
             except TRANSIENT_ERRORS as exc:
