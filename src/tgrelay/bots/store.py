@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy import Row, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
@@ -92,11 +92,7 @@ async def due_for_check(conn: AsyncConnection, checked_before: datetime) -> list
 
 
 async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, Holding]:
-    rows = await conn.execute(
-        select(bots.c.id, bots.c.username, bots.c.workspace_id, bots.c.connected_since).where(
-            bots.c.id.in_(list(bot_ids))
-        )
-    )
+    rows = await conn.execute(_HOLDINGS, {"bot_ids": list(bot_ids)})
     return {
         int(row.id): Holding(
             bot_id=int(row.id),
@@ -106,6 +102,13 @@ async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int,
         )
         for row in rows
     }
+
+
+# Built once, like the other statements an updates batch runs: a fresh `in_` coerced each
+# id and hashed the statement anew on every batch.
+_HOLDINGS = select(bots.c.id, bots.c.username, bots.c.workspace_id, bots.c.connected_since).where(
+    bots.c.id.in_(bindparam("bot_ids", expanding=True))
+)
 
 
 async def add(conn: AsyncConnection, values: Mapping[str, Any]) -> None:

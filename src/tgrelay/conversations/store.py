@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import tables
@@ -372,11 +372,21 @@ async def live_participants(
     if not participants:
         return set()
     rows = await conn.execute(
-        select(conversations.c.bot_id, conversations.c.chat_id, conversations.c.user_id).where(
-            conversations.c.ended_at.is_(None),
-            conversations.c.bot_id.in_({bot_id for bot_id, _, _ in participants}),
-            conversations.c.chat_id.in_({chat_id for _, chat_id, _ in participants}),
-        )
+        _LIVE_PARTICIPANTS,
+        {
+            "bot_ids": sorted({bot_id for bot_id, _, _ in participants}),
+            "chat_ids": sorted({chat_id for _, chat_id, _ in participants}),
+        },
     )
     found = {(int(row.bot_id), int(row.chat_id), int(row.user_id)) for row in rows}
     return found & set(participants)
+
+
+# Built once: a batch's thousand chat ids made a fresh `in_` coerce each of them.
+_LIVE_PARTICIPANTS = select(
+    conversations.c.bot_id, conversations.c.chat_id, conversations.c.user_id
+).where(
+    conversations.c.ended_at.is_(None),
+    conversations.c.bot_id.in_(bindparam("bot_ids", expanding=True)),
+    conversations.c.chat_id.in_(bindparam("chat_ids", expanding=True)),
+)

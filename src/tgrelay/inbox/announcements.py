@@ -98,4 +98,12 @@ def _known(
     raw: dict[str, Any], model: type[catalog.ChatRef] | type[catalog.UserRef]
 ) -> dict[str, Any]:
     """Telegram adds fields over time; the lifted essentials keep only the ones we document."""
-    return {key: value for key, value in raw.items() if key in model.model_fields}
+    documented = _DOCUMENTED[model]
+    return {key: value for key, value in raw.items() if key in documented}
+
+
+# Read once: pydantic's `model_fields` is a property that cost more per lookup than the
+# rest of an update's event (7 % of an updates batch, in a py-spy profile of serve).
+_DOCUMENTED: dict[type[Any], frozenset[str]] = {
+    model: frozenset(model.model_fields) for model in (catalog.ChatRef, catalog.UserRef)
+}

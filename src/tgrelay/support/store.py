@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import tables
@@ -52,10 +52,14 @@ async def desks_of_bots(conn: AsyncConnection, bot_ids: Collection[int]) -> dict
     """The desks of these bots, by bot id (bots without a desk are left out)."""
     if not bot_ids:
         return {}
-    rows = await conn.execute(
-        select(desks).where(desks.c.bot_id.in_(sorted(bot_ids)), desks.c.deleted_at.is_(None))
-    )
+    rows = await conn.execute(_DESKS_OF_BOTS, {"bot_ids": sorted(bot_ids)})
     return {desk.bot_id: desk for desk in map(_to_desk, rows)}
+
+
+# Built once: every updates batch asks.
+_DESKS_OF_BOTS = select(desks).where(
+    desks.c.bot_id.in_(bindparam("bot_ids", expanding=True)), desks.c.deleted_at.is_(None)
+)
 
 
 async def list_desks(conn: AsyncConnection, workspace_id: str) -> list[Desk]:
