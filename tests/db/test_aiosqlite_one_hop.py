@@ -219,7 +219,7 @@ async def test_a_checkout_hops_only_for_statements_that_do_something(
     """The pool's rollback when a connection comes back finds no transaction after a commit
     (or after a read's own rollback): it costs no hop to aiosqlite's thread."""
     hops: list[str] = []
-    execute = aiosqlite.Connection._execute
+    execute: Any = aiosqlite.Connection._execute  # untyped in aiosqlite
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
         hops.append(getattr(fn, "__name__", "?"))
