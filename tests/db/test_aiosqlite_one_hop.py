@@ -128,14 +128,11 @@ async def test_a_writer_gives_up_after_the_busy_timeout(
         holder.join()
 
 
-async def test_a_write_transactions_statements_run_on_the_event_loops_thread(
-    tmp_path: Path,
-) -> None:
-    """Between BEGIN IMMEDIATE and its end, no statement hops to aiosqlite's thread: each hop
-    would hold the write lock through a turn of the event loop. The rest still hops."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'threads.db'}")
+def _traced_threads(db: Database) -> list[tuple[str, bool]]:
+    """Every statement `db`'s connections run from now on, as (its first word, whether it
+    ran on the calling thread: the event loop's)."""
     loop_thread = threading.get_ident()
-    ran: list[tuple[str, bool]] = []  # (statement's first word, ran on the loop's thread)
+    ran: list[tuple[str, bool]] = []
 
     @event.listens_for(db.engine.sync_engine, "connect")
     def _trace(dbapi_connection: Any, _record: Any) -> None:
@@ -143,6 +140,17 @@ async def test_a_write_transactions_statements_run_on_the_event_loops_thread(
         raw.set_trace_callback(
             lambda sql: ran.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
         )
+
+    return ran
+
+
+async def test_a_write_transactions_statements_run_on_the_event_loops_thread(
+    tmp_path: Path,
+) -> None:
+    """Between BEGIN IMMEDIATE and its end, no statement hops to aiosqlite's thread: each hop
+    would hold the write lock through a turn of the event loop. The rest still hops."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'threads.db'}")
+    ran = _traced_threads(db)
 
     try:
         async with db.transaction() as conn:
@@ -182,15 +190,7 @@ async def test_a_connection_that_committed_hops_again_within_its_checkout(tmp_pa
     """The pool's rollback on return is not what ends the write lock's mode: a connection that
     committed and goes on (a read, as a deferred transaction) waits off the loop again."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'commit.db'}")
-    loop_thread = threading.get_ident()
-    ran: list[tuple[str, bool]] = []
-
-    @event.listens_for(db.engine.sync_engine, "connect")
-    def _trace(dbapi_connection: Any, _record: Any) -> None:
-        raw: sqlite3.Connection = dbapi_connection._connection._conn
-        raw.set_trace_callback(
-            lambda sql: ran.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
-        )
+    ran = _traced_threads(db)
 
     try:
         async with db.transaction() as conn:
