@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,6 +88,57 @@ async def test_duplicates_are_absorbed_within_and_across_batches(
     assert await _stored(runtime) == [
         (1, 1, "chat:1:10", "pending"),
         (2, 1, "chat:1:10", "pending"),
+    ]
+
+
+async def test_each_chats_jobs_follow_one_another_within_and_across_batches(
+    runtime: Runtime, writer: GroupCommitWriter
+) -> None:
+    """A batch's first job of a chat follows the chat's newest job from before, each later
+    one the job before it in the batch; a job without a chat follows none. Each job names
+    its update in its payload."""
+    await writer.store_many([incoming(1, chat_id=10), incoming(2, chat_id=20)])
+    await writer.store_many(
+        [
+            incoming(3, chat_id=10),
+            incoming(4, chat_id=30),
+            incoming(5, chat_id=None),
+            incoming(6, chat_id=10),
+            incoming(7, chat_id=30),
+            incoming(8, chat_id=20),
+        ]
+    )
+    u, j = tables.updates, tables.jobs
+    async with runtime.db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(u.c.update_id, j.c.id, j.c.after_id, j.c.payload)
+                .select_from(u.join(j, j.c.subject_id == u.c.id))
+                .order_by(u.c.update_id)
+            )
+        ).all()
+        newest = dict(
+            (
+                await conn.execute(
+                    select(tables.job_keys.c.ordering_key, tables.job_keys.c.last_job_id)
+                )
+            ).all()
+        )
+    job_of = {update_id: job_id for update_id, job_id, _, _ in rows}
+    follows = {update_id: after_id for update_id, _, after_id, _ in rows}
+    assert follows == {
+        1: None,
+        2: None,
+        3: job_of[1],
+        4: None,
+        5: None,
+        6: job_of[3],
+        7: job_of[4],
+        8: job_of[2],
+    }
+    assert newest == {"chat:1:10": job_of[6], "chat:1:20": job_of[8], "chat:1:30": job_of[7]}
+    assert [json.loads(payload) for *_, payload in rows] == [
+        {"bot_id": 1, "update_id": update_id} for update_id in range(1, 9)
     ]
 
 

@@ -31,8 +31,6 @@ CHANNEL = "tgrelay_jobs"
 # after commit (`db.engine.after_commit`), and a second wake per transaction would cost each
 # an empty claim (a write). Random rather than the pid, which repeats across hosts.
 ORIGIN = secrets.token_hex(6)
-# The same NOTIFY for code that writes jobs through asyncpg directly ($1: `payload(queue)`).
-NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', $1)"
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :payload)")
 
 # Reconnection waits: doubling from the first to the most, so a restarting PostgreSQL is

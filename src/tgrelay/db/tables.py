@@ -195,6 +195,10 @@ job_keys = Table(
     metadata,
     Column("ordering_key", String(128), primary_key=True),
     Column("last_job_id", BigInteger, nullable=False),
+    # The newest job before the upsert that last moved the key on: PostgreSQL 15 returns
+    # only new values from an upsert, and the PostgreSQL intake links through it
+    # (inbox/postgres_writer.py). Meaningful only in that upsert's RETURNING.
+    Column("previous_job_id", BigInteger, nullable=False, server_default="0"),
 )
 
 telegram_chats = Table(

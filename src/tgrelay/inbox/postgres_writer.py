@@ -1,30 +1,32 @@
 """The intake's PostgreSQL transactions, on an asyncpg connection of the intake's own.
 
 Why not SQLAlchemy: its per-row path cost the serving process ~174 µs of CPU per update on
-bench/intake.py (~3× SQLite's). Here a batch is four round trips whatever its size, each
-statement prepared once per connection and fed whole columns as arrays (`unnest`), which
-asyncpg encodes in C:
+bench/intake.py (~3× SQLite's). Here a batch is one statement, prepared once per connection,
+fed whole columns as arrays (`unnest`, which asyncpg encodes in C) and run outside an
+explicit transaction, so PostgreSQL commits it before it answers: one round trip per batch,
+where BEGIN, two statements, a NOTIFY and COMMIT took five (on a loaded two-core machine
+each trivial round trip cost 0.25–0.5 ms, most of a batch's time). In that statement:
 
-1. BEGIN
-2. one statement: the updates (`ON CONFLICT DO NOTHING`, in (bot_id, update_id) order), the
-   created ones back with a job id each (`nextval`, in that order), their chats' `job_keys`
-   rows locked and read, and the audit rows (a tally's row adds its count);
-3. one statement: the jobs, each after its key's newest (queue/links.py, as every enqueuer),
-   and the keys' rows moved on to them;
-4. COMMIT
+1. the updates (`ON CONFLICT DO NOTHING`, in (bot_id, update_id) order), the created ones
+   given a job id each (`nextval`, in that order);
+2. their chats' `job_keys` rows moved on to each chat's last new job with `INSERT … ON
+   CONFLICT DO UPDATE`, which keeps the job it replaces in `previous_job_id` and returns it
+   (PostgreSQL 15 returns only new values from an upsert);
+3. the jobs, each after its key's newest: the job before it in the batch, or the first one
+   after the key's previous newest (queue/links.py states the rule);
+4. the audit rows (a tally's row adds its count), and a NOTIFY when jobs were created.
 
-The keys' rows are taken with `INSERT … ON CONFLICT DO UPDATE` (a no-op update): it creates
-a new key's row or locks an existing one *in its newest version*, even one committed after
-the statement's snapshot, and returns it. So enqueuers of one key take turns as
-queue/chains.py's do, and ids committed out of order still link in commit order. Locks are
-taken in one order, (bot_id, update_id) for updates and then the keys sorted, the keys only
-once every update is in (a sort sits between), so two processes never deadlock.
+The upsert creates a new key's row or locks an existing one *in its newest version*, even
+one committed after the statement's snapshot (a `SELECT … FOR UPDATE` would miss a row
+another process created meanwhile). So enqueuers of one key take turns as queue/chains.py's
+do, and ids committed out of order still link in commit order. Locks are taken in one
+order, (bot_id, update_id) for updates and then the keys sorted, the keys only once every
+update is in (they come from the created rows), so two processes never deadlock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +36,6 @@ import structlog
 from tgrelay import audit
 from tgrelay.db import asyncpg_connections, notifications
 from tgrelay.inbox.models import IncomingUpdate
-from tgrelay.queue import chains, links
 from tgrelay.queue import store as job_store
 from tgrelay.queue.models import JobState
 
@@ -65,17 +66,23 @@ _AUDIT_TYPES = {
     "count": "int",
     "aggregate_key": "text",
 }
+_UPDATE_ARRAYS = 10  # $1…$10: _update_columns
 _AUDIT_ARRAYS = ", ".join(
-    f"${10 + i}::{_AUDIT_TYPES[column]}[]" for i, column in enumerate(audit.COLUMNS)
+    f"${_UPDATE_ARRAYS + 1 + i}::{_AUDIT_TYPES[column]}[]" for i, column in enumerate(audit.COLUMNS)
 )
+_CONSTANTS = _UPDATE_ARRAYS + len(audit.COLUMNS)  # then: kind, queue, state, attempts, now
 
-# Rows of two shapes: a created update (id set, with its job's id), or a key's row as locked.
-_STORE_UPDATES = f"""
+
+def _constant(position: int) -> str:
+    return f"${_CONSTANTS + position}"
+
+
+_STORE_BATCH = f"""
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
-                         $6::text[], $7::timestamptz[], $8::text[], $9::text[])
+                         $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::text[])
         AS t(bot_id, update_id, kind, chat_id, source, payload, received_at, trace_id,
-             ordering_key)
+             ordering_key, job_payload)
 ), new AS (
     INSERT INTO updates (bot_id, update_id, kind, chat_id, source, payload, received_at,
                          trace_id)
@@ -84,40 +91,44 @@ WITH input AS (
     ON CONFLICT (bot_id, update_id) DO NOTHING
     RETURNING id, bot_id, update_id
 ), created AS MATERIALIZED (
-    SELECT new.id, new.bot_id, new.update_id, input.ordering_key
-    FROM new JOIN input USING (bot_id, update_id)
-), locked AS (
-    INSERT INTO job_keys (ordering_key, last_job_id)
-    SELECT DISTINCT ordering_key, 0 FROM created
-    WHERE ordering_key IS NOT NULL ORDER BY ordering_key
-    ON CONFLICT (ordering_key) DO UPDATE SET last_job_id = job_keys.last_job_id
-    RETURNING ordering_key, last_job_id
+    SELECT ordered.*, nextval({_SEQUENCE}) AS job_id
+    FROM (
+        SELECT new.id, new.bot_id, new.update_id, input.ordering_key, input.job_payload,
+               input.trace_id
+        FROM new JOIN input USING (bot_id, update_id)
+        ORDER BY new.bot_id, new.update_id
+    ) AS ordered
+), moved AS (
+    INSERT INTO job_keys (ordering_key, last_job_id, previous_job_id)
+    SELECT ordering_key, max(job_id), 0 FROM created
+    WHERE ordering_key IS NOT NULL GROUP BY ordering_key ORDER BY ordering_key
+    ON CONFLICT (ordering_key) DO UPDATE
+    SET previous_job_id = job_keys.last_job_id, last_job_id = excluded.last_job_id
+    RETURNING ordering_key, nullif(previous_job_id, 0) AS previous_job_id
+), enqueued AS (
+    INSERT INTO jobs (id, kind, queue, payload, ordering_key, after_id, subject_id, state,
+                      attempts, max_attempts, run_at, created_at, trace_id)
+    SELECT created.job_id, {_constant(1)}, {_constant(2)}, created.job_payload,
+           created.ordering_key,
+           CASE WHEN created.ordering_key IS NOT NULL
+                THEN coalesce(lag(created.job_id) OVER key_order, moved.previous_job_id)
+           END,
+           created.id, {_constant(3)}, 0, {_constant(4)}, {_constant(5)}, {_constant(5)},
+           created.trace_id
+    FROM created LEFT JOIN moved USING (ordering_key)
+    WINDOW key_order AS (PARTITION BY created.ordering_key ORDER BY created.job_id)
 ), audited AS (
     INSERT INTO audit_log ({_AUDIT_COLUMNS})
     SELECT * FROM unnest({_AUDIT_ARRAYS})
     ON CONFLICT ({audit.AGGREGATE_KEY}) DO UPDATE
     SET {audit.COUNT_COLUMN} = audit_log.{audit.COUNT_COLUMN} + excluded.{audit.COUNT_COLUMN}
+), announced AS (
+    -- Workers of other processes wake when it commits (db/notifications.py).
+    SELECT pg_notify('{notifications.CHANNEL}', {_constant(6)})
+    FROM (SELECT FROM created LIMIT 1) AS any_created
 )
-SELECT c.id, c.bot_id, c.update_id, nextval({_SEQUENCE}) AS job_id,
-       NULL::text AS ordering_key, NULL::bigint AS last_job_id
-FROM (SELECT * FROM created ORDER BY bot_id, update_id) AS c
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, ordering_key, last_job_id FROM locked
+SELECT created.bot_id, created.update_id FROM created, announced
 """  # noqa: S608 (constants only)
-
-_ENQUEUE = """
-WITH enqueued AS (
-    INSERT INTO jobs (id, kind, queue, payload, ordering_key, after_id, subject_id, state,
-                      attempts, max_attempts, run_at, created_at, trace_id)
-    SELECT id, $9, $10, payload, ordering_key, after_id, subject_id, $11, 0, $12, $13, $13,
-           trace_id
-    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])
-        AS t(id, payload, ordering_key, after_id, subject_id, trace_id)
-)
-UPDATE job_keys SET last_job_id = moved.last_job_id
-FROM unnest($7::text[], $8::bigint[]) AS moved(ordering_key, last_job_id)
-WHERE job_keys.ordering_key = moved.ordering_key
-"""
 
 
 class PostgresBatches:
@@ -133,10 +144,15 @@ class PostgresBatches:
             database_url, timeout=CONNECT_TIMEOUT_SECONDS, application_name=APPLICATION_NAME
         )
         # What every job of the intake shares: bound once per batch, not once per job.
-        self._job_constants = (kind, queue, JobState.PENDING.value, default_max_attempts)
+        self._constants = (
+            kind,
+            queue,
+            JobState.PENDING.value,
+            default_max_attempts,
+        )
         self._announcement = notifications.payload(queue)
         self._conn: asyncpg.Connection | None = None
-        self._statements: _Statements | None = None
+        self._store_batch: asyncpg.PreparedStatement | None = None
 
     async def write(
         self,
@@ -149,12 +165,20 @@ class PostgresBatches:
         """Store a batch in one transaction; the keys of the updates it created.
 
         A batch whose connection was lost (a server restart ends an idle one unseen) goes
-        once more on a new one. That is safe even when the lost answer was COMMIT's: the
-        updates are then found stored (not new), their jobs already with them.
+        once more on a new one. That is safe even when the lost answer was the commit's:
+        the updates are then found stored (not new), their jobs already with them.
         """
         for attempt in range(1, CONNECTION_ATTEMPTS + 1):
             try:
-                return await self._write(unique, traces, audits, now)
+                statement = await self._connected()
+                rows = await statement.fetch(
+                    *_update_columns(unique, traces),
+                    *_audit_columns(audits),
+                    *self._constants,
+                    now,
+                    self._announcement,
+                )
+                return {(bot_id, update_id) for bot_id, update_id in rows}
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 lost = self._conn is None or self._conn.is_closed()
                 if not lost or attempt == CONNECTION_ATTEMPTS:
@@ -162,72 +186,24 @@ class PostgresBatches:
                 log.warning("intake.reconnecting", error=str(exc), batch=len(unique))
         raise AssertionError("unreachable")
 
-    async def _write(
-        self,
-        unique: Mapping[UpdateKey, IncomingUpdate],
-        traces: Mapping[UpdateKey, str],
-        audits: Sequence[audit.Entry],
-        now: datetime,
-    ) -> set[UpdateKey]:
-        conn, statements = await self._connected()
-        async with conn.transaction():
-            rows = await statements.store_updates.fetch(
-                *_update_columns(unique, traces), *_audit_columns(audits)
-            )
-            created, newest = _created_and_newest(rows)
-            if created:
-                await statements.enqueue.fetch(
-                    *_job_columns(created, newest, unique, traces), *self._job_constants, now
-                )
-                # Workers of other processes wake when it commits (db/notifications.py).
-                await statements.announce.fetch(self._announcement)
-        return {(bot_id, update_id) for _, bot_id, update_id, _ in created}
-
     async def close(self) -> None:
-        conn, self._conn, self._statements = self._conn, None, None
+        conn, self._conn, self._store_batch = self._conn, None, None
         if conn is not None and not conn.is_closed():
             await conn.close(timeout=5)
 
-    async def _connected(self) -> tuple[asyncpg.Connection, _Statements]:
-        if self._conn is not None and self._statements is not None and not self._conn.is_closed():
-            return self._conn, self._statements
-        self._conn = self._statements = None
+    async def _connected(self) -> asyncpg.PreparedStatement:
+        if self._conn is not None and self._store_batch is not None and not self._conn.is_closed():
+            return self._store_batch
+        self._conn = self._store_batch = None
         args, kwargs = self._connect_args
         conn = await asyncpg.connect(*args, **kwargs)
         try:
-            statements = _Statements(
-                store_updates=await conn.prepare(_STORE_UPDATES),
-                enqueue=await conn.prepare(_ENQUEUE),
-                announce=await conn.prepare(notifications.NOTIFY_SQL),
-            )
+            statement = await conn.prepare(_STORE_BATCH)
         except BaseException:
             conn.terminate()
             raise
-        self._conn, self._statements = conn, statements
-        return conn, statements
-
-
-@dataclass(frozen=True)
-class _Statements:
-    store_updates: asyncpg.PreparedStatement
-    enqueue: asyncpg.PreparedStatement
-    announce: asyncpg.PreparedStatement
-
-
-# A created update: (row id, bot_id, update_id, its job's id), in (bot_id, update_id) order.
-Created = tuple[int, int, int, int]
-
-
-def _created_and_newest(rows: Sequence[asyncpg.Record]) -> tuple[list[Created], dict[str, int]]:
-    """The created updates, and the newest job of each of their keys that has one."""
-    created: list[Created] = []
-    newest: dict[str, int] = {}
-    for row_id, bot_id, update_id, job_id, key, last_job_id in rows:
-        if row_id is not None:
-            created.append((row_id, bot_id, update_id, job_id))
-        elif last_job_id != chains.NO_JOB:
-            newest[key] = last_job_id
-    return created, newest
+        self._conn, self._store_batch = conn, statement
+        return statement
 
 
 def _update_columns(
@@ -244,33 +220,10 @@ def _update_columns(
         [u.received_at for u in updates],
         list(traces.values()),
         [u.ordering_key for u in updates],
+        [job_store.encode_payload(u.job_payload()) for u in updates],
     )
 
 
 def _audit_columns(entries: Sequence[audit.Entry]) -> list[list[Any]]:
     rows = [audit.values(entry) for entry in audit.merge(entries)]
     return [[row[column] for row in rows] for column in audit.COLUMNS]
-
-
-def _job_columns(
-    created: Sequence[Created],
-    newest: Mapping[str, int],
-    unique: Mapping[UpdateKey, IncomingUpdate],
-    traces: Mapping[UpdateKey, str],
-) -> tuple[list[Any], ...]:
-    """The process_update job of each created update, after its key's newest job; then each
-    key's newest job afterwards."""
-    updates = [unique[(bot_id, update_id)] for _, bot_id, update_id, _ in created]
-    ids = [job_id for *_, job_id in created]
-    keys = [u.ordering_key for u in updates]
-    after_ids, moved = links.link(ids, keys, newest)
-    return (
-        ids,
-        [job_store.encode_payload(u.job_payload()) for u in updates],
-        keys,
-        after_ids,
-        [row_id for row_id, *_ in created],
-        [traces[(u.bot_id, u.update_id)] for u in updates],
-        list(moved),
-        list(moved.values()),
-    )
