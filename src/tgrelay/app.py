@@ -84,6 +84,9 @@ WEBHOOK_PREFIX = "/telegram/"
 # Jobs of the updates queue per claim: a backlog drains in batches of this many, each
 # chat's updates in turn, committed every DEFAULT_BATCH_SECONDS (queue/worker.py).
 UPDATES_BATCH_SIZE = 100
+# Batches in flight on PostgreSQL: one waits on its round trips most of the time, and
+# claims give each batch chats no other holds. SQLite writes one transaction at a time.
+UPDATES_CONCURRENCY_POSTGRES = 4
 
 
 def updates_registry(rt: Runtime) -> Registry:
@@ -187,7 +190,7 @@ async def background(
             clock=rt.clock,
             metrics=rt.metrics,
             queue=UPDATES_QUEUE,
-            concurrency=1,  # SQLite writes one transaction at a time anyway
+            concurrency=1 if rt.db.is_sqlite else UPDATES_CONCURRENCY_POSTGRES,
             batch_size=UPDATES_BATCH_SIZE,
             batch_seconds=share.transaction_seconds,
             between_transactions=share.pause,

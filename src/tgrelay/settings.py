@@ -16,9 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tgrelay import errors
 
 TELEGRAM_API_URL = "https://api.telegram.org"
-# PostgreSQL connections a process keeps beside its worker's jobs: API requests, the intake
-# writer, the claim loops.
-POSTGRES_CONNECTIONS_BESIDE_WORKER = 8
+# PostgreSQL connections a process keeps beside its worker's jobs: API requests, the claim
+# loops, and the updates worker's batches (app.UPDATES_CONCURRENCY_POSTGRES, each a
+# transaction with a read beside it).
+POSTGRES_CONNECTIONS_BESIDE_WORKER = 12
 SECRET_KEYS_FILE = "secret_keys"  # noqa: S105 (a file name, not a secret)
 
 
