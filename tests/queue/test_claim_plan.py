@@ -7,16 +7,19 @@ each table is searched by, with and without statistics from ANALYZE.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import TextClause, insert, text
 
+from tests.databases import PostgresServer
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, store
 from tgrelay.queue.models import NewJob
+from tgrelay.settings import async_database_url
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -86,28 +89,68 @@ async def test_freeing_successors_follows_the_successor_index(sqlite_history: Da
     assert plan == ["SEARCH jobs USING INDEX ix_jobs_after_id (after_id=?)"], plan
 
 
+@pytest.fixture
+async def postgres_after_burst(
+    postgres: PostgresServer, postgres_template: str | None
+) -> AsyncIterator[tuple[Database, int]]:
+    """Three chats' jobs in a burst that landed after the statistics were taken
+    (autovacuum analyzes a minute later, at best); the first job's id. A database of its
+    own, so that its statistics reach no other test's plans."""
+    async with postgres.fresh_database(template=postgres_template) as url:
+        db = Database(async_database_url(url))
+        async with db.transaction() as conn:
+            await conn.execute(text("ANALYZE jobs"))  # statistics of an empty queue
+            burst = [
+                NewJob(kind="update", payload={}, ordering_key=f"chat:{n % 3}") for n in range(3000)
+            ]
+            await store.enqueue(conn, burst, now=NOW, default_max_attempts=5)
+            head = await conn.scalar(text("SELECT min(id) FROM jobs"))
+        try:
+            yield db, int(head)
+        finally:
+            await db.dispose()
+
+
+async def _postgres_plan(db: Database, statement: TextClause, params: dict[str, Any]) -> str:
+    explain = text(f"EXPLAIN {statement.text}").bindparams(*statement._bindparams.values())
+    async with db.engine.connect() as conn:
+        return "\n".join(row[0] for row in await conn.execute(explain, params))
+
+
+def _no_walk_of_pending_jobs(plan: str) -> None:
+    assert "ix_jobs_state_run_at" not in plan, plan
+    assert "ix_jobs_kind_subject_id" not in plan, plan
+    assert "Seq Scan on jobs" not in plan, plan
+
+
 @pytest.mark.postgres
 async def test_postgres_runs_follow_the_successor_index_after_a_burst(
-    postgres_database: Database,
+    postgres_after_burst: tuple[Database, int],
 ) -> None:
-    """A burst lands after the statistics were taken (autovacuum analyzes a minute later,
-    at best): each step of a run still finds the successor by ix_jobs_after_id. Planned
-    from those statistics, the step used to scan every pending job (237 ms a claim with
-    10,000 jobs of one chat queued)."""
-    db = postgres_database
-    async with db.transaction() as conn:
-        await conn.execute(text("ANALYZE jobs"))  # statistics of an empty queue
-        burst = [NewJob(kind="update", payload={}, ordering_key="chat:1") for _ in range(3000)]
-        await store.enqueue(conn, burst, now=NOW, default_max_attempts=5)
-        head = await conn.scalar(text("SELECT min(id) FROM jobs"))
-    statement = store.followers(True)
-    explain = text(f"EXPLAIN {statement.text}").bindparams(*statement._bindparams.values())
+    """Each step of a run finds the successor by ix_jobs_after_id. Planned from the old
+    statistics, the step used to scan every pending job (237 ms a claim with 10,000 jobs
+    of one chat queued)."""
+    db, head = postgres_after_burst
     params = {"queue": "default", "now": NOW, "heads": [head], "kinds": ["update"]}
-    async with db.engine.connect() as conn:
-        rows = await conn.execute(explain, params | {"max_jobs": 100, "max_rows": 101})
-        plan = "\n".join(row[0] for row in rows)
+    plan = await _postgres_plan(
+        db, store.followers(True), params | {"max_jobs": 100, "max_rows": 101}
+    )
     step = plan[plan.index("WorkTable Scan") :]
     assert "ix_jobs_after_id" in step, plan
-    assert "ix_jobs_state_run_at" not in step, plan
-    assert "ix_jobs_kind_subject_id" not in step, plan
-    assert "Seq Scan on jobs" not in step, plan
+    _no_walk_of_pending_jobs(step)
+
+
+@pytest.mark.postgres
+async def test_postgres_freeing_and_blocking_look_jobs_up_by_id_after_a_burst(
+    postgres_after_burst: tuple[Database, int],
+) -> None:
+    """Freeing successors finds them by ix_jobs_after_id, and blocking checks each
+    predecessor by its id: neither walks the pending jobs (both did, planned from the old
+    statistics)."""
+    db, head = postgres_after_burst
+    freeing = await _postgres_plan(db, chains._FREE_POSTGRES, {"finished": [head, head + 1]})
+    assert "ix_jobs_after_id" in freeing, freeing
+    _no_walk_of_pending_jobs(freeing)
+    blocking = await _postgres_plan(db, store._BLOCK, {"ids": [head + 4, head + 5, head + 6]})
+    assert "Index Cond: (id = jobs.after_id)" in blocking, blocking
+    _no_walk_of_pending_jobs(blocking)

@@ -185,10 +185,14 @@ MAX_CLAIM_ROUNDS = 4
 def _predecessor_unfinished(job: str) -> str:
     """SQL: the job (a table alias, never input) waits, its predecessor being pending or
     running. The key's equality guards against an id SQLite gave again after the job that
-    had it was deleted."""
+    had it was deleted.
+
+    A scalar subquery, not EXISTS: PostgreSQL turns an EXISTS into a join, which it planned,
+    from statistics taken before a burst, as a scan of every pending and running job; a
+    scalar one stays a lookup of the predecessor by its id."""
     return (
-        f"EXISTS (SELECT 1 FROM jobs AS p WHERE p.id = {job}.after_id"  # noqa: S608
-        f" AND p.ordering_key = {job}.ordering_key AND p.state IN ('pending', 'running'))"
+        f"(SELECT p.state FROM jobs AS p WHERE p.id = {job}.after_id"  # noqa: S608
+        f" AND p.ordering_key = {job}.ordering_key) IN ('pending', 'running')"
     )
 
 
