@@ -85,7 +85,8 @@ WEBHOOK_PREFIX = "/telegram/"
 # chat's updates in turn, committed every DEFAULT_BATCH_SECONDS (queue/worker.py).
 UPDATES_BATCH_SIZE = 100
 # Batches in flight on PostgreSQL: one waits on its round trips most of the time, and
-# claims give each batch chats no other holds. SQLite writes one transaction at a time.
+# claims give each batch chats no other holds; one while the intake bursts (IntakeShare).
+# SQLite writes one transaction at a time.
 UPDATES_CONCURRENCY_POSTGRES = 4
 
 
@@ -191,6 +192,7 @@ async def background(
             metrics=rt.metrics,
             queue=UPDATES_QUEUE,
             concurrency=1 if rt.db.is_sqlite else UPDATES_CONCURRENCY_POSTGRES,
+            concurrency_now=lambda: share.batches(UPDATES_CONCURRENCY_POSTGRES),
             batch_size=UPDATES_BATCH_SIZE,
             batch_seconds=share.transaction_seconds,
             between_transactions=share.pause,

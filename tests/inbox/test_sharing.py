@@ -75,3 +75,24 @@ async def test_a_worker_behind_takes_long_transactions_unless_updates_come_in_a_
     await share.pause(0.004)
     seen.append(share.transaction_seconds(behind))
     assert seen == [long, busy, busy]
+
+
+async def test_one_batch_at_a_time_while_the_intake_bursts() -> None:
+    """The worker may run `most` batches at once, but one while updates come in a burst;
+    as many again once a pause finds the burst over."""
+    intake, clock = Intake(), Clock()
+
+    async def sleep(seconds: float) -> None:
+        pass
+
+    share = IntakeShare(intake, clock=clock, sleep=sleep)
+    seen = [share.batches(4)]
+    clock.seconds += 0.01
+    intake.arrived += int(sharing.BURST_RATE * 0.01 * 2)  # twice the burst rate
+    await share.pause(0.004)
+    seen.append(share.batches(4))
+    clock.seconds += 0.01
+    intake.arrived += int(sharing.BURST_RATE * 0.01 / 3)  # a steady trickle
+    await share.pause(0.004)
+    seen.append(share.batches(4))
+    assert seen == [4, 1, 4]

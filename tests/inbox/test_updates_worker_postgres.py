@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.databases import PostgresServer
 from tests.e2e.harness import eventually
-from tests.inbox.updates import NOW
+from tests.inbox.updates import NOW, incoming
 from tgrelay import app
 from tgrelay.bots.models import BotStatus
 from tgrelay.crypto import TokenCipher
 from tgrelay.db import tables
-from tgrelay.inbox.models import IncomingUpdate, UpdateSource
+from tgrelay.inbox.models import IncomingUpdate
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 
@@ -43,15 +43,7 @@ def _message(update_id: int, chat_id: int) -> IncomingUpdate:
             "text": "hello",
         },
     }
-    return IncomingUpdate(
-        bot_id=BOT_ID,
-        update_id=update_id,
-        kind="message",
-        chat_id=chat_id,
-        source=UpdateSource.WEBHOOK,
-        payload=json.dumps(payload),
-        received_at=NOW,
-    )
+    return incoming(update_id, chat_id, BOT_ID, payload=json.dumps(payload))
 
 
 @pytest.fixture

@@ -567,6 +567,43 @@ async def test_a_busy_worker_claims_once_enough_slots_are_free(
     assert sum(taken for taken, _ in claims) == 16
 
 
+async def test_a_worker_runs_no_more_at_once_than_it_is_allowed_now(
+    database: Database, clock: Clock
+) -> None:
+    """concurrency_now bounds each claim below concurrency, read at each claim: one job
+    while it says 1, then four once it says 4 (of 8 slots)."""
+    allowed = [1]
+    released = [asyncio.Event() for _ in range(8)]
+
+    async def run(job: Job) -> None:
+        await released[job.payload["n"]].wait()
+
+    registry = Registry()
+    registry.register("held", run, transactional=False)
+    job_ids = await enqueue(
+        database, *(NewJob(kind="held", payload={"n": n}) for n in range(8)), now=clock
+    )
+
+    async def states() -> list[JobState]:
+        return [(await get(database, job_id)).state for job_id in job_ids]
+
+    worker = make_worker(
+        database, registry, clock, concurrency=8, concurrency_now=lambda: allowed[0]
+    )
+    async with running(worker):
+        await wait_until(in_state(database, job_ids[0], JobState.RUNNING))
+        # One claim starts all it takes at once: the others would be running too.
+        assert await states() == [JobState.RUNNING] + [JobState.PENDING] * 7
+        allowed[0] = 4
+        released[0].set()  # its end wakes the worker, which claims again
+        await wait_until(in_state(database, job_ids[4], JobState.RUNNING))
+        assert await states() == [JobState.DONE] + [JobState.RUNNING] * 4 + [JobState.PENDING] * 3
+        for event in released:
+            event.set()
+        for job_id in job_ids:
+            await wait_until(in_state(database, job_id, JobState.DONE))
+
+
 async def test_an_outcome_that_cannot_be_committed_fails_only_its_own_job(
     database: Database, clock: Clock
 ) -> None:

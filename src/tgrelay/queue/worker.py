@@ -216,6 +216,7 @@ class Worker:
         monotonic: Callable[[], float] | None = None,
         wait: Wait | None = None,
         claim_at_least: int = 1,
+        concurrency_now: Callable[[], int] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -237,6 +238,9 @@ class Worker:
         # (and the read of its jobs' data that follows) costs a write transaction, and a
         # busy lane freeing one slot at a time would pay it for every job.
         self.claim_at_least = claim_at_least
+        # How many tasks may run at the next claim, at most `concurrency`, asked before each
+        # (None: always `concurrency`): the updates worker's runs fewer during a burst.
+        self._concurrency_now = concurrency_now
         self.lease_seconds = lease_seconds
         # The sleeps between looks when nobody wakes the worker: what a job enqueued by another
         # process may wait. An idle worker only reads (store.next_run_at); it claims when told,
@@ -320,7 +324,7 @@ class Worker:
             if now() >= next_maintenance:
                 await self._maintain()
                 next_maintenance = now() + self.maintenance_interval
-            free = self.concurrency - len(self._running)
+            free = self._allowed_now() - len(self._running)
             if self._running and free < self.claim_at_least:
                 free = 0  # let more finish (each end wakes the loop): one claim for many
             try:
@@ -345,6 +349,11 @@ class Worker:
                     quiet_since = now()
                 probe = probe or not woken
             # A full batch suggests more are due: claim again at once.
+
+    def _allowed_now(self) -> int:
+        if self._concurrency_now is None:
+            return self.concurrency
+        return max(1, min(self._concurrency_now(), self.concurrency))
 
     async def _claim(self, free: int, *, probe: bool) -> int:
         if free <= 0:
