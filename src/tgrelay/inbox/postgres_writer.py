@@ -70,7 +70,8 @@ _UPDATE_ARRAYS = 10  # $1…$10: _update_columns
 _AUDIT_ARRAYS = ", ".join(
     f"${_UPDATE_ARRAYS + 1 + i}::{_AUDIT_TYPES[column]}[]" for i, column in enumerate(audit.COLUMNS)
 )
-_CONSTANTS = _UPDATE_ARRAYS + len(audit.COLUMNS)  # then: kind, queue, state, attempts, now
+# Then, one value each: kind, queue, state, max_attempts, now, the NOTIFY's payload.
+_CONSTANTS = _UPDATE_ARRAYS + len(audit.COLUMNS)
 
 
 def _constant(position: int) -> str:
@@ -144,12 +145,7 @@ class PostgresBatches:
             database_url, timeout=CONNECT_TIMEOUT_SECONDS, application_name=APPLICATION_NAME
         )
         # What every job of the intake shares: bound once per batch, not once per job.
-        self._constants = (
-            kind,
-            queue,
-            JobState.PENDING.value,
-            default_max_attempts,
-        )
+        self._constants = (kind, queue, JobState.PENDING.value, default_max_attempts)
         self._announcement = notifications.payload(queue)
         self._conn: asyncpg.Connection | None = None
         self._store_batch: asyncpg.PreparedStatement | None = None
