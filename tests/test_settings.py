@@ -97,12 +97,12 @@ def test_cluster_mode_without_keys_fails_closed(tmp_path: Path) -> None:
 def test_postgres_pool_covers_the_worker_and_the_api_unless_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Unset, the pool holds a connection per worker job plus 8; TGRELAY_DATABASE_POOL_SIZE
+    """Unset, the pool holds a connection per worker job plus 12; TGRELAY_DATABASE_POOL_SIZE
     overrides it (e.g. to fit many processes under PostgreSQL's max_connections)."""
     monkeypatch.setenv("TGRELAY_WORKER_CONCURRENCY", "16")
     derived = Settings(_env_file=None).resolved_database_pool_size
     monkeypatch.setenv("TGRELAY_DATABASE_POOL_SIZE", "5")
-    assert (derived, Settings(_env_file=None).resolved_database_pool_size) == (24, 5)
+    assert (derived, Settings(_env_file=None).resolved_database_pool_size) == (28, 5)
 
 
 def test_inbound_limits_are_off_by_default_and_read_from_the_environment(
