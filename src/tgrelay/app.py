@@ -184,6 +184,7 @@ async def background(
             metrics=rt.metrics,
         )
         share = IntakeShare(writer)  # the updates worker's turns beside the intake
+        batches = 1 if rt.db.is_sqlite else UPDATES_CONCURRENCY_POSTGRES
         updates_worker = Worker(
             rt.db,
             updates_registry(rt),
@@ -191,8 +192,8 @@ async def background(
             clock=rt.clock,
             metrics=rt.metrics,
             queue=UPDATES_QUEUE,
-            concurrency=1 if rt.db.is_sqlite else UPDATES_CONCURRENCY_POSTGRES,
-            concurrency_now=lambda: share.batches(UPDATES_CONCURRENCY_POSTGRES),
+            concurrency=batches,
+            concurrency_now=None if batches == 1 else lambda: share.batches(batches),
             batch_size=UPDATES_BATCH_SIZE,
             batch_seconds=share.transaction_seconds,
             between_transactions=share.pause,
