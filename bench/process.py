@@ -59,13 +59,13 @@ from servers import (
     free_port,
     process,
     profiled,
+    reader_url,
     recreate_postgres_database,
     serve_env,
     wait_http,
     write_lock_seconds,
 )
 from tgrelay.db import tables
-from tgrelay.settings import async_database_url
 
 HERE = Path(__file__).parent
 TGRELAY = [str(Path(sys.executable).parent / "tgrelay")]
@@ -316,13 +316,6 @@ def receiver(enabled: bool, workdir: Path, env: dict[str, str]) -> Iterator[str 
     with process(command, env, workdir / "receiver.log"):
         wait_http(f"http://127.0.0.1:{port}/_count", timeout=30)
         yield f"http://127.0.0.1:{port}"
-
-
-def reader_url(database_url: str) -> str:
-    """The bench's own connection: read-only on SQLite, so it can never take the write lock."""
-    if database_url.startswith("sqlite:///"):
-        return async_database_url(f"sqlite:///file:{database_url[10:]}?mode=ro&uri=true")
-    return async_database_url(database_url)
 
 
 def run(args: argparse.Namespace, workdir: Path, database_url: str) -> Result:

@@ -72,6 +72,13 @@ async def recreate_postgres_database(name: str, *, drop_only: bool = False) -> s
     return f"{POSTGRES_SERVER}/{name}"
 
 
+def reader_url(database_url: str) -> str:
+    """The bench's own connection: read-only on SQLite, so it can never take the write lock."""
+    if database_url.startswith("sqlite:///"):
+        return async_database_url(f"sqlite:///file:{database_url[10:]}?mode=ro&uri=true")
+    return async_database_url(database_url)
+
+
 def create_workspace(tgrelay: list[str], env: dict[str, str], name: str = "bench") -> str:
     """`tgrelay workspace create` against the configured database; the new API key."""
     created = subprocess.run(
