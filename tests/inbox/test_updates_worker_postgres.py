@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -133,3 +133,37 @@ async def test_a_chat_whose_batch_waits_holds_up_no_other_chat(runtime: Runtime)
             return await _job_states(runtime) == {1: "done", 2: "done"}
 
         await eventually(both_done)
+
+
+async def test_the_updates_worker_runs_one_batch_while_the_intake_bursts(runtime: Runtime) -> None:
+    """serve's wiring: four batches at once on PostgreSQL, one after a transaction that
+    found the intake bursting (IntakeShare), four again after one that found it quiet."""
+    async with runtime.db.transaction() as conn:
+        await _held_bot(conn, runtime.cipher)
+    async with app.background(runtime, run_worker=True, run_pollers=False) as running:
+        worker = running.updates_worker
+        assert worker is not None
+        assert worker.allowed_now() == app.UPDATES_CONCURRENCY_POSTGRES
+
+        async def processed(update_id: int) -> bool:
+            return (await _job_states(runtime)).get(update_id) == "done"
+
+        # Arrivals far above BURST_RATE since the worker's last look, as the share counts
+        # them; the update's transaction is followed by the share's look.
+        running.writer.arrived += 1_000_000
+        assert await running.writer.store(_message(1, STUCK_CHAT)) is True
+        await eventually(lambda: processed(1))
+        await eventually(_true_when(lambda: worker.allowed_now() == 1))
+
+        assert await running.writer.store(_message(2, OTHER_CHAT)) is True
+        await eventually(lambda: processed(2))
+        await eventually(
+            _true_when(lambda: worker.allowed_now() == app.UPDATES_CONCURRENCY_POSTGRES)
+        )
+
+
+def _true_when(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked

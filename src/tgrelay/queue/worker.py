@@ -324,7 +324,7 @@ class Worker:
             if now() >= next_maintenance:
                 await self._maintain()
                 next_maintenance = now() + self.maintenance_interval
-            free = self._allowed_now() - len(self._running)
+            free = self.allowed_now() - len(self._running)
             if self._running and free < self.claim_at_least:
                 free = 0  # let more finish (each end wakes the loop): one claim for many
             try:
@@ -350,7 +350,9 @@ class Worker:
                 probe = probe or not woken
             # A full batch suggests more are due: claim again at once.
 
-    def _allowed_now(self) -> int:
+    def allowed_now(self) -> int:
+        """How many jobs (or batches) this worker may run at once now: `concurrency`, or
+        less while `concurrency_now` says so."""
         if self._concurrency_now is None:
             return self.concurrency
         return max(1, min(self._concurrency_now(), self.concurrency))
