@@ -136,12 +136,18 @@ class Background:
 
 @asynccontextmanager
 async def background(
-    rt: Runtime, *, run_worker: bool, run_pollers: bool, lane_process: bool = False
+    rt: Runtime,
+    *,
+    run_worker: bool,
+    run_pollers: bool,
+    lane_process: bool = False,
+    after_start_up: Callable[[], None] | None = None,
 ) -> AsyncIterator[Background]:
     """Start the process's background tasks; on exit stop them, finishing in-flight work.
 
     With `lane_process`, the webhooks queue's worker runs in a child process (lanes/) rather
     than here: `tgrelay serve` asks for it; tests that move the clock keep it in process.
+    `after_start_up` is called once start-up has made all it keeps, aiogram's import last.
     """
     settings = rt.settings
     writer = GroupCommitWriter(rt)
@@ -154,7 +160,7 @@ async def background(
     breaker = SecretBreaker(rt)
     # HTTP and the webhook lane start now; what talks to Telegram waits for aiogram, which
     # loads in a thread meanwhile (about a second of CPU: see telegram_client.load).
-    telegram_loaded = asyncio.create_task(telegram_client.load(), name="load-aiogram")
+    telegram_loaded = asyncio.create_task(_load_telegram(after_start_up), name="load-aiogram")
     tasks.append(telegram_loaded)
     worker: Worker | None = None
     updates_worker: Worker | None = None
@@ -271,6 +277,12 @@ async def background(
                 await task
 
 
+async def _load_telegram(then: Callable[[], None] | None) -> None:
+    await telegram_client.load()
+    if then is not None:
+        then()
+
+
 async def _after(ready: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
     await asyncio.shield(ready)  # one waiter's cancellation must not cancel the others' load
     await run()
@@ -321,6 +333,7 @@ class TgrelayApp:
         clock: Clock = utcnow,
         on_started: Callable[[Runtime], Awaitable[None]] | None = None,
         lane_process: bool = False,
+        after_start_up: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -333,6 +346,7 @@ class TgrelayApp:
         self.receiver: WebhookReceiver | None = None
         # Called once the app is ready to serve (`tgrelay serve` prints its banner).
         self.on_started = on_started
+        self.after_start_up = after_start_up  # see background()
         self.api = self._build_api()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -420,6 +434,7 @@ class TgrelayApp:
                 run_worker=self.run_worker,
                 run_pollers=self.run_pollers,
                 lane_process=self.lane_process,
+                after_start_up=self.after_start_up,
             ) as bg:
                 api.state.runtime = rt
                 api.state.lane = bg.lane
@@ -458,15 +473,20 @@ def _warn_about_settings(rt: Runtime) -> None:
         )
 
 
-async def run_worker_process(settings: Settings) -> None:
-    """`tgrelay worker`: jobs, health checks and pollers without HTTP, until SIGINT/SIGTERM."""
+async def run_worker_process(
+    settings: Settings, *, after_start_up: Callable[[], None] | None = None
+) -> None:
+    """`tgrelay worker`: jobs, health checks and pollers without HTTP, until SIGINT/SIGTERM.
+    `after_start_up`: as background()'s."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with (
         open_runtime(settings) as rt,
-        background(wiring.install(rt), run_worker=True, run_pollers=True),
+        background(
+            wiring.install(rt), run_worker=True, run_pollers=True, after_start_up=after_start_up
+        ),
     ):
         log.info("worker.started", database=rt.db.dialect)
         await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,6 +89,41 @@ def test_serve_prints_its_banner_once_when_it_answers(tmp_path: Path) -> None:
         "  worker     in this process",
         '  next       no workspace yet: tgrelay workspace create "My team"',
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_process_hides_what_its_start_up_made_from_the_collector(
+    tmp_path: Path, command: str
+) -> None:
+    """Once aiogram (imported in a thread after the start) is in, `serve` and `worker` freeze
+    what start-up made, so full collections stop walking it, and log that they did."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    errors = tmp_path / "stderr"
+    with errors.open("w") as sink:
+        server = subprocess.Popen(
+            [TGRELAY, command],
+            env=environment(tmp_path, port),
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (frozen := _logged(errors, "process.start_up_frozen")):
+            assert server.poll() is None, errors.read_text()
+            assert time.monotonic() < deadline, "no process.start_up_frozen in 120 s"
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    # aiogram's modules and the app's objects: far more than a bare interpreter's.
+    assert frozen[0]["frozen_objects"] > 100_000, frozen
+
+
+def _logged(path: Path, event: str) -> list[dict[str, Any]]:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("{")]
+    return [entry for line in lines if (entry := json.loads(line))["event"] == event]
 
 
 def test_otel_endpoint_without_the_extra_ends_serve_with_one_line(tmp_path: Path) -> None:
