@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,30 +102,72 @@ def test_a_process_hides_what_its_start_up_made_from_the_collector(
     what start-up made, so full collections stop walking it, and log that they did."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    errors = tmp_path / "stderr"
-    with errors.open("w") as sink:
-        server = subprocess.Popen(
-            [TGRELAY, command],
-            env=environment(tmp_path, port),
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not (frozen := _logged(errors, "process.start_up_frozen")):
-            assert server.poll() is None, errors.read_text()
-            assert time.monotonic() < deadline, "no process.start_up_frozen in 120 s"
-            time.sleep(0.1)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+    with _running([command], environment(tmp_path, port), tmp_path / "stderr") as logged:
+        (frozen,) = _eventually_logged(logged, "process.start_up_frozen")
     # aiogram's modules and the app's objects: far more than a bare interpreter's.
+    assert frozen["frozen_objects"] > 100_000, frozen
+
+
+@pytest.mark.slow
+def test_the_webhooks_lane_child_hides_its_start_up_from_the_collector_too(
+    tmp_path: Path,
+) -> None:
+    """With an endpoint, `serve` starts its webhooks lane child, which freezes what its own
+    start-up made and logs it (into serve's stderr) before it takes work."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    env = environment(tmp_path, port) | {"TGRELAY_WEBHOOKS_ALLOW_PRIVATE": "true"}
+    created = subprocess.run(
+        [TGRELAY, "workspace", "create", "lane", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    api_key = json.loads(created.stdout)["api_key"]
+    with _running(["serve"], env, tmp_path / "stderr") as logged:
+        _eventually_logged(logged, "process.start_up_frozen")  # serve's own
+        httpx.post(
+            f"http://127.0.0.1:{port}/v1/endpoints",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["message.received"]},
+        ).raise_for_status()
+        (lane,) = _eventually_logged(logged, "lane.started")
+        frozen = [e for e in logged("process.start_up_frozen") if e["pid"] == lane["pid"]]
+    assert len(frozen) == 1, logged("process.start_up_frozen")
     assert frozen[0]["frozen_objects"] > 100_000, frozen
 
 
-def _logged(path: Path, event: str) -> list[dict[str, Any]]:
-    lines = [line for line in path.read_text().splitlines() if line.startswith("{")]
-    return [entry for line in lines if (entry := json.loads(line))["event"] == event]
+Logged = Callable[[str], list[dict[str, Any]]]
+
+
+@contextmanager
+def _running(args: list[str], env: dict[str, str], stderr: Path) -> Iterator[Logged]:
+    """`tgrelay *args` with its stderr in a file; yields what it logged, by event, so far."""
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [TGRELAY, *args], env=env, stdout=subprocess.DEVNULL, stderr=sink
+        )
+
+    def logged(event: str) -> list[dict[str, Any]]:
+        assert process.poll() is None, stderr.read_text()
+        lines = [line for line in stderr.read_text().splitlines() if line.startswith("{")]
+        return [entry for line in lines if (entry := json.loads(line))["event"] == event]
+
+    try:
+        yield logged
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _eventually_logged(logged: Logged, event: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 120
+    while not (found := logged(event)):
+        assert time.monotonic() < deadline, f"no {event} in 120 s"
+        time.sleep(0.1)
+    return found
 
 
 def test_otel_endpoint_without_the_extra_ends_serve_with_one_line(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def serve(
 ) -> None:
     """Run the HTTP API and webhook intake (and, by default, the worker and pollers)."""
     # Start-up allocates millions of objects that live as long as the process; collecting
-    # while importing only walks them again (_freeze_start_up takes over from here).
+    # while importing only walks them again (collector.freeze takes over from here).
     gc.disable()
     settings = invocation.settings()
     bind_host = host or settings.host
@@ -39,7 +39,7 @@ def serve(
 
     import uvicorn
 
-    from tgrelay import tracing
+    from tgrelay import collector, tracing
     from tgrelay.app import TgrelayApp
     from tgrelay.settings import with_secret_keys
 
@@ -58,9 +58,9 @@ def serve(
         run_worker=worker,
         on_started=announce,
         lane_process=worker,
-        after_start_up=_freeze_after_start_up,
+        after_start_up=collector.freeze_after_start_up,
     )
-    _freeze_start_up()
+    collector.freeze()
     server = uvicorn.Server(
         uvicorn.Config(
             tgrelay_app,
@@ -118,41 +118,15 @@ def worker_command() -> None:
     settings = invocation.settings()
     import uvloop
 
+    from tgrelay import collector
     from tgrelay.app import run_worker_process
 
     invocation.announce_new_data_dir(settings)
     with invocation.errors_as_exit():
-        _freeze_start_up()
+        collector.freeze()
         # The same event loop as `serve` (uvicorn's uvloop); on bench/deliveries.py it sent
         # about 10 % more webhooks per second than asyncio's default loop.
-        uvloop.run(run_worker_process(settings, after_start_up=_freeze_after_start_up))
-
-
-def _freeze_start_up() -> None:
-    """Keep what start-up made (modules, pydantic models and schemas) from the collector.
-
-    It lives as long as the process; out of the collector's sight, full collections stop
-    walking it. On bench/deliveries.py this took event-to-delivery p99 at 1,000 events/s
-    from 78–141 ms to 36–43 ms. Called before the app starts, and again once its start-up
-    is done (the runtime, and aiogram, imported in a thread meanwhile): left in sight, they
-    made each full collection of a busy `serve` take 20–50 ms, one every ~3.5 s on
-    bench/intake.py with the worker busy, a stall of the event loop that every request in
-    flight waited through; frozen, 2–3 ms. The second call's own collection is one such
-    stall, once.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.enable()
-
-
-def _freeze_after_start_up() -> None:
-    """_freeze_start_up once the app's start-up is done, and a log line that says so."""
-    import structlog
-
-    _freeze_start_up()
-    structlog.get_logger(__name__).info(
-        "process.start_up_frozen", frozen_objects=gc.get_freeze_count()
-    )
+        uvloop.run(run_worker_process(settings, after_start_up=collector.freeze_after_start_up))
 
 
 def migrate() -> None:

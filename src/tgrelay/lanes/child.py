@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 import uvloop
 
-from tgrelay import wiring
+from tgrelay import collector, wiring
 from tgrelay.events import service as events_service
 from tgrelay.lanes import frames
 from tgrelay.lanes import webhooks as webhooks_lane
@@ -68,6 +68,7 @@ async def run(settings: Settings, reader: asyncio.StreamReader, answer: Answer) 
 
         rt.notify_queue = notifier(worker.notify, answer)
         running = asyncio.create_task(worker.run(), name="webhook-worker")
+        collector.freeze_after_start_up()
         answer(frames.frame(frames.Ready()))
         log.info("lane.started", queue=events_service.WEBHOOKS_QUEUE, pid=os.getpid())
         try:
