@@ -969,6 +969,53 @@ async def _all_done(database: Database, count: int) -> bool:
         return (await store.count_by_state(conn)).get(JobState.DONE, 0) == count
 
 
+async def test_a_batch_claims_the_next_in_the_transaction_completing_it(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first job enqueues three more of its queue: they run as the next batch, claimed
+    in the transaction that completed the first (the worker's own claims: one), each batch
+    committed alone. That claim finds nothing after them, so the worker looks (a read)
+    before it claims again."""
+    calls: list[str] = []
+    sizes: list[int] = []
+
+    async def record(conn: AsyncConnection, job: Job) -> None:
+        calls.append("ran")
+        if "test_transaction" not in conn.info:
+            conn.info["test_transaction"] = []
+            db_engine.after_commit(
+                conn, lambda: sizes.append(len(conn.info.pop("test_transaction")))
+            )
+        conn.info["test_transaction"].append(job.id)
+        if job.payload["spawn"]:
+            spawned = [NewJob(kind="record", payload={"spawn": False}) for _ in range(3)]
+            await store.enqueue(conn, spawned, now=utcnow(), default_max_attempts=3)
+
+    def counted(name: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return await call(*args, **kwargs)
+
+        return counting
+
+    monkeypatch.setattr(store, "claim", counted("claim", store.claim))
+    monkeypatch.setattr(store, "next_run_at", counted("look", store.next_run_at))
+    registry = Registry()
+    registry.register("record", record)
+    await enqueue(database, NewJob(kind="record", payload={"spawn": True}), now=utcnow)
+
+    async def looked_after_the_last_run() -> bool:
+        return calls.count("ran") == 4 and calls[-1] == "look"
+
+    async with running(make_worker(database, registry, utcnow, batch_size=10)):
+        await wait_until(lambda: _all_done(database, 4))
+        await wait_until(looked_after_the_last_run)
+    assert sizes[:2] == [1, 3]
+    assert calls.count("claim") == 1
+    after_runs = calls[len(calls) - calls[::-1].index("ran") :]
+    assert after_runs[0] == "look"
+
+
 async def test_a_failure_in_a_batch_undoes_it_and_the_rest_runs_one_by_one(
     database: Database, clock: Clock
 ) -> None:

@@ -137,44 +137,83 @@ async def claim(
     queue: str = DEFAULT_QUEUE,
     runs: Runs = NO_RUNS,
 ) -> list[Job]:
-    """Move up to `limit` claimable jobs of `queue` (plus their runs) to running.
-
-    Claimable: pending, due, and not waiting for its predecessor in its ordering key. Due
-    jobs go oldest due first (run_at, then id), along ix_jobs_ready. Jobs come back in the
-    order they must run: each key's jobs follow each other.
-    """
+    """Move up to `limit` claimable jobs of `queue` (plus their runs) to running, in a
+    transaction of their own: `start_claimable` does the moving."""
     if limit <= 0:
         return []
+    async with db.transaction() as conn:
+        claimed = await start_claimable(
+            conn,
+            worker_id=worker_id,
+            limit=limit,
+            now=now,
+            lease_seconds=lease_seconds,
+            queue=queue,
+            runs=runs,
+        )
+    # Made into jobs once the write lock is given back (3 % of serve's time in a py-spy profile).
+    return claimed.jobs()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Jobs a claim moved to running: their ids in claiming order, and each one's row as
+    the move left it (RETURNING: no read of them afterwards)."""
+
+    ids: list[int]
+    rows: list[Row[Any]]
+
+    def jobs(self) -> list[Job]:
+        """The jobs, in the order they must run: each key's jobs follow each other."""
+        by_id = {int(row.id): _to_job(row) for row in self.rows}
+        return _in_running_order([by_id[job_id] for job_id in self.ids if job_id in by_id])
+
+
+async def start_claimable(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    lease_seconds: float,
+    queue: str = DEFAULT_QUEUE,
+    runs: Runs = NO_RUNS,
+) -> Claimed:
+    """Within the caller's transaction, move up to `limit` claimable jobs of `queue` (plus
+    their runs) to running.
+
+    Claimable: pending, due, and not waiting for its predecessor in its ordering key. Due
+    jobs go oldest due first (run_at, then id), along ix_jobs_ready. Undone with the
+    transaction: a batching worker claims its next batch in the transaction that completes
+    the previous one (queue/worker.py).
+    """
+    if limit <= 0:
+        return Claimed([], [])
+    postgres = conn.dialect.name == "postgresql"
     params = {"queue": queue, "now": now}
     heads: list[int] = []
-    # Each started job's row, as the start left it (RETURNING: no read of them afterwards).
-    claimed_rows: list[Row[Any]] = []
-    async with db.transaction() as conn:
-        for _ in range(MAX_CLAIM_ROUNDS):
-            window = limit - len(heads)
-            rows = await conn.execute(candidates(db.is_postgres), params | {"window": window})
-            found, waiting = _sort_candidates(rows.all())
-            if waiting:
-                await conn.execute(_BLOCK, {"ids": waiting})
-            if found:
-                started = _start_params(found, worker_id, now, lease_seconds)
-                claimed_rows += (await conn.execute(_START, started)).all()
-                heads += found
-            # Each round takes the waiting jobs out of the index: the next one looks further.
-            if len(heads) >= limit or len(found) + len(waiting) < window:
-                break
-        if not heads:
-            return []
-        claimed = heads
-        if runs.max_jobs > 0:
-            followers = await _followers(conn, heads, runs, params)
-            if followers:
-                started = _start_params(followers, worker_id, now, lease_seconds)
-                claimed_rows += (await conn.execute(_START, started)).all()
-                claimed = heads + followers
-    # Made into jobs once the write lock is given back (3 % of serve's time in a py-spy profile).
-    by_id = {int(row.id): _to_job(row) for row in claimed_rows}
-    return _in_running_order([by_id[job_id] for job_id in claimed if job_id in by_id])
+    rows: list[Row[Any]] = []
+    for _ in range(MAX_CLAIM_ROUNDS):
+        window = limit - len(heads)
+        found, waiting = _sort_candidates(
+            (await conn.execute(candidates(postgres), params | {"window": window})).all()
+        )
+        if waiting:
+            await conn.execute(_BLOCK, {"ids": waiting})
+        if found:
+            started = _start_params(found, worker_id, now, lease_seconds)
+            rows += (await conn.execute(_START, started)).all()
+            heads += found
+        # Each round takes the waiting jobs out of the index: the next one looks further.
+        if len(heads) >= limit or len(found) + len(waiting) < window:
+            break
+    if not heads or runs.max_jobs <= 0:
+        return Claimed(heads, rows)
+    followers = await _followers(conn, heads, runs, params)
+    if followers:
+        started = _start_params(followers, worker_id, now, lease_seconds)
+        rows += (await conn.execute(_START, started)).all()
+    return Claimed(heads + followers, rows)
 
 
 # Rounds of a claim that found only jobs waiting for their predecessor: each round blocks

@@ -13,6 +13,8 @@ key's head with the jobs queued behind it, and runs them in order in shared tran
 each sized to last about `batch_seconds`, so that other writers (the intake) wait little
 for SQLite's one write lock. If any job of a transaction fails, the transaction is undone
 and the rest of the batch runs one job per transaction, so each outcome is recorded alone.
+The transaction that completes a batch's last jobs also claims the task's next batch: one
+BEGIN and COMMIT (one turn at SQLite's lock) per batch instead of two.
 """
 
 from __future__ import annotations
@@ -274,6 +276,8 @@ class Worker:
         self._wake = asyncio.Event()
         # What the last claim's look before claiming found: (earliest ready run_at,) or None.
         self._probed: tuple[datetime | None] | None = None
+        # A batch's task claimed its next batch and found none: the loop looks first.
+        self._look_before_claiming = False
         self._stopping = False
         self._stop_timeout = 10.0
         self._finished: asyncio.Event | None = None
@@ -327,6 +331,8 @@ class Worker:
             free = self.allowed_now() - len(self._running)
             if self._running and free < self.claim_at_least:
                 free = 0  # let more finish (each end wakes the loop): one claim for many
+            if free > 0 and self._look_before_claiming:
+                probe, self._look_before_claiming = True, False
             try:
                 claimed = await self._claim(free, probe=probe)
             except TRANSIENT_ERRORS as exc:
@@ -366,12 +372,7 @@ class Worker:
             if earliest is None or earliest > self.clock():
                 self._probed = (earliest,)  # the sleep that follows needs it too
                 return 0
-        runs = store.NO_RUNS
-        limit = free
-        if self.batch_size:
-            # Heads and the runs behind them share one batch: a chat's backlog comes whole.
-            limit = self.batch_size
-            runs = store.Runs(kinds=self.registry.transactional_kinds, max_jobs=self.batch_size)
+        limit, runs = self._claim_size(free)
         jobs = await store.claim(
             self.db,
             worker_id=self.worker_id,
@@ -389,6 +390,32 @@ class Worker:
             for job in jobs:
                 self._start(self._execute(job), [job], name=f"job-{job.id}")
         return len(jobs)
+
+    def _claim_size(self, free: int) -> tuple[int, store.Runs]:
+        """A claim's limit and runs, with `free` slots."""
+        if not self.batch_size:
+            return free, store.NO_RUNS
+        # Heads and the runs behind them share one batch: a chat's backlog comes whole.
+        runs = store.Runs(kinds=self.registry.transactional_kinds, max_jobs=self.batch_size)
+        return self.batch_size, runs
+
+    async def _claim_next_batch(self, conn: AsyncConnection) -> store.Claimed | None:
+        """In the transaction completing a batch's last jobs, its task's next batch: the
+        claim shares that transaction's BEGIN and COMMIT instead of paying for its own, and
+        SQLite's write lock is taken once per batch, not twice. None when the worker stops
+        or runs fewer batches now (the loop claims then)."""
+        if self._stopping or len(self._running) > self.allowed_now():
+            return None
+        limit, runs = self._claim_size(1)
+        return await store.start_claimable(
+            conn,
+            worker_id=self.worker_id,
+            limit=limit,
+            now=self.clock(),
+            lease_seconds=self.lease_seconds,
+            queue=self.queue,
+            runs=runs,
+        )
 
     async def _until_next_timer(self) -> float:
         """Seconds until the queue's earliest ready job is due. One due already (another
@@ -505,6 +532,8 @@ class Worker:
                 await self._one_by_one(remaining)
                 return
             ran = [job for _, kind_run in chunk for job in kind_run]
+            last = len(ran) == len(remaining)
+            next_batch: store.Claimed | None = None
             started = loop.time()
             try:
                 prepared = [
@@ -529,24 +558,39 @@ class Worker:
                     )
                     if len(held) != len(ran):
                         raise _LeaseLost  # undo all: each job's outcome is recorded alone
+                    if last:
+                        next_batch = await self._claim_next_batch(conn)
             except Exception:
-                # Undone: what ran and what is left go one by one, each outcome its own.
+                # Undone (the next batch's claim too): what ran and what is left go one by
+                # one, each outcome its own.
                 await self._one_by_one(remaining)
                 return
+            remaining = remaining[len(ran) :]
+            if next_batch is not None:
+                remaining = self._hold(next_batch)
             # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost the same
             # however many jobs ran, and counting them shrank batches to one job each.
             self._chunk_size = next_chunk_size(
                 len(ran),
                 handling,
-                target=self.batch_seconds(len(remaining) - len(ran)),
+                target=self.batch_seconds(len(remaining)),
                 least=min(LEAST_CHUNK, self.batch_size),
                 most=self.batch_size,
             )
-            remaining = remaining[len(ran) :]
             took = loop.time() - started
             self._observe_batch(ran, took)
             if self.between_transactions is not None:
                 await self.between_transactions(took)
+
+    def _hold(self, claimed: store.Claimed) -> list[Job]:
+        """The jobs of a batch's task's next batch, now this task's to renew and release."""
+        jobs = claimed.jobs()
+        if not jobs:
+            self._look_before_claiming = True  # none were due a moment ago
+        task = asyncio.current_task()
+        if task is not None and task in self._running:
+            self._running[task] = jobs
+        return jobs
 
     def _transactional_prefix(
         self, jobs: list[Job]
