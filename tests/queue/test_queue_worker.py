@@ -798,6 +798,34 @@ async def test_wakes_with_nothing_due_only_read(database: Database, clock: Clock
             await done.wait()
 
 
+async def test_a_busy_worker_sleeps_after_a_claim_without_reading_for_timers(
+    database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its next look is a busy pause away: no read for the earliest timer comes between a
+    claim and the sleep after it (it delayed the claim that a wake asked for meanwhile)."""
+    registry, done = marking_registry()
+    calls: list[str] = []
+    real_next_run_at = store.next_run_at
+
+    async def looking(*args: Any, **kwargs: Any) -> Any:
+        calls.append("look")
+        return await real_next_run_at(*args, **kwargs)
+
+    async def sleeping(event: asyncio.Event, seconds: float) -> bool:
+        calls.append("sleep")
+        return await worker.wait_for(event, seconds)
+
+    monkeypatch.setattr(store, "next_run_at", looking)
+    await enqueue(database, NewJob(kind="mark", payload={}), now=clock)
+    busy = pacing.Pacing.steady(worker.TIMER_LOOK_SECONDS)
+    async with running(make_worker(database, registry, clock, pacing=busy, wait=sleeping)):
+        async with asyncio.timeout(WAIT_LIMIT):
+            await done.wait()
+            while "sleep" not in calls:
+                await asyncio.sleep(0.005)
+    assert calls[0] == "sleep"
+
+
 async def test_worker_reports_runs_and_queue_sizes(database: Database, clock: Clock) -> None:
     """The job_runs histogram counts each outcome; the jobs gauge follows the table."""
     metrics = Metrics()
