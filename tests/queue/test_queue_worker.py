@@ -534,6 +534,53 @@ async def test_grouped_jobs_finishing_together_commit_in_one_transaction(
     assert await workspace_names(database) == names[:-1]
 
 
+async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
+    database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job falls due while the first job's outcome is being committed: the worker's loop
+    has that commit claim it in its own transaction, so the worker's claims of their own stay
+    at the first one, and the job runs once the commit is in."""
+    in_commit, gate = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+    claims = 0
+    real_claim = store.claim
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> list[Job]:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args, **kwargs)
+
+    async def run(job: Job) -> str:
+        ran.append(job.payload["name"])
+        return str(job.payload["name"])
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        if "first" in names:
+            in_commit.set()
+            await gate.wait()
+
+    monkeypatch.setattr(store, "claim", counted_claim)
+    registry = Registry()
+    registry.register_grouped("grouped", run, commit)
+    later = clock() + timedelta(seconds=60)
+    _, second = await enqueue(
+        database,
+        NewJob(kind="grouped", payload={"name": "first"}),
+        NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
+        now=clock,
+    )
+    worker = make_worker(database, registry, clock, concurrency=4)
+    async with running(worker):
+        async with asyncio.timeout(WAIT_LIMIT):
+            await in_commit.wait()
+        clock.advance(60)
+        worker.notify()
+        gate.set()
+        await wait_until(in_state(database, second, JobState.DONE))
+    assert ran == ["first", "second"]
+    assert claims == 1
+
+
 async def test_a_busy_worker_claims_once_enough_slots_are_free(
     database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
