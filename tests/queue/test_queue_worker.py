@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tests.databases import sqlite_with_schema
 from tgrelay.clock import utcnow
 from tgrelay.db import engine as db_engine
 from tgrelay.db import tables
@@ -1045,12 +1046,13 @@ async def _all_done(database: Database, count: int) -> bool:
 
 
 async def test_a_batch_claims_the_next_in_the_transaction_completing_it(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first job enqueues three more of its queue: they run as the next batch, claimed
-    in the transaction that completed the first (the worker's own claims: one), each batch
-    committed alone. That claim finds nothing after them, so the worker looks (a read)
-    before it claims again."""
+    """SQLite: the first job enqueues three more of its queue: they run as the next batch,
+    claimed in the transaction that completed the first (the worker's own claims: one), each
+    batch committed alone. That claim finds nothing after them, so the worker looks (a read)
+    before it claims again. (PostgreSQL's batches claim alone: Worker._claim_next_batch.)"""
+    database = await sqlite_with_schema(tmp_path / "queue.db")
     calls: list[str] = []
     sizes: list[int] = []
 
@@ -1082,9 +1084,12 @@ async def test_a_batch_claims_the_next_in_the_transaction_completing_it(
     async def looked_after_the_last_run() -> bool:
         return calls.count("ran") == 4 and calls[-1] == "look"
 
-    async with running(make_worker(database, registry, utcnow, batch_size=10)):
-        await wait_until(lambda: _all_done(database, 4))
-        await wait_until(looked_after_the_last_run)
+    try:
+        async with running(make_worker(database, registry, utcnow, batch_size=10)):
+            await wait_until(lambda: _all_done(database, 4))
+            await wait_until(looked_after_the_last_run)
+    finally:
+        await database.dispose()
     assert sizes[:2] == [1, 3]
     assert calls.count("claim") == 1
     after_runs = calls[len(calls) - calls[::-1].index("ran") :]
