@@ -386,23 +386,13 @@ class Worker:
             if earliest is None or earliest > self.clock():
                 self._probed = (earliest,)  # the sleep that follows needs it too
                 return 0
-        limit, runs = self._claim_size(free)
-        jobs = await store.claim(
-            self.db,
-            worker_id=self.worker_id,
-            limit=limit,
-            now=self.clock(),
-            lease_seconds=self.lease_seconds,
-            queue=self.queue,
-            runs=runs,
-        )
+        jobs = await store.claim(self.db, **self._claim_arguments(free))
         if not jobs:
             return 0
         if self.batch_size:
             self._start(self._execute_batch(jobs), jobs, name=f"batch-{jobs[0].id}")
         else:
-            for job in jobs:
-                self._start(self._execute(job), [job], name=f"job-{job.id}")
+            self._start_each(jobs)
         return len(jobs)
 
     async def _claimed_beside_commits(self) -> int | None:
@@ -438,15 +428,7 @@ class Worker:
         free = self.allowed_now() - len(self._running) + finishing
         if free < self.claim_at_least:
             return None
-        claimed = await store.start_claimable(
-            conn,
-            worker_id=self.worker_id,
-            limit=free,
-            now=self.clock(),
-            lease_seconds=self.lease_seconds,
-            queue=self.queue,
-        )
-        return asked, claimed
+        return asked, await store.start_claimable(conn, **self._claim_arguments(free))
 
     async def _start_claimed_beside(self, asked: int, claimed: store.Claimed) -> None:
         """Once the commit that claimed them is in: run the jobs, and answer the request."""
@@ -457,8 +439,7 @@ class Worker:
             except TRANSIENT_ERRORS as exc:  # their leases lapse, and rescue hands them back
                 self._log.warning("jobs.release_failed", count=len(jobs), error=str(exc))
             return
-        for job in jobs:
-            self._start(self._execute(job), [job], name=f"job-{job.id}")
+        self._start_each(jobs)
         self._claimed_beside = len(jobs)
         self._claims_answered = max(self._claims_answered, asked)
 
@@ -467,13 +448,21 @@ class Worker:
         if ended is not None and not ended.done():
             ended.set_result(None)
 
-    def _claim_size(self, free: int) -> tuple[int, store.Runs]:
-        """A claim's limit and runs, with `free` slots."""
-        if not self.batch_size:
-            return free, store.NO_RUNS
-        # Heads and the runs behind them share one batch: a chat's backlog comes whole.
-        runs = store.Runs(kinds=self.registry.transactional_kinds, max_jobs=self.batch_size)
-        return self.batch_size, runs
+    def _claim_arguments(self, free: int) -> dict[str, Any]:
+        """A claim's arguments (store.claim, store.start_claimable) with `free` slots."""
+        limit, runs = free, store.NO_RUNS
+        if self.batch_size:
+            # Heads and the runs behind them share one batch: a chat's backlog comes whole.
+            limit = self.batch_size
+            runs = store.Runs(kinds=self.registry.transactional_kinds, max_jobs=self.batch_size)
+        return {
+            "worker_id": self.worker_id,
+            "limit": limit,
+            "now": self.clock(),
+            "lease_seconds": self.lease_seconds,
+            "queue": self.queue,
+            "runs": runs,
+        }
 
     async def _claim_next_batch(self, conn: AsyncConnection) -> store.Claimed | None:
         """On SQLite, in the transaction completing a batch's last jobs, its task's next
@@ -484,16 +473,7 @@ class Worker:
         against ~4,850 updates/s): the loop claims then."""
         if not self.db.is_sqlite or self._stopping or len(self._running) > self.allowed_now():
             return None
-        limit, runs = self._claim_size(1)
-        return await store.start_claimable(
-            conn,
-            worker_id=self.worker_id,
-            limit=limit,
-            now=self.clock(),
-            lease_seconds=self.lease_seconds,
-            queue=self.queue,
-            runs=runs,
-        )
+        return await store.start_claimable(conn, **self._claim_arguments(1))
 
     async def _until_next_timer(self) -> float:
         """Seconds until the queue's earliest ready job is due. One due already (another
@@ -510,6 +490,11 @@ class Worker:
             return math.inf
         seconds = (earliest - self.clock()).total_seconds()
         return seconds if seconds > 0 else self.pacing.busy_seconds
+
+    def _start_each(self, jobs: list[Job]) -> None:
+        """A task per claimed job."""
+        for job in jobs:
+            self._start(self._execute(job), [job], name=f"job-{job.id}")
 
     def _start(self, work: Coroutine[Any, Any, object], jobs: list[Job], *, name: str) -> None:
         task: asyncio.Task[object] = asyncio.create_task(work, name=name)
