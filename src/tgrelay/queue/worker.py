@@ -13,8 +13,9 @@ key's head with the jobs queued behind it, and runs them in order in shared tran
 each sized to last about `batch_seconds`, so that other writers (the intake) wait little
 for SQLite's one write lock. If any job of a transaction fails, the transaction is undone
 and the rest of the batch runs one job per transaction, so each outcome is recorded alone.
-The transaction that completes a batch's last jobs also claims the task's next batch: one
-BEGIN and COMMIT (one turn at SQLite's lock) per batch instead of two.
+On SQLite the transaction that completes a batch's last jobs also claims the task's next
+batch: one BEGIN and COMMIT (one turn at the write lock) per batch instead of two. Likewise
+a claim the loop asks for while a grouped commit is under way is made in that commit.
 """
 
 from __future__ import annotations
