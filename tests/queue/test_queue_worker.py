@@ -540,19 +540,27 @@ async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
 ) -> None:
     """A job falls due while the first job's outcome is being committed: the worker's loop
     has that commit claim it in its own transaction, so when it runs (once the commit is in)
-    the worker's claims of their own are still the first one alone."""
+    the worker's claims of their own are still the first one alone, and the loop, answered,
+    sleeps rather than claiming again."""
     in_commit, gate = asyncio.Event(), asyncio.Event()
     ran: list[tuple[str, int]] = []  # (name, the worker's own claims so far)
+    steps: list[str] = []  # the loop's own claims and sleeps, and the jobs' runs, in order
     claims = 0
     real_claim = store.claim
 
     async def counted_claim(*args: Any, **kwargs: Any) -> list[Job]:
         nonlocal claims
         claims += 1
+        steps.append("claim")
         return await real_claim(*args, **kwargs)
+
+    async def sleeping(event: asyncio.Event, seconds: float) -> bool:
+        steps.append("sleep")
+        return await worker.wait_for(event, seconds)
 
     async def run(job: Job) -> str:
         ran.append((job.payload["name"], claims))
+        steps.append(f"ran {job.payload['name']}")
         return str(job.payload["name"])
 
     async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
@@ -570,15 +578,17 @@ async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
         NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
         now=clock,
     )
-    worker = make_worker(database, registry, clock, concurrency=4)
-    async with running(worker):
+    grouped = make_worker(database, registry, clock, concurrency=4, wait=sleeping)
+    async with running(grouped):
         async with asyncio.timeout(WAIT_LIMIT):
             await in_commit.wait()
         clock.advance(60)
-        worker.notify()
+        grouped.notify()
         gate.set()
         await wait_until(in_state(database, second, JobState.DONE))
     assert ran == [("first", 1), ("second", 1)]
+    after_second = steps[steps.index("ran second") + 1 :]
+    assert after_second[0] == "sleep", steps
 
 
 async def test_a_busy_worker_claims_once_enough_slots_are_free(
