@@ -1,5 +1,5 @@
 """SQLAlchemy's aiosqlite driver with one thread hop per statement instead of four, and none
-inside a write transaction (`OneHopConnection`).
+for a write transaction (`OneHopConnection`).
 
 aiosqlite runs sqlite3 on a thread of its own; each call crosses to it and back. SQLAlchemy's
 adapter makes four crossings per statement (open a cursor, execute, fetch, close), and on
@@ -68,17 +68,23 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
         arguments = () if parameters is None else parameters
-        await self._in_one_hop(lambda cursor: cursor.execute(operation, arguments))
-        if operation == BEGIN_WRITE:  # the lock is this connection's until it ends
+        begins_write = operation == BEGIN_WRITE
+        await self._in_one_hop(
+            lambda cursor: cursor.execute(operation, arguments), begins_write=begins_write
+        )
+        if begins_write:  # the lock is this connection's until it ends
             self._one_hop_connection.holds_write_lock = True
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
         await self._in_one_hop(lambda cursor: cursor.executemany(operation, seq_of_parameters))
 
-    async def _in_one_hop(self, execute: Callable[[sqlite3.Cursor], object]) -> None:
+    async def _in_one_hop(
+        self, execute: Callable[[sqlite3.Cursor], object], *, begins_write: bool = False
+    ) -> None:
         """On aiosqlite's thread: open a cursor, execute (waiting out locks), fetch, close.
 
-        Inside a write transaction, on the calling thread instead: see `OneHopConnection`."""
+        A write transaction's BEGIN and statements, on the calling thread instead: see
+        `OneHopConnection`."""
         outcome: _Outcome = self._cursor  # type: ignore[assignment]
         raw: sqlite3.Connection = self._connection._conn
 
@@ -96,6 +102,8 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         async with connection._execute_mutex:
             if connection.holds_write_lock:
                 self._rows = collections.deque(run(_at_once))
+            elif begins_write:
+                self._rows = collections.deque(await sqlite_locks.patiently_in_place(run, _at_once))
             else:
                 self._rows = collections.deque(
                     await self._connection._execute(run, sqlite_locks.patiently)
@@ -116,9 +124,13 @@ def _at_once(execute: Callable[..., Any], *args: Any) -> Any:
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    """Statements of a write transaction run on the event loop's thread, without a hop.
+    """A write transaction's BEGIN IMMEDIATE and statements run on the event loop's thread,
+    without a hop.
 
-    Once BEGIN IMMEDIATE returned, SQLite's write lock is this connection's and no statement
+    BEGIN looks for the lock from the loop and sleeps there between looks
+    (`sqlite_locks.patiently_in_place`), so the lock is taken only when the loop is at the
+    statements that use it. Once BEGIN IMMEDIATE returned, SQLite's write lock is this
+    connection's and no statement
     of it waits for another connection (WAL: readers never block the writer). A hop to
     aiosqlite's thread and back would then cost the lock a whole turn of the event loop per
     statement: under load, serve's loop has hundreds of intake callbacks ready, and an
