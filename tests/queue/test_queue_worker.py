@@ -1049,6 +1049,60 @@ async def test_batch_transactions_never_shrink_below_the_least_chunk(database: D
     assert budgets_asked == [3 * worker.LEAST_CHUNK, 2 * worker.LEAST_CHUNK, worker.LEAST_CHUNK, 0]
 
 
+def _batched_recorder(events: list[tuple[str, int]], *, failing_call: int = 0) -> Registry:
+    """A batched kind whose preparations and commits are noted in `events` as ("prepared",
+    jobs) and ("committed", jobs); its `failing_call`-th preparation fails (1: the first)."""
+    calls = 0
+
+    async def prepare(jobs: Sequence[Job]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == failing_call:
+            raise RuntimeError("this preparation fails")
+        events.append(("prepared", len(jobs)))
+        return [job.id for job in jobs]
+
+    async def handle(conn: AsyncConnection, jobs: Sequence[Job], prepared: list[int]) -> None:
+        assert prepared == [job.id for job in jobs]  # each transaction gets its own jobs'
+        db_engine.after_commit(conn, lambda: events.append(("committed", len(jobs))))
+
+    registry = Registry()
+    registry.register_batched("batched", handle, prepare=prepare)
+    return registry
+
+
+async def test_a_batch_prepares_its_next_transaction_while_this_one_commits(
+    database: Database,
+) -> None:
+    """Two transactions of LEAST_CHUNK jobs: the second's preparation (a read) starts before
+    the first's COMMIT has come back, not after it."""
+    events: list[tuple[str, int]] = []
+    count, chunk = 2 * worker.LEAST_CHUNK, worker.LEAST_CHUNK
+    await enqueue(database, *(NewJob(kind="batched", payload={}) for _ in range(count)), now=utcnow)
+    registry = _batched_recorder(events)
+    batching = make_worker(database, registry, utcnow, batch_size=count, batch_seconds=1e-9)
+    async with running(batching):
+        await wait_until(lambda: _all_done(database, count))
+    prepared, committed = ("prepared", chunk), ("committed", chunk)
+    assert events == [prepared, prepared, committed, committed]
+
+
+async def test_a_preparation_that_fails_ahead_leaves_its_jobs_to_run_one_by_one(
+    database: Database,
+) -> None:
+    """The second transaction's preparation, started ahead, fails: the first transaction
+    stands, and the second's jobs run alone, each prepared alone, each done once."""
+    events: list[tuple[str, int]] = []
+    count, chunk = 2 * worker.LEAST_CHUNK, worker.LEAST_CHUNK
+    await enqueue(database, *(NewJob(kind="batched", payload={}) for _ in range(count)), now=utcnow)
+    registry = _batched_recorder(events, failing_call=2)
+    batching = make_worker(database, registry, utcnow, batch_size=count, batch_seconds=1e-9)
+    async with running(batching):
+        await wait_until(lambda: _all_done(database, count))
+    alone = [("prepared", 1), ("committed", 1)]
+    assert events == [("prepared", chunk), ("committed", chunk)] + alone * chunk
+
+
 async def _all_done(database: Database, count: int) -> bool:
     async with database.engine.connect() as conn:
         return (await store.count_by_state(conn)).get(JobState.DONE, 0) == count

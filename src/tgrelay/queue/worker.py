@@ -585,82 +585,97 @@ class Worker:
         return "done"
 
     async def _execute_batch(self, jobs: list[Job]) -> None:
-        """Run claimed jobs in their order, in transactions sized to last about batch_seconds."""
+        """Run claimed jobs in their order, in transactions sized to last about batch_seconds.
+
+        Each transaction, once its handlers have run, starts preparing the next one's jobs
+        (a read, off the write lock): that read then runs while this transaction commits,
+        instead of after it, in the time the worker waits for its COMMIT to come back.
+        """
         loop = asyncio.get_running_loop()
         remaining = jobs
-        while remaining:
-            chunk = self._transactional_prefix(remaining[: self._chunk_size])
-            if not chunk:
-                # A job that must run outside a transaction: it and the rest go one by one,
-                # so that its key's later jobs wait if it fails.
-                await self._one_by_one(remaining)
-                return
-            ran = [job for _, kind_run in chunk for job in kind_run]
-            last = len(ran) == len(remaining)
-            next_batch: store.Claimed | None = None
-            started = loop.time()
-            try:
-                prepared = [
-                    await registration.prepare(kind_run)
-                    if isinstance(registration, Batched)
-                    else None
-                    for registration, kind_run in chunk
-                ]
-                async with self.db.transaction() as conn:
-                    handlers_started = loop.time()
-                    for (registration, kind_run), made in zip(chunk, prepared, strict=True):
-                        if isinstance(registration, Batched):
-                            with tracing.bound_many([job.trace_id for job in kind_run]):
-                                await registration.handler(conn, kind_run, made)
-                        else:
-                            for job in kind_run:
-                                with tracing.bound(job.trace_id):
-                                    await registration.handler(conn, job)
-                    handling = loop.time() - handlers_started
-                    held = await store.complete_many(
-                        conn, [job.id for job in ran], worker_id=self.worker_id, now=self.clock()
-                    )
-                    if len(held) != len(ran):
-                        raise _LeaseLost  # undo all: each job's outcome is recorded alone
-                    if last:
-                        next_batch = await self._claim_next_batch(conn)
-            except Exception:
-                # Undone (the next batch's claim too): what ran and what is left go one by
-                # one, each outcome its own.
-                await self._one_by_one(remaining)
-                return
-            remaining = remaining[len(ran) :]
-            if next_batch is not None:
-                remaining = self._hold(next_batch)
-            # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost the same
-            # however many jobs ran, and counting them shrank batches to one job each.
-            self._chunk_size = next_chunk_size(
-                len(ran),
-                handling,
-                target=self.batch_seconds(len(remaining)),
-                least=min(LEAST_CHUNK, self.batch_size),
-                most=self.batch_size,
-            )
-            took = loop.time() - started
-            self._observe_batch(ran, took)
-            if self.between_transactions is not None:
-                await self.between_transactions(took)
+        size = self._chunk_size
+        ahead: asyncio.Task[list[Any]] | None = None  # preparing the next chunk: remaining[:size]
+        try:
+            while remaining:
+                chunk = self._transactional_prefix(remaining[:size])
+                if not chunk:
+                    # A job that must run outside a transaction: it and the rest go one by
+                    # one, so that its key's later jobs wait if it fails.
+                    await self._one_by_one(remaining)
+                    return
+                ran = [job for _, kind_run in chunk for job in kind_run]
+                last = len(ran) == len(remaining)
+                following: list[Job] = []
+                claimed_next = False
+                started = loop.time()
+                try:
+                    made, ahead = ahead, None
+                    prepared = await (made if made is not None else _prepare(chunk))
+                    async with self.db.transaction() as conn:
+                        handlers_started = loop.time()
+                        for (registration, kind_run), each in zip(chunk, prepared, strict=True):
+                            if isinstance(registration, Batched):
+                                with tracing.bound_many([job.trace_id for job in kind_run]):
+                                    await registration.handler(conn, kind_run, each)
+                            else:
+                                for job in kind_run:
+                                    with tracing.bound(job.trace_id):
+                                        await registration.handler(conn, job)
+                        handling = loop.time() - handlers_started
+                        held = await store.complete_many(
+                            conn,
+                            [job.id for job in ran],
+                            worker_id=self.worker_id,
+                            now=self.clock(),
+                        )
+                        if len(held) != len(ran):
+                            raise _LeaseLost  # undo all: each job's outcome is recorded alone
+                        following = remaining[len(ran) :]
+                        if last:
+                            next_batch = await self._claim_next_batch(conn)
+                            if next_batch is not None:
+                                following, claimed_next = next_batch.jobs(), True
+                        # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost
+                        # the same however many jobs ran, and counting them shrank batches to
+                        # one job each.
+                        size = self._chunk_size = next_chunk_size(
+                            len(ran),
+                            handling,
+                            target=self.batch_seconds(len(following)),
+                            least=min(LEAST_CHUNK, self.batch_size),
+                            most=self.batch_size,
+                        )
+                        ahead = _prepare_ahead(self._transactional_prefix(following[:size]))
+                except Exception:
+                    # Undone (the next batch's claim too): what ran and what is left go one by
+                    # one, each outcome its own. A preparation started ahead is left to end
+                    # unused.
+                    ahead = None
+                    await self._one_by_one(remaining)
+                    return
+                remaining = following
+                if claimed_next:
+                    self._hold(remaining)
+                took = loop.time() - started
+                self._observe_batch(ran, took)
+                if self.between_transactions is not None:
+                    await self.between_transactions(took)
+        finally:
+            if ahead is not None:  # the worker stopping (cancelled) between transactions
+                ahead.cancel()
 
-    def _hold(self, claimed: store.Claimed) -> list[Job]:
-        """The jobs of a batch's task's next batch, now this task's to renew and release."""
-        jobs = claimed.jobs()
+    def _hold(self, jobs: list[Job]) -> None:
+        """A batch's task's next batch (claimed in its last transaction), now this task's to
+        renew and release."""
         if not jobs:
             self._look_before_claiming = True  # none were due a moment ago
         task = asyncio.current_task()
         if task is not None and task in self._running:
             self._running[task] = jobs
-        return jobs
 
-    def _transactional_prefix(
-        self, jobs: list[Job]
-    ) -> list[tuple[Transactional | Batched, list[Job]]]:
+    def _transactional_prefix(self, jobs: list[Job]) -> Chunk:
         """The leading jobs that may share a transaction, as runs of one kind each."""
-        runs: list[tuple[Transactional | Batched, list[Job]]] = []
+        runs: Chunk = []
         for job in jobs:
             registration = self.registry.lookup(job.kind)
             if not isinstance(registration, Transactional | Batched):
@@ -870,6 +885,28 @@ class _GroupCommitter:
         for job, _, done in group:
             if not done.done():
                 done.set_result(job.id in held)
+
+
+Chunk = list[tuple[Transactional | Batched, list[Job]]]  # runs of one kind each, in order
+
+
+async def _prepare(chunk: Chunk) -> list[Any]:
+    """What each batched run of a transaction's jobs prepares before it (None for others)."""
+    return [
+        await registration.prepare(kind_run) if isinstance(registration, Batched) else None
+        for registration, kind_run in chunk
+    ]
+
+
+def _prepare_ahead(chunk: Chunk) -> asyncio.Task[list[Any]] | None:
+    """`_prepare(chunk)` started now, to be awaited by its transaction; None when no run
+    of it has anything to prepare (or there is no chunk)."""
+    if not any(isinstance(registration, Batched) for registration, _ in chunk):
+        return None
+    task = asyncio.create_task(_prepare(chunk))
+    # A failure is raised where the transaction awaits it; one left unused is not reported.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 def _fixed(seconds: float) -> Callable[[int], float]:
