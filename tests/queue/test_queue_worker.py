@@ -272,7 +272,10 @@ async def test_a_reschedule_writes_its_record_with_the_job_only_while_held(
     """Reschedule(record=...) commits the record in the transaction that reschedules the job;
     a worker whose job was taken over meanwhile writes neither."""
 
+    calls: list[int] = []
+
     async def rescheduled_with_note(job: Job) -> None:
+        calls.append(job.id)
         if not held:
             async with database.transaction() as conn:
                 await conn.execute(
@@ -290,8 +293,7 @@ async def test_a_reschedule_writes_its_record_with_the_job_only_while_held(
     async with running(make_worker(database, registry, clock)):
 
         async def ran() -> bool:
-            job = await get(database, job_id)
-            return job.state is JobState.PENDING or job.locked_by == "thief"
+            return bool(calls)
 
         await wait_until(ran)
     # Stopping the worker waited for the run to record its outcome.
@@ -589,6 +591,59 @@ async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
     assert ran == [("first", 1), ("second", 1)]
     after_second = steps[steps.index("ran second") + 1 :]
     assert after_second[0] == "sleep", steps
+
+
+async def test_jobs_a_grouped_commit_claimed_as_the_worker_stops_are_released(
+    database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker begins to stop after a grouped commit claimed a job for its loop and
+    before that commit is in: nobody would run the job, so it is released (pending again,
+    its attempt given back) rather than left running until its lease lapses."""
+    in_commit, gate = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+    stopping: list[asyncio.Task[None]] = []
+    real_start_claimable = store.start_claimable
+
+    async def stop_once_claimed(*args: Any, **kwargs: Any) -> store.Claimed:
+        claimed = await real_start_claimable(*args, **kwargs)
+        if claimed.ids and not stopping:  # stop begins while the claim's COMMIT is under way
+            stopping.append(asyncio.create_task(grouped.stop(timeout=5)))
+        return claimed
+
+    async def run(job: Job) -> str:
+        ran.append(job.payload["name"])
+        return str(job.payload["name"])
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        if "first" in names:
+            in_commit.set()
+            await gate.wait()
+
+    registry = Registry()
+    registry.register_grouped("grouped", run, commit)
+    later = clock() + timedelta(seconds=60)
+    _, second = await enqueue(
+        database,
+        NewJob(kind="grouped", payload={"name": "first"}),
+        NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
+        now=clock,
+    )
+    grouped = make_worker(database, registry, clock, concurrency=4)
+    async with running(grouped):
+        async with asyncio.timeout(WAIT_LIMIT):
+            await in_commit.wait()
+        monkeypatch.setattr(store, "start_claimable", stop_once_claimed)
+        clock.advance(60)
+        grouped.notify()
+        gate.set()
+        await wait_until(lambda: _stopped(stopping))
+    job = await get(database, second)
+    assert (job.state, job.attempts, job.locked_by) == (JobState.PENDING, 0, None)
+    assert ran == ["first"]
+
+
+async def _stopped(stopping: list[asyncio.Task[None]]) -> bool:
+    return bool(stopping) and stopping[0].done()
 
 
 async def test_a_busy_worker_claims_once_enough_slots_are_free(

@@ -381,6 +381,8 @@ class Worker:
             return 0
         if (beside := await self._claimed_beside_commits()) is not None:
             return beside
+        if self._stopping:  # begun while the loop waited for a commit: claim no more
+            return 0
         self._probed = None
         if probe:
             earliest = await store.next_run_at(self.db, queue=self.queue)
