@@ -537,6 +537,32 @@ async def test_grouped_jobs_finishing_together_commit_in_one_transaction(
     assert await workspace_names(database) == names[:-1]
 
 
+def _commit_held_for_first(
+    in_commit: asyncio.Event, gate: asyncio.Event
+) -> Callable[[AsyncConnection, Sequence[str]], Awaitable[None]]:
+    """A grouped commit that, for the outcome of the job named "first", sets `in_commit` and
+    waits for `gate`."""
+
+    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
+        if "first" in names:
+            in_commit.set()
+            await gate.wait()
+
+    return commit
+
+
+async def _enqueue_first_and_second_a_minute_later(database: Database, clock: Clock) -> int:
+    """Grouped jobs "first", due now, and "second", due in 60 s: the second's id."""
+    later = clock() + timedelta(seconds=60)
+    _, second = await enqueue(
+        database,
+        NewJob(kind="grouped", payload={"name": "first"}),
+        NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
+        now=clock,
+    )
+    return second
+
+
 async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
     database: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -565,21 +591,10 @@ async def test_a_claim_asked_for_during_a_grouped_commit_rides_on_it(
         steps.append(f"ran {job.payload['name']}")
         return str(job.payload["name"])
 
-    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
-        if "first" in names:
-            in_commit.set()
-            await gate.wait()
-
     monkeypatch.setattr(store, "claim", counted_claim)
     registry = Registry()
-    registry.register_grouped("grouped", run, commit)
-    later = clock() + timedelta(seconds=60)
-    _, second = await enqueue(
-        database,
-        NewJob(kind="grouped", payload={"name": "first"}),
-        NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
-        now=clock,
-    )
+    registry.register_grouped("grouped", run, _commit_held_for_first(in_commit, gate))
+    second = await _enqueue_first_and_second_a_minute_later(database, clock)
     grouped = make_worker(database, registry, clock, concurrency=4, wait=sleeping)
     async with running(grouped):
         async with asyncio.timeout(WAIT_LIMIT):
@@ -614,20 +629,9 @@ async def test_jobs_a_grouped_commit_claimed_as_the_worker_stops_are_released(
         ran.append(job.payload["name"])
         return str(job.payload["name"])
 
-    async def commit(conn: AsyncConnection, names: Sequence[str]) -> None:
-        if "first" in names:
-            in_commit.set()
-            await gate.wait()
-
     registry = Registry()
-    registry.register_grouped("grouped", run, commit)
-    later = clock() + timedelta(seconds=60)
-    _, second = await enqueue(
-        database,
-        NewJob(kind="grouped", payload={"name": "first"}),
-        NewJob(kind="grouped", payload={"name": "second"}, run_at=later),
-        now=clock,
-    )
+    registry.register_grouped("grouped", run, _commit_held_for_first(in_commit, gate))
+    second = await _enqueue_first_and_second_a_minute_later(database, clock)
     grouped = make_worker(database, registry, clock, concurrency=4)
     async with running(grouped):
         async with asyncio.timeout(WAIT_LIMIT):

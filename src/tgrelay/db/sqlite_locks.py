@@ -33,26 +33,33 @@ IN_PLACE_POLL_SECONDS = 0.001
 _SQLITE_BUSY = 5  # the plain code; BUSY_SNAPSHOT and the like cannot be waited out
 
 
+_LOCKED = object()  # what `_once` returns while another connection holds the lock
+
+
+def _once(execute: Callable[..., Any], args: tuple[Any, ...], deadline: float) -> Any:
+    """`execute(*args)`, or _LOCKED while another connection holds the lock it needs and
+    `deadline` (time.monotonic) has not passed."""
+    try:
+        return execute(*args)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != _SQLITE_BUSY or time.monotonic() >= deadline:
+            raise
+        return _LOCKED
+
+
 def patiently(execute: Callable[..., Any], *args: Any) -> Any:
     """Run `execute`, trying again while another connection holds the lock it needs."""
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            return execute(*args)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != _SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
+    while (result := _once(execute, args, deadline)) is _LOCKED:
         time.sleep(BUSY_POLL_SECONDS)
+    return result
 
 
 async def patiently_in_place(execute: Callable[..., Any], *args: Any) -> Any:
     """`patiently` on the event loop's thread: `execute` runs there, and the loop sleeps
     between its tries while another connection holds the lock."""
     deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            return execute(*args)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != _SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
+    # Polling is the only way: another process's lock has no event to wait on.
+    while (result := _once(execute, args, deadline)) is _LOCKED:  # noqa: ASYNC110
         await asyncio.sleep(IN_PLACE_POLL_SECONDS)
+    return result
