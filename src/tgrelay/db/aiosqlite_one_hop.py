@@ -130,8 +130,8 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     BEGIN looks for the lock from the loop and sleeps there between looks
     (`sqlite_locks.patiently_in_place`), so the lock is taken only when the loop is at the
     statements that use it. Once BEGIN IMMEDIATE returned, SQLite's write lock is this
-    connection's and no statement
-    of it waits for another connection (WAL: readers never block the writer). A hop to
+    connection's and no statement of it waits for another connection (WAL: readers never
+    block the writer). A hop to
     aiosqlite's thread and back would then cost the lock a whole turn of the event loop per
     statement: under load, serve's loop has hundreds of intake callbacks ready, and an
     updates transaction of 13 statements held the lock for ~60 % of its time waiting for

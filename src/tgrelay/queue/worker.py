@@ -636,6 +636,8 @@ class Worker:
                         if last:
                             next_batch = await self._claim_next_batch(conn)
                             if next_batch is not None:
+                                # Made into jobs under the lock (store.claim waits until
+                                # after it), so that their read can start before the COMMIT.
                                 following, claimed_next = next_batch.jobs(), True
                         # Sized by the handlers' time alone: BEGIN and COMMIT (an fsync) cost
                         # the same however many jobs ran, and counting them shrank batches to
