@@ -20,7 +20,7 @@ from tests.inbox.updates import NOW, incoming
 from tgrelay import errors
 from tgrelay.db import tables
 from tgrelay.inbox import postgres_writer
-from tgrelay.inbox.writer import GroupCommitWriter
+from tgrelay.inbox.writer import POSTGRES_LANES, GroupCommitWriter, lane_index
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 
@@ -150,6 +150,39 @@ async def test_writers_waiting_for_one_chat_link_its_jobs_in_commit_order(
     chain, updates, newest = await _chain(runtimes[0], CHAT_KEY)
     # Which of the two took the key's row first is the server's choice.
     assert (len(chain), updates[0], sorted(updates[1:]), newest) == (3, 1, [2, 3], chain[-1])
+
+
+async def test_a_chat_held_up_holds_up_only_its_own_lane(
+    runtimes: list[Runtime], writers: list[GroupCommitWriter]
+) -> None:
+    """A process writes its batches on several connections, each chat's always on the same
+    one: while a chat's batch waits for the chat's row, a chat of another lane is stored, and
+    the held chat's later update waits behind the first, so its jobs keep their order."""
+    rt, writer = runtimes[0], writers[0]
+    other_chat = next(
+        chat
+        for chat in range(11, 100)
+        if lane_index(1, chat, POSTGRES_LANES) != lane_index(1, 10, POSTGRES_LANES)
+    )
+    assert await writer.store(incoming(1)) is True
+    async with _holding_key(rt, CHAT_KEY):
+        held = asyncio.create_task(writer.store(incoming(2)))
+        await _waiting(rt, 1)
+        later = asyncio.create_task(writer.store(incoming(3)))
+        # Bounded: with one batch in flight per process this would wait for the lock.
+        async with asyncio.timeout(15):
+            assert await writer.store(incoming(4, chat_id=other_chat)) is True
+    assert list(await asyncio.gather(held, later)) == [True, True]
+    chain, updates, newest = await _chain(rt, CHAT_KEY)
+    assert (updates, newest) == ([1, 2, 3], chain[-1])
+
+
+def test_each_chat_keeps_to_one_lane_and_chats_spread_over_all() -> None:
+    """Every update of a chat, and every copy of one update, takes one lane; chats take all."""
+    lanes = {chat: lane_index(7, chat, 2) for chat in [*range(-50, 50), None]}
+    assert lanes == {chat: lane_index(7, chat, 2) for chat in lanes}
+    assert set(lanes.values()) == {0, 1}
+    assert lane_index(7, None, 2) == lane_index(7, None, 2)
 
 
 async def test_one_update_pushed_to_two_processes_at_once_is_stored_once(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from tests.databases import PostgresServer
+from tests.e2e.harness import eventually
 from tests.inbox.updates import NOW, incoming
 from tests.listening import Heard, listening
 from tgrelay import audit
@@ -142,21 +144,22 @@ async def test_each_chats_jobs_follow_one_another_within_and_across_batches(
     ]
 
 
-async def test_audit_rows_ride_along_with_the_next_commit(
+async def test_audit_rows_are_committed_without_an_update_to_carry_them(
     runtime: Runtime, writer: GroupCommitWriter
 ) -> None:
-    """Audit entries queued by the intake are committed with the next batch."""
+    """Audit entries queued by the intake (a rejected request's) are committed on their own."""
     writer.record_audit(
         audit.Entry(
             action="intake.rejected", actor=audit.TELEGRAM, at=NOW, bot_id=1, detail={"status": 401}
         )
     )
-    await writer.store(incoming(1))
-    async with runtime.db.engine.connect() as conn:
-        rows = (
-            await conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.detail))
-        ).all()
-    assert [tuple(r) for r in rows] == [("intake.rejected", '{"status":401}')]
+
+    async def audited() -> bool:
+        async with runtime.db.engine.connect() as conn:
+            rows = await conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.detail))
+            return [tuple(r) for r in rows] == [("intake.rejected", '{"status":401}')]
+
+    await eventually(audited)
 
 
 async def test_tallied_audit_entries_add_their_counts_into_one_row(
@@ -177,24 +180,29 @@ async def test_tallied_audit_entries_add_their_counts_into_one_row(
                 forged=False,
             )
 
+    log = tables.audit_log
+    minute = NOW.replace(second=0, microsecond=0)
+
+    async def rows_are(expected: list[tuple[str, int, datetime]]) -> None:
+        async def found() -> bool:
+            async with runtime.db.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(log.c.remote_addr, log.c.count, log.c.created_at).order_by(log.c.id)
+                )
+                return [tuple(r) for r in rows] == expected
+
+        await eventually(found)
+
     reject(3, "203.0.113.7")
     first = tally.drain()
     reject(2, "203.0.113.7")
     writer.record_audits(first)  # two flushes of one key in one commit
     writer.record_audits(tally.drain())
-    await writer.store(incoming(1))
+    await rows_are([("203.0.113.7", 5, minute)])
     reject(4, "203.0.113.7")
     reject(1, "198.51.100.1")
     writer.record_audits(tally.drain())  # and a later one
-    await writer.store(incoming(2))
-    log = tables.audit_log
-    async with runtime.db.engine.connect() as conn:
-        rows = await conn.execute(
-            select(log.c.remote_addr, log.c.count, log.c.created_at).order_by(log.c.id)
-        )
-        found = [tuple(r) for r in rows]
-    minute = NOW.replace(second=0, microsecond=0)
-    assert found == [("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)]
+    await rows_are([("203.0.113.7", 9, minute), ("198.51.100.1", 1, minute)])
 
 
 async def test_each_stored_update_and_its_job_carry_the_updates_trace_id(

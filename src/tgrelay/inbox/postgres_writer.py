@@ -133,9 +133,13 @@ SELECT created.bot_id, created.update_id FROM created, announced
 
 
 class PostgresBatches:
-    """One connection, opened on first use and again once it is lost; a batch at a time."""
+    """One connection, opened on first use and again once it is lost; a batch at a time.
 
-    # Concurrent batches of one process could commit a chat's later update first.
+    The intake writes on several of these (writer.POSTGRES_LANES), each chat's updates always
+    on the same one.
+    """
+
+    # Concurrent batches of one lane could commit a chat's later update first.
     max_in_flight = 1
 
     def __init__(

@@ -36,6 +36,9 @@ log = structlog.get_logger(__name__)
 UPDATES_QUEUE = "updates"  # process_update's own queue, drained by a batching worker
 # Bounded so one commit stays short and SQLite's 32k bound-parameter limit is never reached.
 MAX_BATCH = 1000
+# PostgreSQL's intake connections per process: each lane's batch runs on a server backend of
+# its own while the others' do. Chats never share a lane, so neither do locks.
+POSTGRES_LANES = 2
 UPDATE_COLUMNS = (
     "bot_id",
     "update_id",
@@ -48,27 +51,55 @@ UPDATE_COLUMNS = (
 )
 
 
+Queued = tuple[IncomingUpdate, "asyncio.Future[bool]"]  # an update and its caller's answer
+
+
+class _Lane:
+    """A stream of batches committed in the order they were formed: the SQLite writer process
+    runs its lane's batches one after another, a PostgreSQL lane has one batch in flight. A
+    chat's updates all take one lane, so they commit in their order of arrival."""
+
+    def __init__(self, batches: _SqliteBatches | PostgresBatches) -> None:
+        self.batches = batches
+        self.pending: list[Queued] = []
+        self.audits: list[audit.Entry] = []
+        self.wakeup = asyncio.Event()
+
+    def queue(self, update: IncomingUpdate, future: asyncio.Future[bool]) -> None:
+        self.pending.append((update, future))
+        self.wakeup.set()
+
+
+def lane_index(bot_id: int, chat_id: int | None, lanes: int) -> int:
+    """The lane of a chat's updates: always the same one, so is every copy of an update."""
+    return hash((bot_id, chat_id or 0)) % lanes
+
+
+def _lane_batches(rt: Runtime) -> list[_SqliteBatches | PostgresBatches]:
+    """SQLite: one lane (the database has one writer at a time anyway). PostgreSQL:
+    POSTGRES_LANES connections, whose batches run side by side on the server."""
+    if rt.db.is_sqlite:
+        return [_SqliteBatches(rt)]
+    return [
+        PostgresBatches(
+            rt.settings.resolved_database_url,
+            queue=UPDATES_QUEUE,
+            kind=PROCESS_UPDATE,
+            default_max_attempts=rt.settings.job_max_attempts,
+        )
+        for _ in range(POSTGRES_LANES)
+    ]
+
+
 class GroupCommitWriter:
     """The single writer of incoming updates (and intake audit rows) for this process."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._batches: _SqliteBatches | PostgresBatches = (
-            _SqliteBatches(rt)
-            if rt.db.is_sqlite
-            else PostgresBatches(
-                rt.settings.resolved_database_url,
-                queue=UPDATES_QUEUE,
-                kind=PROCESS_UPDATE,
-                default_max_attempts=rt.settings.job_max_attempts,
-            )
-        )
+        self._lanes = [_Lane(batches) for batches in _lane_batches(rt)]
         # Made on the loop it serves; kept, as asking for the running loop costs a getpid()
         # call per request on Python 3.11.
         self._loop = asyncio.get_running_loop()
-        self._pending: list[tuple[IncomingUpdate, asyncio.Future[bool]]] = []
-        self._audits: list[audit.Entry] = []
-        self._wakeup = asyncio.Event()
         self.arrived = 0  # updates handed to store() since start: arrivals, for pacing others
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -79,8 +110,7 @@ class GroupCommitWriter:
             raise errors.StorageUnavailable("the intake is shutting down")
         future: asyncio.Future[bool] = self._loop.create_future()
         self.arrived += 1
-        self._pending.append((update, future))
-        self._wakeup.set()
+        self._lane_of(update).queue(update, future)
         return await future
 
     async def store_many(self, updates: Sequence[IncomingUpdate]) -> list[bool]:
@@ -88,58 +118,68 @@ class GroupCommitWriter:
             raise errors.StorageUnavailable("the intake is shutting down")
         futures = [self._loop.create_future() for _ in updates]
         self.arrived += len(updates)
-        self._pending.extend(zip(updates, futures, strict=True))
-        self._wakeup.set()
+        for update, future in zip(updates, futures, strict=True):
+            self._lane_of(update).queue(update, future)
         return list(await asyncio.gather(*futures))
 
     def record_audit(self, entry: audit.Entry) -> None:
         """Queue an audit row for the next commit (rejected requests are not waited on)."""
-        self._audits.append(entry)
-        self._wakeup.set()
+        self.record_audits([entry])
 
     def record_audits(self, entries: Sequence[audit.Entry]) -> None:
-        """`record_audit` for several rows (a flush of the intake's rejection tally)."""
-        self._audits.extend(entries)
-        self._wakeup.set()
+        """`record_audit` for several rows (a flush of the intake's rejection tally).
+
+        They all go the first lane's way: two lanes adding to one tally row at once would
+        wait for each other.
+        """
+        lane = self._lanes[0]
+        lane.audits.extend(entries)
+        lane.wakeup.set()
 
     async def run(self) -> None:
-        in_flight: set[asyncio.Task[None]] = set()
-        slots = asyncio.Semaphore(self._batches.max_in_flight)
-
-        async def commit(
-            batch: list[tuple[IncomingUpdate, asyncio.Future[bool]]], audits: list[audit.Entry]
-        ) -> None:
-            try:
-                await self._commit(batch, audits)
-            finally:
-                slots.release()
-
         try:
-            while not (self._stopping and not self._pending and not self._audits):
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._pending or self._audits:
-                    await slots.acquire()
-                    batch = self._pending[:MAX_BATCH]
-                    del self._pending[:MAX_BATCH]
-                    audits, self._audits = self._audits, []
-                    task = asyncio.create_task(commit(batch, audits))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-            await asyncio.gather(*in_flight)
+            await asyncio.gather(*(self._run_lane(lane) for lane in self._lanes))
         finally:
-            await self._batches.close()
+            for lane in self._lanes:
+                await lane.batches.close()
             self._stopped.set()
 
     async def stop(self) -> None:
         """Commit what is queued, then stop taking updates."""
         self._stopping = True
-        self._wakeup.set()
+        for lane in self._lanes:
+            lane.wakeup.set()
         await self._stopped.wait()
 
-    async def _commit(
-        self, batch: list[tuple[IncomingUpdate, asyncio.Future[bool]]], audits: list[audit.Entry]
-    ) -> None:
+    def _lane_of(self, update: IncomingUpdate) -> _Lane:
+        if len(self._lanes) == 1:
+            return self._lanes[0]
+        return self._lanes[lane_index(update.bot_id, update.chat_id, len(self._lanes))]
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(lane.batches.max_in_flight)
+
+        async def commit(batch: list[Queued], audits: list[audit.Entry]) -> None:
+            try:
+                await self._commit(lane, batch, audits)
+            finally:
+                slots.release()
+
+        while not (self._stopping and not lane.pending and not lane.audits):
+            await lane.wakeup.wait()
+            lane.wakeup.clear()
+            while lane.pending or lane.audits:
+                await slots.acquire()
+                batch = lane.pending[:MAX_BATCH]
+                del lane.pending[:MAX_BATCH]
+                audits, lane.audits = lane.audits, []
+                task = asyncio.create_task(commit(batch, audits))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
+
+    async def _commit(self, lane: _Lane, batch: list[Queued], audits: list[audit.Entry]) -> None:
         # Duplicates inside one batch (a re-push racing the original) keep the first copy.
         unique: dict[UpdateKey, IncomingUpdate] = {}
         for update, _ in batch:
@@ -147,7 +187,7 @@ class GroupCommitWriter:
         # Each update's trace starts here, as it is stored (tgrelay.tracing).
         traces = dict(zip(unique, tracing.new_trace_ids(len(unique)), strict=True))
         try:
-            created = await self._batches.write(unique, traces, audits, now=self._rt.clock())
+            created = await lane.batches.write(unique, traces, audits, now=self._rt.clock())
         except (PostgresWriteError, WriterProcessError, OSError) as exc:
             log.error("intake.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
