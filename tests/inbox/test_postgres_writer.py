@@ -20,7 +20,9 @@ from tests.inbox.updates import NOW, incoming
 from tgrelay import errors
 from tgrelay.db import tables
 from tgrelay.inbox import postgres_writer
-from tgrelay.inbox.writer import POSTGRES_LANES, GroupCommitWriter, lane_index
+from tgrelay.inbox.writer import POSTGRES_LANES, UPDATES_QUEUE, GroupCommitWriter, lane_index
+from tgrelay.queue import store as job_store
+from tgrelay.queue.models import Job
 from tgrelay.runtime import Runtime, open_runtime
 from tgrelay.settings import Settings
 
@@ -175,6 +177,31 @@ async def test_a_chat_held_up_holds_up_only_its_own_lane(
     assert list(await asyncio.gather(held, later)) == [True, True]
     chain, updates, newest = await _chain(rt, CHAT_KEY)
     assert (updates, newest) == ([1, 2, 3], chain[-1])
+
+
+async def test_an_update_stored_while_its_chats_last_job_ends_is_not_left_blocked(
+    runtimes: list[Runtime], writers: list[GroupCommitWriter]
+) -> None:
+    """The intake waits for a transaction ending the chat's last job, so a claim meanwhile,
+    which still sees that job running, finds nothing to block; once both commit the new
+    job is claimable (queue/chains.py, `free_successors`)."""
+    rt, writer = runtimes[0], writers[0]
+    assert await writer.store(incoming(1)) is True
+    [first] = await _claim(rt, "w1")
+    async with rt.db.transaction() as ending:
+        assert await job_store.complete(ending, first.id, worker_id="w1", now=NOW)
+        storing = asyncio.create_task(writer.store(incoming(2)))
+        await _waiting(rt, 1)
+        assert await _claim(rt, "w2") == []
+    assert await storing is True
+    [second] = await _claim(rt, "w2")
+    assert (second.after_id, second.payload["update_id"]) == (first.id, 2)
+
+
+async def _claim(rt: Runtime, worker_id: str) -> list[Job]:
+    return await job_store.claim(
+        rt.db, worker_id=worker_id, limit=10, now=NOW, lease_seconds=60, queue=UPDATES_QUEUE
+    )
 
 
 def test_each_chat_keeps_to_one_lane_and_chats_spread_over_all() -> None:

@@ -1,4 +1,5 @@
-"""Group commit: each transaction holds every update that queued while earlier ones ran.
+"""Group commit: each transaction holds every update that queued while earlier ones ran
+(in its lane: on PostgreSQL a process writes on POSTGRES_LANES connections, by chat).
 
 Each caller waits for the commit that holds its update, so a 2xx (or a polling offset move)
 always follows durable storage, while the cost of a commit is shared by a whole batch. An
