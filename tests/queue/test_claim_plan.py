@@ -151,6 +151,6 @@ async def test_postgres_freeing_and_blocking_look_jobs_up_by_id_after_a_burst(
     freeing = await _postgres_plan(db, chains._FREE_POSTGRES, {"finished": [head, head + 1]})
     assert "ix_jobs_after_id" in freeing, freeing
     _no_walk_of_pending_jobs(freeing)
-    blocking = await _postgres_plan(db, store._BLOCK, {"ids": [head + 4, head + 5, head + 6]})
+    blocking = await _postgres_plan(db, store.block(True), {"ids": [head + 4, head + 5, head + 6]})
     assert "Index Cond: (id = jobs.after_id)" in blocking, blocking
     _no_walk_of_pending_jobs(blocking)

@@ -61,23 +61,10 @@ async def move_newest(conn: AsyncConnection, newest: Mapping[str, int]) -> None:
 
 
 async def free_successors(conn: AsyncConnection, finished_ids: Sequence[int]) -> None:
-    """Let the jobs that waited for these (now done or dead) be claimed.
-
-    On PostgreSQL the finished jobs' keys' rows are taken first (shared), in a statement of
-    their own. A job enqueued after the freeing below had looked, but before this
-    transaction committed, would otherwise be found by a claim that still saw its
-    predecessor running, blocked, and never freed (a cluster test left 88 such jobs). An
-    enqueuer holds its key's row while it inserts (`newest_jobs`, the intake's upsert), so
-    the freeing sees every job linked so far, and later ones find the predecessor finished.
-    Without a key a job has no successors, so nothing more is done.
-    """
-    if not finished_ids:
-        return
-    finished = {"finished": list(finished_ids)}
-    if conn.dialect.name == "sqlite":
-        await conn.execute(FREE_SQLITE, finished)
-    elif (await conn.execute(_HOLD_KEYS, finished)).first() is not None:
-        await conn.execute(_FREE_POSTGRES, finished)
+    """Let the jobs that waited for these (now done or dead) be claimed."""
+    if finished_ids:
+        statement = FREE_SQLITE if conn.dialect.name == "sqlite" else _FREE_POSTGRES
+        await conn.execute(statement, {"finished": list(finished_ids)})
 
 
 # Each pins the index that finds the successors (ix_jobs_after_id), as a planner left to
@@ -88,12 +75,6 @@ async def free_successors(conn: AsyncConnection, finished_ids: Sequence[int]) ->
 FREE_SQLITE = text(
     "UPDATE jobs INDEXED BY ix_jobs_after_id SET blocked = 0"
     " WHERE after_id IN :finished AND state = 'pending' AND blocked = 1"
-).bindparams(bindparam("finished", expanding=True))
-# Sorted, as every taker of these rows takes them, so that no two wait for each other.
-_HOLD_KEYS = text(
-    "SELECT k.ordering_key FROM job_keys AS k WHERE k.ordering_key IN"
-    " (SELECT ordering_key FROM jobs WHERE id IN :finished)"
-    " ORDER BY k.ordering_key FOR SHARE OF k"
 ).bindparams(bindparam("finished", expanding=True))
 _FREE_POSTGRES = text(
     "UPDATE jobs SET blocked = 0 WHERE after_id IN :finished AND (state = 'pending') IS TRUE"

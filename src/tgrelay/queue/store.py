@@ -199,7 +199,7 @@ async def start_claimable(
             (await conn.execute(candidates(postgres), params | {"window": window})).all()
         )
         if waiting:
-            await conn.execute(_BLOCK, {"ids": waiting})
+            await conn.execute(block(postgres), {"ids": waiting})
         if found:
             started = _start_params(found, worker_id, now, lease_seconds)
             rows += (await conn.execute(_START, started)).all()
@@ -221,17 +221,17 @@ async def start_claimable(
 MAX_CLAIM_ROUNDS = 4
 
 
-def _predecessor_unfinished(job: str) -> str:
+def _predecessor_unfinished(job: str, *, lock: str = "") -> str:
     """SQL: the job (a table alias, never input) waits, its predecessor being pending or
     running. The key's equality guards against an id SQLite gave again after the job that
-    had it was deleted.
+    had it was deleted. `lock` ends the predecessor's lookup (a locking clause).
 
     A scalar subquery, not EXISTS: PostgreSQL turns an EXISTS into a join, which it planned,
     from statistics taken before a burst, as a scan of every pending and running job; a
     scalar one stays a lookup of the predecessor by its id."""
     return (
         f"(SELECT p.state FROM jobs AS p WHERE p.id = {job}.after_id"  # noqa: S608
-        f" AND p.ordering_key = {job}.ordering_key) IN ('pending', 'running')"
+        f" AND p.ordering_key = {job}.ordering_key{lock}) IN ('pending', 'running')"
     )
 
 
@@ -256,11 +256,24 @@ def candidates(postgres: bool) -> TextClause:
     return text(sql).bindparams(bindparam("now", type_=jobs.c.run_at.type))
 
 
-# The predecessor is checked again: on PostgreSQL this statement's snapshot may see it
-# finished since the candidates were read (queue/chains.py).
-_BLOCK = text(
-    f"UPDATE jobs SET blocked = 1 WHERE id IN :ids AND {_predecessor_unfinished('jobs')}"  # noqa: S608
-).bindparams(bindparam("ids", expanding=True))
+@functools.cache
+def block(postgres: bool) -> TextClause:
+    """Mark jobs blocked whose predecessor is still pending or running.
+
+    The predecessor is checked again: on PostgreSQL this statement's snapshot may see it
+    finished since the candidates were read (queue/chains.py). And a job whose predecessor
+    another transaction holds is not blocked (SKIP LOCKED; a later claim looks again): that
+    transaction may be ending it, with its successors freed by a statement that ran before
+    this job was linked, so nothing would free the job once blocked (a cluster test left 88
+    such jobs). FOR SHARE is the weakest lock that an UPDATE of the predecessor holds off;
+    taken, it lasts until the claim commits, which an ending would wait for anyway, its
+    freeing waiting for the claim's lock on the job.
+    """
+    lock = " FOR SHARE OF p SKIP LOCKED" if postgres else ""
+    unfinished = _predecessor_unfinished("jobs", lock=lock)
+    return text(
+        f"UPDATE jobs SET blocked = 1 WHERE id IN :ids AND {unfinished}"  # noqa: S608
+    ).bindparams(bindparam("ids", expanding=True))
 
 
 def _sort_candidates(rows: Sequence[Row[Any]]) -> tuple[list[int], list[int]]:
