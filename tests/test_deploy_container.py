@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from tgrelay import cli
 from tgrelay.app import TgrelayApp
 from tgrelay.db.engine import POSTGRES_MAX_OVERFLOW
+from tgrelay.inbox.writer import POSTGRES_LANES
 from tgrelay.settings import Settings
 
 ROOT = Path(__file__).parent.parent
@@ -373,12 +374,15 @@ def test_compose_points_tgrelay_at_its_postgres_and_redis() -> None:
 
 
 def test_postgres_allows_the_connections_every_process_may_open() -> None:
-    """max_connections covers 4 processes' pools at their default size plus overflow, and a migrate."""
+    """max_connections covers 4 processes' pools at their default size plus overflow, the
+    APIs' intake connections (one per lane), and a migrate."""
     command = services()["postgres"]["command"]
     [setting] = [part for part in command if part.startswith("max_connections=")]
     allowed = int(setting.partition("=")[2])
     per_process = Settings(_env_file=None).resolved_database_pool_size + POSTGRES_MAX_OVERFLOW
-    assert allowed >= len(tgrelay_services()) * per_process
+    apis = [s for s in tgrelay_services().values() if s.get("command", [None])[0] == "serve"]
+    assert len(apis) == 2
+    assert allowed >= len(tgrelay_services()) * per_process + len(apis) * POSTGRES_LANES
 
 
 def test_every_dependency_waits_on_a_condition_that_can_be_met() -> None:
