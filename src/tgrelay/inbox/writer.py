@@ -153,8 +153,6 @@ class GroupCommitWriter:
         await self._stopped.wait()
 
     def _lane_of(self, update: IncomingUpdate) -> _Lane:
-        if len(self._lanes) == 1:
-            return self._lanes[0]
         return self._lanes[lane_index(update.bot_id, update.chat_id, len(self._lanes))]
 
     async def _run_lane(self, lane: _Lane) -> None:
