@@ -134,3 +134,19 @@ async def test_a_connection_dropped_while_idle_is_replaced_after_its_ping(
             await read()
     else:
         assert await read() == 1
+
+
+async def test_a_transaction_on_a_dropped_connection_raises_the_disconnection(
+    db: Database,
+) -> None:
+    """A transaction that meets a connection the server ended (a restart within the ping's
+    idle time) fails with the driver's error, which callers treat as transient, and the
+    next transaction gets a new connection. Tidying up after the failure once reconnected
+    outside SQLAlchemy's greenlet and raised MissingGreenlet in its place."""
+    await drop_the_pooled_connection(db)
+    with pytest.raises(DBAPIError) as failure:
+        async with db.transaction() as conn:
+            await conn.execute(text("SELECT 1"))
+    assert failure.value.connection_invalidated
+    async with db.transaction() as conn:
+        assert await conn.scalar(text("SELECT 1")) == 1

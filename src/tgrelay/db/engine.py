@@ -123,13 +123,18 @@ def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
 async def _calling_after_commit(conn: AsyncConnection) -> AsyncIterator[None]:
     """Around `conn.begin()`: runs the callbacks registered in the block once it committed."""
     # `info` outlives the checkout (it belongs to the pooled connection): start empty.
-    conn.info.pop(_AFTER_COMMIT, None)
+    callbacks: list[Callable[[], None]] = []
+    conn.info[_AFTER_COMMIT] = callbacks
     try:
         yield
     except BaseException:
-        conn.info.pop(_AFTER_COMMIT, None)
+        # Not `conn.info` here: on a connection invalidated by the failure (the server went
+        # away), reading it reconnects outside SQLAlchemy's greenlet and raises
+        # MissingGreenlet in place of the real error. The next transaction replaces the list.
+        callbacks.clear()
         raise
-    for callback in conn.info.pop(_AFTER_COMMIT, ()):
+    del conn.info[_AFTER_COMMIT]
+    for callback in callbacks:
         callback()
 
 
