@@ -23,8 +23,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -87,6 +89,51 @@ def backends_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+# The SQLite write lock's holds reported by `serve` (tgrelay_sqlite_write_lock_seconds): how
+# many of each writer's holds during the run lasted longer than these. An ack waits for
+# whatever transaction holds the lock, so the long holds are the acks' tail.
+HOLD_LIMITS = (0.005, 0.01, 0.025)
+
+
+def lock_holds(app_port: int) -> dict[tuple[str, float], float]:
+    """The write lock's histogram from serve's /metrics: (writer, bucket bound) → holds so
+    far at most that long; bound inf is every hold, bound -1 their summed seconds."""
+    page = httpx.get(f"http://127.0.0.1:{app_port}/metrics", timeout=30).text
+    holds: dict[tuple[str, float], float] = {}
+    for family in text_string_to_metric_families(page):
+        if family.name != "tgrelay_sqlite_write_lock_seconds":
+            continue
+        for sample in family.samples:
+            writer = sample.labels.get("writer", "")
+            if sample.name.endswith("_bucket"):
+                holds[(writer, float(sample.labels["le"]))] = sample.value
+            elif sample.name.endswith("_sum"):
+                holds[(writer, -1.0)] = sample.value
+    return holds
+
+
+def describe_holds(
+    before: dict[tuple[str, float], float], after: dict[tuple[str, float], float], seconds: float
+) -> str:
+    """Per writer: holds during the run, their share of the run, and how many were long."""
+    parts = []
+    for writer in sorted({writer for writer, _ in after}):
+
+        def during(bound: float, writer: str = writer) -> float:
+            return after.get((writer, bound), 0.0) - before.get((writer, bound), 0.0)
+
+        count = during(float("inf"))
+        if not count:
+            continue
+        longer = ", ".join(
+            f"{(count - during(limit)) / count:.1%} > {limit * 1000:g} ms" for limit in HOLD_LIMITS
+        )
+        parts.append(
+            f"{writer} {count:,.0f} holds, {during(-1.0) / seconds:.0%} of the time ({longer})"
+        )
+    return "; ".join(parts)
+
+
 def run_one(
     db: str,
     connections: int,
@@ -96,7 +143,7 @@ def run_one(
     workdir: Path,
     *,
     worker: bool,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     tgrelay = [sys.executable, "-m", "tgrelay"]
     emulator_port, app_port = free_port(), free_port()
     data_dir = workdir / db
@@ -165,8 +212,10 @@ def run_one(
             backends = asyncio.run(database_backends(database_url)) if db == "postgres" else []
             backends_before = backends_cpu_seconds(backends)
             cpu_before = cpu_seconds(serve.pid)
+            holds_before = lock_holds(app_port) if db == "sqlite" else {}
             wrk = drive(duration, first_update_id=10**12)
             cpu_after = cpu_seconds(serve.pid)
+            holds_after = lock_holds(app_port) if db == "sqlite" else {}
             backends_used = backends_cpu_seconds(backends) - backends_before
             after, processed_after = asyncio.run(stored_and_processed(database_url, bot["id"]))
         match = RESULT.search(wrk.stdout)
@@ -191,6 +240,7 @@ def run_one(
         "server_cpu_us": cpu_used[0] / requests * 1e6,
         "children_cpu_us": sum(cpu_used[1:]) / requests * 1e6,
         "database_cpu_us": backends_used / requests * 1e6,
+        "lock_holds": describe_holds(holds_before, holds_after, seconds),
     }
 
 
@@ -243,6 +293,8 @@ def main() -> None:
                 )
                 + processing
             )
+            if result["lock_holds"]:
+                print(f"         SQLite's write lock: {result['lock_holds']}")
 
 
 if __name__ == "__main__":
