@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -38,6 +37,7 @@ from servers import (
     recreate_postgres_database,
     serve_env,
     wait_http,
+    write_lock_holds,
 )
 from tgrelay.db import tables
 from tgrelay.inbox.models import PROCESS_UPDATE
@@ -87,51 +87,6 @@ def backends_cpu_seconds(pids: list[int]) -> float:
         with contextlib.suppress(FileNotFoundError):
             total += cpu_seconds(pid)[pid]
     return total
-
-
-# The SQLite write lock's holds reported by `serve` (tgrelay_sqlite_write_lock_seconds): how
-# many of each writer's holds during the run lasted longer than these. An ack waits for
-# whatever transaction holds the lock, so the long holds are the acks' tail.
-HOLD_LIMITS = (0.005, 0.01, 0.025)
-
-
-def lock_holds(app_port: int) -> dict[tuple[str, float], float]:
-    """The write lock's histogram from serve's /metrics: (writer, bucket bound) → holds so
-    far at most that long; bound inf is every hold, bound -1 their summed seconds."""
-    page = httpx.get(f"http://127.0.0.1:{app_port}/metrics", timeout=30).text
-    holds: dict[tuple[str, float], float] = {}
-    for family in text_string_to_metric_families(page):
-        if family.name != "tgrelay_sqlite_write_lock_seconds":
-            continue
-        for sample in family.samples:
-            writer = sample.labels.get("writer", "")
-            if sample.name.endswith("_bucket"):
-                holds[(writer, float(sample.labels["le"]))] = sample.value
-            elif sample.name.endswith("_sum"):
-                holds[(writer, -1.0)] = sample.value
-    return holds
-
-
-def describe_holds(
-    before: dict[tuple[str, float], float], after: dict[tuple[str, float], float], seconds: float
-) -> str:
-    """Per writer: holds during the run, their share of the run, and how many were long."""
-    parts = []
-    for writer in sorted({writer for writer, _ in after}):
-
-        def during(bound: float, writer: str = writer) -> float:
-            return after.get((writer, bound), 0.0) - before.get((writer, bound), 0.0)
-
-        count = during(float("inf"))
-        if not count:
-            continue
-        longer = ", ".join(
-            f"{(count - during(limit)) / count:.1%} > {limit * 1000:g} ms" for limit in HOLD_LIMITS
-        )
-        parts.append(
-            f"{writer} {count:,.0f} holds, {during(-1.0) / seconds:.0%} of the time ({longer})"
-        )
-    return "; ".join(parts)
 
 
 def run_one(
@@ -212,10 +167,10 @@ def run_one(
             backends = asyncio.run(database_backends(database_url)) if db == "postgres" else []
             backends_before = backends_cpu_seconds(backends)
             cpu_before = cpu_seconds(serve.pid)
-            holds_before = lock_holds(app_port) if db == "sqlite" else {}
+            holds_before = write_lock_holds(url) if db == "sqlite" else None
             wrk = drive(duration, first_update_id=10**12)
             cpu_after = cpu_seconds(serve.pid)
-            holds_after = lock_holds(app_port) if db == "sqlite" else {}
+            holds_after = write_lock_holds(url) if db == "sqlite" else None
             backends_used = backends_cpu_seconds(backends) - backends_before
             after, processed_after = asyncio.run(stored_and_processed(database_url, bot["id"]))
         match = RESULT.search(wrk.stdout)
@@ -240,7 +195,11 @@ def run_one(
         "server_cpu_us": cpu_used[0] / requests * 1e6,
         "children_cpu_us": sum(cpu_used[1:]) / requests * 1e6,
         "database_cpu_us": backends_used / requests * 1e6,
-        "lock_holds": describe_holds(holds_before, holds_after, seconds),
+        "lock_holds": (
+            holds_after.since(holds_before).describe(seconds)
+            if holds_after is not None and holds_before is not None
+            else ""
+        ),
     }
 
 

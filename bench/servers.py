@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -108,20 +110,66 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     return seconds
 
 
-def write_lock_seconds(app: str) -> dict[str, float]:
-    """Seconds SQLite's write lock was held so far, by writer, from serve's /metrics.
+@dataclass(frozen=True)
+class LockHolds:
+    """SQLite's write lock as serve's /metrics tells it so far (tgrelay_sqlite_write_lock_seconds),
+    per writer: how many holds lasted at most each bucket's bound, and their summed seconds."""
+
+    at_most: dict[str, dict[float, float]]
+    seconds: dict[str, float]
+
+    def since(self, before: LockHolds) -> LockHolds:
+        """The holds between `before`'s reading and this one."""
+        return LockHolds(
+            at_most={
+                writer: {
+                    bound: count - before.at_most.get(writer, {}).get(bound, 0.0)
+                    for bound, count in counts.items()
+                }
+                for writer, counts in self.at_most.items()
+            },
+            seconds={
+                writer: total - before.seconds.get(writer, 0.0)
+                for writer, total in self.seconds.items()
+            },
+        )
+
+    def describe(self, elapsed: float, limits: tuple[float, ...] = (0.005, 0.01, 0.025)) -> str:
+        """Per writer: its holds, their share of `elapsed`, and how many outlasted each limit
+        (bucket bounds). An ack waits for whatever holds the lock: the long holds are its tail."""
+        parts = []
+        for writer in sorted(self.at_most):
+            counts = self.at_most[writer]
+            holds = counts.get(math.inf, 0.0)
+            if not holds:
+                continue
+            longer = ", ".join(
+                f"{(holds - counts[limit]) / holds:.1%} > {limit * 1000:g} ms" for limit in limits
+            )
+            share = self.seconds.get(writer, 0.0) / elapsed
+            parts.append(f"{writer} {holds:,.0f} holds, {share:.0%} of the time ({longer})")
+        return "; ".join(parts)
+
+
+def write_lock_holds(app: str) -> LockHolds:
+    """SQLite's write lock so far, by writer, from serve's /metrics at `app` (its base URL).
 
     Where SQLite is the limit, the lock's time per update is the figure a change to the
     writers moves; it varies much less with the host's load than a rate does.
     """
     scraped = httpx.get(f"{app}/metrics", timeout=30).raise_for_status().text
-    return {
-        sample.labels["writer"]: sample.value
-        for family in text_string_to_metric_families(scraped)
-        if family.name == "tgrelay_sqlite_write_lock_seconds"
-        for sample in family.samples
-        if sample.name.endswith("_sum")
-    }
+    at_most: dict[str, dict[float, float]] = {}
+    seconds: dict[str, float] = {}
+    for family in text_string_to_metric_families(scraped):
+        if family.name != "tgrelay_sqlite_write_lock_seconds":
+            continue
+        for sample in family.samples:
+            writer = sample.labels["writer"]
+            if sample.name.endswith("_bucket"):
+                at_most.setdefault(writer, {})[float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_sum"):
+                seconds[writer] = sample.value
+    return LockHolds(at_most=at_most, seconds=seconds)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import e2e
+from servers import write_lock_holds
 from tgrelay.settings import async_database_url
 
 POSTGRES_DATABASE = "tgrelay_bench_soak"
@@ -243,6 +244,9 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
             log = (workdir / "serve.log").read_text()[-3000:]
             raise SystemExit(f"the probe update was not processed; serve's log:\n{log}")
 
+        app = f"http://127.0.0.1:{relay.app_port}"
+        sqlite = not isinstance(gauge, PostgresGauge)
+        holds_before = await asyncio.to_thread(write_lock_holds, app) if sqlite else None
         acks, samples = Acks(), list[Sample]()
         start = time.monotonic()
         sampler = asyncio.create_task(sample_every(args.sample, gauge, acks, start, samples))
@@ -254,6 +258,9 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
             answered=acks,
         )
         sampler.cancel()
+        if holds_before is not None:
+            holds = (await asyncio.to_thread(write_lock_holds, app)).since(holds_before)
+            print(f"  SQLite's write lock: {holds.describe(paced.seconds)}", flush=True)
         samples.append(await take_sample(gauge, acks, start, time.monotonic() - start))
         print(line(samples[-1]) + "  (end)", flush=True)
         drain = await drained(gauge, DRAIN_SECONDS)

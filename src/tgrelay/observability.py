@@ -180,8 +180,9 @@ class Metrics:
         self.sqlite_write_lock = Histogram(
             "tgrelay_sqlite_write_lock_seconds",
             "How long each write transaction held SQLite's one write lock, by writer: the "
-            "intake's writer child, or the workers' and the API's transactions. The rate of "
-            "the sums is the share of time the lock is held.",
+            "intake's writer child (intake), a queue's worker (updates, default, webhooks), "
+            "the pruner (retention), or the API's and other transactions (transactions). The "
+            "rate of the sums is the share of time the lock is held.",
             ["writer"],
             buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=r,

@@ -57,7 +57,8 @@ async def open_runtime(settings: Settings, *, clock: Clock = utcnow) -> AsyncIte
     await migrate.upgrade_if_behind(db)
     metrics = Metrics()
     if db.is_sqlite:
-        db.on_write_lock_held = metrics.sqlite_write_lock.labels("transactions").observe
+        lock = metrics.sqlite_write_lock
+        db.on_write_lock_held = lambda writer, seconds: lock.labels(writer).observe(seconds)
     rt = Runtime(
         settings=settings,
         db=db,

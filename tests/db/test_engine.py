@@ -88,12 +88,18 @@ async def insert_then_fail(db: Database) -> None:
 async def test_a_sqlite_write_transaction_tells_how_long_it_held_the_lock(
     tmp_path: Path,
 ) -> None:
-    """From BEGIN IMMEDIATE to COMMIT, once per committed transaction; a rolled back one tells
-    nothing (what tgrelay_sqlite_write_lock_seconds{writer="transactions"} observes)."""
+    """From BEGIN IMMEDIATE to COMMIT, once per committed transaction, with the name of its
+    writer (what tgrelay_sqlite_write_lock_seconds{writer=…} observes); a rolled back one
+    tells nothing."""
     await migrated_sqlite(tmp_path / "tgrelay.db")
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'tgrelay.db'}")
-    held: list[float] = []
-    database.on_write_lock_held = held.append
+    held: list[tuple[str, float]] = []
+    database.on_write_lock_held = lambda writer, seconds: held.append((writer, seconds))
+
+    async def write() -> None:
+        async with database.transaction() as conn:
+            await conn.execute(text("SELECT 1"))
+
     try:
         async with database.transaction() as conn:
             await conn.execute(text("SELECT 1"))
@@ -101,10 +107,19 @@ async def test_a_sqlite_write_transaction_tells_how_long_it_held_the_lock(
         with pytest.raises(RuntimeError):
             async with database.transaction():
                 raise RuntimeError("undone")
+        with engine.writing_as("retention"):
+            await write()
+            await asyncio.create_task(write())  # a task started in the block is its too
+        await write()
     finally:
         await database.dispose()
-    assert len(held) == 1
-    assert 0.02 <= held[0] < 5
+    assert [writer for writer, _ in held] == [
+        "transactions",
+        "retention",
+        "retention",
+        "transactions",
+    ]
+    assert 0.02 <= held[0][1] < 5
 
 
 async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:

@@ -122,8 +122,10 @@ async def test_operations_routes(relay: Tgrelay, emulator: RunningEmulator) -> N
         'tgrelay_telegram_api_calls_total{method="getMe",outcome="ok"} 1.0',
         "tgrelay_intake_latency_seconds_count 1.0",
         'tgrelay_job_run_seconds_count{kind="process_update",outcome="done"} 1.0',
-        # The update's one intake transaction; the workers' and the API's are counted too.
+        # The update's one intake transaction; its processing and the API's are counted too,
+        # each under its writer.
         'tgrelay_sqlite_write_lock_seconds_count{writer="intake"} 1.0',
+        'tgrelay_sqlite_write_lock_seconds_count{writer="updates"} ',
         'tgrelay_sqlite_write_lock_seconds_count{writer="transactions"} ',
     ]:
         assert line in metrics

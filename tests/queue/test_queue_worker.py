@@ -111,6 +111,32 @@ async def test_worker_runs_a_transactional_handler_and_completes_its_job(
     assert await workspace_names(database) == ["ws_a"]
 
 
+async def test_a_workers_transactions_are_its_queues_in_the_write_lock_metric(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """On SQLite each committed write transaction tells its writer: a worker's (claims,
+    jobs, maintenance) are its queue's, anyone else's keep the default."""
+    database = await sqlite_with_schema(tmp_path / "queue.db")
+    writers: list[str] = []
+    database.on_write_lock_held = lambda writer, _seconds: writers.append(writer)
+
+    async def create_workspace(conn: AsyncConnection, job: Job) -> None:
+        await add_workspace(conn, job.payload["name"])
+
+    registry = Registry()
+    registry.register("create_workspace", create_workspace)
+    try:
+        [job_id] = await enqueue(
+            database, NewJob(kind="create_workspace", payload={"name": "ws_a"}), now=clock
+        )
+        async with running(make_worker(database, registry, clock, queue="default")):
+            await wait_until(in_state(database, job_id, JobState.DONE))
+    finally:
+        await database.dispose()
+    # The test's own (its enqueue, its reads of the job) and the worker's.
+    assert set(writers) == {"transactions", "default"}
+
+
 async def test_concurrent_workers_keep_per_key_order_and_never_overlap_a_key(
     database: Database,
 ) -> None:

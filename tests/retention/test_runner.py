@@ -65,6 +65,9 @@ async def test_one_runner_across_two_runtimes_and_a_takeover(
             )
         )
     seen: list[Round] = []
+    writers: list[str] = []  # SQLite's write transactions, by writer (the lock's metric)
+    for db in two_runtimes:
+        db.on_write_lock_held = lambda writer, _seconds: writers.append(writer)
     pruners = {
         name: Pruner(
             db,
@@ -104,3 +107,5 @@ async def test_one_runner_across_two_runtimes_and_a_takeover(
         lease_rows = list(await conn.scalars(select(tables.leases.c.name)))
     assert [dict(r.deleted) for r in seen if r.deleted] == [{"audit_log": 1}]
     assert (audit_rows, lease_rows) == ([], [])
+    if first_db.is_sqlite:  # its rounds' writes, its lease's included, are the pruner's
+        assert set(writers) == {"retention"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ POSTGRES_MAX_OVERFLOW = 10
 # an idle connection dropped by the network meets a fresh connection, not a request. Ones in
 # steady use skip the round trip: pinging every checkout cost a send job five per run.
 POSTGRES_PING_AFTER_IDLE_SECONDS = 5.0
+# Who holds SQLite's write lock, as `on_write_lock_held` is told: a worker names its queue,
+# the pruner "retention" (`writing_as`); the API's and everything else's transactions keep
+# the default.
+_WRITER: ContextVar[str] = ContextVar("tgrelay_sqlite_writer", default="transactions")
+
+
+@contextmanager
+def writing_as(name: str) -> Iterator[None]:
+    """Within the block, the write transactions of this task, and of the tasks it starts,
+    are `name`'s for the write-lock metric (`Database.on_write_lock_held`)."""
+    token = _WRITER.set(name)
+    try:
+        yield
+    finally:
+        _WRITER.reset(token)
 
 
 class Database:
@@ -56,9 +72,11 @@ class Database:
             url, **_engine_options(parsed.drivername, postgres_pool_size)
         )
         self._sqlite_writers = write_turns.WriteTurns()
-        # Told how long each SQLite write transaction of this process held the write lock
-        # (the runtime sets it to a metric): the lock's busy share is where SQLite's limit shows.
-        self.on_write_lock_held: Callable[[float], None] | None = None
+        # Told which writer (`writing_as`) held the write lock and for how long, once per
+        # committed SQLite write transaction of this process (the runtime sets it to a
+        # metric): the lock's busy share is where SQLite's limit shows, and its long holds
+        # are what the intake's acks wait behind.
+        self.on_write_lock_held: Callable[[str, float], None] | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
@@ -95,7 +113,7 @@ class Database:
                     locked_at = time.monotonic()
                     yield conn
                 if self.on_write_lock_held is not None:
-                    self.on_write_lock_held(time.monotonic() - locked_at)
+                    self.on_write_lock_held(_WRITER.get(), time.monotonic() - locked_at)
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""

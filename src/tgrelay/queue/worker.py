@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tgrelay import crypto, tracing
 from tgrelay.clock import Clock, utcnow
 from tgrelay.db import write_turns
-from tgrelay.db.engine import Database
+from tgrelay.db.engine import Database, writing_as
 from tgrelay.observability import Metrics
 from tgrelay.queue import retry, store
 from tgrelay.queue.models import DEFAULT_QUEUE, Finish, Job, JobState
@@ -307,7 +307,7 @@ class Worker:
         )
         try:
             # Jobs finish work already accepted: on SQLite their writes go before new requests'.
-            with write_turns.ahead():
+            with write_turns.ahead(), writing_as(self.queue):
                 await self._loop()
             if self._running:
                 await asyncio.wait(set(self._running), timeout=self._stop_timeout)

@@ -13,7 +13,7 @@ from datetime import datetime
 import structlog
 
 from tgrelay.clock import Clock
-from tgrelay.db.engine import Database
+from tgrelay.db.engine import Database, writing_as
 from tgrelay.queue import periodic
 from tgrelay.retention import prune
 from tgrelay.retention.policy import Policy
@@ -75,7 +75,8 @@ class Pruner:
 
     async def run(self) -> None:
         """Prune every interval until cancelled (`Periodic.run`)."""
-        await self._task.run()
+        with writing_as(LEASE):
+            await self._task.run()
 
     async def run_once(self) -> Round | None:
         """One round if this pruner holds (or takes) the lease; None when another holds it."""
