@@ -110,6 +110,16 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     return seconds
 
 
+def process_cpu_seconds(app: str) -> float:
+    """serve's CPU seconds so far (with its webhooks lane child's, which it adds in; not its
+    intake writer's), from `process_cpu_seconds_total` on its /metrics at `app`."""
+    scraped = httpx.get(f"{app}/metrics", timeout=30).raise_for_status().text
+    for family in text_string_to_metric_families(scraped):
+        if family.name == "process_cpu_seconds":
+            return float(sum(sample.value for sample in family.samples))
+    raise LookupError(f"{app}/metrics has no process_cpu_seconds_total")
+
+
 @dataclass(frozen=True)
 class LockHolds:
     """SQLite's write lock as serve's /metrics tells it so far (tgrelay_sqlite_write_lock_seconds),

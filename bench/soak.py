@@ -43,7 +43,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import e2e
-from servers import write_lock_holds
+from servers import process_cpu_seconds, write_lock_holds
 from tgrelay.settings import async_database_url
 
 POSTGRES_DATABASE = "tgrelay_bench_soak"
@@ -247,6 +247,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
         app = f"http://127.0.0.1:{relay.app_port}"
         sqlite = not isinstance(gauge, PostgresGauge)
         holds_before = await asyncio.to_thread(write_lock_holds, app) if sqlite else None
+        cpu_before = await asyncio.to_thread(process_cpu_seconds, app)
         acks, samples = Acks(), list[Sample]()
         start = time.monotonic()
         sampler = asyncio.create_task(sample_every(args.sample, gauge, acks, start, samples))
@@ -258,6 +259,12 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
             answered=acks,
         )
         sampler.cancel()
+        cpu = await asyncio.to_thread(process_cpu_seconds, app) - cpu_before
+        print(
+            f"  serve's CPU (its intake writer's not counted): {cpu:.1f} s, "
+            f"{cpu / len(paced.sent) * 1e6:,.0f} µs per update",
+            flush=True,
+        )
         if holds_before is not None:
             holds = (await asyncio.to_thread(write_lock_holds, app)).since(holds_before)
             print(f"  SQLite's write lock: {holds.describe(paced.seconds)}", flush=True)
