@@ -75,7 +75,7 @@ class Pruner:
 
     async def run(self) -> None:
         """Prune every interval until cancelled (`Periodic.run`)."""
-        with writing_as(LEASE):
+        with writing_as("retention"):  # its batches, as the write-lock metric tells them
             await self._task.run()
 
     async def run_once(self) -> Round | None:
