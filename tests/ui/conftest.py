@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, async_playwright, expect
 
 from tests.e2e.harness import Tgrelay, free_port, running_tgrelay, settings_for
 from tgrelay.testing.emulator_server import RunningEmulator
@@ -38,6 +38,9 @@ needs_chromium = pytest.mark.skipif(
 )
 # Browser steps wait on the worker, the emulator's pushes or a receiver, not only on the page.
 STEP_TIMEOUT_MS = 15_000
+# `expect` polls with the same deadline (its own default is 5 s): ReDoc rendering the whole API
+# on a slow hour of the shared machine took longer than that, and CI failed on it.
+expect.set_options(timeout=STEP_TIMEOUT_MS)
 
 
 @pytest.fixture
