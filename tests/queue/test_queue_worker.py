@@ -127,14 +127,16 @@ async def test_a_workers_transactions_are_its_queues_in_the_write_lock_metric(
     registry.register("create_workspace", create_workspace)
     try:
         [job_id] = await enqueue(
-            database, NewJob(kind="create_workspace", payload={"name": "ws_a"}), now=clock
+            database,
+            NewJob(kind="create_workspace", payload={"name": "ws_a"}, queue="reports"),
+            now=clock,
         )
-        async with running(make_worker(database, registry, clock, queue="default")):
+        async with running(make_worker(database, registry, clock, queue="reports")):
             await wait_until(in_state(database, job_id, JobState.DONE))
     finally:
         await database.dispose()
     # The test's own (its enqueue, its reads of the job) and the worker's.
-    assert set(writers) == {"transactions", "default"}
+    assert set(writers) == {"transactions", "reports"}
 
 
 async def test_concurrent_workers_keep_per_key_order_and_never_overlap_a_key(
