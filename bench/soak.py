@@ -245,7 +245,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> N
             raise SystemExit(f"the probe update was not processed; serve's log:\n{log}")
 
         app = f"http://127.0.0.1:{relay.app_port}"
-        sqlite = not isinstance(gauge, PostgresGauge)
+        sqlite = args.db == "sqlite"
         holds_before = await asyncio.to_thread(write_lock_holds, app) if sqlite else None
         cpu_before = await asyncio.to_thread(process_cpu_seconds, app)
         acks, samples = Acks(), list[Sample]()

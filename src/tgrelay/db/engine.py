@@ -143,14 +143,11 @@ async def _calling_after_commit(conn: AsyncConnection) -> AsyncIterator[None]:
     # `info` outlives the checkout (it belongs to the pooled connection): start empty.
     callbacks: list[Callable[[], None]] = []
     conn.info[_AFTER_COMMIT] = callbacks
-    try:
-        yield
-    except BaseException:
-        # Not `conn.info` here: on a connection invalidated by the failure (the server went
-        # away), reading it reconnects outside SQLAlchemy's greenlet and raises
-        # MissingGreenlet in place of the real error. The next transaction replaces the list.
-        callbacks.clear()
-        raise
+    # A failure leaves `conn.info` alone: on a connection invalidated by it (the server went
+    # away), reading it reconnects outside SQLAlchemy's greenlet and raises MissingGreenlet
+    # in place of the real error. The callbacks never run, and the next transaction on the
+    # connection replaces the list.
+    yield
     del conn.info[_AFTER_COMMIT]
     for callback in callbacks:
         callback()
