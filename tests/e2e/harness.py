@@ -61,6 +61,21 @@ def free_port() -> int:
         return port
 
 
+class HeldPort:
+    """A port where nothing listens (connections are refused) that no other socket can take
+    until `release()`: for a server a test starts late. A port merely found free can be
+    taken meanwhile, e.g. as the local port of an outgoing connection (seen once in CI:
+    "Address already in use" after a simulated outage)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    def release(self) -> None:
+        self._sock.close()
+
+
 def settings_for(
     emulator: RunningEmulator, data_dir: Path, *, webhook: bool, port: int, **overrides: Any
 ) -> Settings:

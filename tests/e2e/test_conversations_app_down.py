@@ -19,7 +19,7 @@ from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.serving import serving
 
-from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+from .harness import HeldPort, Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 GENEROUS = (1000, 1.0)  # flows, not limits
 STEP_SECONDS = 30.0  # how long a condition may take on the shared machine
@@ -106,8 +106,8 @@ async def test_the_app_down_for_ten_minutes_delays_every_conversation_and_loses_
     or the on_failure text."""
     clock = Clock()
     telegram = emulator.emulator
-    port, app_port = free_port(), free_port()
-    origin = f"http://127.0.0.1:{app_port}"
+    port, app_port = free_port(), HeldPort()
+    origin = f"http://127.0.0.1:{app_port.port}"
     settings = settings_for(
         emulator,
         tmp_path,
@@ -159,7 +159,8 @@ async def test_the_app_down_for_ten_minutes_delays_every_conversation_and_loses_
         attempts = await _call_attempts(relay)
 
         app = receiver.Receiver(app_answers)
-        async with serving(app, port=app_port, lifespan="off"):
+        app_port.release()
+        async with serving(app, port=app_port.port, lifespan="off"):
             # The origin's breaker opened during the outage: the calls wait for its next
             # probe, then each for its own next retry.
             back_for = 0

@@ -24,7 +24,7 @@ from tgrelay.testing.clock import Clock
 from tgrelay.testing.emulator_server import RunningEmulator
 from tgrelay.testing.serving import serving
 
-from .harness import Tgrelay, eventually, free_port, running_tgrelay, settings_for
+from .harness import HeldPort, Tgrelay, eventually, free_port, running_tgrelay, settings_for
 
 ROOT = Path(__file__).parents[2]
 FLOW = ROOT / "examples" / "flows" / "billing_address.json"
@@ -56,7 +56,7 @@ class Team:
 async def team(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Team]:
     """tgrelay (polling, workers on), the example app on its own port with an endpoint of
     its origin, the shipped flow pointed at it, and a connected bot."""
-    port, app_port = free_port(), free_port()
+    port, app_port = free_port(), HeldPort()
     settings = settings_for(
         emulator,
         tmp_path,
@@ -67,7 +67,7 @@ async def team(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Team]
         send_limit_per_group=GENEROUS,
     )
     async with running_tgrelay(settings, port) as relay:
-        origin = f"http://127.0.0.1:{app_port}"
+        origin = f"http://127.0.0.1:{app_port.port}"
         created = await relay.api.post(
             "/v1/endpoints",
             json={"url": f"{origin}/events", "event_types": ["conversation.*"]},
@@ -75,7 +75,10 @@ async def team(emulator: RunningEmulator, tmp_path: Path) -> AsyncIterator[Team]
         assert created.status_code == 201, created.text
         flow_app = load_flow_app()
         books = flow_app.Books()
-        async with serving(flow_app.create_app(created.json()["secret"], books), port=app_port):
+        app_port.release()
+        async with serving(
+            flow_app.create_app(created.json()["secret"], books), port=app_port.port
+        ):
             await _post_flow(relay, FLOW.read_text().replace(SHIPPED_ORIGIN, origin))
             bot = emulator.emulator.create_bot("billing_bot")
             await relay.connect_bot(bot.token)
