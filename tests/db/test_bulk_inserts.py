@@ -63,7 +63,12 @@ async def test_job_rows_are_stored_as_by_sqlalchemy(db: Database) -> None:
     assert len(by_bulk) == 2
 
 
-async def test_sqlite_rows_are_bound_by_hand_in_one_executemany(tmp_path: Path) -> None:
+async def test_sqlite_rows_are_bound_by_hand_and_written_in_place_under_the_lock(
+    tmp_path: Path,
+) -> None:
+    """In a write transaction the rows go straight to sqlite3 (SQLAlchemy's cursor events see
+    no INSERT of them); in any other transaction, as one executemany that SQLAlchemy did not
+    compile. Either way the table holds what SQLAlchemy's own INSERT stores."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'bulk.db'}")
     executed: list[tuple[bool, bool]] = []  # (compiled by SQLAlchemy, executemany)
 
@@ -73,15 +78,22 @@ async def test_sqlite_rows_are_bound_by_hand_in_one_executemany(tmp_path: Path) 
         if "INSERT INTO samples" in args[2]:
             executed.append((context.compiled is not None, executemany))
 
+    bulk = BulkInsert(samples, ["at", "ok", "note"])
     try:
         async with db.transaction() as conn:
             await conn.run_sync(metadata.create_all)
-            await BulkInsert(samples, ["at", "ok", "note"])(conn, SAMPLE_ROWS)
-        by_bulk = await _stored(db, "samples")
+            await bulk(conn, SAMPLE_ROWS)
+        in_place = await _stored(db, "samples")
+        assert executed == []
+        async with db.engine.begin() as conn:  # not a `Database.transaction`: no lock taken
+            await conn.execute(text("DELETE FROM samples"))
+            await bulk(conn, SAMPLE_ROWS)
+        by_driver = await _stored(db, "samples")
+        assert executed == [(False, True)]
         async with db.transaction() as conn:
             await conn.execute(text("DELETE FROM samples"))
             await conn.execute(insert(samples), SAMPLE_ROWS)
-        assert by_bulk == await _stored(db, "samples")
+        assert in_place == by_driver == await _stored(db, "samples")
     finally:
         await db.dispose()
     assert executed == [(False, True), (True, True)]

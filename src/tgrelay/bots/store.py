@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import audit, errors
 from tgrelay.bots.models import BotMode, BotStatus, ConflictKind, ConnectedBot, Holding
-from tgrelay.db import tables
+from tgrelay.db import prepared, tables
 from tgrelay.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -92,7 +92,7 @@ async def due_for_check(conn: AsyncConnection, checked_before: datetime) -> list
 
 
 async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int, Holding]:
-    rows = await conn.execute(_HOLDINGS, {"bot_ids": list(bot_ids)})
+    rows = await _HOLDINGS(conn, {"bot_ids": list(bot_ids)})
     return {
         int(row.id): Holding(
             bot_id=int(row.id),
@@ -106,8 +106,10 @@ async def holdings(conn: AsyncConnection, bot_ids: Collection[int]) -> dict[int,
 
 # Built once, like the other statements an updates batch runs: a fresh `in_` coerced each
 # id and hashed the statement anew on every batch.
-_HOLDINGS = select(bots.c.id, bots.c.username, bots.c.workspace_id, bots.c.connected_since).where(
-    bots.c.id.in_(bindparam("bot_ids", expanding=True))
+_HOLDINGS = prepared.Prepared(
+    select(bots.c.id, bots.c.username, bots.c.workspace_id, bots.c.connected_since).where(
+        bots.c.id.in_(bindparam("bot_ids", expanding=True))
+    )
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import tables
+from tgrelay.db import prepared, tables
 
 flows = tables.flows
 conversations = tables.conversations
@@ -371,8 +371,8 @@ async def live_participants(
     batch of updates, so the many that belong to none cost one statement between them."""
     if not participants:
         return set()
-    rows = await conn.execute(
-        _LIVE_PARTICIPANTS,
+    rows = await _LIVE_PARTICIPANTS(
+        conn,
         {
             "bot_ids": sorted({bot_id for bot_id, _, _ in participants}),
             "chat_ids": sorted({chat_id for _, chat_id, _ in participants}),
@@ -383,10 +383,10 @@ async def live_participants(
 
 
 # Built once: a batch's thousand chat ids made a fresh `in_` coerce each of them.
-_LIVE_PARTICIPANTS = select(
-    conversations.c.bot_id, conversations.c.chat_id, conversations.c.user_id
-).where(
-    conversations.c.ended_at.is_(None),
-    conversations.c.bot_id.in_(bindparam("bot_ids", expanding=True)),
-    conversations.c.chat_id.in_(bindparam("chat_ids", expanding=True)),
+_LIVE_PARTICIPANTS = prepared.Prepared(
+    select(conversations.c.bot_id, conversations.c.chat_id, conversations.c.user_id).where(
+        conversations.c.ended_at.is_(None),
+        conversations.c.bot_id.in_(bindparam("bot_ids", expanding=True)),
+        conversations.c.chat_id.in_(bindparam("chat_ids", expanding=True)),
+    )
 )

@@ -15,7 +15,7 @@ from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay import breaker
-from tgrelay.db import ids, tables
+from tgrelay.db import ids, prepared, tables
 from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.events.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus
 
@@ -75,7 +75,7 @@ class Subscriber:
 
 async def subscribers(conn: AsyncConnection, workspace_id: str) -> list[Subscriber]:
     """The workspace's enabled endpoints with what each subscribed to."""
-    rows = await conn.execute(_SUBSCRIBERS, {"subscriber_workspace": workspace_id})
+    rows = await _SUBSCRIBERS(conn, {"subscriber_workspace": workspace_id})
     return [
         Subscriber(
             id=row.id,
@@ -86,10 +86,12 @@ async def subscribers(conn: AsyncConnection, workspace_id: str) -> list[Subscrib
     ]
 
 
-_SUBSCRIBERS = select(endpoints.c.id, endpoints.c.event_types, endpoints.c.event_versions).where(
-    endpoints.c.workspace_id == bindparam("subscriber_workspace"),
-    endpoints.c.status == EndpointStatus.ENABLED.value,
-    endpoints.c.deleted_at.is_(None),
+_SUBSCRIBERS = prepared.Prepared(
+    select(endpoints.c.id, endpoints.c.event_types, endpoints.c.event_versions).where(
+        endpoints.c.workspace_id == bindparam("subscriber_workspace"),
+        endpoints.c.status == EndpointStatus.ENABLED.value,
+        endpoints.c.deleted_at.is_(None),
+    )
 )
 
 

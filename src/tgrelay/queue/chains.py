@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import dialects, tables
+from tgrelay.db import dialects, prepared, tables
 
 job_keys = tables.job_keys
 jobs = tables.jobs
@@ -63,8 +63,8 @@ async def move_newest(conn: AsyncConnection, newest: Mapping[str, int]) -> None:
 async def free_successors(conn: AsyncConnection, finished_ids: Sequence[int]) -> None:
     """Let the jobs that waited for these (now done or dead) be claimed."""
     if finished_ids:
-        statement = FREE_SQLITE if conn.dialect.name == "sqlite" else _FREE_POSTGRES
-        await conn.execute(statement, {"finished": list(finished_ids)})
+        statement = _FREEING_SQLITE if conn.dialect.name == "sqlite" else _FREEING_POSTGRES
+        await statement(conn, {"finished": list(finished_ids)})
 
 
 # Each pins the index that finds the successors (ix_jobs_after_id), as a planner left to
@@ -79,3 +79,5 @@ FREE_SQLITE = text(
 _FREE_POSTGRES = text(
     "UPDATE jobs SET blocked = 0 WHERE after_id IN :finished AND (state = 'pending') IS TRUE"
 ).bindparams(bindparam("finished", expanding=True))
+_FREEING_SQLITE = prepared.Prepared(FREE_SQLITE)
+_FREEING_POSTGRES = prepared.Prepared(_FREE_POSTGRES)

@@ -22,7 +22,7 @@ from sqlalchemy.sql import Update
 from sqlalchemy.sql.selectable import TextualSelect
 
 from tgrelay import tracing
-from tgrelay.db import ids, notifications, tables
+from tgrelay.db import ids, notifications, prepared, tables
 from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.db.engine import Database
 from tgrelay.queue import chains, links, retry
@@ -196,13 +196,12 @@ async def start_claimable(
     for _ in range(MAX_CLAIM_ROUNDS):
         window = limit - len(heads)
         found, waiting = _sort_candidates(
-            (await conn.execute(candidates(postgres), params | {"window": window})).all()
+            await _CANDIDATES[postgres](conn, params | {"window": window})
         )
         if waiting:
-            await conn.execute(block(postgres), {"ids": waiting})
+            await _BLOCK[postgres](conn, {"ids": waiting})
         if found:
-            started = _start_params(found, worker_id, now, lease_seconds)
-            rows += (await conn.execute(_START, started)).all()
+            rows += await _START(conn, _start_params(found, worker_id, now, lease_seconds))
             heads += found
         # Each round takes the waiting jobs out of the index: the next one looks further.
         if len(heads) >= limit or len(found) + len(waiting) < window:
@@ -211,8 +210,7 @@ async def start_claimable(
         return Claimed(heads, rows)
     followers = await _followers(conn, heads, runs, params)
     if followers:
-        started = _start_params(followers, worker_id, now, lease_seconds)
-        rows += (await conn.execute(_START, started)).all()
+        rows += await _START(conn, _start_params(followers, worker_id, now, lease_seconds))
     return Claimed(heads + followers, rows)
 
 
@@ -297,7 +295,7 @@ async def _followers(
     conn: AsyncConnection, heads: Sequence[int], runs: Runs, params: Mapping[str, Any]
 ) -> list[int]:
     """The due jobs queued behind the heads, breadth first: each key's next, then the next."""
-    statement = followers(conn.dialect.name == "postgresql")
+    statement = _FOLLOWERS[conn.dialect.name == "postgresql"]
     values = {
         **params,
         "heads": list(heads),
@@ -305,7 +303,7 @@ async def _followers(
         "max_jobs": runs.max_jobs,
         "max_rows": len(heads) + runs.max_jobs,
     }
-    return [int(job_id) for (job_id,) in await conn.execute(statement, values)]
+    return [int(job_id) for (job_id,) in await statement(conn, values)]
 
 
 @functools.cache
@@ -341,6 +339,14 @@ def followers(postgres: bool) -> TextClause:
     )
 
 
+# The claim's statements for each backend (True: PostgreSQL), run through db/prepared.py:
+# on SQLite, in place under the write lock, where a claim's SQLAlchemy work cost more than
+# its statements.
+_CANDIDATES = {postgres: prepared.Prepared(candidates(postgres)) for postgres in (False, True)}
+_BLOCK = {postgres: prepared.Prepared(block(postgres)) for postgres in (False, True)}
+_FOLLOWERS = {postgres: prepared.Prepared(followers(postgres)) for postgres in (False, True)}
+
+
 def _start_params(
     job_ids: Sequence[int], worker_id: str, now: datetime, lease_seconds: float
 ) -> dict[str, Any]:
@@ -352,7 +358,7 @@ def _start_params(
 
 
 # Built once: hashing a fresh statement cost more than SQLite took to run it.
-_START = (
+_START = prepared.Prepared(
     update(jobs)
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
     .values(
@@ -415,13 +421,13 @@ async def complete_many(
     if not job_ids:
         return set()
     params = {"held_ids": list(job_ids), "held_by": worker_id, "done_at": now}
-    done = {int(row.id) for row in await conn.execute(_COMPLETE_MANY, params)}
+    done = {int(row.id) for row in await _COMPLETE_MANY(conn, params)}
     await chains.free_successors(conn, sorted(done))
     return done
 
 
 # Built once: each worker commit runs it, and hashing a fresh statement cost as much as running it.
-_COMPLETE_MANY = (
+_COMPLETE_MANY = prepared.Prepared(
     update(jobs)
     .where(
         jobs.c.id.in_(bindparam("held_ids", expanding=True)),
@@ -683,23 +689,22 @@ def _truncate(text: str) -> str:
 
 
 def _to_job(row: Row[Any]) -> Job:
-    values = row._mapping
     return Job(
-        id=int(values["id"]),
-        kind=values["kind"],
-        payload=orjson.loads(values["payload"]),
-        queue=values["queue"],
-        ordering_key=values["ordering_key"],
-        after_id=values["after_id"],
-        subject_id=values["subject_id"],
-        state=JobState(values["state"]),
-        attempts=values["attempts"],
-        max_attempts=values["max_attempts"],
-        run_at=values["run_at"],
-        locked_by=values["locked_by"],
-        lease_expires_at=values["lease_expires_at"],
-        last_error=values["last_error"],
-        created_at=values["created_at"],
-        finished_at=values["finished_at"],
-        trace_id=values["trace_id"],
+        id=int(row.id),
+        kind=row.kind,
+        payload=orjson.loads(row.payload),
+        queue=row.queue,
+        ordering_key=row.ordering_key,
+        after_id=row.after_id,
+        subject_id=row.subject_id,
+        state=JobState(row.state),
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        run_at=row.run_at,
+        locked_by=row.locked_by,
+        lease_expires_at=row.lease_expires_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        trace_id=row.trace_id,
     )

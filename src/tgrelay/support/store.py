@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tgrelay.db import tables
+from tgrelay.db import prepared, tables
 from tgrelay.support.models import LIVE_STATUSES, Agent, Assignment, Desk, Snippet
 
 desks = tables.support_desks
@@ -52,13 +52,15 @@ async def desks_of_bots(conn: AsyncConnection, bot_ids: Collection[int]) -> dict
     """The desks of these bots, by bot id (bots without a desk are left out)."""
     if not bot_ids:
         return {}
-    rows = await conn.execute(_DESKS_OF_BOTS, {"bot_ids": sorted(bot_ids)})
+    rows = await _DESKS_OF_BOTS(conn, {"bot_ids": sorted(bot_ids)})
     return {desk.bot_id: desk for desk in map(_to_desk, rows)}
 
 
 # Built once: every updates batch asks.
-_DESKS_OF_BOTS = select(desks).where(
-    desks.c.bot_id.in_(bindparam("bot_ids", expanding=True)), desks.c.deleted_at.is_(None)
+_DESKS_OF_BOTS = prepared.Prepared(
+    select(desks).where(
+        desks.c.bot_id.in_(bindparam("bot_ids", expanding=True)), desks.c.deleted_at.is_(None)
+    )
 )
 
 
