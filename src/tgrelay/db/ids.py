@@ -12,6 +12,8 @@ import functools
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tgrelay.db import prepared
+
 
 async def new_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
     """`count` unused ids of `table`'s integer primary key `id`, ascending.
@@ -25,7 +27,7 @@ async def new_ids(conn: AsyncConnection, table: Table, count: int) -> list[int]:
     if conn.dialect.name == "postgresql":
         rows = await conn.execute(_postgres_ids(table.name), {"count": count})
         return sorted(int(row_id) for (row_id,) in rows)
-    (largest,) = (await conn.execute(_sqlite_largest_id(table.name))).one()
+    ((largest,),) = await _sqlite_largest_id(table.name)(conn)
     return list(range(int(largest) + 1, int(largest) + 1 + count))
 
 
@@ -38,5 +40,7 @@ def _postgres_ids(table: str) -> TextClause:
 
 
 @functools.cache
-def _sqlite_largest_id(table: str) -> TextClause:
-    return text(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608 (our tables)
+def _sqlite_largest_id(table: str) -> prepared.Prepared:
+    # Prepared: in the updates worker's transactions, in place under the write lock.
+    largest = f"SELECT coalesce(max(id), 0) FROM {table}"  # noqa: S608 (our tables)
+    return prepared.Prepared(text(largest))
