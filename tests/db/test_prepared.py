@@ -142,3 +142,46 @@ async def test_on_sqlite_under_the_write_lock_sqlalchemy_is_not_involved(db: Dat
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     assert [row.id for row in rows] == ids
     assert len(seen) == 2
+
+
+RESCHEDULE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"))
+    .values(run_at=bindparam("at", type_=jobs.c.run_at.type), attempts=jobs.c.attempts + 1)
+)
+
+
+async def test_many_parameter_sets_change_what_sqlalchemys_executemany_changes(
+    db: Database,
+) -> None:
+    """`many` runs the statement once per parameter set, bound by their types."""
+    ids = await _enqueued(db, 3)
+    sets = [{"job_id": ids[0], "at": NOW + timedelta(minutes=1)}, {"job_id": ids[2], "at": NOW}]
+    before = await _table_now(db)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(RESCHEDULE, sets)
+            by_sqlalchemy = await _table(conn)
+            raise _Undo
+    except _Undo:
+        pass
+    async with db.transaction() as conn:
+        await prepared.Prepared(RESCHEDULE).many(conn, sets)
+        by_prepared = await _table(conn)
+    assert by_prepared == by_sqlalchemy == await _table_now(db)
+    changed = [row[0] for row, old in zip(by_prepared, before, strict=True) if row != old]
+    assert changed == [ids[0], ids[2]]
+
+
+async def _table_now(db: Database) -> list[tuple[Any, ...]]:
+    async with db.engine.connect() as conn:
+        return await _table(conn)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+async def test_many_refuses_a_list_to_expand(db: Database) -> None:
+    """An executemany has one SQL text for every set: a list parameter cannot be expanded."""
+    ids = await _enqueued(db, 1)
+    with pytest.raises(ValueError, match="cannot expand"):
+        async with db.transaction() as conn:
+            await prepared.Prepared(JOBS_BY_ID).many(conn, [{"ids": ids}])

@@ -75,9 +75,23 @@ class Prepared:
         if raw is None:
             result = await conn.execute(self.statement, dict(params or {}))
             return list(result.all()) if result.returns_rows else []
+        return self._form(conn).run(raw, params or {})
+
+    async def many(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per parameter set of `rows` (an executemany; no expanding lists, and
+        whatever the statement returns is dropped)."""
+        if not rows:
+            return
+        raw = sqlite_in_write_transaction(conn)
+        if raw is None:
+            await conn.execute(self.statement, [dict(row) for row in rows])
+            return
+        self._form(conn).run_many(raw, rows)
+
+    def _form(self, conn: AsyncConnection) -> _SqliteForm:
         if self._sqlite is None:
             self._sqlite = _SqliteForm(self.statement, conn.dialect)
-        return self._sqlite.run(raw, params or {})
+        return self._sqlite
 
 
 class _SqliteForm:
@@ -117,18 +131,8 @@ class _SqliteForm:
         )
 
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> list[Row]:
-        values: list[Any] = []
-        lengths: list[int] = []
-        for name in self._order:
-            value = params[name] if name in params else self._defaults[name]
-            binder = self._binders.get(name)
-            if name in self._expanding:
-                items = list(value)
-                lengths.append(len(items))
-                values += items if binder is None else [binder(item) for item in items]
-            else:
-                values.append(value if binder is None else binder(value))
-        sql = self._sql(tuple(lengths))
+        values, lengths = self._bound(params)
+        sql = self._sql(lengths)
         try:
             cursor = raw.execute(sql, values)
             fetched = cursor.fetchall() if cursor.description else []
@@ -146,6 +150,32 @@ class _SqliteForm:
             row_type(*[v if r is None else r(v) for v, r in zip(row, readers, strict=True)])
             for row in fetched
         ]
+
+    def run_many(self, raw: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self._expanding:
+            raise ValueError("an executemany cannot expand a list parameter")
+        sql = self._sql(())
+        values = [self._bound(row)[0] for row in rows]
+        try:
+            raw.executemany(sql, values)
+        except sqlite3.Error as error:
+            raise translated(sql, values, error) from error
+
+    def _bound(self, params: Mapping[str, Any]) -> tuple[list[Any], tuple[int, ...]]:
+        """The values in the SQL's order, bound by their types, and each expanding list's
+        length."""
+        values: list[Any] = []
+        lengths: list[int] = []
+        for name in self._order:
+            value = params[name] if name in params else self._defaults[name]
+            binder = self._binders.get(name)
+            if name in self._expanding:
+                items = list(value)
+                lengths.append(len(items))
+                values += items if binder is None else [binder(item) for item in items]
+            else:
+                values.append(value if binder is None else binder(value))
+        return values, tuple(lengths)
 
     def _sql(self, lengths: tuple[int, ...]) -> str:
         """The SQL with each expanding parameter's marks for these list lengths (cached: a

@@ -143,7 +143,7 @@ async def close_breakers(conn: AsyncConnection, endpoint_ids: Sequence[str]) -> 
     row is not written at all.
     """
     if endpoint_ids:
-        await conn.execute(_CLOSE_BREAKERS, {"endpoint_ids": sorted(set(endpoint_ids))})
+        await _CLOSE_BREAKERS(conn, {"endpoint_ids": sorted(set(endpoint_ids))})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,9 +207,10 @@ def breaker_values(state: breaker.Breaker) -> dict[str, Any]:
 
 
 # Statements of the delivery hot path are built once: hashing a fresh statement for
-# SQLAlchemy's compiled cache cost about as much as SQLite took to run it.
+# SQLAlchemy's compiled cache cost about as much as SQLite took to run it. Prepared: on
+# SQLite they run in place under the write lock (db/prepared.py).
 _CLOSED = breaker.Breaker()
-_CLOSE_BREAKERS = (
+_CLOSE_BREAKERS = prepared.Prepared(
     update(endpoints)
     .where(
         endpoints.c.id.in_(bindparam("endpoint_ids", expanding=True)),
@@ -542,8 +543,8 @@ async def mark_delivered(
     """Deliveries answered 2xx (delivery id -> status code), many in one executemany."""
     if not answers:
         return
-    await conn.execute(
-        _MARK_DELIVERED,
+    await _MARK_DELIVERED.many(
+        conn,
         [
             {"delivery_id": id_, "status_code": code, "answered_at": now}
             for id_, code in answers.items()
@@ -552,7 +553,7 @@ async def mark_delivered(
 
 
 _ANSWERED_AT = bindparam("answered_at", type_=deliveries.c.delivered_at.type)
-_MARK_DELIVERED = (
+_MARK_DELIVERED = prepared.Prepared(
     update(deliveries)
     .where(deliveries.c.id == bindparam("delivery_id"))
     .values(
