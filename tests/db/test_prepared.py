@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import prepared, tables
@@ -185,3 +185,10 @@ async def test_many_refuses_a_list_to_expand(db: Database) -> None:
     with pytest.raises(ValueError, match="cannot expand"):
         async with db.transaction() as conn:
             await prepared.Prepared(JOBS_BY_ID).many(conn, [{"ids": ids}])
+
+
+async def test_a_missing_value_is_refused_as_sqlalchemy_refuses_it(db: Database) -> None:
+    """A parameter without a value and without a default is named, not bound as NULL."""
+    with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'ids'"):
+        async with db.transaction() as conn:
+            await prepared.Prepared(KEYS_BY_ID)(conn, {"queue": "default"})

@@ -13,8 +13,9 @@ an ordinary `conn.execute`. Either way the caller gets a list of rows read by co
 
 It relies on SQLAlchemy's compiled form of a statement (`positiontup`, `binds`,
 `_result_columns`, the `__[POSTCOMPILE_name]` marks of expanding parameters), pinned by
-uv.lock; tests/db/test_prepared.py holds every statement built with it to SQLAlchemy's
-own results on SQLite.
+uv.lock; tests/db/test_prepared.py holds each kind of statement it serves (selects,
+UPDATE … RETURNING, `text()`, executemany) to SQLAlchemy's own results, and the queue's,
+the inbox's and the events' tests run the real ones on both backends.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 Row = Any  # a row read by column name (`row.id`); a NamedTuple here, SQLAlchemy's Row elsewhere
 _EXPANDING = re.compile(r"\(?__\[POSTCOMPILE_(\w+)\]\)?")
+# SQL texts kept per statement, one per combination of its lists' lengths: a worker's
+# batches come in a few dozen sizes; past this many the cache starts over.
+_MOST_SQL_TEXTS = 512
 
 
 def sqlite_in_write_transaction(conn: AsyncConnection) -> sqlite3.Connection | None:
@@ -129,6 +133,7 @@ class _SqliteForm:
         self._row_type: Callable[..., tuple[Any, ...]] | None = (
             _row_type(self._names) if self._names else None
         )
+        self._reads_plain = not any(self._readers)
 
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> list[Row]:
         values, lengths = self._bound(params)
@@ -143,9 +148,9 @@ class _SqliteForm:
         if self._row_type is None:
             self._row_type = _row_type([column[0] for column in cursor.description])
         row_type = self._row_type
-        readers = self._readers
-        if not any(readers):
+        if self._reads_plain:
             return [row_type(*row) for row in fetched]
+        readers = self._readers
         return [
             row_type(*[v if r is None else r(v) for v, r in zip(row, readers, strict=True)])
             for row in fetched
@@ -167,7 +172,12 @@ class _SqliteForm:
         values: list[Any] = []
         lengths: list[int] = []
         for name in self._order:
-            value = params[name] if name in params else self._defaults[name]
+            if name in params:
+                value = params[name]
+            elif name in self._defaults:
+                value = self._defaults[name]
+            else:  # SQLAlchemy's own words for it
+                raise exc.InvalidRequestError(f"A value is required for bind parameter {name!r}")
             binder = self._binders.get(name)
             if name in self._expanding:
                 items = list(value)
@@ -178,10 +188,11 @@ class _SqliteForm:
         return values, tuple(lengths)
 
     def _sql(self, lengths: tuple[int, ...]) -> str:
-        """The SQL with each expanding parameter's marks for these list lengths (cached: a
-        worker's batches come in a few dozen sizes)."""
+        """The SQL with each expanding parameter's marks for these list lengths."""
         sql = self._sql_by_lengths.get(lengths)
         if sql is None:
+            if len(self._sql_by_lengths) >= _MOST_SQL_TEXTS:
+                self._sql_by_lengths.clear()
             pieces = self._pieces
             by_name = dict(zip(self._expanding_in_order(), lengths, strict=True))
             parts = [pieces[0]]
