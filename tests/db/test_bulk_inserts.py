@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Column, Integer, MetaData, Table, Text, event, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from tgrelay.db.bulk_inserts import BulkInsert
 from tgrelay.db.engine import Database
@@ -61,6 +62,20 @@ async def test_job_rows_are_stored_as_by_sqlalchemy(db: Database) -> None:
         await conn.execute(insert(jobs), _job_rows(1))
     assert by_bulk == await _stored(db, "jobs")
     assert len(by_bulk) == 2
+
+
+async def test_a_row_breaking_a_constraint_raises_sqlalchemys_integrity_error(
+    db: Database,
+) -> None:
+    """A duplicate id fails the whole write as SQLAlchemy's IntegrityError, whichever way
+    the rows were written, and nothing of it stays."""
+    bulk = BulkInsert(jobs, JOB_COLUMNS)
+    async with db.transaction() as conn:
+        await bulk(conn, _job_rows(1))
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await bulk(conn, _job_rows(3) + _job_rows(2))
+    assert len(await _stored(db, "jobs")) == 2
 
 
 async def test_sqlite_rows_are_bound_by_hand_and_written_in_place_under_the_lock(

@@ -192,3 +192,15 @@ async def test_a_missing_value_is_refused_as_sqlalchemy_refuses_it(db: Database)
     with pytest.raises(SQLAlchemyError, match="A value is required for bind parameter 'ids'"):
         async with db.transaction() as conn:
             await prepared.Prepared(KEYS_BY_ID)(conn, {"queue": "default"})
+
+
+async def test_a_failed_executemany_raises_sqlalchemys_error(db: Database) -> None:
+    """`many` (and BulkInsert, which writes the same way) breaking a constraint in place is
+    SQLAlchemy's IntegrityError too."""
+    (job_id,) = await _enqueued(db, 1)
+    duplicate = text("INSERT INTO job_keys (ordering_key, last_job_id) VALUES (:key, :job)")
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as conn:
+            await prepared.Prepared(duplicate).many(
+                conn, [{"key": "chat:9", "job": job_id}, {"key": "chat:0", "job": job_id}]
+            )

@@ -11,7 +11,6 @@ per-call work. Other databases keep SQLAlchemy's executemany.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,10 +56,7 @@ class BulkInsert:
         if raw is None:
             await conn.exec_driver_sql(self._sqlite_sql, [tuple(row) for row in values])
             return
-        try:  # in place under the lock, as db/prepared.py runs its statements
-            raw.executemany(self._sqlite_sql, values)
-        except sqlite3.Error as error:
-            raise prepared.translated(self._sqlite_sql, values, error) from error
+        prepared.execute_many(raw, self._sqlite_sql, values)  # in place under the lock
 
 
 def _statement(table: Table, columns: Sequence[str], key: Sequence[str]) -> Insert:

@@ -55,6 +55,14 @@ def sqlite_in_write_transaction(conn: AsyncConnection) -> sqlite3.Connection | N
     return cast(sqlite3.Connection, adapted._connection._conn)  # type: ignore[union-attr]
 
 
+def execute_many(raw: sqlite3.Connection, sql: str, values: Sequence[Sequence[Any]]) -> None:
+    """sqlite3's executemany under the write lock, its errors raised as SQLAlchemy's."""
+    try:
+        raw.executemany(sql, values)
+    except sqlite3.Error as error:
+        raise translated(sql, values, error) from error
+
+
 def translated(statement: str, params: Any, error: sqlite3.Error) -> exc.DBAPIError:
     """sqlite3's error as SQLAlchemy raises it (IntegrityError, OperationalError, ...), so
     callers see one error tree whichever way a statement ran."""
@@ -125,14 +133,12 @@ class _SqliteForm:
         self._pieces = _EXPANDING.split(compiled.string)  # text, name, text, name, ..., text
         self._sql_by_lengths: dict[tuple[int, ...], str] = {}
         columns = compiled._result_columns
-        self._names = [column[0] for column in columns]
+        names = [column[0] for column in columns]
         self._readers = [
             column[3].dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ]
         # A `text()` without declared columns is named by its first result.
-        self._row_type: Callable[..., tuple[Any, ...]] | None = (
-            _row_type(self._names) if self._names else None
-        )
+        self._row_type: Callable[..., tuple[Any, ...]] | None = _row_type(names) if names else None
         self._reads_plain = not any(self._readers)
 
     def run(self, raw: sqlite3.Connection, params: Mapping[str, Any]) -> list[Row]:
@@ -159,12 +165,7 @@ class _SqliteForm:
     def run_many(self, raw: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if self._expanding:
             raise ValueError("an executemany cannot expand a list parameter")
-        sql = self._sql(())
-        values = [self._bound(row)[0] for row in rows]
-        try:
-            raw.executemany(sql, values)
-        except sqlite3.Error as error:
-            raise translated(sql, values, error) from error
+        execute_many(raw, self._sql(()), [self._bound(row)[0] for row in rows])
 
     def _bound(self, params: Mapping[str, Any]) -> tuple[list[Any], tuple[int, ...]]:
         """The values in the SQL's order, bound by their types, and each expanding list's
