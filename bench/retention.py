@@ -3,14 +3,15 @@
 `batches`: fills a fresh database with old, finished rows as the hub writes them (updates
 of ~0.5 KB with their done process_update jobs, message.received events each delivered to
 one endpoint with one attempt, audit rows), then prunes them with each batch size and prints
-the time each write transaction took (p50/p99/max per table). BATCH_SIZE in
-`tgrelay.retention.prune` was chosen from these figures.
+the time each write transaction took (p50/p99/max per table), and with `timed` the pruner's
+own sizing (batches aimed at BATCH_SECONDS of the lock, at most BATCH_SIZE rows). BATCH_SIZE
+in `tgrelay.retention.prune` was chosen from these figures.
 
 `size`: writes N updates the same way (with and without a subscribed endpoint) and prints
 the file's size per million updates, then prunes them all and writes N again, to show that
 freed pages are reused rather than the file growing.
 
-    .venv/bin/python bench/retention.py batches --rows 20000 --sizes 250,500,1000,2000
+    .venv/bin/python bench/retention.py batches --rows 20000 --sizes 250,500,1000,2000,timed
     .venv/bin/python bench/retention.py size --rows 100000
 """
 
@@ -38,6 +39,7 @@ FIXTURE = HERE.parent / "tests" / "fixtures" / "telegram" / "update_private_text
 WORKSPACE = "ws_bench"
 ENDPOINT = "ep_bench"
 CHUNK = 2_000  # rows per INSERT transaction while filling
+TIMED = "timed"
 
 
 def _update_payload(update_id: int, chat_id: int) -> str:
@@ -185,10 +187,12 @@ def _ms(values: list[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def batches(rows: int, sizes: list[int], workdir: Path) -> None:
+async def batches(rows: int, sizes: list[str], workdir: Path) -> None:
     print(f"{rows} old updates (+ jobs, events, deliveries, attempts, audit rows) per run")
-    print("batch size | table | batches | write lock p50 / p99 / max (ms) | rows/s")
+    print("batch size | table | batches | write lock p50 / p99 / max (ms) | rows/s | mean size")
     for size in sizes:
+        # "timed": the pruner's own sizing (up to BATCH_SIZE rows, aimed at BATCH_SECONDS).
+        timed = size == TIMED
         db = await fresh(workdir / f"batches-{size}.db")
         await fill(db, rows=rows, start=1, at=T0, endpoint=True)
         seen: dict[str, list[float]] = defaultdict(list)
@@ -199,13 +203,19 @@ async def batches(rows: int, sizes: list[int], workdir: Path) -> None:
             counts[batch.table] += batch.deleted.get(batch.table, 0)
 
         await prune.prune(
-            db, PRUNE_ALL, now=T0 + timedelta(days=2), batch_size=size, observe=observe
+            db,
+            PRUNE_ALL,
+            now=T0 + timedelta(days=2),
+            batch_size=prune.BATCH_SIZE if timed else int(size),
+            batch_seconds=prune.BATCH_SECONDS if timed else None,
+            observe=observe,
         )
         for table, seconds in seen.items():
             rate = counts[table] / sum(seconds)
             print(
                 f"{size} | {table} | {len(seconds)} | {_ms(seconds, 0.5):.1f} / "
-                f"{_ms(seconds, 0.99):.1f} / {1000 * max(seconds):.1f} | {rate:,.0f}"
+                f"{_ms(seconds, 0.99):.1f} / {1000 * max(seconds):.1f} | {rate:,.0f} | "
+                f"{counts[table] / len(seconds):,.0f}"
             )
         await db.dispose()
 
@@ -246,11 +256,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["batches", "size"])
     parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--sizes", default="250,500,1000,2000")
+    parser.add_argument(
+        "--sizes", default=f"250,500,1000,2000,{TIMED}", help=f"rows per batch, or {TIMED!r}"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tgrelay-retention-") as tmp:
         if args.mode == "batches":
-            sizes = [int(part) for part in args.sizes.split(",")]
+            sizes = args.sizes.split(",")
+            if any(part != TIMED and not part.isdigit() for part in sizes):
+                parser.error(f"--sizes: whole numbers or {TIMED!r}, separated by commas")
             asyncio.run(batches(args.rows, sizes, Path(tmp)))
         else:
             asyncio.run(size(args.rows, Path(tmp)))

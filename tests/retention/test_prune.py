@@ -324,6 +324,7 @@ async def test_batches_are_bounded_and_paced(db: Database) -> None:
         Policy(),
         now=NOW,
         batch_size=3,
+        batch_seconds=None,
         between=between,
         observe=lambda batch: batches.append((batch.table, dict(batch.deleted))),
     )
@@ -349,6 +350,52 @@ async def test_batches_are_bounded_and_paced(db: Database) -> None:
     }
 
 
+async def test_batches_are_sized_by_how_long_the_last_one_held_the_lock(db: Database) -> None:
+    """Two batches twice as long as the aim halve the size, quick ones double it back, never
+    past batch_size (here the batches' times come from a clock the test moves)."""
+    await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 31)])
+    held = iter([0.008, 0.008, 0.001, 0.001, 0.001, 0.001])
+    readings: list[float] = []
+
+    def clock() -> float:  # read at each batch's start and end
+        now = readings[-1] if readings else 0.0
+        readings.append(now if len(readings) % 2 == 0 else now + next(held))
+        return readings[-1]
+
+    batches: list[tuple[int, int]] = []
+    deleted = await prune.prune(
+        db,
+        Policy(),
+        now=NOW,
+        batch_size=8,
+        batch_seconds=0.004,
+        clock=clock,
+        observe=lambda batch: batches.append((batch.size, batch.deleted["audit_log"])),
+    )
+
+    assert batches == [(8, 8), (4, 4), (2, 2), (4, 4), (8, 8), (8, 4)]
+    assert (deleted, await ids(db, tables.audit_log)) == ({"audit_log": 30}, [])
+
+
+@pytest.mark.parametrize(
+    ("size", "seconds", "expected"),
+    [
+        (100, 0.005, 100),  # on the aim: kept
+        (100, 0.004, 125),  # a little quick: a little more
+        (100, 0.001, 200),  # far quicker: at most doubled
+        (400, 0.001, 500),  # never past batch_size
+        (100, 0.0, 200),  # too quick to time: doubled
+        (100, 0.006, 83),  # a little slow: a little less
+        (100, 0.050, 50),  # far slower: at most halved
+        (1, 0.050, 1),  # never below one row
+    ],
+)
+def test_the_next_batch_size_aims_at_the_batch_time(
+    size: int, seconds: float, expected: int
+) -> None:
+    assert prune.next_batch_size(size, seconds, target=0.005, most=500) == expected
+
+
 async def test_between_saying_no_ends_the_round(db: Database) -> None:
     """When `between` answers False (the lease was lost) no further batch is written."""
     await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 8)])
@@ -356,7 +403,9 @@ async def test_between_saying_no_ends_the_round(db: Database) -> None:
     async def lease_lost() -> bool:
         return False
 
-    deleted = await prune.prune(db, Policy(), now=NOW, batch_size=3, between=lease_lost)
+    deleted = await prune.prune(
+        db, Policy(), now=NOW, batch_size=3, batch_seconds=None, between=lease_lost
+    )
 
     assert (deleted, await ids(db, tables.audit_log)) == ({"audit_log": 3}, [4, 5, 6, 7])
 
@@ -492,6 +541,7 @@ async def test_with_the_chat_limit_off_every_window_goes_in_bounded_batches(
         policy.from_settings(Settings(inbound_chat_limit=None)),
         now=NOW,
         batch_size=2,
+        batch_seconds=None,
         observe=lambda batch: batches.append(dict(batch.deleted)),
     )
 

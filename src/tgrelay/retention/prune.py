@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import takewhile
@@ -37,6 +38,8 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
+    case,
     cast,
     delete,
     exists,
@@ -45,9 +48,11 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
+from tgrelay.db.prepared import Prepared
 from tgrelay.events.models import DeliveryStatus
 from tgrelay.inbox.models import PROCESS_UPDATE
 from tgrelay.queue.models import JobState
@@ -55,12 +60,16 @@ from tgrelay.retention.policy import Kind, Policy, cutoffs, windows_cutoff
 
 log = structlog.get_logger(__name__)
 
-# Rows per write transaction, from `bench/retention.py batches` (SQLite, synchronous=FULL,
-# 20,000 old updates each with its job, a delivered event and an attempt; three runs on the
-# shared 2-core machine): 500 rows held the write lock 2–9 ms at p50 and at most 10–17 ms,
-# whatever the table; 1,000 at most 12–24 ms; 2,000 at most 26–52 ms, the whole ~50 ms
-# budget. 500 leaves room for a slower disk, and the intake's commits wait little behind one.
+# Rows per write transaction at most, from `bench/retention.py batches` (SQLite,
+# synchronous=FULL, 20,000 old updates each with its job, a delivered event and an attempt;
+# the shared 2-core machine): 500 rows held the write lock 2–9 ms at p50 and at most 10–17 ms,
+# whatever the table; 2,000 at most 26–52 ms, the whole ~50 ms budget.
 BATCH_SIZE = 500
+# What a batch's hold on the write lock is aimed at: each table's next batch is sized from
+# its last one (`next_batch_size`). Every ack that comes meanwhile waits for the whole hold,
+# and the intake's goal is a p99 of 10 ms; `bench/soak.py` found 500-row batches holding it
+# over 10 ms in 70 % of cases at a slow hour.
+BATCH_SECONDS = 0.005
 # Pause between two batches, so writers of other processes (the intake's SQLite writer) get
 # the lock in between: a batch holds it for at most about a third of the time.
 PAUSE_SECONDS = 0.02
@@ -74,6 +83,7 @@ class Batch:
     """One write transaction of a round, as observed (logs, tests, bench/retention.py)."""
 
     table: str  # the table walked
+    size: int  # rows of it the batch read: its batch size then
     deleted: Mapping[str, int]  # rows deleted per table (a delivery takes its attempts along)
     seconds: float  # wall time inside the write transaction, commit included
 
@@ -91,12 +101,23 @@ def _ignore(_: Batch) -> None:
     return None
 
 
+def next_batch_size(size: int, seconds: float, *, target: float, most: int) -> int:
+    """The size of a table's next batch, after one of `size` rows held the lock `seconds`:
+    scaled towards `target`, by at most a halving or a doubling (one slow commit is not a
+    trend), and within 1…`most`."""
+    wanted = most if seconds <= 0 else int(size * target / seconds)
+    return max(1, size // 2, min(wanted, size * 2, most))
+
+
 @dataclass(kw_only=True)
 class _Walk:
     db: Database
     batch_size: int
     between: Between
     observe: Observe
+    batch_seconds: float | None  # None: every batch of batch_size rows
+    clock: Callable[[], float]
+    sizes: dict[str, int] = field(default_factory=dict)  # each table's next batch
     deleted: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     stopped: bool = False  # `between` said no: the round ends
@@ -107,25 +128,30 @@ class _Walk:
             self.stopped = True
         return not self.stopped
 
-    def record(self, batch: Batch) -> None:
-        self.batches += 1
-        self.deleted.update(batch.deleted)
-        self.observe(batch)
+    def size(self, table: str) -> int:
+        """How many rows of `table` the next batch takes: batch_size at first, then as the
+        table's last batch took."""
+        return self.sizes.get(table, self.batch_size)
 
-    async def delete(self, table: Table, where: ColumnElement[bool]) -> int:
-        """One write transaction deleting `table`'s rows that match `where`, recorded as a
-        batch; how many went."""
-        started = time.perf_counter()
+    @asynccontextmanager
+    async def batch(
+        self, table: str, size: int
+    ) -> AsyncIterator[tuple[AsyncConnection, dict[str, int]]]:
+        """One write transaction of a batch of `size` rows of `table`: the caller deletes
+        on the connection and counts the rows per table in the dict; then it is recorded,
+        and the table's next size follows from its time."""
+        deleted: dict[str, int] = {}
+        started = self.clock()
         async with self.db.transaction() as conn:
-            deleted = (await conn.execute(delete(table).where(where))).rowcount
-        self.record(
-            Batch(
-                table=table.name,
-                deleted={table.name: deleted},
-                seconds=time.perf_counter() - started,
+            yield conn, deleted
+        batch = Batch(table=table, size=size, deleted=deleted, seconds=self.clock() - started)
+        if self.batch_seconds is not None:
+            self.sizes[table] = next_batch_size(
+                size, batch.seconds, target=self.batch_seconds, most=self.batch_size
             )
-        )
-        return deleted
+        self.batches += 1
+        self.deleted.update(deleted)
+        self.observe(batch)
 
 
 async def prune(
@@ -134,19 +160,32 @@ async def prune(
     *,
     now: datetime,
     batch_size: int = BATCH_SIZE,
+    batch_seconds: float | None = BATCH_SECONDS,
     between: Between = _always,
     observe: Observe = _ignore,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, int]:
     """One round: delete every finished row past its age, and every ended chat window, at
     `now`. Returns rows per table.
 
+    A table's first batch takes up to `batch_size` rows, the next ones as many as should
+    hold the write lock `batch_seconds` (timed with `clock`), never more than `batch_size`.
     Deliveries (with their attempts) go before events, as an event goes only once no
     delivery of it is left; `between` is awaited between any two batches.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if batch_seconds is not None and batch_seconds <= 0:
+        raise ValueError("batch_seconds must be positive")
     cut = cutoffs(policy, now)
-    walk = _Walk(db=db, batch_size=batch_size, between=between, observe=observe)
+    walk = _Walk(
+        db=db,
+        batch_size=batch_size,
+        batch_seconds=batch_seconds,
+        between=between,
+        observe=observe,
+        clock=clock,
+    )
     if Kind.JOBS in cut or Kind.DEAD_JOBS in cut:
         await _by_id(walk, _jobs(cut.get(Kind.JOBS), cut.get(Kind.DEAD_JOBS)))
     if Kind.UPDATES in cut:
@@ -174,14 +213,21 @@ class _Sweep:
 
 def _jobs(done_cutoff: datetime | None, dead_cutoff: datetime | None) -> _Sweep:
     jobs = tables.jobs
-    finished = [
-        and_(jobs.c.state == state.value, jobs.c.finished_at < cutoff)
+    cutoff_of_state = [
+        (state.value, cutoff)
         for state, cutoff in ((JobState.DONE, done_cutoff), (JobState.DEAD, dead_cutoff))
         if cutoff is not None
     ]
+    # Done or dead, and finished before that state's cutoff; any other state has no cutoff
+    # (NULL), so its jobs stay. One comparison with the state inside a CASE, where
+    # `state = 'done' AND …` would let SQLite's planner (without statistics) prefer
+    # ix_jobs_state_run_at to the ids of the batch, and read every done job for each batch.
+    finished = jobs.c.finished_at < case(
+        *[(jobs.c.state == state, cutoff) for state, cutoff in cutoff_of_state]
+    )
     # A job is created before it finishes, so one finished before its cutoff was born so too.
-    walk_to = max(c for c in (done_cutoff, dead_cutoff) if c is not None)
-    return _Sweep(table=jobs, born=jobs.c.created_at, cutoff=walk_to, finished=or_(*finished))
+    walk_to = max(cutoff for _, cutoff in cutoff_of_state)
+    return _Sweep(table=jobs, born=jobs.c.created_at, cutoff=walk_to, finished=finished)
 
 
 def _updates(cutoff: datetime) -> _Sweep:
@@ -214,49 +260,68 @@ def _audit(cutoff: datetime) -> _Sweep:
     return _Sweep(table=audit, born=audit.c.created_at, cutoff=cutoff, finished=true())
 
 
-async def _by_id(walk: _Walk, sweep: _Sweep) -> None:
-    id_ = sweep.table.c.id
-    after: int | None = None
-    while not walk.stopped:
-        window = (
+class _Statements:
+    """A sweep's statements, built once per round (its cutoff is in them) and run prepared:
+    SQLAlchemy's per-call work would otherwise be part of every batch's hold on the lock."""
+
+    def __init__(self, sweep: _Sweep) -> None:
+        table, id_ = sweep.table, sweep.table.c.id
+        self.window = (
             select(id_, sweep.born, sweep.finished.label("finished"))
+            .where(id_ > bindparam("after"))
             .order_by(id_)
-            .limit(walk.batch_size)
+            .limit(bindparam("size"))
         )
-        if after is not None:
-            window = window.where(id_ > after)
+        # The window's finished rows, re-checked there (a job claimed or a delivery replayed
+        # in between is kept). By their ids, not by the window's id range: for a range
+        # SQLite's planner picked ix_jobs_state_run_at and read every done job.
+        chosen = id_.in_(bindparam("ids", expanding=True))
+        doomed = and_(chosen, sweep.born < sweep.cutoff, sweep.finished)
+        # With dependents the ids are read first; FOR UPDATE (PostgreSQL) holds back a
+        # replay of these rows until they are gone.
+        self.doomed_ids = Prepared(select(id_).where(doomed).with_for_update())
+        self.delete_doomed = Prepared(delete(table).where(doomed).returning(id_))
+        self.delete_chosen = Prepared(delete(table).where(chosen).returning(id_))
+        self.delete_dependents = [
+            Prepared(
+                delete(column.table)
+                .where(column.in_(bindparam("ids", expanding=True)))
+                .returning(column)
+            )
+            for column in sweep.dependents
+        ]
+
+
+async def _by_id(walk: _Walk, sweep: _Sweep) -> None:
+    statements = _Statements(sweep)
+    after = 0  # ids start at 1
+    while not walk.stopped:
+        size = walk.size(sweep.table.name)
         async with walk.db.engine.connect() as conn:  # a read: no write lock
-            rows = (await conn.execute(window)).all()
+            rows = (await conn.execute(statements.window, {"after": after, "size": size})).all()
         old = list(takewhile(lambda row: row[1] < sweep.cutoff, rows))
         # Old rows not finished yet (a pending job) cost this read, never a write transaction.
         doomed = [row.id for row in old if row.finished]
         if doomed and await walk.may_write():
-            await _delete(walk, sweep, doomed)
-        if len(old) < walk.batch_size:  # a young row, or the table's end
+            await _delete(walk, sweep, statements, doomed, size)
+        if len(old) < size:  # a young row, or the table's end
             return
         after = old[-1].id
 
 
-async def _delete(walk: _Walk, sweep: _Sweep, ids: list[int]) -> None:
-    table, id_ = sweep.table, sweep.table.c.id
-    condition = and_(id_.in_(ids), sweep.born < sweep.cutoff, sweep.finished)
-    deleted: dict[str, int] = {}
-    started = time.perf_counter()
-    async with walk.db.transaction() as conn:
+async def _delete(
+    walk: _Walk, sweep: _Sweep, statements: _Statements, ids: list[int], size: int
+) -> None:
+    table = sweep.table.name
+    async with walk.batch(table, size) as (conn, deleted):
         if not sweep.dependents:
-            result = await conn.execute(delete(table).where(condition))
-            deleted[table.name] = result.rowcount
-        else:
-            # FOR UPDATE (PostgreSQL) holds back a replay of these rows until they are gone.
-            doomed = list(await conn.scalars(select(id_).where(condition).with_for_update()))
-            for column in sweep.dependents:
-                if doomed:
-                    result = await conn.execute(delete(column.table).where(column.in_(doomed)))
-                    deleted[column.table.name] = result.rowcount
-            if doomed:
-                await conn.execute(delete(table).where(id_.in_(doomed)))
-            deleted[table.name] = len(doomed)
-    walk.record(Batch(table=table.name, deleted=deleted, seconds=time.perf_counter() - started))
+            deleted[table] = len(await statements.delete_doomed(conn, {"ids": ids}))
+        elif doomed := [row.id for row in await statements.doomed_ids(conn, {"ids": ids})]:
+            for column, dependents in zip(
+                sweep.dependents, statements.delete_dependents, strict=True
+            ):
+                deleted[column.table.name] = len(await dependents(conn, {"ids": doomed}))
+            deleted[table] = len(await statements.delete_chosen(conn, {"ids": doomed}))
 
 
 async def _events(walk: _Walk, cutoff: datetime) -> None:
@@ -265,26 +330,34 @@ async def _events(walk: _Walk, cutoff: datetime) -> None:
     condition = and_(
         events.c.created_at < cutoff, ~exists().where(deliveries.c.event_id == events.c.id)
     )
+    window = (
+        select(events.c.id)
+        .where(events.c.workspace_id == bindparam("workspace_id"), condition)
+        .order_by(events.c.created_at)
+        .limit(bindparam("size"))
+    )
+    # Re-checked: an event replayed in between (a delivery again) is kept.
+    doomed = Prepared(
+        delete(events)
+        .where(events.c.id.in_(bindparam("ids", expanding=True)), condition)
+        .returning(events.c.id)
+    )
     async with walk.db.engine.connect() as conn:
         workspace_ids = list(
             await conn.scalars(select(tables.workspaces.c.id).order_by(tables.workspaces.c.id))
         )
     for workspace_id in workspace_ids:
         while not walk.stopped:
-            window = (
-                select(events.c.id)
-                .where(events.c.workspace_id == workspace_id, condition)
-                .order_by(events.c.created_at)
-                .limit(walk.batch_size)
-            )
+            size = walk.size(events.name)
             async with walk.db.engine.connect() as conn:
-                ids = list(await conn.scalars(window))
+                ids = list(await conn.scalars(window, {"workspace_id": workspace_id, "size": size}))
             if not ids or not await walk.may_write():
                 break
-            deleted = await walk.delete(events, and_(events.c.id.in_(ids), condition))
+            async with walk.batch(events.name, size) as (conn, deleted):
+                deleted[events.name] = len(await doomed(conn, {"ids": ids}))
             # Fewer than asked: the workspace is done. None deleted: every one of them got a
             # delivery in between (a replay); leave them to the next round rather than loop.
-            if len(ids) < walk.batch_size or deleted == 0:
+            if len(ids) < size or deleted[events.name] == 0:
                 break
 
 
@@ -313,11 +386,12 @@ async def _windows(walk: _Walk, cutoff: datetime) -> None:
     windows = tables.chat_windows
     condition = _ended_windows(cutoff)
     while not walk.stopped:
+        size = walk.size(windows.name)
         window = (
             select(windows.c.bot_id, windows.c.chat_id)
             .where(condition)
             .order_by(windows.c.started_at)
-            .limit(walk.batch_size)
+            .limit(size)
         )
         async with walk.db.engine.connect() as conn:  # a read: no write lock
             chats = (await conn.execute(window)).all()
@@ -335,8 +409,10 @@ async def _windows(walk: _Walk, cutoff: datetime) -> None:
             )
         )
         # Re-checked: a chat whose window reopened (or got an update) in between keeps it.
-        deleted = await walk.delete(windows, and_(chosen, condition))
+        async with walk.batch(windows.name, size) as (conn, deleted):
+            ended = await conn.execute(delete(windows).where(chosen, condition))
+            deleted[windows.name] = ended.rowcount
         # As for events: fewer than asked ends the walk, and so does a batch that all
         # reopened in between, left to the next round rather than read again at once.
-        if len(chats) < walk.batch_size or deleted == 0:
+        if len(chats) < size or deleted[windows.name] == 0:
             return
