@@ -60,8 +60,9 @@ async def test_each_batch_statement_searches_the_batch_ids(name: str, tmp_path: 
         ):
             await statement(conn, batch)
         for sql, params in list(ran):
-            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
-            plans.append(next(row[3] for row in rows if row[3].startswith(("SEARCH", "SCAN"))))
+            explained = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            details = [str(row["detail"]) for row in explained.mappings()]
+            plans.append(next(d for d in details if d.startswith(("SEARCH", "SCAN"))))
         await conn.rollback()
     await db.dispose()
 
