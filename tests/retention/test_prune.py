@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, insert, select
 
+from tests.e2e.harness import eventually
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
 from tgrelay.inbox import chat_limit
@@ -315,7 +317,8 @@ async def test_batches_are_bounded_and_paced(db: Database) -> None:
     batches: list[tuple[str, dict[str, int]]] = []
     pauses: list[int] = []
 
-    async def between() -> bool:
+    async def between(last: prune.Batch) -> bool:
+        assert last.table == batches[-1][0]  # the batch just written
         pauses.append(len(batches))
         return True
 
@@ -377,6 +380,39 @@ async def test_batches_are_sized_by_how_long_the_last_one_held_the_lock(db: Data
     assert (deleted, await ids(db, tables.audit_log)) == ({"audit_log": 30}, [])
 
 
+async def test_a_batch_is_timed_from_when_it_holds_the_lock(db: Database) -> None:
+    """Waiting for another writer's turn is not the batch's time: sizes follow the hold."""
+    if not db.is_sqlite:
+        pytest.skip("the wait for this process's write turn is SQLite's")
+    await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 4)])
+    now = [0.0]
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def other_writer() -> None:
+        async with db.transaction():
+            holding.set()
+            await release.wait()
+            now[0] += 1.0  # a second passes while the pruner waits for its turn
+
+    writer = asyncio.create_task(other_writer())
+    await holding.wait()
+    batches: list[prune.Batch] = []
+    pruning = asyncio.create_task(
+        prune.prune(db, Policy(), now=NOW, clock=lambda: now[0], observe=batches.append)
+    )
+
+    async def pruner_waits() -> bool:
+        return bool(db._sqlite_writers._waiting[False])
+
+    await eventually(pruner_waits)
+    release.set()
+    deleted = await pruning
+    await writer
+
+    assert deleted == {"audit_log": 3}
+    assert [batch.seconds for batch in batches] == [0.0]
+
+
 @pytest.mark.parametrize(
     ("size", "seconds", "expected"),
     [
@@ -387,7 +423,7 @@ async def test_batches_are_sized_by_how_long_the_last_one_held_the_lock(db: Data
         (100, 0.0, 200),  # too quick to time: doubled
         (100, 0.006, 83),  # a little slow: a little less
         (100, 0.050, 50),  # far slower: at most halved
-        (1, 0.050, 1),  # never below one row
+        (60, 0.050, 50),  # never below a tenth of batch_size
     ],
 )
 def test_the_next_batch_size_aims_at_the_batch_time(
@@ -400,7 +436,7 @@ async def test_between_saying_no_ends_the_round(db: Database) -> None:
     """When `between` answers False (the lease was lost) no further batch is written."""
     await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 8)])
 
-    async def lease_lost() -> bool:
+    async def lease_lost(_: prune.Batch) -> bool:
         return False
 
     deleted = await prune.prune(

@@ -13,6 +13,7 @@ from tests.e2e.harness import eventually
 from tgrelay.clock import utcnow
 from tgrelay.db import tables
 from tgrelay.db.engine import Database
+from tgrelay.retention import prune
 from tgrelay.retention.policy import Policy
 from tgrelay.retention.runner import Pruner, Round
 from tgrelay.testing.clock import Clock
@@ -109,3 +110,53 @@ async def test_one_runner_across_two_runtimes_and_a_takeover(
     assert (audit_rows, lease_rows) == ([], [])
     if first_db.is_sqlite:  # its rounds' writes, its lease's included, are the pruner's
         assert set(writers) == {"retention"}
+
+
+async def test_the_pruner_leaves_the_lock_to_others_between_batches(
+    two_runtimes: tuple[Database, Database],
+) -> None:
+    """A pause between any two batches of a round, never shorter than pause_seconds."""
+    db, _ = two_runtimes
+    async with db.transaction() as conn:
+        await conn.execute(
+            insert(tables.audit_log),
+            [
+                {"action": "intake.rejected", "actor": "telegram", "detail": "{}", "created_at": T0}
+                for _ in range(5)
+            ],
+        )
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    pruner = Pruner(
+        db,
+        Policy(audit=timedelta(days=1)),
+        clock=Clock(start=T0 + timedelta(days=2)),
+        sleep=sleep,
+        interval_seconds=60,
+        batch_size=2,
+        pause_seconds=0.002,
+    )
+    done = await pruner.run_once()
+
+    assert done is not None
+    assert dict(done.deleted) == {"audit_log": 5}
+    assert len(pauses) >= 2  # three batches or more, a pause between each two
+    assert min(pauses) >= 0.002
+
+
+@pytest.mark.parametrize(("held", "pause"), [(0.004, 0.012), (0.0001, 0.002), (0.0, 0.002)])
+def test_the_pause_after_a_batch_is_three_times_its_hold(held: float, pause: float) -> None:
+    pruner = Pruner(
+        None,  # type: ignore[arg-type]  # pause_after reads no database
+        Policy(),
+        clock=Clock(start=T0),
+        sleep=asyncio.sleep,
+        interval_seconds=60,
+        pause_seconds=0.002,
+    )
+    batch = prune.Batch(table="updates", size=100, deleted={"updates": 100}, seconds=held)
+
+    assert pruner.pause_after(batch) == pytest.approx(pause)

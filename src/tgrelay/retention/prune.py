@@ -70,9 +70,13 @@ BATCH_SIZE = 500
 # and the intake's goal is a p99 of 10 ms; `bench/soak.py` found 500-row batches holding it
 # over 10 ms in 70 % of cases at a slow hour.
 BATCH_SECONDS = 0.005
-# Pause between two batches, so writers of other processes (the intake's SQLite writer) get
-# the lock in between: a batch holds it for at most about a third of the time.
-PAUSE_SECONDS = 0.02
+# The runner's pause after a batch, in multiples of the batch's hold on the write lock: while
+# the pruner has rows to delete it holds the lock at most a quarter of the time, and the
+# intake's writer (another process, which looks for the lock every half millisecond) and
+# the updates worker get it in between. A fixed 20 ms pause, once batches held the lock ~2 ms,
+# let the pruner fall behind 1,000 updates/s in `bench/soak.py`.
+PAUSE_PER_HOLD = 3.0
+PAUSE_SECONDS = 0.002  # the shortest pause
 
 FINISHED_DELIVERY = (DeliveryStatus.DELIVERED.value, DeliveryStatus.DEAD_LETTER.value)
 UNFINISHED_JOB = (JobState.PENDING.value, JobState.RUNNING.value)
@@ -85,15 +89,16 @@ class Batch:
     table: str  # the table walked
     size: int  # rows of it the batch read: its batch size then
     deleted: Mapping[str, int]  # rows deleted per table (a delivery takes its attempts along)
-    seconds: float  # wall time inside the write transaction, commit included
+    seconds: float  # wall time inside the write transaction (from BEGIN's return), commit included
 
 
-# Awaited between two batches; False ends the round (the runner's lease was lost).
-Between = Callable[[], Awaitable[bool]]
+# Awaited between two batches, with the one just written; False ends the round (the
+# runner's lease was lost).
+Between = Callable[[Batch], Awaitable[bool]]
 Observe = Callable[[Batch], None]
 
 
-async def _always() -> bool:
+async def _always(_: Batch) -> bool:
     return True
 
 
@@ -104,9 +109,10 @@ def _ignore(_: Batch) -> None:
 def next_batch_size(size: int, seconds: float, *, target: float, most: int) -> int:
     """The size of a table's next batch, after one of `size` rows held the lock `seconds`:
     scaled towards `target`, by at most a halving or a doubling (one slow commit is not a
-    trend), and within 1…`most`."""
+    trend), and between a tenth of `most` and `most`: a hold also counts the commit's way
+    back through a busy event loop, and batches of a row or two could not keep up."""
     wanted = most if seconds <= 0 else int(size * target / seconds)
-    return max(1, size // 2, min(wanted, size * 2, most))
+    return max(most // 10, 1, size // 2, min(wanted, size * 2, most))
 
 
 @dataclass(kw_only=True)
@@ -119,12 +125,12 @@ class _Walk:
     clock: Callable[[], float]
     sizes: dict[str, int] = field(default_factory=dict)  # each table's next batch
     deleted: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
+    last: Batch | None = None  # the round's latest batch
     stopped: bool = False  # `between` said no: the round ends
 
     async def may_write(self) -> bool:
         """Before each write transaction but the first, wait `between` and heed its answer."""
-        if not self.stopped and self.batches and not await self.between():
+        if not self.stopped and self.last is not None and not await self.between(self.last):
             self.stopped = True
         return not self.stopped
 
@@ -141,15 +147,17 @@ class _Walk:
         on the connection and counts the rows per table in the dict; then it is recorded,
         and the table's next size follows from its time."""
         deleted: dict[str, int] = {}
-        started = self.clock()
         async with self.db.transaction() as conn:
+            # From here: the wait for the lock (or, on SQLite, for this process's other
+            # writers' turns) is not the batch's doing, and its size should not follow it.
+            started = self.clock()
             yield conn, deleted
         batch = Batch(table=table, size=size, deleted=deleted, seconds=self.clock() - started)
         if self.batch_seconds is not None:
             self.sizes[table] = next_batch_size(
                 size, batch.seconds, target=self.batch_seconds, most=self.batch_size
             )
-        self.batches += 1
+        self.last = batch
         self.deleted.update(deleted)
         self.observe(batch)
 

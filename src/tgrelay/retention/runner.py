@@ -84,13 +84,17 @@ class Pruner:
         await self._task.run_once()
         return self._last
 
+    def pause_after(self, batch: prune.Batch) -> float:
+        """How long to leave the write lock to others after `batch`."""
+        return max(self._pause, batch.seconds * prune.PAUSE_PER_HOLD)
+
     async def _prune(self, lease: periodic.HeldLease) -> None:
         now = self._clock()
 
-        async def between() -> bool:
+        async def between(batch: prune.Batch) -> bool:
             if self._task.stopping:
                 return False
-            await self._sleep(self._pause)
+            await self._sleep(self.pause_after(batch))
             return await lease.still_held()
 
         deleted = await prune.prune(
