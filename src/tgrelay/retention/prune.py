@@ -274,8 +274,10 @@ class _Statements:
 
     def __init__(self, sweep: _Sweep) -> None:
         table, id_ = sweep.table, sweep.table.c.id
+        # Whether each row is old, not when it was born: reading a timestamp back costs
+        # its parse, for every row of every window, on serve's loop.
         self.window = (
-            select(id_, sweep.born, sweep.finished.label("finished"))
+            select(id_, (sweep.born < sweep.cutoff).label("old"), sweep.finished.label("finished"))
             .where(id_ > bindparam("after"))
             .order_by(id_)
             .limit(bindparam("size"))
@@ -307,7 +309,7 @@ async def _by_id(walk: _Walk, sweep: _Sweep) -> None:
         size = walk.size(sweep.table.name)
         async with walk.db.engine.connect() as conn:  # a read: no write lock
             rows = (await conn.execute(statements.window, {"after": after, "size": size})).all()
-        old = list(takewhile(lambda row: row[1] < sweep.cutoff, rows))
+        old = list(takewhile(lambda row: row.old, rows))
         # Old rows not finished yet (a pending job) cost this read, never a write transaction.
         doomed = [row.id for row in old if row.finished]
         if doomed and await walk.may_write():
