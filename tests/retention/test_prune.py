@@ -414,6 +414,20 @@ async def test_a_batch_is_timed_from_when_it_holds_the_lock(db: Database) -> Non
 
 
 @pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"batch_seconds": 0.0}, "batch_seconds must be positive"),
+    ],
+)
+async def test_batches_of_nothing_are_refused(
+    db: Database, arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await prune.prune(db, Policy(), now=NOW, **arguments)
+
+
+@pytest.mark.parametrize(
     ("size", "seconds", "expected"),
     [
         (100, 0.005, 100),  # on the aim: kept
