@@ -401,7 +401,7 @@ async def test_a_batch_is_timed_from_when_it_holds_the_lock(db: Database) -> Non
         prune.prune(db, Policy(), now=NOW, clock=lambda: now[0], observe=batches.append)
     )
 
-    async def pruner_waits() -> bool:
+    async def pruner_waits() -> bool:  # queued for the turn (write_turns has no public count)
         return bool(db._sqlite_writers._waiting[False])
 
     await eventually(pruner_waits)
