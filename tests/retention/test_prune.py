@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -353,18 +354,23 @@ async def test_batches_are_bounded_and_paced(db: Database) -> None:
     }
 
 
+def batches_holding(holds: Iterator[float]) -> Callable[[], float]:
+    """A clock for `prune`, read at each batch's start and end: each batch holds the lock for
+    the next of `holds`."""
+    readings: list[float] = []
+
+    def clock() -> float:
+        now = readings[-1] if readings else 0.0
+        readings.append(now if len(readings) % 2 == 0 else now + next(holds))
+        return readings[-1]
+
+    return clock
+
+
 async def test_batches_are_sized_by_how_long_the_last_one_held_the_lock(db: Database) -> None:
     """Two batches twice as long as the aim halve the size, quick ones double it back, never
     past batch_size (here the batches' times come from a clock the test moves)."""
     await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in range(1, 31)])
-    held = iter([0.008, 0.008, 0.001, 0.001, 0.001, 0.001])
-    readings: list[float] = []
-
-    def clock() -> float:  # read at each batch's start and end
-        now = readings[-1] if readings else 0.0
-        readings.append(now if len(readings) % 2 == 0 else now + next(held))
-        return readings[-1]
-
     batches: list[tuple[int, int]] = []
     deleted = await prune.prune(
         db,
@@ -372,12 +378,33 @@ async def test_batches_are_sized_by_how_long_the_last_one_held_the_lock(db: Data
         now=NOW,
         batch_size=8,
         batch_seconds=0.004,
-        clock=clock,
+        clock=batches_holding(iter([0.008, 0.008, 0.001, 0.001, 0.001, 0.001])),
         observe=lambda batch: batches.append((batch.size, batch.deleted["audit_log"])),
     )
 
     assert batches == [(8, 8), (4, 4), (2, 2), (4, 4), (8, 8), (8, 4)]
     assert (deleted, await ids(db, tables.audit_log)) == ({"audit_log": 30}, [])
+
+
+async def test_sizes_carry_over_to_the_next_round(db: Database) -> None:
+    """Given the sizes a round left, the next round's first batch starts at them."""
+    sizes: dict[str, int] = {}
+    seen: list[int] = []
+    for rows in (range(1, 9), range(9, 13)):  # 8 rows, then 4
+        await add(db, tables.audit_log, [audit_row(n, ago(400)) for n in rows])
+        await prune.prune(
+            db,
+            Policy(),
+            now=NOW,
+            batch_size=8,
+            batch_seconds=0.004,
+            clock=batches_holding(itertools.repeat(0.008)),  # each twice the aim
+            observe=lambda batch: seen.append(batch.size),
+            sizes=sizes,
+        )
+
+    assert seen == [8, 4]  # without them the second round would have started at 8 again
+    assert sizes == {"audit_log": 2}
 
 
 async def test_a_batch_is_timed_from_when_it_holds_the_lock(db: Database) -> None:

@@ -145,6 +145,7 @@ async def test_the_pruner_leaves_the_lock_to_others_between_batches(
     assert dict(done.deleted) == {"audit_log": 5}
     assert len(pauses) >= 2  # three batches or more, a pause between each two
     assert min(pauses) >= 0.002
+    assert set(pruner._sizes) == {"audit_log"}  # kept for the next round's batches
 
 
 @pytest.mark.parametrize(("held", "pause"), [(0.004, 0.012), (0.0001, 0.002), (0.0, 0.002)])

@@ -127,7 +127,7 @@ class _Walk:
     observe: Observe
     batch_seconds: float | None  # None: every batch of batch_size rows
     clock: Callable[[], float]
-    sizes: dict[str, int] = field(default_factory=dict)  # each table's next batch
+    sizes: dict[str, int]  # each table's next batch
     deleted: Counter[str] = field(default_factory=Counter)
     last: Batch | None = None  # the round's latest batch
     stopped: bool = False  # `between` said no: the round ends
@@ -176,12 +176,15 @@ async def prune(
     between: Between = _always,
     observe: Observe = _ignore,
     clock: Callable[[], float] = time.perf_counter,
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """One round: delete every finished row past its age, and every ended chat window, at
     `now`. Returns rows per table.
 
     A table's first batch takes up to `batch_size` rows, the next ones as many as should
     hold the write lock `batch_seconds` (timed with `clock`), never more than `batch_size`.
+    `sizes` (each table's next batch size, updated in place) carries them from one round to
+    the next, so that a round's first batches are sized too.
     Deliveries (with their attempts) go before events, as an event goes only once no
     delivery of it is left; `between` is awaited between any two batches.
     """
@@ -197,6 +200,7 @@ async def prune(
         between=between,
         observe=observe,
         clock=clock,
+        sizes={} if sizes is None else sizes,
     )
     if Kind.JOBS in cut or Kind.DEAD_JOBS in cut:
         await _by_id(walk, _jobs(cut.get(Kind.JOBS), cut.get(Kind.DEAD_JOBS)))

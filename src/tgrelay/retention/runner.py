@@ -60,6 +60,7 @@ class Pruner:
         self._batch_size = batch_size
         self._pause = pause_seconds
         self._on_round = on_round
+        self._sizes: dict[str, int] = {}  # each table's next batch, from round to round
         self._last: Round | None = None
         self._task = periodic.Periodic(
             db,
@@ -104,6 +105,7 @@ class Pruner:
             batch_size=self._batch_size,
             between=between,
             observe=_log_slow,
+            sizes=self._sizes,
         )
         done = Round(holder=self.holder, now=now, deleted=deleted, complete=not lease.lost)
         if any(deleted.values()) or lease.lost:
