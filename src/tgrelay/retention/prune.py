@@ -291,8 +291,8 @@ class _Statements:
             .limit(bindparam("size"))
         )
         # The window's finished rows, re-checked there (a job claimed or a delivery replayed
-        # in between is kept). By their ids, not by the window's id range: for a range
-        # SQLite's planner picked ix_jobs_state_run_at and read every done job.
+        # in between is kept), by their ids: tests/retention/test_prune_plan.py checks that
+        # each statement searches them by primary key.
         chosen = id_.in_(bindparam("ids", expanding=True))
         doomed = and_(chosen, sweep.born < sweep.cutoff, sweep.finished)
         # With dependents the ids are read first; FOR UPDATE (PostgreSQL) holds back a
