@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, update
 
 from tests.e2e.harness import eventually
 from tgrelay.db import tables
@@ -471,6 +471,60 @@ def test_the_next_batch_size_aims_at_the_batch_time(
     size: int, seconds: float, expected: int
 ) -> None:
     assert prune.next_batch_size(size, seconds, target=0.005, most=500) == expected
+
+
+async def test_a_job_retried_after_its_window_was_read_is_kept(db: Database) -> None:
+    """A batch's delete re-checks its condition: a dead job made pending again (a retry)
+    between the read of its window and the batch stays."""
+    await add(
+        db,
+        tables.jobs,
+        [
+            job_row(1, "done", created=ago(40), finished=ago(40)),
+            job_row(2, "dead", created=ago(40), finished=ago(40)),
+        ],
+    )
+
+    async def retry_meanwhile(_: prune.Batch) -> bool:  # job 2's window is read by now
+        async with db.transaction() as conn:
+            await conn.execute(
+                update(tables.jobs).where(tables.jobs.c.id == 2).values(state="pending")
+            )
+        return True
+
+    deleted = await prune.prune(
+        db, Policy(), now=NOW, batch_size=1, batch_seconds=None, between=retry_meanwhile
+    )
+
+    assert (deleted, await ids(db, tables.jobs)) == ({"jobs": 1}, [2])
+
+
+async def test_an_event_replayed_after_its_window_was_read_is_kept(db: Database) -> None:
+    """The events' delete re-checks its condition: an event that got a delivery again (a
+    replay) between the read of its window and the batch stays; the rest of the batch goes."""
+    await add(db, tables.events, [event_row(f"evt_{n}", ago(40)) for n in ("old", "replayed")])
+    await add(
+        db,
+        tables.deliveries,
+        [delivery_row(1, "evt_old", "delivered", created=ago(40), updated=ago(40))],
+    )
+
+    async def replay_meanwhile(last: prune.Batch) -> bool:
+        if last.table == "deliveries":  # the events' window is read, their batch is next
+            await add(
+                db,
+                tables.deliveries,
+                [delivery_row(2, "evt_replayed", "pending", created=NOW, updated=NOW)],
+            )
+        return True
+
+    deleted = await prune.prune(db, Policy(), now=NOW, between=replay_meanwhile)
+
+    assert deleted == {"deliveries": 1, "events": 1}
+    assert (await ids(db, tables.events), await ids(db, tables.deliveries)) == (
+        ["evt_replayed"],
+        [2],
+    )
 
 
 async def test_between_saying_no_ends_the_round(db: Database) -> None:
